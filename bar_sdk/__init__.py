@@ -1,0 +1,29 @@
+"""bar-sdk: black-box adversarial reprogramming of classifiers you can only query.
+
+>>> from bar_sdk import BARClassifier, QueryBudgetExceeded   # doctest: +SKIP
+"""
+
+from bar_sdk.contract import BlackBox, GradientModel, check_images, check_model
+from bar_sdk.errors import (
+    AuthenticationError,
+    BarError,
+    CheckpointError,
+    InvalidInputError,
+    InvalidModelError,
+    ModelOutputError,
+    QueryBudgetExceeded,
+    RateLimitError,
+    RemoteError,
+    ResponseFormatError,
+    TransientError,
+)
+from bar_sdk.ledger import MeteredModel, QueryLedger
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlackBox", "GradientModel", "check_images", "check_model",
+    "BarError", "InvalidInputError", "ModelOutputError", "InvalidModelError", "QueryBudgetExceeded",
+    "CheckpointError", "RemoteError", "AuthenticationError", "RateLimitError", "ResponseFormatError",
+    "TransientError", "MeteredModel", "QueryLedger",
+]

@@ -1,0 +1,228 @@
+"""The black-box contract and the checks at the boundary.
+
+A *black box* is any object with
+
+- ``predict_proba(x) -> ndarray (n, n_classes)``: scores for a float32 batch
+  ``x`` shaped ``(n, C, H, W)`` with values in [0, 1];
+- ``n_classes``: the number of scores per image;
+- ``input_shape``: ``(C, H, W)``;
+- optionally ``labels``: a sequence of ``n_classes`` names.
+
+No base class is needed (duck typing). Scores need not sum to one: an API
+that returns only its top-k labels fills the rest with zeros.
+
+A model that can also give exact gradients (for white-box baselines only)
+additionally implements :class:`GradientModel`.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from bar_sdk.errors import InvalidInputError, InvalidModelError, ModelOutputError
+
+__all__ = [
+    "BlackBox",
+    "GradientModel",
+    "check_model",
+    "check_images",
+    "check_scores",
+    "has_gradients",
+]
+
+
+@runtime_checkable
+class BlackBox(Protocol):
+    """What bar-sdk needs from a model: scores out, nothing else."""
+
+    n_classes: int
+    input_shape: tuple[int, int, int]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
+        ...
+
+
+@runtime_checkable
+class GradientModel(Protocol):
+    """Optional capability: exact input gradients (white-box baselines only).
+
+    ``log_proba_gradient(x, loss_fn)`` runs the model on ``x``, hands the
+    log-probabilities ``(n, n_classes)`` to ``loss_fn``, which returns
+    ``(loss, dloss_dlogp)``, and returns ``(loss, dloss_dx)`` with
+    ``dloss_dx`` shaped like ``x``. Every loss of the scores can be written
+    this way (``dL/dlogp = dL/dp * p``), and log-probabilities are the
+    numerically stable form (a logit margin equals a log-probability margin).
+    """
+
+    def log_proba_gradient(
+        self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
+    ) -> tuple[float, np.ndarray]:  # pragma: no cover - protocol
+        ...
+
+
+def has_gradients(model: Any) -> bool:
+    """True when ``model`` offers exact input gradients."""
+    return callable(getattr(model, "log_proba_gradient", None))
+
+
+def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, int]]:
+    """Check that ``model`` satisfies the contract; return ``(n_classes, input_shape)``."""
+    if not callable(getattr(model, "predict_proba", None)):
+        raise InvalidModelError(
+            f"{name}={type(model).__name__!s} has no callable predict_proba; expected an object with "
+            "predict_proba(x) -> (n, n_classes), n_classes and input_shape (C, H, W)"
+        )
+    n_classes = getattr(model, "n_classes", None)
+    if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
+        raise InvalidModelError(f"{name}.n_classes={n_classes!r}; expected an integer >= 2")
+    shape = getattr(model, "input_shape", None)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise InvalidModelError(f"{name}.input_shape={shape!r}; expected a tuple (C, H, W)") from None
+    if len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3):
+        raise InvalidModelError(
+            f"{name}.input_shape={shape!r}; expected (C, H, W) with C in (1, 3) and H, W >= 1"
+        )
+    labels = getattr(model, "labels", None)
+    if labels is not None and len(labels) != n_classes:
+        raise InvalidModelError(f"{name}.labels has {len(labels)} names; expected n_classes={n_classes}")
+    return int(n_classes), shape  # type: ignore[return-value]
+
+
+def check_images(x: Any, name: str = "X", *, allow_nhwc: bool = True) -> np.ndarray:
+    """Validate an image batch and return it as float32 NCHW in [0, 1].
+
+    Accepted: ``(n, H, W)`` (grey) or ``(n, C, H, W)`` with C in (1, 3); also
+    ``(n, H, W, C)`` when that reading is unambiguous (C in (1, 3) last and
+    not second). dtype uint8 (divided by 255) or floating point with every
+    value in [0, 1]. Anything else is refused, never clipped.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object or not (arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating)):
+        raise InvalidInputError(
+            f"{name} has dtype {arr.dtype}; expected uint8 or floats in [0, 1]"
+        )
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4:
+        if arr.shape[1] not in (1, 3):
+            if allow_nhwc and arr.shape[3] in (1, 3):
+                arr = np.moveaxis(arr, 3, 1)
+            else:
+                raise InvalidInputError(
+                    f"{name} has shape {arr.shape}; expected (n, C, H, W) or (n, H, W, C) with C in (1, 3)"
+                )
+    else:
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}; expected images (n, H, W) or (n, C, H, W)"
+        )
+    if arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} is empty (shape {arr.shape}); expected at least one image")
+    if min(arr.shape[2:]) < 1:
+        raise InvalidInputError(f"{name} has shape {arr.shape}; expected H, W >= 1")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr, dtype=np.float32) / np.float32(255.0)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise InvalidInputError(f"{name} has {bad} NaN or infinite values; expected floats in [0, 1]")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise InvalidInputError(
+            f"{name} has values in [{lo:.4g}, {hi:.4g}]; expected floats in [0, 1] "
+            "(scale them yourself, or pass uint8; nothing is clipped silently)"
+        )
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_scores(scores: Any, n: int, n_classes: int, name: str = "model") -> np.ndarray:
+    """Validate what a model returned for a batch of ``n`` images."""
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ModelOutputError(
+            f"{name}.predict_proba returned {type(scores).__name__}; expected a numeric array (n, n_classes)"
+        ) from None
+    if arr.shape != (n, n_classes):
+        raise ModelOutputError(
+            f"{name}.predict_proba returned shape {arr.shape} for {n} images; expected ({n}, {n_classes})"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ModelOutputError(f"{name}.predict_proba returned NaN or infinite scores; expected finite scores >= 0")
+    if arr.size and arr.min() < 0:
+        raise ModelOutputError(
+            f"{name}.predict_proba returned a negative score ({arr.min():.4g}); expected scores >= 0"
+        )
+    return arr
+
+
+# --- small parameter checks shared by estimators and attacks -----------------------------
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """Return ``value`` as int, or raise naming ``name`` and the bounds."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise InvalidInputError(f"{name}={value!r}; expected an integer" + _bounds(low, high))
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidInputError(f"{name}={value!r}; expected an integer" + _bounds(low, high))
+    return int(value)
+
+
+def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, allow_none: bool = False) -> float | None:
+    """Return ``value`` as float, or raise naming ``name`` and the bounds."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
+        raise InvalidInputError(f"{name}={value!r}; expected a finite number" + _bounds(low, high, low_open))
+    if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
+        raise InvalidInputError(f"{name}={value!r}; expected a number" + _bounds(low, high, low_open))
+    return float(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise listing them."""
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidInputError(f"{name}={value!r}; expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
+    """Validate integer class labels 0..k-1 (k >= 2); return ``(y, k)``."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InvalidInputError(f"{name} has shape {np.asarray(y).shape}; expected ({n},) labels, one per sample")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise InvalidInputError(f"{name} has non-integer values; expected integer labels 0..k-1")
+        arr = arr.astype(np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected integer labels 0..k-1")
+    arr = arr.astype(np.int64)
+    classes = np.unique(arr)
+    if classes.size < 2:
+        raise InvalidInputError(f"{name} holds a single class ({classes.tolist()}); expected at least two classes")
+    if classes[0] != 0 or classes[-1] != classes.size - 1:
+        raise InvalidInputError(
+            f"{name} has labels {classes.tolist()[:10]}; expected every label in 0..k-1 to occur "
+            "(encode them with sklearn.preprocessing.LabelEncoder)"
+        )
+    return arr, int(classes.size)
+
+
+def _bounds(low: Any, high: Any, low_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low}, {high}]"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""

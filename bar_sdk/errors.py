@@ -1,0 +1,101 @@
+"""The one exception tree of bar-sdk.
+
+Every error the SDK raises on purpose derives from :class:`BarError` and also
+from the matching builtin, so ``except ValueError`` keeps working for callers
+who do not know this package::
+
+    BarError
+    ├── InvalidInputError (ValueError)        bad argument or data, raised before any query
+    │   └── ModelOutputError                  the model answered with the wrong shape, NaN, ...
+    ├── InvalidModelError (TypeError)         the object does not satisfy the black-box contract
+    ├── QueryBudgetExceeded (RuntimeError)    a batch would cross ``max_queries``; nothing was sent
+    ├── CheckpointError (ValueError)          corrupt, truncated or mismatched checkpoint
+    └── RemoteError (RuntimeError)            a remote model failed (see adapters.remote)
+        ├── AuthenticationError               401/403: never retried
+        ├── RateLimitError                    429 or a vendor throttle body, after retries ran out
+        ├── ResponseFormatError (ValueError)  the body could not be parsed into scores
+        └── TransientError                    5xx, timeout, connection error, after retries ran out
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BarError",
+    "InvalidInputError",
+    "ModelOutputError",
+    "InvalidModelError",
+    "QueryBudgetExceeded",
+    "CheckpointError",
+    "RemoteError",
+    "AuthenticationError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "TransientError",
+]
+
+
+class BarError(Exception):
+    """Base class of every error raised on purpose by bar-sdk."""
+
+
+class InvalidInputError(BarError, ValueError):
+    """An argument or a data array is not what was expected.
+
+    The message names the parameter, the offending value and what was
+    expected. Raised before any query is spent.
+    """
+
+
+class ModelOutputError(InvalidInputError):
+    """A model answered with scores of the wrong shape, NaN/inf or negatives."""
+
+
+class InvalidModelError(BarError, TypeError):
+    """The object does not satisfy the black-box contract."""
+
+
+class QueryBudgetExceeded(BarError, RuntimeError):
+    """Sending the next batch would exceed ``max_queries``; nothing was sent.
+
+    Attributes
+    ----------
+    requested : int
+        Images in the batch that was refused.
+    spent : int
+        Images already counted against the budget.
+    max_queries : int
+        The budget.
+    """
+
+    def __init__(self, requested: int, spent: int, max_queries: int, what: str = "max_queries"):
+        self.requested = int(requested)
+        self.spent = int(spent)
+        self.max_queries = int(max_queries)
+        super().__init__(
+            f"{what}={self.max_queries} would be exceeded: {self.spent} queries spent, "
+            f"a batch of {self.requested} refused (nothing was sent)"
+        )
+
+
+class CheckpointError(BarError, ValueError):
+    """A checkpoint is corrupt, truncated or belongs to another configuration."""
+
+
+class RemoteError(BarError, RuntimeError):
+    """A remote model failed; subclasses say how."""
+
+
+class AuthenticationError(RemoteError):
+    """The API refused the credentials (401/403). Never retried."""
+
+
+class RateLimitError(RemoteError):
+    """The API kept throttling after every retry allowed was spent."""
+
+
+class ResponseFormatError(RemoteError, ValueError):
+    """The API's body could not be read as scores."""
+
+
+class TransientError(RemoteError):
+    """5xx, timeout or connection failure that outlasted the retries."""

@@ -1,0 +1,153 @@
+"""The one place queries are counted and budgets enforced.
+
+Every image that bar-sdk sends to a model goes through a
+:class:`MeteredModel`, which asks its :class:`QueryLedger` for room *before*
+the batch leaves and records it when the model has answered. A batch that
+would cross the budget is refused whole, so the budget is never exceeded,
+not even by one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from bar_sdk.contract import check_int, check_model, check_scores, has_gradients
+from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded
+
+__all__ = ["QueryLedger", "MeteredModel"]
+
+
+class QueryLedger:
+    """Counts images sent to a model, by purpose, under an optional hard cap.
+
+    Parameters
+    ----------
+    max_queries : int or None
+        Hard cap on images counted against this ledger; ``None`` for none.
+
+    Attributes
+    ----------
+    queries : int
+        Images answered so far (all purposes).
+    by_purpose : dict[str, int]
+        The same count split by purpose (``"mapping"``, ``"train"``, ...).
+    calls : int
+        Batches answered.
+    failed : int
+        Images in batches whose call raised (sent, answer unknown). They are
+        counted in ``queries`` too: an image that left may have been billed.
+    """
+
+    def __init__(self, max_queries: int | None = None):
+        self.max_queries = check_int(max_queries, "max_queries", low=1, allow_none=True)
+        self.queries = 0
+        self.calls = 0
+        self.failed = 0
+        self.by_purpose: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int | None:
+        """Images that may still be sent, or ``None`` without a cap."""
+        return None if self.max_queries is None else self.max_queries - self.queries
+
+    def can_afford(self, n: int) -> bool:
+        """True when a batch of ``n`` images fits in what is left."""
+        return self.max_queries is None or self.queries + n <= self.max_queries
+
+    def reserve(self, n: int, purpose: str) -> None:
+        """Count ``n`` images before they leave, or raise without counting."""
+        with self._lock:
+            if not self.can_afford(n):
+                raise QueryBudgetExceeded(n, self.queries, self.max_queries)  # type: ignore[arg-type]
+            self.queries += n
+            self.calls += 1
+            self.by_purpose[purpose] = self.by_purpose.get(purpose, 0) + n
+
+    def mark_failed(self, n: int) -> None:
+        with self._lock:
+            self.failed += n
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"max_queries": self.max_queries, "queries": self.queries, "calls": self.calls,
+                "failed": self.failed, "by_purpose": dict(self.by_purpose)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.queries = int(state["queries"])
+        self.calls = int(state["calls"])
+        self.failed = int(state["failed"])
+        self.by_purpose = {str(k): int(v) for k, v in state["by_purpose"].items()}
+
+    def __repr__(self) -> str:
+        cap = "no cap" if self.max_queries is None else f"max_queries={self.max_queries}"
+        return f"QueryLedger(queries={self.queries}, {cap}, by_purpose={self.by_purpose})"
+
+
+class MeteredModel:
+    """A model seen through a ledger: every call is budgeted, counted and checked.
+
+    The wrapper itself satisfies the black-box contract, so it can be passed
+    wherever a model is expected. Scores are validated (shape, finite,
+    non-negative) and returned as float64.
+
+    Parameters
+    ----------
+    model : black box
+        Anything with ``predict_proba``, ``n_classes`` and ``input_shape``.
+    ledger : QueryLedger, optional
+        Where calls are counted; a fresh uncapped ledger by default.
+    batch_size : int, optional
+        Largest batch handed to the model at once; larger requests are split
+        (each part budgeted before it leaves).
+    """
+
+    def __init__(self, model: Any, ledger: QueryLedger | None = None, batch_size: int | None = None):
+        self.n_classes, self.input_shape = check_model(model)
+        self.model = model
+        self.ledger = ledger if ledger is not None else QueryLedger()
+        self.batch_size = check_int(batch_size, "batch_size", low=1, allow_none=True)
+        self.labels = getattr(model, "labels", None)
+
+    def predict_proba(self, x: np.ndarray, purpose: str = "query") -> np.ndarray:
+        """Scores for ``x`` (float32 NCHW in [0, 1]), counted under ``purpose``."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != tuple(self.input_shape):
+            raise InvalidInputError(
+                f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})"
+            )
+        n = x.shape[0]
+        if n == 0:
+            return np.zeros((0, self.n_classes))
+        step = self.batch_size or n
+        parts = []
+        for start in range(0, n, step):
+            chunk = x[start:start + step]
+            self.ledger.reserve(len(chunk), purpose)
+            try:
+                out = self.model.predict_proba(chunk)
+            except BaseException:
+                self.ledger.mark_failed(len(chunk))
+                raise
+            parts.append(check_scores(out, len(chunk), self.n_classes))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    @property
+    def has_gradients(self) -> bool:
+        return has_gradients(self.model)
+
+    def log_proba_gradient(self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]],
+                           purpose: str = "white-box") -> tuple[float, np.ndarray]:
+        """Exact gradients (white-box), counted like any other query."""
+        if not self.has_gradients:
+            raise InvalidInputError(
+                f"model={type(self.model).__name__} offers no gradients; expected a model with "
+                "log_proba_gradient (e.g. adapters.TorchModel) for white-box training"
+            )
+        self.ledger.reserve(len(x), purpose)
+        return self.model.log_proba_gradient(np.asarray(x, dtype=np.float32), loss_fn)
+
+    def __repr__(self) -> str:
+        return f"MeteredModel({type(self.model).__name__}, {self.ledger!r})"

@@ -1,0 +1,19 @@
+"""Zeroth-order machinery shared by reprogramming and attacks."""
+
+from bar_sdk.zo.estimators import (
+    ESTIMATORS,
+    AntitheticEstimator,
+    CoordinateEstimator,
+    GradientEstimator,
+    RandomGradientEstimator,
+    SPSAEstimator,
+    make_estimator,
+)
+from bar_sdk.zo.optimizers import OPTIMIZERS, SGD, SPSAGC, Adam, Optimizer, SignSGD, make_optimizer
+from bar_sdk.zo.step import zo_step
+
+__all__ = [
+    "ESTIMATORS", "OPTIMIZERS", "GradientEstimator", "RandomGradientEstimator", "AntitheticEstimator",
+    "SPSAEstimator", "CoordinateEstimator", "Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC",
+    "make_estimator", "make_optimizer", "zo_step",
+]

@@ -1,0 +1,198 @@
+"""Zeroth-order gradient estimators as ask/tell strategy objects.
+
+An estimator proposes the parameter vectors at which the objective must be
+evaluated (:meth:`GradientEstimator.ask`), and turns the losses measured there
+into a gradient estimate (:meth:`GradientEstimator.tell`). It never calls a
+model: the caller batches the evaluations, so one step is one batched call.
+
+Evaluating one parameter vector on a minibatch of ``n`` images costs ``n``
+queries, so a step costs ``n * evaluations(d)`` queries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from bar_sdk.contract import check_choice, check_float, check_int
+
+__all__ = [
+    "GradientEstimator",
+    "RandomGradientEstimator",
+    "AntitheticEstimator",
+    "SPSAEstimator",
+    "CoordinateEstimator",
+    "make_estimator",
+]
+
+
+def unit_sphere(rng: np.random.Generator, q: int, d: int) -> np.ndarray:
+    """``q`` directions drawn uniformly on the unit sphere in R^d."""
+    u = rng.standard_normal((q, d))
+    return u / np.linalg.norm(u, axis=1, keepdims=True)
+
+
+class GradientEstimator(ABC):
+    """Base class: ask for evaluation points, tell the losses, get a gradient."""
+
+    #: whether the first point asked is the centre itself (its loss is then
+    #: an unbiased reading of the objective, used for history and accuracy)
+    includes_center = False
+
+    def __init__(self, n_directions: int = 5, smoothing: float = 0.01):
+        self.n_directions = n_directions
+        self.smoothing = smoothing
+        self._dirs: np.ndarray | None = None
+
+    def _check(self) -> None:
+        check_int(self.n_directions, "n_directions", low=1)
+        check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
+
+    @abstractmethod
+    def evaluations(self, d: int) -> int:
+        """Points evaluated per step for a ``d``-dimensional parameter."""
+
+    @abstractmethod
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Return the ``(evaluations(d), d)`` points at which to measure the loss."""
+
+    @abstractmethod
+    def tell(self, losses: np.ndarray) -> np.ndarray:
+        """Turn the losses at the asked points into a gradient estimate ``(d,)``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_directions={self.n_directions}, smoothing={self.smoothing})"
+
+
+class RandomGradientEstimator(GradientEstimator):
+    """BAR's one-sided random-direction estimator.
+
+    ``g = (b / q) * sum_j (f(theta + beta u_j) - f(theta)) / beta * u_j`` with
+    ``u_j`` uniform on the unit sphere and ``b = d`` (Tsai et al., 2020).
+
+    Parameters
+    ----------
+    n_directions : int
+        q, directions per step; a step evaluates q + 1 points.
+    smoothing : float
+        beta, the step along each direction.
+    baseline : {"center", "mean"}
+        What each difference is taken against: the loss at ``theta`` (BAR),
+        or the mean of the q perturbed losses (a control variate that removes
+        the shared offset; then the centre is still evaluated for the
+        history but not used in the estimate).
+    """
+
+    includes_center = True
+
+    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, baseline: str = "center"):
+        super().__init__(n_directions, smoothing)
+        self.baseline = baseline
+
+    def evaluations(self, d: int) -> int:
+        return self.n_directions + 1
+
+    def ask(self, theta, rng):
+        self._check()
+        check_choice(self.baseline, "baseline", ("center", "mean"))
+        self._dirs = unit_sphere(rng, self.n_directions, theta.size)
+        return np.vstack([theta[None], theta[None] + self.smoothing * self._dirs])
+
+    def tell(self, losses):
+        losses = np.asarray(losses, dtype=np.float64)
+        d = self._dirs.shape[1]
+        perturbed = losses[1:]
+        ref = losses[0] if self.baseline == "center" else perturbed.mean()
+        diffs = (perturbed - ref) / self.smoothing
+        return d / self.n_directions * diffs @ self._dirs
+
+
+class AntitheticEstimator(GradientEstimator):
+    """Two-sided random-direction differences.
+
+    ``g = (d / q) * sum_j (f(theta + beta u_j) - f(theta - beta u_j)) / (2 beta) * u_j``.
+    Costs 2q points; the shared offset of one-sided differences cancels,
+    which matters at kinks (e.g. ties in max-pooling).
+    """
+
+    def evaluations(self, d: int) -> int:
+        return 2 * self.n_directions
+
+    def ask(self, theta, rng):
+        self._check()
+        self._dirs = unit_sphere(rng, self.n_directions, theta.size)
+        step = self.smoothing * self._dirs
+        return np.vstack([theta[None] + step, theta[None] - step])
+
+    def tell(self, losses):
+        losses = np.asarray(losses, dtype=np.float64)
+        q, d = self._dirs.shape
+        diffs = (losses[:q] - losses[q:]) / (2 * self.smoothing)
+        return d / q * diffs @ self._dirs
+
+
+class SPSAEstimator(GradientEstimator):
+    """Simultaneous perturbation (Spall): Rademacher directions, two-sided.
+
+    ``g_i = mean_j (f(theta + c D_j) - f(theta - c D_j)) / (2 c D_ji)``.
+    """
+
+    def evaluations(self, d: int) -> int:
+        return 2 * self.n_directions
+
+    def ask(self, theta, rng):
+        self._check()
+        self._dirs = rng.choice(np.array([-1.0, 1.0]), size=(self.n_directions, theta.size))
+        step = self.smoothing * self._dirs
+        return np.vstack([theta[None] + step, theta[None] - step])
+
+    def tell(self, losses):
+        losses = np.asarray(losses, dtype=np.float64)
+        q = self._dirs.shape[0]
+        diffs = (losses[:q] - losses[q:]) / (2 * self.smoothing)
+        return (diffs[:, None] / self._dirs).mean(axis=0)
+
+
+class CoordinateEstimator(GradientEstimator):
+    """Coordinate-wise symmetric differences (ZOO, Chen et al., 2017).
+
+    Each step picks ``n_directions`` coordinates at random (without
+    replacement) and estimates those partial derivatives exactly up to
+    O(h^2); the others are zero in this step's estimate.
+    """
+
+    def evaluations(self, d: int) -> int:
+        return 2 * min(self.n_directions, d)
+
+    def ask(self, theta, rng):
+        self._check()
+        k = min(self.n_directions, theta.size)
+        self._coords = rng.choice(theta.size, size=k, replace=False)
+        self._d = theta.size
+        basis = np.zeros((k, theta.size))
+        basis[np.arange(k), self._coords] = self.smoothing
+        return np.vstack([theta[None] + basis, theta[None] - basis])
+
+    def tell(self, losses):
+        losses = np.asarray(losses, dtype=np.float64)
+        k = self._coords.size
+        g = np.zeros(self._d)
+        g[self._coords] = (losses[:k] - losses[k:]) / (2 * self.smoothing)
+        return g
+
+
+ESTIMATORS = {
+    "one_sided": RandomGradientEstimator,
+    "antithetic": AntitheticEstimator,
+    "spsa": SPSAEstimator,
+    "coordinate": CoordinateEstimator,
+}
+
+
+def make_estimator(spec, n_directions: int, smoothing: float) -> GradientEstimator:
+    """An estimator from a name in ``ESTIMATORS`` or an instance (used as is)."""
+    if isinstance(spec, GradientEstimator):
+        return spec
+    cls = ESTIMATORS[check_choice(spec, "estimator", tuple(ESTIMATORS))]
+    return cls(n_directions=n_directions, smoothing=smoothing)

@@ -1,0 +1,132 @@
+"""First-order update rules fed with zeroth-order gradient estimates.
+
+Each optimizer is a small stateful object: ``step(theta, grad, progress)``
+returns the new parameters, where ``progress`` in [0, 1] is the fraction of
+the run (budget) spent, used by the learning-rate schedule. ``lookahead``
+says where the next gradient should be estimated (the current point, except
+for momentum methods that correct the gradient at a look-ahead point).
+State round-trips through ``state_dict`` for checkpoints.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from bar_sdk.contract import check_choice, check_float
+
+__all__ = ["Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC", "make_optimizer"]
+
+
+class Optimizer(ABC):
+    """Base class. ``lr`` decays exponentially to ``lr * lr_decay`` over the run."""
+
+    def __init__(self, lr: float = 0.05, lr_decay: float = 1.0):
+        self.lr = lr
+        self.lr_decay = lr_decay
+
+    def learning_rate(self, progress: float) -> float:
+        check_float(self.lr, "learning_rate", low=0.0, low_open=True)
+        check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
+        return self.lr * self.lr_decay ** float(np.clip(progress, 0.0, 1.0))
+
+    def lookahead(self, theta: np.ndarray) -> np.ndarray:
+        return theta
+
+    @abstractmethod
+    def step(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
+        """Return the updated parameters."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr}, lr_decay={self.lr_decay})"
+
+
+class SGD(Optimizer):
+    """Plain gradient descent with exponential learning-rate decay (BAR)."""
+
+    def step(self, theta, grad, progress):
+        return theta - self.learning_rate(progress) * grad
+
+
+class SignSGD(Optimizer):
+    """Descent along the sign of the estimate (ZO-signSGD, Liu et al., 2019)."""
+
+    def step(self, theta, grad, progress):
+        return theta - self.learning_rate(progress) * np.sign(grad)
+
+
+class Adam(Optimizer):
+    """ZO-AdaMM (Chen et al., 2019): Adam with the AMSGrad max of second moments."""
+
+    def __init__(self, lr=0.05, lr_decay=1.0, beta1=0.9, beta2=0.99, eps=1e-8):
+        super().__init__(lr, lr_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.m = self.v = self.vmax = None
+        self.t = 0
+
+    def step(self, theta, grad, progress):
+        if self.m is None:
+            self.m = np.zeros_like(theta)
+            self.v = np.zeros_like(theta)
+            self.vmax = np.zeros_like(theta)
+        self.t += 1
+        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
+        self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
+        self.vmax = np.maximum(self.vmax, self.v)
+        m_hat = self.m / (1 - self.beta1 ** self.t)
+        v_hat = self.vmax / (1 - self.beta2 ** self.t)
+        return theta - self.learning_rate(progress) * m_hat / (np.sqrt(v_hat) + self.eps)
+
+    def state_dict(self):
+        return {"t": self.t, "m": self.m, "v": self.v, "vmax": self.vmax}
+
+    def load_state_dict(self, state):
+        self.t = int(state["t"])
+        self.m, self.v, self.vmax = state["m"], state["v"], state["vmax"]
+
+
+class SPSAGC(Optimizer):
+    """SPSA with gradient correction (BlackVIP, Oh et al., 2023).
+
+    Nesterov-style momentum: the gradient is estimated at the look-ahead
+    point ``theta + momentum * m``; then ``m <- momentum * m - lr * g`` and
+    ``theta <- theta + m``.
+    """
+
+    def __init__(self, lr=0.05, lr_decay=1.0, momentum=0.9):
+        super().__init__(lr, lr_decay)
+        self.momentum = momentum
+        self.m = None
+
+    def lookahead(self, theta):
+        return theta if self.m is None else theta + self.momentum * self.m
+
+    def step(self, theta, grad, progress):
+        if self.m is None:
+            self.m = np.zeros_like(theta)
+        self.m = self.momentum * self.m - self.learning_rate(progress) * grad
+        return theta + self.m
+
+    def state_dict(self):
+        return {"m": self.m}
+
+    def load_state_dict(self, state):
+        self.m = state["m"]
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "sign": SignSGD, "spsa_gc": SPSAGC}
+
+
+def make_optimizer(spec, lr: float, lr_decay: float) -> Optimizer:
+    """An optimizer from a name in ``OPTIMIZERS`` or an instance (used as is)."""
+    if isinstance(spec, Optimizer):
+        return spec
+    return OPTIMIZERS[check_choice(spec, "optimizer", tuple(OPTIMIZERS))](lr=lr, lr_decay=lr_decay)

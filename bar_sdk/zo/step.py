@@ -1,0 +1,25 @@
+"""One zeroth-order step, written once for reprogramming and attacks."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from bar_sdk.zo.estimators import GradientEstimator
+from bar_sdk.zo.optimizers import Optimizer
+
+
+def zo_step(theta: np.ndarray, objective: Callable[[np.ndarray], np.ndarray],
+            estimator: GradientEstimator, optimizer: Optimizer,
+            rng: np.random.Generator, progress: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimate the gradient of ``objective`` near ``theta`` and take one step.
+
+    ``objective`` maps a ``(m, d)`` stack of parameter vectors to ``m``
+    losses (in one batched model call, typically). Returns
+    ``(new_theta, gradient, losses)``.
+    """
+    points = estimator.ask(optimizer.lookahead(theta), rng)
+    losses = np.asarray(objective(points), dtype=np.float64)
+    grad = estimator.tell(losses)
+    return optimizer.step(theta, grad, progress), grad, losses

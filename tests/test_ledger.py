@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from bar_sdk import InvalidInputError, InvalidModelError, MeteredModel, ModelOutputError, QueryBudgetExceeded, QueryLedger
+from bar_sdk.contract import check_images, check_labels
+
+
+class Counting:
+    n_classes = 3
+    input_shape = (1, 4, 4)
+
+    def __init__(self, out=None):
+        self.seen = 0
+        self.out = out
+
+    def predict_proba(self, x):
+        self.seen += len(x)
+        if self.out is not None:
+            return self.out(x)
+        return np.full((len(x), 3), 1 / 3)
+
+
+def test_ledger_counts_every_image_and_never_exceeds():
+    m = Counting()
+    metered = MeteredModel(m, QueryLedger(max_queries=25), batch_size=4)
+    metered.predict_proba(np.zeros((10, 1, 4, 4)), purpose="mapping")
+    metered.predict_proba(np.zeros((12, 1, 4, 4)), purpose="train")
+    assert metered.ledger.queries == m.seen == 22
+    assert metered.ledger.by_purpose == {"mapping": 10, "train": 12}
+    with pytest.raises(QueryBudgetExceeded) as err:
+        metered.predict_proba(np.zeros((4, 1, 4, 4)))
+    assert m.seen == 22 + 0  # refused whole before leaving (the first chunk of 4 does not fit in 3)
+    assert "max_queries=25" in str(err.value)
+    metered.predict_proba(np.zeros((3, 1, 4, 4)))
+    assert metered.ledger.queries == m.seen == 25
+
+
+@pytest.mark.parametrize("out,match", [
+    (lambda x: np.zeros((len(x), 2)), "shape"),
+    (lambda x: np.full((len(x), 3), np.nan), "NaN"),
+    (lambda x: -np.ones((len(x), 3)), "negative"),
+])
+def test_bad_model_outputs_are_named(out, match):
+    metered = MeteredModel(Counting(out))
+    with pytest.raises(ModelOutputError, match=match):
+        metered.predict_proba(np.zeros((2, 1, 4, 4)))
+
+
+def test_objects_without_the_contract_are_refused():
+    with pytest.raises(InvalidModelError, match="predict_proba"):
+        MeteredModel(object())
+
+
+@pytest.mark.parametrize("x,match", [
+    (np.linspace(0, 1.5, 32).reshape(2, 4, 4), r"values in \[0, 1.5\]"),
+    (np.full((2, 4, 4), np.nan), "NaN"),
+    (np.zeros((2, 4, 4), dtype=np.int64), "dtype int64"),
+    (np.zeros((2, 4)), "shape"),
+    (np.zeros((0, 4, 4)), "empty"),
+])
+def test_bad_images_are_refused_not_clipped(x, match):
+    with pytest.raises(InvalidInputError, match=match):
+        check_images(x)
+
+
+def test_image_layouts():
+    assert check_images(np.zeros((2, 5, 6), np.uint8)).shape == (2, 1, 5, 6)
+    assert check_images(np.zeros((2, 5, 6, 3), np.uint8)).shape == (2, 3, 5, 6)
+    x = check_images(np.full((1, 3, 2, 2), 255, np.uint8))
+    assert x.dtype == np.float32 and x.max() == 1.0
+
+
+@pytest.mark.parametrize("y,match", [
+    ([0, 0, 0], "single class"),
+    ([0, 2, 2], "0..k-1"),
+    ([0.5, 1, 0], "non-integer"),
+    ([0, 1], r"expected \(3,\)"),
+])
+def test_bad_labels(y, match):
+    with pytest.raises(InvalidInputError, match=match):
+        check_labels(np.asarray(y), 3)
