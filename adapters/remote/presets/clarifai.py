@@ -100,9 +100,9 @@ class ClarifaiPreset(Preset):
                           UserWarning, stacklevel=4)
 
     def build_request(self, base_url: str, images: Sequence[bytes], labels: Sequence[str]) -> HttpRequest:
-        path = f"/v2/models/{path_part(self.model_id)}"
+        path = f"/models/{path_part(self.model_id)}"
         if self.user_id is not None:
-            path = f"/v2/users/{path_part(self.user_id)}/apps/{path_part(self.app_id)}{path}"
+            path = f"/users/{path_part(self.user_id)}/apps/{path_part(self.app_id)}{path}"
         if self.version_id is not None:
             path += f"/versions/{path_part(self.version_id)}"
         config: dict[str, Any] = {}
@@ -114,7 +114,7 @@ class ClarifaiPreset(Preset):
             config["min_value"] = self.min_value
         body = {"inputs": [{"data": {"image": {"base64": b64(img)}}} for img in images],
                 "model": {"output_info": {"output_config": config}}}
-        return HttpRequest("POST", f"{base_url}{path}/outputs", {"Content-Type": "application/json"},
+        return HttpRequest("POST", f"{base_url}/v2{path}/outputs", {"Content-Type": "application/json"},
                            json_body(body))
 
     def authorize(self, request: HttpRequest, credentials: Secret | None) -> HttpRequest:
