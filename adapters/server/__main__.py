@@ -34,8 +34,8 @@ def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise InvalidInputError(f"--model={spec!r} could not be loaded ({exc})") from None
-    if not hasattr(obj, "predict_proba") and callable(obj):
-        obj = obj()
+    if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "predict_proba")):
+        obj = obj()   # a class or a factory
     check_model(obj, name=spec)
     return obj
 

@@ -173,7 +173,8 @@ def create_app(model: Any, *, vendor: str = "clarifai", api_keys: Sequence[str] 
 
     def error(kind: str, message: str, retry_after: float | None = None) -> Response:
         status, body = shape.error(kind, message)
-        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+        # Whole seconds, as HTTP wants; a real throttle's wait (> 0) rounds up to at least 1.
+        headers = {"Retry-After": str(math.ceil(retry_after))} if retry_after is not None else None
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def predict(request: Request) -> Response:

@@ -71,7 +71,9 @@ def serve(model: Any, *, vendor: str = "clarifai", host: str = "127.0.0.1", port
     app = create_app(model, vendor=vendor, api_keys=api_keys, admin_key=admin_key, rate_limit=rate_limit,
                      burst=burst, top_k=top_k, label_only=label_only, faults=faults)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+    # and without it every answer waits ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     real_port = sock.getsockname()[1]
