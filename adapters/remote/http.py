@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from bar_sdk.errors import RemoteError, ResponseFormatError, TransientError
+from bar_sdk.errors import InvalidInputError, ResponseFormatError, TransientError
 
 __all__ = ["HttpRequest", "HttpResponse", "SyncSender", "AsyncSender", "LOOPBACK_HOSTS"]
 
@@ -80,7 +80,7 @@ class SyncSender:
 
     def __init__(self, client: Any = None, session: Any = None, timeout: float | None = 30.0):
         if client is not None and session is not None:
-            raise RemoteError("give client= (httpx.Client) or session= (requests.Session), not both")
+            raise InvalidInputError("give client= (httpx.Client) or session= (requests.Session), not both")
         self.timeout = timeout
         self.session = session
         self.owns_client = client is None and session is None
@@ -98,10 +98,8 @@ class SyncSender:
         try:
             r = self.client.request(request.method, request.url, headers=request.headers,
                                     content=request.content, timeout=self.timeout, follow_redirects=False)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"request to {request.host} timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})") from None
+            raise _transient(request, exc) from None
         return HttpResponse(r.status_code, dict(r.headers), r.content)
 
     def _send_requests(self, request: HttpRequest) -> HttpResponse:
@@ -110,10 +108,8 @@ class SyncSender:
         try:
             r = self.session.request(request.method, request.url, headers=request.headers,
                                      data=request.content, timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout as exc:
-            raise TransientError(f"request to {request.host} timed out ({type(exc).__name__})") from None
-        except requests.ConnectionError as exc:
-            raise TransientError(f"request to {request.host} failed ({type(exc).__name__})") from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise _transient(request, exc) from None
         return HttpResponse(r.status_code, dict(r.headers), r.content)
 
     def close(self) -> None:
@@ -134,8 +130,13 @@ class AsyncSender:
         try:
             r = await self.client.request(request.method, request.url, headers=request.headers,
                                           content=request.content, timeout=self.timeout, follow_redirects=False)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"request to {request.host} timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})") from None
+            raise _transient(request, exc) from None
         return HttpResponse(r.status_code, dict(r.headers), r.content)
+
+
+def _transient(request: HttpRequest, exc: Exception) -> TransientError:
+    """A timeout or connection failure of httpx or requests, as a retryable error."""
+    if "Timeout" in type(exc).__name__:
+        return TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
+    return TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")

@@ -53,8 +53,9 @@ def resolve_secret(value: str | Secret | None, env_vars: Sequence[str], *, requi
                    name: str = "api_key") -> Secret | None:
     """Wrap ``value``, or read the first set variable of ``env_vars``.
 
-    ``BAR_API_KEY`` is always tried last. With ``required`` and nothing found,
-    raise naming the variables that were looked at.
+    ``BAR_API_KEY`` is tried last, only when a key is ``required`` (an
+    optional credential is never guessed from the generic variable). With
+    ``required`` and nothing found, raise naming the variables looked at.
     """
     if isinstance(value, Secret):
         return value
@@ -62,7 +63,7 @@ def resolve_secret(value: str | Secret | None, env_vars: Sequence[str], *, requi
         if not isinstance(value, str) or not value:
             raise InvalidInputError(f"{name} must be a non-empty string or None (read from the environment)")
         return Secret(value)
-    names = [*env_vars, "BAR_API_KEY"]
+    names = [*env_vars, "BAR_API_KEY"] if required else list(env_vars)
     for var in names:
         found = os.environ.get(var)
         if found:
