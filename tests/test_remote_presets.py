@@ -241,7 +241,8 @@ def test_huggingface_request_and_answer():
 
 
 @pytest.mark.parametrize("body", [None, b'[{"tabby": 0.47}, {"tiger_cat": 0.46}]'])
-def test_torchserve_both_answer_forms(body):
+def test_torchserve_both_answer_forms(body, monkeypatch):
+    monkeypatch.setenv("BAR_API_KEY", "meant-for-another-vendor")    # an optional key is not guessed from it
     server = Server((200, body or fixture("torchserve_predictions_ok.json"), None))
     model = model_for("torchserve", server, ["tabby", "tiger cat", "dog"], model="densenet161",
                       base_url="http://127.0.0.1:8080", api_key=None)
