@@ -273,6 +273,8 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         else:
             scores = self._scores(metered, program, state.theta, embedded, "mapping")
             state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
+        if self.checkpoint is not None and not resumed:
+            self._save_checkpoint(fingerprint, metered, optimizer, rng, state)  # the mapping pass is paid once
 
         bar = self._progress(metered, total_steps, state)
         self.stop_reason_ = "budget"
@@ -426,7 +428,8 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Predicted target classes ``(n,)``."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, X, y) -> str:
