@@ -314,7 +314,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
                         state.freq_sum[:] = 0.0
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 1)
-                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=metered.ledger.queries)
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=metered.ledger.queries, refresh=False)
                 if self.checkpoint is not None:
                     self._save_checkpoint(fingerprint, metered, optimizer, rng, state)
         except QueryBudgetExceeded:
@@ -397,8 +397,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         from tqdm.auto import tqdm
 
         if self.max_queries:
-            return tqdm(total=self.max_queries, initial=metered.ledger.queries, unit="q", desc="BAR fit")
-        return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit")
+            return tqdm(total=self.max_queries, initial=metered.ledger.queries, unit="q", desc="BAR fit",
+                        mininterval=0.5, unit_scale=True)
+        return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
 
     def _finish(self, program, state, metered, layout, k, started):
         self.theta_ = state.theta.copy()
