@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
 from bar_sdk.checkpoint import read_state, write_state
-from bar_sdk.contract import check_choice, check_float, check_int, check_labels, check_model
+from bar_sdk.contract import check_choice, check_float, check_int, check_labels, check_model, has_gradients
 from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
@@ -29,7 +29,7 @@ from bar_sdk.mapping import (LabelMapping, check_mapping_size, frequency_mapping
 from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization,
                              LowRankParameterization, PadProgram)
 from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, zo_step
-from bar_sdk.zo.estimators import GradientEstimator
+from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
 from bar_sdk.zo.optimizers import Optimizer
 
 __all__ = ["BARClassifier", "QuantizationWarning"]
@@ -117,6 +117,18 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         File where training state is saved after every step (atomically, with
         a checksum). Calling fit again with the same data and parameters resumes
         from it, ending with the same result as an uninterrupted run.
+    initial_program : ndarray (d,) or fitted BARClassifier, optional
+        Warm start: begin from parameters trained elsewhere (for example
+        white-box on a local surrogate with the same input shape and program
+        settings) instead of a random frame.
+    surrogate : object with gradients, optional
+        A local model with ``log_proba_gradient`` and the same ``input_shape``.
+        Each step, its exact gradient of the same loss (under its own
+        frequency mapping) biases the random directions (guided estimator),
+        so fewer black-box queries are needed. Its calls are counted apart
+        (``surrogate_queries_``), not against ``max_queries``.
+    prior_weight : float, default=0.5
+        With a surrogate: the share of the search spent along its gradient.
 
     Attributes
     ----------
@@ -148,7 +160,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
                  mapping="frequency", labels_per_class=None, loss="focal", gamma=2.0,
                  estimator="antithetic", n_directions=5, smoothing=0.05, optimizer="adam",
                  learning_rate=0.05, lr_decay=0.1, init_scale=0.01, random_state=None, verbose=False,
-                 checkpoint=None):
+                 checkpoint=None, initial_program=None, surrogate=None, prior_weight=0.5):
         self.model = model
         self.max_queries = max_queries
         self.max_epochs = max_epochs
@@ -173,6 +185,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint = checkpoint
+        self.initial_program = initial_program
+        self.surrogate = surrogate
+        self.prior_weight = prior_weight
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -190,6 +205,8 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         check_float(self.gamma, "gamma", low=0.0)
         if not isinstance(self.estimator, GradientEstimator):
             check_choice(self.estimator, "estimator", tuple(ESTIMATORS) + ("exact",))
+        if self.estimator == "exact" and self.surrogate is not None:
+            raise InvalidInputError("estimator='exact' with a surrogate; expected one or the other")
         if not isinstance(self.optimizer, Optimizer):
             check_choice(self.optimizer, "optimizer", tuple(OPTIMIZERS))
         check_int(self.n_directions, "n_directions", low=1)
@@ -201,6 +218,31 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
             check_int(self.random_state, "random_state", low=0)
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise InvalidInputError(f"checkpoint={self.checkpoint!r}; expected a file path or None")
+        check_float(self.prior_weight, "prior_weight", low=0.0, high=1.0)
+
+    def _initial_theta(self, program, rng) -> np.ndarray:
+        theta = program.param.init(rng, self.init_scale)  # drawn even when replaced: same stream either way
+        if self.initial_program is None:
+            return theta
+        start = getattr(self.initial_program, "theta_", self.initial_program)
+        start = np.asarray(start, dtype=np.float64)
+        if start.shape != (program.n_params,) or not np.all(np.isfinite(start)):
+            raise InvalidInputError(
+                f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
+                "from a program with the same input shape, program and parameterization"
+            )
+        return start.copy()
+
+    def _check_surrogate(self, input_shape):
+        if self.surrogate is None:
+            return None
+        _, shape = check_model(self.surrogate, "surrogate")
+        if shape != tuple(input_shape) or not has_gradients(self.surrogate):
+            raise InvalidInputError(
+                f"surrogate has input_shape={shape} and gradients={has_gradients(self.surrogate)}; expected "
+                f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. adapters.TorchModel)"
+            )
+        return MeteredModel(self.surrogate, QueryLedger())
 
     def _build_program(self, input_shape, layout: TargetLayout):
         if self.parameterization == "grid":
@@ -236,7 +278,14 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         check_mapping_size(n_source, k, per_class)
         program = self._build_program(input_shape, layout)
         exact = self.estimator == "exact"
-        estimator = None if exact else make_estimator(self.estimator, self.n_directions, self.smoothing)
+        surrogate = self._check_surrogate(input_shape)
+        if surrogate is not None and isinstance(self.estimator, str) and not exact:
+            estimator = GuidedEstimator(self.n_directions, self.smoothing, self.prior_weight)
+        else:
+            estimator = None if exact else make_estimator(self.estimator, self.n_directions, self.smoothing)
+        if surrogate is not None and not hasattr(estimator, "set_prior"):
+            raise InvalidInputError(f"estimator={self.estimator!r} cannot use a surrogate's prior; expected a name "
+                                    "or an estimator with set_prior (GuidedEstimator)")
         optimizer = make_optimizer(self.optimizer, self.learning_rate, self.lr_decay)
         batch = min(self.batch_size, len(y))
         step_cost = batch * (1 if exact else estimator.evaluations(program.n_params))
@@ -262,7 +311,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         if not exact:
             self._check_quantization(program, estimator, np.random.default_rng(self.random_state))
 
-        state = _TrainState(theta=program.param.init(rng, self.init_scale))
+        state = _TrainState(theta=self._initial_theta(program, rng))
         state.freq_sum = np.zeros((n_source, k))
         fingerprint = self._fingerprint(X, y)
         resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
@@ -273,6 +322,12 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         else:
             scores = self._scores(metered, program, state.theta, embedded, "mapping")
             state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
+        guide = None
+        if surrogate is not None:
+            # the surrogate's own mapping, from its own (free) predictions on the training data
+            s_scores = self._scores(surrogate, program, state.theta, embedded, "mapping")
+            s_per_class = max(1, min(surrogate.n_classes // k, 10))
+            guide = (surrogate, frequency_mapping(source_frequencies(s_scores, y, k), s_per_class).matrix)
         if self.checkpoint is not None and not resumed:
             self._save_checkpoint(fingerprint, metered, optimizer, rng, state)  # the mapping pass is paid once
 
@@ -295,6 +350,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
                     loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
                                                         y[idx], weights, progress)
                 else:
+                    if guide is not None:
+                        estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
+                            state.theta), embedded[idx], y[idx], weights))
                     loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
                                                      embedded[idx], y[idx], weights, rng, progress)
                 if self.mapping == "iterative":
@@ -320,7 +378,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
-            self._finish(program, state, metered, layout, k, started)
+            self._finish(program, state, metered, layout, k, started, surrogate)
             raise
         finally:
             if bar is not None:
@@ -328,7 +386,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         state.done = True
         if self.checkpoint is not None:
             self._save_checkpoint(fingerprint, metered, optimizer, rng, state)
-        self._finish(program, state, metered, layout, k, started)
+        self._finish(program, state, metered, layout, k, started, surrogate)
         return self
 
     def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress):
@@ -349,6 +407,17 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         else:
             probs, p, per = seen["probs"].mean(0), seen["p"].mean(0), seen["per"].mean(0)
         return float(per.mean()), float((p.argmax(1) == yb).mean()), probs
+
+    def _surrogate_gradient(self, guide, program, theta, emb, yb, weights):
+        surrogate, matrix = guide
+        images = program.apply(theta[None], emb)
+
+        def loss_fn(logp):
+            return L.loss_and_logp_gradient(np.exp(logp.astype(np.float64)), matrix, yb, weights, self.loss,
+                                            self.gamma)
+
+        _, grad_x = surrogate.log_proba_gradient(images, loss_fn, purpose="surrogate")
+        return program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
 
     def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress):
         images = program.apply(state.theta[None], emb)
@@ -401,7 +470,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
                         mininterval=0.5, unit_scale=True)
         return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
 
-    def _finish(self, program, state, metered, layout, k, started):
+    def _finish(self, program, state, metered, layout, k, started, surrogate=None):
         self.theta_ = state.theta.copy()
         self.program_ = program.frame(state.theta[None])[0]
         self.mapping_ = state.mapping
@@ -414,6 +483,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - started
         metered.ledger.max_queries = None  # max_queries bounds fit only; predictions are still counted
         self.ledger_ = metered.ledger
+        self.surrogate_queries_ = 0 if surrogate is None else surrogate.ledger.queries
         self._metered = metered
         if layout.kind == "tabular":
             self.n_features_in_ = layout.n_features
@@ -435,6 +505,11 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, X, y) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
+        params["initial_program"] = None if self.initial_program is None else hashlib.sha256(np.ascontiguousarray(
+            getattr(self.initial_program, "theta_", self.initial_program), dtype=np.float64).tobytes()).hexdigest()
+        if self.surrogate is not None:  # its identity across processes: what it is, not where it lives
+            params["surrogate"] = (type(self.surrogate).__name__, self.surrogate.n_classes,
+                                   tuple(self.surrogate.input_shape))
         digest = hashlib.sha256(json.dumps({k: repr(v) for k, v in params.items()}, sort_keys=True).encode())
         digest.update(np.ascontiguousarray(np.asarray(X)).tobytes())
         digest.update(np.ascontiguousarray(y).tobytes())
@@ -483,7 +558,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "theta_")
         layout_meta, layout_arrays = self.layout_.state()
         params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in ("model", "checkpoint", "verbose") and isinstance(v, (int, float, str, bool, type(None), tuple, list))}
+                  if k not in ("model", "checkpoint", "verbose", "surrogate", "initial_program") and isinstance(v, (int, float, str, bool, type(None), tuple, list))}
         meta = {"params": params, "layout": layout_meta, "classes": int(len(self.classes_)),
                 "queries": self.queries_, "history": self.history_, "stop_reason": self.stop_reason_,
                 "n_source": self.mapping_.n_source}

@@ -273,3 +273,26 @@ def test_bad_model_answers_are_named(answer, match):
 
     with pytest.raises(ModelOutputError, match=match):
         small(Bad()).fit(X_IMG, Y2)
+
+
+# --------------------------------------------------------------------------- warm start and surrogate prior
+def test_warm_start_from_a_white_box_program_starts_ahead(cancer):
+    Xa, Xb, ya, yb = cancer
+    white = small(fresh_linear(), estimator="exact", max_queries=4000).fit(Xa, ya)
+    cold = small(fresh_linear(), max_queries=700, learning_rate=1e-6).fit(Xa, ya)
+    warm = small(fresh_linear(), max_queries=700, learning_rate=1e-6, initial_program=white).fit(Xa, ya)
+    np.testing.assert_allclose(warm.theta_, white.theta_, atol=1e-3)  # barely moved from the start given
+    assert warm.score(Xb, yb) >= cold.score(Xb, yb)
+    with pytest.raises(InvalidInputError, match="initial_program has shape"):
+        small(fresh_linear(), initial_program=np.zeros(3)).fit(Xa, ya)
+
+
+def test_surrogate_prior_is_used_and_counted_apart(cancer):
+    Xa, Xb, ya, yb = cancer
+    model, surrogate = fresh_linear(), fresh_linear()
+    clf = small(model, surrogate=surrogate, max_queries=3000, prior_weight=0.9).fit(Xa, ya)
+    assert clf.queries_ == model.seen <= 3000
+    assert clf.surrogate_queries_ == surrogate.seen > 0
+    assert clf.score(Xb, yb) > 0.75
+    with pytest.raises(InvalidInputError, match="surrogate has input_shape"):
+        small(fresh_linear(), surrogate=TopK(fresh_linear(), 3)).fit(Xa, ya)
