@@ -44,7 +44,7 @@ def test_threads_answer_exactly_what_the_model_says_and_billing_agrees():
 
 def test_async_path_against_the_server():
     x = images(24, seed=1)
-    with serve(MODEL, vendor="huggingface") as server:
+    with serve(MODEL, preset="huggingface") as server:
         model = remote(server, preset="huggingface", max_concurrency=6)
         p = asyncio.run(model.apredict_proba(x))
         np.testing.assert_allclose(p, expected(x), rtol=1e-6)

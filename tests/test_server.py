@@ -9,7 +9,7 @@ import pytest
 
 from adapters.remote import encode_image
 from adapters.server import DemoModel, Faults, create_app, serve
-from adapters.server.__main__ import build_parser, load_model
+from adapters.server.cli import add_arguments, add_parser, load_model
 from bar_sdk import InvalidInputError
 
 SHAPE = (1, 8, 8)
@@ -120,7 +120,7 @@ def test_faults_are_seeded_and_never_billed():
 
 def test_huggingface_shape():
     x = imgs(1)
-    with serve(MODEL, vendor="huggingface") as server:
+    with serve(MODEL, preset="huggingface") as server:
         url = server.base_url + "/models/org/xray-model"
         auth = {"Authorization": "Bearer test-key"}
         r = CLIENT.post(url, json={"inputs": png_b64(x[0]), "parameters": {"top_k": 3}}, headers=auth)
@@ -133,8 +133,8 @@ def test_huggingface_shape():
 
 
 def test_create_app_checks_its_arguments():
-    with pytest.raises(InvalidInputError, match="vendor"):
-        create_app(MODEL, vendor="acme")
+    with pytest.raises(InvalidInputError, match="preset"):
+        create_app(MODEL, preset="acme")
     with pytest.raises(InvalidInputError, match="api_keys"):
         create_app(MODEL, api_keys="single-string")
     with pytest.raises(InvalidInputError, match="sum"):
@@ -142,8 +142,13 @@ def test_create_app_checks_its_arguments():
 
 
 def test_command_line_pieces():
-    args = build_parser().parse_args(["--model", "demo", "--port", "0", "--rate", "5", "--fault-429", "0.1"])
-    assert args.rate == 5 and args.fault_429 == 0.1
+    import argparse
+
+    bar = argparse.ArgumentParser(prog="bar")
+    add_parser(bar.add_subparsers(dest="command"))
+    args = bar.parse_args(["serve", "--model", "demo", "--port", "0", "--rate", "5", "--fault-429", "0.1"])
+    assert args.command == "serve" and args.rate == 5 and args.fault_429 == 0.1 and callable(args.func)
+    assert add_arguments(argparse.ArgumentParser()).parse_args(["--preset", "huggingface"]).preset == "huggingface"
     assert load_model("demo", (3, 4, 4), 3).input_shape == (3, 4, 4)
     assert load_model("adapters.server.demo:DemoModel").n_classes == 10      # a factory is called
     with pytest.raises(InvalidInputError, match="could not be loaded"):

@@ -11,9 +11,9 @@ For rehearsing before spending money, for tests and for the main job::
 From a shell: ``python -m adapters.server --model demo --port 8000``.
 """
 
-from adapters.server.app import VENDORS, ServerStats, create_app
+from adapters.server.app import PRESETS, ServerStats, create_app
 from adapters.server.demo import DemoModel
 from adapters.server.faults import Faults
 from adapters.server.run import LocalServer, serve
 
-__all__ = ["serve", "LocalServer", "create_app", "Faults", "ServerStats", "DemoModel", "VENDORS"]
+__all__ = ["serve", "LocalServer", "create_app", "Faults", "ServerStats", "DemoModel", "PRESETS"]

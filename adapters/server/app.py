@@ -20,9 +20,10 @@ from adapters.server.shape import BadRequest, Ranked, Shape, Wanted
 from bar_sdk.contract import check_choice, check_float, check_int, check_model, check_scores
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["create_app", "ServerState", "ServerStats", "VENDORS"]
+__all__ = ["create_app", "ServerState", "ServerStats", "PRESETS"]
 
-VENDORS: dict[str, type] = {"clarifai": ClarifaiShape, "huggingface": HuggingFaceShape}
+PRESETS: dict[str, type] = {"clarifai": ClarifaiShape, "huggingface": HuggingFaceShape}
+"""The API formats the server speaks (named like the client presets that talk to them)."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,10 @@ class ServerState:
         return ranked
 
 
-def create_app(model: Any, *, vendor: str = "clarifai", api_keys: Sequence[str] = ("test-key",),
+def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] = ("test-key",),
                admin_key: str | None = None, rate_limit: float | None = None, burst: int | None = None,
                top_k: int | None = None, label_only: bool = False, faults: Faults | None = None):
-    """A Starlette app answering like ``vendor`` with ``model``'s scores.
+    """A Starlette app answering in the format of ``preset`` with ``model``'s scores.
 
     Parameters
     ----------
@@ -131,8 +132,9 @@ def create_app(model: Any, *, vendor: str = "clarifai", api_keys: Sequence[str] 
         ``n_classes``, ``input_shape`` and optionally ``labels``. Images sent
         must have exactly ``input_shape``; they are decoded from PNG/JPEG to
         uint8 and divided by 255.
-    vendor : {"clarifai", "huggingface"}
-        The API shape (paths, auth header, bodies, error bodies).
+    preset : {"clarifai", "huggingface"}
+        The API format (paths, auth header, bodies, error bodies), the one the
+        client preset of the same name speaks.
     api_keys : sequence of str
         Accepted credentials; anything else is answered 401.
     admin_key : str, optional
@@ -160,7 +162,7 @@ def create_app(model: Any, *, vendor: str = "clarifai", api_keys: Sequence[str] 
     from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    shape = VENDORS[check_choice(vendor, "vendor", tuple(VENDORS))]()
+    shape = PRESETS[check_choice(preset, "preset", tuple(PRESETS))]()
     if isinstance(api_keys, str) or not api_keys or not all(isinstance(k, str) and k for k in api_keys):
         raise InvalidInputError("api_keys must be a non-empty sequence of non-empty strings")
     check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)
