@@ -515,3 +515,9 @@ def test_client_rate_limit_spaces_requests():
     model = make(Recorder(), sleeps, rate_limit=2, burst=1, batch_size=1, max_concurrency=1, clock=lambda: t[0])
     model.predict_proba(images(3))
     assert sleeps == [0.5, 1.0]                          # booked slots at 0, 0.5, 1.0 s of a frozen clock
+
+
+def test_exported_from_adapters():
+    import adapters
+
+    assert adapters.RemoteModel is RemoteModel and "RemoteModel" in adapters.__all__
