@@ -142,3 +142,24 @@ def test_timed_out_answers_may_be_billed_by_the_server_and_are_reported_as_failu
         while server.billed < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert model.ledger.billed == 0 and model.ledger.failures == 2 and server.billed == 2
+
+
+def test_barclassifier_trains_through_the_api_and_the_two_ledgers_agree():
+    from sklearn.datasets import load_breast_cancer
+
+    from bar_sdk import BARClassifier
+
+    data = load_breast_cancer()
+    X, y = data.data[:60], data.target[:60]
+    demo = DemoModel((1, 16, 16), n_classes=6, random_state=0)
+    with serve(demo, rate_limit=200, burst=50, faults=Faults(rate_429=0.05, rate_500=0.05, retry_after=0)) as server:
+        model = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key,
+                                        model_id="demo", labels=list(demo.labels), input_shape=(1, 16, 16),
+                                        retry=FAST, max_queries=5_000)
+        clf = BARClassifier(model, max_queries=600, batch_size=10, n_directions=2, smoothing=0.1, random_state=0)
+        clf.fit(X, y)
+        clf.predict(X[:10])
+        led = model.ledger
+        assert clf.queries_ <= 600
+        assert led.billed + led.cache_hits == clf.ledger_.queries     # every image asked for: sent or cached
+        assert led.billed == server.billed and led.in_flight == 0
