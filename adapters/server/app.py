@@ -86,11 +86,8 @@ class ServerState:
         with self._lock:
             return ServerStats(**self._counts, injected=dict(self._injected))
 
-    def draw_fault(self) -> str | None:
-        return self._injector.draw() if self._injector is not None else None
-
-    def coin(self) -> bool:
-        return self._injector.coin() if self._injector is not None else True
+    def draw_fault(self) -> tuple[str | None, float]:
+        return self._injector.draw() if self._injector is not None else (None, 0.0)
 
     def take_token(self, key: str) -> float:
         """0.0 if ``key`` may send now, else seconds until it may."""
@@ -185,7 +182,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
         if key is None or key not in state.api_keys:
             state.count("unauthorized")
             return error("unauthorized", "missing or invalid credentials")
-        fault = state.draw_fault()
+        fault, where = state.draw_fault()
         if fault == "429":   # a throttle the limiter did not ask for: it takes no token
             state.count("429")
             return error("throttled", "injected throttle", retry_after=faults.retry_after)
@@ -213,7 +210,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
             await asyncio.sleep(faults.slow_seconds)
         if fault == "malformed":
             state.count("malformed")
-            return Response(shape.malformed(ranked, request.path_params, cut=state.coin()), status_code=200,
+            return Response(shape.malformed(ranked, request.path_params, cut=where < 0.5), status_code=200,
                             media_type="application/json")
         state.count("billed", len(images))
         state.count("answered")

@@ -59,7 +59,12 @@ class Faults:
 
 
 class FaultInjector:
-    """Draws the fault of each request (or ``None``) from the seeded generator."""
+    """Draws the fault of each request from the seeded generator, one number per request.
+
+    One draw decides everything about a request (its fault and, for a
+    malformed answer, which kind), so concurrent requests cannot shift each
+    other's draws: the n-th request to arrive always meets the n-th fault.
+    """
 
     def __init__(self, faults: Faults):
         self.faults = faults
@@ -67,12 +72,12 @@ class FaultInjector:
         self._rng = np.random.default_rng(faults.random_state)
         self._lock = threading.Lock()
 
-    def draw(self) -> str | None:
+    def draw(self) -> tuple[str | None, float]:
+        """``(kind or None, where the draw fell inside that kind's share, in [0, 1))``."""
         with self._lock:
             u = float(self._rng.random())
         i = int(np.searchsorted(self._edges, u, side="right"))
-        return KINDS[i] if i < len(KINDS) else None
-
-    def coin(self) -> bool:
-        with self._lock:
-            return bool(self._rng.random() < 0.5)
+        if i >= len(KINDS):
+            return None, 0.0
+        lo = self._edges[i - 1] if i else 0.0
+        return KINDS[i], (u - lo) / (self._edges[i] - lo)
