@@ -25,12 +25,22 @@ def expected(x):
     return MODEL.predict_proba(quantize(x))
 
 
+OPENED = []
+
+
 def remote(server, preset="clarifai", **kw):
     options = {"model_id": "demo"} if preset == "clarifai" else {"model": "org/demo"}
     options.update(kw)
     options.setdefault("retry", FAST)
-    return RemoteModel.from_preset(preset, base_url=server.base_url, api_key=server.api_key, labels=LABELS,
-                                   input_shape=SHAPE, **options)
+    model = RemoteModel.from_preset(preset, base_url=server.base_url, api_key=server.api_key, labels=LABELS,
+                                    input_shape=SHAPE, **options)
+    OPENED.append(model)
+    return model
+
+
+def teardown_function(function):
+    while OPENED:
+        OPENED.pop().close()
 
 
 def test_threads_answer_exactly_what_the_model_says_and_billing_agrees():
@@ -91,6 +101,7 @@ def test_wrong_key_fails_once_and_is_not_retried():
     with serve(MODEL, api_keys=["right"]) as server:
         model = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key="wrong", model_id="demo",
                                         labels=LABELS, input_shape=SHAPE)
+        OPENED.append(model)
         with pytest.raises(AuthenticationError, match="401"):
             model.predict_proba(images(2))
         assert server.stats().requests == 1 and server.billed == 0
@@ -156,6 +167,7 @@ def test_barclassifier_trains_through_the_api_and_the_two_ledgers_agree():
         model = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key,
                                         model_id="demo", labels=list(demo.labels), input_shape=(1, 16, 16),
                                         retry=FAST, max_queries=5_000)
+        OPENED.append(model)
         clf = BARClassifier(model, max_queries=600, batch_size=10, n_directions=2, smoothing=0.1, random_state=0)
         clf.fit(X, y)
         clf.predict(X[:10])

@@ -34,6 +34,10 @@ def imgs(n, seed=0):
 CLIENT = httpx.Client(timeout=10)   # one client: building one per request costs more than the request
 
 
+def teardown_module(module):
+    CLIENT.close()
+
+
 def post(server, body, key="test-key", path="/v2/models/m/outputs"):
     return CLIENT.post(server.base_url + path, json=body, headers={"Authorization": f"Key {key}"})
 
