@@ -29,7 +29,6 @@ from adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
 from adapters.remote.encoding import encode_image  # noqa: E402
 from adapters.server import DemoModel, Faults, serve  # noqa: E402
 from adapters.server.clarifai import ClarifaiShape  # noqa: E402
-from adapters.server.shape import Wanted  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -43,10 +43,11 @@ def clarifai_ok(request):
 
 
 class Recorder:
-    """MockTransport handler: answers with ``script`` responses first, then Clarifai successes."""
+    """MockTransport handler: answers with ``script`` responses first, then ``ok(request)`` (Clarifai successes)."""
 
-    def __init__(self, *script):
+    def __init__(self, *script, ok=clarifai_ok):
         self.script = list(script)
+        self.ok = ok
         self.requests = []
         self.lock = threading.Lock()
 
@@ -55,7 +56,7 @@ class Recorder:
             self.requests.append(request)
             step = self.script.pop(0) if self.script else None
         if step is None:
-            return clarifai_ok(request)
+            return self.ok(request)
         if isinstance(step, Exception):
             raise step
         return step
@@ -207,9 +208,7 @@ def test_huggingface_loading_waits_estimated_time():
     def answer(request):
         return httpx.Response(200, json=[{"label": "normal", "score": 0.8}, {"label": "covid", "score": 0.1}])
 
-    rec = Recorder(loading)
-    rec_answer = lambda request: rec(request) if rec.script else (rec.requests.append(request), answer(request))[1]
-    model = make(rec_answer, sleeps, preset="huggingface", model="org/xray")
+    model = make(Recorder(loading, ok=answer), sleeps, preset="huggingface", model="org/xray")
     np.testing.assert_allclose(model.predict_proba(images(1)), [[0.8, 0, 0.1]])
     assert sleeps == [20.0]
 

@@ -229,7 +229,8 @@ def test_azure_bad_request_is_not_retried():
 
 def test_huggingface_request_and_answer():
     sleeps = []
-    server = Server((503, fixture("hf_error_503_loading.json"), None), (200, fixture("hf_image_classification_ok.json"), None))
+    server = Server((503, fixture("hf_error_503_loading.json"), None),
+                    (200, fixture("hf_image_classification_ok.json"), None))
     model = model_for("huggingface", server, ["tabby, tabby cat", "tiger cat", "lion"], sleeps,
                       model="google/vit-base-patch16-224")
     np.testing.assert_allclose(model.predict_proba(X), [[0.4385, 0.321, 0.0]])

@@ -1,7 +1,6 @@
 """The local cloud-like server on its own: real HTTP on 127.0.0.1."""
 
 import base64
-import json
 
 import httpx
 import numpy as np

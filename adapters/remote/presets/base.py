@@ -12,8 +12,8 @@ from adapters.remote.retry import parse_retry_after
 from adapters.remote.secret import Secret, resolve_secret
 from bar_sdk.errors import AuthenticationError, RateLimitError, RemoteError, ResponseFormatError, TransientError
 
-__all__ = ["Preset", "Answer", "dig", "per_image", "read_entries", "read_mapping", "b64", "path_part", "json_body", "throttle", "transient",
-           "classify_status"]
+__all__ = ["Preset", "Answer", "dig", "per_image", "read_entries", "read_mapping", "b64", "path_part", "json_body",
+           "throttle", "transient", "classify_status"]
 
 Answer = dict[str, "float | None"]
 """One image's answer: API label name -> score in [0, 1] (``None`` when the API gives names only)."""

@@ -10,7 +10,7 @@ from adapters.remote.http import HttpRequest, HttpResponse
 from adapters.remote.presets.base import Answer, Preset, b64, dig, json_body, per_image, read_entries, read_mapping
 from adapters.remote.secret import Secret, resolve_secret
 from bar_sdk.contract import check_choice, check_float, check_int
-from bar_sdk.errors import InvalidInputError, RemoteError, ResponseFormatError
+from bar_sdk.errors import InvalidInputError, RemoteError
 
 __all__ = ["GenericJSONPreset", "IMAGE_PLACEHOLDER"]
 
@@ -87,7 +87,8 @@ class GenericJSONPreset(Preset):
         try:
             template = json.loads(json.dumps(template))
         except (TypeError, ValueError):
-            raise InvalidInputError("request_template must be JSON-serialisable (dicts, lists, strings, numbers)") from None
+            raise InvalidInputError("request_template must be JSON-serialisable (dicts, lists, strings, "
+                                    "numbers)") from None
         if _count_placeholders(template) != 1:
             raise InvalidInputError(f"request_template must hold the placeholder {IMAGE_PLACEHOLDER!r} exactly "
                                     f"once as a whole value; found {_count_placeholders(template)}")

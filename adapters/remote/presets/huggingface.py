@@ -45,7 +45,8 @@ class HuggingFacePreset(Preset):
     def __init__(self, model: str, *, top_k: int | None = None, function_to_apply: str | None = None,
                  use_cache: bool = False, wait_for_model: bool = False):
         if not isinstance(model, str) or not model:
-            raise InvalidInputError(f"model={model!r}; expected a model repository such as 'google/vit-base-patch16-224'")
+            raise InvalidInputError(f"model={model!r}; expected a model repository such as "
+                                    "'google/vit-base-patch16-224'")
         self.model = model
         self.top_k = check_int(top_k, "top_k", low=1, allow_none=True)
         self.function_to_apply = (None if function_to_apply is None else
