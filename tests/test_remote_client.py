@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from adapters.remote import RemoteModel, RetryPolicy, TokenBucket, decode_image, quantize
+from adapters.remote import AnswerCache, RemoteModel, RetryPolicy, TokenBucket, decode_image, quantize
 from adapters.remote.labels import LabelMapper
 from bar_sdk import (AuthenticationError, CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError,
                      RemoteError, ResponseFormatError, TransientError)
@@ -369,7 +369,7 @@ def test_disk_cache_and_ledger_survive_a_restart(tmp_path):
     assert rec.images_sent == 4 and again.ledger.cache_hits == 4
     with pytest.raises(QueryBudgetExceeded):             # the cap spans the restart
         again.predict_proba(images(3, seed=5))
-    assert json.loads((tmp_path / "ledger.json").read_text())["billed"] == 4
+    assert AnswerCache(tmp_path / "answers.sqlite").load_state("ledger")["billed"] == 4
 
 
 def test_state_dict_round_trip_never_lowers_counts():

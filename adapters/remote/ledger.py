@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import threading
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.errors import CheckpointError, QueryBudgetExceeded
 
-__all__ = ["RemoteLedger"]
+__all__ = ["RemoteLedger", "StateStore"]
 
 _COUNTS = ("attempts", "requests", "billed", "cache_hits", "retries", "throttled", "failures")
+
+
+class StateStore(Protocol):  # pragma: no cover - protocol
+    """Where a ledger persists itself (``AnswerCache`` is one).
+
+    ``save_state`` receives a function returning the state, and calls it
+    under its own lock, so concurrent saves never store an older count last.
+    """
+
+    def load_state(self, name: str) -> dict | None: ...
+
+    def save_state(self, name: str, state: Any) -> None: ...
 
 
 class RemoteLedger:
@@ -28,10 +36,11 @@ class RemoteLedger:
         under concurrency too. ``None`` for no cap.
     price_per_query : float
         Price of one billed image; :attr:`cost` is ``billed * price_per_query``.
-    path : str or Path, optional
-        JSON file the counts are written to (atomically) whenever they change,
-        and read back on construction: a process that crashed and restarts with
-        the same ``path`` sees what was already paid, and the cap still holds.
+    store : StateStore, optional
+        Where the counts are saved (one transaction) after every billed or
+        failed request, and read back on construction: a process that crashed
+        and restarts with the same store sees what was already paid, and the
+        cap still holds. ``RemoteModel(cache_dir=...)`` uses its answer cache.
 
     Attributes
     ----------
@@ -57,25 +66,21 @@ class RemoteLedger:
     -----
     Counts only grow. :meth:`load_state_dict` keeps, for each count, the larger
     of the loaded and the current value: a checkpoint written before a crash
-    cannot hide queries paid after it (which the file at ``path`` remembers).
+    cannot hide queries paid after it (which the store remembers).
     """
 
     def __init__(self, max_queries: int | None = None, price_per_query: float = 0.0,
-                 path: str | os.PathLike | None = None):
+                 store: StateStore | None = None):
         self.max_queries = check_int(max_queries, "max_queries", low=1, allow_none=True)
         self.price_per_query = check_float(price_per_query, "price_per_query", low=0.0)
-        self.path = Path(path) if path is not None else None
+        self.store = store
         self.attempts = self.requests = self.billed = self.cache_hits = 0
         self.retries = self.throttled = self.failures = 0
         self.in_flight = 0
         self._lock = threading.Lock()
-        if self.path is not None and self.path.exists():
-            try:
-                state = json.loads(self.path.read_text())
-            except (OSError, ValueError) as exc:
-                raise CheckpointError(f"ledger file {self.path} could not be read ({exc}); "
-                                      "expected the JSON a RemoteLedger writes") from None
-            self.load_state_dict(state)
+        saved = store.load_state("ledger") if store is not None else None
+        if saved is not None:
+            self.load_state_dict(saved)
 
     @property
     def cost(self) -> float:
@@ -107,11 +112,16 @@ class RemoteLedger:
             self.attempts += n_images
             self.retries += int(retry)
 
-    def record_billed(self, n: int) -> None:
-        """``n`` reserved images were answered: bill them and free their reservation."""
+    def record_billed(self, n: int, *, save: bool = True) -> None:
+        """``n`` reserved images were answered: bill them and free their reservation.
+
+        ``save=False`` when the caller saves the ledger itself, together with
+        the answers (``AnswerCache.put_many(..., states={"ledger": ledger.state_dict})``).
+        """
         with self._lock:
             self.in_flight -= n
             self.billed += n
+        if save:
             self._save()
 
     def record_cache_hits(self, n: int) -> None:
@@ -124,7 +134,7 @@ class RemoteLedger:
                 self.throttled += 1
             else:
                 self.failures += 1
-            self._save()
+        self._save()
 
     def state_dict(self) -> dict[str, Any]:
         """Counts and settings as plain JSON-able values (no credentials)."""
@@ -148,20 +158,9 @@ class RemoteLedger:
         return state
 
     def _save(self) -> None:
-        # Called with the lock held; written atomically so a crash leaves the old or the new file.
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".ledger-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self._state(), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Outside our lock: the store takes its own lock and then reads state_dict (ours), one order only.
+        if self.store is not None:
+            self.store.save_state("ledger", self.state_dict)
 
     def __repr__(self) -> str:
         cap = "no cap" if self.max_queries is None else f"max_queries={self.max_queries}"

@@ -93,9 +93,9 @@ class RemoteModel:
         Backoff and stop rules; ``RetryPolicy()`` by default (6 attempts,
         120 s at most per request).
     cache_dir : str or Path, optional
-        Folder for the answer cache (``answers.sqlite``) and the ledger
-        (``ledger.json``). With it, a process that crashed and restarts pays
-        for nothing twice and keeps its budget; without it the cache lives in
+        Folder for ``answers.sqlite``: the answer cache and the ledger, saved
+        after every request. With it, a process that crashed and restarts pays
+        for nothing twice and keeps its budget; without it both live in
         memory. Use one folder per run (per budget).
     use_cache : bool
         Answer repeated 8-bit images from the cache (reported as
@@ -188,9 +188,8 @@ class RemoteModel:
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.ledger = RemoteLedger(max_queries, price_per_query,
-                                   self.cache_dir / "ledger.json" if self.cache_dir else None)
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
+        self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
         self._bucket = None if rate_limit is None else TokenBucket(rate_limit, burst, clock)
         self._sender = SyncSender(client, session, self.timeout)
         self._async_client = async_client
@@ -347,11 +346,13 @@ class RemoteModel:
             raise errors[0]
 
     def _store(self, keys: list[str], results: list, plan: _Plan, errors: list[BaseException]) -> None:
-        # Billed first, cached second: a crash in between can only over-count what was paid.
-        self.ledger.record_billed(len(keys))
         good = {k: r for k, r in zip(keys, results) if not isinstance(r, RemoteError)}
-        if self.use_cache and good:
-            self._cache.put_many(good)
+        # The bill and the answers it bought are saved in one transaction: a crash keeps both or neither.
+        self.ledger.record_billed(len(keys), save=False)
+        persisted = self.ledger.store is not None
+        if self.use_cache or persisted:
+            self._cache.put_many(good if self.use_cache else {},
+                                 {"ledger": self.ledger.state_dict} if persisted else None)
         plan.answers.update(good)
         refused = [r for r in results if isinstance(r, RemoteError)]
         if refused:
