@@ -76,7 +76,7 @@ class GenericJSONPreset(Preset):
     """
 
     name = "generic"
-    key_env = ("BAR_API_KEY",)
+    key_env = ()   # the credential comes from api_key, or BAR_API_KEY when key_required
 
     def __init__(self, *, path: str = "", request_template: dict | None = None, batch_path: str | None = None,
                  batch_size: int = 1, results_path: str | None = None, labels_path: str = "",
