@@ -14,12 +14,19 @@ import numpy as np
 
 __all__ = ["log_scores", "margin", "cross_entropy", "objective", "LOSSES"]
 
-_FLOOR = 1e-30
+_FLOOR = 1e-300
 
 
 def log_scores(scores: np.ndarray) -> np.ndarray:
-    """``log(max(scores, 1e-30))`` as float64."""
+    """``log(max(scores, 1e-300))`` as float64 (a top-k API answers 0 for most classes)."""
     return np.log(np.maximum(np.asarray(scores, dtype=np.float64), _FLOOR))
+
+
+def _anchor(logp: np.ndarray, anchor) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and the class each row is measured against (a scalar is repeated)."""
+    rows = np.arange(logp.shape[0])
+    anchor = np.asarray(anchor, dtype=np.int64).reshape(-1)
+    return rows, (np.repeat(anchor, len(rows)) if anchor.size == 1 else anchor)
 
 
 def margin(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None,
@@ -29,8 +36,7 @@ def margin(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None,
     Returns ``(loss (m,), dloss/dlogp (m, n_classes))``.
     """
     logp = np.asarray(logp, dtype=np.float64)
-    rows = np.arange(logp.shape[0])
-    anchor = np.broadcast_to(label if target is None else target, rows.shape)
+    rows, anchor = _anchor(logp, label if target is None else target)
     others = logp.copy()
     others[rows, anchor] = -np.inf
     best = others.argmax(axis=1)
@@ -54,8 +60,7 @@ def cross_entropy(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None
     Returns ``(loss (m,), dloss/dlogp (m, n_classes))``; ``kappa`` is unused.
     """
     logp = np.asarray(logp, dtype=np.float64)
-    rows = np.arange(logp.shape[0])
-    anchor = np.broadcast_to(label if target is None else target, rows.shape)
+    rows, anchor = _anchor(logp, label if target is None else target)
     sign = 1.0 if target is None else -1.0
     grad = np.zeros_like(logp)
     grad[rows, anchor] = sign

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.losses import objective
 from bar_sdk.contract import check_choice, check_float, check_int
 
 __all__ = ["SimBA"]
@@ -36,9 +37,8 @@ class SimBA(Attack):
     """Greedy search along orthonormal directions (pixels or low-frequency DCT).
 
     Each iteration takes the next direction ``q`` of a random (DCT:
-    low-frequency first) order and tries ``x - step * q``; if the score of
-    the true class drops (targeted: the target's score rises) the step is
-    kept, otherwise ``x + step * q`` is tried. One or two queries per
+    low-frequency first) order and tries ``x - step * q``; if the loss
+    drops the step is kept, otherwise ``x + step * q`` is tried. One or two queries per
     iteration; the score of the clean query starts the search. Steps are
     projected into the ``eps``-ball, and a trial that the projection leaves
     unchanged is skipped without a query.
@@ -55,6 +55,11 @@ class SimBA(Attack):
         Per image, clean query included.
     step : float
         Step along each direction (the paper's epsilon, 0.2).
+    loss : {"margin", "prob"}
+        ``"prob"``: the paper's probability of the true class (targeted:
+        minus the target's). ``"margin"`` (default): the log-probability
+        margin, which keeps ordering trials when a confident model's
+        probability rounds to exactly 1.0 (where the paper's loss stalls).
     freq_dims : int, optional
         Side of the low-frequency square tried first (DCT); default ``H // 4``.
     stride : int, optional
@@ -67,7 +72,7 @@ class SimBA(Attack):
     mode = "bounded"
 
     def __init__(self, model: Any, basis: str = "dct", norm: str = "l2", eps: float = 2.0,
-                 max_queries: int = 1000, step: float = 0.2, freq_dims: int | None = None,
+                 max_queries: int = 1000, step: float = 0.2, loss: str = "margin", freq_dims: int | None = None,
                  stride: int | None = None, max_total_queries: int | None = None, quantize: bool = False,
                  batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
         self.model = model
@@ -76,6 +81,7 @@ class SimBA(Attack):
         self.eps = eps
         self.max_queries = max_queries
         self.step = step
+        self.loss = loss
         self.freq_dims = freq_dims
         self.stride = stride
         self.max_total_queries = max_total_queries
@@ -88,6 +94,7 @@ class SimBA(Attack):
         super()._check_params(n, n_classes, input_shape)
         check_choice(self.basis, "basis", ("dct", "pixel"))
         check_float(self.step, "step", low=0.0, low_open=True)
+        check_choice(self.loss, "loss", ("margin", "prob"))
         check_int(self.freq_dims, "freq_dims", low=1, allow_none=True)
         check_int(self.stride, "stride", low=1, allow_none=True)
 
@@ -111,9 +118,15 @@ class SimBA(Attack):
         c, h, w = ctx.input_shape
         threat, rng = ctx.threat, s.rng
         anchor = s.target if s.target is not None else s.label
-        sign = 1.0 if s.target is None else -1.0     # minimise sign * score[anchor]
+        sign = 1.0 if s.target is None else -1.0
+
+        def loss(scores):
+            if self.loss == "prob":
+                return sign * scores[0, anchor]
+            return objective("margin", scores, s.label, s.target)[0]
+
         x = s.x0.copy()
-        last = sign * s.clean_scores[anchor]
+        last = loss(s.clean_scores[None])
         while True:
             if self.basis == "pixel":
                 order = rng.permutation(c * h * w)
@@ -129,7 +142,7 @@ class SimBA(Attack):
                         continue
                     asked = True
                     scores = yield cand[None]
-                    value = sign * scores[0, anchor]
+                    value = loss(scores)
                     if value < last:
                         x, last = cand, value
                         s.current = x

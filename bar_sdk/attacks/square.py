@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.geometry import clip01
 from bar_sdk.attacks.losses import LOSSES, objective
 from bar_sdk.contract import check_choice, check_float
 from bar_sdk.errors import InvalidInputError
@@ -26,7 +27,7 @@ def p_selection(p_init: float, it: int, n_iters: int) -> float:
 
 def _signs(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Random +-1 (faster than ``rng.choice`` on tiny arrays)."""
-    return rng.integers(0, 2, size=shape) * 2.0 - 1.0
+    return np.where(rng.random(shape) < 0.5, -1.0, 1.0)
 
 
 def _pseudo_gaussian_rectangle(x: int, y: int) -> np.ndarray:
@@ -167,16 +168,16 @@ class SquareAttack(Attack):
     def _linf_step(x0, x_best, p, rng, eps, c, h, w):
         size = int(round(np.sqrt(p * x0.size / c)))
         size = min(max(size, 1), h - 1, w - 1)
-        ch, cw = rng.integers(0, h - size), rng.integers(0, w - size)
+        ch, cw = rng.integers(0, (h - size, w - size))
         delta = (x_best - x0).astype(np.float64)
         x_win = x0[:, ch:ch + size, cw:cw + size]
         best_win = x_best[:, ch:ch + size, cw:cw + size]
         # redraw until the window changes the image (official: skip no-op trials)
         for _ in range(100):
-            if not np.all(np.abs(np.clip(x_win + delta[:, ch:ch + size, cw:cw + size], 0, 1) - best_win) < 1e-7):
+            if not np.all(np.abs(clip01(x_win + delta[:, ch:ch + size, cw:cw + size]) - best_win) < 1e-7):
                 break
             delta[:, ch:ch + size, cw:cw + size] = _signs(rng, (c, 1, 1)) * eps
-        return np.clip(x0 + delta, 0.0, 1.0)
+        return clip01(x0 + delta)
 
     @staticmethod
     def _l2_step(x0, x_best, p, rng, eps, c, h, w):
@@ -185,8 +186,7 @@ class SquareAttack(Attack):
             size += 1
         size = max(min(size, h - 1, w - 1), 1)
         delta = (x_best - x0).astype(np.float64)
-        ch, cw = rng.integers(0, h - size), rng.integers(0, w - size)
-        ch2, cw2 = rng.integers(0, h - size), rng.integers(0, w - size)
+        ch, cw, ch2, cw2 = rng.integers(0, (h - size, w - size, h - size, w - size))
         mask1 = np.zeros((1, h, w))
         mask1[:, ch:ch + size, cw:cw + size] = 1.0
         mask2 = np.zeros((1, h, w))
@@ -200,4 +200,4 @@ class SquareAttack(Attack):
             np.maximum(eps ** 2 - norm_img ** 2, 0.0) / c + norms_windows ** 2)
         delta[:, ch2:ch2 + size, cw2:cw2 + size] = 0.0
         delta[:, ch:ch + size, cw:cw + size] = new
-        return np.clip(x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps, 0.0, 1.0)
+        return clip01(x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps)
