@@ -18,6 +18,7 @@ from bar_sdk.errors import (
     TransientError,
 )
 from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.reprogram import BARClassifier, QuantizationWarning
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,5 @@ __all__ = [
     "BlackBox", "GradientModel", "check_images", "check_model",
     "BarError", "InvalidInputError", "ModelOutputError", "InvalidModelError", "QueryBudgetExceeded",
     "CheckpointError", "RemoteError", "AuthenticationError", "RateLimitError", "ResponseFormatError",
-    "TransientError", "MeteredModel", "QueryLedger",
+    "TransientError", "MeteredModel", "QueryLedger", "BARClassifier", "QuantizationWarning",
 ]

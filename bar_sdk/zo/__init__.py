@@ -5,6 +5,7 @@ from bar_sdk.zo.estimators import (
     AntitheticEstimator,
     CoordinateEstimator,
     GradientEstimator,
+    GuidedEstimator,
     RandomGradientEstimator,
     SPSAEstimator,
     make_estimator,
@@ -14,6 +15,6 @@ from bar_sdk.zo.step import zo_step
 
 __all__ = [
     "ESTIMATORS", "OPTIMIZERS", "GradientEstimator", "RandomGradientEstimator", "AntitheticEstimator",
-    "SPSAEstimator", "CoordinateEstimator", "Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC",
+    "SPSAEstimator", "CoordinateEstimator", "GuidedEstimator", "Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC",
     "make_estimator", "make_optimizer", "zo_step",
 ]

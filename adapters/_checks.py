@@ -1,0 +1,52 @@
+"""Boundary checks shared by the adapters: input shapes, label names, batches."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence
+
+import numpy as np
+
+from bar_sdk.contract import check_images
+from bar_sdk.errors import InvalidInputError
+
+__all__ = ["check_input_shape", "check_label_names", "check_batch"]
+
+
+def check_input_shape(value: Any, name: str = "input_shape") -> tuple[int, int, int]:
+    """Return ``value`` as ``(C, H, W)`` with C in (1, 3) and H, W >= 1, or raise."""
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)
+        or shape[0] not in (1, 3)
+        or min(shape[1:]) < 1
+    ):
+        raise InvalidInputError(f"{name}={value!r}; expected a tuple (C, H, W) of integers with C in (1, 3) and H, W >= 1")
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+def check_label_names(labels: Any, n_classes: int, name: str = "labels") -> tuple[str, ...] | None:
+    """Return ``labels`` as a tuple of ``n_classes`` strings (or ``None``), or raise."""
+    if labels is None:
+        return None
+    if isinstance(labels, str) or not isinstance(labels, Sequence) and not isinstance(labels, np.ndarray):
+        raise InvalidInputError(f"{name}={labels!r}; expected a sequence of {n_classes} class names or None")
+    names = tuple(str(s) for s in labels)
+    if len(names) != n_classes:
+        raise InvalidInputError(f"{name} has {len(names)} names; expected n_classes={n_classes} names or None")
+    return names
+
+
+def check_batch(x: Any, input_shape: tuple[int, int, int], name: str = "x") -> np.ndarray:
+    """Validate a batch for ``predict_proba``: float32 NCHW in [0, 1] shaped like ``input_shape``."""
+    arr = check_images(x, name, allow_nhwc=False)
+    if arr.shape[1:] != tuple(input_shape):
+        raise InvalidInputError(
+            f"{name} has shape {np.shape(x)}; expected (n, {', '.join(map(str, input_shape))})"
+        )
+    return arr

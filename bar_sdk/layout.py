@@ -1,0 +1,142 @@
+"""How target data becomes target images for the program.
+
+Images keep their pixels (resized, grey repeated to RGB when the model wants
+three channels). Tabular rows ``(n, features)`` are min-max scaled with
+ranges learned on the training data and laid out as a small square patch,
+each feature a block of pixels, as BAR did with brain-correlation matrices.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bar_sdk.contract import check_images
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.program import interpolation_matrix, resize_images
+
+__all__ = ["TargetLayout"]
+
+#: share of the model's input side given to the target by default (20 of 32, as BAR's 0.6-0.7)
+DEFAULT_TARGET_SHARE = 0.625
+
+
+class TargetLayout:
+    """Learned on the training data; turns any later X into target images."""
+
+    def __init__(self, kind: str, channels: int, target_hw: tuple[int, int], *, native_hw=None,
+                 n_features=None, low=None, high=None):
+        self.kind = kind
+        self.channels = channels
+        self.target_hw = tuple(int(v) for v in target_hw)
+        self.native_hw = None if native_hw is None else tuple(int(v) for v in native_hw)
+        self.n_features = n_features
+        self.low = low
+        self.high = high
+
+    # -- learning ---------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, X, input_shape, target_size=None, full_frame: bool = False) -> "TargetLayout":
+        arr = np.asarray(X)
+        c, h, w = input_shape
+        if arr.ndim == 2:
+            values = _tabular(arr, "X")
+            side = math.ceil(math.sqrt(values.shape[1]))
+            if target_size is None:
+                share = 1.0 if full_frame else DEFAULT_TARGET_SHARE
+                block = max(1, int(share * min(h, w)) // side)
+                target = (side * block, side * block)
+            else:
+                target = _size(target_size, h, w)
+            if target[0] < side or target[1] < side:
+                raise InvalidInputError(
+                    f"target_size={target_size!r} cannot hold {values.shape[1]} features laid out as a "
+                    f"{side}x{side} patch; expected at least ({side}, {side})"
+                )
+            if full_frame:
+                target = (h, w)
+            lo, hi = values.min(axis=0), values.max(axis=0)
+            return cls("tabular", c, target, n_features=values.shape[1], low=lo, high=hi)
+        images = check_images(arr, "X")
+        if images.shape[1] == 3 and c == 1:
+            raise InvalidInputError(
+                f"X has 3 channels but the model's input_shape is {tuple(input_shape)}; "
+                "expected grey images (n, H, W) for a one-channel model"
+            )
+        nh, nw = images.shape[2:]
+        if full_frame:
+            target = (h, w)
+        elif target_size is None:
+            ratio = min(1.0, DEFAULT_TARGET_SHARE * h / nh, DEFAULT_TARGET_SHARE * w / nw)
+            target = (max(1, round(nh * ratio)), max(1, round(nw * ratio)))
+        else:
+            target = _size(target_size, h, w)
+        return cls("image", c, target, native_hw=(nh, nw))
+
+    # -- applying -----------------------------------------------------------------------------
+    def transform(self, X) -> np.ndarray:
+        """Target images ``(n, C, th, tw)`` float32 in [0, 1]."""
+        arr = np.asarray(X)
+        if self.kind == "tabular":
+            if arr.ndim != 2 or arr.shape[1] != self.n_features:
+                raise InvalidInputError(
+                    f"X has shape {arr.shape}; expected (n, {self.n_features}) like the data seen in fit"
+                )
+            values = _tabular(arr, "X")
+            span = np.where(self.high > self.low, self.high - self.low, 1.0)
+            # the estimator's own scaling: values beyond the training range sit at the patch's ends
+            scaled = np.clip((values - self.low) / span, 0.0, 1.0)
+            side = math.ceil(math.sqrt(self.n_features))
+            patch = np.zeros((len(scaled), side * side), dtype=np.float32)
+            patch[:, : self.n_features] = scaled
+            patch = patch.reshape(-1, 1, side, side)
+            rows = interpolation_matrix(side, self.target_hw[0], "nearest")
+            cols = interpolation_matrix(side, self.target_hw[1], "nearest")
+            out = np.einsum("Hh,nchw,Ww->ncHW", rows, patch, cols, optimize=True)
+        else:
+            images = check_images(arr, "X")
+            if images.shape[1] == 3 and self.channels == 1:
+                raise InvalidInputError(f"X has shape {arr.shape} (3 channels); expected grey images for this one-channel model")
+            out = resize_images(images, self.target_hw)
+        if out.shape[1] != self.channels:
+            out = np.repeat(out, self.channels, axis=1)
+        return np.ascontiguousarray(out, dtype=np.float32)
+
+    def state(self) -> tuple[dict, dict]:
+        meta = {"kind": self.kind, "channels": self.channels, "target_hw": list(self.target_hw),
+                "native_hw": None if self.native_hw is None else list(self.native_hw),
+                "n_features": self.n_features}
+        arrays = {} if self.low is None else {"layout.low": self.low, "layout.high": self.high}
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict) -> "TargetLayout":
+        return cls(meta["kind"], meta["channels"], tuple(meta["target_hw"]), native_hw=meta["native_hw"],
+                   n_features=meta["n_features"], low=arrays.get("layout.low"), high=arrays.get("layout.high"))
+
+
+def _tabular(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected numeric features (n, features)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} has shape {arr.shape}; expected at least one row and one feature")
+    values = arr.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InvalidInputError(f"{name} has NaN or infinite values; expected finite features")
+    return values
+
+
+def _size(target_size, h, w) -> tuple[int, int]:
+    if isinstance(target_size, (int, np.integer)) and not isinstance(target_size, bool):
+        size = (int(target_size), int(target_size))
+    elif isinstance(target_size, (tuple, list)) and len(target_size) == 2 and all(
+            isinstance(v, (int, np.integer)) for v in target_size):
+        size = (int(target_size[0]), int(target_size[1]))
+    else:
+        raise InvalidInputError(f"target_size={target_size!r}; expected an int or a pair (height, width)")
+    if min(size) < 1 or size[0] > h or size[1] > w:
+        raise InvalidInputError(
+            f"target_size={target_size!r} does not fit the model's {h}x{w} input; expected 1..{h} x 1..{w}"
+        )
+    return size

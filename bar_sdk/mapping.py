@@ -1,0 +1,115 @@
+"""Many-to-one label mappings from source labels to target classes.
+
+A mapping assigns ``m`` distinct source labels to each of the ``k`` target
+classes; a target class's score is the mean of its source labels' scores,
+which works unchanged when a model returns only its top-k scores (the rest
+are zeros).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bar_sdk.errors import InvalidInputError
+
+__all__ = ["LabelMapping", "random_mapping", "frequency_mapping", "check_mapping_size", "source_frequencies"]
+
+
+@dataclass(frozen=True)
+class LabelMapping:
+    """Which source labels stand for which target class.
+
+    Attributes
+    ----------
+    sources : ndarray (k, m)
+        ``sources[t]`` are the source label indices mapped to target ``t``.
+    n_source : int
+        Number of source classes.
+    source_names : tuple or None
+        The model's label names, when it has them (for reports).
+    """
+
+    sources: np.ndarray
+    n_source: int
+    source_names: tuple | None = field(default=None, compare=False)
+
+    @property
+    def n_target(self) -> int:
+        return int(self.sources.shape[0])
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``(n_source, n_target)`` averaging matrix: target scores = scores @ matrix."""
+        mat = np.zeros((self.n_source, self.n_target))
+        for t, src in enumerate(self.sources):
+            mat[src, t] = 1.0 / len(src)
+        return mat
+
+    def target_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Mean source score per target class: ``(n, n_source) -> (n, n_target)``."""
+        return scores[:, self.sources].mean(axis=2)
+
+    def describe(self) -> dict:
+        names = self.source_names
+        return {str(t): [names[s] if names is not None else int(s) for s in src]
+                for t, src in enumerate(self.sources)}
+
+
+def check_mapping_size(n_source: int, n_target: int, per_class: int) -> None:
+    """Raise when ``n_target * per_class`` source labels do not exist."""
+    if n_target * per_class > n_source:
+        raise InvalidInputError(
+            f"labels_per_class={per_class} with {n_target} target classes needs {n_target * per_class} "
+            f"distinct source labels, but the model has n_classes={n_source}; expected "
+            f"labels_per_class <= {n_source // n_target}"
+        )
+
+
+def random_mapping(n_source: int, n_target: int, per_class: int, rng: np.random.Generator,
+                   source_names=None) -> LabelMapping:
+    """``per_class`` distinct random source labels per target class."""
+    check_mapping_size(n_source, n_target, per_class)
+    chosen = rng.permutation(n_source)[: n_target * per_class]
+    return LabelMapping(chosen.reshape(n_target, per_class), n_source, _names(source_names))
+
+
+def source_frequencies(scores: np.ndarray, y: np.ndarray, n_target: int) -> np.ndarray:
+    """``(n_source, n_target)`` evidence that source label s stands for target t.
+
+    The share of target-``t`` samples whose top source label is ``s``, plus
+    (as a tie-break, always below one count) the mean score of ``s`` on them.
+    """
+    n_source = scores.shape[1]
+    top = scores.argmax(axis=1)
+    freq = np.zeros((n_source, n_target))
+    for t in range(n_target):
+        rows = y == t
+        if rows.any():
+            freq[:, t] = np.bincount(top[rows], minlength=n_source) / rows.sum()
+            freq[:, t] += 1e-3 * scores[rows].mean(axis=0) / max(scores[rows].mean(axis=0).max(), 1e-12)
+    return freq
+
+
+def frequency_mapping(freq: np.ndarray, per_class: int, source_names=None) -> LabelMapping:
+    """BAR's greedy frequency mapping from a ``(n_source, n_target)`` evidence table.
+
+    Repeatedly takes the largest remaining entry (s, t) whose source label is
+    still free and whose target class still needs labels.
+    """
+    n_source, n_target = freq.shape
+    check_mapping_size(n_source, n_target, per_class)
+    order = np.argsort(-freq, axis=None, kind="stable")
+    taken = np.zeros(n_source, bool)
+    chosen: list[list[int]] = [[] for _ in range(n_target)]
+    for flat in order:
+        s, t = divmod(int(flat), n_target)
+        if not taken[s] and len(chosen[t]) < per_class:
+            chosen[t].append(s)
+            taken[s] = True
+    return LabelMapping(np.array(chosen, dtype=np.int64), n_source, _names(source_names))
+
+
+def _names(names):
+    return None if names is None else tuple(str(n) for n in names)

@@ -1,0 +1,609 @@
+"""BARClassifier: black-box adversarial reprogramming as a scikit-learn estimator.
+
+Glue only: the program (:mod:`bar_sdk.program`), the label mapping
+(:mod:`bar_sdk.mapping`), the losses (:mod:`bar_sdk.losses`), the
+zeroth-order strategies (:mod:`bar_sdk.zo`) and the ledger
+(:mod:`bar_sdk.ledger`) do the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bar_sdk import losses as L
+from bar_sdk.checkpoint import read_state, write_state
+from bar_sdk.contract import check_choice, check_float, check_int, check_labels, check_model, has_gradients
+from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
+from bar_sdk.layout import TargetLayout
+from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.mapping import (LabelMapping, check_mapping_size, frequency_mapping, random_mapping,
+                             source_frequencies)
+from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization,
+                             LowRankParameterization, PadProgram)
+from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, zo_step
+from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
+from bar_sdk.zo.optimizers import Optimizer
+
+__all__ = ["BARClassifier", "QuantizationWarning"]
+
+logger = logging.getLogger(__name__)
+
+#: epochs trained when neither max_queries nor max_epochs is given
+DEFAULT_EPOCHS = 20
+
+
+class QuantizationWarning(UserWarning):
+    """The smoothing step is too small to survive the model's input quantisation."""
+
+
+class BARClassifier(ClassifierMixin, BaseEstimator):
+    """Reprogram a classifier you can only query to solve a new task (BAR).
+
+    One universal input perturbation (the adversarial program) is trained
+    with zeroth-order gradient estimates, and several source labels are
+    mapped to each target class (Tsai, Chen & Ho, ICML 2020).
+
+    Parameters
+    ----------
+    model : object
+        Any black box with ``predict_proba(x) -> (n, n_classes)``, ``n_classes``
+        and ``input_shape`` (C, H, W); x is float32 NCHW in [0, 1].
+    max_queries : int, optional
+        Hard cap on images sent to ``model`` during :meth:`fit` (the label-mapping
+        pass included). Training stops when the next step would not fit.
+        Prediction after fit is not bounded by it.
+    max_epochs : int, optional
+        Passes over the training data. Without both limits, 20 epochs.
+    batch_size : int, default=10
+        Target samples per step; a step costs ``batch_size * evaluations``
+        queries (``n (q + 1)`` for the one-sided estimator, ``2 n q`` for the
+        two-sided ones).
+    program : {"pad", "full"}, default="pad"
+        ``"pad"``: BAR's frame around the resized target; ``"full"``: an additive
+        program over the target resized to the whole input.
+    parameterization : {"grid", "full", "lowrank"}, default="grid"
+        How the frame is parameterised: a coarse grid upsampled to the frame
+        (few parameters, trains fastest per query), one parameter per pixel
+        (BAR), or a low-rank product per channel.
+    grid_size : int, default=8
+        Grid side for ``parameterization="grid"``.
+    rank : int, default=2
+        Rank for ``parameterization="lowrank"``.
+    target_size : int or (int, int), optional
+        Size of the target inside the frame; by default 62.5% of the input side
+        (images are never enlarged). Must fit the model's input.
+    program_strength : float, default=0.5
+        For ``program="full"``: the largest change the program makes to a pixel.
+    mapping : {"frequency", "iterative", "random"}, default="frequency"
+        Label mapping: BAR's greedy frequency mapping from one pass over the
+        training data; ``"iterative"`` re-estimates it every epoch from the
+        predictions already made while training (no extra queries, in the
+        spirit of ILM-VP); ``"random"`` costs no queries.
+    labels_per_class : int, optional
+        Source labels per target class; by default ``min(n_source // k, 10)``.
+    loss : {"focal", "cross_entropy"}, default="focal"
+        Focal loss with class weights 1/n_j (BAR) or weighted cross-entropy.
+    gamma : float, default=2.0
+        Focal-loss exponent.
+    estimator : {"antithetic", "one_sided", "spsa", "coordinate", "exact"} or GradientEstimator
+        Gradient estimator. ``"exact"`` uses the model's own gradients
+        (white-box reprogramming, the upper bound; needs ``log_proba_gradient``).
+    n_directions : int, default=5
+        q, random directions per step.
+    smoothing : float, default=0.05
+        beta, the step along each direction (in parameter space).
+    optimizer : {"adam", "sgd", "sign", "spsa_gc"} or Optimizer, default="adam"
+    learning_rate : float, default=0.05
+    lr_decay : float, default=0.1
+        The learning rate decays exponentially to ``learning_rate * lr_decay``
+        by the end of the budget.
+    init_scale : float, default=0.01
+        Standard deviation of the random initial parameters (a uniform frame
+        creates exact ties in max-pooling, where one-sided estimates fail).
+    random_state : int, optional
+        The only source of randomness: the same seed gives the same result, bit
+        for bit.
+    verbose : bool, default=False
+        Show a progress bar with loss, accuracy and queries spent.
+    checkpoint : str or path, optional
+        File where training state is saved after every step (atomically, with
+        a checksum). Calling fit again with the same data and parameters resumes
+        from it, ending with the same result as an uninterrupted run.
+    initial_program : ndarray (d,) or fitted BARClassifier, optional
+        Warm start: begin from parameters trained elsewhere (for example
+        white-box on a local surrogate with the same input shape and program
+        settings) instead of a random frame.
+    surrogate : object with gradients, optional
+        A local model with ``log_proba_gradient`` and the same ``input_shape``.
+        Each step, its exact gradient of the same loss (under its own
+        frequency mapping) biases the random directions (guided estimator),
+        so fewer black-box queries are needed. Its calls are counted apart
+        (``surrogate_queries_``), not against ``max_queries``.
+    prior_weight : float, default=0.5
+        With a surrogate: the share of the search spent along its gradient.
+
+    Attributes
+    ----------
+    program_ : ndarray (C, H, W)
+        The trained program ``P`` in [-1, 1] (zero where the target sits).
+    theta_ : ndarray (d,)
+        The trained parameters.
+    mapping_ : LabelMapping
+        Source labels per target class.
+    queries_ : int
+        Images sent to the model during fit.
+    history_ : dict of lists
+        Per step: ``step``, ``queries``, ``loss`` and ``accuracy`` (on the minibatch).
+    ledger_ : QueryLedger
+        Every image sent to the model by this estimator, by purpose (fit and later predictions).
+    classes_ : ndarray
+        ``0 .. k-1``.
+    stop_reason_ : str
+        Why training ended.
+
+    Examples
+    --------
+    >>> clf = BARClassifier(model, max_queries=60_000, random_state=0)   # doctest: +SKIP
+    >>> clf.fit(X_train, y_train).score(X_test, y_test)                    # doctest: +SKIP
+    """
+
+    def __init__(self, model, *, max_queries=None, max_epochs=None, batch_size=10, program="pad",
+                 parameterization="grid", grid_size=8, rank=2, target_size=None, program_strength=0.5,
+                 mapping="frequency", labels_per_class=None, loss="focal", gamma=2.0,
+                 estimator="antithetic", n_directions=5, smoothing=0.05, optimizer="adam",
+                 learning_rate=0.05, lr_decay=0.1, init_scale=0.01, random_state=None, verbose=False,
+                 checkpoint=None, initial_program=None, surrogate=None, prior_weight=0.5):
+        self.model = model
+        self.max_queries = max_queries
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.program = program
+        self.parameterization = parameterization
+        self.grid_size = grid_size
+        self.rank = rank
+        self.target_size = target_size
+        self.program_strength = program_strength
+        self.mapping = mapping
+        self.labels_per_class = labels_per_class
+        self.loss = loss
+        self.gamma = gamma
+        self.estimator = estimator
+        self.n_directions = n_directions
+        self.smoothing = smoothing
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.lr_decay = lr_decay
+        self.init_scale = init_scale
+        self.random_state = random_state
+        self.verbose = verbose
+        self.checkpoint = checkpoint
+        self.initial_program = initial_program
+        self.surrogate = surrogate
+        self.prior_weight = prior_weight
+
+    # ------------------------------------------------------------------ validation
+    def _validate_params(self) -> None:
+        check_int(self.max_queries, "max_queries", low=1, allow_none=True)
+        check_int(self.max_epochs, "max_epochs", low=1, allow_none=True)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_choice(self.program, "program", ("pad", "full"))
+        check_choice(self.parameterization, "parameterization", ("grid", "full", "lowrank"))
+        check_int(self.grid_size, "grid_size", low=1)
+        check_int(self.rank, "rank", low=1)
+        check_float(self.program_strength, "program_strength", low=0.0, high=1.0, low_open=True)
+        check_choice(self.mapping, "mapping", ("frequency", "iterative", "random"))
+        check_int(self.labels_per_class, "labels_per_class", low=1, allow_none=True)
+        check_choice(self.loss, "loss", tuple(L.LOSSES))
+        check_float(self.gamma, "gamma", low=0.0)
+        if not isinstance(self.estimator, GradientEstimator):
+            check_choice(self.estimator, "estimator", tuple(ESTIMATORS) + ("exact",))
+        if self.estimator == "exact" and self.surrogate is not None:
+            raise InvalidInputError("estimator='exact' with a surrogate; expected one or the other")
+        if not isinstance(self.optimizer, Optimizer):
+            check_choice(self.optimizer, "optimizer", tuple(OPTIMIZERS))
+        check_int(self.n_directions, "n_directions", low=1)
+        check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
+        check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
+        check_float(self.init_scale, "init_scale", low=0.0)
+        if self.random_state is not None:
+            check_int(self.random_state, "random_state", low=0)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise InvalidInputError(f"checkpoint={self.checkpoint!r}; expected a file path or None")
+        check_float(self.prior_weight, "prior_weight", low=0.0, high=1.0)
+
+    def _initial_theta(self, program, rng) -> np.ndarray:
+        theta = program.param.init(rng, self.init_scale)  # drawn even when replaced: same stream either way
+        if self.initial_program is None:
+            return theta
+        start = getattr(self.initial_program, "theta_", self.initial_program)
+        start = np.asarray(start, dtype=np.float64)
+        if start.shape != (program.n_params,) or not np.all(np.isfinite(start)):
+            raise InvalidInputError(
+                f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
+                "from a program with the same input shape, program and parameterization"
+            )
+        return start.copy()
+
+    def _check_surrogate(self, input_shape):
+        if self.surrogate is None:
+            return None
+        _, shape = check_model(self.surrogate, "surrogate")
+        if shape != tuple(input_shape) or not has_gradients(self.surrogate):
+            raise InvalidInputError(
+                f"surrogate has input_shape={shape} and gradients={has_gradients(self.surrogate)}; expected "
+                f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. adapters.TorchModel)"
+            )
+        return MeteredModel(self.surrogate, QueryLedger())
+
+    def _build_program(self, input_shape, layout: TargetLayout):
+        if self.parameterization == "grid":
+            param = GridParameterization(self.grid_size)
+        elif self.parameterization == "lowrank":
+            param = LowRankParameterization(self.rank)
+        else:
+            param = FullResolution()
+        if self.program == "full":
+            return FullFrameProgram(input_shape, param, self.program_strength)
+        return PadProgram(input_shape, layout.target_hw, param)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Train the program on ``(X, y)``; every query is counted and bounded by ``max_queries``.
+
+        Parameters
+        ----------
+        X : array (n, H, W), (n, C, H, W) images (uint8, or floats in [0, 1]) or (n, features)
+        y : array (n,) of integer labels 0..k-1
+
+        Returns
+        -------
+        self
+        """
+        started = time.perf_counter()
+        self._validate_params()
+        n_source, input_shape = check_model(self.model)
+        layout = TargetLayout.fit(X, input_shape, self.target_size, full_frame=self.program == "full")
+        targets = layout.transform(X)
+        y, k = check_labels(y, len(targets))
+        per_class = self.labels_per_class or max(1, min(n_source // k, 10))
+        check_mapping_size(n_source, k, per_class)
+        program = self._build_program(input_shape, layout)
+        exact = self.estimator == "exact"
+        surrogate = self._check_surrogate(input_shape)
+        if surrogate is not None and isinstance(self.estimator, str) and not exact:
+            estimator = GuidedEstimator(self.n_directions, self.smoothing, self.prior_weight)
+        else:
+            estimator = None if exact else make_estimator(self.estimator, self.n_directions, self.smoothing)
+        if surrogate is not None and not hasattr(estimator, "set_prior"):
+            raise InvalidInputError(f"estimator={self.estimator!r} cannot use a surrogate's prior; expected a name "
+                                    "or an estimator with set_prior (GuidedEstimator)")
+        optimizer = make_optimizer(self.optimizer, self.learning_rate, self.lr_decay)
+        batch = min(self.batch_size, len(y))
+        step_cost = batch * (1 if exact else estimator.evaluations(program.n_params))
+        mapping_cost = 0 if self.mapping == "random" else len(y)
+        if self.max_queries is not None and self.max_queries < mapping_cost + step_cost:
+            raise InvalidInputError(
+                f"max_queries={self.max_queries} is too small for one step: the label-mapping pass costs "
+                f"{mapping_cost} and one step {step_cost} (batch_size={batch} x {step_cost // batch} "
+                f"evaluations); expected max_queries >= {mapping_cost + step_cost}"
+            )
+        metered = MeteredModel(self.model, QueryLedger(self.max_queries))
+        if exact and not metered.has_gradients:
+            raise InvalidInputError(
+                f"estimator='exact' needs a model with gradients; model={type(self.model).__name__} has no "
+                "log_proba_gradient (use a zeroth-order estimator for black boxes)"
+            )
+        embedded = program.embed(targets)
+        weights = L.balanced_weights(y, k)
+        rng = np.random.default_rng(self.random_state)
+        epochs = self.max_epochs if self.max_epochs is not None else (None if self.max_queries else DEFAULT_EPOCHS)
+        steps_per_epoch = -(-len(y) // batch)
+        total_steps = None if epochs is None else epochs * steps_per_epoch
+        if not exact:
+            self._check_quantization(program, estimator, np.random.default_rng(self.random_state))
+
+        state = _TrainState(theta=self._initial_theta(program, rng))
+        state.freq_sum = np.zeros((n_source, k))
+        fingerprint = self._fingerprint(X, y)
+        resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
+        if resumed:
+            state = self._load_checkpoint(fingerprint, metered, optimizer, rng, k, n_source)
+        elif self.mapping == "random":
+            state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
+        else:
+            scores = self._scores(metered, program, state.theta, embedded, "mapping")
+            state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
+        guide = None
+        if surrogate is not None:
+            # the surrogate's own mapping, from its own (free) predictions on the training data
+            s_scores = self._scores(surrogate, program, state.theta, embedded, "mapping")
+            s_per_class = max(1, min(surrogate.n_classes // k, 10))
+            guide = (surrogate, frequency_mapping(source_frequencies(s_scores, y, k), s_per_class).matrix)
+        if self.checkpoint is not None and not resumed:
+            self._save_checkpoint(fingerprint, metered, optimizer, rng, state)  # the mapping pass is paid once
+
+        bar = self._progress(metered, total_steps, state)
+        self.stop_reason_ = "budget"
+        try:
+            while not state.done:
+                if total_steps is not None and state.step >= total_steps:
+                    self.stop_reason_ = f"max_epochs={epochs} reached"
+                    break
+                if not metered.ledger.can_afford(step_cost):
+                    self.stop_reason_ = f"max_queries={self.max_queries}: no room for another step"
+                    break
+                if state.pos == 0 or state.order is None:
+                    state.order = rng.permutation(len(y))
+                idx = state.order[state.pos:state.pos + batch]
+                progress = (metered.ledger.queries / self.max_queries if self.max_queries
+                            else state.step / total_steps)
+                if exact:
+                    loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
+                                                        y[idx], weights, progress)
+                else:
+                    if guide is not None:
+                        estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
+                            state.theta), embedded[idx], y[idx], weights))
+                    loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
+                                                     embedded[idx], y[idx], weights, rng, progress)
+                if self.mapping == "iterative":
+                    state.freq_sum[:, :] += _evidence(probs, y[idx], k)
+                state.step += 1
+                state.pos += batch
+                state.history["step"].append(state.step)
+                state.history["queries"].append(metered.ledger.queries)
+                state.history["loss"].append(loss)
+                state.history["accuracy"].append(acc)
+                if state.pos >= len(y):
+                    state.pos = 0
+                    state.epoch += 1
+                    if self.mapping == "iterative":
+                        share = state.freq_sum / np.maximum(state.freq_sum.sum(axis=0), 1.0)
+                        state.mapping = frequency_mapping(share, per_class, metered.labels)
+                        state.freq_sum[:] = 0.0
+                if bar is not None:
+                    bar.update(metered.ledger.queries - bar.n if self.max_queries else 1)
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=metered.ledger.queries, refresh=False)
+                if self.checkpoint is not None:
+                    self._save_checkpoint(fingerprint, metered, optimizer, rng, state)
+        except QueryBudgetExceeded:
+            # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
+            self.stop_reason_ = "the model's own query budget ran out"
+            self._finish(program, state, metered, layout, k, started, surrogate)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        state.done = True
+        if self.checkpoint is not None:
+            self._save_checkpoint(fingerprint, metered, optimizer, rng, state)
+        self._finish(program, state, metered, layout, k, started, surrogate)
+        return self
+
+    def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress):
+        seen = {}
+
+        def objective(points):
+            probs = self._scores(metered, program, points, emb, "train").reshape(len(points), len(yb), -1)
+            p = L.normalise(state.mapping.target_scores(probs.reshape(-1, probs.shape[-1]))).reshape(
+                len(points), len(yb), -1)
+            per, _ = L.LOSSES[self.loss](p, yb, weights, self.gamma)
+            seen["probs"], seen["p"], seen["per"] = probs, p, per
+            return per.mean(axis=1)
+
+        state.theta, _, _ = zo_step(state.theta, objective, estimator, optimizer, rng, progress)
+        # the centre's own reading when the estimator measured it, else the mean over the points
+        if estimator.includes_center:
+            probs, p, per = seen["probs"][0], seen["p"][0], seen["per"][0]
+        else:
+            probs, p, per = seen["probs"].mean(0), seen["p"].mean(0), seen["per"].mean(0)
+        return float(per.mean()), float((p.argmax(1) == yb).mean()), probs
+
+    def _surrogate_gradient(self, guide, program, theta, emb, yb, weights):
+        surrogate, matrix = guide
+        images = program.apply(theta[None], emb)
+
+        def loss_fn(logp):
+            return L.loss_and_logp_gradient(np.exp(logp.astype(np.float64)), matrix, yb, weights, self.loss,
+                                            self.gamma)
+
+        _, grad_x = surrogate.log_proba_gradient(images, loss_fn, purpose="surrogate")
+        return program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
+
+    def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress):
+        images = program.apply(state.theta[None], emb)
+        matrix = state.mapping.matrix
+        seen = {}
+
+        def loss_fn(logp):
+            probs = np.exp(logp.astype(np.float64))
+            seen["probs"] = probs
+            return L.loss_and_logp_gradient(probs, matrix, yb, weights, self.loss, self.gamma)
+
+        loss, grad_x = metered.log_proba_gradient(images, loss_fn, purpose="train")
+        grad = program.gradient(state.theta, emb, np.asarray(grad_x, dtype=np.float64))
+        state.theta = optimizer.step(state.theta, grad, progress)
+        p = L.normalise(state.mapping.target_scores(seen["probs"]))
+        return float(loss), float((p.argmax(1) == yb).mean()), seen["probs"]
+
+    @staticmethod
+    def _scores(metered, program, thetas, embedded, purpose, chunk=4096):
+        thetas = np.atleast_2d(thetas)
+        per_program = max(1, chunk // max(len(thetas), 1))
+        outs = []
+        for start in range(0, len(embedded), per_program):
+            part = embedded[start:start + per_program]
+            scores = metered.predict_proba(program.apply(thetas, part), purpose=purpose)
+            outs.append(scores.reshape(len(thetas), len(part), -1))
+        return np.concatenate(outs, axis=1).reshape(-1, outs[0].shape[-1])
+
+    def _check_quantization(self, program, estimator, rng):
+        step = getattr(self.model, "quantization_step", None)
+        if not step:
+            return
+        theta = program.param.init(rng, self.init_scale)
+        points = estimator.ask(theta, rng)
+        frames = (program.frame(points) + 1) * 0.5  # pixel values of the frame
+        change = np.abs(frames[1:] - frames[:1]).max(axis=(1, 2, 3))
+        if np.median(change) < step:
+            warnings.warn(
+                f"smoothing={self.smoothing} moves frame pixels by at most {np.median(change):.2g} (median), "
+                f"below the model's quantization_step={step:.3g}: most perturbations vanish when the image "
+                "is quantised to 8 bits. Raise smoothing.", QuantizationWarning, stacklevel=3)
+
+    def _progress(self, metered, total_steps, state):
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        if self.max_queries:
+            return tqdm(total=self.max_queries, initial=metered.ledger.queries, unit="q", desc="BAR fit",
+                        mininterval=0.5, unit_scale=True)
+        return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
+
+    def _finish(self, program, state, metered, layout, k, started, surrogate=None):
+        self.theta_ = state.theta.copy()
+        self.program_ = program.frame(state.theta[None])[0]
+        self.mapping_ = state.mapping
+        self.queries_ = int(metered.ledger.queries)
+        self.history_ = {key: list(v) for key, v in state.history.items()}
+        self.n_steps_ = state.step
+        self.classes_ = np.arange(k)
+        self.layout_ = layout
+        self.program_obj_ = program
+        self.fit_time_ = time.perf_counter() - started
+        metered.ledger.max_queries = None  # max_queries bounds fit only; predictions are still counted
+        self.ledger_ = metered.ledger
+        self.surrogate_queries_ = 0 if surrogate is None else surrogate.ledger.queries
+        self._metered = metered
+        if layout.kind == "tabular":
+            self.n_features_in_ = layout.n_features
+        logger.info("BAR fit: %d steps, %d queries, stop: %s", state.step, self.queries_, self.stop_reason_)
+
+    # ------------------------------------------------------------------ predict
+    def predict_proba(self, X) -> np.ndarray:
+        """Target-class probabilities ``(n, k)``; each image sent is counted in ``ledger_``."""
+        check_is_fitted(self, "theta_")
+        emb = self.program_obj_.embed(self.layout_.transform(X))
+        scores = self._scores(self._metered, self.program_obj_, self.theta_, emb, "predict")
+        return L.normalise(self.mapping_.target_scores(scores))
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted target classes ``(n,)``."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _fingerprint(self, X, y) -> str:
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
+        params["initial_program"] = None if self.initial_program is None else hashlib.sha256(np.ascontiguousarray(
+            getattr(self.initial_program, "theta_", self.initial_program), dtype=np.float64).tobytes()).hexdigest()
+        if self.surrogate is not None:  # its identity across processes: what it is, not where it lives
+            params["surrogate"] = (type(self.surrogate).__name__, self.surrogate.n_classes,
+                                   tuple(self.surrogate.input_shape))
+        digest = hashlib.sha256(json.dumps({k: repr(v) for k, v in params.items()}, sort_keys=True).encode())
+        digest.update(np.ascontiguousarray(np.asarray(X)).tobytes())
+        digest.update(np.ascontiguousarray(y).tobytes())
+        digest.update(repr((self.model.n_classes, tuple(self.model.input_shape))).encode())
+        return digest.hexdigest()
+
+    def _save_checkpoint(self, fingerprint, metered, optimizer, rng, state):
+        arrays = {"theta": state.theta, "sources": state.mapping.sources, "freq_sum": state.freq_sum,
+                  "order": state.order if state.order is not None else np.zeros(0, np.int64)}
+        opt_meta = {}
+        for key, value in optimizer.state_dict().items():
+            if isinstance(value, np.ndarray):
+                arrays["opt." + key] = value
+            else:
+                opt_meta[key] = value
+        meta = {"fingerprint": fingerprint, "rng": rng.bit_generator.state, "step": state.step,
+                "epoch": state.epoch, "pos": state.pos, "done": state.done, "has_order": state.order is not None,
+                "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": opt_meta}
+        write_state(self.checkpoint, arrays, meta)
+
+    def _load_checkpoint(self, fingerprint, metered, optimizer, rng, k, n_source):
+        arrays, meta = read_state(self.checkpoint)
+        if meta.get("fingerprint") != fingerprint:
+            raise CheckpointError(
+                f"checkpoint={str(self.checkpoint)!r} was written for other data or parameters; "
+                "expected the same X, y and parameters to resume (delete the file to start over)"
+            )
+        opt_state = dict(meta["optimizer"])
+        opt_state.update({key[4:]: v for key, v in arrays.items() if key.startswith("opt.")})
+        optimizer.load_state_dict(opt_state)
+        rng.bit_generator.state = meta["rng"]
+        metered.ledger.load_state_dict(meta["ledger"])
+        state = _TrainState(theta=arrays["theta"].astype(np.float64))
+        state.mapping = LabelMapping(arrays["sources"], n_source, getattr(metered, "labels", None) and tuple(
+            str(v) for v in metered.labels))
+        state.freq_sum = arrays["freq_sum"]
+        state.order = arrays["order"] if meta["has_order"] else None
+        state.step, state.epoch, state.pos, state.done = meta["step"], meta["epoch"], meta["pos"], meta["done"]
+        state.history = {key: list(v) for key, v in meta["history"].items()}
+        logger.info("resumed from %s at step %d (%d queries)", self.checkpoint, state.step, metered.ledger.queries)
+        return state
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path) -> None:
+        """Write the fitted program, mapping and layout to ``path`` (no model, no secrets)."""
+        check_is_fitted(self, "theta_")
+        layout_meta, layout_arrays = self.layout_.state()
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if k not in ("model", "checkpoint", "verbose", "surrogate", "initial_program") and isinstance(v, (int, float, str, bool, type(None), tuple, list))}
+        meta = {"params": params, "layout": layout_meta, "classes": int(len(self.classes_)),
+                "queries": self.queries_, "history": self.history_, "stop_reason": self.stop_reason_,
+                "n_source": self.mapping_.n_source}
+        write_state(path, {"theta": self.theta_, "sources": self.mapping_.sources, **layout_arrays}, meta)
+
+    @classmethod
+    def load(cls, path, model) -> "BARClassifier":
+        """A fitted classifier from :meth:`save`'s file, querying ``model``."""
+        arrays, meta = read_state(path)
+        n_source, input_shape = check_model(model)
+        if n_source != meta["n_source"]:
+            raise InvalidInputError(
+                f"model.n_classes={n_source} but the saved program was trained for {meta['n_source']} source classes"
+            )
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
+        clf = cls(model, **params)
+        layout = TargetLayout.from_state(meta["layout"], arrays)
+        program = clf._build_program(input_shape, layout)
+        state = _TrainState(theta=arrays["theta"])
+        state.mapping = LabelMapping(arrays["sources"], n_source, getattr(model, "labels", None) and tuple(
+            str(v) for v in model.labels))
+        state.history = meta["history"]
+        state.step = len(meta["history"].get("step", []))
+        clf.stop_reason_ = meta["stop_reason"]
+        metered = MeteredModel(model, QueryLedger())
+        clf._finish(program, state, metered, layout, meta["classes"], time.perf_counter())
+        clf.queries_ = meta["queries"]
+        return clf
+
+
+class _TrainState:
+    """Everything that changes during fit (and goes into the checkpoint)."""
+
+    def __init__(self, theta):
+        self.theta = np.asarray(theta, dtype=np.float64)
+        self.mapping: LabelMapping | None = None
+        self.order: np.ndarray | None = None
+        self.freq_sum = np.zeros((0, 0))
+        self.step = self.epoch = self.pos = 0
+        self.done = False
+        self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
+
+
+def _evidence(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Per-batch counts behind the iterative mapping: top source label per target class."""
+    ev = np.zeros((probs.shape[1], k))
+    np.add.at(ev, (probs.argmax(1), y), 1.0)
+    return ev

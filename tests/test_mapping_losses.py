@@ -1,0 +1,75 @@
+"""Label mappings and losses."""
+
+import numpy as np
+import pytest
+
+from bar_sdk import InvalidInputError
+from bar_sdk.losses import balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise
+from bar_sdk.mapping import frequency_mapping, random_mapping, source_frequencies
+
+
+def test_frequency_mapping_follows_the_model():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    scores = rng.random((100, 10)) * 0.1
+    scores[y == 0, 7] += 1.0  # class 0 looks like source 7, class 1 like source 2
+    scores[y == 1, 2] += 1.0
+    mapping = frequency_mapping(source_frequencies(scores, y, 2), per_class=3)
+    assert mapping.sources[0][0] == 7 and mapping.sources[1][0] == 2
+    assert len(set(mapping.sources.ravel())) == 6  # distinct source labels
+
+
+def test_target_scores_are_means_and_survive_top_k_zeros():
+    mapping = random_mapping(10, 2, 2, np.random.default_rng(1))
+    scores = np.zeros((1, 10))
+    scores[0, mapping.sources[0][0]] = 0.8  # a top-1 API: one nonzero score
+    t = mapping.target_scores(scores)
+    assert t[0, 0] == pytest.approx(0.4) and t[0, 1] == 0.0
+    p = normalise(t)
+    assert p.argmax() == 0 and np.isfinite(p).all()
+    np.testing.assert_allclose(mapping.target_scores(np.eye(10)) @ np.ones(2), np.full(10, 0.5)
+                               * np.isin(np.arange(10), mapping.sources.ravel()))
+
+
+def test_too_many_labels_per_class_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match="labels_per_class=4"):
+        random_mapping(10, 3, 4, np.random.default_rng(0))
+
+
+def test_focal_loss_with_gamma_zero_is_cross_entropy_and_down_weights_easy_samples():
+    p = np.array([[0.9, 0.1], [0.4, 0.6]])
+    y = np.array([0, 0])
+    w = np.ones(2)
+    ce, _ = cross_entropy(p, y, w)
+    np.testing.assert_allclose(ce, -np.log([0.9, 0.4]))
+    fl, _ = focal_loss(p, y, w, 2.0)
+    assert fl[0] / ce[0] < fl[1] / ce[1]  # the easy sample loses more of its weight
+
+
+def test_balanced_weights():
+    w = balanced_weights(np.array([0, 0, 0, 1]), 2)
+    assert w[1] == pytest.approx(3 * w[0])
+    assert (w * np.array([3, 1])).sum() == pytest.approx(4)
+
+
+@pytest.mark.parametrize("loss,gamma", [("focal", 2.0), ("cross_entropy", 0.0)])
+def test_white_box_loss_gradient_matches_finite_differences(loss, gamma):
+    rng = np.random.default_rng(2)
+    logits = rng.standard_normal((5, 10))
+    y = rng.integers(0, 3, 5)
+    mapping = random_mapping(10, 3, 3, rng)
+    w = balanced_weights(np.array([0, 1, 2, 2]), 3)
+
+    def value(z):
+        lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return loss_and_logp_gradient(np.exp(lp), mapping.matrix, y, w, loss, gamma)
+
+    val, g_logp = value(logits)
+    # chain through log-softmax: dL/dz = g - p * sum(g)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    g_z = g_logp - p * g_logp.sum(1, keepdims=True)
+    for i, j in [(0, 0), (1, 4), (3, 9), (4, 2)]:
+        e = np.zeros_like(logits)
+        e[i, j] = 1e-5
+        num = (value(logits + e)[0] - value(logits - e)[0]) / 2e-5
+        assert g_z[i, j] == pytest.approx(num, rel=1e-4, abs=1e-8)

@@ -1,0 +1,40 @@
+"""Packaging promises: the core imports without torch; the public names exist."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BLOCK_TORCH = """
+import builtins, sys
+real = builtins.__import__
+def guard(name, *a, **k):
+    if name == 'torch' or name.startswith('torch.'):
+        raise ImportError('torch is blocked in this test')
+    return real(name, *a, **k)
+builtins.__import__ = guard
+sys.path.insert(0, {root!r})
+import bar_sdk, adapters
+from bar_sdk import BARClassifier, QueryBudgetExceeded
+from adapters import SklearnModel, CallableModel, TopK, Rounded, LabelOnly
+print('ok')
+"""
+
+
+def test_core_imports_without_torch():
+    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH.format(root=str(ROOT))], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_exception_tree_inherits_builtins():
+    import bar_sdk
+
+    assert issubclass(bar_sdk.InvalidInputError, ValueError)
+    assert issubclass(bar_sdk.ModelOutputError, ValueError)
+    assert issubclass(bar_sdk.QueryBudgetExceeded, RuntimeError)
+    assert issubclass(bar_sdk.CheckpointError, ValueError)
+    for name in bar_sdk.__all__:
+        assert hasattr(bar_sdk, name), name

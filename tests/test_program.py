@@ -1,0 +1,81 @@
+"""Programs: shapes, ranges, the untouched target, and exact adjoints."""
+
+import numpy as np
+import pytest
+
+from bar_sdk import InvalidInputError
+from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization, LowRankParameterization,
+                             PadProgram, interpolation_matrix, resize_images)
+
+SHAPE = (3, 12, 12)
+
+
+def programs():
+    return [
+        PadProgram(SHAPE, (6, 6), FullResolution()),
+        PadProgram(SHAPE, (6, 6), GridParameterization(4)),
+        PadProgram(SHAPE, (6, 6), LowRankParameterization(2)),
+        FullFrameProgram(SHAPE, GridParameterization(3), strength=0.3),
+    ]
+
+
+@pytest.mark.parametrize("prog", programs(), ids=lambda p: f"{type(p).__name__}-{type(p.param).__name__}")
+def test_images_in_range_and_shaped(prog):
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 3) + prog.target_hw).astype(np.float32)
+    theta = 3 * rng.standard_normal((2, prog.n_params))
+    out = prog.apply(theta, prog.embed(x))
+    assert out.shape == (8,) + SHAPE
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_pad_program_leaves_target_untouched_and_zero_is_grey():
+    prog = PadProgram(SHAPE, (6, 6), FullResolution())
+    rng = np.random.default_rng(1)
+    x = rng.random((2, 3, 6, 6)).astype(np.float32)
+    out = prog.apply(rng.standard_normal((1, prog.n_params)), prog.embed(x))
+    np.testing.assert_allclose(out[:, :, 3:9, 3:9], x, atol=1e-6)
+    grey = prog.apply(np.zeros((1, prog.n_params)), prog.embed(x))
+    frame = grey * prog.mask
+    assert np.allclose(frame[prog.mask.astype(bool)[None].repeat(2, 0)], 0.5)
+    assert prog.n_params == 3 * (144 - 36)
+
+
+def test_grid_drops_cells_hidden_under_the_target():
+    prog = PadProgram((3, 32, 32), (20, 20), GridParameterization(8))
+    assert prog.n_params < 3 * 64
+    assert prog.n_params >= 3 * (64 - 16)
+
+
+@pytest.mark.parametrize("prog", programs(), ids=lambda p: f"{type(p).__name__}-{type(p.param).__name__}")
+def test_gradient_matches_finite_differences(prog):
+    rng = np.random.default_rng(2)
+    x = rng.random((3, 3) + prog.target_hw).astype(np.float32) * 0.5 + 0.25
+    emb = prog.embed(x)
+    theta = 0.3 * rng.standard_normal(prog.n_params)
+    g_img = rng.standard_normal((3,) + SHAPE)
+
+    def f(t):
+        return float((prog.apply(t[None], emb).astype(np.float64) * g_img).sum())
+
+    analytic = prog.gradient(theta, emb, g_img)
+    for i in rng.choice(prog.n_params, size=8, replace=False):
+        e = np.zeros_like(theta)
+        e[i] = 1e-3
+        numeric = (f(theta + e) - f(theta - e)) / 2e-3
+        assert analytic[i] == pytest.approx(numeric, rel=2e-2, abs=2e-3)
+
+
+def test_target_larger_than_input_is_refused():
+    with pytest.raises(InvalidInputError, match="target_size"):
+        PadProgram(SHAPE, (13, 6), FullResolution())
+
+
+def test_interpolation_rows_sum_to_one_and_resize_keeps_range():
+    for mode in ("nearest", "bilinear", "area"):
+        mat = interpolation_matrix(7, 3 if mode == "area" else 11, mode)
+        np.testing.assert_allclose(mat.sum(1), 1.0, rtol=1e-6)
+    x = np.random.default_rng(3).random((2, 1, 28, 28)).astype(np.float32)
+    small = resize_images(x, (20, 20))
+    assert small.shape == (2, 1, 20, 20) and 0 <= small.min() and small.max() <= 1
+    assert abs(small.mean() - x.mean()) < 0.01  # area resampling keeps the mean

@@ -1,0 +1,298 @@
+"""BARClassifier: scikit-learn conformance, exact query counts, budgets, determinism, resume."""
+
+import os
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from _models import digits16, fresh_linear
+from adapters import TopK
+from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
+                     QueryBudgetExceeded)
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    data = load_breast_cancer()
+    return train_test_split(data.data, data.target, test_size=0.3, random_state=0, stratify=data.target)
+
+
+def small(model, **kw):
+    kw.setdefault("max_queries", 4000)
+    kw.setdefault("random_state", 0)
+    return BARClassifier(model, **kw)
+
+
+# --------------------------------------------------------------------------- end to end
+def test_reprograms_digits_model_for_breast_cancer_well_above_chance(cancer):
+    Xa, Xb, ya, yb = cancer
+    clf = BARClassifier(fresh_linear(), max_queries=20_000, random_state=0).fit(Xa, ya)
+    majority = max(np.mean(yb), 1 - np.mean(yb))
+    assert clf.score(Xb, yb) > majority + 0.15
+    assert clf.history_["queries"][-1] == clf.queries_ <= 20_000
+
+
+def test_reprograms_torch_cnn_for_image_task():
+    """A real CNN, queried only through predict_proba, learns a new image task (digit parity)."""
+    torch = pytest.importorskip("torch")
+    from adapters import TorchModel
+    from adapters.nets import SmallCNN, train_classifier
+
+    x, y = digits16()
+    # source: a CNN trained on digits 0-4 only, re-purposed to tell 5-9 apart as 3 classes
+    src = y < 5
+    net = train_classifier(SmallCNN(1, 5, 16), x[src], y[src], epochs=4, random_state=0)
+    model = TorchModel(net, (1, 16, 16))
+    tgt = np.isin(y, [5, 6, 7])
+    xt, yt = x[tgt][:, :, 2:14, 2:14], y[tgt] - 5  # 12x12 targets inside the 16x16 frame
+    xa, xb, ya, yb = train_test_split(xt, yt, test_size=0.4, random_state=0, stratify=yt)
+    clf = BARClassifier(model, max_queries=30_000, labels_per_class=1, random_state=0).fit(xa, ya)
+    assert torch.is_tensor(torch.zeros(1))
+    assert clf.score(xb, yb) > 0.55  # chance is 1/3
+
+
+def test_white_box_and_top_k_models(cancer):
+    Xa, Xb, ya, yb = cancer
+    wb = small(fresh_linear(), estimator="exact", max_queries=4000).fit(Xa, ya)
+    assert wb.score(Xb, yb) > 0.8
+    top1 = small(TopK(fresh_linear(), k=1), max_queries=8000).fit(Xa, ya)
+    assert top1.score(Xb, yb) > 0.75
+
+
+# --------------------------------------------------------------------------- scikit-learn
+def test_sklearn_conformance(cancer):
+    Xa, Xb, ya, yb = cancer
+    clf = small(fresh_linear(), batch_size=7)
+    assert clone(clf).get_params()["batch_size"] == 7
+    with pytest.raises(NotFittedError):
+        clf.predict(Xb)
+    assert clf.set_params(grid_size=4) is clf and clf.grid_size == 4
+    assert clf.fit(Xa, ya) is clf
+    proba = clf.predict_proba(Xb)
+    assert proba.shape == (len(Xb), 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    np.testing.assert_array_equal(clf.predict(Xb), proba.argmax(1))
+    assert clf.n_features_in_ == 30 and list(clf.classes_) == [0, 1]
+
+
+def test_pipeline_and_grid_search(cancer):
+    Xa, _, ya, _ = cancer
+    pipe = Pipeline([("scale", StandardScaler()), ("bar", small(fresh_linear(), max_queries=3000))])
+    search = GridSearchCV(pipe, {"bar__grid_size": [2, 4]}, cv=2).fit(Xa, ya)
+    assert search.best_params_["bar__grid_size"] in (2, 4)
+    assert search.best_score_ > 0.7  # standardised (negative) features are accepted and scaled
+
+
+# --------------------------------------------------------------------------- queries and budget
+@pytest.mark.parametrize("budget", [1000, 1234, 2999])
+@pytest.mark.parametrize("estimator", ["antithetic", "one_sided", "spsa", "coordinate", "exact"])
+def test_queries_match_an_independent_count_and_never_exceed_budget(cancer, budget, estimator):
+    Xa, Xb, ya, _ = cancer
+    model = fresh_linear()
+    clf = small(model, max_queries=budget, estimator=estimator, batch_size=9).fit(Xa, ya)
+    assert clf.queries_ == model.seen <= budget
+    assert clf.ledger_.by_purpose["mapping"] == len(ya)
+    step = clf.history_["queries"][1] - clf.history_["queries"][0]
+    assert budget - clf.queries_ < step  # it stopped only when the next step would not fit
+    clf.predict(Xb)  # prediction after fit is counted but not bounded by fit's budget
+    assert clf.ledger_.queries == model.seen == clf.queries_ + len(Xb)
+    assert clf.ledger_.by_purpose["predict"] == len(Xb)
+
+
+def test_budget_too_small_for_one_step_spends_nothing(cancer):
+    Xa, _, ya, _ = cancer
+    model = fresh_linear()
+    with pytest.raises(InvalidInputError, match=r"max_queries=450 is too small for one step"):
+        small(model, max_queries=450).fit(Xa, ya)
+    assert model.seen == 0
+
+
+def test_model_budget_running_out_keeps_the_program(cancer):
+    Xa, Xb, ya, yb = cancer
+    model = fresh_linear()
+
+    class Capped:
+        n_classes, input_shape = model.n_classes, model.input_shape
+
+        def __init__(self):
+            self.cap = 2500
+
+        def predict_proba(self, x):
+            if model.seen + len(x) > self.cap:
+                raise QueryBudgetExceeded(len(x), model.seen, self.cap)
+            return model.predict_proba(x)
+
+    capped = Capped()
+    clf = small(capped, max_queries=10_000)
+    with pytest.raises(QueryBudgetExceeded):
+        clf.fit(Xa, ya)
+    assert clf.n_steps_ > 0 and clf.program_.shape == (1, 16, 16)
+    capped.cap = 10 ** 9
+    assert clf.score(Xb, yb) > 0.6
+
+
+# --------------------------------------------------------------------------- determinism and resume
+def test_same_seed_same_result_bit_for_bit(cancer):
+    Xa, _, ya, _ = cancer
+    a = small(fresh_linear(), random_state=3).fit(Xa, ya)
+    b = small(fresh_linear(), random_state=3).fit(Xa, ya)
+    c = small(fresh_linear(), random_state=4).fit(Xa, ya)
+    np.testing.assert_array_equal(a.theta_, b.theta_)
+    assert a.history_ == b.history_
+    assert not np.array_equal(a.theta_, c.theta_)
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mapping", ["frequency", "iterative"])
+@pytest.mark.parametrize("crash_after", [1, 3, 15])
+def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, crash_after):
+    Xa, _, ya, _ = cancer
+    kw = dict(max_queries=6000, mapping=mapping, batch_size=25, optimizer="adam")
+    reference = small(fresh_linear(), **kw).fit(Xa, ya)
+
+    model = fresh_linear()
+
+    class Crashing:
+        n_classes, input_shape = model.n_classes, model.input_shape
+
+        def predict_proba(self, x):
+            if model.calls == crash_after:
+                raise Crash("simulated crash")
+            return model.predict_proba(x)
+
+    path = tmp_path / "ckpt.bar"
+    with pytest.raises(Crash):
+        small(Crashing(), checkpoint=str(path), **kw).fit(Xa, ya)
+    spent_before = model.seen
+    assert path.exists()
+    model.calls = -10 ** 9  # never crash again
+    resumed = small(Crashing(), checkpoint=str(path), **kw).fit(Xa, ya)
+    np.testing.assert_array_equal(resumed.theta_, reference.theta_)
+    assert resumed.queries_ == reference.queries_
+    # the crashed step is paid twice at most: total extra spend is below one step
+    step = reference.history_["queries"][1] - reference.history_["queries"][0]
+    assert model.seen - reference.queries_ <= step
+    assert spent_before <= model.seen
+    # a finished checkpoint answers at once, without queries
+    seen = model.seen
+    again = small(Crashing(), checkpoint=str(path), **kw).fit(Xa, ya)
+    assert model.seen == seen and np.array_equal(again.theta_, reference.theta_)
+
+
+def test_corrupt_or_foreign_checkpoint_is_refused(cancer, tmp_path):
+    Xa, _, ya, _ = cancer
+    path = tmp_path / "ckpt.bar"
+    small(fresh_linear(), checkpoint=str(path)).fit(Xa, ya)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="checksum"):
+        small(fresh_linear(), checkpoint=str(path)).fit(Xa, ya)
+    path.write_bytes(raw)
+    with pytest.raises(CheckpointError, match="other data or parameters"):
+        small(fresh_linear(), checkpoint=str(path), learning_rate=0.2).fit(Xa, ya)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_save_and_load_round_trip(cancer, tmp_path):
+    Xa, Xb, ya, _ = cancer
+    clf = small(fresh_linear()).fit(Xa, ya)
+    clf.save(tmp_path / "prog.bar")
+    loaded = BARClassifier.load(tmp_path / "prog.bar", fresh_linear())
+    np.testing.assert_array_equal(loaded.predict_proba(Xb), clf.predict_proba(Xb))
+    assert loaded.queries_ == clf.queries_
+
+
+def test_verbose_shows_progress(cancer, capsys):
+    Xa, _, ya, _ = cancer
+    small(fresh_linear(), verbose=True).fit(Xa, ya)
+    err = capsys.readouterr().err
+    assert "BAR fit" in err and "loss=" in err and "acc=" in err
+
+
+def test_quantization_warning_for_steps_below_one_grey_level(cancer):
+    Xa, _, ya, _ = cancer
+    model = fresh_linear()
+    model.quantization_step = 1 / 255
+    with pytest.warns(QuantizationWarning, match="smoothing=1e-05"):
+        small(model, smoothing=1e-5, max_queries=1500).fit(Xa, ya)
+
+
+# --------------------------------------------------------------------------- bad input, before any query
+X_IMG = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
+Y2 = np.arange(20) % 2
+
+
+@pytest.mark.parametrize("X,y,params,match", [
+    (np.where(X_IMG > 0.5, np.nan, X_IMG), Y2, {}, "NaN"),
+    (X_IMG * 2, Y2, {}, r"values in \[0"),
+    (X_IMG.astype(np.int32), Y2, {}, "dtype int32"),
+    (X_IMG[:, :, :, None, None], Y2, {}, "shape"),
+    (X_IMG, np.zeros(20, int), {}, "single class"),
+    (X_IMG, Y2 * 2, {}, "0..k-1"),
+    (X_IMG, Y2[:10], {}, r"expected \(20,\)"),
+    (X_IMG, Y2, {"target_size": 17}, "target_size=17"),
+    (X_IMG, Y2, {"estimator": "magic"}, "estimator='magic'"),
+    (X_IMG, Y2, {"batch_size": 0}, "batch_size=0"),
+    (X_IMG, Y2, {"max_queries": -5}, "max_queries=-5"),
+    (X_IMG, Y2, {"labels_per_class": 6}, "labels_per_class=6"),
+    (X_IMG, Y2, {"learning_rate": float("nan")}, "learning_rate=nan"),
+    (np.full((20, 3), np.inf), Y2, {}, "NaN or infinite"),
+    (np.random.default_rng(1).random((20, 8, 8, 3)), Y2, {}, "3 channels"),
+])
+def test_bad_input_is_named_before_any_query(X, y, params, match):
+    model = fresh_linear()
+    with pytest.raises(InvalidInputError, match=match):
+        small(model, **params).fit(X, y)
+    assert model.seen == 0
+
+
+def test_exact_estimator_needs_gradients():
+    model = TopK(fresh_linear(), k=10)
+    with pytest.raises(InvalidInputError, match="estimator='exact'"):
+        small(model, estimator="exact").fit(X_IMG, Y2)
+
+
+@pytest.mark.parametrize("answer,match", [
+    (lambda x: np.ones((len(x), 3)), "shape"),
+    (lambda x: np.full((len(x), 10), np.nan), "NaN"),
+    (lambda x: -np.ones((len(x), 10)), "negative"),
+])
+def test_bad_model_answers_are_named(answer, match):
+    class Bad:
+        n_classes, input_shape = 10, (1, 16, 16)
+        predict_proba = staticmethod(answer)
+
+    with pytest.raises(ModelOutputError, match=match):
+        small(Bad()).fit(X_IMG, Y2)
+
+
+# --------------------------------------------------------------------------- warm start and surrogate prior
+def test_warm_start_from_a_white_box_program_starts_ahead(cancer):
+    Xa, Xb, ya, yb = cancer
+    white = small(fresh_linear(), estimator="exact", max_queries=4000).fit(Xa, ya)
+    cold = small(fresh_linear(), max_queries=700, learning_rate=1e-6).fit(Xa, ya)
+    warm = small(fresh_linear(), max_queries=700, learning_rate=1e-6, initial_program=white).fit(Xa, ya)
+    np.testing.assert_allclose(warm.theta_, white.theta_, atol=1e-3)  # barely moved from the start given
+    assert warm.score(Xb, yb) >= cold.score(Xb, yb)
+    with pytest.raises(InvalidInputError, match="initial_program has shape"):
+        small(fresh_linear(), initial_program=np.zeros(3)).fit(Xa, ya)
+
+
+def test_surrogate_prior_is_used_and_counted_apart(cancer):
+    Xa, Xb, ya, yb = cancer
+    model, surrogate = fresh_linear(), fresh_linear()
+    clf = small(model, surrogate=surrogate, max_queries=3000, prior_weight=0.9).fit(Xa, ya)
+    assert clf.queries_ == model.seen <= 3000
+    assert clf.surrogate_queries_ == surrogate.seen > 0
+    assert clf.score(Xb, yb) > 0.75
+    with pytest.raises(InvalidInputError, match="surrogate has input_shape"):
+        small(fresh_linear(), surrogate=TopK(fresh_linear(), 3)).fit(Xa, ya)
