@@ -16,6 +16,7 @@ from bar_sdk.attacks import (
     UniversalPerturbation,
     ZOOAttack,
 )
+from bar_sdk.errors import InvalidInputError
 from bar_sdk.zo import AntitheticEstimator, SignSGD
 
 NET = mlp_digits()
@@ -130,3 +131,25 @@ def test_decision_attacks_shrink_distortion_with_budget():
     r_small = RayS(lo, max_queries=100, random_state=0).run(X[:10], Y[:10])
     r_large = RayS(lo, max_queries=1000, random_state=0).run(X[:10], Y[:10])
     assert np.median(r_large.distortion) < np.median(r_small.distortion)
+
+
+def test_attacks_on_a_torch_cnn_through_the_adapters():
+    pytest.importorskip("torch")
+    from adapters import LabelOnly as ApiLabelOnly
+    from adapters import TorchModel
+    from adapters.nets import SmallCNN, digits_images, train_classifier
+
+    x, y = digits_images(8)
+    net = train_classifier(SmallCNN(1, 10, 8, width=8, random_state=0), x[:1200], y[:1200], epochs=6,
+                           random_state=0)
+    model = TorchModel(net, (1, 8, 8))
+    ok = model.predict_proba(x[1200:]).argmax(1) == y[1200:]
+    xs, ys = x[1200:][ok][:20], y[1200:][ok][:20]
+    pgd = PGD(model, eps=0.2, steps=10, random_state=0).run(xs, ys)          # gradients via log_proba_gradient
+    square = SquareAttack(model, eps=0.2, max_queries=200, random_state=0).run(xs, ys)
+    assert pgd.success_rate >= 0.5 and square.success_rate >= 0.3
+    api = ApiLabelOnly(model)
+    with pytest.raises(InvalidInputError, match="label_only=True"):
+        SquareAttack(api, eps=0.2).run(xs, ys)
+    hsj = HopSkipJump(api, norm="linf", eps=0.2, init_num_evals=20, max_queries=300, random_state=0).run(xs, ys)
+    assert hsj.success_rate >= 0.3

@@ -189,6 +189,10 @@ class Attack(ABC):
         ctx = RunContext(threat, n_classes, shape, self.max_queries)
         return x, y, target, ctx
 
+    def check(self, x: Any, y: Any, target: Any = None) -> None:
+        """Raise :class:`~bar_sdk.errors.InvalidInputError` if ``run(x, y, target)`` would; query nothing."""
+        self._validate(x, y, target)
+
     # -- the run -------------------------------------------------------------------------
 
     def _prepare(self, ctx: RunContext) -> None:
@@ -285,5 +289,6 @@ class Attack(ABC):
             x_adv=x_adv, success=success, queries=queries,
             distortion=np.asarray(distance(x_adv, x, threat.norm), dtype=np.float64).reshape(-1),
             y=y, target=target, clean_label=clean_label.astype(np.int64), adv_label=adv_label,
-            status=status, message=message, total_queries=int(total), wall_time=float(wall), extra=extra,
+            status=status, message=message, total_queries=int(total), wall_time=float(wall),
+            access=self.access, extra=extra,
         )

@@ -54,6 +54,9 @@ class AttackResult:
         samples (the training of a universal perturbation).
     wall_time : float
         Seconds the run took.
+    access : {"score", "decision", "gradient"}
+        What the attack used: scores, top-1 labels only, or exact gradients
+        (white-box).
     extra : dict
         Attack-specific details (e.g. the universal perturbation itself).
     """
@@ -74,6 +77,7 @@ class AttackResult:
     message: str
     total_queries: int
     wall_time: float
+    access: str = "score"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,7 +139,7 @@ class AttackResult:
 
         won = self.success & ~self.initially_adversarial
         return {
-            "attack": self.attack, "norm": self.norm, "eps": self.eps, "targeted": self.targeted,
+            "attack": self.attack, "access": self.access, "norm": self.norm, "eps": self.eps, "targeted": self.targeted,
             "n_samples": self.n_samples, "clean_accuracy": num(self.clean_accuracy),
             "success_rate": num(self.success_rate), "robust_accuracy": num(self.robust_accuracy),
             "median_queries": num(self.median_queries), "mean_queries": num(self.mean_queries),
