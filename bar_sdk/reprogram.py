@@ -116,7 +116,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     checkpoint : str or path, optional
         File where training state is saved after every step (atomically, with
         a checksum). Calling fit again with the same data and parameters resumes
-        from it, ending with the same result as an uninterrupted run.
+        from it, ending with the same result as an uninterrupted run. The file
+        recognises the data, the parameters and the model's shape, not its
+        weights: give a new model a new file.
     initial_program : ndarray (d,) or fitted BARClassifier, optional
         Warm start: begin from parameters trained elsewhere (for example
         white-box on a local surrogate with the same input shape and program
