@@ -64,7 +64,7 @@ class HttpResponse:
         if self._json is None:
             try:
                 self._json = json.loads(self.content)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:   # RecursionError: deep nesting
                 raise ResponseFormatError(
                     f"HTTP {self.status_code} body is not valid JSON ({exc.__class__.__name__}: {exc}); "
                     f"body starts {self.snippet(120)!r}"
