@@ -52,10 +52,9 @@ def score(value: Any, scale: float, where: str) -> float:
     """A score read from the body, divided by ``scale`` (100 for percentages)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ResponseFormatError(f"{where} is {value!r}; expected a number")
-    out = float(value) / scale
-    if not 0.0 <= out <= 1.0:
+    if not 0.0 <= value <= scale:    # compared before float(): a huge integer must not overflow
         raise ResponseFormatError(f"{where} is {value!r}; expected a score in [0, {scale:g}]")
-    return out
+    return float(value) / scale
 
 
 def per_image(items: Any, n_images: int, where: str) -> list:
