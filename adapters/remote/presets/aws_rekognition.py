@@ -153,7 +153,7 @@ class AwsRekognitionPreset(Preset):
                               score_key="Confidence", scale=100.0)
         # Newer responses list aliases under a label; an alias carries the label's confidence.
         for label in labels:
-            for alias in label.get("Aliases") or []:
+            for alias in label["Aliases"] if isinstance(label.get("Aliases"), list) else []:
                 name = alias.get("Name") if isinstance(alias, dict) else None
                 if isinstance(name, str) and name not in answer:
                     answer[name] = answer[label["Name"]]
