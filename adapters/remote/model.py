@@ -178,6 +178,7 @@ class RemoteModel:
         self.base_url = _check_base_url(base_url or self.preset.default_base_url, allow_insecure)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency", low=1)
         self.timeout = check_float(timeout, "timeout", low=0.0, low_open=True)
+        check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)  # by the name given
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self.retry, RetryPolicy):
             raise InvalidInputError(f"retry={retry!r}; expected a RetryPolicy")
