@@ -1,0 +1,273 @@
+"""Input validation, one table over every public entry point.
+
+Each row is a bad call: a wrong shape, dtype, NaN, empty data, a single class, an unknown
+parameter name or a wrong type. Expected: the documented error (InvalidInputError /
+InvalidModelError from bar_sdk.errors; Python's own TypeError for an unknown keyword in a
+constructor; scikit-learn's ValueError from ``set_params``), a message that names the
+parameter, and not a single query spent. Rows already covered by the per-module tables
+(tests/test_reprogram.py, test_attacks_driver.py, test_adapters.py, test_audit.py) are not
+repeated here.
+"""
+
+import re
+
+import httpx
+import numpy as np
+import pytest
+from _models import fresh_linear
+from attacks_models import SoftmaxModel, held_out, softmax_digits
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+
+from adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
+from adapters.remote import RemoteModel, RetryPolicy, register_preset
+from adapters.server import Faults, create_app
+from bar_sdk import BARClassifier, InvalidInputError, InvalidModelError, MeteredModel, QueryLedger
+from bar_sdk.attacks import (
+    FGSM,
+    PGD,
+    CarliniWagner,
+    HopSkipJump,
+    NESAttack,
+    RayS,
+    SimBA,
+    SquareAttack,
+    UniversalPerturbation,
+    ZOOAttack,
+)
+from bar_sdk.audit import audit
+
+_cancer = load_breast_cancer()
+X, Y = _cancer.data[:40], _cancer.target[:40]
+_digits = softmax_digits()
+XA, YA = held_out(4, _digits)
+NO_NETWORK = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(500)))
+
+
+class Counted(SoftmaxModel):
+    """The digits model, counting every image it sees (scores and gradients)."""
+
+    def __init__(self):
+        base = softmax_digits()
+        super().__init__(base.weights, base.bias, base.input_shape)
+        self.seen = 0
+
+    def predict_proba(self, x):
+        self.seen += len(x)
+        return super().predict_proba(x)
+
+    def log_proba_gradient(self, x, loss_fn):
+        self.seen += len(x)
+        return super().log_proba_gradient(x, loss_fn)
+
+
+def remote(**kw):
+    options = dict(base_url="https://api.example.com", api_key="k", model_id="m", labels=["a", "b"],
+                   input_shape=(1, 4, 4), client=NO_NETWORK)
+    options.update(kw)
+    return RemoteModel.from_preset(options.pop("preset", "clarifai"), **options)
+
+
+def bar(model, **kw):
+    return BARClassifier(model, **{"max_queries": 500, "random_state": 0, **kw})
+
+
+def fitted(model):
+    """A classifier fitted on ``model``, whose count then starts again from zero."""
+    clf = bar(model, max_queries=300).fit(X, Y)
+    model.seen = 0
+    return clf
+
+
+def known(reason):
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+# (id, call(model), expected error, the parameter the message must name[, marks])
+# `model` counts images: fresh_linear() for BARClassifier rows, Counted() for the rest.
+CASES = [
+    # -- BARClassifier: parameters (fit validates them all before the first query)
+    ("bar-unknown-keyword", lambda m: BARClassifier(m, bogus=1), TypeError, "bogus"),
+    ("bar-set_params-unknown", lambda m: bar(m).set_params(bogus=1), ValueError, "bogus"),
+    ("bar-program", lambda m: bar(m, program="frame").fit(X, Y), InvalidInputError, "program"),
+    ("bar-parameterization", lambda m: bar(m, parameterization=1).fit(X, Y), InvalidInputError, "parameterization"),
+    ("bar-grid_size-float", lambda m: bar(m, grid_size=2.5).fit(X, Y), InvalidInputError, "grid_size"),
+    ("bar-rank-zero", lambda m: bar(m, parameterization="lowrank", rank=0).fit(X, Y), InvalidInputError, "rank"),
+    ("bar-program_strength", lambda m: bar(m, program="full", program_strength=0.0).fit(X, Y),
+     InvalidInputError, "program_strength"),
+    ("bar-mapping", lambda m: bar(m, mapping="best").fit(X, Y), InvalidInputError, "mapping"),
+    ("bar-loss", lambda m: bar(m, loss="hinge").fit(X, Y), InvalidInputError, "loss"),
+    ("bar-gamma-negative", lambda m: bar(m, gamma=-1.0).fit(X, Y), InvalidInputError, "gamma"),
+    ("bar-optimizer-type", lambda m: bar(m, optimizer=3).fit(X, Y), InvalidInputError, "optimizer"),
+    ("bar-n_directions", lambda m: bar(m, n_directions=0).fit(X, Y), InvalidInputError, "n_directions"),
+    ("bar-smoothing", lambda m: bar(m, smoothing=0.0).fit(X, Y), InvalidInputError, "smoothing"),
+    ("bar-lr_decay", lambda m: bar(m, lr_decay=0.0).fit(X, Y), InvalidInputError, "lr_decay"),
+    ("bar-init_scale", lambda m: bar(m, init_scale=-1.0).fit(X, Y), InvalidInputError, "init_scale"),
+    ("bar-random_state-str", lambda m: BARClassifier(m, random_state="a").fit(X, Y), InvalidInputError,
+     "random_state"),
+    ("bar-checkpoint-type", lambda m: bar(m, checkpoint=3).fit(X, Y), InvalidInputError, "checkpoint"),
+    ("bar-prior_weight", lambda m: bar(m, prior_weight=2.0).fit(X, Y), InvalidInputError, "prior_weight"),
+    ("bar-max_epochs", lambda m: bar(m, max_epochs=0).fit(X, Y), InvalidInputError, "max_epochs"),
+    ("bar-batch_size-bool", lambda m: bar(m, batch_size=True).fit(X, Y), InvalidInputError, "batch_size"),
+    ("bar-max_queries-str", lambda m: BARClassifier(m, max_queries="100").fit(X, Y), InvalidInputError,
+     "max_queries"),
+    ("bar-target_size-type", lambda m: bar(m, target_size="big").fit(X, Y), InvalidInputError, "target_size"),
+    ("bar-model", lambda m: BARClassifier(object()).fit(X, Y), InvalidModelError, "model"),
+    ("bar-surrogate", lambda m: bar(m, surrogate=object()).fit(X, Y), InvalidModelError, "surrogate"),
+    ("bar-initial_program-type", lambda m: bar(m, initial_program="warm").fit(X, Y), InvalidInputError,
+     "initial_program", known("np.asarray('warm', float) raises a bare ValueError that names nothing")),
+    # -- BARClassifier: data
+    ("bar-X-empty", lambda m: bar(m).fit(X[:0], Y[:0]), InvalidInputError, "X"),
+    ("bar-X-one-dimensional", lambda m: bar(m).fit(X[:, 0], Y), InvalidInputError, "X"),
+    ("bar-X-strings", lambda m: bar(m).fit(X.astype(str), Y), InvalidInputError, "X"),
+    ("bar-X-object", lambda m: bar(m).fit(X.astype(object), Y), InvalidInputError, "X"),
+    ("bar-X-NaN-features", lambda m: bar(m).fit(np.where(X > 100, np.nan, X), Y), InvalidInputError, "X"),
+    ("bar-X-None", lambda m: bar(m).fit(None, Y), InvalidInputError, "X"),
+    ("bar-y-strings", lambda m: bar(m).fit(X, np.array(["a", "b"] * 20)), InvalidInputError, "y"),
+    ("bar-y-two-columns", lambda m: bar(m).fit(X, np.stack([Y, Y], 1)), InvalidInputError, "y"),
+    ("bar-y-NaN", lambda m: bar(m).fit(X, np.where(Y == 0, np.nan, Y)), InvalidInputError, "y"),
+    ("bar-y-bool", lambda m: bar(m).fit(X, Y.astype(bool)), InvalidInputError, "y"),
+    ("bar-one-sample-one-class", lambda m: bar(m).fit(X[:1], Y[:1]), InvalidInputError, "y"),
+    # -- BARClassifier: after fit (these query nothing either)
+    ("bar-predict-features", lambda m: fitted(m).predict(X[:, :5]), InvalidInputError, "X"),
+    ("bar-predict-NaN", lambda m: fitted(m).predict(np.full_like(X, np.nan)), InvalidInputError, "X"),
+    ("bar-predict-empty", lambda m: fitted(m).predict(X[:0]), InvalidInputError, "X"),
+    ("bar-predict-strings", lambda m: fitted(m).predict_proba(X.astype(str)), InvalidInputError, "X"),
+    # -- attacks: a bad value of each attack's own parameters
+    ("square-loss", lambda m: SquareAttack(m, loss="hinge").run(XA, YA), InvalidInputError, "loss"),
+    ("square-quantize-type", lambda m: SquareAttack(m, quantize="yes").run(XA, YA), InvalidInputError, "quantize"),
+    ("square-batch_size", lambda m: SquareAttack(m, batch_size=0).run(XA, YA), InvalidInputError, "batch_size"),
+    ("simba-basis", lambda m: SimBA(m, basis="wavelet").run(XA, YA), InvalidInputError, "basis"),
+    ("simba-freq_dims", lambda m: SimBA(m, freq_dims=0).run(XA, YA), InvalidInputError, "freq_dims"),
+    ("simba-stride", lambda m: SimBA(m, stride=0).run(XA, YA), InvalidInputError, "stride"),
+    ("nes-estimator", lambda m: NESAttack(m, estimator="magic").run(XA, YA), InvalidInputError, "estimator"),
+    ("nes-optimizer", lambda m: NESAttack(m, optimizer="magic").run(XA, YA), InvalidInputError, "optimizer"),
+    ("nes-lr_decay", lambda m: NESAttack(m, lr_decay=2.0).run(XA, YA), InvalidInputError, "lr_decay"),
+    ("zoo-n_coords", lambda m: ZOOAttack(m, n_coords=0).run(XA, YA), InvalidInputError, "n_coords"),
+    ("zoo-resize", lambda m: ZOOAttack(m, resize=0).run(XA, YA), InvalidInputError, "resize"),
+    ("hopskipjump-gamma", lambda m: HopSkipJump(m, gamma=0).run(XA, YA), InvalidInputError, "gamma"),
+    ("hopskipjump-init_num_evals", lambda m: HopSkipJump(m, init_num_evals=0).run(XA, YA), InvalidInputError,
+     "init_num_evals"),
+    ("hopskipjump-init_trials", lambda m: HopSkipJump(m, init_trials=0).run(XA, YA), InvalidInputError,
+     "init_trials"),
+    ("rays-tol", lambda m: RayS(m, tol=-1.0).run(XA, YA), InvalidInputError, "tol"),
+    ("rays-norm", lambda m: RayS(m, norm="l2").run(XA, YA), InvalidInputError, "norm"),
+    ("universal-batch_images", lambda m: UniversalPerturbation(m, batch_images=0).run(XA, YA), InvalidInputError,
+     "batch_images"),
+    ("universal-resolution", lambda m: UniversalPerturbation(m, resolution=0).run(XA, YA), InvalidInputError,
+     "resolution"),
+    ("pgd-steps", lambda m: PGD(m, steps=0).run(XA, YA), InvalidInputError, "steps"),
+    ("pgd-step_size", lambda m: PGD(m, step_size=-1.0).run(XA, YA), InvalidInputError, "step_size"),
+    ("fgsm-loss", lambda m: FGSM(m, loss="hinge").run(XA, YA), InvalidInputError, "loss"),
+    ("cw-binary_search_steps", lambda m: CarliniWagner(m, binary_search_steps=0).run(XA, YA), InvalidInputError,
+     "binary_search_steps"),
+    ("cw-initial_const", lambda m: CarliniWagner(m, initial_const=0).run(XA, YA), InvalidInputError,
+     "initial_const"),
+    # -- attacks: data the shared checks refuse, on attacks other than SquareAttack
+    ("nes-x-NaN", lambda m: NESAttack(m).run(np.full_like(XA, np.nan), YA), InvalidInputError, "x"),
+    ("simba-x-empty", lambda m: SimBA(m).run(XA[:0], YA[:0]), InvalidInputError, "x"),
+    ("zoo-x-strings", lambda m: ZOOAttack(m).run(XA.astype(str), YA), InvalidInputError, "x"),
+    ("hopskipjump-y-None", lambda m: HopSkipJump(m).run(XA, None), InvalidInputError, "y"),
+    ("rays-y-negative", lambda m: RayS(m, eps=0.1).run(XA, -YA - 1), InvalidInputError, "y"),
+    ("pgd-target-shape", lambda m: PGD(m).run(XA, YA, target=YA[:2]), InvalidInputError, "target"),
+    ("universal-model", lambda m: UniversalPerturbation(None).run(XA, YA), InvalidModelError, "model"),
+    ("attack-unknown-keyword", lambda m: SimBA(m, epsilon=0.1), TypeError, "epsilon"),
+    # -- audit
+    ("audit-eps-empty", lambda m: audit(m, XA, YA, eps=[]), InvalidInputError, "eps"),
+    ("audit-eps-strings", lambda m: audit(m, XA, YA, eps=["a"]), InvalidInputError, "eps"),
+    ("audit-eps-NaN", lambda m: audit(m, XA, YA, eps=[float("nan")]), InvalidInputError, "eps"),
+    ("audit-norm", lambda m: audit(m, XA, YA, norm="l3"), InvalidInputError, "norm"),
+    ("audit-n_examples", lambda m: audit(m, XA, YA, n_examples=-1), InvalidInputError, "n_examples"),
+    ("audit-random_state", lambda m: audit(m, XA, YA, random_state="a"), InvalidInputError, "random_state"),
+    ("audit-x-NaN", lambda m: audit(m, np.full_like(XA, np.nan), YA), InvalidInputError, "x"),
+    ("audit-y-shape", lambda m: audit(m, XA, YA[:2]), InvalidInputError, "y"),
+    ("audit-model", lambda m: audit(None, XA, YA), InvalidModelError, "model"),
+    ("audit-unknown-keyword", lambda m: audit(m, XA, YA, epsilon=[0.1]), TypeError, "epsilon"),
+    ("audit-attacks-type", lambda m: audit(m, XA, YA, attacks=3), InvalidInputError, "attacks",
+     known("attacks=3 raises TypeError: 'int' object is not iterable")),
+    ("audit-out_dir-type", lambda m: audit(m, XA, YA, attacks=["square"], eps=[0.1], max_queries=5, out_dir=3),
+     InvalidInputError, "out_dir", known("out_dir is first used after every attack ran: queries spent, then a "
+                                         "TypeError from pathlib")),
+    # -- RemoteModel
+    ("remote-labels-one", lambda m: remote(labels=["a"]), InvalidInputError, "labels"),
+    ("remote-labels-type", lambda m: remote(labels=[1, 2]), InvalidInputError, "labels"),
+    ("remote-input_shape", lambda m: remote(input_shape=(2, 4, 4)), InvalidInputError, "input_shape"),
+    ("remote-input_shape-type", lambda m: remote(input_shape="abc"), InvalidInputError, "input_shape"),
+    ("remote-base_url-type", lambda m: remote(base_url=3), InvalidInputError, "base_url"),
+    ("remote-base_url-query", lambda m: remote(base_url="https://h/?key=1"), InvalidInputError, "base_url"),
+    ("remote-max_queries", lambda m: remote(max_queries=0), InvalidInputError, "max_queries"),
+    ("remote-price_per_query", lambda m: remote(price_per_query=-1.0), InvalidInputError, "price_per_query"),
+    ("remote-rate_limit", lambda m: remote(rate_limit=-1.0), InvalidInputError, "rate_limit"),
+    ("remote-burst", lambda m: remote(rate_limit=1.0, burst=0), InvalidInputError, "burst"),
+    ("remote-max_concurrency", lambda m: remote(max_concurrency=0), InvalidInputError, "max_concurrency"),
+    ("remote-timeout-None", lambda m: remote(timeout=None), InvalidInputError, "timeout"),
+    ("remote-retry-type", lambda m: remote(retry="twice"), InvalidInputError, "retry"),
+    ("remote-image_format", lambda m: remote(image_format="gif"), InvalidInputError, "image_format"),
+    ("remote-jpeg_quality", lambda m: remote(image_format="jpeg", jpeg_quality=0), InvalidInputError,
+     "jpeg_quality"),
+    ("remote-missing_score", lambda m: remote(missing_score=2.0), InvalidInputError, "missing_score"),
+    ("remote-label_aliases", lambda m: remote(label_aliases={"x": "zzz"}), InvalidInputError, "label_aliases"),
+    ("remote-preset", lambda m: remote(preset="nope"), InvalidInputError, "preset"),
+    ("remote-unknown-option", lambda m: remote(bogus=1), InvalidInputError, "bogus"),
+    ("remote-api_key-type", lambda m: remote(api_key=3), InvalidInputError, "api_key"),
+    ("remote-cache_dir-type", lambda m: remote(cache_dir=3), InvalidInputError, "cache_dir",
+     known("cache_dir=3 raises pathlib's TypeError, which names nothing")),
+    ("remote-predict-NaN", lambda m: remote().predict_proba(np.full((1, 1, 4, 4), np.nan)), InvalidInputError, "x"),
+    ("remote-predict-shape", lambda m: remote().predict_proba(np.zeros((1, 1, 5, 5))), InvalidInputError, "x"),
+    ("remote-predict-empty", lambda m: remote().predict_proba(np.zeros((0, 1, 4, 4))), InvalidInputError, "x"),
+    ("retry-max_attempts", lambda m: RetryPolicy(max_attempts=0), InvalidInputError, "max_attempts"),
+    ("retry-jitter", lambda m: RetryPolicy(jitter=-1.0), InvalidInputError, "jitter"),
+    ("retry-random_state", lambda m: RetryPolicy(random_state="a"), InvalidInputError, "random_state"),
+    ("register_preset-name", lambda m: register_preset("not a name", object), InvalidInputError, "name"),
+    # -- model adapters and the ledger
+    ("callable-fn", lambda m: CallableModel(3, 2, (1, 4, 4)), InvalidInputError, "fn"),
+    ("callable-n_classes", lambda m: CallableModel(len, 1, (1, 4, 4)), InvalidInputError, "n_classes"),
+    ("callable-input_shape", lambda m: CallableModel(len, 2, (4, 4)), InvalidInputError, "input_shape"),
+    ("callable-predict-NaN", lambda m: CallableModel(len, 2, (1, 4, 4)).predict_proba(np.full((1, 1, 4, 4), np.nan)),
+     InvalidInputError, "x"),
+    ("sklearn-unfitted", lambda m: SklearnModel(LogisticRegression(), (1, 8, 8)), InvalidInputError, "estimator"),
+    ("sklearn-input_shape", lambda m: SklearnModel(LogisticRegression().fit(XA.reshape(4, -1), [0, 1, 0, 1]),
+                                                   (1, 4, 4)), InvalidInputError, "input_shape"),
+    ("topk-k-float", lambda m: TopK(m, 2.0), InvalidInputError, "k"),
+    ("topk-model", lambda m: TopK(object(), 2), InvalidModelError, "model"),
+    ("rounded-decimals", lambda m: Rounded(m, -1), InvalidInputError, "decimals"),
+    ("labelonly-model", lambda m: LabelOnly(None), InvalidModelError, "model"),
+    ("ledger-max_queries", lambda m: QueryLedger(0), InvalidInputError, "max_queries"),
+    ("metered-batch_size", lambda m: MeteredModel(m, batch_size=0), InvalidInputError, "batch_size"),
+    ("metered-predict-shape", lambda m: MeteredModel(m).predict_proba(np.zeros((1, 1, 5, 5))), InvalidInputError,
+     "x"),
+    ("faults-rate", lambda m: Faults(rate_500=2.0), InvalidInputError, "rate_500"),
+    ("faults-sum", lambda m: Faults(rate_429=0.6, rate_500=0.6), InvalidInputError, "rates"),
+    ("server-top_k", lambda m: create_app(m, top_k=0), InvalidInputError, "top_k"),
+]
+
+
+def _params():
+    for case in CASES:
+        ident, call, error, name, *marks = case
+        yield pytest.param(ident, call, error, name, id=ident, marks=marks)
+
+
+@pytest.mark.parametrize("ident,call,error,name", list(_params()))
+def test_bad_input_gets_the_documented_error_naming_the_parameter(ident, call, error, name):
+    model = fresh_linear() if ident.startswith("bar-") else Counted()
+    with pytest.raises(error) as info:
+        call(model)
+    assert re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", str(info.value)), str(info.value)
+    assert model.seen == 0
+
+
+def test_the_table_covers_every_public_entry_point():
+    import adapters
+    import bar_sdk.attacks
+
+    covered = " ".join(c[0] for c in CASES)
+    for attack in bar_sdk.attacks.__all__:
+        if attack not in ("Attack", "AttackResult"):
+            short = {"SquareAttack": "square", "NESAttack": "nes", "ZOOAttack": "zoo", "HopSkipJump": "hopskipjump",
+                     "CarliniWagner": "cw", "UniversalPerturbation": "universal"}.get(attack, attack.lower())
+            assert f"{short}-" in covered, attack
+    for adapter in ("callable", "sklearn", "topk", "rounded", "labelonly", "remote"):
+        assert f"{adapter}-" in covered, adapter
+    assert {"TorchModel", "CallableModel", "SklearnModel", "TopK", "Rounded", "LabelOnly", "RemoteModel"} == \
+        set(adapters.__all__)          # TorchModel's own table is tests/test_adapters.py
