@@ -147,6 +147,7 @@ def test_every_kind_of_fault_was_injected_and_survived(runs):
     record("faults", runs=len(faulty), requests=sum(stats.requests for _, _, stats, _ in faulty),
            billed=sum(led.billed for _, led, _, _ in faulty), timeouts=sum(w.timeouts for *_, w in faulty),
            timed_out_images=sum(w.timed_out_images for *_, w in faulty),
+           server_extra=sum(stats.billed - led.billed for _, led, stats, _ in faulty),
            **{f"injected_{kind}": n for kind, n in injected.items()})
 
 
