@@ -51,8 +51,11 @@ class CountingNet(torch.nn.Module):
     """The independent counter: every image through ``forward`` is counted (unless paused).
 
     With :meth:`track`, each image is also attributed to the original it was
-    made from (the one original within ``radius`` in Linf; checked to be
-    unique), so a library's batched run still yields exact per-image counts.
+    made from (with one original, trivially; with several, the one within
+    ``radius`` in Linf, checked to be unique), and the counter notes, per
+    original, how many of its images had been sent when the model first
+    answered a wrong class for one inside the budget: the queries a library
+    needed, whatever it goes on sending after that.
     """
 
     def __init__(self, net):
@@ -62,36 +65,55 @@ class CountingNet(torch.nn.Module):
         self.paused = False
         self._originals = None
 
-    def track(self, originals, radius):
+    def track(self, originals, labels, norm, eps, radius=None):
         flat = torch.from_numpy(np.asarray(originals, np.float32)).flatten(1)
-        gaps = [float((flat[i + 1:] - flat[i]).abs().amax(1).min()) for i in range(len(flat) - 1)]
-        if min(gaps) <= 2 * radius:
-            raise RuntimeError(f"two originals are within {2 * radius:.3g} (Linf); attribution would be ambiguous")
-        self._originals, self._radius = flat, radius + 1e-5
-        self._subset = torch.from_numpy(np.random.default_rng(0).choice(flat.shape[1], 64, replace=False))
+        if len(flat) > 1:
+            gaps = [float((flat[i + 1:] - flat[i]).abs().amax(1).min()) for i in range(len(flat) - 1)]
+            if min(gaps) <= 2 * radius:
+                raise RuntimeError(f"two originals are within {2 * radius:.3g} (Linf): attribution is ambiguous")
+            self._radius = radius + 1e-5
+            self._subset = torch.from_numpy(np.random.default_rng(0).choice(flat.shape[1], 64, replace=False))
+        self._originals, self._labels = flat, np.asarray(labels)
+        self._norm = norm
+        self._eps = np.atleast_1d(np.inf if eps is None else np.asarray(eps, dtype=np.float64)) + 1e-5
         self.per_image = np.zeros(len(flat), dtype=np.int64)
+        self.first_success = np.full((len(flat), len(self._eps)), -1, dtype=np.int64)   # one column per eps
 
     def untrack(self):
         self._originals = None
 
-    def _attribute(self, x):
-        rows = x.detach().float().flatten(1)
+    def _owners(self, rows):
+        if len(self._originals) == 1:
+            return np.zeros(len(rows), dtype=np.int64)
         near = (rows[:, None, self._subset] - self._originals[None, :, self._subset]).abs().amax(2) <= self._radius
         owner = near.float().argmax(1)
-        unsure = torch.nonzero(near.sum(1) != 1).flatten()
-        for r in unsure.tolist():       # the 64-pixel shortcut was not conclusive: compare every pixel
+        for r in torch.nonzero(near.sum(1) != 1).flatten().tolist():   # the 64-pixel shortcut was inconclusive
             full = (rows[r] - self._originals).abs().amax(1) <= self._radius
             if int(full.sum()) != 1:
                 raise RuntimeError("an image sent to the model is near no original, or near several")
             owner[r] = int(torch.nonzero(full)[0])
-        np.add.at(self.per_image, owner.numpy(), 1)
+        return owner.numpy()
+
+    def _observe(self, x, logits):
+        rows = x.detach().float().flatten(1)
+        owner = self._owners(rows)
+        delta = rows - self._originals[owner]
+        dist = (delta.abs().amax(1) if self._norm == "linf" else delta.norm(dim=1)).numpy()
+        wrong = logits.argmax(1).numpy() != self._labels[owner]
+        fooled = wrong[:, None] & (dist[:, None] <= self._eps[None])
+        for o, hits in zip(owner, fooled):
+            self.per_image[o] += 1
+            new = hits & (self.first_success[o] < 0)
+            self.first_success[o, new] = self.per_image[o]
 
     def forward(self, x):
+        out = self.net(x.float())       # ART's HopSkipJump sends float64
         if not self.paused:
             self.count += int(x.shape[0])
             if self._originals is not None:
-                self._attribute(x)
-        return self.net(x.float())      # ART's HopSkipJump sends float64
+                with torch.no_grad():
+                    self._observe(x, out)
+        return out
 
 
 def load_mnist():
@@ -147,7 +169,8 @@ def distortion(x_adv, x, norm):
     return np.abs(d).max(1) if norm == "linf" else np.sqrt((d * d).sum(1))
 
 
-def summarise(lib, success, queries, wall, total, n, extra=None):
+def summarise(lib, success, queries, wall, total, n, extra=None, first=None):
+    """One table row. ``first``: queries sent up to the first wrong answer inside the budget (ART)."""
     won = queries[success]
     row = {
         "library": lib, "n_images": int(n), "success_rate": round(float(success.mean()), 4),
@@ -155,6 +178,10 @@ def summarise(lib, success, queries, wall, total, n, extra=None):
         "mean_queries": round(float(won.mean()), 1) if won.size else None,
         "total_queries": int(total), "wall_s": round(wall, 2), "wall_s_per_image": round(wall / n, 3),
     }
+    if first is not None:
+        seen = first[success & (first > 0)]
+        row["median_queries_to_first_success"] = float(np.median(seen)) if seen.size else None
+        row["mean_queries_to_first_success"] = round(float(seen.mean()), 1) if seen.size else None
     row.update(extra or {})
     return row
 
@@ -171,18 +198,23 @@ def run_ours(counting, model, attack, x, y, norm, eps):
 
 
 def run_art(counting, make_attack, x, y, norm, eps):
+    """ART one image at a time; returns success, queries billed, queries to first success, wall, total."""
     np.random.seed(0)
     queries = np.zeros(len(x), dtype=np.int64)
+    first = np.full(len(x), -1, dtype=np.int64)
     advs = []
     start = time.perf_counter()
     for i in range(len(x)):
-        before = counting.count
-        advs.append(make_attack().generate(x[i:i + 1], y=np.eye(10, dtype=np.float32)[y[i:i + 1]]))
-        queries[i] = counting.count - before
+        counting.track(x[i:i + 1], y[i:i + 1], norm, eps)
+        try:
+            advs.append(make_attack().generate(x[i:i + 1], y=np.eye(10, dtype=np.float32)[y[i:i + 1]]))
+        finally:
+            counting.untrack()
+        queries[i], first[i] = counting.per_image[0], counting.first_success[0, 0]
     wall = time.perf_counter() - start
     x_adv = np.concatenate(advs).astype(np.float32)
     ok = (predict(counting, x_adv) != y) & (distortion(x_adv, x, norm) <= (eps or np.inf) + 1e-5)
-    return ok, queries, wall, int(queries.sum())
+    return ok, queries, first, wall, int(queries.sum())
 
 
 def correct_subset(counting, x, y, n):
@@ -193,7 +225,7 @@ def correct_subset(counting, x, y, n):
 def run_art_batched(counting, attack, x, y, norm, eps):
     """ART on all images at once (as it is normally used); per-image counts by attribution."""
     np.random.seed(0)
-    counting.track(x, eps)
+    counting.track(x, y, norm, eps, radius=eps)
     before = counting.count
     start = time.perf_counter()
     try:
@@ -204,7 +236,7 @@ def run_art_batched(counting, attack, x, y, norm, eps):
     total = counting.count - before
     assert int(counting.per_image.sum()) == total
     ok = (predict(counting, x_adv) != y) & (distortion(x_adv, x, norm) <= eps + 1e-5)
-    return ok, counting.per_image.copy(), wall, total
+    return ok, counting.per_image.copy(), counting.first_success[:, 0].copy(), wall, total
 
 
 def pairwise(ours_ok, ours_q, art_ok, art_q):
@@ -235,9 +267,10 @@ def square_experiment(name, counting, model, x, y, eps, budget, p_init):
                             (f"max_iter={budget} (same iterations)", budget)):
         attack = ArtSquare(art, norm=np.inf, eps=eps, max_iter=max_iter, p_init=p_init, nb_restarts=1,
                            batch_size=128, verbose=False)
-        ok_a, q_a, wall_a, total_a = run_art_batched(counting, attack, x, y, "linf", eps)
+        ok_a, q_a, first_a, wall_a, total_a = run_art_batched(counting, attack, x, y, "linf", eps)
+        needed = np.where(first_a > 0, first_a, q_a)
         rows.append(summarise("ART 1.20.1", ok_a, q_a, wall_a, total_a, len(x),
-                              {"setting": label, "vs_bar_sdk": pairwise(ok, q, ok_a, q_a)}))
+                              {"setting": label, "vs_bar_sdk": pairwise(ok, q, ok_a, needed)}, first=first_a))
     return {"attack": "SquareAttack", "data": name, "norm": "linf", "eps": eps, "p_init": p_init, "rows": rows}
 
 
@@ -257,7 +290,7 @@ def zoo_experiment(name, counting, model, x, y, n_art, iters, nb_parallel, lr, c
                           {"setting": f"max_queries={budget} ({iters} iterations of {2 * nb_parallel + 1})"}))
     ok_sub = ok[:n_art]
     for use_resize in (True, False):
-        ok_a, q_a, wall_a, total_a = run_art(
+        ok_a, q_a, first_a, wall_a, total_a = run_art(
             counting, lambda: ZooAttack(art, confidence=0.0, targeted=False, learning_rate=lr, max_iter=iters,
                                         binary_search_steps=1, initial_const=const, abort_early=True,
                                         use_resize=use_resize, use_importance=use_resize, nb_parallel=nb_parallel,
@@ -265,7 +298,7 @@ def zoo_experiment(name, counting, model, x, y, n_art, iters, nb_parallel, lr, c
             x[:n_art], y[:n_art], "l2", None)
         rows.append(summarise("ART 1.20.1", ok_a, q_a, wall_a, total_a, n_art,
                               {"setting": f"max_iter={iters}, use_resize={use_resize}",
-                               "bar_sdk_success_on_same_images": round(float(ok_sub.mean()), 4)}))
+                               "bar_sdk_success_on_same_images": round(float(ok_sub.mean()), 4)}, first=first_a))
     return {"attack": "ZOO", "data": name, "norm": "l2", "eps": None, "nb_parallel": nb_parallel, "lr": lr,
             "initial_const": const, "rows": rows}
 
@@ -276,21 +309,25 @@ def hsj_experiment(name, counting, model, x, y, eps_list, max_iter, init_eval):
     art = art_classifier(counting, x.shape[1:])
     np.random.seed(0)
     queries = np.zeros(len(x), dtype=np.int64)
+    first = np.full((len(x), len(eps_list)), -1, dtype=np.int64)
     advs = []
     start = time.perf_counter()
     for i in range(len(x)):         # one ART run, judged at every eps (ART never stops early)
-        before = counting.count
         attack = ArtHSJ(art, targeted=False, norm=2, max_iter=max_iter, max_eval=10000, init_eval=init_eval,
                         init_size=100, verbose=False)
-        advs.append(attack.generate(x[i:i + 1], y=np.eye(10, dtype=np.float32)[y[i:i + 1]]))
-        queries[i] = counting.count - before
+        counting.track(x[i:i + 1], y[i:i + 1], "l2", eps_list)
+        try:
+            advs.append(attack.generate(x[i:i + 1], y=np.eye(10, dtype=np.float32)[y[i:i + 1]]))
+        finally:
+            counting.untrack()
+        queries[i], first[i] = counting.per_image[0], counting.first_success[0]
     wall_art = time.perf_counter() - start
     x_art = np.concatenate(advs).astype(np.float32)
     fooled_art = predict(counting, x_art) != y
     dist_art = distortion(x_art, x, "l2")
     budget = int(np.median(queries))
     exps = []
-    for eps in eps_list:
+    for k, eps in enumerate(eps_list):
         ok, q, wall, total = run_ours(counting, model, HopSkipJump(model, norm="l2", eps=eps, max_queries=budget,
                                                                    init_num_evals=init_eval, random_state=0),
                                       x, y, "l2", eps)
@@ -298,7 +335,8 @@ def hsj_experiment(name, counting, model, x, y, eps_list, max_iter, init_eval):
         rows = [summarise("bar_sdk", ok, q, wall, total, len(x),
                           {"setting": f"max_queries={budget} (ART's median per image), stops at eps"}),
                 summarise("ART 1.20.1", ok_art, queries, wall_art, int(queries.sum()), len(x),
-                          {"setting": f"max_iter={max_iter}, init_eval={init_eval} (one run, judged at each eps)"})]
+                          {"setting": f"max_iter={max_iter}, init_eval={init_eval} (one run, judged at each eps)"},
+                          first=first[:, k])]
         exps.append({"attack": "HopSkipJump", "data": name, "norm": "l2", "eps": eps, "rows": rows,
                      "median_l2_art": round(float(np.median(dist_art[fooled_art])), 4) if fooled_art.any() else None})
     return exps
@@ -311,9 +349,18 @@ PAPER = {"source": "Andriushchenko et al., Square Attack, ECCV 2020, Table 1 (Im
 def markdown(doc):
     lines = ["# bar_sdk.attacks vs IBM ART 1.20.1", "",
              f"One process, {doc['threads']} torch/OMP thread, {doc['machine']}. One counter inside the torch module "
-             "counts every image either library sends. Success is re-checked outside both libraries. Median and "
-             "mean queries are over successful images; bar_sdk's counts include the first clean query of each "
-             "image. Generated by `benchmarks/attacks_vs_art.py`.", ""]
+             "counts every image either library sends, and notes for each image how many of its images had been "
+             "sent when the model first answered a wrong class for one inside the budget (*to first success*). "
+             "*Billed* counts everything sent for the image, including what a library sends after that (ART's "
+             "batched Square Attack re-queries every image of the batch each iteration until the whole batch is "
+             "fooled; its HopSkipJump and ZOO run all their iterations). bar_sdk stops each image at its first "
+             "success, so for bar_sdk both numbers are the same. Medians and means are over the images the library "
+             "fooled; bar_sdk's counts include the first clean query of each image. Success is re-checked outside "
+             "both libraries. Generated by `benchmarks/attacks_vs_art.py` in "
+             f"{doc['total_wall_s']:.0f} s. The machine was shared (1-minute load average "
+             f"{doc['load_average_start']} at the start, "
+             f"{doc['load_average_end']} at the end), so wall times are indicative; the libraries ran one after the "
+             "other in the same process.", ""]
     for model in doc["models"]:
         lines.append(f"- {model['data']}: SmallCNN, clean accuracy {model['clean_accuracy']:.3f} on "
                      f"{model['n_test']} held-out images")
@@ -321,17 +368,19 @@ def markdown(doc):
     for exp in doc["experiments"]:
         eps = "" if exp["eps"] is None else f", eps={exp['eps']:.4g}"
         lines += [f"## {exp['attack']} on {exp['data']} ({exp['norm']}{eps})", "",
-                  "| library | setting | images | success rate | median queries | mean queries | total queries "
-                  "| wall s | s / image |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| library | setting | images | success rate | median queries to first success | median queries "
+                  "billed | mean billed | total queries | wall s | s / image |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in exp["rows"]:
+            first = r.get("median_queries_to_first_success", r["median_queries"])
             lines.append(f"| {r['library']} | {r['setting']} | {r['n_images']} | {r['success_rate']:.3f} | "
-                         f"{r['median_queries']} | {r['mean_queries']} | {r['total_queries']:,} | {r['wall_s']} | "
-                         f"{r['wall_s_per_image']} |")
+                         f"{first} | {r['median_queries']} | {r['mean_queries']} | {r['total_queries']:,} | "
+                         f"{r['wall_s']} | {r['wall_s_per_image']} |")
         for r in exp["rows"]:
             if "vs_bar_sdk" in r:
                 v = r["vs_bar_sdk"]
                 lines.append(f"\nAgainst ART {r['setting']}: on the {v['images_both_fooled']} images both fooled, "
-                             f"median queries {v['median_queries_both_fooled'][0]} (bar_sdk) vs "
+                             f"median queries to first success {v['median_queries_both_fooled'][0]} (bar_sdk) vs "
                              f"{v['median_queries_both_fooled'][1]} (ART); half of all images fooled after "
                              f"{v['queries_to_fool_half'][0]} vs {v['queries_to_fool_half'][1]} queries.")
         if exp["attack"] == "ZOO":
@@ -355,22 +404,26 @@ def verdicts(doc):
         if exp["attack"] == "SquareAttack":
             same = arts[0]
             out.append(f"Square {exp['data']}: success {ours['success_rate']:.3f} vs ART {same['success_rate']:.3f} "
-                       f"(same query budget) / {arts[1]['success_rate']:.3f} (same iterations); median queries "
-                       f"{ours['median_queries']} vs {same['median_queries']} / {arts[1]['median_queries']}; "
-                       f"on images both fooled {same['vs_bar_sdk']['median_queries_both_fooled']} / "
+                       f"(same query budget) / {arts[1]['success_rate']:.3f} (same iterations); median queries to "
+                       f"first success {ours['median_queries']} vs {same['median_queries_to_first_success']} / "
+                       f"{arts[1]['median_queries_to_first_success']} (billed: {same['median_queries']} / "
+                       f"{arts[1]['median_queries']}); on images both fooled "
+                       f"{same['vs_bar_sdk']['median_queries_both_fooled']} / "
                        f"{arts[1]['vs_bar_sdk']['median_queries_both_fooled']}")
         elif exp["attack"] == "ZOO":
             for a in arts:
                 speed = a["wall_s_per_image"] / max(ours["wall_s_per_image"], 1e-9)
                 out.append(f"ZOO {exp['data']} ({a['setting']}): success {a['bar_sdk_success_on_same_images']:.3f} "
                            f"(bar_sdk, same images) vs {a['success_rate']:.3f} (ART); wall time per image "
-                           f"{ours['wall_s_per_image']} s vs {a['wall_s_per_image']} s ({speed:.1f}x)")
+                           f"{ours['wall_s_per_image']} s vs {a['wall_s_per_image']} s ({speed:.1f}x); median "
+                           f"queries to first success {ours['median_queries']} vs "
+                           f"{a['median_queries_to_first_success']}")
         else:
             a = arts[0]
             out.append(f"HopSkipJump {exp['data']} eps={exp['eps']}: success {ours['success_rate']:.3f} vs ART "
                        f"{a['success_rate']:.3f}"
-                       f"; median queries to success {ours['median_queries']} (budget {ours['setting']}) vs ART "
-                       f"{a['median_queries']}")
+                       f"; median queries to first success {ours['median_queries']} (budget {ours['setting']}) "
+                       f"vs ART {a['median_queries_to_first_success']} (ART billed {a['median_queries']})")
     return out
 
 
@@ -386,7 +439,9 @@ def main(argv=None):
 
     doc = {"bar_sdk_attacks": "this repository", "art_version": art.__version__, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "machine": f"{platform.processor() or platform.machine()}, "
-           f"{os.cpu_count()} cores (shared)", "models": [], "experiments": [], "paper_context": PAPER}
+           f"{os.cpu_count()} cores (shared)", "load_average_start": round(os.getloadavg()[0], 2),
+           "models": [], "experiments": [], "paper_context": PAPER}
+    start = time.perf_counter()
     mnist_train, mnist_test = load_mnist()
     cifar_train, cifar_test = load_cifar()
     setups = [("MNIST", mnist_train, mnist_test, (1, 28, 28), 3, 16),
@@ -419,6 +474,8 @@ def main(argv=None):
                                              lr=0.1, const=10.0))
     print("zoo done", flush=True)
     doc["verdicts"] = verdicts(doc)
+    doc["load_average_end"] = round(os.getloadavg()[0], 2)
+    doc["total_wall_s"] = round(time.perf_counter() - start, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "attacks_vs_art.json").write_text(json.dumps(doc, indent=2) + "\n")
