@@ -12,6 +12,8 @@
 >>> from bar_sdk.transfer import transfer_matrix, compare     # doctest: +SKIP
 """
 
+from bar_sdk.transfer.compare import Comparison, compare, default_methods
+from bar_sdk.transfer.local import LocalTransferClassifier
 from bar_sdk.transfer.metrics import classification_metrics
 from bar_sdk.transfer.programs import ProgramTransfer, evaluate_program, program_scores
 from bar_sdk.transfer.warmstart import STRATEGIES, WarmStartStudy, warm_start_study
@@ -19,5 +21,6 @@ from bar_sdk.transfer.warmstart import STRATEGIES, WarmStartStudy, warm_start_st
 __all__ = [
     "evaluate_program", "program_scores", "ProgramTransfer",
     "warm_start_study", "WarmStartStudy", "STRATEGIES",
+    "compare", "Comparison", "default_methods", "LocalTransferClassifier",
     "classification_metrics",
 ]
