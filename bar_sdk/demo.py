@@ -83,14 +83,15 @@ def train_source(size: int, random_state: int):
 def _remote(model, args, out_dir: Path):
     """Serve ``model`` on loopback like a cloud API and yield a RemoteModel for it."""
     from adapters.remote import RemoteModel
-    from adapters.server import serve
+    from adapters.server import Faults, serve
 
     key = os.environ.get("BAR_DEMO_API_KEY", "demo-" + os.urandom(8).hex())
-    faults = {"429": args.fault_429, "500": args.fault_500, "malformed": args.fault_malformed}
-    with serve(model, preset="clarifai", api_keys=[key], rate=args.rate, burst=args.rate,
-               faults=faults, random_state=args.random_state) as server:
+    faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, rate_malformed=args.fault_malformed,
+                    random_state=args.random_state)
+    with serve(model, preset="clarifai", api_keys=[key], rate_limit=args.rate, burst=max(1, int(args.rate)),
+               faults=faults) as server:
         remote = RemoteModel.from_preset(
-            "clarifai", base_url=server.url, api_key=key, model_id="digits-cnn", labels=DIGIT_LABELS,
+            "clarifai", base_url=server.base_url, api_key=key, model_id="digits-cnn", labels=DIGIT_LABELS,
             input_shape=model.input_shape, max_queries=args.api_budget, price_per_query=args.price,
             cache_dir=str(out_dir / "cache"), allow_insecure=True)
         try:
@@ -116,7 +117,7 @@ def run_demo(args) -> dict:
     ctx = contextlib.nullcontext((local, None)) if args.local else _remote(local, args, out_dir)
     with ctx as (model, server):
         if server is not None:
-            say(f"local cloud-like API at {server.url} (Clarifai format, {args.rate} req/s, injected faults "
+            say(f"local cloud-like API at {server.base_url} (Clarifai format, {args.rate} req/s, injected faults "
                 f"429 {args.fault_429:.0%}, 500 {args.fault_500:.0%}, malformed {args.fault_malformed:.0%})")
         clf = BARClassifier(model, verbose=args.verbose, checkpoint=str(out_dir / "checkpoint.bar"), **params)
         clf.fit(xa, ya)

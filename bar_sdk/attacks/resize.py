@@ -1,0 +1,59 @@
+"""Attack-space reduction: a small perturbation grid, bilinearly upsampled.
+
+ZOO and the universal perturbation search a ``(C, h, w)`` grid smaller
+than the image; :class:`Upsampler` maps it linearly to ``(C, H, W)``
+(bilinear, half-pixel centres like ``torch.nn.functional.interpolate``
+with ``align_corners=False``). Being linear, ``up(a + t * e_k)`` is
+``up(a) + t * up(e_k)``, which ZOO uses to build its probes cheaply.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["bilinear_matrix", "Upsampler"]
+
+
+def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """``(n_out, n_in)`` matrix of 1-D bilinear interpolation (identity when equal)."""
+    if n_out == n_in:
+        return np.eye(n_out)
+    pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
+    pos = np.clip(pos, 0.0, n_in - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    m = np.zeros((n_out, n_in))
+    m[np.arange(n_out), lo] += 1.0 - frac
+    m[np.arange(n_out), hi] += frac
+    return m
+
+
+class Upsampler:
+    """Linear map from a ``(C, h, w)`` grid to ``(C, H, W)`` images."""
+
+    def __init__(self, grid: tuple[int, int, int], image: tuple[int, int, int]):
+        self.grid = tuple(int(v) for v in grid)
+        self.image = tuple(int(v) for v in image)
+        self.rows = bilinear_matrix(self.image[1], self.grid[1])
+        self.cols = bilinear_matrix(self.image[2], self.grid[2])
+        self.identity = self.grid == self.image
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.grid))
+
+    def __call__(self, theta: np.ndarray) -> np.ndarray:
+        """Upsample flat grids ``(..., d)`` to images ``(..., C, H, W)``."""
+        theta = np.asarray(theta)
+        grids = theta.reshape(theta.shape[:-1] + self.grid)
+        if self.identity:
+            return grids
+        return np.einsum("hi,...cij,wj->...chw", self.rows, grids, self.cols, optimize=True)
+
+    def basis(self, coords: np.ndarray) -> np.ndarray:
+        """``up(e_k)`` for flat grid coordinates ``coords``: ``(k, C, H, W)``."""
+        c, i, j = np.unravel_index(np.asarray(coords), self.grid)
+        out = np.zeros((len(c),) + self.image)
+        out[np.arange(len(c)), c] = self.rows[:, i].T[:, :, None] * self.cols[:, j].T[:, None, :]
+        return out

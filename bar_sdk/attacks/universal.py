@@ -1,0 +1,200 @@
+"""A black-box universal adversarial perturbation, trained like a reprogramming program.
+
+One perturbation ``delta`` fools the model on many images at once. It is
+trained with the core's zeroth-order machinery (:func:`bar_sdk.zo.zo_step`
+with an estimator and an optimizer of :mod:`bar_sdk.zo`): each step
+evaluates the estimator's probe perturbations on a minibatch of images in
+one model call, exactly as BAR evaluates candidate programs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext
+from bar_sdk.attacks.losses import LOSSES, log_scores
+from bar_sdk.attacks.resize import Upsampler
+from bar_sdk.attacks.result import AttackResult
+from bar_sdk.attacks.zo_parts import build_estimator, build_optimizer, check_zo_params
+from bar_sdk.contract import check_choice, check_float, check_int
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.zo import zo_step
+
+__all__ = ["UniversalPerturbation"]
+
+
+class UniversalPerturbation(Attack):
+    """Learn one perturbation for all images from scores only.
+
+    ``fit(x, y)`` trains ``perturbation_`` within the ``eps``-ball on a
+    budget of ``max_queries`` queries **in total** (not per image): each
+    step costs ``estimator evaluations * batch_images`` queries. ``run(x,
+    y)`` applies it (fitting first on the same images if not fitted yet) and
+    checks each image with one query after its clean query: two queries per
+    image, plus the training queries in ``total_queries``.
+
+    Parameters
+    ----------
+    model : black box
+    norm : {"linf", "l2"}
+    eps : float
+    max_queries : int
+        Training budget, in total.
+    estimator : str or GradientEstimator
+        From :data:`bar_sdk.zo.ESTIMATORS` (default ``"antithetic"``).
+    n_directions : int
+    smoothing : float
+        Root-mean-square change per grid value of a probe.
+    optimizer : str or Optimizer, optional
+        From :data:`bar_sdk.zo.OPTIMIZERS`; default ``"sign"`` (Linf) or
+        normalised steps (L2).
+    lr : float, optional
+        Default ``eps / 10``.
+    lr_decay : float
+    batch_images : int
+        Images per training step.
+    resolution : int, optional
+        Side of the grid the perturbation is learned on, upsampled
+        bilinearly (attack-space reduction); default full resolution.
+    loss : {"margin", "ce"}
+    confidence : float
+        Margin below which an image stops contributing (``kappa``).
+    max_total_queries, quantize, batch_size, random_state, verbose
+        As in :class:`~bar_sdk.attacks.SquareAttack`.
+
+    Attributes
+    ----------
+    perturbation_ : ndarray (C, H, W)
+    fit_queries_ : int
+    history_ : list of float
+        Mean training loss at each step.
+    """
+
+    access = "score"
+    mode = "bounded"
+
+    def __init__(self, model: Any, norm: str = "linf", eps: float = 0.05, max_queries: int = 20000,
+                 estimator: Any = "antithetic", n_directions: int = 10, smoothing: float = 0.01,
+                 optimizer: Any = None, lr: float | None = None, lr_decay: float = 1.0, batch_images: int = 32,
+                 resolution: int | None = None, loss: str = "margin", confidence: float = 5.0,
+                 max_total_queries: int | None = None, quantize: bool = False, batch_size: int | None = None,
+                 random_state: Any = None, verbose: bool = False):
+        self.model = model
+        self.norm = norm
+        self.eps = eps
+        self.max_queries = max_queries
+        self.estimator = estimator
+        self.n_directions = n_directions
+        self.smoothing = smoothing
+        self.optimizer = optimizer
+        self.lr = lr
+        self.lr_decay = lr_decay
+        self.batch_images = batch_images
+        self.resolution = resolution
+        self.loss = loss
+        self.confidence = confidence
+        self.max_total_queries = max_total_queries
+        self.quantize = quantize
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self, n, n_classes, input_shape):
+        super()._check_params(n, n_classes, input_shape)
+        check_zo_params(self)
+        check_int(self.batch_images, "batch_images", low=1)
+        check_int(self.resolution, "resolution", low=1, high=min(input_shape[1:]), allow_none=True)
+        check_choice(self.loss, "loss", tuple(LOSSES))
+        check_float(self.confidence, "confidence", low=0.0)
+
+    def _parts(self, shape):
+        c, h, w = shape
+        r = self.resolution or h
+        grid = (c, r, max(1, min(w, round(w * r / h)))) if r < h else shape
+        up = Upsampler(grid, shape)
+        est = build_estimator(self.estimator, self.n_directions, self.smoothing, up.size)
+        lr = self.lr if self.lr is not None else float(self.eps) / 10
+        return up, est, build_optimizer(self.optimizer, self.norm, lr, self.lr_decay)
+
+    def _constrain(self, theta: np.ndarray, up: Upsampler) -> np.ndarray:
+        """Keep ``up(theta)`` inside the ball (bilinear weights are convex, so Linf clipping suffices)."""
+        eps = float(self.eps)
+        if self.norm == "linf":
+            return np.clip(theta, -eps, eps)
+        n = float(np.linalg.norm(up(theta)))
+        return theta if n <= eps else theta * (eps / n)
+
+    def fit(self, x: Any, y: Any, target: Any = None) -> "UniversalPerturbation":
+        """Train ``perturbation_`` on ``x`` (true labels ``y``, optional ``target`` classes)."""
+        x, y, target, ctx = self._validate(x, y, target)
+        self._fit(x, y, target, ctx, MeteredModel(self.model, QueryLedger(self._fit_cap()), self.batch_size))
+        return self
+
+    def _fit_cap(self) -> int:
+        if self.max_total_queries is None:
+            return int(self.max_queries)
+        return int(min(self.max_queries, self.max_total_queries))
+
+    def _fit(self, x, y, target, ctx: RunContext, metered: MeteredModel) -> None:
+        shape = ctx.input_shape
+        up, est, opt = self._parts(shape)
+        rng = np.random.default_rng(self.random_state)
+        b = min(int(self.batch_images), len(x))
+        per_step = est.evaluations(up.size) * b
+        if per_step > metered.ledger.remaining:
+            raise InvalidInputError(
+                f"max_queries={self.max_queries}; one training step costs {per_step} queries "
+                f"({est.evaluations(up.size)} evaluations x {b} images): raise it or lower batch_images/n_directions"
+            )
+        loss_fn, kappa = LOSSES[self.loss], float(self.confidence)
+        theta = np.zeros(up.size)
+        history = []
+        steps = int(metered.ledger.remaining // per_step)
+        for step in range(steps):
+            idx = rng.choice(len(x), size=b, replace=False)
+            xb, yb = x[idx], y[idx]
+            tb = None if target is None else target[idx]
+
+            def objective(points, xb=xb, yb=yb, tb=tb):
+                deltas = up(points)                                   # (m, C, H, W)
+                images = np.clip(xb[None] + deltas[:, None], 0.0, 1.0).astype(np.float32)
+                scores = metered.predict_proba(images.reshape((-1,) + shape), purpose="train")
+                m = len(points)
+                losses = loss_fn(log_scores(scores), np.tile(yb, m), None if tb is None else np.tile(tb, m),
+                                 kappa)[0]
+                return losses.reshape(m, b).mean(axis=1)
+
+            theta, _, losses = zo_step(theta, objective, est, opt, rng, step / max(steps, 1))
+            theta = self._constrain(theta, up)
+            history.append(float(np.mean(losses)))
+        self.perturbation_ = up(theta).astype(np.float32)
+        self.fit_queries_ = int(metered.ledger.queries)
+        self.history_ = history
+
+    def run(self, x: Any, y: Any, target: Any = None) -> AttackResult:
+        """Apply ``perturbation_`` to every image (fitting it on ``x`` first when not fitted)."""
+        start = time.perf_counter()
+        x, y, target, ctx = self._validate(x, y, target)
+        shared = 0
+        if not hasattr(self, "perturbation_"):
+            self._fit(x, y, target, ctx, MeteredModel(self.model, QueryLedger(self._fit_cap()), self.batch_size))
+            shared = self.fit_queries_
+        if self.perturbation_.shape != ctx.input_shape:
+            raise InvalidInputError(f"perturbation_ has shape {self.perturbation_.shape}; expected "
+                                    f"{ctx.input_shape} (it was fitted for another model)")
+        eval_cap = None if self.max_total_queries is None else self.max_total_queries - shared
+        if eval_cap is not None and eval_cap < len(x):
+            raise InvalidInputError(f"max_total_queries={self.max_total_queries} leaves {eval_cap} queries after "
+                                    f"training; expected at least one per image ({len(x)})")
+        ctx = RunContext(ctx.threat, ctx.n_classes, ctx.input_shape, None)
+        metered = MeteredModel(self.model, QueryLedger(eval_cap), self.batch_size)
+        extra = {"perturbation": self.perturbation_, "fit_queries": self.fit_queries_, "history": list(self.history_)}
+        return self._execute(metered, x, y, target, ctx, start, shared_queries=shared, extra=extra)
+
+    def _attack_sample(self, s, ctx):
+        yield ctx.threat.candidate(s.x0 + self.perturbation_, s.x0)[None]

@@ -1,0 +1,236 @@
+"""Robustness audit: run a set of attacks at several budgets and write a readable report.
+
+>>> from bar_sdk.audit import audit
+>>> report = audit(model, x, y, attacks=["square", "hopskipjump"], eps=[0.02, 0.05],
+...                out_dir="runs/audit", price_per_query=0.001)      # doctest: +SKIP
+>>> report.robust_accuracy["any attack"]                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bar_sdk.attacks import (
+    FGSM,
+    PGD,
+    Attack,
+    AttackResult,
+    CarliniWagner,
+    HopSkipJump,
+    NESAttack,
+    RayS,
+    SimBA,
+    SquareAttack,
+    ZOOAttack,
+)
+from bar_sdk.attacks.base import check_class_labels, is_label_only
+from bar_sdk.contract import check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk.errors import InvalidInputError
+
+__all__ = ["audit", "AuditReport", "ATTACKS"]
+
+logger = logging.getLogger(__name__)
+
+#: attack names accepted by :func:`audit` (and ``bar audit --attacks``)
+ATTACKS: dict[str, type[Attack]] = {
+    "square": SquareAttack, "simba": SimBA, "nes": NESAttack, "zoo": ZOOAttack,
+    "hopskipjump": HopSkipJump, "rays": RayS, "fgsm": FGSM, "pgd": PGD, "cw": CarliniWagner,
+}
+
+ANY = "any attack"
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What an audit found.
+
+    Attributes
+    ----------
+    model : str
+        A description of the model (its class; never a credential).
+    norm : str
+    eps : tuple of float
+    n_samples : int
+    clean_accuracy : float
+    results : dict
+        Attack name -> one :class:`AttackResult` per ``eps``.
+    robust_accuracy : dict
+        Attack name (and ``"any attack"``: an image counts as robust only if
+        every attack failed on it) -> accuracy under attack per ``eps``.
+    success_rate, median_queries : dict
+        Attack name -> per ``eps`` (over the images the model got right).
+    total_queries : int
+        Every image sent to the model during the audit.
+    cost : float or None
+        ``total_queries * price_per_query``.
+    wall_time : float
+    files : dict
+        Paths written (``json``, ``markdown``, plots), when ``out_dir`` was given.
+    """
+
+    model: str
+    norm: str
+    eps: tuple
+    n_samples: int
+    clean_accuracy: float
+    results: dict
+    robust_accuracy: dict
+    success_rate: dict
+    median_queries: dict
+    total_queries: int
+    cost: float | None
+    price_per_query: float | None
+    max_queries: int
+    wall_time: float
+    files: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no image arrays)."""
+        return {
+            "model": self.model, "norm": self.norm, "eps": list(self.eps), "n_samples": self.n_samples,
+            "clean_accuracy": self.clean_accuracy, "max_queries_per_image": self.max_queries,
+            "robust_accuracy": self.robust_accuracy, "success_rate": self.success_rate,
+            "median_queries": self.median_queries, "total_queries": self.total_queries,
+            "price_per_query": self.price_per_query, "cost": self.cost, "wall_time": round(self.wall_time, 3),
+            "runs": {name: [r.summary() for r in runs] for name, runs in self.results.items()},
+        }
+
+
+def _default_attacks(model: Any, norm: str) -> list[str]:
+    if is_label_only(model):
+        return ["hopskipjump"] + (["rays"] if norm == "linf" else [])
+    names = ["square", "simba"]
+    if has_gradients(model):
+        names.append("pgd")
+    return names
+
+
+def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, random_state: Any) -> Attack:
+    if isinstance(spec, Attack):
+        attack = spec.clone(eps=eps)
+        if "norm" in attack.get_params() and norm in type(attack).norms:
+            attack.set_params(norm=norm)
+        return attack
+    cls = ATTACKS[check_choice(spec, "attacks", tuple(ATTACKS))]
+    if norm not in cls.norms:
+        raise InvalidInputError(
+            f"attacks={spec!r} supports norm {', '.join(cls.norms)} only; expected an attack for norm={norm!r}"
+        )
+    params = {"eps": eps, "random_state": random_state}
+    if "norm" in cls._param_names():
+        params["norm"] = norm
+    params["max_queries"] = None if cls.access == "gradient" else max_queries
+    return cls(model, **params)
+
+
+def _name(spec: Any) -> str:
+    return spec if isinstance(spec, str) else type(spec).__name__
+
+
+def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float] = (0.01, 0.02, 0.05),
+          norm: str = "linf", max_queries: int = 1000, out_dir: str | Path | None = None,
+          price_per_query: float | None = None, random_state: Any = 0, n_examples: int = 6,
+          verbose: bool = False) -> AuditReport:
+    """Attack ``model`` on ``(x, y)`` at every ``eps`` with every attack; report.
+
+    Everything is validated before the first query (images, labels, every
+    attack at every ``eps``), so a bad argument never costs anything.
+
+    Parameters
+    ----------
+    model : black box
+        Local (adapters.TorchModel, ...) or remote (adapters.RemoteModel).
+    x : array (n, C, H, W) or (n, H, W)
+        uint8 or floats in [0, 1].
+    y : array (n,) int
+        True labels.
+    attacks : "auto", or a list of names from :data:`ATTACKS` or :class:`Attack` instances
+        ``"auto"``: Square Attack and SimBA for scores, HopSkipJump (and RayS
+        for Linf) for label-only models, plus PGD when gradients exist.
+    eps : sequence of float
+        Budgets, in ``norm``.
+    norm : {"linf", "l2"}
+    max_queries : int
+        Per image and attack run (clean query included).
+    out_dir : path, optional
+        Where ``report.json``, ``report.md`` and the plots go.
+    price_per_query : float, optional
+        Turns queries into money in the report.
+    random_state : int or None
+    n_examples : int
+        Clean/adversarial pairs shown in the report.
+    verbose : bool
+
+    Returns
+    -------
+    AuditReport
+    """
+    start = time.perf_counter()
+    n_classes, shape = check_model(model)
+    check_choice(norm, "norm", ("linf", "l2"))
+    check_int(max_queries, "max_queries", low=1)
+    check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
+    check_int(n_examples, "n_examples", low=0)
+    x = check_images(x, "x")
+    y = check_class_labels(y, len(x), n_classes, "y")
+    try:
+        eps_list = sorted(float(e) for e in eps)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"eps={eps!r}; expected a list of numbers") from None
+    if not eps_list:
+        raise InvalidInputError("eps=[]; expected at least one budget")
+    specs = _default_attacks(model, norm) if isinstance(attacks, str) and attacks == "auto" else attacks
+    if isinstance(specs, (str, Attack)):
+        specs = [specs]
+    if not specs:
+        raise InvalidInputError(f"attacks={attacks!r}; expected at least one attack")
+    names = [_name(s) for s in specs]
+    if len(set(names)) != len(names):
+        raise InvalidInputError(f"attacks={names!r} names an attack twice; expected each once")
+
+    plan: dict[str, list[Attack]] = {}
+    for spec, name in zip(specs, names):
+        plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
+        for attack in plan[name]:
+            attack.check(x, y)      # raises before any query is spent
+
+    results: dict[str, list[AttackResult]] = {}
+    for name, runs in plan.items():
+        results[name] = []
+        for attack in runs:
+            if verbose:
+                attack.set_params(verbose=True)
+            logger.info("audit: %s at eps=%s", name, attack.eps)
+            results[name].append(attack.run(x, y))
+
+    first = next(iter(results.values()))[0]
+    clean_correct = first.clean_correct
+    robust = {name: [r.robust_accuracy for r in runs] for name, runs in results.items()}
+    fooled_any = [np.any([runs[k].success for runs in results.values()], axis=0) for k in range(len(eps_list))]
+    robust[ANY] = [float((clean_correct & ~f).mean()) for f in fooled_any]
+
+    def num(v):
+        return None if not np.isfinite(v) else float(v)
+
+    total = int(sum(r.total_queries for runs in results.values() for r in runs))
+    report = AuditReport(
+        model=type(model).__name__, norm=norm, eps=tuple(eps_list), n_samples=len(x),
+        clean_accuracy=float(clean_correct.mean()), results=results, robust_accuracy=robust,
+        success_rate={name: [num(r.success_rate) for r in runs] for name, runs in results.items()},
+        median_queries={name: [num(r.median_queries) for r in runs] for name, runs in results.items()},
+        total_queries=total, cost=None if price_per_query is None else total * float(price_per_query),
+        price_per_query=price_per_query, max_queries=int(max_queries),
+        wall_time=time.perf_counter() - start,
+    )
+    if out_dir is not None:
+        from bar_sdk.audit_report import write_report
+
+        files = write_report(report, x, Path(out_dir), labels=getattr(model, "labels", None), n_examples=n_examples)
+        report = AuditReport(**{**report.__dict__, "files": files})
+    return report

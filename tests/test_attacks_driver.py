@@ -1,0 +1,232 @@
+"""The shared attack driver: exact query counts, hard budgets, determinism, early checks."""
+
+import numpy as np
+import pytest
+from attacks_models import Counting, LabelOnly, digits, held_out, softmax_digits
+
+from bar_sdk.attacks import (
+    FGSM,
+    PGD,
+    AttackResult,
+    CarliniWagner,
+    HopSkipJump,
+    NESAttack,
+    RayS,
+    SimBA,
+    SquareAttack,
+    UniversalPerturbation,
+    ZOOAttack,
+)
+from bar_sdk.errors import InvalidInputError
+
+MODEL = softmax_digits()
+X, Y = held_out(12, MODEL)
+
+# (attack class, keyword arguments, needs a label-only model)
+BLACK_BOX = [
+    (SquareAttack, dict(norm="linf", eps=0.1, max_queries=60), False),
+    (SquareAttack, dict(norm="l2", eps=0.8, max_queries=60), False),
+    (SimBA, dict(basis="dct", eps=0.8, max_queries=60), False),
+    (SimBA, dict(basis="pixel", norm="linf", eps=0.1, step=0.1, max_queries=60), False),
+    (NESAttack, dict(norm="linf", eps=0.1, n_directions=4, max_queries=60), False),
+    (NESAttack, dict(norm="l2", eps=0.8, estimator="one_sided", n_directions=4, max_queries=60), False),
+    (ZOOAttack, dict(n_coords=8, lr=0.05, max_queries=60), False),
+    (ZOOAttack, dict(n_coords=8, lr=0.05, resize=4, hierarchy=(2,), max_queries=60), False),
+    (HopSkipJump, dict(norm="l2", eps=0.8, init_num_evals=10, max_queries=60), True),
+    (HopSkipJump, dict(norm="linf", eps=0.1, init_num_evals=10, max_queries=60), True),
+    (RayS, dict(eps=0.1, max_queries=60), True),
+]
+IDS = [f"{cls.__name__}-{i}" for i, (cls, _, _) in enumerate(BLACK_BOX)]
+
+
+def make(cls, kwargs, label_only, **extra):
+    counter = Counting(LabelOnly(MODEL) if label_only else MODEL)
+    return cls(counter, random_state=0, **{**kwargs, **extra}), counter
+
+
+@pytest.mark.parametrize("cls,kwargs,label_only", BLACK_BOX, ids=IDS)
+def test_counts_are_exact_per_sample_and_in_total(cls, kwargs, label_only):
+    attack, counter = make(cls, kwargs, label_only)
+    result = attack.run(X, Y)
+    assert counter.seen == result.total_queries == int(result.queries.sum())
+    assert result.queries.min() >= 1 and result.queries.max() <= kwargs["max_queries"]
+    # one image at a time: the counter around the model sees exactly what the result reports
+    for i in (0, 5):
+        attack, counter = make(cls, kwargs, label_only)
+        single = attack.run(X[i:i + 1], Y[i:i + 1])
+        assert counter.seen == single.queries[0] == single.total_queries
+
+
+@pytest.mark.parametrize("cls,kwargs,label_only", BLACK_BOX, ids=IDS)
+def test_success_is_real_and_inside_the_budget(cls, kwargs, label_only):
+    attack, _ = make(cls, kwargs, label_only)
+    result = attack.run(X, Y)
+    pred = MODEL.predict_proba(result.x_adv).argmax(1)
+    assert np.array_equal(pred[result.success] != Y[result.success], np.ones(result.success.sum(), bool))
+    assert np.array_equal(result.adv_label[result.success], pred[result.success])
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+    if cls.mode == "bounded" or kwargs.get("eps") is not None:
+        assert np.all(result.distortion[result.success] <= kwargs["eps"] * (1 + 1e-5) + 1e-6)
+    if cls.mode == "bounded":       # the constraint holds for failures too
+        assert np.all(result.distortion <= kwargs["eps"] * (1 + 1e-5) + 1e-6)
+
+
+@pytest.mark.parametrize("cls,kwargs,label_only", BLACK_BOX, ids=IDS)
+def test_same_seed_same_result(cls, kwargs, label_only):
+    a = make(cls, kwargs, label_only)[0].run(X[:4], Y[:4])
+    b = make(cls, kwargs, label_only)[0].run(X[:4], Y[:4])
+    assert np.array_equal(a.x_adv, b.x_adv) and np.array_equal(a.queries, b.queries)
+    assert np.array_equal(a.success, b.success)
+
+
+@pytest.mark.parametrize("cls,kwargs,label_only", BLACK_BOX, ids=IDS)
+def test_total_budget_is_never_exceeded(cls, kwargs, label_only):
+    cap = 150
+    attack, counter = make(cls, kwargs, label_only, max_total_queries=cap)
+    result = attack.run(X, Y)
+    assert counter.seen <= cap and result.total_queries == counter.seen
+    assert result.status in ("total_budget_exhausted", "all_succeeded")
+
+
+def test_different_seeds_differ():
+    a = SquareAttack(MODEL, eps=0.05, max_queries=40, random_state=0).run(X[:3], Y[:3])
+    b = SquareAttack(MODEL, eps=0.05, max_queries=40, random_state=1).run(X[:3], Y[:3])
+    assert not np.array_equal(a.x_adv, b.x_adv)
+
+
+def test_square_sends_one_query_per_iteration_per_unfinished_image():
+    counter = Counting(MODEL)
+    result = SquareAttack(counter, eps=0.02, max_queries=50, random_state=0).run(X, Y)
+    n = len(X)
+    assert counter.batches[0] == n                     # the clean query, all images at once
+    assert all(b <= n for b in counter.batches[1:])   # then at most one image per unfinished sample
+    failed = ~result.success
+    assert np.all(result.queries[failed] == 50)       # failures spend exactly their budget
+    assert len(counter.batches) == 50                 # 1 clean round + 49 rounds (init + 48 iterations)
+
+
+def test_batch_size_splits_model_calls():
+    counter = Counting(MODEL)
+    result = SquareAttack(counter, eps=0.1, max_queries=20, batch_size=5, random_state=0).run(X, Y)
+    assert max(counter.batches) <= 5 and counter.seen == result.total_queries
+
+
+def test_already_misclassified_images_cost_one_query_and_are_not_counted_as_attacked():
+    x, y = digits()
+    pred = MODEL.predict_proba(x[1200:]).argmax(1)
+    wrong = np.flatnonzero(pred != y[1200:])[:2]
+    xs = np.concatenate([x[1200:][wrong], X[:3]])
+    ys = np.concatenate([y[1200:][wrong], Y[:3]])
+    counter = Counting(MODEL)
+    result = SquareAttack(counter, eps=0.3, max_queries=200, random_state=0).run(xs, ys)
+    assert result.success[:2].all() and np.all(result.queries[:2] == 1)
+    assert np.array_equal(result.x_adv[:2], xs[:2]) and np.all(result.distortion[:2] == 0)
+    assert result.initially_adversarial.tolist() == [True, True, False, False, False]
+    assert result.success_rate == result.success[2:].mean()
+    assert result.robust_accuracy == np.mean(result.clean_correct & ~result.success)
+
+
+def test_targeted_success_means_the_target_class():
+    target = (Y[:6] + 1) % 10
+    result = SquareAttack(MODEL, eps=0.3, max_queries=400, random_state=0).run(X[:6], Y[:6], target=target)
+    assert result.targeted and result.success.any()
+    pred = MODEL.predict_proba(result.x_adv).argmax(1)
+    assert np.all(pred[result.success] == target[result.success])
+
+
+@pytest.mark.parametrize("cls,kwargs,label_only", [
+    (SquareAttack, dict(norm="linf", eps=0.1, max_queries=200), False),
+    (SimBA, dict(norm="l2", eps=1.0, max_queries=200), False),
+    (HopSkipJump, dict(norm="l2", eps=1.5, init_num_evals=10, max_queries=300), True),
+    (RayS, dict(eps=0.15, max_queries=300), True),
+    (PGD, dict(eps=0.1, steps=10), False),
+])
+def test_quantized_adversarials_survive_8_bit_encoding(cls, kwargs, label_only):
+    model = LabelOnly(MODEL) if label_only else MODEL
+    result = cls(model, quantize=True, random_state=0, **kwargs).run(X, Y)
+    assert result.success.any()
+    adv = result.x_adv[result.success]
+    as_png = np.round(adv * 255).astype(np.uint8)
+    assert np.allclose(as_png / 255.0, adv, atol=1e-6)
+    assert np.all(MODEL.predict_proba(as_png / np.float32(255)).argmax(1) != Y[result.success])
+    assert np.all(result.distortion[result.success] <= kwargs["eps"] + 1e-6)
+
+
+def test_result_is_frozen():
+    result = SquareAttack(MODEL, eps=0.1, max_queries=20, random_state=0).run(X[:2], Y[:2])
+    assert isinstance(result, AttackResult)
+    with pytest.raises(AttributeError):
+        result.status = "x"
+    with pytest.raises(ValueError):
+        result.queries[0] = 0
+    assert set(result.summary()) >= {"success_rate", "median_queries", "total_queries", "status"}
+
+
+# -- bad input: clear errors before any query -------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(eps=0.0), "eps=0.0"),
+    (dict(eps=1.5), "eps=1.5"),
+    (dict(eps=-0.1), "eps=-0.1"),
+    (dict(eps=None), "eps=None"),
+    (dict(norm="l1"), "norm='l1'"),
+    (dict(max_queries=0), "max_queries=0"),
+    (dict(max_total_queries=3), "max_total_queries=3"),
+    (dict(p_init=2.0), "p_init=2.0"),
+    (dict(random_state="a"), "random_state"),
+])
+def test_bad_parameters_are_refused_before_any_query(kwargs, match):
+    counter = Counting(MODEL)
+    with pytest.raises(InvalidInputError, match=match):
+        SquareAttack(counter, **{"eps": 0.1, **kwargs}).run(X[:5], Y[:5])
+    assert counter.seen == 0
+
+
+@pytest.mark.parametrize("x,y,match", [
+    (X[:4] * 2.0, Y[:4], r"x has values in \[0, 2\]"),
+    (X[:4] - 0.5, Y[:4], "x has values"),
+    (X[:4].astype(np.int32), Y[:4], "dtype int32"),
+    (X[:4, :, :4], Y[:4], "input_shape"),
+    (X[:4], Y[:3], r"y has shape \(3,\); expected \(4,\)"),
+    (X[:4], Y[:4, None, None], "y has shape"),
+    (X[:4], Y[:4] + 10, r"0\.\.9"),
+    (X[:4], Y[:4] + 0.5, "non-integer"),
+])
+def test_bad_data_is_refused_before_any_query(x, y, match):
+    counter = Counting(MODEL)
+    with pytest.raises(InvalidInputError, match=match):
+        SquareAttack(counter, eps=0.1).run(x, y)
+    assert counter.seen == 0
+
+
+def test_target_equal_to_label_is_refused():
+    counter = Counting(MODEL)
+    with pytest.raises(InvalidInputError, match="target equals y"):
+        SquareAttack(counter, eps=0.1).run(X[:4], Y[:4], target=Y[:4])
+    assert counter.seen == 0
+
+
+@pytest.mark.parametrize("cls", [SquareAttack, SimBA, NESAttack, ZOOAttack, UniversalPerturbation])
+def test_label_only_model_is_refused_by_score_based_attacks(cls):
+    counter = Counting(MODEL)
+    label_only = LabelOnly(counter)
+    with pytest.raises(InvalidInputError, match=r"model=LabelOnly .*label_only=True.*HopSkipJump"):
+        cls(label_only, eps=0.5).run(X[:4], Y[:4])
+    assert counter.seen == 0
+
+
+@pytest.mark.parametrize("cls", [FGSM, PGD, CarliniWagner])
+def test_white_box_attacks_refuse_models_without_gradients(cls):
+    counter = Counting(MODEL)
+    with pytest.raises(InvalidInputError, match=r"model=Counting offers no gradients"):
+        cls(counter, eps=0.5).run(X[:4], Y[:4])
+    assert counter.seen == 0
+
+
+def test_clone_and_set_params():
+    attack = SquareAttack(MODEL, eps=0.1, max_queries=30, random_state=0)
+    other = attack.clone(eps=0.2)
+    assert other.eps == 0.2 and attack.eps == 0.1 and other.max_queries == 30
+    with pytest.raises(InvalidInputError, match="epsilon"):
+        attack.clone(epsilon=0.3)
