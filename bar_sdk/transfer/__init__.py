@@ -13,12 +13,15 @@
 """
 
 from bar_sdk.transfer.compare import Comparison, compare, default_methods
+from bar_sdk.transfer.ensemble import EnsembleModel
 from bar_sdk.transfer.local import LocalTransferClassifier
+from bar_sdk.transfer.matrix import TransferMatrix, to_uint8, transfer_matrix
 from bar_sdk.transfer.metrics import classification_metrics
 from bar_sdk.transfer.programs import ProgramTransfer, evaluate_program, program_scores
 from bar_sdk.transfer.warmstart import STRATEGIES, WarmStartStudy, warm_start_study
 
 __all__ = [
+    "transfer_matrix", "TransferMatrix", "EnsembleModel", "to_uint8",
     "evaluate_program", "program_scores", "ProgramTransfer",
     "warm_start_study", "WarmStartStudy", "STRATEGIES",
     "compare", "Comparison", "default_methods", "LocalTransferClassifier",
