@@ -177,10 +177,14 @@ class TransferMatrix:
         import matplotlib.pyplot as plt
 
         n_a, n_s, n_t = self.rates.shape
-        fig, axes = plt.subplots(1, n_a, figsize=(1.2 + 1.1 * n_t * n_a + 0.6 * n_a, 1.4 + 0.6 * n_s),
+        cols = min(3, n_a)
+        rows = -(-n_a // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.6 + (1.0 * n_t + 0.8) * cols, (1.2 + 0.55 * n_s) * rows + 0.6),
                                  squeeze=False, constrained_layout=True)
+        for ax in axes.flat[n_a:]:
+            ax.set_visible(False)
         image = None
-        for a, ax in enumerate(axes[0]):
+        for a, ax in enumerate(axes.flat[:n_a]):
             image = ax.imshow(np.nan_to_num(self.rates[a], nan=0.0), vmin=0.0, vmax=1.0, cmap="viridis",
                               aspect="auto")
             for s in range(n_s):
@@ -191,12 +195,12 @@ class TransferMatrix:
                     if self.white_box[s, t]:
                         ax.add_patch(plt.Rectangle((t - 0.5, s - 0.5), 1, 1, fill=False, lw=1.5, color="red"))
             ax.set_xticks(range(n_t), self.targets, rotation=30, ha="right", fontsize=8)
-            ax.set_yticks(range(n_s), self.sources if a == 0 else [""] * n_s, fontsize=8)
+            ax.set_yticks(range(n_s), self.sources if a % cols == 0 else [""] * n_s, fontsize=8)
             ax.set_title(self.attacks[a], fontsize=9)
             ax.set_xlabel("target", fontsize=8)
-            if a == 0:
+            if a % cols == 0:
                 ax.set_ylabel("source", fontsize=8)
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="success rate (target-correct inputs)")
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="success rate (target-correct inputs)")
         fig.suptitle(title or f"Transfer matrix ({self.n_samples} inputs; red: white-box)", fontsize=10)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
