@@ -94,3 +94,27 @@ def test_methods_can_be_added_and_removed():
         "logistic regression on raw features": LogisticRegression(max_iter=5000), "white-box reprogramming": None})
     assert [r["method"] for r in out.rows] == ["linear probe", "logistic regression on raw features"]
     assert out.row("logistic regression on raw features")["model"] == "-"
+
+
+def test_transfer_imports_without_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name == 'torch' or name.startswith('torch.'):\n"
+        "        raise ImportError('torch is blocked')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        f"sys.path.insert(0, {root!r})\n"
+        "from bar_sdk.transfer import transfer_matrix, compare, warm_start_study, EnsembleModel\n"
+        "from bar_sdk.attacks.mifgsm import MIFGSM\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
