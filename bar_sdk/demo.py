@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def train_source(size: int, random_state: int):
 
     x, y = digits_images(size)
     xa, xb, ya, yb = train_test_split(x, y, test_size=0.25, stratify=y, random_state=random_state)
-    net = train_classifier(SmallCNN(1, 10, size), xa, ya, epochs=8, lr=3e-3, batch_size=64,
+    net = train_classifier(SmallCNN(1, 10, size, random_state=random_state), xa, ya, epochs=8, lr=3e-3, batch_size=64,
                            random_state=random_state)
     from adapters import TorchModel
 
@@ -104,6 +105,9 @@ def run_demo(args) -> dict:
     """Run the flagship scenario described in the module docstring; return the report document."""
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:  # a checkpoint or cache of another run (another model) must not leak into this one
+        (out_dir / "checkpoint.bar").unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "cache", ignore_errors=True)
     started = time.perf_counter()
     xa, ya, xb, yb, description = load_target(args.data, args.random_state)
     local, source_acc = train_source(args.source_size, args.random_state)
