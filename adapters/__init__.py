@@ -6,6 +6,11 @@
 - :class:`SklearnModel`: a fitted scikit-learn classifier.
 - :class:`TopK`, :class:`Rounded`, :class:`LabelOnly`: wrappers that make any
   model answer like a real API (top-k scores, rounded scores, label only).
+- :class:`RemoteModel`: a paid cloud classification API (Clarifai, Google
+  Vision, AWS Rekognition, Azure Vision, Hugging Face, TorchServe, any JSON
+  API) with rate limits, retries, a budget and a cache (needs the ``remote``
+  extra; loaded on first use). :mod:`adapters.server` serves any model like
+  such an API, for rehearsals and tests.
 
 Small torch networks, a trainer and an offline digits source live in
 :mod:`adapters.nets` (needs torch).
@@ -19,9 +24,8 @@ from adapters.callable import CallableModel
 from adapters.restrict import LabelOnly, Rounded, TopK
 from adapters.sklearn import SklearnModel
 
-# RemoteModel (adapters.remote) joins here once that package lands.
-
 __all__ = [
+    "RemoteModel",
     "TorchModel",
     "CallableModel",
     "SklearnModel",
@@ -32,9 +36,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # torch is heavy and optional: import it only when TorchModel is asked for.
+    # torch and the HTTP stack are heavy and optional: import them only when asked for.
     if name == "TorchModel":
         from adapters.torch import TorchModel
 
         return TorchModel
+    if name == "RemoteModel":
+        from adapters.remote import RemoteModel
+
+        return RemoteModel
     raise AttributeError(f"module 'adapters' has no attribute {name!r}")

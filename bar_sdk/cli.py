@@ -24,6 +24,9 @@ def _demo_parser(sub) -> None:
     p.add_argument("--fault-malformed", type=float, default=0.01, help="share of malformed answers")
     p.add_argument("--source-size", type=int, default=16, help="input side of the source CNN (default 16)")
     p.add_argument("--local", action="store_true", help="query the model in-process instead of over HTTP")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out's checkpoint and answer cache (same settings); "
+                        "without it the run starts afresh")
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bar or summary")
     p.set_defaults(func=_run_demo)

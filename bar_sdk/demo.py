@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def train_source(size: int, random_state: int):
 
     x, y = digits_images(size)
     xa, xb, ya, yb = train_test_split(x, y, test_size=0.25, stratify=y, random_state=random_state)
-    net = train_classifier(SmallCNN(1, 10, size), xa, ya, epochs=8, lr=3e-3, batch_size=64,
+    net = train_classifier(SmallCNN(1, 10, size, random_state=random_state), xa, ya, epochs=8, lr=3e-3, batch_size=64,
                            random_state=random_state)
     from adapters import TorchModel
 
@@ -83,14 +84,15 @@ def train_source(size: int, random_state: int):
 def _remote(model, args, out_dir: Path):
     """Serve ``model`` on loopback like a cloud API and yield a RemoteModel for it."""
     from adapters.remote import RemoteModel
-    from adapters.server import serve
+    from adapters.server import Faults, serve
 
     key = os.environ.get("BAR_DEMO_API_KEY", "demo-" + os.urandom(8).hex())
-    faults = {"429": args.fault_429, "500": args.fault_500, "malformed": args.fault_malformed}
-    with serve(model, preset="clarifai", api_keys=[key], rate=args.rate, burst=args.rate,
-               faults=faults, random_state=args.random_state) as server:
+    faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, rate_malformed=args.fault_malformed,
+                    random_state=args.random_state)
+    with serve(model, preset="clarifai", api_keys=[key], rate_limit=args.rate, burst=max(1, int(args.rate)),
+               faults=faults) as server:
         remote = RemoteModel.from_preset(
-            "clarifai", base_url=server.url, api_key=key, model_id="digits-cnn", labels=DIGIT_LABELS,
+            "clarifai", base_url=server.base_url, api_key=key, model_id="digits-cnn", labels=DIGIT_LABELS,
             input_shape=model.input_shape, max_queries=args.api_budget, price_per_query=args.price,
             cache_dir=str(out_dir / "cache"), allow_insecure=True)
         try:
@@ -103,6 +105,9 @@ def run_demo(args) -> dict:
     """Run the flagship scenario described in the module docstring; return the report document."""
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:  # a checkpoint or cache of another run (another model) must not leak into this one
+        (out_dir / "checkpoint.bar").unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "cache", ignore_errors=True)
     started = time.perf_counter()
     xa, ya, xb, yb, description = load_target(args.data, args.random_state)
     local, source_acc = train_source(args.source_size, args.random_state)
@@ -116,7 +121,7 @@ def run_demo(args) -> dict:
     ctx = contextlib.nullcontext((local, None)) if args.local else _remote(local, args, out_dir)
     with ctx as (model, server):
         if server is not None:
-            say(f"local cloud-like API at {server.url} (Clarifai format, {args.rate} req/s, injected faults "
+            say(f"local cloud-like API at {server.base_url} (Clarifai format, {args.rate} req/s, injected faults "
                 f"429 {args.fault_429:.0%}, 500 {args.fault_500:.0%}, malformed {args.fault_malformed:.0%})")
         clf = BARClassifier(model, verbose=args.verbose, checkpoint=str(out_dir / "checkpoint.bar"), **params)
         clf.fit(xa, ya)

@@ -101,6 +101,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     smoothing : float, default=0.05
         beta, the step along each direction (in parameter space).
     optimizer : {"adam", "sgd", "sign", "spsa_gc"} or Optimizer, default="adam"
+        A name, or an :class:`~bar_sdk.zo.Optimizer` instance used as it is
+        (its own ``lr`` and ``lr_decay``; ``learning_rate`` and ``lr_decay``
+        below then apply only to named optimizers).
     learning_rate : float, default=0.05
     lr_decay : float, default=0.1
         The learning rate decays exponentially to ``learning_rate * lr_decay``
@@ -116,7 +119,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     checkpoint : str or path, optional
         File where training state is saved after every step (atomically, with
         a checksum). Calling fit again with the same data and parameters resumes
-        from it, ending with the same result as an uninterrupted run.
+        from it, ending with the same result as an uninterrupted run. The file
+        recognises the data, the parameters and the model's shape, not its
+        weights: give a new model a new file.
     initial_program : ndarray (d,) or fitted BARClassifier, optional
         Warm start: begin from parameters trained elsewhere (for example
         white-box on a local surrogate with the same input shape and program

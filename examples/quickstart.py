@@ -12,7 +12,7 @@ from bar_sdk import BARClassifier
 
 # 1. A source model: a small CNN trained on scikit-learn's digits (it stands for a model you can only query).
 x, y = digits_images(16)
-net = train_classifier(SmallCNN(1, 10, 16), x, y, epochs=8, lr=3e-3, batch_size=64, random_state=0)
+net = train_classifier(SmallCNN(1, 10, 16, random_state=0), x, y, epochs=8, lr=3e-3, batch_size=64, random_state=0)
 model = TorchModel(net, input_shape=(1, 16, 16))
 
 # 2. A different task: 30 tabular features, laid out as a patch inside the program's frame.

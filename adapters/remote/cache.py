@@ -1,0 +1,117 @@
+"""Answers already paid for, keyed by the exact 8-bit image the API saw, and the ledger that paid."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Union
+
+import numpy as np
+
+__all__ = ["AnswerCache", "image_key"]
+
+State = Union[dict, Callable[[], dict]]
+
+
+def image_key(img: np.ndarray, identity: str) -> str:
+    """sha256 of the uint8 image (shape included) and of what answers it.
+
+    ``identity`` names the endpoint, model and every option that changes the
+    answer (never the API key), so two models never share answers.
+    """
+    h = hashlib.sha256()
+    h.update(identity.encode())
+    h.update(repr(img.shape).encode())
+    h.update(np.ascontiguousarray(img, dtype=np.uint8).tobytes())
+    return h.hexdigest()
+
+
+class AnswerCache:
+    """Per-image answers (API label -> score) in SQLite, on disk or in memory.
+
+    The same file keeps small named states (the remote ledger), so what was
+    paid and what it bought live side by side.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Database file; ``None`` keeps the cache in memory for this process.
+        Every write is one transaction (WAL journal), so a crashed process
+        leaves each batch of answers, and each ledger update, either fully
+        stored or absent; a commit costs about 0.1 ms, not an fsync.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path),
+                                   check_same_thread=False, isolation_level=None)
+        if self.path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, float | None]]:
+        """Stored answers for those of ``keys`` that are present."""
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, dict[str, float | None]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(part))})", part)
+                found.update((k, json.loads(a)) for k, a in rows)
+        return found
+
+    def put_many(self, answers: dict[str, dict[str, float | None]],
+                 states: Mapping[str, State] | None = None) -> None:
+        """Store answers and, in the same transaction, named states: all or none.
+
+        A state may be given as a function returning it; it is then read
+        inside the transaction, so concurrent writers each store the freshest
+        one (a ledger saved with the answers it paid for).
+        """
+        rows = [(k, json.dumps(a)) for k, a in answers.items()]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", rows)
+                for name, state in (states or {}).items():
+                    self._write_state(name, state)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def load_state(self, name: str) -> dict | None:
+        """The state saved under ``name``, or ``None``."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def save_state(self, name: str, state: State) -> None:
+        """Replace the state saved under ``name`` (a dict, or a function returning one)."""
+        with self._lock:
+            self._write_state(name, state)
+
+    def _write_state(self, name: str, state: State) -> None:
+        value = state() if callable(state) else state
+        self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (name, json.dumps(value)))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        return f"AnswerCache({str(self.path) if self.path else 'in memory'!r})"

@@ -1,0 +1,103 @@
+"""What the API sees: images quantised to 8 bits, then encoded (PNG by default).
+
+Every image is rounded to the nearest of the 256 levels ``k / 255`` before it
+is sent, so the API never sees a change smaller than
+:data:`QUANTIZATION_STEP`. A zeroth-order estimator whose smoothing step is
+below that step mostly measures rounding, not the model; see
+``RemoteModel.quantization_step``.
+
+PNG is lossless: the API decodes exactly the 8-bit image that was hashed for
+the cache and counted in the ledger. JPEG is available on request only, with a
+warning, because its compression noise is usually larger than the
+perturbations an optimizer makes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+import numpy as np
+
+from bar_sdk.contract import check_choice, check_int
+from bar_sdk.errors import InvalidInputError
+
+__all__ = ["QUANTIZATION_STEP", "quantize", "encode_image", "decode_image", "decode_base64_image",
+           "warn_if_lossy"]
+
+QUANTIZATION_STEP = 1.0 / 255.0
+"""The smallest change of a pixel value the API can see (8-bit images)."""
+
+_FORMATS = ("png", "jpeg")
+
+
+def quantize(x: np.ndarray) -> np.ndarray:
+    """Round float images in [0, 1] (or pass uint8 through) to uint8, same shape.
+
+    Values are rounded to the nearest level (halves to even, as ``np.rint``).
+    The caller validates the range first (``bar_sdk.contract.check_images``).
+    """
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        return x
+    return np.rint(x.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
+
+
+def encode_image(img: np.ndarray, image_format: str = "png", *, jpeg_quality: int = 95) -> bytes:
+    """Encode one uint8 image ``(C, H, W)`` (C in 1, 3) as PNG (lossless) or JPEG."""
+    check_choice(image_format, "image_format", _FORMATS)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[0] not in (1, 3):
+        raise InvalidInputError(
+            f"image has dtype {img.dtype} and shape {img.shape}; expected uint8 (C, H, W) with C in (1, 3)"
+        )
+    from PIL import Image
+
+    hwc = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
+    buf = io.BytesIO()
+    pil = Image.fromarray(np.ascontiguousarray(hwc))
+    if image_format == "png":
+        pil.save(buf, format="PNG", compress_level=1)  # lossless either way; level 1 is fastest
+    else:
+        pil.save(buf, format="JPEG", quality=jpeg_quality)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode PNG/JPEG bytes to uint8 ``(C, H, W)`` with C = 1 (grey) or 3 (RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        pil = Image.open(io.BytesIO(data))
+        pil.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InvalidInputError(f"image bytes could not be decoded ({exc}); expected PNG or JPEG") from None
+    if pil.mode != "L":
+        pil = pil.convert("RGB")
+    arr = np.asarray(pil, dtype=np.uint8)
+    return arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+
+
+def decode_base64_image(text: str) -> np.ndarray:
+    """Decode a base64 string holding PNG/JPEG bytes to uint8 ``(C, H, W)``."""
+    if not isinstance(text, str):
+        raise InvalidInputError(f"image data is {type(text).__name__}; expected a base64 string")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("image data is not valid base64") from None
+    return decode_image(raw)
+
+
+def warn_if_lossy(image_format: str, jpeg_quality: int) -> None:
+    """Warn once per model that JPEG changes what the API sees."""
+    check_choice(image_format, "image_format", _FORMATS)
+    check_int(jpeg_quality, "jpeg_quality", low=1, high=100)
+    if image_format == "jpeg":
+        warnings.warn(
+            f"image_format='jpeg' (quality {jpeg_quality}) is lossy: the API sees a compressed image, "
+            "and compression noise is usually larger than the perturbations a zeroth-order optimizer "
+            "makes. Use the default 'png' unless the API refuses PNG.",
+            UserWarning, stacklevel=3,
+        )

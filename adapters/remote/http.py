@@ -1,0 +1,142 @@
+"""The one-method transport under RemoteModel: send a request, get status, headers, body.
+
+Presets build a neutral :class:`HttpRequest`; a sender hands it to an
+``httpx.Client``, an ``httpx.AsyncClient`` or a ``requests.Session`` (for
+users who already have one, e.g. with an auth plugin) and returns an
+:class:`HttpResponse`. Timeouts and connection failures become
+:class:`~bar_sdk.errors.TransientError` (retried). Redirects are never
+followed, so a credential header cannot travel to another host.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from bar_sdk.errors import InvalidInputError, ResponseFormatError, TransientError
+
+__all__ = ["HttpRequest", "HttpResponse", "SyncSender", "AsyncSender", "LOOPBACK_HOSTS"]
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A request as a preset builds it (credentials are added per attempt)."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    content: bytes = b""
+
+    def with_headers(self, **headers: str) -> HttpRequest:
+        return replace(self, headers={**self.headers, **headers})
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).netloc
+
+
+class HttpResponse:
+    """Status, headers (lower-case names) and body of one answer."""
+
+    __slots__ = ("status_code", "headers", "content", "_json")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes):
+        self.status_code = int(status_code)
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.content = content
+        self._json: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def snippet(self, limit: int = 300) -> str:
+        """The start of the body, for error messages."""
+        text = self.content[:limit].decode("utf-8", errors="replace")
+        return text + ("..." if len(self.content) > limit else "")
+
+    def json(self) -> Any:
+        """The body as JSON, or :class:`ResponseFormatError` quoting its start."""
+        if self._json is None:
+            try:
+                self._json = json.loads(self.content)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ResponseFormatError(
+                    f"HTTP {self.status_code} body is not valid JSON ({exc.__class__.__name__}: {exc}); "
+                    f"body starts {self.snippet(120)!r}"
+                ) from None
+        return self._json
+
+    def __repr__(self) -> str:
+        return f"HttpResponse({self.status_code}, {len(self.content)} bytes)"
+
+
+class SyncSender:
+    """Sends through an ``httpx.Client`` or a ``requests.Session``."""
+
+    def __init__(self, client: Any = None, session: Any = None, timeout: float | None = 30.0):
+        if client is not None and session is not None:
+            raise InvalidInputError("give client= (httpx.Client) or session= (requests.Session), not both")
+        self.timeout = timeout
+        self.session = session
+        self.owns_client = client is None and session is None
+        if session is None and client is None:
+            import httpx
+
+            client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.client = client
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        if self.session is not None:
+            return self._send_requests(request)
+        import httpx
+
+        try:
+            r = self.client.request(request.method, request.url, headers=request.headers,
+                                    content=request.content, timeout=self.timeout, follow_redirects=False)
+        except httpx.TransportError as exc:
+            raise _transient(request, exc) from None
+        return HttpResponse(r.status_code, dict(r.headers), r.content)
+
+    def _send_requests(self, request: HttpRequest) -> HttpResponse:
+        import requests
+
+        try:
+            r = self.session.request(request.method, request.url, headers=request.headers,
+                                     data=request.content, timeout=self.timeout, allow_redirects=False)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise _transient(request, exc) from None
+        return HttpResponse(r.status_code, dict(r.headers), r.content)
+
+    def close(self) -> None:
+        if self.owns_client:
+            self.client.close()
+
+
+class AsyncSender:
+    """Sends through an ``httpx.AsyncClient``."""
+
+    def __init__(self, client: Any, timeout: float | None = 30.0):
+        self.client = client
+        self.timeout = timeout
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        import httpx
+
+        try:
+            r = await self.client.request(request.method, request.url, headers=request.headers,
+                                          content=request.content, timeout=self.timeout, follow_redirects=False)
+        except httpx.TransportError as exc:
+            raise _transient(request, exc) from None
+        return HttpResponse(r.status_code, dict(r.headers), r.content)
+
+
+def _transient(request: HttpRequest, exc: Exception) -> TransientError:
+    """A timeout or connection failure of httpx or requests, as a retryable error."""
+    if "Timeout" in type(exc).__name__:
+        return TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
+    return TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")

@@ -1,0 +1,82 @@
+"""From an API's label names to a fixed score vector."""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from bar_sdk.contract import check_float
+from bar_sdk.errors import InvalidInputError, ResponseFormatError
+
+__all__ = ["LabelMapper", "normalize_label"]
+
+
+def normalize_label(name: str) -> str:
+    """Case-folded, ``_`` read as a space, runs of spaces collapsed: ``"Tiger_cat " -> "tiger cat"``."""
+    return re.sub(r"\s+", " ", name.replace("_", " ")).strip().casefold()
+
+
+class LabelMapper:
+    """Maps answers ``{api label: score}`` onto ``labels``, in that order.
+
+    A returned name matches a label when their :func:`normalize_label` forms
+    agree, or through ``aliases`` (``{api name: label}``). Names that match no
+    label are ignored: they are the API's other classes.
+
+    Labels the API did not return score ``missing_score`` (0 by default).
+    That is the documented rule: a top-k or thresholded API says nothing about
+    the labels it left out except that they scored below what it returned.
+    Scores are used as the API gave them (after the vendor's scale is removed)
+    and are never renormalised.
+
+    In ``label_only`` mode the answer's top label (highest score, or the first
+    name when there are no scores) gets 1 and every other label 0.
+    """
+
+    def __init__(self, labels: Sequence[str], aliases: Mapping[str, str] | None = None,
+                 missing_score: float = 0.0, label_only: bool = False):
+        if isinstance(labels, str) or len(labels) < 2 or not all(isinstance(v, str) and v for v in labels):
+            raise InvalidInputError(f"labels={labels!r}; expected at least two non-empty label names")
+        self.labels = tuple(labels)
+        self.missing_score = check_float(missing_score, "missing_score", low=0.0, high=1.0)
+        self.label_only = bool(label_only)
+        self._index: dict[str, int] = {}
+        for i, label in enumerate(self.labels):
+            key = normalize_label(label)
+            if key in self._index:
+                raise InvalidInputError(f"labels {self.labels[self._index[key]]!r} and {label!r} are the same name "
+                                        "once case and '_' are ignored; expected distinct labels")
+            self._index[key] = i
+        for api_name, label in (aliases or {}).items():
+            if normalize_label(label) not in self._index:
+                raise InvalidInputError(f"label_aliases maps {api_name!r} to {label!r}, which is not in labels")
+            self._index[normalize_label(api_name)] = self._index[normalize_label(label)]
+
+    def index(self, name: str) -> int | None:
+        """Position of the API label ``name`` in :attr:`labels`, or ``None``."""
+        return self._index.get(normalize_label(name))
+
+    def to_vector(self, answer: Mapping[str, float | None]) -> np.ndarray:
+        """The score vector (float64, ``len(labels)``) for one image's answer."""
+        out = np.full(len(self.labels), self.missing_score, dtype=np.float64)
+        if self.label_only:
+            ranked = sorted(answer.items(), key=lambda kv: -(kv[1] if kv[1] is not None else 0.0))
+            top = next((i for i in (self.index(name) for name, _ in ranked) if i is not None), None)
+            out[:] = 0.0
+            if top is not None:
+                out[top] = 1.0
+            return out
+        seen = np.zeros(len(self.labels), dtype=bool)
+        for name, value in answer.items():
+            i = self.index(name)
+            if i is None:
+                continue
+            if value is None:
+                raise ResponseFormatError(
+                    f"the API returned label {name!r} without a score; for an API that answers with names "
+                    "only, pass label_only=True")
+            out[i] = value if not seen[i] else max(out[i], value)
+            seen[i] = True
+        return out

@@ -1,0 +1,169 @@
+"""When to try a request again, how long to wait, and when to give up.
+
+Built from tenacity's small objects, always with an explicit stop: a request is
+tried at most ``max_attempts`` times and never waits past ``max_delay``
+seconds in total. Retried: throttles (429, vendor throttle bodies), 5xx,
+timeouts and connection errors, and a malformed body a few times.
+Never retried: 400/401/403 and other client errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import inspect
+import logging
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import numpy as np
+import tenacity
+
+from bar_sdk.contract import check_float, check_int
+from bar_sdk.errors import RateLimitError, ResponseFormatError, TransientError
+
+__all__ = ["RetryPolicy", "parse_retry_after", "retry_after_of"]
+
+logger = logging.getLogger(__name__)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The wait an error asks for (``Retry-After``, ``estimated_time``), if any."""
+    value = getattr(exc, "retry_after", None)
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded in attempts and in time.
+
+    The wait before attempt ``k + 1`` is
+    ``min(maximum, initial * exp_base ** (k - 1)) + U(0, jitter)`` seconds, but
+    never less than what the server asked for (``Retry-After``, Hugging Face's
+    ``estimated_time``). Retrying stops when ``max_attempts`` were made or when
+    the next wait would end past ``max_delay`` seconds since the first attempt;
+    the last error is then raised, its message saying how many attempts were
+    made.
+
+    Parameters
+    ----------
+    max_attempts : int
+        Attempts per request, the first included.
+    max_delay : float
+        Seconds one request may take, waits included.
+    initial, maximum, exp_base : float
+        Backoff schedule before jitter.
+    jitter : float
+        Upper end of the uniform random seconds added to each wait, so clients
+        that were throttled together do not come back together.
+    max_malformed : int
+        Attempts allowed while the API answers with a body that cannot be read
+        (a proxy that cut the answer, a glitch). A format that is wrong every
+        time fails fast.
+    random_state : int or None
+        Seed of the jitter.
+    """
+
+    max_attempts: int = 6
+    max_delay: float = 120.0
+    initial: float = 0.5
+    maximum: float = 30.0
+    exp_base: float = 2.0
+    jitter: float = 0.5
+    max_malformed: int = 3
+    random_state: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int(self.max_attempts, "max_attempts", low=1)
+        check_float(self.max_delay, "max_delay", low=0.0, low_open=True)
+        check_float(self.initial, "initial", low=0.0)
+        check_float(self.maximum, "maximum", low=0.0)
+        check_float(self.exp_base, "exp_base", low=1.0)
+        check_float(self.jitter, "jitter", low=0.0)
+        check_int(self.max_malformed, "max_malformed", low=1)
+        check_int(self.random_state, "random_state", low=0, allow_none=True)
+
+    def backoff(self, attempt: int, rng: np.random.Generator | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based), before any floor."""
+        base = min(self.maximum, self.initial * self.exp_base ** (attempt - 1))
+        return base + (float(rng.uniform(0.0, self.jitter)) if rng is not None and self.jitter > 0 else 0.0)
+
+    def retrying(self, *, rng: np.random.Generator, sleep: Callable[[float], Any],
+                 lock: threading.Lock | None = None, asynchronous: bool = False,
+                 what: str = "request") -> tenacity.BaseRetrying:
+        """A fresh tenacity controller for one request.
+
+        ``sleep`` is called with the seconds to wait (it may return an
+        awaitable when ``asynchronous``); ``rng`` draws the jitter, under
+        ``lock`` when several requests share it.
+        """
+        lock = lock or threading.Lock()
+        malformed = [0]
+
+        def should_retry(exc: BaseException) -> bool:
+            if isinstance(exc, ResponseFormatError):
+                malformed[0] += 1
+                return True
+            return isinstance(exc, (RateLimitError, TransientError)) and getattr(exc, "retryable", True)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            with lock:
+                seconds = self.backoff(state.attempt_number, rng)
+            floor = retry_after_of(state.outcome.exception()) if state.outcome else None
+            return max(seconds, floor) if floor is not None else seconds
+
+        def out_of_time(state: tenacity.RetryCallState) -> bool:
+            # idle_for counts injected (fake) sleeps too, so tests see the same stop as real runs.
+            spent = max(state.seconds_since_start or 0.0, state.idle_for)
+            return spent + state.upcoming_sleep > self.max_delay
+
+        def too_many_malformed(state: tenacity.RetryCallState) -> bool:
+            return malformed[0] >= self.max_malformed
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            logger.info("%s: attempt %d failed (%s: %s); retrying in %.2f s", what, state.attempt_number,
+                        type(exc).__name__, exc, state.upcoming_sleep)
+
+        def give_up(state: tenacity.RetryCallState) -> Any:
+            exc = state.outcome.exception()
+            exc.args = (f"{exc} (gave up after {state.attempt_number} attempt(s) and "
+                        f"{state.idle_for:.1f} s of waiting; max_attempts={self.max_attempts}, "
+                        f"max_delay={self.max_delay:g} s, max_malformed={self.max_malformed})",)
+            raise exc
+
+        options = dict(
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.max_attempts), out_of_time, too_many_malformed),
+            wait=wait,
+            retry=tenacity.retry_if_exception(should_retry),
+            before_sleep=before_sleep,
+            retry_error_callback=give_up,
+        )
+        if asynchronous:
+            async def async_sleep(seconds: float) -> None:
+                result = sleep(seconds)
+                if inspect.isawaitable(result):
+                    await result
+
+            return tenacity.AsyncRetrying(sleep=async_sleep, **options)
+        return tenacity.Retrying(sleep=sleep, **options)

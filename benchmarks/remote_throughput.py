@@ -1,0 +1,208 @@
+"""Throughput of RemoteModel against the local server under a rate limit and injected faults,
+and the client's per-query overhead beside the bare model's time.
+
+    python benchmarks/remote_throughput.py --rate 20 --seconds 30 --fault-429 0.1 --fault-500 0.02
+
+Writes benchmarks/results/remote_throughput.json and .md. The server runs in this
+process (a uvicorn thread on 127.0.0.1) and limits the key to R requests/s; the
+client is told the same limit. Throughput counts answered requests only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from adapters.remote.encoding import encode_image  # noqa: E402
+from adapters.server import DemoModel, Faults, serve  # noqa: E402
+from adapters.server.clarifai import ClarifaiShape  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rate", type=float, default=20.0, help="server limit R, requests/s per key")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each throughput run")
+    p.add_argument("--fault-429", type=float, default=0.10)
+    p.add_argument("--fault-500", type=float, default=0.02)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--images-per-request", type=int, default=1)
+    p.add_argument("--shape", default="1,28,28", help="C,H,W of the served demo model")
+    p.add_argument("--modes", default="async,threads", help="comma list of async, threads")
+    p.add_argument("--server-burst", type=int, default=4)
+    p.add_argument("--overhead-shapes", default="1,28,28;3,224,224")
+    p.add_argument("--overhead-reps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "remote_throughput"))
+    return p.parse_args(argv)
+
+
+def shape_of(text):
+    return tuple(int(v) for v in text.split(","))
+
+
+def throughput_run(args, mode):
+    shape = shape_of(args.shape)
+    model = DemoModel(shape, n_classes=10, random_state=args.seed)
+    n_requests = int(round(args.rate * args.seconds))
+    x = np.random.default_rng(args.seed + 1).random((n_requests * args.images_per_request, *shape)).astype(np.float32)
+    faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, retry_after=1, random_state=args.seed)
+    with serve(model, rate_limit=args.rate, burst=args.server_burst, faults=faults) as server:
+        remote = RemoteModel.from_preset(
+            "clarifai", base_url=server.base_url, api_key=server.api_key, model_id="demo", labels=list(model.labels),
+            input_shape=shape, batch_size=args.images_per_request, rate_limit=args.rate, burst=1,
+            max_concurrency=args.concurrency, retry=RetryPolicy(max_attempts=10, random_state=args.seed))
+        error = None
+        start = time.perf_counter()
+        try:
+            p = asyncio.run(remote.apredict_proba(x)) if mode == "async" else remote.predict_proba(x)
+        except Exception as exc:   # a lost query: reported, not hidden
+            p, error = None, f"{type(exc).__name__}: {exc}"
+        elapsed = time.perf_counter() - start
+        stats = server.stats()
+        remote.close()
+    # An image is lost when no answer came back or the answer is not its own (float32 batch-order noise
+    # is ~1e-7; another image's scores differ by far more than the tolerance).
+    want = model.predict_proba(quantize(x))
+    lost = len(x) if p is None else int(np.sum(~np.all(np.isclose(p, want, rtol=1e-4, atol=1e-7), axis=1)))
+    led = remote.ledger
+    answered_requests = stats.answered
+    return {
+        "mode": mode, "rate_limit_rps": args.rate, "requests": n_requests, "images": len(x),
+        "elapsed_s": round(elapsed, 3), "throughput_rps": round(answered_requests / elapsed, 3),
+        "fraction_of_rate": round(answered_requests / elapsed / args.rate, 4),
+        "lost_queries": lost, "error": error,
+        "billed_client": led.billed, "billed_server": stats.billed, "billed_match": led.billed == stats.billed,
+        "client": {"attempts": led.attempts, "requests": led.requests, "retries": led.retries,
+                   "throttled": led.throttled, "failures": led.failures},
+        "server": stats.as_dict(),
+    }
+
+
+def median_us(fn, reps):
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e6)
+
+
+def overhead_run(args, shape):
+    rng = np.random.default_rng(args.seed)
+    model = DemoModel(shape, n_classes=10, random_state=args.seed)
+    labels = list(model.labels)
+    reps = args.overhead_reps
+    one = rng.random((1, *shape)).astype(np.float32)
+    bare = median_us(lambda: model.predict_proba(one), reps)
+    encode = median_us(lambda: encode_image(quantize(one)[0]), reps)
+    # The whole client path without network or server: a MockTransport answering a canned body.
+    canned = json.dumps(ClarifaiShape().ok([[(name, 0.1) for name in labels]], {"model_id": "demo"})).encode()
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=canned)))
+    remote = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key="k", model_id="demo",
+                                     labels=labels, input_shape=shape, client=client)
+    fresh = rng.random((reps, 1, *shape)).astype(np.float32)    # a new image each time: cache misses
+    it = iter(fresh)
+    client_path = median_us(lambda: remote.predict_proba(next(it)), reps)
+    with serve(model) as server:
+        live = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key,
+                                       model_id="demo", labels=labels, input_shape=shape)
+        fresh2 = iter(rng.random((reps + 5, 1, *shape)).astype(np.float32))
+        for _ in range(5):
+            live.predict_proba(next(fresh2))
+        roundtrip = median_us(lambda: live.predict_proba(next(fresh2)), reps)
+        live.close()
+    return {"shape": list(shape), "bare_model_us": round(bare, 1), "encode_png_us": round(encode, 1),
+            "client_path_us": round(client_path, 1), "loopback_roundtrip_us": round(roundtrip, 1)}
+
+
+def write_markdown(result, path):
+    cfg = result["config"]
+    lines = [
+        "# RemoteModel throughput against the local server",
+        "",
+        f"Command: `{result['command']}`  ",
+        f"Machine: {result['machine']['cpus']} CPUs (shared), Python {result['machine']['python']}, "
+        f"load average at start {result['machine']['loadavg']}.",
+        "",
+        f"Server limit R = {cfg['rate']:g} requests/s per key (burst {cfg['server_burst']}), injected faults "
+        f"{cfg['fault_429']:.0%} 429 (Retry-After 1 s) and {cfg['fault_500']:.0%} 500; client told the same "
+        f"limit (token bucket, burst 1), {cfg['concurrency']} requests in flight, "
+        f"{cfg['images_per_request']} image(s) of shape {cfg['shape']} per request. Throughput counts answered "
+        "requests over the whole run; target: at least 90% of R, zero lost queries, billed == server count.",
+        "",
+        "| mode | run (s) | answered req/s | fraction of R | lost | billed client | billed server | retries | "
+        "429 seen | 500 seen |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["throughput"]:
+        lines.append(
+            f"| {r['mode']} | {r['elapsed_s']:.1f} | {r['throughput_rps']:.2f} | {r['fraction_of_rate']:.1%} | "
+            f"{r['lost_queries']} | {r['billed_client']} | {r['billed_server']} | {r['client']['retries']} | "
+            f"{r['client']['throttled']} | {r['server']['injected']['500']} |")
+    ideal = result["throughput"][0]["requests"] / cfg["rate"] if result["throughput"] else 0.0
+    lines += [
+        "",
+        f"At exactly R the {result['throughput'][0]['requests'] if result['throughput'] else 0} requests would take "
+        f"{ideal:.1f} s; most of the gap is the end of the run, where the last throttled requests wait out their "
+        "Retry-After after everything else has been answered.",
+        "",
+        "Per-query overhead, one image per request (medians; microseconds):",
+        "",
+        "| image shape | bare model | quantise + PNG | whole client path (no network) | loopback round trip "
+        "(client + HTTP + server + model) |",
+        "|---|---|---|---|---|",
+    ]
+    for o in result["overhead"]:
+        lines.append(f"| {'x'.join(map(str, o['shape']))} | {o['bare_model_us']:.0f} | {o['encode_png_us']:.0f} | "
+                     f"{o['client_path_us']:.0f} | {o['loopback_roundtrip_us']:.0f} |")
+    lines += ["", "The whole client path is quantise, hash, cache lookup, PNG + base64, request, parse, label "
+              "mapping and ledger, with an httpx MockTransport in place of the network.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    result = {
+        "command": "python benchmarks/remote_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "config": {"rate": args.rate, "seconds": args.seconds, "fault_429": args.fault_429,
+                   "fault_500": args.fault_500, "concurrency": args.concurrency,
+                   "images_per_request": args.images_per_request, "shape": args.shape,
+                   "server_burst": args.server_burst, "seed": args.seed},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg": [round(v, 2) for v in os.getloadavg()]},
+        "throughput": [], "overhead": [],
+    }
+    for mode in args.modes.split(","):
+        row = throughput_run(args, mode)
+        print(f"{mode}: {row['throughput_rps']:.2f} req/s = {row['fraction_of_rate']:.1%} of R, lost "
+              f"{row['lost_queries']}, billed {row['billed_client']} (server {row['billed_server']})", flush=True)
+        result["throughput"].append(row)
+    for text in args.overhead_shapes.split(";"):
+        row = overhead_run(args, shape_of(text))
+        print(f"overhead {row}", flush=True)
+        result["overhead"].append(row)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(result, out.with_suffix(".md"))
+    ok = all(r["fraction_of_rate"] >= 0.9 and r["lost_queries"] == 0 and r["billed_match"]
+             for r in result["throughput"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

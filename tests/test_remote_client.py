@@ -1,0 +1,522 @@
+"""RemoteModel against httpx.MockTransport: retries, budget, cache, secrets (no sockets, no real time)."""
+
+import asyncio
+import base64
+import copy
+import json
+import logging
+import pickle
+import threading
+
+import httpx
+import numpy as np
+import pytest
+
+from adapters.remote import AnswerCache, RemoteModel, RetryPolicy, TokenBucket, decode_image, quantize
+from adapters.remote.labels import LabelMapper
+from bar_sdk import (AuthenticationError, CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError,
+                     RemoteError, ResponseFormatError, TransientError)
+
+KEY = "sk-live-SECRET-4242"
+LABELS = ["normal", "pneumonia", "covid"]
+SHAPE = (1, 4, 4)
+
+
+def images(n, seed=0):
+    return np.random.default_rng(seed).random((n, *SHAPE)).astype(np.float32)
+
+
+def decoded(request):
+    """uint8 images a Clarifai request carries."""
+    body = json.loads(request.content)
+    return [decode_image(base64.b64decode(item["data"]["image"]["base64"])) for item in body["inputs"]]
+
+
+def clarifai_ok(request):
+    outputs = []
+    for img in decoded(request):
+        m = float(img.mean()) / 255
+        concepts = [{"id": "a", "name": "Normal", "value": m}, {"id": "b", "name": "pneumonia", "value": 1 - m},
+                    {"id": "c", "name": "cat", "value": 0.5}]
+        outputs.append({"status": {"code": 10000, "description": "Ok"}, "data": {"concepts": concepts}})
+    return httpx.Response(200, json={"status": {"code": 10000, "description": "Ok"}, "outputs": outputs})
+
+
+class Recorder:
+    """MockTransport handler: answers with ``script`` responses first, then ``ok(request)`` (Clarifai successes)."""
+
+    def __init__(self, *script, ok=clarifai_ok):
+        self.script = list(script)
+        self.ok = ok
+        self.requests = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request):
+        with self.lock:
+            self.requests.append(request)
+            step = self.script.pop(0) if self.script else None
+        if step is None:
+            return self.ok(request)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    @property
+    def images_sent(self):
+        return sum(len(decoded(r)) for r in self.requests)
+
+
+def make(handler, sleeps=None, preset="clarifai", retry=None, **kw):
+    options = {"model_id": "xray-v1"} if preset == "clarifai" else {}
+    options.update(kw)
+    return RemoteModel.from_preset(
+        preset, base_url="https://api.example.com", api_key=KEY, labels=LABELS, input_shape=SHAPE,
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+        sleep=(sleeps.append if sleeps is not None else None),
+        retry=retry or RetryPolicy(jitter=0.0), **options)
+
+
+def err(status, body=None, headers=None):
+    return httpx.Response(status, json=body if body is not None else {"status": {"code": 10020}}, headers=headers)
+
+
+# -- answers, mapping, quantisation ---------------------------------------------------------------
+
+
+def test_scores_follow_labels_and_missing_labels_score_zero():
+    rec = Recorder()
+    model = make(rec)
+    x = images(3)
+    p = model.predict_proba(x)
+    m = quantize(x).reshape(3, -1).mean(axis=1) / 255
+    assert p.shape == (3, 3) and p.dtype == np.float64
+    np.testing.assert_allclose(p[:, 0], m, rtol=1e-6)      # "Normal" matched case-insensitively
+    np.testing.assert_allclose(p[:, 1], 1 - m, rtol=1e-6)
+    assert np.all(p[:, 2] == 0)                             # "covid" not returned -> 0; "cat" ignored
+    assert model.n_classes == 3 and model.labels == tuple(LABELS) and model.input_shape == SHAPE
+
+
+def test_the_api_sees_the_8bit_image_and_the_optimizer_is_told():
+    rec = Recorder()
+    model = make(rec)
+    x = images(2)
+    model.predict_proba(x)
+    sent = np.stack(decoded(rec.requests[0]))
+    np.testing.assert_array_equal(sent, quantize(x))        # lossless PNG of the rounded image
+    assert model.quantization_step == pytest.approx(1 / 255)
+    # a change below half a level rounds away: same 8-bit image, answered from the cache
+    levels = quantize(x) / np.float32(255)
+    model.predict_proba(levels + np.where(levels < 0.5, 0.4, -0.4).astype(np.float32) / 255)
+    assert len(rec.requests) == 1 and model.ledger.cache_hits == 2
+
+
+def test_label_mapper_rules():
+    mapper = LabelMapper(["tiger cat", "lynx", "other"], aliases={"Felis lynx": "lynx"}, missing_score=0.01)
+    v = mapper.to_vector({"Tiger_cat": 0.4, "felis LYNX": 0.3, "dog": 0.9})
+    np.testing.assert_allclose(v, [0.4, 0.3, 0.01])
+    only = LabelMapper(["a", "b"], label_only=True)
+    np.testing.assert_array_equal(only.to_vector({"x": None, "b": None, "a": None}), [0, 1])
+    np.testing.assert_array_equal(only.to_vector({"a": 0.2, "b": 0.7}), [0, 1])
+    with pytest.raises(InvalidInputError, match="same name"):
+        LabelMapper(["Tiger cat", "tiger_cat"])
+    with pytest.raises(ResponseFormatError, match="label_only=True"):
+        LabelMapper(["a", "b"]).to_vector({"a": None})
+
+
+def test_jpeg_only_on_request_with_a_warning():
+    with pytest.warns(UserWarning, match="lossy"):
+        model = make(Recorder(), image_format="jpeg")
+    assert model.image_format == "jpeg"
+
+
+@pytest.mark.parametrize("bad", [np.full((1, *SHAPE), 1.5, np.float32), np.zeros((1, 1, 5, 5), np.float32),
+                                 np.zeros((1, *SHAPE), np.int64)])
+def test_bad_images_are_refused_before_any_request(bad):
+    rec = Recorder()
+    with pytest.raises(InvalidInputError):
+        make(rec).predict_proba(bad)
+    assert rec.requests == []
+
+
+# -- retries, backoff, Retry-After, errors -----------------------------------------------------------
+
+
+def test_exact_backoff_schedule_then_a_clear_give_up():
+    rec = Recorder(*[err(503)] * 10)
+    sleeps = []
+    model = make(rec, sleeps, retry=RetryPolicy(max_attempts=6, initial=0.5, exp_base=2, maximum=30, jitter=0))
+    with pytest.raises(TransientError, match=r"HTTP 503.*gave up after 6 attempt"):
+        model.predict_proba(images(1))
+    assert sleeps == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert len(rec.requests) == 6
+    led = model.ledger
+    assert (led.attempts, led.requests, led.retries, led.failures, led.billed, led.in_flight) == (6, 6, 5, 6, 0, 0)
+
+
+def test_backoff_caps_at_maximum_and_jitter_is_seeded():
+    def schedule(seed):
+        sleeps = []
+        model = make(Recorder(*[err(500)] * 10), sleeps,
+                     retry=RetryPolicy(max_attempts=7, initial=1, maximum=4, jitter=0.5, random_state=seed))
+        with pytest.raises(TransientError):
+            model.predict_proba(images(1))
+        return sleeps
+
+    a, b, c = schedule(1), schedule(1), schedule(2)
+    assert a == b and a != c
+    base = [1, 2, 4, 4, 4, 4]
+    assert all(lo <= s <= lo + 0.5 for s, lo in zip(a, base)) and len(a) == 6
+
+
+def test_retry_after_is_a_floor_in_seconds_or_http_date():
+    sleeps = []
+    rec = Recorder(err(429, headers={"Retry-After": "7"}), err(429, headers={"Retry-After": "0"}))
+    model = make(rec, sleeps)
+    model.predict_proba(images(1))
+    assert sleeps == [7.0, 1.0]            # 7 > backoff 0.5; "0" leaves the backoff (1.0) in place
+    assert model.ledger.throttled == 2 and model.ledger.billed == 1
+
+    sleeps = []
+    date = "Wed, 21 Oct 2099 07:28:00 GMT"  # far future: longer than max_delay, so give up at once
+    model = make(Recorder(err(429, headers={"Retry-After": date})), sleeps)
+    with pytest.raises(RateLimitError, match="gave up after 1 attempt"):
+        model.predict_proba(images(1))
+    assert sleeps == []
+
+
+def test_total_delay_is_bounded():
+    sleeps = []
+    model = make(Recorder(*[err(502)] * 10), sleeps, retry=RetryPolicy(max_attempts=50, max_delay=3.0, jitter=0))
+    with pytest.raises(TransientError, match="max_delay=3"):
+        model.predict_proba(images(1))
+    assert sleeps == [0.5, 1.0] and sum(sleeps) <= 3.0   # the next wait (2.0) would end past 3 s
+
+
+@pytest.mark.parametrize("code", ["CONN_THROTTLED", 11005, "11005"])
+def test_clarifai_throttle_body_is_retried_whatever_the_code_type(code):
+    sleeps = []
+    throttled = httpx.Response(429, json={"status": {"code": code, "description": "Making too many requests"}})
+    model = make(Recorder(throttled), sleeps)
+    assert model.predict_proba(images(2)).shape == (2, 3)
+    assert model.ledger.throttled == 1 and model.ledger.billed == 2 and len(sleeps) == 1
+
+
+def test_huggingface_loading_waits_estimated_time():
+    sleeps = []
+    loading = httpx.Response(503, json={"error": "Model x is currently loading", "estimated_time": 20.0})
+
+    def answer(request):
+        return httpx.Response(200, json=[{"label": "normal", "score": 0.8}, {"label": "covid", "score": 0.1}])
+
+    model = make(Recorder(loading, ok=answer), sleeps, preset="huggingface", model="org/xray")
+    np.testing.assert_allclose(model.predict_proba(images(1)), [[0.8, 0, 0.1]])
+    assert sleeps == [20.0]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_client_errors_fail_at_once(status):
+    sleeps = []
+    rec = Recorder(err(status, {"status": {"code": 21200, "description": "Model does not exist"}}))
+    model = make(rec, sleeps)
+    expected = AuthenticationError if status in (401, 403) else RemoteError
+    with pytest.raises(expected, match=f"HTTP {status}") as info:
+        model.predict_proba(images(3))
+    assert len(rec.requests) == 1 and sleeps == []
+    assert not isinstance(info.value, (TransientError, RateLimitError))
+    assert model.ledger.billed == 0 and model.ledger.in_flight == 0
+
+
+def test_clarifai_auth_code_and_account_limits_are_not_retried():
+    rec = Recorder(err(401, {"status": {"code": "CONN_KEY_INVALID", "description": "Invalid API key"}}))
+    with pytest.raises(AuthenticationError, match="not retried"):
+        make(rec).predict_proba(images(1))
+    rec = Recorder(err(429, {"status": {"code": 11004, "description": "monthly limit"}}))
+    with pytest.raises(RateLimitError, match="will not help"):
+        make(rec).predict_proba(images(1))
+    assert len(rec.requests) == 1
+
+
+def test_timeouts_and_connection_errors_are_retried():
+    sleeps = []
+    rec = Recorder(httpx.ReadTimeout("slow"), httpx.ConnectError("refused"))
+    model = make(rec, sleeps)
+    assert model.predict_proba(images(1)).shape == (1, 3)
+    assert len(sleeps) == 2 and model.ledger.failures == 2 and model.ledger.billed == 1
+    assert model.ledger.attempts == 3
+
+
+def test_malformed_json_gives_a_clear_error_after_a_few_attempts():
+    rec = Recorder(*[httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": [')] * 5)
+    sleeps = []
+    with pytest.raises(ResponseFormatError, match=r"not valid JSON.*gave up after 3 attempt"):
+        make(rec, sleeps, retry=RetryPolicy(jitter=0, max_malformed=3)).predict_proba(images(1))
+    assert len(rec.requests) == 3
+
+
+@pytest.mark.parametrize("body,match", [
+    ({"status": {"code": 10000}}, "no field 'outputs'"),
+    ({"status": {"code": 10000}, "outputs": [{"data": {"concepts": [{"value": 0.3}]}}]}, "no 'name' or 'id'"),
+    ({"status": {"code": 10000}, "outputs": [{"data": {"concepts": [{"name": "normal", "value": "high"}]}}]},
+     "expected a number"),
+    ({"status": {"code": 10000}, "outputs": []}, "0 entries for 1 image"),
+])
+def test_missing_fields_give_a_clear_error(body, match):
+    rec = Recorder(*[httpx.Response(200, json=body)] * 3)
+    with pytest.raises(ResponseFormatError, match=match):
+        make(rec, [], retry=RetryPolicy(jitter=0, max_malformed=1)).predict_proba(images(1))
+    assert len(rec.requests) == 1
+
+
+def test_redirects_are_not_followed():
+    rec = Recorder(httpx.Response(302, headers={"Location": "https://evil.example.net/"}))
+    with pytest.raises(RemoteError, match="not followed"):
+        make(rec).predict_proba(images(1))
+    assert len(rec.requests) == 1
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+
+def test_key_sent_as_documented_and_never_in_logs_reprs_or_errors(caplog):
+    caplog.set_level(logging.DEBUG)
+    echo = err(401, {"status": {"code": 11008, "description": f"Invalid API key {KEY}"}})
+    rec = Recorder(err(503), echo)
+    model = make(rec, [])
+    with pytest.raises(AuthenticationError) as info:
+        model.predict_proba(images(1))
+    assert rec.requests[0].headers["authorization"] == f"Key {KEY}"
+    assert rec.requests[0].url.host == "api.example.com"
+    texts = [caplog.text, repr(model), str(model.preset), repr(model.ledger), json.dumps(model.state_dict()),
+             str(info.value), repr(info.value), repr(model._credentials)]
+    assert "retrying" in caplog.text                     # the logs did say something
+    assert all(KEY not in t for t in texts)
+    assert "***" in str(info.value)                      # the echoed key was redacted
+    with pytest.raises(TypeError):
+        pickle.dumps(model._credentials)
+
+
+def test_key_read_from_environment_and_required(monkeypatch):
+    monkeypatch.delenv("CLARIFAI_PAT", raising=False)
+    monkeypatch.delenv("CLARIFAI_API_KEY", raising=False)
+    monkeypatch.delenv("BAR_API_KEY", raising=False)
+    kw = dict(base_url="https://api.example.com", model_id="m", labels=LABELS, input_shape=SHAPE)
+    with pytest.raises(InvalidInputError, match="CLARIFAI_PAT"):
+        RemoteModel.from_preset("clarifai", **kw)
+    monkeypatch.setenv("BAR_API_KEY", "from-env")
+    rec = Recorder()
+    model = RemoteModel.from_preset("clarifai", client=httpx.Client(transport=httpx.MockTransport(rec)), **kw)
+    model.predict_proba(images(1))
+    assert rec.requests[0].headers["authorization"] == "Key from-env"
+
+
+def test_plain_http_only_to_loopback():
+    kw = dict(api_key=KEY, model_id="m", labels=LABELS, input_shape=SHAPE)
+    with pytest.raises(InvalidInputError, match="unencrypted"):
+        RemoteModel.from_preset("clarifai", base_url="http://api.example.com", **kw)
+    RemoteModel.from_preset("clarifai", base_url="http://api.example.com", allow_insecure=True, **kw)
+    RemoteModel.from_preset("clarifai", base_url="http://127.0.0.1:9", **kw)
+    with pytest.raises(InvalidInputError, match="base_url"):
+        RemoteModel.from_preset("clarifai", base_url="ftp://x", **kw)
+
+
+# -- budget, ledger, cache, checkpoints ---------------------------------------------------------------
+
+
+def test_budget_is_checked_before_sending_and_cache_hits_are_free():
+    rec = Recorder()
+    model = make(rec, max_queries=5, price_per_query=0.002)
+    with pytest.raises(QueryBudgetExceeded, match="max_queries=5"):
+        model.predict_proba(images(6))
+    assert rec.requests == []
+    x = images(5)
+    model.predict_proba(x)
+    assert model.ledger.billed == 5 and model.ledger.cost == pytest.approx(0.01)
+    model.predict_proba(x[::-1])                           # all cached: allowed at the cap, not billed
+    assert model.ledger.billed == 5 and model.ledger.cache_hits == 5
+    with pytest.raises(QueryBudgetExceeded):
+        model.predict_proba(images(1, seed=9))
+    assert rec.images_sent == 5
+
+
+def test_duplicates_in_a_batch_are_sent_once_and_counted_as_hits():
+    rec = Recorder()
+    model = make(rec)
+    x = images(3)
+    p = model.predict_proba(np.concatenate([x, x[:2]]))
+    assert rec.images_sent == 3 and model.ledger.billed == 3 and model.ledger.cache_hits == 2
+    np.testing.assert_array_equal(p[3:], p[:2])
+
+
+def test_failed_requests_are_not_billed_and_free_their_reservation():
+    rec = Recorder(*[err(500)] * 3)
+    model = make(rec, [], max_queries=2, retry=RetryPolicy(max_attempts=3, jitter=0))
+    with pytest.raises(TransientError):
+        model.predict_proba(images(2))
+    assert model.ledger.billed == 0 and model.ledger.remaining == 2
+    model.predict_proba(images(2))
+    assert model.ledger.billed == 2
+
+
+def test_disk_cache_and_ledger_survive_a_restart(tmp_path):
+    rec = Recorder()
+    x = images(4)
+    first = make(rec, cache_dir=tmp_path, max_queries=6)
+    p = first.predict_proba(x)
+    del first                                            # "crash": nothing closed, nothing saved by hand
+    again = make(rec, cache_dir=tmp_path, max_queries=6)
+    assert again.ledger.billed == 4                      # what was paid is remembered
+    np.testing.assert_array_equal(again.predict_proba(x), p)
+    assert rec.images_sent == 4 and again.ledger.cache_hits == 4
+    with pytest.raises(QueryBudgetExceeded):             # the cap spans the restart
+        again.predict_proba(images(3, seed=5))
+    assert AnswerCache(tmp_path / "answers.sqlite").load_state("ledger")["billed"] == 4
+
+
+def test_state_dict_round_trip_never_lowers_counts():
+    model = make(Recorder())
+    model.predict_proba(images(3))
+    state = model.state_dict()
+    assert state["ledger"]["billed"] == 3 and KEY not in json.dumps(state)
+    fresh = make(Recorder())
+    fresh.load_state_dict(state)
+    assert fresh.ledger.billed == 3
+    model.predict_proba(images(2, seed=3))
+    model.load_state_dict(state)                         # an older checkpoint cannot hide later spending
+    assert model.ledger.billed == 5
+    other = make(Recorder(), max_concepts=2)
+    with pytest.raises(CheckpointError, match="another remote model"):
+        other.load_state_dict(state)
+
+
+def test_clones_share_one_budget_and_pickling_is_refused():
+    from sklearn.base import BaseEstimator, clone
+
+    class Holder(BaseEstimator):
+        def __init__(self, model=None):
+            self.model = model
+
+    model = make(Recorder())
+    assert copy.deepcopy(model) is model and copy.copy(model) is model
+    assert clone(Holder(model)).model is model
+    with pytest.raises(TypeError, match="cannot be pickled"):
+        pickle.dumps(model)
+
+
+# -- concurrency and other transports -----------------------------------------------------------------
+
+
+class Gauge:
+    def __init__(self):
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self):
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def __exit__(self, *a):
+        with self.lock:
+            self.now -= 1
+
+
+def test_threads_split_the_batch_and_respect_the_concurrency_cap():
+    gauge, barrier = Gauge(), threading.Barrier(3, timeout=5)
+
+    def handler(request):
+        with gauge:
+            try:
+                barrier.wait()      # proves 3 requests really are in flight together
+            except threading.BrokenBarrierError:
+                pass
+            return clarifai_ok(request)
+
+    model = make(handler, max_concurrency=3, batch_size=2)
+    p = model.predict_proba(images(11))
+    assert p.shape == (11, 3) and gauge.peak == 3
+    assert model.ledger.requests == 6 and model.ledger.billed == 11
+
+
+def test_async_path_bounds_concurrency():
+    gauge = Gauge()
+
+    async def handler(request):
+        with gauge:
+            await asyncio.sleep(0.01)
+            return clarifai_ok(request)
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            model = make(Recorder(), async_client=client, max_concurrency=4, batch_size=1)
+            return model, await model.apredict_proba(images(12))
+
+    model, p = asyncio.run(run())
+    assert p.shape == (12, 3) and 1 < gauge.peak <= 4 and model.ledger.billed == 12
+    np.testing.assert_allclose(p, make(Recorder()).predict_proba(images(12)))
+
+
+def test_async_retries_use_the_same_policy():
+    sleeps = []
+    rec = Recorder(err(503), err(429, headers={"Retry-After": "3"}))
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(rec)) as client:
+            model = make(rec, sleeps, async_client=client)
+            return model, await model.apredict_proba(images(2))
+
+    model, p = asyncio.run(run())
+    assert sleeps == [0.5, 3.0] and model.ledger.billed == 2 and model.ledger.throttled == 1
+
+
+def test_a_requests_session_with_its_own_auth_plugin():
+    import requests
+    from requests.adapters import BaseAdapter
+
+    seen = []
+
+    class Adapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            seen.append((request, kwargs))
+            reply = clarifai_ok(httpx.Request("POST", request.url, content=request.body))
+            r = requests.Response()
+            r.status_code, r._content, r.url = 200, reply.content, request.url
+            return r
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Adapter())
+    session.hooks["response"] = []
+    session.headers["X-Team"] = "radiology"
+    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
+                                    labels=LABELS, input_shape=SHAPE, session=session)
+    assert model.predict_proba(images(2)).shape == (2, 3)
+    request, kwargs = seen[0]
+    assert request.headers["X-Team"] == "radiology" and request.headers["Authorization"] == f"Key {KEY}"
+    assert kwargs["timeout"] == 30.0
+
+
+def test_token_bucket_schedule_and_refund():
+    t = [0.0]
+    bucket = TokenBucket(rate=4, burst=2, clock=lambda: t[0])
+    assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 0.25, 0.5]
+    t[0] = 10.0
+    assert bucket.try_take() == 0.0 and bucket.try_take() == 0.0
+    assert bucket.try_take() == pytest.approx(0.25)      # nothing taken
+    bucket.refund()
+    assert bucket.try_take() == 0.0
+
+
+def test_client_rate_limit_spaces_requests():
+    sleeps = []
+    t = [0.0]
+    model = make(Recorder(), sleeps, rate_limit=2, burst=1, batch_size=1, max_concurrency=1, clock=lambda: t[0])
+    model.predict_proba(images(3))
+    assert sleeps == [0.5, 1.0]                          # booked slots at 0, 0.5, 1.0 s of a frozen clock
+
+
+def test_exported_from_adapters():
+    import adapters
+
+    assert adapters.RemoteModel is RemoteModel and "RemoteModel" in adapters.__all__
