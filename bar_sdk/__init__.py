@@ -19,6 +19,7 @@ from bar_sdk.errors import (
 )
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier, QuantizationWarning
+from bar_sdk.audit import AuditReport, audit  # noqa: E402  (the function shadows the module name, as documented)
 
 __version__ = "0.1.0"
 
@@ -26,5 +27,5 @@ __all__ = [
     "BlackBox", "GradientModel", "check_images", "check_model",
     "BarError", "InvalidInputError", "ModelOutputError", "InvalidModelError", "QueryBudgetExceeded",
     "CheckpointError", "RemoteError", "AuthenticationError", "RateLimitError", "ResponseFormatError",
-    "TransientError", "MeteredModel", "QueryLedger", "BARClassifier", "QuantizationWarning",
+    "TransientError", "MeteredModel", "QueryLedger", "BARClassifier", "QuantizationWarning", "audit", "AuditReport",
 ]

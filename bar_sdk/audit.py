@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -232,5 +233,5 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         from bar_sdk.audit_report import write_report
 
         files = write_report(report, x, Path(out_dir), labels=getattr(model, "labels", None), n_examples=n_examples)
-        report = AuditReport(**{**report.__dict__, "files": files})
+        report = dataclasses.replace(report, files=files)
     return report

@@ -101,6 +101,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     smoothing : float, default=0.05
         beta, the step along each direction (in parameter space).
     optimizer : {"adam", "sgd", "sign", "spsa_gc"} or Optimizer, default="adam"
+        A name, or an :class:`~bar_sdk.zo.Optimizer` instance used as it is
+        (its own ``lr`` and ``lr_decay``; ``learning_rate`` and ``lr_decay``
+        below then apply only to named optimizers).
     learning_rate : float, default=0.05
     lr_decay : float, default=0.1
         The learning rate decays exponentially to ``learning_rate * lr_decay``

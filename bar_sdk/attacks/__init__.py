@@ -3,7 +3,8 @@
 Score-based: :class:`ZOOAttack`, :class:`NESAttack`, :class:`SquareAttack`,
 :class:`SimBA`, :class:`UniversalPerturbation`. Decision-based (label-only
 APIs): :class:`HopSkipJump`, :class:`RayS`. White-box, for local models
-with gradients: :class:`FGSM`, :class:`PGD`, :class:`CarliniWagner`.
+with gradients: :class:`FGSM`, :class:`PGD`, :class:`CarliniWagner`,
+:class:`MIFGSM` (momentum and input diversity, for transfer).
 
 >>> from bar_sdk.attacks import SquareAttack
 >>> result = SquareAttack(model, norm="linf", eps=0.05, max_queries=1000,
@@ -14,6 +15,7 @@ from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.carlini_wagner import CarliniWagner
 from bar_sdk.attacks.fgsm import FGSM
 from bar_sdk.attacks.hopskipjump import HopSkipJump
+from bar_sdk.attacks.mifgsm import MIFGSM
 from bar_sdk.attacks.nes import NESAttack
 from bar_sdk.attacks.pgd import PGD
 from bar_sdk.attacks.rays import RayS
@@ -27,5 +29,5 @@ __all__ = [
     "Attack", "AttackResult",
     "ZOOAttack", "NESAttack", "SquareAttack", "SimBA", "UniversalPerturbation",
     "HopSkipJump", "RayS",
-    "FGSM", "PGD", "CarliniWagner",
+    "FGSM", "PGD", "CarliniWagner", "MIFGSM",
 ]

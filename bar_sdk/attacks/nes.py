@@ -37,7 +37,8 @@ class NESAttack(Attack):
     eps : float
     max_queries : int
         Per image, clean query included. An iteration costs the
-        estimator's evaluations plus at most one.
+        estimator's evaluations plus at most one; an image stops when what
+        it has left cannot pay for a whole iteration.
     estimator : str or GradientEstimator
         A name of :data:`bar_sdk.zo.ESTIMATORS`: ``"antithetic"`` (NES,
         default), ``"one_sided"`` (random gradient-free), ``"spsa"``,

@@ -1,0 +1,243 @@
+"""Transfer learning on a model you can download: the baselines BAR is measured against.
+
+:class:`LocalTransferClassifier` turns a local classifier into a classifier
+for a new task in one of three classic ways:
+
+- ``"probe"``: a logistic regression on frozen features (the input of the
+  network's last linear layer; for a model without torch, its log-scores);
+- ``"finetune"``: a new last layer, then every weight trained;
+- ``"scratch"``: the same network with fresh random weights, trained on the
+  target data alone.
+
+torch is imported only when a torch model is used, so ``bar_sdk`` still
+imports without it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bar_sdk.contract import check_choice, check_float, check_int, check_labels, check_model
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.layout import TargetLayout
+from bar_sdk.ledger import MeteredModel, QueryLedger
+
+__all__ = ["LocalTransferClassifier"]
+
+logger = logging.getLogger(__name__)
+
+_FLOOR = 1e-30
+
+
+def _is_torch_model(model: Any) -> bool:
+    """A model whose torch module we can train (e.g. ``adapters.TorchModel``)."""
+    return callable(getattr(model, "torch_log_proba", None)) and hasattr(getattr(model, "module", None), "parameters")
+
+
+def _last_linear(module: Any):
+    import torch
+
+    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise InvalidInputError(
+            f"model.module={type(module).__name__} has no torch.nn.Linear layer; expected a classifier whose "
+            "last linear layer is its head (its input is used as features)"
+        )
+    return linears[-1]
+
+
+class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
+    """Linear probe, fine-tuning or training from scratch of a local model, scikit-learn style.
+
+    Target images are resized to the model's input (grey repeated to RGB),
+    tabular rows laid out as a patch, exactly as BAR's full-frame layout does.
+
+    Parameters
+    ----------
+    model : object
+        ``"finetune"`` and ``"scratch"`` need a torch model
+        (``adapters.TorchModel``: ``module`` and ``torch_log_proba``).
+        ``"probe"`` takes any black box: with a torch model the features
+        are the input of its last ``nn.Linear``, otherwise its log-scores
+        (sent through a ledger, counted in ``queries_``).
+    mode : {"probe", "finetune", "scratch"}, default="finetune"
+    epochs : int, default=20
+        Passes over the training data (``"finetune"``, ``"scratch"``).
+    batch_size : int, default=64
+    learning_rate : float, default=1e-3
+        Adam's step size.
+    C : float, default=1.0
+        Inverse regularisation of the probe's logistic regression.
+    class_weight : {None, "balanced"}, default=None
+        ``"balanced"`` weighs classes by 1/frequency (as BAR's loss does).
+    random_state : int, optional
+        Seeds the new weights and the shuffling.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    queries_ : int
+        Images sent to ``model`` through the black-box contract during fit
+        (the probe on a model without torch); a torch module trained or read
+        directly is not queried.
+    ledger_ : QueryLedger
+        Every image sent to ``model`` by this estimator (fit and predict).
+    n_train_images_ : int
+        Images the network processed while training (epochs x samples).
+
+    Notes
+    -----
+    The user's model is never modified: fine-tuning trains a deep copy.
+    The network runs in eval mode throughout (as ``TorchModel`` keeps it),
+    so dropout is off and batch-norm statistics stay frozen.
+    """
+
+    def __init__(self, model, *, mode="finetune", epochs=20, batch_size=64, learning_rate=1e-3, C=1.0,
+                 class_weight=None, random_state=None):
+        self.model = model
+        self.mode = mode
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.C = C
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def _validate_params(self) -> None:
+        check_choice(self.mode, "mode", ("probe", "finetune", "scratch"))
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_float(self.C, "C", low=0.0, low_open=True)
+        if self.class_weight not in (None, "balanced"):
+            raise InvalidInputError(f"class_weight={self.class_weight!r}; expected None or 'balanced'")
+        if self.random_state is not None:
+            check_int(self.random_state, "random_state", low=0)
+        check_model(self.model)
+        if self.mode != "probe" and not _is_torch_model(self.model):
+            raise InvalidInputError(
+                f"mode={self.mode!r} trains the network's weights; model={type(self.model).__name__} is not a "
+                "torch model (expected adapters.TorchModel). Use mode='probe' for other models"
+            )
+
+    def fit(self, X, y):
+        """Train on ``(X, y)``; return ``self``."""
+        self._validate_params()
+        _, input_shape = check_model(self.model)
+        self.layout_ = TargetLayout.fit(X, input_shape, full_frame=True)
+        images = self.layout_.transform(X)
+        y, k = check_labels(y, len(images))
+        self.classes_ = np.arange(k)
+        self.ledger_ = QueryLedger()
+        self.n_train_images_ = 0
+        rng = np.random.default_rng(self.random_state)
+        if self.mode == "probe":
+            self._fit_probe(images, y)
+        else:
+            self._fit_network(images, y, k, rng)
+        self.queries_ = self.ledger_.queries
+        return self
+
+    # ------------------------------------------------------------------ probe
+    def _features(self, images: np.ndarray, purpose: str) -> np.ndarray:
+        if _is_torch_model(self.model):
+            net = getattr(self, "net_", None) or self.model
+            return _penultimate(net, images, self.batch_size * 4)
+        scores = MeteredModel(self.model, self.ledger_).predict_proba(images, purpose=purpose)
+        return np.log(np.maximum(scores, _FLOOR))
+
+    def _fit_probe(self, images, y) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        feats = self._features(images, "train")
+        self.probe_ = make_pipeline(StandardScaler(), LogisticRegression(
+            C=self.C, max_iter=2000, class_weight=self.class_weight)).fit(feats, y)
+
+    # ------------------------------------------------------------------ network
+    def _fit_network(self, images, y, k, rng) -> None:
+        import torch
+        from torch.nn import functional as F
+
+        net = copy.deepcopy(self.model)
+        module = net.module
+        old_head = _last_linear(module)
+        device = old_head.weight.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**62)))
+            if self.mode == "scratch":
+                for m in module.modules():
+                    if callable(getattr(m, "reset_parameters", None)):
+                        m.reset_parameters()
+            head = torch.nn.Linear(old_head.in_features, k).to(device)
+        skip = {id(p) for p in old_head.parameters()}
+        params = [p for p in module.parameters() if id(p) not in skip] + list(head.parameters())
+        for p in old_head.parameters():
+            p.requires_grad_(False)
+        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
+        weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(y, minlength=k).astype(np.float64)
+            weight = torch.tensor(len(y) / (k * np.maximum(counts, 1)), dtype=torch.float32, device=device)
+        captured: dict[str, Any] = {}
+        hook = old_head.register_forward_hook(lambda _m, inputs, _out: captured.__setitem__("f", inputs[0]))
+        try:
+            xt = torch.from_numpy(images).to(device)
+            yt = torch.from_numpy(y).to(device)
+            for _ in range(self.epochs):
+                order = torch.from_numpy(rng.permutation(len(y))).to(device)
+                for start in range(0, len(y), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    with torch.enable_grad():
+                        net.torch_log_proba(xt[idx])
+                        loss = F.cross_entropy(head(captured["f"]), yt[idx], weight=weight)
+                        loss.backward()
+                    optimizer.step()
+                self.n_train_images_ += len(y)
+        finally:
+            hook.remove()
+        self.net_, self.head_ = net, head.eval()
+
+    # ------------------------------------------------------------------ predict
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities ``(n, k)``."""
+        check_is_fitted(self, "classes_")
+        images = self.layout_.transform(X)
+        if self.mode == "probe":
+            return self.probe_.predict_proba(self._features(images, "predict"))
+        import torch
+
+        feats = torch.from_numpy(_penultimate(self.net_, images, self.batch_size * 4))
+        with torch.inference_mode():
+            return torch.softmax(self.head_(feats.to(self.head_.weight.device)).double(), dim=1).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted classes ``(n,)``."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _penultimate(net: Any, images: np.ndarray, batch: int) -> np.ndarray:
+    """The input of ``net``'s last linear layer for every image, float32 ``(n, features)``."""
+    import torch
+
+    head = _last_linear(net.module)
+    device = head.weight.device
+    captured: dict[str, Any] = {}
+    hook = head.register_forward_hook(lambda _m, inputs, _out: captured.__setitem__("f", inputs[0]))
+    parts = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(images), batch):
+                net.torch_log_proba(torch.from_numpy(images[start:start + batch]).to(device))
+                parts.append(captured["f"].reshape(len(images[start:start + batch]), -1).float().cpu().numpy())
+    finally:
+        hook.remove()
+    return np.concatenate(parts)

@@ -1,0 +1,453 @@
+"""Transfer matrices: attacks crafted on models you own, tried on models you do not.
+
+An auditor's question, "if I craft attacks on a model I own, how many fool
+the vendor's model?", answered for every (attack, source, target) triple:
+adversarial examples are crafted on each source with each attack, rounded
+to 8-bit images (what an API receives), and sent to every target through a
+:class:`~bar_sdk.ledger.MeteredModel`, so each target's queries are counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from bar_sdk.contract import check_images, check_int, check_model
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.transfer.ensemble import EnsembleModel
+
+__all__ = ["TransferMatrix", "transfer_matrix", "to_uint8"]
+
+logger = logging.getLogger(__name__)
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] rounded to the nearest of the 256 levels an 8-bit file keeps."""
+    return np.round(np.asarray(x, dtype=np.float64) * 255.0).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class TransferMatrix:
+    """Success rates of adversarial examples, indexed ``[attack, source, target]``.
+
+    Attributes
+    ----------
+    attacks, sources, targets : tuple of str
+        The names along each axis, in the order of the mappings given.
+    rates : ndarray (A, S, T)
+        Share of the inputs the target classified correctly (clean) that it
+        misclassifies once attacked. ``nan`` where it got none right. Where
+        the target *is* the source (same object or same name), this is the
+        source's own white-box rate.
+    rates_source_correct : ndarray (A, S, T)
+        The same, over inputs both the source and the target classified
+        correctly (the attack leaves an input the source already gets
+        wrong untouched, which caps ``rates``).
+    fooled : ndarray (A, S, T) int
+        Numerators of ``rates``.
+    n_correct : ndarray (T,) int
+        Inputs each target classified correctly (denominators of ``rates``).
+    clean_accuracy : ndarray (T,)
+        Each target's accuracy on the clean 8-bit inputs.
+    white_box : ndarray (S, T) bool
+        Where the target is the source itself.
+    source_rates : ndarray (A, S)
+        Each attack's success on its own source, over inputs the source
+        classified correctly, as the attack itself measured it.
+    source_accuracy : ndarray (S,)
+        Each source's clean accuracy, as the attacks saw it.
+    source_queries : ndarray (A, S) int
+        Queries each attack spent on its source (local, free).
+    target_queries : ndarray (T,) int
+        Images sent to each target (clean pass included).
+    max_linf : ndarray (A, S)
+        Largest L-infinity change of any 8-bit adversarial image (check it
+        against the attack's ``eps``).
+    mean_l2 : ndarray (A, S)
+        Mean L2 change over the images the attack changed.
+    adversarial : ndarray (A, S, n, C, H, W) uint8
+        The adversarial images exactly as the targets received them.
+    y : ndarray (n,) int
+        True labels.
+    wall_time : float
+        Seconds for the whole run.
+    """
+
+    attacks: tuple
+    sources: tuple
+    targets: tuple
+    rates: np.ndarray
+    rates_source_correct: np.ndarray
+    fooled: np.ndarray
+    n_correct: np.ndarray
+    clean_accuracy: np.ndarray
+    white_box: np.ndarray
+    source_rates: np.ndarray
+    source_accuracy: np.ndarray
+    source_queries: np.ndarray
+    target_queries: np.ndarray
+    max_linf: np.ndarray
+    mean_l2: np.ndarray
+    adversarial: np.ndarray
+    y: np.ndarray
+    wall_time: float
+
+    def __post_init__(self) -> None:
+        for value in self.__dict__.values():
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.y.shape[0])
+
+    def rate(self, attack: str, source: str, target: str) -> float:
+        """``rates[attack, source, target]`` by name."""
+        return float(self.rates[_index(self.attacks, attack, "attack"), _index(self.sources, source, "source"),
+                                _index(self.targets, target, "target")])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat record per (attack, source, target), for tables."""
+        out = []
+        for a, attack in enumerate(self.attacks):
+            for s, source in enumerate(self.sources):
+                for t, target in enumerate(self.targets):
+                    out.append({
+                        "attack": attack, "source": source, "target": target,
+                        "success_rate": _num(self.rates[a, s, t]),
+                        "fooled": int(self.fooled[a, s, t]), "target_correct": int(self.n_correct[t]),
+                        "success_rate_source_correct": _num(self.rates_source_correct[a, s, t]),
+                        "white_box": bool(self.white_box[s, t]),
+                        "source_white_box_rate": _num(self.source_rates[a, s]),
+                        "target_clean_accuracy": _num(self.clean_accuracy[t]),
+                        "max_linf": _num(self.max_linf[a, s]), "mean_l2": _num(self.mean_l2[a, s]),
+                    })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the images, JSON-ready (``nan`` as ``None``)."""
+        return {
+            "attacks": list(self.attacks), "sources": list(self.sources), "targets": list(self.targets),
+            "n_samples": self.n_samples,
+            "rates": _nested(self.rates), "rates_source_correct": _nested(self.rates_source_correct),
+            "fooled": self.fooled.tolist(), "n_correct": self.n_correct.tolist(),
+            "clean_accuracy": _nested(self.clean_accuracy), "white_box": self.white_box.tolist(),
+            "source_rates": _nested(self.source_rates), "source_accuracy": _nested(self.source_accuracy),
+            "source_queries": self.source_queries.tolist(),
+            "target_queries": dict(zip(self.targets, self.target_queries.tolist())),
+            "max_linf": _nested(self.max_linf), "mean_l2": _nested(self.mean_l2),
+            "wall_time": round(float(self.wall_time), 3),
+        }
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write :meth:`rows` as CSV."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = self.rows()
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    def plot(self, path: str | Path, title: str | None = None) -> Path:
+        """A heatmap PNG: one panel per attack, sources down, targets across.
+
+        White-box cells (target is the source) are outlined. Needs matplotlib.
+        """
+        import matplotlib
+
+        matplotlib.use("Agg", force=True)
+        import matplotlib.pyplot as plt
+
+        n_a, n_s, n_t = self.rates.shape
+        cols = min(3, n_a)
+        rows = -(-n_a // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(1.6 + (1.0 * n_t + 0.8) * cols, (1.2 + 0.55 * n_s) * rows + 0.6),
+                                 squeeze=False, constrained_layout=True)
+        for ax in axes.flat[n_a:]:
+            ax.set_visible(False)
+        image = None
+        for a, ax in enumerate(axes.flat[:n_a]):
+            image = ax.imshow(np.nan_to_num(self.rates[a], nan=0.0), vmin=0.0, vmax=1.0, cmap="viridis",
+                              aspect="auto")
+            for s in range(n_s):
+                for t in range(n_t):
+                    v = self.rates[a, s, t]
+                    ax.text(t, s, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                            color="white" if (np.isnan(v) or v < 0.6) else "black", fontsize=8)
+                    if self.white_box[s, t]:
+                        ax.add_patch(plt.Rectangle((t - 0.5, s - 0.5), 1, 1, fill=False, lw=1.5, color="red"))
+            ax.set_xticks(range(n_t), self.targets, rotation=30, ha="right", fontsize=8)
+            ax.set_yticks(range(n_s), self.sources if a % cols == 0 else [""] * n_s, fontsize=8)
+            ax.set_title(self.attacks[a], fontsize=9)
+            ax.set_xlabel("target", fontsize=8)
+            if a % cols == 0:
+                ax.set_ylabel("source", fontsize=8)
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="success rate (target-correct inputs)")
+        fig.suptitle(title or f"Transfer matrix ({self.n_samples} inputs; red: white-box)", fontsize=10)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return path
+
+    def save(self, out_dir: str | Path, images: bool = True) -> dict[str, Path]:
+        """Write ``transfer_matrix.csv``, ``.json``, ``.png`` and the 8-bit images.
+
+        Images go to ``adversarial/<attack>__<source>.npz`` (keys ``images``
+        uint8 NCHW, ``labels``).
+        """
+        out = Path(out_dir)
+        written = {"csv": self.to_csv(out / "transfer_matrix.csv"), "json": self.to_json(out / "transfer_matrix.json")}
+        try:
+            written["png"] = self.plot(out / "transfer_matrix.png")
+        except ImportError:  # matplotlib is an optional extra ("report")
+            logger.warning("matplotlib is not installed: no heatmap written")
+        if images:
+            folder = out / "adversarial"
+            folder.mkdir(parents=True, exist_ok=True)
+            for a, attack in enumerate(self.attacks):
+                for s, source in enumerate(self.sources):
+                    path = folder / f"{_slug(attack)}__{_slug(source)}.npz"
+                    np.savez_compressed(path, images=self.adversarial[a, s], labels=self.y)
+                    written[f"{attack}/{source}"] = path
+        return written
+
+    def __repr__(self) -> str:
+        return (f"TransferMatrix(attacks={list(self.attacks)}, sources={list(self.sources)}, "
+                f"targets={list(self.targets)}, n_samples={self.n_samples})")
+
+
+def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], attacks: Mapping[str, Any], x: Any,
+                    y: Any, *, max_target_queries: int | None = None, batch_size: int | None = None,
+                    out_dir: str | Path | None = None) -> TransferMatrix:
+    """Craft adversarial examples on each source with each attack; try them on every target.
+
+    Parameters
+    ----------
+    sources : mapping name -> model
+        Models you own (white-box attacks need ``log_proba_gradient``). A
+        list or tuple of models as a value is one source: their
+        :class:`EnsembleModel`.
+    targets : mapping name -> model
+        Any black boxes (local models, :class:`adapters.remote.RemoteModel`).
+        Put a source among the targets (the same object) to get its
+        white-box rate on the diagonal.
+    attacks : mapping name -> attack
+        Each an attack object whose ``clone(model=...)`` gives the same
+        attack on another model (every :mod:`bar_sdk.attacks` attack; the
+        model it was built with is ignored), or a callable
+        ``make(model) -> attack``. An attack has ``run(x, y)`` returning an
+        object with ``x_adv``, ``success`` and ``clean_label`` (an
+        :class:`~bar_sdk.attacks.AttackResult`). Attacks with a
+        ``quantize`` parameter are run with ``quantize=True``, so they
+        judge their own success on the 8-bit images the targets receive.
+    x : array (n, C, H, W) or (n, H, W)
+        uint8, or floats in [0, 1] (rounded to 8 bits first, as an API
+        would receive them), shaped like the models' ``input_shape``.
+    y : array (n,) int
+        True labels in the models' shared label space.
+    max_target_queries : int, optional
+        Cap per target. The run is refused before any query when
+        ``n * (1 + attacks * sources)`` images would not fit.
+    batch_size : int, optional
+        Largest batch sent to a target at once.
+    out_dir : str or path, optional
+        Where to write CSV, JSON, the heatmap PNG and the images
+        (:meth:`TransferMatrix.save`).
+
+    Returns
+    -------
+    TransferMatrix
+        ``rates[attack, source, target]``: success over inputs the target
+        classified correctly.
+
+    Examples
+    --------
+    >>> from bar_sdk.attacks import FGSM, PGD                                  # doctest: +SKIP
+    >>> m = transfer_matrix({"cnn": cnn, "mlp": mlp, "both": [cnn, mlp]},
+    ...                     {"cnn": cnn, "mlp": mlp, "api": remote},
+    ...                     {"fgsm": FGSM(None, eps=8 / 255), "pgd": PGD(None, eps=8 / 255, steps=10)},
+    ...                     x, y, out_dir="runs/transfer")                     # doctest: +SKIP
+    >>> m.rate("pgd", "cnn", "api")                                           # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    src = _models(sources, "sources", ensemble=True)
+    tgt = _models(targets, "targets", ensemble=False)
+    att = _mapping(attacks, "attacks")
+    shapes = {(name, kind): check_model(m, f"{kind}[{name!r}]") for kind, ms in (("sources", src), ("targets", tgt))
+              for name, m in ms.items()}
+    (first, first_kind), (n_classes, shape) = next(iter(shapes.items()))
+    for (name, kind), found in shapes.items():
+        if found != (n_classes, shape):
+            raise InvalidInputError(
+                f"{kind}[{name!r}] has n_classes={found[0]}, input_shape={found[1]}; expected n_classes={n_classes}, "
+                f"input_shape={shape} like {first_kind}[{first!r}] (one label space, one input shape)"
+            )
+    xf = check_images(x, "x")
+    if xf.shape[1:] != shape:
+        raise InvalidInputError(f"x has images shaped {xf.shape[1:]}; expected the models' input_shape={shape}")
+    y = _labels(y, len(xf), n_classes)
+    max_target_queries = check_int(max_target_queries, "max_target_queries", low=1, allow_none=True)
+    batch_size = check_int(batch_size, "batch_size", low=1, allow_none=True)
+    n = len(xf)
+    need = n * (1 + len(att) * len(src))
+    if max_target_queries is not None and need > max_target_queries:
+        raise InvalidInputError(
+            f"max_target_queries={max_target_queries} is too small: each target answers {n} clean images and "
+            f"{n} x {len(att)} attacks x {len(src)} sources adversarial ones; expected at least {need}"
+        )
+    bound = {(a, s): _bind(template, model, a, s) for a, template in att.items() for s, model in src.items()}
+    x8 = to_uint8(xf)
+    xq = check_images(x8, "x")
+    for attack in bound.values():  # every attack's own checks, before the first one runs
+        if callable(getattr(attack, "check", None)):
+            attack.check(xq, y)
+    n_a, n_s, n_t = len(att), len(src), len(tgt)
+    adversarial = np.empty((n_a, n_s) + x8.shape, dtype=np.uint8)
+    source_rates = np.full((n_a, n_s), np.nan)
+    source_correct = np.zeros((n_a, n_s, n), dtype=bool)
+    source_queries = np.zeros((n_a, n_s), dtype=np.int64)
+    max_linf = np.zeros((n_a, n_s))
+    mean_l2 = np.zeros((n_a, n_s))
+    for a, attack in enumerate(att):
+        for s, source in enumerate(src):
+            result = bound[attack, source].run(xq, y)
+            adv8 = to_uint8(np.clip(np.asarray(result.x_adv, dtype=np.float64), 0.0, 1.0))
+            adversarial[a, s] = adv8
+            correct = np.asarray(result.clean_label) == y
+            source_correct[a, s] = correct
+            if correct.any():
+                source_rates[a, s] = float(np.asarray(result.success, dtype=bool)[correct].mean())
+            source_queries[a, s] = int(getattr(result, "total_queries", 0))
+            delta = (adv8.astype(np.float64) - x8.astype(np.float64)).reshape(n, -1) / 255.0
+            max_linf[a, s] = float(np.abs(delta).max()) if delta.size else 0.0
+            changed = np.abs(delta).max(axis=1) > 0
+            mean_l2[a, s] = float(np.sqrt((delta[changed] ** 2).sum(axis=1)).mean()) if changed.any() else 0.0
+            logger.info("%s on %s: white-box rate %.3f, %d source queries", attack, source, source_rates[a, s],
+                        source_queries[a, s])
+
+    fooled = np.zeros((n_a, n_s, n_t), dtype=np.int64)
+    fooled_both = np.zeros((n_a, n_s, n_t), dtype=np.int64)
+    both = np.zeros((n_a, n_s, n_t), dtype=np.int64)
+    n_correct = np.zeros(n_t, dtype=np.int64)
+    clean_accuracy = np.zeros(n_t)
+    target_queries = np.zeros(n_t, dtype=np.int64)
+    for t, (tname, model) in enumerate(tgt.items()):
+        metered = MeteredModel(model, QueryLedger(max_target_queries), batch_size)
+        correct = metered.predict_proba(xq, purpose="clean").argmax(axis=1) == y
+        n_correct[t], clean_accuracy[t] = int(correct.sum()), float(correct.mean())
+        for a, attack in enumerate(att):
+            for s, source in enumerate(src):
+                pred = metered.predict_proba(adversarial[a, s].astype(np.float32) / np.float32(255.0),
+                                             purpose=f"{attack}/{source}").argmax(axis=1)
+                wrong = (pred != y) & correct
+                fooled[a, s, t] = int(wrong.sum())
+                fooled_both[a, s, t] = int((wrong & source_correct[a, s]).sum())
+                both[a, s, t] = int((correct & source_correct[a, s]).sum())
+        target_queries[t] = metered.ledger.queries
+        logger.info("target %s: clean accuracy %.3f, %d queries", tname, clean_accuracy[t], target_queries[t])
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rates = np.where(n_correct > 0, fooled / np.maximum(n_correct, 1), np.nan)
+        rates_both = np.where(both > 0, fooled_both / np.maximum(both, 1), np.nan)
+    white_box = np.array([[(sname == tname) or (src[sname] is tgt[tname]) for tname in tgt] for sname in src],
+                         dtype=bool).reshape(n_s, n_t)
+    source_accuracy = source_correct[0].mean(axis=1)
+    result = TransferMatrix(
+        attacks=tuple(att), sources=tuple(src), targets=tuple(tgt), rates=rates, rates_source_correct=rates_both,
+        fooled=fooled, n_correct=n_correct, clean_accuracy=clean_accuracy, white_box=white_box,
+        source_rates=source_rates, source_accuracy=source_accuracy, source_queries=source_queries,
+        target_queries=target_queries, max_linf=max_linf, mean_l2=mean_l2, adversarial=adversarial, y=y,
+        wall_time=time.perf_counter() - started)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
+
+
+# --------------------------------------------------------------------------- helpers
+def _mapping(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping) or not value:
+        raise InvalidInputError(f"{name}={type(value).__name__}; expected a non-empty dict of name -> object")
+    bad = [k for k in value if not isinstance(k, str) or not k]
+    if bad:
+        raise InvalidInputError(f"{name} has keys {bad!r}; expected non-empty strings (they name rows and files)")
+    return dict(value)
+
+
+def _models(value: Any, name: str, ensemble: bool) -> dict[str, Any]:
+    out = _mapping(value, name)
+    for key, model in out.items():
+        if isinstance(model, (list, tuple)):
+            if not ensemble:
+                raise InvalidInputError(f"{name}[{key!r}] is a {type(model).__name__}; expected one model")
+            out[key] = EnsembleModel(list(model))
+    return out
+
+
+def _bind(template: Any, model: Any, attack: str, source: str) -> Any:
+    """The attack ``template`` aimed at ``model``."""
+    if callable(getattr(template, "clone", None)) and callable(getattr(template, "get_params", None)):
+        extra = {"quantize": True} if "quantize" in template.get_params() else {}
+        bound = template.clone(model=model, **extra)
+    elif callable(template):
+        bound = template(model)
+    else:
+        raise InvalidInputError(
+            f"attacks[{attack!r}]={type(template).__name__}; expected an attack with clone(model=...) "
+            "(bar_sdk.attacks) or a callable make(model) -> attack"
+        )
+    if not callable(getattr(bound, "run", None)):
+        raise InvalidInputError(
+            f"attacks[{attack!r}] for source {source!r} gave {type(bound).__name__}, which has no run(x, y); "
+            "expected an attack"
+        )
+    return bound
+
+
+def _labels(y: Any, n: int, n_classes: int) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (n,) or arr.dtype.kind not in "iu":
+        raise InvalidInputError(f"y has shape {np.asarray(y).shape} and dtype {arr.dtype}; expected ({n},) integers")
+    if arr.min() < 0 or arr.max() >= n_classes:
+        raise InvalidInputError(f"y has labels in [{arr.min()}, {arr.max()}]; expected 0..{n_classes - 1}")
+    return arr.astype(np.int64)
+
+
+def _index(names: tuple, name: str, kind: str) -> int:
+    try:
+        return names.index(name)
+    except ValueError:
+        raise InvalidInputError(f"{kind}={name!r}; expected one of {list(names)}") from None
+
+
+def _num(v: float) -> float | None:
+    return None if not np.isfinite(v) else round(float(v), 6)
+
+
+def _nested(a: Any) -> Any:
+    a = np.asarray(a)
+    return _num(a) if a.ndim == 0 else [_nested(v) for v in a]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"

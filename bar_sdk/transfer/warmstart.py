@@ -1,0 +1,219 @@
+"""Queries saved by a free local surrogate: warm start and surrogate-guided estimation.
+
+A practitioner's question: "can a program trained on a model I can download
+cut the queries I pay for?" :func:`warm_start_study` answers it on the
+user's own data. For each seed it trains a program white-box on the
+surrogate (free), then fits BAR on the black box at several query budgets,
+
+- ``"cold"``: from a random program (the reference),
+- ``"warm"``: starting from the surrogate's program (``initial_program=``),
+- ``"guided"``: random start, directions biased toward the surrogate's
+  gradient (``surrogate=``, prior-guided random gradient-free estimation),
+- ``"warm+guided"``: both,
+- ``"warm_shuffled"``: a control, the surrogate's parameters in a random
+  order (a start as far from zero, with none of its content),
+
+and measures each on held-out data. :meth:`WarmStartStudy.savings` reads
+off the smallest budget at which a strategy reaches the cold start's final
+score.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from bar_sdk.contract import check_int, check_model, has_gradients
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.reprogram import BARClassifier
+from bar_sdk.transfer.metrics import classification_metrics
+
+__all__ = ["STRATEGIES", "WarmStartStudy", "warm_start_study"]
+
+logger = logging.getLogger(__name__)
+
+STRATEGIES = ("cold", "warm", "guided", "warm+guided", "warm_shuffled")
+METRICS = ("accuracy", "balanced_accuracy", "auc")
+#: parameters the study sets itself
+_OWN = ("model", "max_queries", "max_epochs", "random_state", "initial_program", "surrogate", "estimator",
+        "checkpoint")
+
+
+@dataclass(frozen=True)
+class WarmStartStudy:
+    """Test scores of BAR fits at several budgets, per strategy and seed.
+
+    Attributes
+    ----------
+    rows : tuple of dict
+        One per fit: ``strategy``, ``seed``, ``budget``, ``queries`` (spent
+        in fit), ``eval_queries``, ``surrogate_queries``, the three metrics
+        and ``fit_seconds``.
+    surrogate_rows : tuple of dict
+        One per seed: the white-box program on the surrogate (its metrics on
+        the test data *through the surrogate*, its gradient calls, seconds).
+    reference : str
+        The strategy whose largest budget sets the level to reach (``"cold"``).
+    """
+
+    rows: tuple
+    surrogate_rows: tuple
+    reference: str = "cold"
+
+    @property
+    def strategies(self) -> tuple:
+        return tuple(dict.fromkeys(r["strategy"] for r in self.rows))
+
+    def curve(self, strategy: str, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
+        """``(budgets, mean metric over seeds)`` for one strategy, budgets ascending."""
+        _check(metric, METRICS, "metric")
+        _check(strategy, self.strategies, "strategy")
+        budgets = sorted({r["budget"] for r in self.rows if r["strategy"] == strategy})
+        means = [float(np.mean([r[metric] for r in self.rows if r["strategy"] == strategy and r["budget"] == b]))
+                 for b in budgets]
+        return np.array(budgets), np.array(means)
+
+    def reference_level(self, metric: str = "accuracy") -> tuple[int, float]:
+        """``(budget, mean metric)`` of the reference strategy at its largest budget."""
+        budgets, means = self.curve(self.reference, metric)
+        return int(budgets[-1]), float(means[-1])
+
+    def queries_to_reach(self, strategy: str, metric: str = "accuracy", level: float | None = None) -> int | None:
+        """Smallest budget tried at which ``strategy``'s mean ``metric`` reaches ``level``.
+
+        ``level`` defaults to the reference's final score. ``None`` when no
+        budget tried reaches it. The true number can only be lower than a
+        budget returned: only the budgets tried are known.
+        """
+        level = self.reference_level(metric)[1] if level is None else level
+        budgets, means = self.curve(strategy, metric)
+        reached = np.flatnonzero(means >= level)
+        return int(budgets[reached[0]]) if reached.size else None
+
+    def savings(self, metric: str = "accuracy") -> dict[str, dict[str, Any]]:
+        """Per strategy: queries to reach the reference's final ``metric``, and that as a share of its budget."""
+        ref_budget, level = self.reference_level(metric)
+        out = {}
+        for strategy in self.strategies:
+            q = self.queries_to_reach(strategy, metric, level)
+            out[strategy] = {"metric": metric, "level": round(level, 6), "reference_queries": ref_budget,
+                             "queries_to_reach": q, "fraction": None if q is None else round(q / ref_budget, 4)}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        curves = {s: {m: dict(zip(map(int, self.curve(s, m)[0]), map(float, self.curve(s, m)[1])))
+                      for m in METRICS} for s in self.strategies}
+        return {"reference": self.reference, "rows": list(self.rows), "surrogate": list(self.surrogate_rows),
+                "curves": curves, "savings": {m: self.savings(m) for m in METRICS}}
+
+
+def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,
+                     budgets: Sequence[int] | Mapping[str, Sequence[int]], seeds: Sequence[int] = (0,),
+                     strategies: Sequence[str] = ("cold", "warm", "guided"), surrogate_epochs: int = 10,
+                     bar_params: Mapping[str, Any] | None = None) -> WarmStartStudy:
+    """Fit BAR on ``model`` with and without the help of ``surrogate``, at several budgets.
+
+    Parameters
+    ----------
+    model : black box
+        The model you pay to query.
+    surrogate : model with gradients
+        A local model with ``log_proba_gradient`` and ``model``'s
+        ``input_shape`` (its label space may differ: each model gets its own
+        frequency mapping). Its calls are free and reported apart.
+    X_train, y_train, X_test, y_test : target data
+        As for :meth:`BARClassifier.fit` and ``score``.
+    budgets : sequence of int, or mapping strategy -> sequence of int
+        ``max_queries`` of each fit; one list for every strategy, or one per
+        strategy (the reference must have one).
+    seeds : sequence of int, default (0,)
+        ``random_state`` of the surrogate's program and of each fit; scores
+        are averaged over seeds.
+    strategies : sequence of str, default ("cold", "warm", "guided")
+        Any of ``"cold"``, ``"warm"``, ``"guided"``, ``"warm+guided"``,
+        ``"warm_shuffled"``; ``"cold"`` is required (the reference).
+    surrogate_epochs : int, default 10
+        Epochs of white-box training on the surrogate.
+    bar_params : mapping, optional
+        Other :class:`BARClassifier` parameters, shared by every fit (the
+        program settings must match for a warm start).
+
+    Returns
+    -------
+    WarmStartStudy
+    """
+    strategies = tuple(strategies)
+    for s in strategies:
+        _check(s, STRATEGIES, "strategies")
+    if "cold" not in strategies:
+        raise InvalidInputError(f"strategies={strategies!r}; expected 'cold' among them (the reference)")
+    plan = _budgets(budgets, strategies)
+    seeds = [check_int(s, "seeds", low=0) for s in seeds]
+    if not seeds:
+        raise InvalidInputError("seeds is empty; expected at least one random_state")
+    check_int(surrogate_epochs, "surrogate_epochs", low=1)
+    params = dict(bar_params or {})
+    clash = sorted(set(params) & set(_OWN))
+    if clash:
+        raise InvalidInputError(f"bar_params sets {clash}; expected none of {list(_OWN)} (the study sets them)")
+    _, shape = check_model(model)
+    _, s_shape = check_model(surrogate, "surrogate")
+    if s_shape != shape or not has_gradients(surrogate):
+        raise InvalidInputError(
+            f"surrogate has input_shape={s_shape} and gradients={has_gradients(surrogate)}; expected "
+            f"input_shape={shape} (the model's) and a log_proba_gradient method"
+        )
+
+    rows, surrogate_rows = [], []
+    for seed in seeds:
+        local = None
+        if any(s.startswith("warm") for s in strategies):
+            started = time.perf_counter()
+            local = BARClassifier(surrogate, estimator="exact", max_epochs=surrogate_epochs, random_state=seed,
+                                  **params).fit(X_train, y_train)
+            surrogate_rows.append({"seed": seed, **classification_metrics(y_test, local.predict_proba(X_test)),
+                                   "gradient_calls": local.queries_, "fit_seconds": time.perf_counter() - started})
+        for strategy in strategies:
+            extra: dict[str, Any] = {}
+            if strategy in ("warm", "warm+guided"):
+                extra["initial_program"] = local.theta_
+            if strategy == "warm_shuffled":
+                extra["initial_program"] = np.random.default_rng(seed).permutation(local.theta_)
+            if strategy in ("guided", "warm+guided"):
+                extra["surrogate"] = surrogate
+            for budget in plan[strategy]:
+                started = time.perf_counter()
+                clf = BARClassifier(model, max_queries=budget, random_state=seed, **params, **extra)
+                clf.fit(X_train, y_train)
+                fit_seconds = time.perf_counter() - started
+                scores = classification_metrics(y_test, clf.predict_proba(X_test))
+                rows.append({"strategy": strategy, "seed": seed, "budget": budget, "queries": clf.queries_,
+                             "eval_queries": clf.ledger_.by_purpose.get("predict", 0),
+                             "surrogate_queries": clf.surrogate_queries_, **scores,
+                             "fit_seconds": round(fit_seconds, 3)})
+                logger.info("%s seed %d budget %d: %s", strategy, seed, budget, scores)
+    return WarmStartStudy(rows=tuple(rows), surrogate_rows=tuple(surrogate_rows))
+
+
+def _budgets(budgets: Any, strategies: tuple) -> dict[str, list[int]]:
+    if isinstance(budgets, Mapping):
+        missing = [s for s in strategies if s not in budgets]
+        if missing:
+            raise InvalidInputError(f"budgets has no entry for {missing}; expected one list per strategy")
+        plan = {s: list(budgets[s]) for s in strategies}
+    else:
+        plan = {s: list(budgets) for s in strategies}
+    for s, values in plan.items():
+        if not values:
+            raise InvalidInputError(f"budgets for {s!r} is empty; expected at least one max_queries")
+        plan[s] = sorted({check_int(v, f"budgets[{s!r}]", low=1) for v in values})
+    return plan
+
+
+def _check(value: Any, choices: Sequence[str], name: str) -> None:
+    if value not in choices:
+        raise InvalidInputError(f"{name}={value!r}; expected one of {list(choices)}")
