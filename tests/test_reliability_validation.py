@@ -5,8 +5,8 @@ parameter name or a wrong type. Expected: the documented error (InvalidInputErro
 InvalidModelError from bar_sdk.errors; Python's own TypeError for an unknown keyword in a
 constructor; scikit-learn's ValueError from ``set_params``), a message that names the
 parameter, and not a single query spent. Rows already covered by the per-module tables
-(tests/test_reprogram.py, test_attacks_driver.py, test_adapters.py, test_audit.py) are not
-repeated here.
+(tests/test_reprogram.py, test_attacks_driver.py, test_adapters.py, test_audit.py,
+test_transfer_*.py) are not repeated here.
 """
 
 import re
@@ -25,6 +25,7 @@ from adapters.server import Faults, create_app
 from bar_sdk import BARClassifier, InvalidInputError, InvalidModelError, MeteredModel, QueryLedger
 from bar_sdk.attacks import (
     FGSM,
+    MIFGSM,
     PGD,
     CarliniWagner,
     HopSkipJump,
@@ -36,6 +37,14 @@ from bar_sdk.attacks import (
     ZOOAttack,
 )
 from bar_sdk.audit import audit
+from bar_sdk.transfer import (
+    EnsembleModel,
+    LocalTransferClassifier,
+    compare,
+    evaluate_program,
+    transfer_matrix,
+    warm_start_study,
+)
 
 _cancer = load_breast_cancer()
 X, Y = _cancer.data[:40], _cancer.target[:40]
@@ -163,6 +172,10 @@ CASES = [
      "binary_search_steps"),
     ("cw-initial_const", lambda m: CarliniWagner(m, initial_const=0).run(XA, YA), InvalidInputError,
      "initial_const"),
+    ("mifgsm-momentum", lambda m: MIFGSM(m, momentum=-1.0).run(XA, YA), InvalidInputError, "momentum"),
+    ("mifgsm-diversity_prob", lambda m: MIFGSM(m, diversity_prob=2.0).run(XA, YA), InvalidInputError,
+     "diversity_prob"),
+    ("mifgsm-early_stop-type", lambda m: MIFGSM(m, early_stop="yes").run(XA, YA), InvalidInputError, "early_stop"),
     # -- attacks: data the shared checks refuse, on attacks other than SquareAttack
     ("nes-x-NaN", lambda m: NESAttack(m).run(np.full_like(XA, np.nan), YA), InvalidInputError, "x"),
     ("simba-x-empty", lambda m: SimBA(m).run(XA[:0], YA[:0]), InvalidInputError, "x"),
@@ -188,6 +201,45 @@ CASES = [
     ("audit-out_dir-type", lambda m: audit(m, XA, YA, attacks=["square"], eps=[0.1], max_queries=5, out_dir=3),
      InvalidInputError, "out_dir", known("out_dir is first used after every attack ran: queries spent, then a "
                                          "TypeError from pathlib")),
+    # -- transfer
+    ("transfer_matrix-sources-type", lambda m: transfer_matrix([m], {"m": m}, {"f": FGSM(None)}, XA, YA),
+     InvalidInputError, "sources"),
+    ("transfer_matrix-attacks-type", lambda m: transfer_matrix({"m": m}, {"m": m}, {"f": 3}, XA, YA),
+     InvalidInputError, "attacks"),
+    ("transfer_matrix-x-NaN", lambda m: transfer_matrix({"m": m}, {"m": m}, {"f": FGSM(None)},
+                                                        np.full_like(XA, np.nan), YA), InvalidInputError, "x"),
+    ("transfer_matrix-y-shape", lambda m: transfer_matrix({"m": m}, {"m": m}, {"f": FGSM(None)}, XA, YA[:2]),
+     InvalidInputError, "y"),
+    ("transfer_matrix-max_target_queries", lambda m: transfer_matrix({"m": m}, {"m": m}, {"f": FGSM(None)}, XA, YA,
+                                                                     max_target_queries=0),
+     InvalidInputError, "max_target_queries"),
+    ("transfer_matrix-out_dir-type", lambda m: transfer_matrix({"m": m}, {"m": m}, {"f": FGSM(None)}, XA, YA,
+                                                               out_dir=3),
+     InvalidInputError, "out_dir", known("out_dir is first used by TransferMatrix.save, after every query: then "
+                                         "pathlib's TypeError")),
+    ("evaluate_program-models-type", lambda m: evaluate_program(fitted(m), [m], X, Y), InvalidInputError, "models"),
+    ("evaluate_program-y_test-shape", lambda m: evaluate_program(fitted(m), {"m": m}, X, Y[:3]), InvalidInputError,
+     "y_test"),
+    ("evaluate_program-labels_per_class", lambda m: evaluate_program(fitted(m), {"m": m}, X, Y, labels_per_class=0),
+     InvalidInputError, "labels_per_class"),
+    ("warm_start_study-budgets", lambda m: warm_start_study(m, Counted(), X, Y, X, Y, budgets=[0]),
+     InvalidInputError, "budgets"),
+    ("warm_start_study-strategies", lambda m: warm_start_study(m, Counted(), X, Y, X, Y, budgets=[500],
+                                                               strategies=["hot"]), InvalidInputError, "strategies"),
+    ("warm_start_study-seeds", lambda m: warm_start_study(m, Counted(), X, Y, X, Y, budgets=[500], seeds=["a"]),
+     InvalidInputError, "seeds"),
+    ("warm_start_study-surrogate", lambda m: warm_start_study(m, object(), X, Y, X, Y, budgets=[500]),
+     InvalidModelError, "surrogate"),
+    ("compare-nothing", lambda m: compare(X, Y, X, Y), InvalidInputError, "model"),
+    ("compare-max_queries", lambda m: compare(X, Y, X, Y, model=m, max_queries=0), InvalidInputError, "max_queries"),
+    ("compare-methods-type", lambda m: compare(X, Y, X, Y, model=m, methods={"x": 3}), InvalidInputError, "methods"),
+    ("compare-X-NaN", lambda m: compare(np.full_like(X, np.nan), Y, X, Y, model=m), InvalidInputError, "X"),
+    ("compare-bar_params-unknown", lambda m: compare(X, Y, X, Y, model=m, bar_params={"bogus": 1}), TypeError,
+     "bogus"),
+    ("ensemble-weights", lambda m: EnsembleModel([m, m], weights=[1.0]), InvalidInputError, "weights"),
+    ("ensemble-models-type", lambda m: EnsembleModel(m), InvalidInputError, "models"),
+    ("local_transfer-mode", lambda m: LocalTransferClassifier(m, mode="distil").fit(X, Y), InvalidInputError, "mode"),
+    ("local_transfer-epochs", lambda m: LocalTransferClassifier(m, epochs=0).fit(X, Y), InvalidInputError, "epochs"),
     # -- RemoteModel
     ("remote-labels-one", lambda m: remote(labels=["a"]), InvalidInputError, "labels"),
     ("remote-labels-type", lambda m: remote(labels=[1, 2]), InvalidInputError, "labels"),
@@ -267,6 +319,8 @@ def test_the_table_covers_every_public_entry_point():
             short = {"SquareAttack": "square", "NESAttack": "nes", "ZOOAttack": "zoo", "HopSkipJump": "hopskipjump",
                      "CarliniWagner": "cw", "UniversalPerturbation": "universal"}.get(attack, attack.lower())
             assert f"{short}-" in covered, attack
+    for function in ("transfer_matrix", "evaluate_program", "warm_start_study", "compare"):
+        assert f"{function}-" in covered, function
     for adapter in ("callable", "sklearn", "topk", "rounded", "labelonly", "remote"):
         assert f"{adapter}-" in covered, adapter
     assert {"TorchModel", "CallableModel", "SklearnModel", "TopK", "Rounded", "LabelOnly", "RemoteModel"} == \
