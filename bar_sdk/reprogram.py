@@ -224,13 +224,20 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise InvalidInputError(f"checkpoint={self.checkpoint!r}; expected a file path or None")
         check_float(self.prior_weight, "prior_weight", low=0.0, high=1.0)
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            raise InvalidInputError(f"verbose={self.verbose!r}; expected True or False")
 
     def _initial_theta(self, program, rng) -> np.ndarray:
         theta = program.param.init(rng, self.init_scale)  # drawn even when replaced: same stream either way
         if self.initial_program is None:
             return theta
         start = getattr(self.initial_program, "theta_", self.initial_program)
-        start = np.asarray(start, dtype=np.float64)
+        try:
+            start = np.asarray(start, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"initial_program={type(self.initial_program).__name__}; expected a parameter vector "
+                f"({program.n_params},) or a fitted BARClassifier") from None
         if start.shape != (program.n_params,) or not np.all(np.isfinite(start)):
             raise InvalidInputError(
                 f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "

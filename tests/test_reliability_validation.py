@@ -124,7 +124,8 @@ CASES = [
     ("bar-model", lambda m: BARClassifier(object()).fit(X, Y), InvalidModelError, "model"),
     ("bar-surrogate", lambda m: bar(m, surrogate=object()).fit(X, Y), InvalidModelError, "surrogate"),
     ("bar-initial_program-type", lambda m: bar(m, initial_program="warm").fit(X, Y), InvalidInputError,
-     "initial_program", known("np.asarray('warm', float) raises a bare ValueError that names nothing")),
+     "initial_program"),
+    ("bar-verbose-type", lambda m: bar(m, verbose="yes").fit(X, Y), InvalidInputError, "verbose"),
     # -- BARClassifier: data
     ("bar-X-empty", lambda m: bar(m).fit(X[:0], Y[:0]), InvalidInputError, "X"),
     ("bar-X-one-dimensional", lambda m: bar(m).fit(X[:, 0], Y), InvalidInputError, "X"),
