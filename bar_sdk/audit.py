@@ -33,6 +33,7 @@ from bar_sdk.attacks import (
 from bar_sdk.attacks.base import check_class_labels, is_label_only
 from bar_sdk.contract import check_choice, check_float, check_images, check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.report import check_out_dir
 
 __all__ = ["audit", "AuditReport", "ATTACKS"]
 
@@ -160,7 +161,8 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     max_queries : int
         Per image and attack run (clean query included).
     out_dir : path, optional
-        Where ``report.json``, ``report.md`` and the plots go.
+        Where ``report.json``, ``report.md`` and the plots go; created (and
+        checked writable) before the first query.
     price_per_query : float, optional
         Turns queries into money in the report.
     random_state : int or None
@@ -200,6 +202,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
         for attack in plan[name]:
             attack.check(x, y)      # raises before any query is spent
+    out_dir = check_out_dir(out_dir)      # last check: the folder is created only for a valid call
 
     results: dict[str, list[AttackResult]] = {}
     for name, runs in plan.items():
@@ -232,6 +235,6 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     if out_dir is not None:
         from bar_sdk.audit_report import write_report
 
-        files = write_report(report, x, Path(out_dir), labels=getattr(model, "labels", None), n_examples=n_examples)
+        files = write_report(report, x, out_dir, labels=getattr(model, "labels", None), n_examples=n_examples)
         report = dataclasses.replace(report, files=files)
     return report
