@@ -131,6 +131,21 @@ def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, rando
     return cls(model, **params)
 
 
+def _specs(attacks: Any, model: Any, norm: str) -> list:
+    """``attacks`` as a list of names and Attack instances (``"auto"`` resolved for ``model``)."""
+    expected = (f"expected 'auto', an attack name ({', '.join(ATTACKS)}), an Attack instance or a list of them")
+    if isinstance(attacks, str) and attacks == "auto":
+        return _default_attacks(model, norm)
+    if isinstance(attacks, (str, Attack)):
+        return [attacks]
+    if not isinstance(attacks, Sequence) or isinstance(attacks, bytes):
+        raise InvalidInputError(f"attacks={attacks!r}; {expected}")
+    for spec in attacks:
+        if not isinstance(spec, (str, Attack)):
+            raise InvalidInputError(f"attacks={list(attacks)!r} holds {spec!r}; {expected}")
+    return list(attacks)
+
+
 def _name(spec: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
@@ -188,9 +203,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         raise InvalidInputError(f"eps={eps!r}; expected a list of numbers") from None
     if not eps_list:
         raise InvalidInputError("eps=[]; expected at least one budget")
-    specs = _default_attacks(model, norm) if isinstance(attacks, str) and attacks == "auto" else attacks
-    if isinstance(specs, (str, Attack)):
-        specs = [specs]
+    specs = _specs(attacks, model, norm)
     if not specs:
         raise InvalidInputError(f"attacks={attacks!r}; expected at least one attack")
     names = [_name(s) for s in specs]

@@ -54,6 +54,9 @@ def test_auto_attacks_follow_what_the_model_answers():
     (dict(eps=[]), "eps=..; expected at least one"),
     (dict(attacks=["square", "bogus"]), "attacks='bogus'"),
     (dict(attacks=["zoo"]), "norm l2 only"),
+    (dict(attacks=3), "attacks=3; expected 'auto'"),
+    (dict(attacks=["square", SquareAttack]), "attacks=.* holds <class"),      # the class, not an instance
+    (dict(attacks={"square": 1}), "attacks=.*; expected 'auto'"),
     (dict(max_queries=0), "max_queries=0"),
     (dict(price_per_query=-1.0), "price_per_query=-1.0"),
 ])
