@@ -31,7 +31,7 @@ from bar_sdk.attacks import (
     ZOOAttack,
 )
 from bar_sdk.attacks.base import check_class_labels, is_label_only
-from bar_sdk.contract import check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk.contract import check_bool, check_choice, check_float, check_images, check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.report import check_out_dir
 
@@ -195,6 +195,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     check_int(max_queries, "max_queries", low=1)
     check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
     check_int(n_examples, "n_examples", low=0)
+    check_bool(verbose, "verbose")
     x = check_images(x, "x")
     y = check_class_labels(y, len(x), n_classes, "y")
     try:

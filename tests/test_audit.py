@@ -59,6 +59,7 @@ def test_auto_attacks_follow_what_the_model_answers():
     (dict(attacks={"square": 1}), "attacks=.*; expected 'auto'"),
     (dict(max_queries=0), "max_queries=0"),
     (dict(price_per_query=-1.0), "price_per_query=-1.0"),
+    (dict(verbose="no"), "verbose='no'; expected True or False"),
 ])
 def test_bad_arguments_cost_nothing(kwargs, match):
     counter = Counting(NET)

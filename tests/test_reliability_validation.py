@@ -15,7 +15,8 @@ import httpx
 import numpy as np
 import pytest
 from _models import fresh_linear
-from attacks_models import SoftmaxModel, held_out, softmax_digits
+from attacks_models import CountedSoftmax as Counted
+from attacks_models import held_out, softmax_digits
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
@@ -51,23 +52,6 @@ X, Y = _cancer.data[:40], _cancer.target[:40]
 _digits = softmax_digits()
 XA, YA = held_out(4, _digits)
 NO_NETWORK = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(500)))
-
-
-class Counted(SoftmaxModel):
-    """The digits model, counting every image it sees (scores and gradients)."""
-
-    def __init__(self):
-        base = softmax_digits()
-        super().__init__(base.weights, base.bias, base.input_shape)
-        self.seen = 0
-
-    def predict_proba(self, x):
-        self.seen += len(x)
-        return super().predict_proba(x)
-
-    def log_proba_gradient(self, x, loss_fn):
-        self.seen += len(x)
-        return super().log_proba_gradient(x, loss_fn)
 
 
 def remote(**kw):
