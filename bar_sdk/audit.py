@@ -31,8 +31,9 @@ from bar_sdk.attacks import (
     ZOOAttack,
 )
 from bar_sdk.attacks.base import check_class_labels, is_label_only
-from bar_sdk.contract import check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk.contract import check_bool, check_choice, check_float, check_images, check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.report import check_out_dir
 
 __all__ = ["audit", "AuditReport", "ATTACKS"]
 
@@ -130,6 +131,21 @@ def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, rando
     return cls(model, **params)
 
 
+def _specs(attacks: Any, model: Any, norm: str) -> list:
+    """``attacks`` as a list of names and Attack instances (``"auto"`` resolved for ``model``)."""
+    expected = (f"expected 'auto', an attack name ({', '.join(ATTACKS)}), an Attack instance or a list of them")
+    if isinstance(attacks, str) and attacks == "auto":
+        return _default_attacks(model, norm)
+    if isinstance(attacks, (str, Attack)):
+        return [attacks]
+    if not isinstance(attacks, Sequence) or isinstance(attacks, bytes):
+        raise InvalidInputError(f"attacks={attacks!r}; {expected}")
+    for spec in attacks:
+        if not isinstance(spec, (str, Attack)):
+            raise InvalidInputError(f"attacks={list(attacks)!r} holds {spec!r}; {expected}")
+    return list(attacks)
+
+
 def _name(spec: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
@@ -160,7 +176,8 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     max_queries : int
         Per image and attack run (clean query included).
     out_dir : path, optional
-        Where ``report.json``, ``report.md`` and the plots go.
+        Where ``report.json``, ``report.md`` and the plots go; created (and
+        checked writable) before the first query.
     price_per_query : float, optional
         Turns queries into money in the report.
     random_state : int or None
@@ -178,6 +195,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     check_int(max_queries, "max_queries", low=1)
     check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
     check_int(n_examples, "n_examples", low=0)
+    check_bool(verbose, "verbose")
     x = check_images(x, "x")
     y = check_class_labels(y, len(x), n_classes, "y")
     try:
@@ -186,9 +204,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         raise InvalidInputError(f"eps={eps!r}; expected a list of numbers") from None
     if not eps_list:
         raise InvalidInputError("eps=[]; expected at least one budget")
-    specs = _default_attacks(model, norm) if isinstance(attacks, str) and attacks == "auto" else attacks
-    if isinstance(specs, (str, Attack)):
-        specs = [specs]
+    specs = _specs(attacks, model, norm)
     if not specs:
         raise InvalidInputError(f"attacks={attacks!r}; expected at least one attack")
     names = [_name(s) for s in specs]
@@ -200,6 +216,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
         for attack in plan[name]:
             attack.check(x, y)      # raises before any query is spent
+    out_dir = check_out_dir(out_dir)      # last check: the folder is created only for a valid call
 
     results: dict[str, list[AttackResult]] = {}
     for name, runs in plan.items():
@@ -232,6 +249,6 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     if out_dir is not None:
         from bar_sdk.audit_report import write_report
 
-        files = write_report(report, x, Path(out_dir), labels=getattr(model, "labels", None), n_examples=n_examples)
+        files = write_report(report, x, out_dir, labels=getattr(model, "labels", None), n_examples=n_examples)
         report = dataclasses.replace(report, files=files)
     return report

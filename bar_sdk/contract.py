@@ -174,6 +174,16 @@ def check_int(value: Any, name: str, *, low: int | None = None, high: int | None
     return int(value)
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` as bool when it is True or False (NumPy's too), else raise naming ``name``.
+
+    Truthy stand-ins (``"yes"``, ``"no"``, ``1``) are refused: ``"no"`` would read as True.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f"{name}={value!r}; expected True or False")
+    return bool(value)
+
+
 def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, allow_none: bool = False) -> float | None:
     """Return ``value`` as float, or raise naming ``name`` and the bounds."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["write_json", "plot_learning_curve", "plot_program"]
+from bar_sdk.errors import InvalidInputError
+
+__all__ = ["check_out_dir", "write_json", "plot_learning_curve", "plot_program"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,31 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def check_out_dir(value: Any, name: str = "out_dir", *, allow_none: bool = True) -> Path | None:
+    """Return ``value`` as a folder that exists and is writable (created if needed), or None.
+
+    Called with the other argument checks, so a bad folder is refused
+    before any query is spent rather than after the run.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value):
+        raise InvalidInputError(f"{name}={value!r}; expected a folder path (str or os.PathLike) or None")
+    try:
+        path = Path(value)
+        path.mkdir(parents=True, exist_ok=True)
+    except TypeError:
+        raise InvalidInputError(f"{name}={value!r}; expected a folder path (str or os.PathLike) or None") from None
+    except OSError as err:       # a file in the way, no permission, read-only file system, ...
+        raise InvalidInputError(
+            f"{name}={str(value)!r} cannot be created as a folder ({err.strerror or type(err).__name__}); "
+            "expected a writable folder"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{name}={str(value)!r} is not writable; expected a writable folder")
+    return path
 
 
 def write_json(path: str | Path, document: dict) -> Path:

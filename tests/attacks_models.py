@@ -87,6 +87,23 @@ class Counting:
         return self.model.predict_proba(x)
 
 
+class CountedSoftmax(SoftmaxModel):
+    """The digits softmax model, counting every image it sees (scores and gradients) in ``seen``."""
+
+    def __init__(self):
+        base = softmax_digits()
+        super().__init__(base.weights, base.bias, base.input_shape)
+        self.seen = 0
+
+    def predict_proba(self, x):
+        self.seen += len(x)
+        return super().predict_proba(x)
+
+    def log_proba_gradient(self, x, loss_fn):
+        self.seen += len(x)
+        return super().log_proba_gradient(x, loss_fn)
+
+
 class LabelOnly:
     """Answers one-hot top-1 labels and says so (``label_only=True``)."""
 

@@ -1,11 +1,14 @@
 """The shared attack driver: exact query counts, hard budgets, determinism, early checks."""
 
+import inspect
+
 import numpy as np
 import pytest
-from attacks_models import Counting, LabelOnly, digits, held_out, softmax_digits
+from attacks_models import CountedSoftmax, Counting, LabelOnly, digits, held_out, softmax_digits
 
 from bar_sdk.attacks import (
     FGSM,
+    MIFGSM,
     PGD,
     AttackResult,
     CarliniWagner,
@@ -17,6 +20,7 @@ from bar_sdk.attacks import (
     UniversalPerturbation,
     ZOOAttack,
 )
+from bar_sdk.contract import check_bool
 from bar_sdk.errors import InvalidInputError
 
 MODEL = softmax_digits()
@@ -181,6 +185,35 @@ def test_bad_parameters_are_refused_before_any_query(kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         SquareAttack(counter, **{"eps": 0.1, **kwargs}).run(X[:5], Y[:5])
     assert counter.seen == 0
+
+
+EVERY_ATTACK = [FGSM, PGD, MIFGSM, CarliniWagner, SquareAttack, SimBA, NESAttack, ZOOAttack, HopSkipJump, RayS,
+                UniversalPerturbation]
+BOOLEANS = [(cls, name) for cls in EVERY_ATTACK for name, p in inspect.signature(cls.__init__).parameters.items()
+            if isinstance(p.default, bool)]
+
+
+def test_every_attack_has_its_boolean_parameters_checked():
+    names = {name for _, name in BOOLEANS}
+    assert {"quantize", "verbose", "random_start", "early_stop", "importance_sampling", "early_abort"} <= names
+    assert len({cls for cls, _ in BOOLEANS}) == len(EVERY_ATTACK)
+
+
+@pytest.mark.parametrize("value", ["no", "yes", 1, None])
+@pytest.mark.parametrize("cls,name", BOOLEANS, ids=[f"{c.__name__}-{n}" for c, n in BOOLEANS])
+def test_truthy_stand_ins_for_booleans_are_refused_before_any_query(cls, name, value):
+    model = CountedSoftmax()
+    with pytest.raises(InvalidInputError, match=f"{name}={value!r}; expected True or False"):
+        cls(model, eps=0.1, **{name: value}).run(X[:3], Y[:3])
+    assert model.seen == 0
+
+
+def test_check_bool_takes_python_and_numpy_booleans_only():
+    for value in (True, False, np.True_, np.False_):
+        assert check_bool(value, "flag") is bool(value)
+    for value in ("False", 0, 1.0, None, [True], np.array([True])):
+        with pytest.raises(InvalidInputError, match="flag="):
+            check_bool(value, "flag")
 
 
 @pytest.mark.parametrize("x,y,match", [

@@ -54,14 +54,31 @@ def test_auto_attacks_follow_what_the_model_answers():
     (dict(eps=[]), "eps=..; expected at least one"),
     (dict(attacks=["square", "bogus"]), "attacks='bogus'"),
     (dict(attacks=["zoo"]), "norm l2 only"),
+    (dict(attacks=3), "attacks=3; expected 'auto'"),
+    (dict(attacks=["square", SquareAttack]), "attacks=.* holds <class"),      # the class, not an instance
+    (dict(attacks={"square": 1}), "attacks=.*; expected 'auto'"),
     (dict(max_queries=0), "max_queries=0"),
     (dict(price_per_query=-1.0), "price_per_query=-1.0"),
+    (dict(verbose="no"), "verbose='no'; expected True or False"),
 ])
 def test_bad_arguments_cost_nothing(kwargs, match):
     counter = Counting(NET)
     with pytest.raises(InvalidInputError, match=match.replace("..", r"\[\]")):
         audit(counter, X, Y, **{"attacks": ["square"], "eps": [0.1], **kwargs})
     assert counter.seen == 0
+
+
+def test_bad_out_dir_is_refused_before_any_query(tmp_path):
+    counter = Counting(NET)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for out_dir, match in [(blocker, "out_dir=.*a_file"), (blocker / "below", "out_dir=.*below"), (3, "out_dir=3")]:
+        with pytest.raises(InvalidInputError, match=match):
+            audit(counter, X, Y, attacks=["square"], eps=[0.1], max_queries=5, out_dir=out_dir)
+    assert counter.seen == 0
+    with pytest.raises(InvalidInputError, match="eps"):       # a refused call leaves no folder behind
+        audit(counter, X, Y, attacks=["square"], eps=[2.0], out_dir=tmp_path / "never")
+    assert not (tmp_path / "never").exists() and counter.seen == 0
 
 
 def test_label_only_model_with_a_score_attack_costs_nothing():

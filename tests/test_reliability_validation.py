@@ -15,7 +15,8 @@ import httpx
 import numpy as np
 import pytest
 from _models import fresh_linear
-from attacks_models import SoftmaxModel, held_out, softmax_digits
+from attacks_models import CountedSoftmax as Counted
+from attacks_models import held_out, softmax_digits
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
@@ -51,23 +52,6 @@ X, Y = _cancer.data[:40], _cancer.target[:40]
 _digits = softmax_digits()
 XA, YA = held_out(4, _digits)
 NO_NETWORK = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(500)))
-
-
-class Counted(SoftmaxModel):
-    """The digits model, counting every image it sees (scores and gradients)."""
-
-    def __init__(self):
-        base = softmax_digits()
-        super().__init__(base.weights, base.bias, base.input_shape)
-        self.seen = 0
-
-    def predict_proba(self, x):
-        self.seen += len(x)
-        return super().predict_proba(x)
-
-    def log_proba_gradient(self, x, loss_fn):
-        self.seen += len(x)
-        return super().log_proba_gradient(x, loss_fn)
 
 
 def remote(**kw):
@@ -197,11 +181,9 @@ CASES = [
     ("audit-y-shape", lambda m: audit(m, XA, YA[:2]), InvalidInputError, "y"),
     ("audit-model", lambda m: audit(None, XA, YA), InvalidModelError, "model"),
     ("audit-unknown-keyword", lambda m: audit(m, XA, YA, epsilon=[0.1]), TypeError, "epsilon"),
-    ("audit-attacks-type", lambda m: audit(m, XA, YA, attacks=3), InvalidInputError, "attacks",
-     known("attacks=3 raises TypeError: 'int' object is not iterable")),
+    ("audit-attacks-type", lambda m: audit(m, XA, YA, attacks=3), InvalidInputError, "attacks"),
     ("audit-out_dir-type", lambda m: audit(m, XA, YA, attacks=["square"], eps=[0.1], max_queries=5, out_dir=3),
-     InvalidInputError, "out_dir", known("out_dir is first used after every attack ran: queries spent, then a "
-                                         "TypeError from pathlib")),
+     InvalidInputError, "out_dir"),
     # -- transfer
     ("transfer_matrix-sources-type", lambda m: transfer_matrix([m], {"m": m}, {"f": FGSM(None)}, XA, YA),
      InvalidInputError, "sources"),
@@ -216,8 +198,7 @@ CASES = [
      InvalidInputError, "max_target_queries"),
     ("transfer_matrix-out_dir-type", lambda m: transfer_matrix({"m": m}, {"m": m}, {"f": FGSM(None)}, XA, YA,
                                                                out_dir=3),
-     InvalidInputError, "out_dir", known("out_dir is first used by TransferMatrix.save, after every query: then "
-                                         "pathlib's TypeError")),
+     InvalidInputError, "out_dir"),
     ("evaluate_program-models-type", lambda m: evaluate_program(fitted(m), [m], X, Y), InvalidInputError, "models"),
     ("evaluate_program-y_test-shape", lambda m: evaluate_program(fitted(m), {"m": m}, X, Y[:3]), InvalidInputError,
      "y_test"),

@@ -125,6 +125,20 @@ def test_refused_before_any_query():
     assert src.seen == tgt.seen == 0
 
 
+def test_bad_out_dir_is_refused_before_any_query(tmp_path):
+    x, y = _data(20)
+    src, tgt = Counting(fresh_linear()), Counting(fresh_linear())
+    gradients = []
+    src.log_proba_gradient = lambda xb, loss: gradients.append(len(xb)) or src.model.log_proba_gradient(xb, loss)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for out_dir in (blocker, 3):
+        with pytest.raises(InvalidInputError, match="out_dir"):
+            transfer_matrix({"s": src}, {"t": tgt}, ATTACKS, x, y, out_dir=out_dir)
+    assert src.seen == tgt.seen == sum(gradients) == 0
+    assert blocker.read_text() == "not a folder"
+
+
 class _TwoClass:
     n_classes, input_shape = 2, (1, 16, 16)
 

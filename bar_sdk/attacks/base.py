@@ -26,7 +26,7 @@ import numpy as np
 from bar_sdk.attacks.driver import RunContext, Sample, Threat, drive
 from bar_sdk.attacks.geometry import NORMS, distance, project, quantize
 from bar_sdk.attacks.result import AttackResult
-from bar_sdk.contract import check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk.contract import check_bool, check_choice, check_float, check_images, check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
@@ -142,8 +142,8 @@ class Attack(ABC):
             raise InvalidInputError(
                 f"max_total_queries={self.max_total_queries}; expected at least one query per image (>= {n})"
             )
-        if not isinstance(self.quantize, bool):
-            raise InvalidInputError(f"quantize={self.quantize!r}; expected True or False")
+        check_bool(self.quantize, "quantize")
+        check_bool(self.verbose, "verbose")
         check_int(self.batch_size, "batch_size", low=1, allow_none=True)
         rs = self.random_state
         if not (rs is None or isinstance(rs, np.random.Generator)

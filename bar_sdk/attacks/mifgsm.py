@@ -17,8 +17,7 @@ from bar_sdk.attacks.geometry import project
 from bar_sdk.attacks.losses import LOSSES
 from bar_sdk.attacks.pgd import descent_direction
 from bar_sdk.attacks.resize import bilinear_matrix
-from bar_sdk.contract import check_choice, check_float, check_int
-from bar_sdk.errors import InvalidInputError
+from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 
 __all__ = ["MIFGSM"]
 
@@ -121,8 +120,7 @@ class MIFGSM(Attack):
         check_float(self.diversity_prob, "diversity_prob", low=0.0, high=1.0)
         check_float(self.diversity_scale, "diversity_scale", low=0.0, high=1.0, low_open=True)
         check_choice(self.loss, "loss", tuple(LOSSES))
-        if not isinstance(self.early_stop, bool):
-            raise InvalidInputError(f"early_stop={self.early_stop!r}; expected True or False")
+        check_bool(self.early_stop, "early_stop")
 
     def _validate(self, x, y, target):
         x, y, target, ctx = super()._validate(x, y, target)

@@ -10,7 +10,7 @@ from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.driver import GradientRequest
 from bar_sdk.attacks.geometry import project
 from bar_sdk.attacks.losses import LOSSES
-from bar_sdk.contract import check_choice, check_float, check_int
+from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 
 __all__ = ["PGD", "descent_direction"]
 
@@ -75,6 +75,7 @@ class PGD(Attack):
         check_int(self.steps, "steps", low=1)
         check_float(self.step_size, "step_size", low=0.0, low_open=True, allow_none=True)
         check_choice(self.loss, "loss", tuple(LOSSES))
+        check_bool(self.random_start, "random_start")
 
     def _alpha(self, eps: float) -> float:
         return self.step_size if self.step_size is not None else 2.5 * eps / self.steps

@@ -36,7 +36,9 @@ class UniversalPerturbation(Attack):
     step costs ``estimator evaluations * batch_images`` queries. ``run(x,
     y)`` applies it (fitting first on the same images if not fitted yet) and
     checks each image with one query after its clean query: two queries per
-    image, plus the training queries in ``total_queries``.
+    image, plus the training queries in ``total_queries``. When ``run``
+    fits, it trains within ``max_total_queries`` less those two queries per
+    image, and refuses before any query when one training step does not fit.
 
     Parameters
     ----------
@@ -132,25 +134,35 @@ class UniversalPerturbation(Attack):
     def fit(self, x: Any, y: Any, target: Any = None) -> "UniversalPerturbation":
         """Train ``perturbation_`` on ``x`` (true labels ``y``, optional ``target`` classes)."""
         x, y, target, ctx = self._validate(x, y, target)
-        self._fit(x, y, target, ctx, MeteredModel(self.model, QueryLedger(self._fit_cap()), self.batch_size))
+        self._fit(x, y, target, ctx)
         return self
 
-    def _fit_cap(self) -> int:
+    def _fit_cap(self, reserve: int = 0) -> int:
+        """Training budget: ``max_queries``, within ``max_total_queries`` less ``reserve`` (the evaluation)."""
         if self.max_total_queries is None:
             return int(self.max_queries)
-        return int(min(self.max_queries, self.max_total_queries))
+        return int(min(self.max_queries, self.max_total_queries - reserve))
 
-    def _fit(self, x, y, target, ctx: RunContext, metered: MeteredModel) -> None:
+    def _fit(self, x, y, target, ctx: RunContext, reserve: int = 0) -> None:
+        """Train on at most ``_fit_cap(reserve)`` queries; refuse before any query when one step does not fit."""
         shape = ctx.input_shape
         up, est, opt = self._parts(shape)
         rng = np.random.default_rng(self.random_state)
         b = min(int(self.batch_images), len(x))
         per_step = est.evaluations(up.size) * b
-        if per_step > metered.ledger.remaining:
+        cost = f"one training step costs {per_step} queries ({est.evaluations(up.size)} evaluations x {b} images)"
+        if per_step > int(self.max_queries):
             raise InvalidInputError(
-                f"max_queries={self.max_queries}; one training step costs {per_step} queries "
-                f"({est.evaluations(up.size)} evaluations x {b} images): raise it or lower batch_images/n_directions"
+                f"max_queries={self.max_queries}; {cost}: raise it or lower batch_images/n_directions"
             )
+        cap = self._fit_cap(reserve)
+        if per_step > cap:
+            evaluation = f" plus {reserve} kept for the evaluation" if reserve else ""
+            raise InvalidInputError(
+                f"max_total_queries={self.max_total_queries}; {cost}{evaluation}: expected at least "
+                f"{per_step + reserve}, or lower batch_images/n_directions"
+            )
+        metered = MeteredModel(self.model, QueryLedger(cap), self.batch_size)
         loss_fn, kappa = LOSSES[self.loss], float(self.confidence)
         theta = np.zeros(up.size)
         history = []
@@ -182,7 +194,7 @@ class UniversalPerturbation(Attack):
         x, y, target, ctx = self._validate(x, y, target)
         shared = 0
         if not hasattr(self, "perturbation_"):
-            self._fit(x, y, target, ctx, MeteredModel(self.model, QueryLedger(self._fit_cap()), self.batch_size))
+            self._fit(x, y, target, ctx, reserve=2 * len(x))      # leave the evaluation its two queries per image
             shared = self.fit_queries_
         if self.perturbation_.shape != ctx.input_shape:
             raise InvalidInputError(f"perturbation_ has shape {self.perturbation_.shape}; expected "

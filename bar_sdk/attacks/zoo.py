@@ -10,7 +10,7 @@ from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.carlini_wagner import next_const
 from bar_sdk.attacks.losses import log_scores, margin
 from bar_sdk.attacks.resize import Upsampler
-from bar_sdk.contract import check_float, check_int
+from bar_sdk.contract import check_bool, check_float, check_int
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["ZOOAttack"]
@@ -132,6 +132,8 @@ class ZOOAttack(Attack):
         check_float(self.beta1, "beta1", low=0.0, high=1.0)
         check_float(self.beta2, "beta2", low=0.0, high=1.0)
         check_int(self.resize, "resize", low=1, high=min(input_shape[1:]), allow_none=True)
+        check_bool(self.importance_sampling, "importance_sampling")
+        check_bool(self.early_abort, "early_abort")
         try:
             marks = [int(v) for v in self.hierarchy]
         except TypeError:

@@ -23,6 +23,7 @@ import numpy as np
 from bar_sdk.contract import check_images, check_int, check_model
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.report import check_out_dir
 from bar_sdk.transfer.ensemble import EnsembleModel
 
 __all__ = ["TransferMatrix", "transfer_matrix", "to_uint8"]
@@ -214,7 +215,7 @@ class TransferMatrix:
         Images go to ``adversarial/<attack>__<source>.npz`` (keys ``images``
         uint8 NCHW, ``labels``).
         """
-        out = Path(out_dir)
+        out = check_out_dir(out_dir, allow_none=False)
         written = {"csv": self.to_csv(out / "transfer_matrix.csv"), "json": self.to_json(out / "transfer_matrix.json")}
         try:
             written["png"] = self.plot(out / "transfer_matrix.png")
@@ -271,7 +272,8 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
         Largest batch sent to a target at once.
     out_dir : str or path, optional
         Where to write CSV, JSON, the heatmap PNG and the images
-        (:meth:`TransferMatrix.save`).
+        (:meth:`TransferMatrix.save`); created (and checked writable)
+        before the first query.
 
     Returns
     -------
@@ -320,6 +322,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     for attack in bound.values():  # every attack's own checks, before the first one runs
         if callable(getattr(attack, "check", None)):
             attack.check(xq, y)
+    out_dir = check_out_dir(out_dir)  # created with the other checks, before the first query
     n_a, n_s, n_t = len(att), len(src), len(tgt)
     adversarial = np.empty((n_a, n_s) + x8.shape, dtype=np.uint8)
     source_rates = np.full((n_a, n_s), np.nan)
