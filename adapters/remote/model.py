@@ -188,6 +188,8 @@ class RemoteModel:
         self.use_cache = bool(use_cache)
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise InvalidInputError(f"cache_dir={cache_dir!r}; expected a folder path (str or os.PathLike) or None")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
         self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
