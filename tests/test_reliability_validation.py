@@ -247,6 +247,7 @@ CASES = [
     ("remote-input_shape-type", lambda m: remote(input_shape="abc"), InvalidInputError, "input_shape"),
     ("remote-base_url-type", lambda m: remote(base_url=3), InvalidInputError, "base_url"),
     ("remote-base_url-query", lambda m: remote(base_url="https://h/?key=1"), InvalidInputError, "base_url"),
+    ("remote-base_url-credentials", lambda m: remote(base_url="https://user:pw@h"), InvalidInputError, "base_url"),
     ("remote-max_queries", lambda m: remote(max_queries=0), InvalidInputError, "max_queries"),
     ("remote-price_per_query", lambda m: remote(price_per_query=-1.0), InvalidInputError, "price_per_query"),
     ("remote-rate_limit", lambda m: remote(rate_limit=-1.0), InvalidInputError, "rate_limit"),

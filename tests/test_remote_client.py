@@ -319,6 +319,21 @@ def test_plain_http_only_to_loopback():
         RemoteModel.from_preset("clarifai", base_url="ftp://x", **kw)
 
 
+def test_credentials_in_base_url_are_refused_without_echoing_them():
+    kw = dict(api_key=KEY, model_id="m", labels=LABELS, input_shape=SHAPE)
+    for url in ("https://user:s3cret-pw@api.example.com", "https://s3cret-pw@api.example.com/v2",
+                "https://:s3cret-pw@127.0.0.1:8000", "http://user:s3cret-pw@api.example.com"):
+        with pytest.raises(InvalidInputError, match="base_url.*credentials") as info:
+            RemoteModel.from_preset("clarifai", base_url=url, allow_insecure=True, **kw)
+        assert "s3cret-pw" not in str(info.value)
+    # Refused for another reason first: the password is not echoed either.
+    for url in ("http://user:s3cret-pw@api.example.com", "https://user:s3cret-pw@api.example.com/?q=1",
+                "ftp://user:s3cret-pw@api.example.com"):
+        with pytest.raises(InvalidInputError, match="base_url") as info:
+            RemoteModel.from_preset("clarifai", base_url=url, **kw)
+        assert "s3cret-pw" not in str(info.value)
+
+
 # -- budget, ledger, cache, checkpoints ---------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
@@ -69,7 +69,8 @@ class RemoteModel:
     base_url : str, optional
         API root, e.g. ``"https://api.clarifai.com"``; the preset's default
         when omitted. Credentials are sent to this host only; plain ``http``
-        is refused for any host but loopback unless ``allow_insecure=True``.
+        is refused for any host but loopback unless ``allow_insecure=True``,
+        and so is a URL holding credentials (``https://user:pass@host``).
     api_key : str, optional
         The credential; ``None`` reads the preset's environment variable
         (``CLARIFAI_PAT``, ``HF_TOKEN``, ...) and then ``BAR_API_KEY``. It
@@ -468,10 +469,20 @@ def _check_shape(shape: Any) -> tuple[int, int, int]:
 def _check_base_url(url: Any, allow_insecure: bool) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"base_url={url!r}; this preset has no default, expected e.g. 'https://host'")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url={url!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInputError(f"base_url={url!r} is not a URL ({exc}); expected e.g. 'https://host'") from None
+    # Never echo user info (``user:password@``): show the URL with it masked.
+    host = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit(parts._replace(netloc="***@" + host)) if "@" in parts.netloc else url
+    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
+        raise InvalidInputError(f"base_url={shown!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise InvalidInputError(f"base_url={url!r} is plain http to a non-loopback host: the credential would travel "
-                                "unencrypted. Use https, or pass allow_insecure=True if you must")
+        raise InvalidInputError(f"base_url={shown!r} is plain http to a non-loopback host: the credential would "
+                                "travel unencrypted. Use https, or pass allow_insecure=True if you must")
+    if "@" in parts.netloc:
+        raise InvalidInputError(f"base_url={shown!r} holds credentials (user info before '@'); expected a URL without "
+                                "them: pass the credential as api_key= (or the preset's environment variable), "
+                                "which is sent to base_url's host only")
     return url.rstrip("/")
