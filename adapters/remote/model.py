@@ -26,7 +26,7 @@ from adapters.remote.ledger import RemoteLedger
 from adapters.remote.presets import Preset, make_preset
 from adapters.remote.ratelimit import TokenBucket
 from adapters.remote.retry import RetryPolicy
-from bar_sdk.contract import check_float, check_images, check_int
+from bar_sdk.contract import check_bool, check_float, check_images, check_int
 from bar_sdk.errors import CheckpointError, InvalidInputError, RateLimitError, RemoteError, ResponseFormatError
 
 __all__ = ["RemoteModel"]
@@ -168,6 +168,8 @@ class RemoteModel:
                  missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
                  allow_insecure: bool = False, sleep: Callable[[float], Any] | None = None,
                  clock: Callable[[], float] | None = None):
+        for flag, value in (("use_cache", use_cache), ("label_only", label_only), ("allow_insecure", allow_insecure)):
+            check_bool(value, flag)
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
         if not isinstance(self.preset, Preset):
             raise InvalidInputError(f"preset={preset!r}; expected a Preset or a registered preset name")
