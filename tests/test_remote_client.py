@@ -245,6 +245,45 @@ def test_timeouts_and_connection_errors_are_retried():
     assert model.ledger.attempts == 3
 
 
+def test_requests_that_may_have_been_billed_are_counted_unconfirmed():
+    # Sent, no answer (read timeout, dropped connection): the vendor may have billed the images.
+    # Never sent (connect error or timeout): it cannot have. A 500 answered: not billed.
+    rec = Recorder(httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"),
+                   httpx.RemoteProtocolError("dropped"), err(500))
+    model = make(rec, [], retry=RetryPolicy(max_attempts=6, jitter=0.0))
+    model.predict_proba(images(3))
+    led = model.ledger
+    assert led.billed == 3 and led.failures == 5 and led.unconfirmed == 2 * 3
+    assert model.state_dict()["ledger"]["unconfirmed"] == 6 and "unconfirmed=6" in repr(led)
+
+
+def test_a_requests_session_timeout_is_unconfirmed_and_a_refused_connection_is_not():
+    import requests
+    import urllib3.exceptions as u3
+    from requests.adapters import BaseAdapter
+
+    failures = [requests.ReadTimeout("slow"),
+                requests.ConnectionError(u3.MaxRetryError(None, "/", u3.NewConnectionError(None, "refused"))),
+                requests.ConnectTimeout("slow"),
+                requests.ConnectionError(u3.ProtocolError("Connection aborted."))]
+
+    class Adapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            raise failures.pop(0)
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Adapter())
+    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
+                                    labels=LABELS, input_shape=SHAPE, session=session, sleep=lambda s: None,
+                                    retry=RetryPolicy(max_attempts=4, jitter=0.0))
+    with pytest.raises(TransientError):
+        model.predict_proba(images(2))
+    assert model.ledger.failures == 4 and model.ledger.unconfirmed == 2 * 2 and model.ledger.billed == 0
+
+
 def test_malformed_json_gives_a_clear_error_after_a_few_attempts():
     rec = Recorder(*[httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": [')] * 5)
     sleeps = []
@@ -401,6 +440,9 @@ def test_state_dict_round_trip_never_lowers_counts():
     other = make(Recorder(), max_concepts=2)
     with pytest.raises(CheckpointError, match="another remote model"):
         other.load_state_dict(state)
+    older = {**state, "ledger": {k: v for k, v in state["ledger"].items() if k != "unconfirmed"}}
+    fresh.load_state_dict(older)                         # a checkpoint from before `unconfirmed` still loads
+    assert fresh.ledger.billed == 3 and fresh.ledger.unconfirmed == 0
 
 
 def test_clones_share_one_budget_and_pickling_is_refused():

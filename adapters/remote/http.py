@@ -136,7 +136,34 @@ class AsyncSender:
 
 
 def _transient(request: HttpRequest, exc: Exception) -> TransientError:
-    """A timeout or connection failure of httpx or requests, as a retryable error."""
+    """A timeout or connection failure of httpx or requests, as a retryable error.
+
+    Its ``unconfirmed`` attribute says whether the request may have reached the
+    server (the failure came after connecting: a read timeout, a dropped
+    connection), so the vendor may have billed it though no answer arrived.
+    """
     if "Timeout" in type(exc).__name__:
-        return TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
-    return TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")
+        err = TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
+    else:
+        err = TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")
+    err.unconfirmed = not _before_sending(exc)  # type: ignore[attr-defined]
+    return err
+
+
+def _before_sending(exc: Exception) -> bool:
+    """Whether a transport failure certainly happened before any byte of the request left."""
+    import httpx
+
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+                        httpx.ProxyError)):
+        return True
+    if isinstance(exc, httpx.TransportError):
+        return False
+    import requests
+    import urllib3.exceptions as u3
+
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.ProxyError, requests.exceptions.SSLError)):
+        return True
+    # requests wraps urllib3's MaxRetryError, whose reason says whether the connection was ever made.
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (u3.NewConnectionError, u3.ConnectTimeoutError))

@@ -134,7 +134,9 @@ class RemoteModel:
     ----------
     ledger : RemoteLedger
         ``billed``, ``attempts``, ``cache_hits``, ``retries``, ``throttled``,
-        ``failures`` and ``cost``.
+        ``failures``, ``unconfirmed`` and ``cost``. After timeouts the vendor
+        may have billed more than ``billed``, never more than
+        ``billed + unconfirmed``.
     n_classes : int
     labels : tuple of str
     quantization_step : float
@@ -375,7 +377,7 @@ class RemoteModel:
         try:
             return self._read(self._sender.send(signed), n, number)
         except RemoteError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, n) from None
 
     async def _aattempt(self, sender: AsyncSender, request: HttpRequest, n: int, number: int) -> list:
         if self._bucket is not None:
@@ -388,7 +390,7 @@ class RemoteModel:
         try:
             return self._read(await sender.send(signed), n, number)
         except RemoteError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, n) from None
 
     def _before_send(self, request: HttpRequest, n: int, number: int) -> HttpRequest:
         self.ledger.record_attempt(n, retry=number > 1)
@@ -402,11 +404,12 @@ class RemoteModel:
             raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
         return results
 
-    def _failed(self, exc: RemoteError) -> RemoteError:
+    def _failed(self, exc: RemoteError, n: int) -> RemoteError:
         throttled = isinstance(exc, RateLimitError)
         if throttled and self._bucket is not None:
             self._bucket.refund()  # the server refused without serving: its quota was not used
-        self.ledger.record_failure(throttled=throttled)
+        # Sent but unanswered (a read timeout, say): the vendor may have billed these n images.
+        self.ledger.record_failure(throttled=throttled, unconfirmed=n if getattr(exc, "unconfirmed", False) else 0)
         return self._redacted(exc)
 
     def _redacted(self, exc: BaseException) -> BaseException:
