@@ -554,6 +554,68 @@ def test_a_requests_session_with_its_own_auth_plugin():
     assert kwargs["timeout"] == 30.0
 
 
+class AsyncSpaces(httpx.AsyncByteStream):
+    """An async body of ``n`` KiB of spaces, counting the KiB read."""
+
+    def __init__(self, n):
+        self.n, self.read = n, 0
+
+    async def __aiter__(self):
+        while self.read < self.n:
+            self.read += 1
+            yield b" " * 1024
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_oversized_answers_are_refused_on_the_async_and_requests_paths_too(declared):
+    import io
+
+    import requests
+    from requests.adapters import BaseAdapter
+
+    cap, kib = 8 * 1024, 64
+    headers = {"Content-Length": str(kib * 1024)} if declared else {}
+    stream = AsyncSpaces(kib)
+    async_client = httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, headers=headers, stream=stream)))
+    model = make(Recorder(), [], async_client=async_client, max_response_bytes=cap)
+    with pytest.raises(ResponseFormatError, match="max_response_bytes=8192"):
+        asyncio.run(model.apredict_proba(images(2)))
+    assert stream.read == (0 if declared else 9) and model.ledger.requests == 1    # not retried
+    assert model.ledger.unconfirmed == 2 and model.ledger.billed == 0 and model.ledger.in_flight == 0
+
+    class Raw(io.BytesIO):
+        def close(self):
+            self.read_when_closed = self.tell()
+            super().close()
+
+    raw = Raw(b" " * (kib * 1024))
+
+    class Adapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            r = requests.Response()
+            r.status_code, r.raw, r.url = 200, raw, request.url
+            r.headers.update(headers)
+            return r
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Adapter())
+    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
+                                    labels=LABELS, input_shape=SHAPE, session=session, max_response_bytes=cap)
+    with pytest.raises(ResponseFormatError, match="max_response_bytes"):
+        model.predict_proba(images(1))
+    assert raw.read_when_closed <= (0 if declared else cap + 64 * 1024) and model.ledger.requests == 1
+
+
+def test_max_response_bytes_is_checked():
+    for bad in (0, 1.5, "16MB", None, True):
+        with pytest.raises(InvalidInputError, match="max_response_bytes"):
+            make(Recorder(), max_response_bytes=bad)
+
+
 def test_token_bucket_schedule_and_refund():
     t = [0.0]
     bucket = TokenBucket(rate=4, burst=2, clock=lambda: t[0])

@@ -20,7 +20,8 @@ import numpy as np
 
 from adapters.remote.cache import AnswerCache, image_key
 from adapters.remote.encoding import QUANTIZATION_STEP, encode_image, quantize, warn_if_lossy
-from adapters.remote.http import LOOPBACK_HOSTS, AsyncSender, HttpRequest, HttpResponse, SyncSender
+from adapters.remote.http import (LOOPBACK_HOSTS, MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, HttpResponse,
+                                  SyncSender)
 from adapters.remote.labels import LabelMapper
 from adapters.remote.ledger import RemoteLedger
 from adapters.remote.presets import Preset, make_preset
@@ -124,6 +125,11 @@ class RemoteModel:
         plugin). Keep ``max_concurrency=1`` if your session is not thread-safe.
     allow_insecure : bool
         Allow plain ``http`` to a non-loopback host.
+    max_response_bytes : int
+        Largest answer read, in bytes (16 MiB by default). A larger one, declared
+        by ``Content-Length`` or found while streaming, raises
+        :class:`~bar_sdk.errors.ResponseFormatError` (not retried) without being
+        read whole; its images count as ``ledger.unconfirmed``.
     sleep : callable, optional
         ``sleep(seconds)`` used for backoff and rate-limit waits (tests inject a
         recorder); it may return an awaitable for :meth:`apredict_proba`.
@@ -168,8 +174,8 @@ class RemoteModel:
                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True, image_format: str = "png",
                  jpeg_quality: int = 95, label_only: bool = False, label_aliases: Mapping[str, str] | None = None,
                  missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
-                 allow_insecure: bool = False, sleep: Callable[[float], Any] | None = None,
-                 clock: Callable[[], float] | None = None):
+                 allow_insecure: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None):
         for flag, value in (("use_cache", use_cache), ("label_only", label_only), ("allow_insecure", allow_insecure)):
             check_bool(value, flag)
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
@@ -183,6 +189,7 @@ class RemoteModel:
         self.base_url = _check_base_url(base_url or self.preset.default_base_url, allow_insecure)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency", low=1)
         self.timeout = check_float(timeout, "timeout", low=0.0, low_open=True)
+        self.max_response_bytes = check_int(max_response_bytes, "max_response_bytes", low=1)
         check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)  # by the name given
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self.retry, RetryPolicy):
@@ -199,7 +206,7 @@ class RemoteModel:
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
         self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
         self._bucket = None if rate_limit is None else TokenBucket(rate_limit, burst, clock)
-        self._sender = SyncSender(client, session, self.timeout)
+        self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
         self._sleep = sleep
         self._rng = np.random.default_rng(self.retry.random_state)
@@ -259,13 +266,13 @@ class RemoteModel:
         plan = self._plan(x)
         if plan.chunks:
             if self._async_client is not None:
-                await self._run_async(plan, AsyncSender(self._async_client, self.timeout))
+                await self._run_async(plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes))
             else:
                 import httpx
 
                 limits = httpx.Limits(max_connections=self.max_concurrency)
                 async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
-                    await self._run_async(plan, AsyncSender(client, self.timeout))
+                    await self._run_async(plan, AsyncSender(client, self.timeout, self.max_response_bytes))
         return self._finish(plan)
 
     # -- one call -----------------------------------------------------------------------------
