@@ -226,8 +226,6 @@ class Endless(httpx.SyncByteStream):
             yield b" " * self.chunk
 
 
-@pytest.mark.xfail(strict=True, reason="no cap on the size of an answer: the client reads any body whole "
-                                       "(proposed: RemoteModel(max_response_bytes=16 MiB by default))")
 @pytest.mark.parametrize("declared", [False, True])
 def test_an_oversized_answer_is_refused_without_reading_it_whole(declared):
     cap, size = 1 << 20, 4 << 20

@@ -245,6 +245,45 @@ def test_timeouts_and_connection_errors_are_retried():
     assert model.ledger.attempts == 3
 
 
+def test_requests_that_may_have_been_billed_are_counted_unconfirmed():
+    # Sent, no answer (read timeout, dropped connection): the vendor may have billed the images.
+    # Never sent (connect error or timeout): it cannot have. A 500 answered: not billed.
+    rec = Recorder(httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"),
+                   httpx.RemoteProtocolError("dropped"), err(500))
+    model = make(rec, [], retry=RetryPolicy(max_attempts=6, jitter=0.0))
+    model.predict_proba(images(3))
+    led = model.ledger
+    assert led.billed == 3 and led.failures == 5 and led.unconfirmed == 2 * 3
+    assert model.state_dict()["ledger"]["unconfirmed"] == 6 and "unconfirmed=6" in repr(led)
+
+
+def test_a_requests_session_timeout_is_unconfirmed_and_a_refused_connection_is_not():
+    import requests
+    import urllib3.exceptions as u3
+    from requests.adapters import BaseAdapter
+
+    failures = [requests.ReadTimeout("slow"),
+                requests.ConnectionError(u3.MaxRetryError(None, "/", u3.NewConnectionError(None, "refused"))),
+                requests.ConnectTimeout("slow"),
+                requests.ConnectionError(u3.ProtocolError("Connection aborted."))]
+
+    class Adapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            raise failures.pop(0)
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Adapter())
+    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
+                                    labels=LABELS, input_shape=SHAPE, session=session, sleep=lambda s: None,
+                                    retry=RetryPolicy(max_attempts=4, jitter=0.0))
+    with pytest.raises(TransientError):
+        model.predict_proba(images(2))
+    assert model.ledger.failures == 4 and model.ledger.unconfirmed == 2 * 2 and model.ledger.billed == 0
+
+
 def test_malformed_json_gives_a_clear_error_after_a_few_attempts():
     rec = Recorder(*[httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": [')] * 5)
     sleeps = []
@@ -319,6 +358,21 @@ def test_plain_http_only_to_loopback():
         RemoteModel.from_preset("clarifai", base_url="ftp://x", **kw)
 
 
+def test_credentials_in_base_url_are_refused_without_echoing_them():
+    kw = dict(api_key=KEY, model_id="m", labels=LABELS, input_shape=SHAPE)
+    for url in ("https://user:s3cret-pw@api.example.com", "https://s3cret-pw@api.example.com/v2",
+                "https://:s3cret-pw@127.0.0.1:8000", "http://user:s3cret-pw@api.example.com"):
+        with pytest.raises(InvalidInputError, match="base_url.*credentials") as info:
+            RemoteModel.from_preset("clarifai", base_url=url, allow_insecure=True, **kw)
+        assert "s3cret-pw" not in str(info.value)
+    # Refused for another reason first: the password is not echoed either.
+    for url in ("http://user:s3cret-pw@api.example.com", "https://user:s3cret-pw@api.example.com/?q=1",
+                "ftp://user:s3cret-pw@api.example.com"):
+        with pytest.raises(InvalidInputError, match="base_url") as info:
+            RemoteModel.from_preset("clarifai", base_url=url, **kw)
+        assert "s3cret-pw" not in str(info.value)
+
+
 # -- budget, ledger, cache, checkpoints ---------------------------------------------------------------
 
 
@@ -386,6 +440,9 @@ def test_state_dict_round_trip_never_lowers_counts():
     other = make(Recorder(), max_concepts=2)
     with pytest.raises(CheckpointError, match="another remote model"):
         other.load_state_dict(state)
+    older = {**state, "ledger": {k: v for k, v in state["ledger"].items() if k != "unconfirmed"}}
+    fresh.load_state_dict(older)                         # a checkpoint from before `unconfirmed` still loads
+    assert fresh.ledger.billed == 3 and fresh.ledger.unconfirmed == 0
 
 
 def test_clones_share_one_budget_and_pickling_is_refused():
@@ -495,6 +552,68 @@ def test_a_requests_session_with_its_own_auth_plugin():
     request, kwargs = seen[0]
     assert request.headers["X-Team"] == "radiology" and request.headers["Authorization"] == f"Key {KEY}"
     assert kwargs["timeout"] == 30.0
+
+
+class AsyncSpaces(httpx.AsyncByteStream):
+    """An async body of ``n`` KiB of spaces, counting the KiB read."""
+
+    def __init__(self, n):
+        self.n, self.read = n, 0
+
+    async def __aiter__(self):
+        while self.read < self.n:
+            self.read += 1
+            yield b" " * 1024
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_oversized_answers_are_refused_on_the_async_and_requests_paths_too(declared):
+    import io
+
+    import requests
+    from requests.adapters import BaseAdapter
+
+    cap, kib = 8 * 1024, 64
+    headers = {"Content-Length": str(kib * 1024)} if declared else {}
+    stream = AsyncSpaces(kib)
+    async_client = httpx.AsyncClient(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, headers=headers, stream=stream)))
+    model = make(Recorder(), [], async_client=async_client, max_response_bytes=cap)
+    with pytest.raises(ResponseFormatError, match="max_response_bytes=8192"):
+        asyncio.run(model.apredict_proba(images(2)))
+    assert stream.read == (0 if declared else 9) and model.ledger.requests == 1    # not retried
+    assert model.ledger.unconfirmed == 2 and model.ledger.billed == 0 and model.ledger.in_flight == 0
+
+    class Raw(io.BytesIO):
+        def close(self):
+            self.read_when_closed = self.tell()
+            super().close()
+
+    raw = Raw(b" " * (kib * 1024))
+
+    class Adapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            r = requests.Response()
+            r.status_code, r.raw, r.url = 200, raw, request.url
+            r.headers.update(headers)
+            return r
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.mount("https://", Adapter())
+    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
+                                    labels=LABELS, input_shape=SHAPE, session=session, max_response_bytes=cap)
+    with pytest.raises(ResponseFormatError, match="max_response_bytes"):
+        model.predict_proba(images(1))
+    assert raw.read_when_closed <= (0 if declared else cap + 64 * 1024) and model.ledger.requests == 1
+
+
+def test_max_response_bytes_is_checked():
+    for bad in (0, 1.5, "16MB", None, True):
+        with pytest.raises(InvalidInputError, match="max_response_bytes"):
+            make(Recorder(), max_response_bytes=bad)
 
 
 def test_token_bucket_schedule_and_refund():

@@ -334,3 +334,16 @@ def test_scores_out_of_range_are_a_format_error():
                                     client=httpx.Client(transport=httpx.MockTransport(server)))
     with pytest.raises(ResponseFormatError, match=r"expected a score in \[0, 1\]"):
         model.predict_proba(X)
+
+
+@pytest.mark.parametrize("name, options, flag", [
+    ("huggingface", {"model": "m"}, "use_cache"),
+    ("huggingface", {"model": "m"}, "wait_for_model"),
+    ("clarifai", {"model_id": "m"}, "select_concepts"),
+    ("generic", {}, "key_required"),
+])
+def test_boolean_options_refuse_truthy_strings(name, options, flag):
+    for value in ("no", "false", 1, None):
+        with pytest.raises(InvalidInputError, match=flag):
+            make_preset(name, **options, **{flag: value})
+    assert getattr(make_preset(name, **options, **{flag: np.bool_(True)}), flag) is True

@@ -5,21 +5,25 @@ Presets build a neutral :class:`HttpRequest`; a sender hands it to an
 users who already have one, e.g. with an auth plugin) and returns an
 :class:`HttpResponse`. Timeouts and connection failures become
 :class:`~bar_sdk.errors.TransientError` (retried). Redirects are never
-followed, so a credential header cannot travel to another host.
+followed, so a credential header cannot travel to another host. Bodies are
+streamed and refused past ``max_response_bytes`` (a declared
+``Content-Length`` over it is refused before reading anything).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, AsyncIterable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from bar_sdk.errors import InvalidInputError, ResponseFormatError, TransientError
 
-__all__ = ["HttpRequest", "HttpResponse", "SyncSender", "AsyncSender", "LOOPBACK_HOSTS"]
+__all__ = ["HttpRequest", "HttpResponse", "SyncSender", "AsyncSender", "LOOPBACK_HOSTS", "MAX_RESPONSE_BYTES"]
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+MAX_RESPONSE_BYTES = 16 * 2**20
+_CHUNK = 64 * 2**10
 
 
 @dataclass(frozen=True)
@@ -78,10 +82,12 @@ class HttpResponse:
 class SyncSender:
     """Sends through an ``httpx.Client`` or a ``requests.Session``."""
 
-    def __init__(self, client: Any = None, session: Any = None, timeout: float | None = 30.0):
+    def __init__(self, client: Any = None, session: Any = None, timeout: float | None = 30.0,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES):
         if client is not None and session is not None:
             raise InvalidInputError("give client= (httpx.Client) or session= (requests.Session), not both")
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
         self.session = session
         self.owns_client = client is None and session is None
         if session is None and client is None:
@@ -96,21 +102,30 @@ class SyncSender:
         import httpx
 
         try:
-            r = self.client.request(request.method, request.url, headers=request.headers,
-                                    content=request.content, timeout=self.timeout, follow_redirects=False)
+            with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
+                                    timeout=self.timeout, follow_redirects=False) as r:
+                _check_declared(request, r.headers, self.max_response_bytes)
+                body = _read_capped(request, r.iter_bytes(), self.max_response_bytes)
         except httpx.TransportError as exc:
             raise _transient(request, exc) from None
-        return HttpResponse(r.status_code, dict(r.headers), r.content)
+        return HttpResponse(r.status_code, dict(r.headers), body)
 
     def _send_requests(self, request: HttpRequest) -> HttpResponse:
         import requests
 
         try:
-            r = self.session.request(request.method, request.url, headers=request.headers,
-                                     data=request.content, timeout=self.timeout, allow_redirects=False)
-        except (requests.Timeout, requests.ConnectionError) as exc:
+            r = self.session.request(request.method, request.url, headers=request.headers, data=request.content,
+                                     timeout=self.timeout, allow_redirects=False, stream=True)
+            try:
+                _check_declared(request, r.headers, self.max_response_bytes)
+                # A response an adapter built in memory has no raw stream: its content is already read.
+                chunks = r.iter_content(_CHUNK) if r.raw is not None else [r.content]
+                body = _read_capped(request, chunks, self.max_response_bytes)
+            finally:
+                r.close()
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise _transient(request, exc) from None
-        return HttpResponse(r.status_code, dict(r.headers), r.content)
+        return HttpResponse(r.status_code, dict(r.headers), body)
 
     def close(self) -> None:
         if self.owns_client:
@@ -120,23 +135,91 @@ class SyncSender:
 class AsyncSender:
     """Sends through an ``httpx.AsyncClient``."""
 
-    def __init__(self, client: Any, timeout: float | None = 30.0):
+    def __init__(self, client: Any, timeout: float | None = 30.0, max_response_bytes: int = MAX_RESPONSE_BYTES):
         self.client = client
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         import httpx
 
         try:
-            r = await self.client.request(request.method, request.url, headers=request.headers,
-                                          content=request.content, timeout=self.timeout, follow_redirects=False)
+            async with self.client.stream(request.method, request.url, headers=request.headers,
+                                          content=request.content, timeout=self.timeout,
+                                          follow_redirects=False) as r:
+                _check_declared(request, r.headers, self.max_response_bytes)
+                body = await _aread_capped(request, r.aiter_bytes(), self.max_response_bytes)
         except httpx.TransportError as exc:
             raise _transient(request, exc) from None
-        return HttpResponse(r.status_code, dict(r.headers), r.content)
+        return HttpResponse(r.status_code, dict(r.headers), body)
+
+
+def _check_declared(request: HttpRequest, headers: Mapping[str, str], cap: int) -> None:
+    """Refuse, before reading a byte, an answer whose ``Content-Length`` is over ``cap``."""
+    try:
+        declared = int(headers.get("content-length") or 0)
+    except ValueError:
+        return  # unreadable: the streamed read still stops at the cap
+    if declared > cap:
+        raise _too_big(request, cap, f"it declares Content-Length {declared}")
+
+
+def _read_capped(request: HttpRequest, chunks: Iterable[bytes], cap: int) -> bytes:
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > cap:
+            raise _too_big(request, cap, "reading stopped there")
+    return bytes(body)
+
+
+async def _aread_capped(request: HttpRequest, chunks: AsyncIterable[bytes], cap: int) -> bytes:
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > cap:
+            raise _too_big(request, cap, "reading stopped there")
+    return bytes(body)
+
+
+def _too_big(request: HttpRequest, cap: int, detail: str) -> ResponseFormatError:
+    """Not retried (the next answer would be as big); the request was served, so it may have been billed."""
+    err = ResponseFormatError(f"answer from {request.host} is over max_response_bytes={cap} ({detail}); raise "
+                              "RemoteModel(max_response_bytes=...) if such answers are expected")
+    err.retryable = False  # type: ignore[attr-defined]
+    err.unconfirmed = True  # type: ignore[attr-defined]
+    return err
 
 
 def _transient(request: HttpRequest, exc: Exception) -> TransientError:
-    """A timeout or connection failure of httpx or requests, as a retryable error."""
+    """A timeout or connection failure of httpx or requests, as a retryable error.
+
+    Its ``unconfirmed`` attribute says whether the request may have reached the
+    server (the failure came after connecting: a read timeout, a dropped
+    connection), so the vendor may have billed it though no answer arrived.
+    """
     if "Timeout" in type(exc).__name__:
-        return TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
-    return TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")
+        err = TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
+    else:
+        err = TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")
+    err.unconfirmed = not _before_sending(exc)  # type: ignore[attr-defined]
+    return err
+
+
+def _before_sending(exc: Exception) -> bool:
+    """Whether a transport failure certainly happened before any byte of the request left."""
+    import httpx
+
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
+                        httpx.ProxyError)):
+        return True
+    if isinstance(exc, httpx.TransportError):
+        return False
+    import requests
+    import urllib3.exceptions as u3
+
+    if isinstance(exc, (requests.ConnectTimeout, requests.exceptions.ProxyError, requests.exceptions.SSLError)):
+        return True
+    # requests wraps urllib3's MaxRetryError, whose reason says whether the connection was ever made.
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, (u3.NewConnectionError, u3.ConnectTimeoutError))

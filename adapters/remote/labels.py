@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bar_sdk.contract import check_float
+from bar_sdk.contract import check_bool, check_float
 from bar_sdk.errors import InvalidInputError, ResponseFormatError
 
 __all__ = ["LabelMapper", "normalize_label"]
@@ -41,7 +41,7 @@ class LabelMapper:
             raise InvalidInputError(f"labels={labels!r}; expected at least two non-empty label names")
         self.labels = tuple(labels)
         self.missing_score = check_float(missing_score, "missing_score", low=0.0, high=1.0)
-        self.label_only = bool(label_only)
+        self.label_only = check_bool(label_only, "label_only")
         self._index: dict[str, int] = {}
         for i, label in enumerate(self.labels):
             key = normalize_label(label)

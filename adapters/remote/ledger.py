@@ -10,7 +10,8 @@ from bar_sdk.errors import CheckpointError, QueryBudgetExceeded
 
 __all__ = ["RemoteLedger", "StateStore"]
 
-_COUNTS = ("attempts", "requests", "billed", "cache_hits", "retries", "throttled", "failures")
+_COUNTS = ("attempts", "requests", "billed", "cache_hits", "retries", "throttled", "failures", "unconfirmed")
+_SINCE_LATER = ("unconfirmed",)  # counts a state saved by an older version may lack (read as 0)
 
 
 class StateStore(Protocol):  # pragma: no cover - protocol
@@ -59,8 +60,13 @@ class RemoteLedger:
         Requests the API throttled (429 or a vendor throttle body).
     failures : int
         Requests that failed without an answer (5xx, timeout, connection error,
-        malformed body). A request that timed out may still have been billed by
-        the vendor; compare with the vendor's own count when it matters.
+        malformed body).
+    unconfirmed : int
+        Images of failed requests that reached the API but whose answer never
+        arrived (a read timeout, a connection dropped after sending, an answer
+        over ``max_response_bytes``): the vendor may have billed them. Failures
+        before anything was sent (connect errors) are not counted. So
+        ``billed <= what the vendor billed <= billed + unconfirmed``.
 
     Notes
     -----
@@ -75,7 +81,7 @@ class RemoteLedger:
         self.price_per_query = check_float(price_per_query, "price_per_query", low=0.0)
         self.store = store
         self.attempts = self.requests = self.billed = self.cache_hits = 0
-        self.retries = self.throttled = self.failures = 0
+        self.retries = self.throttled = self.failures = self.unconfirmed = 0
         self.in_flight = 0
         self._lock = threading.Lock()
         saved = store.load_state("ledger") if store is not None else None
@@ -128,12 +134,14 @@ class RemoteLedger:
         with self._lock:
             self.cache_hits += n
 
-    def record_failure(self, *, throttled: bool) -> None:
+    def record_failure(self, *, throttled: bool, unconfirmed: int = 0) -> None:
+        """A request failed; ``unconfirmed`` images it carried may have been billed all the same."""
         with self._lock:
             if throttled:
                 self.throttled += 1
             else:
                 self.failures += 1
+            self.unconfirmed += unconfirmed
         self._save()
 
     def state_dict(self) -> dict[str, Any]:
@@ -144,7 +152,7 @@ class RemoteLedger:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Merge counts from :meth:`state_dict` (each count keeps the larger value)."""
         try:
-            loaded = {k: int(state[k]) for k in _COUNTS}
+            loaded = {k: int(state[k] if k not in _SINCE_LATER else state.get(k, 0)) for k in _COUNTS}
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"remote ledger state lacks or mangles {exc}; expected the keys "
                                   f"{', '.join(_COUNTS)}") from None
@@ -164,5 +172,5 @@ class RemoteLedger:
 
     def __repr__(self) -> str:
         cap = "no cap" if self.max_queries is None else f"max_queries={self.max_queries}"
-        return (f"RemoteLedger(billed={self.billed}, attempts={self.attempts}, cache_hits={self.cache_hits}, "
-                f"cost={self.cost:.4g}, {cap})")
+        return (f"RemoteLedger(billed={self.billed}, unconfirmed={self.unconfirmed}, attempts={self.attempts}, "
+                f"cache_hits={self.cache_hits}, cost={self.cost:.4g}, {cap})")

@@ -14,19 +14,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from adapters.remote.cache import AnswerCache, image_key
 from adapters.remote.encoding import QUANTIZATION_STEP, encode_image, quantize, warn_if_lossy
-from adapters.remote.http import LOOPBACK_HOSTS, AsyncSender, HttpRequest, HttpResponse, SyncSender
+from adapters.remote.http import (LOOPBACK_HOSTS, MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, HttpResponse,
+                                  SyncSender)
 from adapters.remote.labels import LabelMapper
 from adapters.remote.ledger import RemoteLedger
 from adapters.remote.presets import Preset, make_preset
 from adapters.remote.ratelimit import TokenBucket
 from adapters.remote.retry import RetryPolicy
-from bar_sdk.contract import check_float, check_images, check_int
+from bar_sdk.contract import check_bool, check_float, check_images, check_int
 from bar_sdk.errors import CheckpointError, InvalidInputError, RateLimitError, RemoteError, ResponseFormatError
 
 __all__ = ["RemoteModel"]
@@ -69,7 +70,8 @@ class RemoteModel:
     base_url : str, optional
         API root, e.g. ``"https://api.clarifai.com"``; the preset's default
         when omitted. Credentials are sent to this host only; plain ``http``
-        is refused for any host but loopback unless ``allow_insecure=True``.
+        is refused for any host but loopback unless ``allow_insecure=True``,
+        and so is a URL holding credentials (``https://user:pass@host``).
     api_key : str, optional
         The credential; ``None`` reads the preset's environment variable
         (``CLARIFAI_PAT``, ``HF_TOKEN``, ...) and then ``BAR_API_KEY``. It
@@ -123,6 +125,11 @@ class RemoteModel:
         plugin). Keep ``max_concurrency=1`` if your session is not thread-safe.
     allow_insecure : bool
         Allow plain ``http`` to a non-loopback host.
+    max_response_bytes : int
+        Largest answer read, in bytes (16 MiB by default). A larger one, declared
+        by ``Content-Length`` or found while streaming, raises
+        :class:`~bar_sdk.errors.ResponseFormatError` (not retried) without being
+        read whole; its images count as ``ledger.unconfirmed``.
     sleep : callable, optional
         ``sleep(seconds)`` used for backoff and rate-limit waits (tests inject a
         recorder); it may return an awaitable for :meth:`apredict_proba`.
@@ -133,7 +140,9 @@ class RemoteModel:
     ----------
     ledger : RemoteLedger
         ``billed``, ``attempts``, ``cache_hits``, ``retries``, ``throttled``,
-        ``failures`` and ``cost``.
+        ``failures``, ``unconfirmed`` and ``cost``. After timeouts the vendor
+        may have billed more than ``billed``, never more than
+        ``billed + unconfirmed``.
     n_classes : int
     labels : tuple of str
     quantization_step : float
@@ -165,8 +174,10 @@ class RemoteModel:
                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True, image_format: str = "png",
                  jpeg_quality: int = 95, label_only: bool = False, label_aliases: Mapping[str, str] | None = None,
                  missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
-                 allow_insecure: bool = False, sleep: Callable[[float], Any] | None = None,
-                 clock: Callable[[], float] | None = None):
+                 allow_insecure: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None):
+        for flag, value in (("use_cache", use_cache), ("label_only", label_only), ("allow_insecure", allow_insecure)):
+            check_bool(value, flag)
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
         if not isinstance(self.preset, Preset):
             raise InvalidInputError(f"preset={preset!r}; expected a Preset or a registered preset name")
@@ -178,6 +189,7 @@ class RemoteModel:
         self.base_url = _check_base_url(base_url or self.preset.default_base_url, allow_insecure)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency", low=1)
         self.timeout = check_float(timeout, "timeout", low=0.0, low_open=True)
+        self.max_response_bytes = check_int(max_response_bytes, "max_response_bytes", low=1)
         check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)  # by the name given
         self.retry = retry if retry is not None else RetryPolicy()
         if not isinstance(self.retry, RetryPolicy):
@@ -188,11 +200,13 @@ class RemoteModel:
         self.use_cache = bool(use_cache)
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise InvalidInputError(f"cache_dir={cache_dir!r}; expected a folder path (str or os.PathLike) or None")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
         self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
         self._bucket = None if rate_limit is None else TokenBucket(rate_limit, burst, clock)
-        self._sender = SyncSender(client, session, self.timeout)
+        self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
         self._sleep = sleep
         self._rng = np.random.default_rng(self.retry.random_state)
@@ -252,13 +266,13 @@ class RemoteModel:
         plan = self._plan(x)
         if plan.chunks:
             if self._async_client is not None:
-                await self._run_async(plan, AsyncSender(self._async_client, self.timeout))
+                await self._run_async(plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes))
             else:
                 import httpx
 
                 limits = httpx.Limits(max_connections=self.max_concurrency)
                 async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
-                    await self._run_async(plan, AsyncSender(client, self.timeout))
+                    await self._run_async(plan, AsyncSender(client, self.timeout, self.max_response_bytes))
         return self._finish(plan)
 
     # -- one call -----------------------------------------------------------------------------
@@ -370,7 +384,7 @@ class RemoteModel:
         try:
             return self._read(self._sender.send(signed), n, number)
         except RemoteError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, n) from None
 
     async def _aattempt(self, sender: AsyncSender, request: HttpRequest, n: int, number: int) -> list:
         if self._bucket is not None:
@@ -383,7 +397,7 @@ class RemoteModel:
         try:
             return self._read(await sender.send(signed), n, number)
         except RemoteError as exc:
-            raise self._failed(exc) from None
+            raise self._failed(exc, n) from None
 
     def _before_send(self, request: HttpRequest, n: int, number: int) -> HttpRequest:
         self.ledger.record_attempt(n, retry=number > 1)
@@ -397,11 +411,12 @@ class RemoteModel:
             raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
         return results
 
-    def _failed(self, exc: RemoteError) -> RemoteError:
+    def _failed(self, exc: RemoteError, n: int) -> RemoteError:
         throttled = isinstance(exc, RateLimitError)
         if throttled and self._bucket is not None:
             self._bucket.refund()  # the server refused without serving: its quota was not used
-        self.ledger.record_failure(throttled=throttled)
+        # Sent but unanswered (a read timeout, say): the vendor may have billed these n images.
+        self.ledger.record_failure(throttled=throttled, unconfirmed=n if getattr(exc, "unconfirmed", False) else 0)
         return self._redacted(exc)
 
     def _redacted(self, exc: BaseException) -> BaseException:
@@ -466,10 +481,20 @@ def _check_shape(shape: Any) -> tuple[int, int, int]:
 def _check_base_url(url: Any, allow_insecure: bool) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"base_url={url!r}; this preset has no default, expected e.g. 'https://host'")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url={url!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise InvalidInputError(f"base_url={url!r} is not a URL ({exc}); expected e.g. 'https://host'") from None
+    # Never echo user info (``user:password@``): show the URL with it masked.
+    host = parts.netloc.rpartition("@")[2]
+    shown = urlunsplit(parts._replace(netloc="***@" + host)) if "@" in parts.netloc else url
+    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
+        raise InvalidInputError(f"base_url={shown!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise InvalidInputError(f"base_url={url!r} is plain http to a non-loopback host: the credential would travel "
-                                "unencrypted. Use https, or pass allow_insecure=True if you must")
+        raise InvalidInputError(f"base_url={shown!r} is plain http to a non-loopback host: the credential would "
+                                "travel unencrypted. Use https, or pass allow_insecure=True if you must")
+    if "@" in parts.netloc:
+        raise InvalidInputError(f"base_url={shown!r} holds credentials (user info before '@'); expected a URL without "
+                                "them: pass the credential as api_key= (or the preset's environment variable), "
+                                "which is sent to base_url's host only")
     return url.rstrip("/")

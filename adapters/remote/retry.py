@@ -121,6 +121,8 @@ class RetryPolicy:
         malformed = [0]
 
         def should_retry(exc: BaseException) -> bool:
+            if not getattr(exc, "retryable", True):
+                return False
             if isinstance(exc, ResponseFormatError):
                 malformed[0] += 1
                 return True

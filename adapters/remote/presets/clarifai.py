@@ -16,7 +16,7 @@ from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, 
                                           per_image, read_entries, throttle, transient)
 from adapters.remote.retry import parse_retry_after
 from adapters.remote.secret import Secret
-from bar_sdk.contract import check_float, check_int
+from bar_sdk.contract import check_bool, check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError
 
 __all__ = ["ClarifaiPreset"]
@@ -90,7 +90,7 @@ class ClarifaiPreset(Preset):
         self.version_id = version_id
         self.max_concepts = check_int(max_concepts, "max_concepts", low=1, high=MAX_CONCEPTS, allow_none=True)
         self.min_value = check_float(min_value, "min_value", low=0.0, high=1.0, allow_none=True)
-        self.select_concepts = bool(select_concepts)
+        self.select_concepts = check_bool(select_concepts, "select_concepts")
         self.max_batch = check_int(batch_size, "batch_size", low=1, high=MAX_BATCH)
 
     def check_labels(self, labels: Sequence[str]) -> None:

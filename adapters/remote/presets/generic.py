@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from adapters.remote.http import HttpRequest, HttpResponse
 from adapters.remote.presets.base import Answer, Preset, b64, dig, json_body, per_image, read_entries, read_mapping
 from adapters.remote.secret import Secret, resolve_secret
-from bar_sdk.contract import check_choice, check_float, check_int
+from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 from bar_sdk.errors import InvalidInputError, RemoteError
 
 __all__ = ["GenericJSONPreset", "IMAGE_PLACEHOLDER"]
@@ -112,7 +112,7 @@ class GenericJSONPreset(Preset):
         self.score_scale = check_float(score_scale, "score_scale", low=0.0, low_open=True)
         self.auth_header = auth_header
         self.auth_scheme = auth_scheme
-        self.key_required = bool(key_required)
+        self.key_required = check_bool(key_required, "key_required")
 
     def resolve_credentials(self, api_key: Any) -> Secret | None:
         return resolve_secret(api_key, (), required=self.key_required)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from adapters.remote.http import HttpRequest, HttpResponse
 from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, json_body, path_part,
                                           read_entries, transient)
-from bar_sdk.contract import check_choice, check_int
+from bar_sdk.contract import check_bool, check_choice, check_int
 from bar_sdk.errors import InvalidInputError, RemoteError, ResponseFormatError
 
 __all__ = ["HuggingFacePreset"]
@@ -51,8 +51,8 @@ class HuggingFacePreset(Preset):
         self.top_k = check_int(top_k, "top_k", low=1, allow_none=True)
         self.function_to_apply = (None if function_to_apply is None else
                                   check_choice(function_to_apply, "function_to_apply", ("softmax", "sigmoid", "none")))
-        self.use_cache = bool(use_cache)
-        self.wait_for_model = bool(wait_for_model)
+        self.use_cache = check_bool(use_cache, "use_cache")
+        self.wait_for_model = check_bool(wait_for_model, "wait_for_model")
 
     def build_request(self, base_url: str, images: Sequence[bytes], labels: Sequence[str]) -> HttpRequest:
         parameters: dict[str, Any] = {"top_k": self.top_k or len(labels)}
