@@ -196,16 +196,6 @@ def check_float(value: Any, name: str, *, low: float | None = None, high: float 
     return float(value)
 
 
-def check_bool(value: Any, name: str) -> bool:
-    """Return ``value`` if it is a boolean (``bool`` or ``numpy.bool_``), else raise naming ``name``.
-
-    A truthy string such as ``"no"`` is refused rather than read as ``True``.
-    """
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidInputError(f"{name}={value!r}; expected True or False")
-    return bool(value)
-
-
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise listing them."""
     if not isinstance(value, str) or value not in choices:

@@ -20,7 +20,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
 from bar_sdk.checkpoint import read_state, write_state
-from bar_sdk.contract import check_choice, check_float, check_int, check_labels, check_model, has_gradients
+from bar_sdk.contract import (check_bool, check_choice, check_float, check_int, check_labels, check_model,
+                              has_gradients)
 from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
@@ -224,8 +225,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
             raise InvalidInputError(f"checkpoint={self.checkpoint!r}; expected a file path or None")
         check_float(self.prior_weight, "prior_weight", low=0.0, high=1.0)
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            raise InvalidInputError(f"verbose={self.verbose!r}; expected True or False")
+        check_bool(self.verbose, "verbose")
 
     def _initial_theta(self, program, rng) -> np.ndarray:
         theta = program.param.init(rng, self.init_scale)  # drawn even when replaced: same stream either way
