@@ -166,7 +166,6 @@ def _baselines(local, xa, ya, xb, yb, args) -> dict:
                               max_epochs=1)
     untrained.fit(xa, ya)
     untrained.theta_[:] = 0.0  # the grey frame of an untrained program, with its frequency mapping
-    untrained.program_obj_  # noqa: B018 - same program object as a trained run
     out["untrained program (grey frame)"] = _metrics(yb, untrained.predict_proba(xb))
     wb = BARClassifier(local, estimator="exact", max_queries=args.max_queries, random_state=args.random_state)
     wb.fit(xa, ya)

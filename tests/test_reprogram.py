@@ -40,7 +40,7 @@ def test_reprograms_digits_model_for_breast_cancer_well_above_chance(cancer):
 
 def test_reprograms_torch_cnn_for_image_task():
     """A real CNN, queried only through predict_proba, learns a new image task (digit parity)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from adapters import TorchModel
     from adapters.nets import SmallCNN, train_classifier
 
@@ -53,7 +53,6 @@ def test_reprograms_torch_cnn_for_image_task():
     xt, yt = x[tgt][:, :, 2:14, 2:14], y[tgt] - 5  # 12x12 targets inside the 16x16 frame
     xa, xb, ya, yb = train_test_split(xt, yt, test_size=0.4, random_state=0, stratify=yt)
     clf = BARClassifier(model, max_queries=30_000, labels_per_class=1, random_state=0).fit(xa, ya)
-    assert torch.is_tensor(torch.zeros(1))
     assert clf.score(xb, yb) > 0.55  # chance is 1/3
 
 
