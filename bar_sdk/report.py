@@ -75,6 +75,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curve(path: str | Path, history: dict, title: str = "BAR training") -> Path:
     """Loss and minibatch accuracy (smoothed) against queries spent."""
     plt = _pyplot()
@@ -92,12 +101,7 @@ def plot_learning_curve(path: str | Path, history: dict, title: str = "BAR train
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_program(path: str | Path, program: np.ndarray, examples: np.ndarray | None = None,
@@ -118,9 +122,4 @@ def plot_program(path: str | Path, program: np.ndarray, examples: np.ndarray | N
             ax.imshow(np.moveaxis(img, 0, -1), interpolation="nearest")
         ax.set_title(title, fontsize=8)
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
