@@ -37,8 +37,16 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 MEDMNIST_FILES = {"breastmnist": "breastmnist.npz", "pneumoniamnist": "pneumoniamnist_reconstructed.npz"}
 
-#: the source black box: SmallCNN on the CIFAR-10 subset (see SOURCE_CONFIG for the recipe)
+#: the first source black box: SmallCNN on the CIFAR-10 subset, 10 epochs of Adam on the images and
+#: their mirror images (test accuracy 0.569); the transfer matrix, compare and sweep results use it
 SOURCE_CONFIG = {"width": 16, "epochs": 10, "batch_size": 64, "lr": 1e-3, "hflip": True, "normalize": True, "seed": 0}
+
+#: the same network trained properly (test accuracy 0.654): 40 epochs, random 4-pixel crops and
+#: mirroring drawn per batch, Adam with weight decay under a one-cycle learning rate. The calibration
+#: run's source model was this strong (~0.70), and an undertrained source made white-box
+#: reprogramming of BreastMNIST look worse than it is; the reprogramming and warm-start benchmarks use it
+TRAINED_SOURCE_CONFIG = {**SOURCE_CONFIG, "epochs": 40, "lr": 2e-3, "crop": 4, "weight_decay": 5e-4,
+                         "schedule": "onecycle"}
 
 
 def add_common_args(parser) -> None:
@@ -97,11 +105,14 @@ def source_model(data_dir: Path, config: dict | None = None) -> tuple[TorchModel
         net.load_state_dict(torch.load(path, weights_only=True))
         trained_now = False
     else:
-        y = ytr
-        if cfg["hflip"]:
-            X, y = np.concatenate([X, X[..., ::-1]]), np.concatenate([y, y])
-        train_classifier(net, np.ascontiguousarray(X), y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                         lr=cfg["lr"], random_state=cfg["seed"])
+        if cfg.get("crop"):
+            _train_augmented(net, X, ytr, cfg)
+        else:
+            y = ytr
+            if cfg["hflip"]:
+                X, y = np.concatenate([X, X[..., ::-1]]), np.concatenate([y, y])
+            train_classifier(net, np.ascontiguousarray(X), y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                             lr=cfg["lr"], random_state=cfg["seed"])
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         torch.save(net.state_dict(), path)
         trained_now = True
@@ -111,6 +122,35 @@ def source_model(data_dir: Path, config: dict | None = None) -> tuple[TorchModel
             "cache": str(path.relative_to(ROOT)), "trained_now": trained_now,
             "seconds": time.perf_counter() - started}
     return model, info
+
+
+def _train_augmented(net: torch.nn.Module, X: np.ndarray, y: np.ndarray, cfg: dict) -> None:
+    """Adam + weight decay, one-cycle learning rate; each batch randomly shifted (reflect-padded crop) and mirrored."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(cfg["seed"])
+    pad, bs = cfg["crop"], cfg["batch_size"]
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["epochs"] * -(-len(X) // bs))
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    h, w = X.shape[2:]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg["seed"])
+        net.train()
+        for _ in range(cfg["epochs"]):
+            order = rng.permutation(len(X))
+            for start in range(0, len(X), bs):
+                idx = order[start:start + bs]
+                xb = F.pad(Xt[idx], (pad,) * 4, mode="reflect")
+                dx, dy = rng.integers(0, 2 * pad + 1, 2)
+                xb = xb[:, :, dy:dy + h, dx:dx + w]
+                if rng.random() < 0.5:
+                    xb = xb.flip(3)
+                opt.zero_grad(set_to_none=True)
+                torch.nn.functional.cross_entropy(net(xb), yt[idx]).backward()
+                opt.step()
+                sched.step()
+    net.eval()
 
 
 # ---------------------------------------------------------------------- metrics and reports
