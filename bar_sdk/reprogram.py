@@ -74,7 +74,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         How the frame is parameterised: a coarse grid upsampled to the frame
         (few parameters, trains fastest per query), one parameter per pixel
         (BAR), or a low-rank product per channel.
-    grid_size : int, default=8
+    grid_size : int, default=16
         Grid side for ``parameterization="grid"``.
     rank : int, default=2
         Rank for ``parameterization="lowrank"``.
@@ -162,7 +162,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, model, *, max_queries=None, max_epochs=None, batch_size=10, program="pad",
-                 parameterization="grid", grid_size=8, rank=2, target_size=None, program_strength=0.5,
+                 parameterization="grid", grid_size=16, rank=2, target_size=None, program_strength=0.5,
                  mapping="frequency", labels_per_class=None, loss="focal", gamma=2.0,
                  estimator="antithetic", n_directions=5, smoothing=0.05, optimizer="adam",
                  learning_rate=0.05, lr_decay=0.1, init_scale=0.01, random_state=None, verbose=False,
