@@ -12,6 +12,9 @@ surrogate (free), then fits BAR on the black box at several query budgets,
 - ``"warm+guided"``: both,
 - ``"warm_shuffled"``: a control, the surrogate's parameters in a random
   order (a start as far from zero, with none of its content),
+- ``"distilled"``: a warm start from a program trained on a copy of the
+  surrogate first fine-tuned on ``distill_queries`` of the black box's
+  answers (:func:`distill_surrogate`); those queries count in its budget,
 
 and measures each on held-out data. :meth:`WarmStartStudy.savings` reads
 off the smallest budget at which a strategy reaches the cold start's final
@@ -30,13 +33,15 @@ import numpy as np
 from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
+from bar_sdk.transfer.distill import distill_surrogate
+from bar_sdk.transfer.local import _is_torch_model
 from bar_sdk.transfer.metrics import classification_metrics
 
 __all__ = ["STRATEGIES", "WarmStartStudy", "warm_start_study"]
 
 logger = logging.getLogger(__name__)
 
-STRATEGIES = ("cold", "warm", "guided", "warm+guided", "warm_shuffled")
+STRATEGIES = ("cold", "warm", "guided", "warm+guided", "warm_shuffled", "distilled")
 METRICS = ("accuracy", "balanced_accuracy", "auc")
 #: parameters the study sets itself
 _OWN = ("model", "max_queries", "max_epochs", "random_state", "initial_program", "surrogate", "estimator",
@@ -50,12 +55,16 @@ class WarmStartStudy:
     Attributes
     ----------
     rows : tuple of dict
-        One per fit: ``strategy``, ``seed``, ``budget``, ``queries`` (spent
-        in fit), ``eval_queries``, ``surrogate_queries``, the three metrics
-        and ``fit_seconds``.
+        One per fit: ``strategy``, ``seed``, ``budget``, ``queries`` (every
+        image sent to the black box before predicting: the fit's, plus the
+        distillation's for ``"distilled"``), ``distill_queries``,
+        ``eval_queries``, ``surrogate_queries``, the three metrics and
+        ``fit_seconds``.
     surrogate_rows : tuple of dict
-        One per seed: the white-box program on the surrogate (its metrics on
-        the test data *through the surrogate*, its gradient calls, seconds).
+        One per seed and surrogate (``"surrogate"``: ``"as given"`` or
+        ``"distilled"``): the white-box program on it (its metrics on the
+        test data *through the surrogate*, its gradient calls, seconds; for
+        the distilled copy also its fidelity, see :class:`DistilledSurrogate`).
     reference : str
         The strategy whose largest budget sets the level to reach (``"cold"``).
     """
@@ -114,7 +123,8 @@ class WarmStartStudy:
 def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,
                      budgets: Sequence[int] | Mapping[str, Sequence[int]], seeds: Sequence[int] = (0,),
                      strategies: Sequence[str] = ("cold", "warm", "guided"), surrogate_epochs: int = 10,
-                     bar_params: Mapping[str, Any] | None = None) -> WarmStartStudy:
+                     bar_params: Mapping[str, Any] | None = None, distill_queries: int = 4000,
+                     distill_params: Mapping[str, Any] | None = None) -> WarmStartStudy:
     """Fit BAR on ``model`` with and without the help of ``surrogate``, at several budgets.
 
     Parameters
@@ -135,12 +145,18 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
         are averaged over seeds.
     strategies : sequence of str, default ("cold", "warm", "guided")
         Any of ``"cold"``, ``"warm"``, ``"guided"``, ``"warm+guided"``,
-        ``"warm_shuffled"``; ``"cold"`` is required (the reference).
+        ``"warm_shuffled"``, ``"distilled"``; ``"cold"`` is required (the
+        reference).
     surrogate_epochs : int, default 10
         Epochs of white-box training on the surrogate.
     bar_params : mapping, optional
         Other :class:`BARClassifier` parameters, shared by every fit (the
         program settings must match for a warm start).
+    distill_queries : int, default 4000
+        For ``"distilled"``: black-box images spent fine-tuning the
+        surrogate's copy. Part of each of its budgets, which must exceed it.
+    distill_params : mapping, optional
+        Other :func:`distill_surrogate` arguments (``epochs``, ...).
 
     Returns
     -------
@@ -168,35 +184,65 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
             f"input_shape={shape} (the model's) and a log_proba_gradient method"
         )
 
+    distill_queries = check_int(distill_queries, "distill_queries", low=20)
+    if "distilled" in strategies:
+        if not _is_torch_model(surrogate):
+            raise InvalidInputError(f"surrogate={type(surrogate).__name__} cannot be fine-tuned; expected a torch "
+                                    "model (adapters.TorchModel) for strategy 'distilled'")
+        short = [b for b in plan["distilled"] if b <= distill_queries]
+        if short:
+            raise InvalidInputError(f"budgets for 'distilled' include {short}; expected each above "
+                                    f"distill_queries={distill_queries} (the distillation is part of the budget)")
+
     rows, surrogate_rows = [], []
     for seed in seeds:
-        local = None
+        programs: dict[str, np.ndarray] = {}
         if any(s.startswith("warm") for s in strategies):
-            started = time.perf_counter()
-            local = BARClassifier(surrogate, estimator="exact", max_epochs=surrogate_epochs, random_state=seed,
-                                  **params).fit(X_train, y_train)
-            surrogate_rows.append({"seed": seed, **classification_metrics(y_test, local.predict_proba(X_test)),
-                                   "gradient_calls": local.queries_, "fit_seconds": time.perf_counter() - started})
+            programs["warm"], row = _surrogate_program(surrogate, X_train, y_train, X_test, y_test, seed,
+                                                       surrogate_epochs, params)
+            surrogate_rows.append({"surrogate": "as given", **row})
+        distilled = None
+        if "distilled" in strategies:
+            distilled = distill_surrogate(model, surrogate, X_train, max_queries=distill_queries, bar_params=params,
+                                          random_state=seed, **dict(distill_params or {}))
+            programs["distilled"], row = _surrogate_program(distilled.model, X_train, y_train, X_test, y_test, seed,
+                                                            surrogate_epochs, params)
+            surrogate_rows.append({"surrogate": "distilled", **row, **distilled.to_dict()})
         for strategy in strategies:
             extra: dict[str, Any] = {}
+            spent_before = 0
             if strategy in ("warm", "warm+guided"):
-                extra["initial_program"] = local.theta_
+                extra["initial_program"] = programs["warm"]
             if strategy == "warm_shuffled":
-                extra["initial_program"] = np.random.default_rng(seed).permutation(local.theta_)
+                extra["initial_program"] = np.random.default_rng(seed).permutation(programs["warm"])
             if strategy in ("guided", "warm+guided"):
                 extra["surrogate"] = surrogate
+            if strategy == "distilled":
+                extra["initial_program"] = programs["distilled"]
+                spent_before = distilled.queries
             for budget in plan[strategy]:
                 started = time.perf_counter()
-                clf = BARClassifier(model, max_queries=budget, random_state=seed, **params, **extra)
+                clf = BARClassifier(model, max_queries=budget - spent_before, random_state=seed, **params, **extra)
                 clf.fit(X_train, y_train)
                 fit_seconds = time.perf_counter() - started
                 scores = classification_metrics(y_test, clf.predict_proba(X_test))
-                rows.append({"strategy": strategy, "seed": seed, "budget": budget, "queries": clf.queries_,
+                rows.append({"strategy": strategy, "seed": seed, "budget": budget,
+                             "queries": clf.queries_ + spent_before, "distill_queries": spent_before,
                              "eval_queries": clf.ledger_.by_purpose.get("predict", 0),
                              "surrogate_queries": clf.surrogate_queries_, **scores,
                              "fit_seconds": round(fit_seconds, 3)})
                 logger.info("%s seed %d budget %d: %s", strategy, seed, budget, scores)
     return WarmStartStudy(rows=tuple(rows), surrogate_rows=tuple(surrogate_rows))
+
+
+def _surrogate_program(surrogate, X_train, y_train, X_test, y_test, seed, epochs, params):
+    """A program trained white-box on ``surrogate`` (free), and a row describing it."""
+    started = time.perf_counter()
+    local = BARClassifier(surrogate, estimator="exact", max_epochs=epochs, random_state=seed, **params)
+    local.fit(X_train, y_train)
+    row = {"seed": seed, **classification_metrics(y_test, local.predict_proba(X_test)),
+           "gradient_calls": local.queries_, "fit_seconds": time.perf_counter() - started}
+    return local.theta_, row
 
 
 def _budgets(budgets: Any, strategies: tuple) -> dict[str, list[int]]:

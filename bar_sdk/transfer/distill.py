@@ -1,0 +1,207 @@
+"""Teach a local surrogate to answer like the black box, on the images BAR will send.
+
+A surrogate trained on other data (a digits classifier, say) knows nothing
+of the black box's labels, so a program trained on it as it stands moves the
+black box at random. :func:`distill_surrogate` spends a small, counted
+number of queries on framed training images, each frame a random program of
+the kind BAR trains, and fine-tunes a copy of the surrogate to match the
+black box's scores on them (knowledge distillation: Kullback-Leibler
+divergence from the black box's distribution). A program trained white-box
+on the copy (free) is then a warm start for BAR on the black box; the
+distillation's queries are part of what that warm start costs.
+
+torch is imported only when this function runs: the surrogate must be a
+trainable torch model such as :class:`adapters.TorchModel`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from bar_sdk.contract import check_float, check_int, check_model
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.layout import TargetLayout
+from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.reprogram import BARClassifier
+from bar_sdk.transfer.local import _is_torch_model, _last_linear
+
+__all__ = ["DistilledSurrogate", "distill_surrogate"]
+
+#: BARClassifier parameters that decide the images BAR sends (the frames to distil on)
+_PROGRAM_PARAMS = ("program", "parameterization", "grid_size", "rank", "target_size", "program_strength")
+
+
+@dataclass(frozen=True)
+class DistilledSurrogate:
+    """A surrogate fine-tuned on the black box's answers.
+
+    Attributes
+    ----------
+    model : adapters.TorchModel
+        The fine-tuned copy (the surrogate given is left as it was), with the
+        black box's ``n_classes`` and ``labels``.
+    queries : int
+        Images sent to the black box (every one counted, held-out ones too).
+    n_train, n_holdout : int
+        Images trained on, and held out to measure fidelity.
+    agreement : float or None
+        Share of held-out images on which the copy's top class is the black
+        box's (None without a hold-out).
+    agreement_before : float or None
+        The same for the surrogate before fine-tuning (chance level when its
+        head was replaced).
+    kl : float or None
+        Mean KL divergence, black box to copy, on the held-out images.
+    seconds : float
+        Wall time, queries and training together.
+    """
+
+    model: Any
+    queries: int
+    n_train: int
+    n_holdout: int
+    agreement: float | None
+    agreement_before: float | None
+    kl: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("queries", "n_train", "n_holdout", "agreement", "agreement_before",
+                                                "kl", "seconds")}
+
+
+def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 4000,
+                      bar_params: Mapping[str, Any] | None = None, program_scale: float = 1.0,
+                      images_per_program: int = 10, epochs: int = 40, batch_size: int = 64,
+                      learning_rate: float = 1e-3, holdout: float = 0.1,
+                      random_state: Any = None) -> DistilledSurrogate:
+    """Fine-tune a copy of ``surrogate`` to match ``model``'s scores on framed images of ``X``.
+
+    Parameters
+    ----------
+    model : black box
+        The model you pay to query; exactly ``max_queries`` images are sent.
+    surrogate : adapters.TorchModel (or any model with a torch ``module`` and ``torch_log_proba``)
+        Same ``input_shape`` as ``model``. When its number of classes differs
+        from the black box's, its last ``torch.nn.Linear`` layer is replaced
+        by a new one with the black box's.
+    X : array
+        The target task's training inputs, as for :meth:`BARClassifier.fit`
+        (labels are not needed).
+    max_queries : int, default 4000
+        Images sent to ``model``.
+    bar_params : mapping, optional
+        The :class:`BARClassifier` program settings the warm start will use
+        (``program``, ``parameterization``, ``grid_size``, ...), so the frames
+        distilled on are the ones BAR sends.
+    program_scale : float, default 1.0
+        Standard deviation of the random program parameters (before tanh).
+    images_per_program : int, default 10
+        Training images shown in each random frame.
+    epochs, batch_size, learning_rate : training of the copy (Adam)
+    holdout : float, default 0.1
+        Share of the random programs (and their images) kept out of training
+        to measure the copy's fidelity, in [0, 0.5].
+    random_state : int, optional
+
+    Returns
+    -------
+    DistilledSurrogate
+    """
+    n_classes, shape = check_model(model)
+    _, s_shape = check_model(surrogate, "surrogate")
+    if not _is_torch_model(surrogate):
+        raise InvalidInputError(f"surrogate={type(surrogate).__name__}; expected a trainable torch model with "
+                                "`module` and `torch_log_proba` (e.g. adapters.TorchModel)")
+    if s_shape != shape:
+        raise InvalidInputError(f"surrogate has input_shape={s_shape}; expected {shape}, the model's")
+    max_queries = check_int(max_queries, "max_queries", low=20)
+    program_scale = check_float(program_scale, "program_scale", low=0.0, low_open=True)
+    per = check_int(images_per_program, "images_per_program", low=1)
+    epochs = check_int(epochs, "epochs", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    learning_rate = check_float(learning_rate, "learning_rate", low=0.0, low_open=True)
+    holdout = check_float(holdout, "holdout", low=0.0, high=0.5)
+    params = dict(bar_params or {})
+    unknown = sorted(set(params) - set(BARClassifier(None).get_params()))
+    if unknown:
+        raise InvalidInputError(f"bar_params has {unknown}; expected BARClassifier parameters")
+
+    import torch
+    from torch.nn import functional as F
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(random_state)
+    shaper = BARClassifier(model, **{k: v for k, v in params.items() if k in _PROGRAM_PARAMS})
+    shaper._validate_params()
+    layout = TargetLayout.fit(X, shape, shaper.target_size, full_frame=shaper.program == "full")
+    program = shaper._build_program(shape, layout)
+    embedded = program.embed(layout.transform(X))
+
+    # random programs, each in front of a random handful of training images
+    n_programs = -(-max_queries // per)
+    thetas = rng.normal(0.0, program_scale, (n_programs, program.n_params))
+    sizes = np.full(n_programs, per)
+    sizes[-1] = max_queries - per * (n_programs - 1)
+    images = np.concatenate([program.apply(thetas[j:j + 1], embedded[rng.integers(0, len(embedded), sizes[j])])
+                             for j in range(n_programs)]).astype(np.float32, copy=False)
+    owner = np.repeat(np.arange(n_programs), sizes)
+    metered = MeteredModel(model, QueryLedger(max_queries))
+    scores = np.concatenate([metered.predict_proba(images[s:s + 500], purpose="distill")
+                             for s in range(0, len(images), 500)])
+
+    n_hold = int(round(holdout * n_programs)) if n_programs > 1 else 0
+    held = owner >= n_programs - n_hold
+    student = copy.deepcopy(surrogate)
+    module = student.module
+    device = getattr(student, "device", torch.device("cpu"))
+    seed = int(rng.integers(2**62))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if student.n_classes != n_classes:
+            head = _last_linear(module)
+            _replace(module, head, torch.nn.Linear(head.in_features, n_classes).to(device))
+            student.n_classes = n_classes
+        before = _agreement(student, images[held], scores[held]) if n_hold else None
+        x_train = torch.from_numpy(images[~held]).to(device)
+        p_train = torch.from_numpy(scores[~held] / scores[~held].sum(1, keepdims=True)).float().to(device)
+        optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
+        # torch_log_proba keeps the module in eval mode: batch-norm statistics and dropout stay as the
+        # surrogate had them, which suits a few thousand images
+        for _ in range(epochs):
+            order = torch.from_numpy(rng.permutation(len(x_train))).to(device)
+            for s in range(0, len(x_train), batch_size):
+                idx = order[s:s + batch_size]
+                loss = F.kl_div(student.torch_log_proba(x_train[idx]), p_train[idx], reduction="batchmean")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+    student.labels = getattr(model, "labels", None)
+    agreement = kl = None
+    if n_hold:
+        agreement = _agreement(student, images[held], scores[held])
+        p = scores[held] / scores[held].sum(1, keepdims=True)
+        q = np.clip(student.predict_proba(images[held]), 1e-12, None)
+        kl = float(np.mean(np.sum(np.where(p > 0, p * (np.log(np.clip(p, 1e-12, None)) - np.log(q)), 0.0), 1)))
+    return DistilledSurrogate(model=student, queries=metered.ledger.queries, n_train=int((~held).sum()),
+                              n_holdout=int(held.sum()), agreement=agreement, agreement_before=before, kl=kl,
+                              seconds=time.perf_counter() - started)
+
+
+def _agreement(student: Any, images: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.mean(student.predict_proba(images).argmax(1) == scores.argmax(1)))
+
+
+def _replace(module: Any, old: Any, new: Any) -> None:
+    """Swap the submodule ``old`` for ``new`` wherever it sits in ``module``."""
+    for parent in module.modules():
+        for name, child in parent.named_children():
+            if child is old:
+                setattr(parent, name, new)
+                return
+    raise InvalidInputError("could not replace the surrogate's last linear layer")  # pragma: no cover

@@ -1,0 +1,78 @@
+"""Distilling a local surrogate on the black box's answers: counted queries, fidelity, the warm start it buys."""
+
+import numpy as np
+import pytest
+import torch
+
+from adapters import TorchModel
+from adapters.nets import MLPNet
+from bar_sdk import InvalidInputError
+from bar_sdk.transfer import distill_surrogate, warm_start_study
+from transfer_models import Counting, breast_cancer, cnn, mlp
+
+
+def untrained(n_classes=3, seed=0):
+    """A surrogate that knows nothing, with a label space unlike the black box's."""
+    return TorchModel(MLPNet((1, 16, 16), n_classes, hidden=64, random_state=seed), (1, 16, 16))
+
+
+def test_sends_exactly_its_budget_and_learns_the_black_box():
+    Xa, _, _, _ = breast_cancer()
+    black_box = Counting(cnn())
+    surrogate = untrained()
+    before = [p.detach().clone() for p in surrogate.module.parameters()]
+    out = distill_surrogate(black_box, surrogate, Xa, max_queries=2000, random_state=0)
+    assert out.queries == black_box.seen == 2000
+    assert out.n_train + out.n_holdout == 2000 and out.n_holdout == 200
+    # the head was replaced to the black box's classes on the copy; the surrogate given is untouched
+    assert out.model.n_classes == 10 and surrogate.n_classes == 3
+    assert all(torch.equal(a, b) for a, b in zip(before, surrogate.module.parameters()))
+    # fidelity on frames it never saw: far above the untrained copy's
+    assert out.agreement >= out.agreement_before + 0.2
+    assert out.agreement >= 0.6
+    assert out.kl is not None and out.kl >= 0.0
+
+
+def test_same_seed_same_copy():
+    Xa, Xb, _, _ = breast_cancer()
+    a = distill_surrogate(cnn(), untrained(), Xa, max_queries=400, epochs=3, random_state=3)
+    b = distill_surrogate(cnn(), untrained(), Xa, max_queries=400, epochs=3, random_state=3)
+    x = np.random.default_rng(0).random((5, 1, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(a.model.predict_proba(x), b.model.predict_proba(x))
+
+
+def test_bad_requests_are_refused_before_any_query():
+    Xa, _, _, _ = breast_cancer()
+    black_box = Counting(cnn())
+    with pytest.raises(InvalidInputError, match="surrogate=Counting"):
+        distill_surrogate(black_box, Counting(mlp()), Xa)
+    with pytest.raises(InvalidInputError, match="input_shape"):
+        distill_surrogate(black_box, TorchModel(MLPNet((1, 8, 8), 10), (1, 8, 8)), Xa)
+    with pytest.raises(InvalidInputError, match="max_queries"):
+        distill_surrogate(black_box, untrained(), Xa, max_queries=10)
+    with pytest.raises(InvalidInputError, match="holdout"):
+        distill_surrogate(black_box, untrained(), Xa, holdout=0.7)
+    with pytest.raises(InvalidInputError, match="bar_params"):
+        distill_surrogate(black_box, untrained(), Xa, bar_params={"no_such": 1})
+    with pytest.raises(InvalidInputError, match="distill_queries"):
+        warm_start_study(black_box, untrained(), Xa, np.zeros(len(Xa), int), Xa, np.zeros(len(Xa), int),
+                         budgets={"cold": [3000], "distilled": [1000]}, strategies=("cold", "distilled"),
+                         distill_queries=1000)
+    assert black_box.seen == 0
+
+
+def test_distilled_warm_start_counts_the_distillation_in_its_budget():
+    Xa, Xb, ya, yb = breast_cancer()
+    black_box = Counting(cnn())
+    study = warm_start_study(black_box, untrained(), Xa, ya, Xb, yb, budgets={"cold": [1500], "distilled": [1500]},
+                             strategies=("cold", "distilled"), distill_queries=600, surrogate_epochs=2,
+                             distill_params={"epochs": 3})
+    rows = {r["strategy"]: r for r in study.rows}
+    assert rows["distilled"]["distill_queries"] == 600
+    assert 600 < rows["distilled"]["queries"] <= 1500
+    assert rows["cold"]["distill_queries"] == 0
+    [sur] = study.surrogate_rows
+    assert sur["surrogate"] == "distilled" and sur["queries"] == 600
+    # everything the black box saw: both fits, the distillation and the two test evaluations
+    fits = sum(r["queries"] + r["eval_queries"] for r in study.rows)
+    assert black_box.seen == fits
