@@ -76,3 +76,33 @@ def test_distilled_warm_start_counts_the_distillation_in_its_budget():
     # everything the black box saw: both fits, the distillation and the two test evaluations
     fits = sum(r["queries"] + r["eval_queries"] for r in study.rows)
     assert black_box.seen == fits
+
+
+def test_distilled_program_spends_its_budget_over_rounds():
+    from bar_sdk.transfer import distilled_program
+
+    Xa, Xb, ya, yb = breast_cancer()
+    black_box = Counting(cnn())
+    out = distilled_program(black_box, untrained(), Xa, ya, max_queries=1001, rounds=2, surrogate_epochs=2,
+                            distill_params={"epochs": 3}, random_state=0)
+    assert black_box.seen == out.queries == 1001
+    assert [r.queries for r in out.rounds] == [501, 500]
+    assert out.theta.shape == out.classifier.theta_.shape and out.gradient_calls > 0
+    assert out.surrogate.n_classes == 10
+    assert 0.0 <= out.rounds[1].agreement <= 1.0
+
+
+def test_distilled_program_refuses_bad_settings_before_any_query():
+    from bar_sdk.transfer import distilled_program
+
+    Xa, _, ya, _ = breast_cancer()
+    black_box = Counting(cnn())
+    with pytest.raises(InvalidInputError, match="rounds"):
+        distilled_program(black_box, untrained(), Xa, ya, rounds=0)
+    with pytest.raises(InvalidInputError, match="per round"):
+        distilled_program(black_box, untrained(), Xa, ya, max_queries=50, rounds=3)
+    with pytest.raises(InvalidInputError, match="distill_params"):
+        distilled_program(black_box, untrained(), Xa, ya, distill_params={"center": 0})
+    with pytest.raises(InvalidInputError, match="bar_params"):
+        distilled_program(black_box, untrained(), Xa, ya, bar_params={"estimator": "exact"})
+    assert black_box.seen == 0

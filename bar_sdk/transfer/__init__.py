@@ -6,8 +6,9 @@
 - :func:`evaluate_program`: a program trained on one model, in front of others.
 - :func:`warm_start_study`: queries saved on a black box by a free local
   surrogate (warm start, surrogate-guided estimation);
-  :func:`distill_surrogate` first teaches a copy of the surrogate the black
-  box's answers, with a few counted queries.
+  :func:`distilled_program` first teaches a copy of the surrogate the black
+  box's answers with a few counted queries (:func:`distill_surrogate`), in
+  rounds, and trains the warm-start program on the copy.
 - :func:`compare`: BAR, white-box reprogramming, linear probe, fine-tuning
   and training from scratch on one data split, in one table.
 
@@ -15,7 +16,7 @@
 """
 
 from bar_sdk.transfer.compare import Comparison, compare, default_methods
-from bar_sdk.transfer.distill import DistilledSurrogate, distill_surrogate
+from bar_sdk.transfer.distill import DistilledProgram, DistilledSurrogate, distill_surrogate, distilled_program
 from bar_sdk.transfer.ensemble import EnsembleModel
 from bar_sdk.transfer.local import LocalTransferClassifier
 from bar_sdk.transfer.matrix import TransferMatrix, to_uint8, transfer_matrix
@@ -26,7 +27,8 @@ from bar_sdk.transfer.warmstart import STRATEGIES, WarmStartStudy, warm_start_st
 __all__ = [
     "transfer_matrix", "TransferMatrix", "EnsembleModel", "to_uint8",
     "evaluate_program", "program_scores", "ProgramTransfer",
-    "warm_start_study", "WarmStartStudy", "STRATEGIES", "distill_surrogate", "DistilledSurrogate",
+    "warm_start_study", "WarmStartStudy", "STRATEGIES",
+    "distill_surrogate", "DistilledSurrogate", "distilled_program", "DistilledProgram",
     "compare", "Comparison", "default_methods", "LocalTransferClassifier",
     "classification_metrics",
 ]

@@ -30,7 +30,7 @@ from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.local import _is_torch_model, _last_linear
 
-__all__ = ["DistilledSurrogate", "distill_surrogate"]
+__all__ = ["DistilledProgram", "DistilledSurrogate", "distill_surrogate", "distilled_program"]
 
 #: BARClassifier parameters that decide the images BAR sends (the frames to distil on)
 _PROGRAM_PARAMS = ("program", "parameterization", "grid_size", "rank", "target_size", "program_strength")
@@ -78,7 +78,7 @@ class DistilledSurrogate:
 def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 4000,
                       bar_params: Mapping[str, Any] | None = None, program_scale: float = 1.0,
                       images_per_program: int = 10, epochs: int = 40, batch_size: int = 64,
-                      learning_rate: float = 1e-3, holdout: float = 0.1,
+                      learning_rate: float = 1e-3, holdout: float = 0.1, center: Any = None,
                       random_state: Any = None) -> DistilledSurrogate:
     """Fine-tune a copy of ``surrogate`` to match ``model``'s scores on framed images of ``X``.
 
@@ -101,6 +101,11 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
         distilled on are the ones BAR sends.
     program_scale : float, default 1.0
         Standard deviation of the random program parameters (before tanh).
+    center : array, optional
+        Draw the random programs around these parameters (a program trained
+        on an earlier copy, for a second round that teaches the copy the
+        black box's answers where the program actually goes) instead of
+        around zero.
     images_per_program : int, default 10
         Training images shown in each random frame.
     epochs, batch_size, learning_rate : training of the copy (Adam)
@@ -146,6 +151,12 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     # random programs, each in front of a random handful of training images
     n_programs = -(-max_queries // per)
     thetas = rng.normal(0.0, program_scale, (n_programs, program.n_params))
+    if center is not None:
+        center = np.asarray(center, dtype=np.float64).ravel()
+        if center.shape != (program.n_params,) or not np.all(np.isfinite(center)):
+            raise InvalidInputError(f"center has shape {center.shape}; expected ({program.n_params},) finite "
+                                    "program parameters for these bar_params")
+        thetas += center
     sizes = np.full(n_programs, per)
     sizes[-1] = max_queries - per * (n_programs - 1)
     images = np.concatenate([program.apply(thetas[j:j + 1], embedded[rng.integers(0, len(embedded), sizes[j])])
@@ -205,3 +216,107 @@ def _replace(module: Any, old: Any, new: Any) -> None:
                 setattr(parent, name, new)
                 return
     raise InvalidInputError("could not replace the surrogate's last linear layer")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class DistilledProgram:
+    """A warm-start program for BAR from a surrogate taught the black box's answers.
+
+    Attributes
+    ----------
+    theta : ndarray
+        Program parameters: pass as ``BARClassifier(initial_program=theta)``
+        with the same program settings.
+    queries : int
+        Black-box images spent (all rounds); part of what the warm start costs.
+    surrogate : adapters.TorchModel
+        The last fine-tuned copy.
+    classifier : BARClassifier
+        The program on that copy, fitted white-box (predicts through the
+        copy, free).
+    rounds : tuple of DistilledSurrogate
+        One per round, with its fidelity figures.
+    gradient_calls : int
+        Free calls to the copies while training the program.
+    """
+
+    theta: np.ndarray
+    queries: int
+    surrogate: Any
+    classifier: Any
+    rounds: tuple
+    gradient_calls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queries": self.queries, "gradient_calls": self.gradient_calls,
+                "rounds": [r.to_dict() for r in self.rounds]}
+
+
+def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries: int = 4000, rounds: int = 2,
+                      local_scale: float = 0.5, surrogate_epochs: int = 10,
+                      bar_params: Mapping[str, Any] | None = None, distill_params: Mapping[str, Any] | None = None,
+                      random_state: Any = None) -> DistilledProgram:
+    """Train a program on a copy of ``surrogate`` distilled from ``model``, in rounds.
+
+    Round one distils on random programs around zero and trains a program
+    white-box on the copy. A program so trained leaves the frames the copy
+    was taught on (there the copy may agree with the black box on well under
+    half the images), so each later round spends its share of the queries on
+    programs drawn around the current one (``local_scale``), fine-tunes the
+    copy further and trains on from the current program.
+
+    Parameters
+    ----------
+    model : black box
+        Receives exactly ``max_queries`` images, split evenly over the rounds.
+    surrogate : adapters.TorchModel
+        As for :func:`distill_surrogate`; never modified.
+    X, y : target training data
+        As for :meth:`BARClassifier.fit`.
+    max_queries : int, default 4000
+    rounds : int, default 2
+    local_scale : float, default 0.5
+        Spread of the programs around the current one in rounds after the first.
+    surrogate_epochs : int, default 10
+        Epochs of white-box training on each copy.
+    bar_params : mapping, optional
+        The :class:`BARClassifier` settings the warm start will use.
+    distill_params : mapping, optional
+        Other :func:`distill_surrogate` arguments (``epochs``, ``program_scale``, ...).
+    random_state : int, optional
+
+    Returns
+    -------
+    DistilledProgram
+    """
+    max_queries = check_int(max_queries, "max_queries", low=20)
+    rounds = check_int(rounds, "rounds", low=1)
+    if max_queries // rounds < 20:
+        raise InvalidInputError(f"max_queries={max_queries} over rounds={rounds} leaves under 20 images a round; "
+                                "expected at least 20 per round")
+    local_scale = check_float(local_scale, "local_scale", low=0.0, low_open=True)
+    check_int(surrogate_epochs, "surrogate_epochs", low=1)
+    params = dict(bar_params or {})
+    extra = dict(distill_params or {})
+    clash = sorted(set(extra) & {"max_queries", "bar_params", "center", "random_state"})
+    if clash:
+        raise InvalidInputError(f"distill_params sets {clash}; expected none of them (distilled_program sets them)")
+    own = sorted(set(params) & {"model", "estimator", "max_epochs", "random_state", "initial_program", "max_queries"})
+    if own:
+        raise InvalidInputError(f"bar_params sets {own}; expected program and mapping settings only")
+    rng = np.random.default_rng(random_state)
+    shares = [max_queries // rounds + (1 if r < max_queries % rounds else 0) for r in range(rounds)]
+    copy_, theta, done, calls = surrogate, None, [], 0
+    for r, share in enumerate(shares):
+        kw = dict(extra)
+        if theta is not None:
+            kw.update(center=theta, program_scale=local_scale)
+        step = distill_surrogate(model, copy_, X, max_queries=share, bar_params=params,
+                                 random_state=int(rng.integers(2**62)), **kw)
+        local = BARClassifier(step.model, estimator="exact", max_epochs=surrogate_epochs,
+                              random_state=int(rng.integers(2**62)), initial_program=theta, **params).fit(X, y)
+        theta, copy_ = local.theta_, step.model
+        calls += local.queries_
+        done.append(step)
+    return DistilledProgram(theta=theta, queries=sum(s.queries for s in done), surrogate=copy_, classifier=local,
+                            rounds=tuple(done), gradient_calls=calls)

@@ -13,8 +13,8 @@ surrogate (free), then fits BAR on the black box at several query budgets,
 - ``"warm_shuffled"``: a control, the surrogate's parameters in a random
   order (a start as far from zero, with none of its content),
 - ``"distilled"``: a warm start from a program trained on a copy of the
-  surrogate first fine-tuned on ``distill_queries`` of the black box's
-  answers (:func:`distill_surrogate`); those queries count in its budget,
+  surrogate fine-tuned on ``distill_queries`` of the black box's answers, in
+  rounds (:func:`distilled_program`); those queries count in its budget,
 
 and measures each on held-out data. :meth:`WarmStartStudy.savings` reads
 off the smallest budget at which a strategy reaches the cold start's final
@@ -33,7 +33,7 @@ import numpy as np
 from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
-from bar_sdk.transfer.distill import distill_surrogate
+from bar_sdk.transfer.distill import distilled_program
 from bar_sdk.transfer.local import _is_torch_model
 from bar_sdk.transfer.metrics import classification_metrics
 
@@ -124,7 +124,7 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
                      budgets: Sequence[int] | Mapping[str, Sequence[int]], seeds: Sequence[int] = (0,),
                      strategies: Sequence[str] = ("cold", "warm", "guided"), surrogate_epochs: int = 10,
                      bar_params: Mapping[str, Any] | None = None, distill_queries: int = 4000,
-                     distill_params: Mapping[str, Any] | None = None) -> WarmStartStudy:
+                     distill_rounds: int = 2, distill_params: Mapping[str, Any] | None = None) -> WarmStartStudy:
     """Fit BAR on ``model`` with and without the help of ``surrogate``, at several budgets.
 
     Parameters
@@ -155,6 +155,8 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
     distill_queries : int, default 4000
         For ``"distilled"``: black-box images spent fine-tuning the
         surrogate's copy. Part of each of its budgets, which must exceed it.
+    distill_rounds : int, default 2
+        Rounds of :func:`distilled_program` (the queries split evenly).
     distill_params : mapping, optional
         Other :func:`distill_surrogate` arguments (``epochs``, ...).
 
@@ -203,11 +205,18 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
             surrogate_rows.append({"surrogate": "as given", **row})
         distilled = None
         if "distilled" in strategies:
-            distilled = distill_surrogate(model, surrogate, X_train, max_queries=distill_queries, bar_params=params,
-                                          random_state=seed, **dict(distill_params or {}))
-            programs["distilled"], row = _surrogate_program(distilled.model, X_train, y_train, X_test, y_test, seed,
-                                                            surrogate_epochs, params)
-            surrogate_rows.append({"surrogate": "distilled", **row, **distilled.to_dict()})
+            started = time.perf_counter()
+            distilled = distilled_program(model, surrogate, X_train, y_train, max_queries=distill_queries,
+                                          rounds=distill_rounds, surrogate_epochs=surrogate_epochs, bar_params=params,
+                                          distill_params=distill_params, random_state=seed)
+            programs["distilled"] = distilled.theta
+            last = distilled.rounds[-1]
+            surrogate_rows.append({
+                "surrogate": "distilled", "seed": seed,
+                **classification_metrics(y_test, distilled.classifier.predict_proba(X_test)),
+                "gradient_calls": distilled.gradient_calls, "fit_seconds": time.perf_counter() - started,
+                "queries": distilled.queries, "agreement": last.agreement, "agreement_before": last.agreement_before,
+                "rounds": [r.to_dict() for r in distilled.rounds]})
         for strategy in strategies:
             extra: dict[str, Any] = {}
             spent_before = 0
