@@ -94,8 +94,10 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         Focal loss with class weights 1/n_j (BAR) or weighted cross-entropy.
     gamma : float, default=2.0
         Focal-loss exponent.
-    estimator : {"antithetic", "one_sided", "spsa", "coordinate", "exact"} or GradientEstimator
-        Gradient estimator. ``"exact"`` uses the model's own gradients
+    estimator : {"one_sided", "antithetic", "spsa", "coordinate", "exact"} or GradientEstimator, default="one_sided"
+        Gradient estimator (BAR's one-sided differences by default: q + 1
+        evaluations a step; measured at least as good as two-sided ones per
+        query with a 16x16 grid program, ``benchmarks/results/sweep_program.md``). ``"exact"`` uses the model's own gradients
         (white-box reprogramming, the upper bound; needs ``log_proba_gradient``).
     n_directions : int, default=5
         q, random directions per step.
@@ -164,7 +166,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, model, *, max_queries=None, max_epochs=None, batch_size=10, program="pad",
                  parameterization="grid", grid_size=16, rank=2, target_size=None, program_strength=0.5,
                  mapping="frequency", labels_per_class=None, loss="focal", gamma=2.0,
-                 estimator="antithetic", n_directions=5, smoothing=0.05, optimizer="adam",
+                 estimator="one_sided", n_directions=5, smoothing=0.05, optimizer="adam",
                  learning_rate=0.05, lr_decay=0.1, init_scale=0.01, random_state=None, verbose=False,
                  checkpoint=None, initial_program=None, surrogate=None, prior_weight=0.5):
         self.model = model

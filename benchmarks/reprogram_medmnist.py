@@ -235,10 +235,14 @@ def main() -> None:
                         help="JSON dict of BARClassifier parameters standing in for defaults not yet set "
                              "in the library (recorded in the results)")
     parser.add_argument("--tasks", nargs="*", default=None)
+    parser.add_argument("--default-budgets", type=int, nargs="+", default=None,
+                        help="max_queries of the SDK-default fits (default: 25k, 50k, 100k)")
     parser.add_argument("--only", nargs="*", choices=list(GROUPS), default=None,
                         help="rerun only these parts and merge them into the existing results JSON")
     args = parser.parse_args()
-    budgets = QUICK_BUDGETS if args.quick else BUDGETS
+    budgets = dict(QUICK_BUDGETS if args.quick else BUDGETS)
+    if args.default_budgets:
+        budgets["default"] = sorted(args.default_budgets)
     seeds, overrides = args.seeds, args.default_overrides
     seed = seeds[0]  # the overhead measurement's
 
