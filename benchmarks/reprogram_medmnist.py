@@ -40,8 +40,11 @@ from bar_sdk.zo.optimizers import SGD
 PAPER = {"parameterization": "full", "estimator": "one_sided", "n_directions": 5, "smoothing": 0.01,
          "learning_rate": 0.05, "lr_decay": 0.1, "loss": "focal", "mapping": "frequency"}
 
-BUDGETS = {"paper": [25_000, 50_000, 100_000, 200_000], "default": [25_000, 50_000, 100_000], "white_box": 20_000}
-QUICK_BUDGETS = {"paper": [2_000, 4_000], "default": [2_000, 4_000], "white_box": 2_000}
+#: white-box at 20k (where it has about converged) and at the default's largest budget, so the gap is
+#: also judged against white-box reprogramming given as many queries as the black box
+BUDGETS = {"paper": [25_000, 50_000, 100_000, 200_000], "default": [25_000, 50_000, 100_000, 200_000],
+           "white_box": [20_000, 100_000]}
+QUICK_BUDGETS = {"paper": [2_000, 4_000], "default": [2_000, 4_000], "white_box": [2_000, 4_000]}
 
 
 class TimedModel:
@@ -137,13 +140,17 @@ def run_default(model, task, train, test, budgets, seed, overrides):
     return rows
 
 
-def run_white_box(model, task, train, test, budget, seed, overrides, parameterization="grid"):
+def run_white_box(model, task, train, test, budgets, seed, overrides, parameterization="grid"):
     """Exact gradients: the default's settings (program, mapping) with the model's own gradients."""
-    started = time.perf_counter()
     params = {**overrides, "estimator": "exact", "parameterization": parameterization}
-    clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(*train)
     name = "white-box reprogramming" + (" (full frame)" if parameterization == "full" else " (default program)")
-    return [bar_row(task, name, clf, *test, time.perf_counter() - started, {"budget": budget, "anytime": False})]
+    rows = []
+    for budget in budgets:
+        started = time.perf_counter()
+        clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(*train)
+        rows.append(bar_row(task, name, clf, *test, time.perf_counter() - started,
+                            {"budget": budget, "anytime": False}))
+    return rows
 
 
 def measure_overhead(model, train, budget, seed, overrides):
@@ -236,7 +243,8 @@ def main() -> None:
                              "in the library (recorded in the results)")
     parser.add_argument("--tasks", nargs="*", default=None)
     parser.add_argument("--default-budgets", type=int, nargs="+", default=None,
-                        help="max_queries of the SDK-default fits (default: 25k, 50k, 100k)")
+                        help="max_queries of the SDK-default fits (default: 25k, 50k, 100k, 200k); with --only "
+                             "default, rows of other budgets are kept")
     parser.add_argument("--only", nargs="*", choices=list(GROUPS), default=None,
                         help="rerun only these parts and merge them into the existing results JSON")
     args = parser.parse_args()
@@ -255,10 +263,16 @@ def main() -> None:
     if args.only is not None:  # keep what is not rerun
         old = json.loads((common.RESULTS_DIR / "reprogram_medmnist.json").read_text())
         rerun = set(args.tasks or all_tasks)
-        payload["rows"] = [r for r in old["rows"] if not (r["task"] in rerun and _group(r["method"]) in only)]
+        def rerun_here(r):  # a row is replaced when its task, part and budget are all being rerun
+            group = _group(r["method"])
+            return (r["task"] in rerun and group in only
+                    and (r.get("budget") is None or r["budget"] in np.ravel(budgets.get(group, r["budget"]))))
+
+        payload["rows"] = [r for r in old["rows"] if not rerun_here(r)]
         payload["overhead"] = None if "overhead" in only else old["overhead"]
         payload["merged_from_runs"] = old.get("merged_from_runs", 1) + 1
         payload["rerun_parts"] = sorted(only)
+        payload["rerun_budgets"] = sorted(args.default_budgets) if args.default_budgets else None
 
     def save():
         order = {t: i for i, t in enumerate(all_tasks)}
@@ -282,7 +296,7 @@ def main() -> None:
             "probe": lambda: run_linear_probe(model, task, train, test, val_split),
             "fine_tune": lambda: run_fine_tune(model, task, train, test, epochs, seed),
             "white_box": lambda: run_white_box(model, task, train, test, budgets["white_box"], seed, overrides)
-            + (run_white_box(model, task, train, test, budgets["white_box"], seed, overrides, "full")
+            + (run_white_box(model, task, train, test, budgets["white_box"][:1], seed, overrides, "full")
                if task == "breastmnist" else []),
             "default": lambda: run_default(model, task, train, test, budgets["default"], seed, overrides),
             "paper": lambda: run_paper(model, task, train, test, budgets["paper"], seed),
@@ -350,13 +364,21 @@ def targets(payload) -> dict:
             t["default_first_budget_reaching_it"] = reached[0]["budget"] if reached else None
             t["default_half_budget_met"] = bool(reached) and reached[0]["budget"] <= final_q / 2
         if white and default:
-            # the smallest budget whose mean is within 3 points, else the largest run
-            close = [r for r in default if 100 * (white[0]["accuracy"] - r["accuracy"]) <= 3.0]
+            # each black-box budget is judged against the best white-box run given no more queries than
+            # it (the smallest white-box run when none is that small); the smallest budget within 3
+            # points counts, else the largest run
+            def reference(r):
+                fits = [w for w in white if w["budget"] <= r["budget"]] or [min(white, key=lambda w: w["budget"])]
+                return max(fits, key=lambda w: w["accuracy"])
+
+            close = [r for r in default if 100 * (reference(r)["accuracy"] - r["accuracy"]) <= 3.0]
             best = close[0] if close else default[-1]
-            t["white_box_accuracy"] = white[0]["accuracy"]
+            ref = reference(best)
+            t["white_box_accuracy"] = ref["accuracy"]
+            t["white_box_budget"] = ref["budget"]
             t["black_box_accuracy"] = best["accuracy"]
             t["black_box_budget"] = best["budget"]
-            t["gap_points"] = 100 * (white[0]["accuracy"] - best["accuracy"])
+            t["gap_points"] = 100 * (ref["accuracy"] - best["accuracy"])
             t["within_3_points"] = t["gap_points"] <= 3.0
         out[task] = t
     ov = payload.get("overhead")
@@ -388,10 +410,12 @@ def report(payload) -> str:
         "batch_size=10 (labels_per_class=5, init_scale=0.01 as the SDK's).\n",
     ]
     if payload.get("merged_from_runs"):
-        lines.append(f"Merged from {payload['merged_from_runs']} runs of this script (`--only`): the parts "
-                     f"{', '.join(payload.get('rerun_parts', []))} come from the latest, the rest from earlier "
-                     "runs with the same source model, seeds and settings for their rows (each part is rerun "
-                     "whenever a default it uses changes).\n")
+        lines.append(f"Merged from {payload['merged_from_runs']} runs of this script (`--only`); the latest "
+                     f"reran {', '.join(payload.get('rerun_parts', []))}"
+                     + (f" at {', '.join(f'{b:,}' for b in payload['rerun_budgets'])} queries"
+                        if payload.get("rerun_budgets") else "")
+                     + ". Every row comes from a run with the same source model and seeds, and with the "
+                     "library's current defaults (a part is rerun whenever a default it uses changes).\n")
     if payload["default_overrides"]:
         lines.append(f"SDK default here means `BARClassifier(model, max_queries=B, random_state=0, "
                      f"**{payload['default_overrides']})`: the defaults recommended by the sweep "
@@ -421,15 +445,21 @@ NOTES = """
 ## Reading the table
 
 - BreastMNIST's majority class is 73.1% of its test split. Every reprogramming row trains on a
-  class-balanced focal loss, which trades accuracy for balanced accuracy, so accuracies sit near or
-  under the majority rate while balanced accuracy and AUC say whether anything was learned.
+  class-balanced loss (cross-entropy for the SDK default and white-box rows, BAR's focal loss for the
+  paper settings), which trades accuracy for balanced accuracy, so accuracies sit near the majority
+  rate while balanced accuracy and AUC say whether anything was learned.
 - White-box rows use the same program and mapping as the SDK default with exact gradients
   (`estimator="exact"`); on BreastMNIST the full-resolution frame is also shown. With the 16x16 grid
   the program's capacity is no longer what limits accuracy (the full frame does no better white-box):
   the gap that remains is the zeroth-order estimate's.
 - The source model matters: with the first, undertrained source CNN (test accuracy 0.569; this
-  file's history in git) the paper's settings trailed the SDK default by a wide margin; with the
-  trained one (0.654) they are about as efficient per query as the default on PneumoniaMNIST.
+  file's history in git) the paper's settings trailed the SDK default by a wide margin. With the
+  trained one (0.654) and the focal loss, they were about as efficient per query as the default on
+  PneumoniaMNIST; the cross-entropy default (chosen on val, `results/sweep_val.md`) is ahead again on
+  BreastMNIST and PneumoniaMNIST, and level with them on the 10% subset.
+- More queries do not always help a single fit: on PneumoniaMNIST the default at 200k queries scored
+  below its 100k fits (seeds 1 and 2), the black-box estimate's noise, not overfitting (white-box at
+  100k does not drop).
 - Targets are judged on the mean accuracy over seeds, as the issue states them; AUC is reported
   beside it. With 156 BreastMNIST test images one seed's accuracy moved by up to 6 points.
 """
@@ -450,7 +480,9 @@ def _targets_md(t) -> str:
                        + f": **{'met' if v['default_half_budget_met'] else 'missed'}**")
         if "gap_points" in v:
             out.append(f"- {task}: black-box default ({v['black_box_accuracy']:.3f} at {v['black_box_budget']:,} "
-                       f"queries) within 3 accuracy points of white-box reprogramming ({v['white_box_accuracy']:.3f}): "
+                       f"queries) within 3 accuracy points of white-box reprogramming ({v['white_box_accuracy']:.3f} at "
+                       f"{v.get('white_box_budget', 20_000):,} queries, the best white-box run with no more "
+                       "queries): "
                        f"gap {v['gap_points']:.1f} points: **{'met' if v['within_3_points'] else 'missed'}**")
     return "\n".join(out) + "\n"
 
