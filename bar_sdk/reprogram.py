@@ -272,6 +272,11 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
             return FullFrameProgram(input_shape, param, self.program_strength)
         return PadProgram(input_shape, layout.target_hw, param)
 
+    def _layout_and_program(self, X, input_shape) -> tuple[TargetLayout, PadProgram]:
+        """The target layout fitted on ``X`` and the program these (validated) settings build on it."""
+        layout = TargetLayout.fit(X, input_shape, self.target_size, full_frame=self.program == "full")
+        return layout, self._build_program(input_shape, layout)
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
         """Train the program on ``(X, y)``; every query is counted and bounded by ``max_queries``.
@@ -288,12 +293,11 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         started = time.perf_counter()
         self._validate_params()
         n_source, input_shape = check_model(self.model)
-        layout = TargetLayout.fit(X, input_shape, self.target_size, full_frame=self.program == "full")
+        layout, program = self._layout_and_program(X, input_shape)
         targets = layout.transform(X)
         y, k = check_labels(y, len(targets))
         per_class = self.labels_per_class or max(1, min(n_source // k, 10))
         check_mapping_size(n_source, k, per_class)
-        program = self._build_program(input_shape, layout)
         exact = self.estimator == "exact"
         surrogate = self._check_surrogate(input_shape)
         if surrogate is not None and isinstance(self.estimator, str) and not exact:

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 
-from bar_sdk import InvalidInputError
-from bar_sdk.transfer import LocalTransferClassifier, compare
-from _models import fresh_linear
-from transfer_models import Counting, breast_cancer, cnn
+torch = pytest.importorskip("torch")
+
+from bar_sdk import InvalidInputError  # noqa: E402
+from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402
+from _models import fresh_linear  # noqa: E402
+from transfer_models import Counting, breast_cancer, cnn  # noqa: E402
 
 
 def _weights(model):

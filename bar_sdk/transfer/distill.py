@@ -25,7 +25,6 @@ import numpy as np
 
 from bar_sdk.contract import check_float, check_int, check_model
 from bar_sdk.errors import InvalidInputError
-from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.local import _is_torch_model, _last_linear
@@ -34,6 +33,10 @@ __all__ = ["DistilledProgram", "DistilledSurrogate", "distill_surrogate", "disti
 
 #: BARClassifier parameters that decide the images BAR sends (the frames to distil on)
 _PROGRAM_PARAMS = ("program", "parameterization", "grid_size", "rank", "target_size", "program_strength")
+#: BARClassifier parameters that :func:`distilled_program` and :func:`warm_start_study` set themselves,
+#: refused in ``bar_params`` before any query
+_OWN = ("model", "max_queries", "max_epochs", "random_state", "initial_program", "surrogate", "estimator",
+        "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,13 @@ class DistilledSurrogate:
         The same for the surrogate before fine-tuning (chance level when its
         head was replaced).
     kl : float or None
-        Mean KL divergence, black box to copy, on the held-out images.
+        Mean KL divergence, black box to copy, on the held-out images:
+        ``KL(black box || copy)`` per image.
     seconds : float
         Wall time, queries and training together.
+    kl_before : float or None
+        ``kl`` for the surrogate before fine-tuning (with its new head, when
+        the head was replaced).
     """
 
     model: Any
@@ -69,10 +76,11 @@ class DistilledSurrogate:
     agreement_before: float | None
     kl: float | None
     seconds: float
+    kl_before: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("queries", "n_train", "n_holdout", "agreement", "agreement_before",
-                                                "kl", "seconds")}
+                                                "kl", "kl_before", "seconds")}
 
 
 def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 4000,
@@ -144,8 +152,7 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     rng = np.random.default_rng(random_state)
     shaper = BARClassifier(model, **{k: v for k, v in params.items() if k in _PROGRAM_PARAMS})
     shaper._validate_params()
-    layout = TargetLayout.fit(X, shape, shaper.target_size, full_frame=shaper.program == "full")
-    program = shaper._build_program(shape, layout)
+    layout, program = shaper._layout_and_program(X, shape)
     embedded = program.embed(layout.transform(X))
 
     # random programs, each in front of a random handful of training images
@@ -162,25 +169,27 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     images = np.concatenate([program.apply(thetas[j:j + 1], embedded[rng.integers(0, len(embedded), sizes[j])])
                              for j in range(n_programs)]).astype(np.float32, copy=False)
     owner = np.repeat(np.arange(n_programs), sizes)
-    metered = MeteredModel(model, QueryLedger(max_queries))
-    scores = np.concatenate([metered.predict_proba(images[s:s + 500], purpose="distill")
-                             for s in range(0, len(images), 500)])
+    metered = MeteredModel(model, QueryLedger(max_queries), batch_size=500)
+    scores = metered.predict_proba(images, purpose="distill")
+    targets = scores / scores.sum(1, keepdims=True)
 
     n_hold = int(round(holdout * n_programs)) if n_programs > 1 else 0
     held = owner >= n_programs - n_hold
     student = copy.deepcopy(surrogate)
     module = student.module
-    device = getattr(student, "device", torch.device("cpu"))
+    device = _last_linear(module).weight.device
     seed = int(rng.integers(2**62))
+    x_held = torch.from_numpy(images[held]).to(device)
+    p_held = torch.from_numpy(targets[held]).float().to(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if student.n_classes != n_classes:
             head = _last_linear(module)
             _replace(module, head, torch.nn.Linear(head.in_features, n_classes).to(device))
             student.n_classes = n_classes
-        before = _agreement(student, images[held], scores[held]) if n_hold else None
+        before, kl_before = _fidelity(student, x_held, p_held) if n_hold else (None, None)
         x_train = torch.from_numpy(images[~held]).to(device)
-        p_train = torch.from_numpy(scores[~held] / scores[~held].sum(1, keepdims=True)).float().to(device)
+        p_train = torch.from_numpy(targets[~held]).float().to(device)
         optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
         # torch_log_proba keeps the module in eval mode: batch-norm statistics and dropout stay as the
         # surrogate had them, which suits a few thousand images
@@ -193,19 +202,25 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
                 loss.backward()
                 optimizer.step()
     student.labels = getattr(model, "labels", None)
-    agreement = kl = None
-    if n_hold:
-        agreement = _agreement(student, images[held], scores[held])
-        p = scores[held] / scores[held].sum(1, keepdims=True)
-        q = np.clip(student.predict_proba(images[held]), 1e-12, None)
-        kl = float(np.mean(np.sum(np.where(p > 0, p * (np.log(np.clip(p, 1e-12, None)) - np.log(q)), 0.0), 1)))
+    agreement, kl = _fidelity(student, x_held, p_held) if n_hold else (None, None)
     return DistilledSurrogate(model=student, queries=metered.ledger.queries, n_train=int((~held).sum()),
                               n_holdout=int(held.sum()), agreement=agreement, agreement_before=before, kl=kl,
-                              seconds=time.perf_counter() - started)
+                              kl_before=kl_before, seconds=time.perf_counter() - started)
 
 
-def _agreement(student: Any, images: np.ndarray, scores: np.ndarray) -> float:
-    return float(np.mean(student.predict_proba(images).argmax(1) == scores.argmax(1)))
+def _fidelity(student: Any, x: Any, p: Any) -> tuple[float, float]:
+    """Share of images whose top class is the black box's, and mean ``KL(black box || student)`` per image.
+
+    One pass of the student over ``x``; the KL is the training loss's (``F.kl_div``, batch mean).
+    """
+    import torch
+    from torch.nn import functional as F
+
+    with torch.no_grad():
+        log_q = student.torch_log_proba(x)
+        agreement = (log_q.argmax(1) == p.argmax(1)).double().mean().item()
+        kl = F.kl_div(log_q, p, reduction="batchmean").item()
+    return float(agreement), float(kl)
 
 
 def _replace(module: Any, old: Any, new: Any) -> None:
@@ -301,9 +316,10 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
     clash = sorted(set(extra) & {"max_queries", "bar_params", "center", "random_state"})
     if clash:
         raise InvalidInputError(f"distill_params sets {clash}; expected none of them (distilled_program sets them)")
-    own = sorted(set(params) & {"model", "estimator", "max_epochs", "random_state", "initial_program", "max_queries"})
+    own = sorted(set(params) & set(_OWN))
     if own:
-        raise InvalidInputError(f"bar_params sets {own}; expected program and mapping settings only")
+        raise InvalidInputError(f"bar_params sets {own}; expected none of {list(_OWN)} (program and mapping "
+                                "settings only)")
     rng = np.random.default_rng(random_state)
     shares = [max_queries // rounds + (1 if r < max_queries % rounds else 0) for r in range(rounds)]
     copy_, theta, done, calls = surrogate, None, [], 0

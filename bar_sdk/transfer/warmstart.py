@@ -33,7 +33,7 @@ import numpy as np
 from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
-from bar_sdk.transfer.distill import distilled_program
+from bar_sdk.transfer.distill import _OWN, distilled_program
 from bar_sdk.transfer.local import _is_torch_model
 from bar_sdk.transfer.metrics import classification_metrics
 
@@ -43,9 +43,6 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("cold", "warm", "guided", "warm+guided", "warm_shuffled", "distilled")
 METRICS = ("accuracy", "balanced_accuracy", "auc")
-#: parameters the study sets itself
-_OWN = ("model", "max_queries", "max_epochs", "random_state", "initial_program", "surrogate", "estimator",
-        "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -214,9 +211,8 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
             surrogate_rows.append({
                 "surrogate": "distilled", "seed": seed,
                 **classification_metrics(y_test, distilled.classifier.predict_proba(X_test)),
-                "gradient_calls": distilled.gradient_calls, "fit_seconds": time.perf_counter() - started,
-                "queries": distilled.queries, "agreement": last.agreement, "agreement_before": last.agreement_before,
-                "rounds": [r.to_dict() for r in distilled.rounds]})
+                "fit_seconds": time.perf_counter() - started, **distilled.to_dict(),
+                "agreement": last.agreement, "agreement_before": last.agreement_before})
         for strategy in strategies:
             extra: dict[str, Any] = {}
             spent_before = 0
