@@ -41,13 +41,14 @@ def check_out_dir(value: Any, name: str = "out_dir", *, allow_none: bool = True)
     """
     if value is None and allow_none:
         return None
+    not_a_path = f"{name}={value!r}; expected a folder path (str or os.PathLike) or None"
     if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value):
-        raise InvalidInputError(f"{name}={value!r}; expected a folder path (str or os.PathLike) or None")
+        raise InvalidInputError(not_a_path)
     try:
         path = Path(value)
         path.mkdir(parents=True, exist_ok=True)
-    except TypeError:
-        raise InvalidInputError(f"{name}={value!r}; expected a folder path (str or os.PathLike) or None") from None
+    except TypeError:            # an os.PathLike whose __fspath__ returns bytes or another non-str
+        raise InvalidInputError(not_a_path) from None
     except OSError as err:       # a file in the way, no permission, read-only file system, ...
         raise InvalidInputError(
             f"{name}={str(value)!r} cannot be created as a folder ({err.strerror or type(err).__name__}); "

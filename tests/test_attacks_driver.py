@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from attacks_models import CountedSoftmax, Counting, LabelOnly, digits, held_out, softmax_digits
 
+import bar_sdk.attacks
 from bar_sdk.attacks import (
     FGSM,
-    MIFGSM,
     PGD,
+    Attack,
     AttackResult,
     CarliniWagner,
     HopSkipJump,
@@ -187,16 +188,10 @@ def test_bad_parameters_are_refused_before_any_query(kwargs, match):
     assert counter.seen == 0
 
 
-EVERY_ATTACK = [FGSM, PGD, MIFGSM, CarliniWagner, SquareAttack, SimBA, NESAttack, ZOOAttack, HopSkipJump, RayS,
-                UniversalPerturbation]
+EVERY_ATTACK = [cls for cls in (getattr(bar_sdk.attacks, name) for name in bar_sdk.attacks.__all__)
+                if isinstance(cls, type) and issubclass(cls, Attack) and not inspect.isabstract(cls)]
 BOOLEANS = [(cls, name) for cls in EVERY_ATTACK for name, p in inspect.signature(cls.__init__).parameters.items()
             if isinstance(p.default, bool)]
-
-
-def test_every_attack_has_its_boolean_parameters_checked():
-    names = {name for _, name in BOOLEANS}
-    assert {"quantize", "verbose", "random_start", "early_stop", "importance_sampling", "early_abort"} <= names
-    assert len({cls for cls, _ in BOOLEANS}) == len(EVERY_ATTACK)
 
 
 @pytest.mark.parametrize("value", ["no", "yes", 1, None])
@@ -238,6 +233,54 @@ def test_target_equal_to_label_is_refused():
     with pytest.raises(InvalidInputError, match="target equals y"):
         SquareAttack(counter, eps=0.1).run(X[:4], Y[:4], target=Y[:4])
     assert counter.seen == 0
+
+
+def universal(model, **kwargs):
+    # one training step: 4 antithetic evaluations x 4 images = 16 queries; the evaluation: 2 per image
+    return UniversalPerturbation(model, **{"eps": 0.1, "max_queries": 100, "n_directions": 2, "batch_images": 4,
+                                           "random_state": 0, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(max_queries=15), (r"max_queries=15; one training step costs 16 queries \(4 evaluations x 4 images\): "
+                            "expected at least 16, or lower batch_images/n_directions")),
+    (dict(max_total_queries=20), (r"max_total_queries=20; one training step costs 16 queries \(4 evaluations x 4 "
+                                  r"images\) and the evaluation keeps 8 \(two per image\): expected at least 24")),
+])
+def test_universal_check_refuses_a_budget_too_small_for_training_before_any_query(kwargs, match):
+    counter = Counting(MODEL)
+    attack = universal(counter, **kwargs)
+    with pytest.raises(InvalidInputError, match=match):
+        attack.check(X[:4], Y[:4])           # what audit and transfer_matrix call before any attack runs
+    with pytest.raises(InvalidInputError, match=match):
+        attack.run(X[:4], Y[:4])
+    assert counter.seen == 0
+    result = universal(counter, max_total_queries=24).run(X[:4], Y[:4])        # exactly enough
+    assert counter.seen == result.total_queries == 24 and result.status != "total_budget_exhausted"
+
+
+def test_universal_fit_needs_no_evaluation_queries():
+    counter = Counting(MODEL)
+    with pytest.raises(InvalidInputError, match="max_total_queries=15; .* expected at least 16"):
+        universal(counter, max_total_queries=15).fit(X[:4], Y[:4])
+    assert counter.seen == 0
+    assert universal(counter, max_total_queries=16).fit(X[:4], Y[:4]).fit_queries_ == counter.seen == 16
+
+
+@pytest.mark.parametrize("total", [4, 7])
+def test_a_fitted_universal_perturbation_refuses_a_total_budget_below_its_evaluation_before_any_query(total):
+    counter = Counting(MODEL)
+    attack = universal(counter).fit(X[:4], Y[:4])
+    fitted = counter.seen
+    attack.set_params(max_total_queries=total)
+    for call in (attack.check, attack.run):
+        with pytest.raises(InvalidInputError, match=rf"max_total_queries={total}; the evaluation keeps 8 \(two "
+                                                    r"per image\): expected at least 8$"):
+            call(X[:4], Y[:4])
+    assert counter.seen == fitted
+    result = attack.set_params(max_total_queries=8).run(X[:4], Y[:4])
+    assert result.status != "total_budget_exhausted" and np.all(result.queries == 2)
+    assert counter.seen - fitted == result.total_queries == 8
 
 
 @pytest.mark.parametrize("cls", [SquareAttack, SimBA, NESAttack, ZOOAttack, UniversalPerturbation])

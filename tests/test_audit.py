@@ -1,12 +1,13 @@
 """bar_sdk.audit and ``bar audit``: counted runs, early refusals, a readable report."""
 
 import json
+import os
 
 import numpy as np
 import pytest
 from attacks_models import Counting, LabelOnly, digits, held_out, mlp_digits
 
-from bar_sdk.attacks import PGD, SquareAttack
+from bar_sdk.attacks import PGD, SquareAttack, UniversalPerturbation
 from bar_sdk.audit import audit
 from bar_sdk.errors import InvalidInputError
 
@@ -68,17 +69,31 @@ def test_bad_arguments_cost_nothing(kwargs, match):
     assert counter.seen == 0
 
 
+class BytesPath(os.PathLike):
+    def __fspath__(self):
+        return b"report"
+
+
 def test_bad_out_dir_is_refused_before_any_query(tmp_path):
     counter = Counting(NET)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    for out_dir, match in [(blocker, "out_dir=.*a_file"), (blocker / "below", "out_dir=.*below"), (3, "out_dir=3")]:
+    for out_dir, match in [(blocker, "out_dir=.*a_file"), (blocker / "below", "out_dir=.*below"), (3, "out_dir=3"),
+                           (BytesPath(), "out_dir=<.*BytesPath.*; expected a folder path")]:
         with pytest.raises(InvalidInputError, match=match):
             audit(counter, X, Y, attacks=["square"], eps=[0.1], max_queries=5, out_dir=out_dir)
     assert counter.seen == 0
     with pytest.raises(InvalidInputError, match="eps"):       # a refused call leaves no folder behind
         audit(counter, X, Y, attacks=["square"], eps=[2.0], out_dir=tmp_path / "never")
     assert not (tmp_path / "never").exists() and counter.seen == 0
+
+
+def test_an_attack_whose_budget_cannot_pay_for_its_run_is_refused_before_any_attack_runs():
+    counter = Counting(NET)
+    universal = UniversalPerturbation(counter, max_queries=100, n_directions=2, batch_images=4, max_total_queries=20)
+    with pytest.raises(InvalidInputError, match="max_total_queries=20; .*expected at least 24"):
+        audit(counter, X[:4], Y[:4], attacks=["square", universal], eps=[0.1], max_queries=20)
+    assert counter.seen == 0
 
 
 def test_label_only_model_with_a_score_attack_costs_nothing():

@@ -38,7 +38,9 @@ class UniversalPerturbation(Attack):
     checks each image with one query after its clean query: two queries per
     image, plus the training queries in ``total_queries``. When ``run``
     fits, it trains within ``max_total_queries`` less those two queries per
-    image, and refuses before any query when one training step does not fit.
+    image. ``check``, ``fit`` and ``run`` refuse before any query a budget
+    that cannot pay for one training step (when they train) and, for
+    ``run``, the evaluation.
 
     Parameters
     ----------
@@ -79,6 +81,7 @@ class UniversalPerturbation(Attack):
 
     access = "score"
     mode = "bounded"
+    _fitting = False        # True while fit() validates: no evaluation to keep queries for
 
     def __init__(self, model: Any, norm: str = "linf", eps: float = 0.05, max_queries: int = 20000,
                  estimator: Any = "antithetic", n_directions: int = 10, smoothing: float = 0.01,
@@ -113,6 +116,35 @@ class UniversalPerturbation(Attack):
         check_int(self.resolution, "resolution", low=1, high=min(input_shape[1:]), allow_none=True)
         check_choice(self.loss, "loss", tuple(LOSSES))
         check_float(self.confidence, "confidence", low=0.0)
+        self._check_budget(n, input_shape)
+
+    def _check_budget(self, n, input_shape):
+        """Refuse, before any query, a budget that cannot pay for what the call will spend.
+
+        ``fit`` needs one training step within ``max_queries`` and
+        ``max_total_queries``; ``run`` also keeps two queries per image for
+        the evaluation (its clean query and one check), and trains only when
+        not fitted yet.
+        """
+        train = self._fitting or not hasattr(self, "perturbation_")
+        reserve = 0 if self._fitting else 2 * n
+        per_step, why = 0, []
+        if train:
+            up, est, _ = self._parts(input_shape)
+            evaluations, b = est.evaluations(up.size), min(int(self.batch_images), n)
+            per_step = evaluations * b
+            why.append(f"one training step costs {per_step} queries ({evaluations} evaluations x {b} images)")
+        name, cap = "max_queries", (int(self.max_queries) if train else None)
+        total = self.max_total_queries
+        if total is not None and (cap is None or total - reserve < cap):
+            name, cap = "max_total_queries", int(total) - reserve
+            if reserve:
+                why.append(f"the evaluation keeps {reserve} (two per image)")
+        if cap is not None and per_step > cap:
+            need = per_step + (reserve if name == "max_total_queries" else 0)
+            lower = ", or lower batch_images/n_directions" if train else ""
+            raise InvalidInputError(f"{name}={getattr(self, name)}; {' and '.join(why)}: "
+                                    f"expected at least {need}{lower}")
 
     def _parts(self, shape):
         c, h, w = shape
@@ -133,35 +165,24 @@ class UniversalPerturbation(Attack):
 
     def fit(self, x: Any, y: Any, target: Any = None) -> "UniversalPerturbation":
         """Train ``perturbation_`` on ``x`` (true labels ``y``, optional ``target`` classes)."""
-        x, y, target, ctx = self._validate(x, y, target)
+        self._fitting = True
+        try:
+            x, y, target, ctx = self._validate(x, y, target)
+        finally:
+            self._fitting = False
         self._fit(x, y, target, ctx)
         return self
 
-    def _fit_cap(self, reserve: int = 0) -> int:
-        """Training budget: ``max_queries``, within ``max_total_queries`` less ``reserve`` (the evaluation)."""
-        if self.max_total_queries is None:
-            return int(self.max_queries)
-        return int(min(self.max_queries, self.max_total_queries - reserve))
-
     def _fit(self, x, y, target, ctx: RunContext, reserve: int = 0) -> None:
-        """Train on at most ``_fit_cap(reserve)`` queries; refuse before any query when one step does not fit."""
+        """Train within ``max_queries`` and ``max_total_queries`` less ``reserve`` (checked by ``_check_budget``)."""
         shape = ctx.input_shape
         up, est, opt = self._parts(shape)
         rng = np.random.default_rng(self.random_state)
         b = min(int(self.batch_images), len(x))
         per_step = est.evaluations(up.size) * b
-        cost = f"one training step costs {per_step} queries ({est.evaluations(up.size)} evaluations x {b} images)"
-        if per_step > int(self.max_queries):
-            raise InvalidInputError(
-                f"max_queries={self.max_queries}; {cost}: raise it or lower batch_images/n_directions"
-            )
-        cap = self._fit_cap(reserve)
-        if per_step > cap:
-            evaluation = f" plus {reserve} kept for the evaluation" if reserve else ""
-            raise InvalidInputError(
-                f"max_total_queries={self.max_total_queries}; {cost}{evaluation}: expected at least "
-                f"{per_step + reserve}, or lower batch_images/n_directions"
-            )
+        cap = int(self.max_queries)
+        if self.max_total_queries is not None:
+            cap = min(cap, int(self.max_total_queries) - reserve)
         metered = MeteredModel(self.model, QueryLedger(cap), self.batch_size)
         loss_fn, kappa = LOSSES[self.loss], float(self.confidence)
         theta = np.zeros(up.size)
@@ -200,9 +221,6 @@ class UniversalPerturbation(Attack):
             raise InvalidInputError(f"perturbation_ has shape {self.perturbation_.shape}; expected "
                                     f"{ctx.input_shape} (it was fitted for another model)")
         eval_cap = None if self.max_total_queries is None else self.max_total_queries - shared
-        if eval_cap is not None and eval_cap < len(x):
-            raise InvalidInputError(f"max_total_queries={self.max_total_queries} leaves {eval_cap} queries after "
-                                    f"training; expected at least one per image ({len(x)})")
         ctx = RunContext(ctx.threat, ctx.n_classes, ctx.input_shape, None)
         metered = MeteredModel(self.model, QueryLedger(eval_cap), self.batch_size)
         extra = {"perturbation": self.perturbation_, "fit_queries": self.fit_queries_, "history": list(self.history_)}
