@@ -82,7 +82,23 @@ class CheckpointError(BarError, ValueError):
 
 
 class RemoteError(BarError, RuntimeError):
-    """A remote model failed; subclasses say how."""
+    """A remote model failed; subclasses say how.
+
+    Attributes
+    ----------
+    retryable : bool
+        Whether trying the request again may help (``False`` for an account
+        limit or an answer over ``max_response_bytes``). Class default ``True``;
+        the retry policy still retries only throttles, transient failures and
+        unreadable bodies.
+    unconfirmed : bool
+        Whether the request may have been served, and billed, though no usable
+        answer came back (a read timeout, a dropped connection, an oversized or
+        unreadable 2xx answer). Class default ``False``.
+    """
+
+    retryable: bool = True
+    unconfirmed: bool = False
 
 
 class AuthenticationError(RemoteError):

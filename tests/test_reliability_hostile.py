@@ -233,9 +233,11 @@ def test_an_oversized_answer_is_refused_without_reading_it_whole(declared):
     headers = {"Content-Length": str(size + 70)} if declared else {}
     model = RemoteModel.from_preset(
         "clarifai", base_url="https://api.example.com", api_key="k", model_id="m", labels=LABELS,
-        input_shape=SHAPE, retry=RetryPolicy(max_attempts=1, max_malformed=1), max_response_bytes=cap,
+        input_shape=SHAPE, max_response_bytes=cap,       # the default RetryPolicy: an oversized answer is not retried
         client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, headers=headers,
                                                                                    stream=stream))))
     with model, pytest.raises(ResponseFormatError, match="max_response_bytes"):
         model.predict_proba(np.zeros((1, *SHAPE), np.float32))
     assert stream.read <= cap + (64 << 10) and (stream.read == 0 or not declared)
+    assert model.ledger.requests == 1 and model.ledger.retries == 0
+    assert model.ledger.unconfirmed == 1 and model.ledger.billed == 0 and model.ledger.in_flight == 0

@@ -284,6 +284,41 @@ def test_a_requests_session_timeout_is_unconfirmed_and_a_refused_connection_is_n
     assert model.ledger.failures == 4 and model.ledger.unconfirmed == 2 * 2 and model.ledger.billed == 0
 
 
+def test_an_unreadable_2xx_answer_counts_as_unconfirmed():
+    # A 2xx answer was served, so the vendor may have billed it, though it could not be read (cut
+    # JSON, a body without outputs). An error status (500) was not served: not counted.
+    def script():
+        return [httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": ['),
+                httpx.Response(200, json={"status": {"code": 10000}}), err(500)]
+
+    rec = Recorder(*script())
+    model = make(rec, [], retry=RetryPolicy(jitter=0.0))
+    assert model.predict_proba(images(2)).shape == (2, 3)
+    led = model.ledger
+    assert len(rec.requests) == led.requests == 4 and led.failures == 3 and led.retries == 3
+    assert led.billed == 2 and led.unconfirmed == 2 * 2 and led.in_flight == 0
+    assert led.billed + led.unconfirmed == 3 * 2      # the images of every 2xx answer; the 500 was not served
+
+    arec = Recorder(*script())
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(arec)) as client:
+            amodel = make(arec, [], async_client=client, retry=RetryPolicy(jitter=0.0))
+            await amodel.apredict_proba(images(2))
+            return amodel.ledger
+
+    aled = asyncio.run(run())
+    assert len(arec.requests) == aled.requests == 4 and aled.failures == 3
+    assert aled.billed == 2 and aled.unconfirmed == 2 * 2 and aled.in_flight == 0
+
+    # Given up on after max_malformed unreadable 2xx answers: every attempt may have been billed.
+    rec = Recorder(*[httpx.Response(200, content=b"not json")] * 3)
+    model = make(rec, [], retry=RetryPolicy(jitter=0.0, max_malformed=3))
+    with pytest.raises(ResponseFormatError, match="gave up after 3 attempt"):
+        model.predict_proba(images(1))
+    assert model.ledger.billed == 0 and model.ledger.unconfirmed == 3 and model.ledger.in_flight == 0
+
+
 def test_malformed_json_gives_a_clear_error_after_a_few_attempts():
     rec = Recorder(*[httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": [')] * 5)
     sleeps = []
@@ -526,6 +561,8 @@ def test_async_retries_use_the_same_policy():
 
 
 def test_a_requests_session_with_its_own_auth_plugin():
+    import io
+
     import requests
     from requests.adapters import BaseAdapter
 
@@ -536,7 +573,7 @@ def test_a_requests_session_with_its_own_auth_plugin():
             seen.append((request, kwargs))
             reply = clarifai_ok(httpx.Request("POST", request.url, content=request.body))
             r = requests.Response()
-            r.status_code, r._content, r.url = 200, reply.content, request.url
+            r.status_code, r.raw, r.url = 200, io.BytesIO(reply.content), request.url
             return r
 
         def close(self):

@@ -118,7 +118,7 @@ class SyncSender:
                                      timeout=self.timeout, allow_redirects=False, stream=True)
             try:
                 _check_declared(request, r.headers, self.max_response_bytes)
-                # A response an adapter built in memory has no raw stream: its content is already read.
+                # A response a transport adapter built in memory may have no raw stream, only content.
                 chunks = r.iter_content(_CHUNK) if r.raw is not None else [r.content]
                 body = _read_capped(request, chunks, self.max_response_bytes)
             finally:
@@ -167,27 +167,30 @@ def _check_declared(request: HttpRequest, headers: Mapping[str, str], cap: int) 
 def _read_capped(request: HttpRequest, chunks: Iterable[bytes], cap: int) -> bytes:
     body = bytearray()
     for chunk in chunks:
-        body += chunk
-        if len(body) > cap:
-            raise _too_big(request, cap, "reading stopped there")
+        _append_capped(body, chunk, request, cap)
     return bytes(body)
 
 
 async def _aread_capped(request: HttpRequest, chunks: AsyncIterable[bytes], cap: int) -> bytes:
     body = bytearray()
     async for chunk in chunks:
-        body += chunk
-        if len(body) > cap:
-            raise _too_big(request, cap, "reading stopped there")
+        _append_capped(body, chunk, request, cap)
     return bytes(body)
+
+
+def _append_capped(body: bytearray, chunk: bytes, request: HttpRequest, cap: int) -> None:
+    """Add ``chunk`` to ``body``, or refuse the answer once it is over ``cap``."""
+    body.extend(chunk)
+    if len(body) > cap:
+        raise _too_big(request, cap, "reading stopped there")
 
 
 def _too_big(request: HttpRequest, cap: int, detail: str) -> ResponseFormatError:
     """Not retried (the next answer would be as big); the request was served, so it may have been billed."""
     err = ResponseFormatError(f"answer from {request.host} is over max_response_bytes={cap} ({detail}); raise "
                               "RemoteModel(max_response_bytes=...) if such answers are expected")
-    err.retryable = False  # type: ignore[attr-defined]
-    err.unconfirmed = True  # type: ignore[attr-defined]
+    err.retryable = False
+    err.unconfirmed = True
     return err
 
 
@@ -202,7 +205,7 @@ def _transient(request: HttpRequest, exc: Exception) -> TransientError:
         err = TransientError(f"request to {request.host} timed out ({type(exc).__name__})")
     else:
         err = TransientError(f"request to {request.host} failed ({type(exc).__name__}: {exc})")
-    err.unconfirmed = not _before_sending(exc)  # type: ignore[attr-defined]
+    err.unconfirmed = not _before_sending(exc)
     return err
 
 

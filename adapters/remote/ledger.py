@@ -63,9 +63,10 @@ class RemoteLedger:
         malformed body).
     unconfirmed : int
         Images of failed requests that reached the API but whose answer never
-        arrived (a read timeout, a connection dropped after sending, an answer
-        over ``max_response_bytes``): the vendor may have billed them. Failures
-        before anything was sent (connect errors) are not counted. So
+        arrived or could not be used (a read timeout, a connection dropped after
+        sending, an answer over ``max_response_bytes``, a 2xx answer that could
+        not be read): the vendor may have billed them. Failures before anything
+        was sent (connect errors) and error statuses (429, 5xx) are not counted. So
         ``billed <= what the vendor billed <= billed + unconfirmed``.
 
     Notes

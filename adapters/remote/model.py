@@ -129,7 +129,8 @@ class RemoteModel:
         Largest answer read, in bytes (16 MiB by default). A larger one, declared
         by ``Content-Length`` or found while streaming, raises
         :class:`~bar_sdk.errors.ResponseFormatError` (not retried) without being
-        read whole; its images count as ``ledger.unconfirmed``.
+        read whole; its images count as ``ledger.unconfirmed``, like those of a
+        2xx answer that cannot be read.
     sleep : callable, optional
         ``sleep(seconds)`` used for backoff and rate-limit waits (tests inject a
         recorder); it may return an awaitable for :meth:`apredict_proba`.
@@ -140,9 +141,9 @@ class RemoteModel:
     ----------
     ledger : RemoteLedger
         ``billed``, ``attempts``, ``cache_hits``, ``retries``, ``throttled``,
-        ``failures``, ``unconfirmed`` and ``cost``. After timeouts the vendor
-        may have billed more than ``billed``, never more than
-        ``billed + unconfirmed``.
+        ``failures``, ``unconfirmed`` and ``cost``. After timeouts or unreadable
+        2xx answers the vendor may have billed more than ``billed``, never more
+        than ``billed + unconfirmed``.
     n_classes : int
     labels : tuple of str
     quantization_step : float
@@ -176,16 +177,16 @@ class RemoteModel:
                  missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
                  allow_insecure: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
                  sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None):
-        for flag, value in (("use_cache", use_cache), ("label_only", label_only), ("allow_insecure", allow_insecure)):
-            check_bool(value, flag)
+        self.use_cache = check_bool(use_cache, "use_cache")
+        allow_insecure = check_bool(allow_insecure, "allow_insecure")
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
         if not isinstance(self.preset, Preset):
             raise InvalidInputError(f"preset={preset!r}; expected a Preset or a registered preset name")
-        self._mapper = LabelMapper(labels, label_aliases, missing_score, label_only)
+        self._mapper = LabelMapper(labels, label_aliases, missing_score, label_only)  # checks label_only
         self.labels = self._mapper.labels
+        self.label_only = self._mapper.label_only
         self.n_classes = len(self.labels)
         self.input_shape = _check_shape(input_shape)
-        self.label_only = bool(label_only)
         self.base_url = _check_base_url(base_url or self.preset.default_base_url, allow_insecure)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency", low=1)
         self.timeout = check_float(timeout, "timeout", low=0.0, low_open=True)
@@ -197,7 +198,6 @@ class RemoteModel:
         warn_if_lossy(image_format, jpeg_quality)
         self.image_format = image_format
         self.jpeg_quality = jpeg_quality
-        self.use_cache = bool(use_cache)
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
@@ -405,18 +405,24 @@ class RemoteModel:
 
     def _read(self, response: HttpResponse, n: int, number: int) -> list:
         logger.debug("%s: %d image(s) -> HTTP %d (attempt %d)", self.preset.name, n, response.status_code, number)
-        self.preset.check(response)
-        results = self.preset.parse(response, n)
-        if len(results) != n:
-            raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
+        try:
+            self.preset.check(response)
+            results = self.preset.parse(response, n)
+            if len(results) != n:
+                raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
+        except ResponseFormatError as exc:
+            # A 2xx answer was served, so the vendor may have billed it, though it could not be read.
+            if response.ok:
+                exc.unconfirmed = True
+            raise
         return results
 
     def _failed(self, exc: RemoteError, n: int) -> RemoteError:
         throttled = isinstance(exc, RateLimitError)
         if throttled and self._bucket is not None:
             self._bucket.refund()  # the server refused without serving: its quota was not used
-        # Sent but unanswered (a read timeout, say): the vendor may have billed these n images.
-        self.ledger.record_failure(throttled=throttled, unconfirmed=n if getattr(exc, "unconfirmed", False) else 0)
+        # Sent but unanswered (a read timeout, say) or answered 2xx unreadably: the vendor may have billed these n.
+        self.ledger.record_failure(throttled=throttled, unconfirmed=n if exc.unconfirmed else 0)
         return self._redacted(exc)
 
     def _redacted(self, exc: BaseException) -> BaseException:

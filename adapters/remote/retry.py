@@ -121,12 +121,11 @@ class RetryPolicy:
         malformed = [0]
 
         def should_retry(exc: BaseException) -> bool:
-            if not getattr(exc, "retryable", True):
+            if not isinstance(exc, (RateLimitError, TransientError, ResponseFormatError)) or not exc.retryable:
                 return False
             if isinstance(exc, ResponseFormatError):
                 malformed[0] += 1
-                return True
-            return isinstance(exc, (RateLimitError, TransientError)) and getattr(exc, "retryable", True)
+            return True
 
         def wait(state: tenacity.RetryCallState) -> float:
             with lock:

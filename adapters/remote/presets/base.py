@@ -101,7 +101,7 @@ def read_mapping(obj: Any, where: str, *, scale: float = 1.0) -> Answer:
 def throttle(message: str, retry_after: float | None = None, *, retryable: bool = True) -> RateLimitError:
     err = RateLimitError(message)
     err.retry_after = retry_after  # type: ignore[attr-defined]
-    err.retryable = retryable  # type: ignore[attr-defined]
+    err.retryable = retryable
     return err
 
 
