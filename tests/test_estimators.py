@@ -147,3 +147,70 @@ def test_guided_estimator_without_prior_is_unbiased_and_a_good_prior_helps():
     cos_plain = np.mean([cosine(plain.tell(quad(plain.ask(theta, rng))), true) for _ in range(300)])
     cos_guided = np.mean([cosine(guided.tell(quad(guided.ask(theta, rng))), true) for _ in range(300)])
     assert cos_guided > cos_plain + 0.3
+
+
+def test_history_estimator_starts_as_bar_and_stays_unbiased_with_any_prior():
+    from bar_sdk.zo import HistoryEstimator
+
+    rng = np.random.default_rng(7)
+    theta = rng.standard_normal(D)
+    true = quad_grad(theta)
+    # before any step there is no prior: the very points BAR's estimator asks, the same estimate
+    hist, bar = HistoryEstimator(n_directions=4, smoothing=1e-3), RandomGradientEstimator(4, 1e-3)
+    pts = hist.ask(theta, np.random.default_rng(1))
+    np.testing.assert_array_equal(pts, bar.ask(theta, np.random.default_rng(1)))
+    np.testing.assert_allclose(hist.tell(quad(pts)), bar.tell(quad(pts)))
+    # with a prior (here a poor, fixed one) the first direction is the prior, the rest unit and orthogonal
+    # to it, and with explore=1 the mean estimate is still the gradient
+    prior = rng.standard_normal(D)
+    fixed = HistoryEstimator(n_directions=4, smoothing=1e-3, memory=1.0)
+    fixed.load_state_dict({"mean": prior})
+    pts = fixed.ask(theta, rng)
+    dirs = (pts[1:] - theta) / 1e-3
+    np.testing.assert_allclose(dirs[0], prior / np.linalg.norm(prior), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(dirs[1:] @ dirs[0], 0.0, atol=1e-9)
+    fixed.tell(quad(pts))
+    avg = mean_estimate(fixed, theta, rng, 4000)
+    assert cosine(avg, true) > 0.97
+    assert np.linalg.norm(avg) / np.linalg.norm(true) == pytest.approx(1.0, abs=0.15)
+
+
+def test_history_estimator_prior_learns_the_gradient_and_lowers_the_variance():
+    from bar_sdk.zo import HistoryEstimator
+
+    rng = np.random.default_rng(8)
+    d = 200
+    grad = rng.standard_normal(d)  # a linear objective: the same gradient at every step
+
+    def linear(points):
+        return points @ grad
+
+    theta = np.zeros(d)
+    hist = HistoryEstimator(n_directions=5, smoothing=1e-3, memory=0.95, explore=0.1)
+    bar = RandomGradientEstimator(n_directions=5, smoothing=1e-3)
+    cos_hist, cos_bar = [], []
+    for _ in range(300):
+        cos_hist.append(cosine(hist.tell(linear(hist.ask(theta, rng))), grad))
+        cos_bar.append(cosine(bar.tell(linear(bar.ask(theta, rng))), grad))
+    prior = hist.state_dict()["mean"]
+    assert cosine(prior, grad) > 0.8  # the running mean found the gradient
+    assert np.mean(cos_hist[100:]) > np.mean(cos_bar[100:]) + 0.5  # so each estimate points along it
+
+
+def test_history_estimator_state_round_trips_and_bad_settings_are_refused():
+    from bar_sdk.errors import InvalidInputError
+    from bar_sdk.zo import HistoryEstimator
+
+    rng = np.random.default_rng(9)
+    theta = rng.standard_normal(D)
+    a = HistoryEstimator(n_directions=3, smoothing=1e-3)
+    for _ in range(5):
+        a.tell(quad(a.ask(theta, rng)))
+    b = HistoryEstimator(n_directions=3, smoothing=1e-3)
+    b.load_state_dict(a.state_dict())
+    ra, rb = np.random.default_rng(2), np.random.default_rng(2)
+    np.testing.assert_array_equal(a.tell(quad(a.ask(theta, ra))), b.tell(quad(b.ask(theta, rb))))
+    for kw, name in (({"memory": 1.5}, "memory"), ({"explore": 0.0}, "explore"), ({"memory": float("nan")}, "memory")):
+        with pytest.raises(InvalidInputError, match=name):
+            HistoryEstimator(**kw).ask(theta, rng)

@@ -6,6 +6,7 @@ from bar_sdk.zo.estimators import (
     CoordinateEstimator,
     GradientEstimator,
     GuidedEstimator,
+    HistoryEstimator,
     RandomGradientEstimator,
     SPSAEstimator,
     make_estimator,
@@ -15,6 +16,6 @@ from bar_sdk.zo.step import zo_step
 
 __all__ = [
     "ESTIMATORS", "OPTIMIZERS", "GradientEstimator", "RandomGradientEstimator", "AntitheticEstimator",
-    "SPSAEstimator", "CoordinateEstimator", "GuidedEstimator", "Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC",
+    "SPSAEstimator", "CoordinateEstimator", "GuidedEstimator", "HistoryEstimator", "Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC",
     "make_estimator", "make_optimizer", "zo_step",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "SPSAEstimator",
     "CoordinateEstimator",
     "GuidedEstimator",
+    "HistoryEstimator",
     "make_estimator",
 ]
 
@@ -61,6 +62,13 @@ class GradientEstimator(ABC):
     @abstractmethod
     def tell(self, losses: np.ndarray) -> np.ndarray:
         """Turn the losses at the asked points into a gradient estimate ``(d,)``."""
+
+    def state_dict(self) -> dict:
+        """What the estimator carries from one step to the next (for checkpoints); none by default."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_directions={self.n_directions}, smoothing={self.smoothing})"
@@ -233,12 +241,96 @@ class GuidedEstimator(GradientEstimator):
         return diffs @ self._dirs / q
 
 
+class HistoryEstimator(GradientEstimator):
+    """One-sided differences along the running mean of past estimates plus random directions.
+
+    A time prior (Ilyas et al., ICLR 2019; the prior-guided RGF of Cheng et
+    al., NeurIPS 2019): successive minibatch gradients of one universal
+    program share a large common part, which the running mean ``v`` of the
+    past estimates tracks. Each step measures the directional derivative
+    along the unit ``v`` exactly and spends the other ``q - 1`` directions,
+    uniform on the unit sphere of ``v``'s orthogonal complement, on what
+    the prior misses:
+
+    ``g = D_v v + explore ((d - 1) / (q - 1)) sum_j D_{u_j} u_j``, with
+    ``D_u = (f(theta + beta u) - f(theta)) / beta``.
+
+    With ``explore = 1`` it is unbiased for the smoothed gradient whatever
+    the prior (the prior direction is measured, never assumed); a smaller
+    ``explore`` trades that for less variance, trusting the measured prior
+    part more than the random rest (the biased weighting of P-RGF). It costs
+    q + 1 points like BAR's; before the first step, or with ``q = 1``, it is
+    BAR's. Its state (the running mean) is saved in checkpoints.
+
+    Parameters
+    ----------
+    memory : float in [0, 1]
+        Decay of the running mean: ``v <- memory * v + (1 - memory) * g``
+        (0 keeps only the last estimate; 1 never moves from zero, which is BAR's).
+    explore : float in (0, 1]
+        Weight of the random directions relative to the unbiased estimate.
+    """
+
+    includes_center = True
+
+    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, memory: float = 0.9,
+                 explore: float = 1.0):
+        super().__init__(n_directions, smoothing)
+        self.memory = memory
+        self.explore = explore
+        self._mean: np.ndarray | None = None
+        self._used_prior = False
+
+    def evaluations(self, d: int) -> int:
+        return self.n_directions + 1
+
+    def ask(self, theta, rng):
+        self._check()
+        check_float(self.memory, "memory", low=0.0, high=1.0)
+        check_float(self.explore, "explore", low=0.0, high=1.0, low_open=True)
+        q, d = self.n_directions, theta.size
+        u = rng.standard_normal((q, d))
+        norm = 0.0 if self._mean is None else float(np.linalg.norm(self._mean))
+        self._used_prior = q > 1 and norm > 0.0 and d > 1
+        if self._used_prior:
+            v = self._mean / norm
+            u = u[1:] - (u[1:] @ v)[:, None] * v[None]
+            u = np.vstack([v[None], u / np.linalg.norm(u, axis=1, keepdims=True)])
+        else:
+            u = u / np.linalg.norm(u, axis=1, keepdims=True)
+        self._dirs = u
+        return np.vstack([theta[None], theta[None] + self.smoothing * self._dirs])
+
+    def tell(self, losses):
+        losses = np.asarray(losses, dtype=np.float64)
+        q, d = self._dirs.shape
+        diffs = (losses[1:] - losses[0]) / self.smoothing
+        if self._used_prior:
+            grad = diffs[0] * self._dirs[0] + self.explore * (d - 1) / (q - 1) * diffs[1:] @ self._dirs[1:]
+        else:
+            grad = d / q * diffs @ self._dirs
+        self._mean = (1.0 - self.memory) * grad if self._mean is None else (
+            self.memory * self._mean + (1.0 - self.memory) * grad)
+        return grad
+
+    def state_dict(self):
+        return {} if self._mean is None else {"mean": self._mean.copy()}
+
+    def load_state_dict(self, state):
+        self._mean = None if state.get("mean") is None else np.asarray(state["mean"], dtype=np.float64).copy()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(n_directions={self.n_directions}, smoothing={self.smoothing}, "
+                f"memory={self.memory}, explore={self.explore})")
+
+
 ESTIMATORS = {
     "one_sided": RandomGradientEstimator,
     "antithetic": AntitheticEstimator,
     "spsa": SPSAEstimator,
     "coordinate": CoordinateEstimator,
     "guided": GuidedEstimator,
+    "history": HistoryEstimator,
 }
 
 
