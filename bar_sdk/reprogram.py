@@ -8,6 +8,7 @@ zeroth-order strategies (:mod:`bar_sdk.zo`) and the ledger
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -97,11 +98,15 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         (``benchmarks/results/sweep_val.md``).
     gamma : float, default=2.0
         Focal-loss exponent (unused by cross-entropy).
-    estimator : {"one_sided", "antithetic", "spsa", "coordinate", "exact"} or GradientEstimator, default="one_sided"
+    estimator : {"one_sided", "antithetic", "spsa", "coordinate", "guided", "history", "exact"} or GradientEstimator, \
+default="one_sided"
         Gradient estimator (BAR's one-sided differences by default: q + 1
         evaluations a step; measured at least as good as two-sided ones per
-        query with a 16x16 grid program, ``benchmarks/results/sweep_program.md``). ``"exact"`` uses the model's own gradients
-        (white-box reprogramming, the upper bound; needs ``log_proba_gradient``).
+        query with a 16x16 grid program, ``benchmarks/results/sweep_program.md``,
+        and as the time prior of ``"history"``, ``benchmarks/results/sweep_val.md``).
+        ``"exact"`` uses the model's own gradients (white-box reprogramming, the
+        upper bound; needs ``log_proba_gradient``). An instance is copied by
+        fit, never changed.
     n_directions : int, default=5
         q, random directions per step.
     smoothing : float, default=0.05
@@ -109,7 +114,8 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
     optimizer : {"adam", "sgd", "sign", "spsa_gc"} or Optimizer, default="adam"
         A name, or an :class:`~bar_sdk.zo.Optimizer` instance used as it is
         (its own ``lr`` and ``lr_decay``; ``learning_rate`` and ``lr_decay``
-        below then apply only to named optimizers).
+        below then apply only to named optimizers). Fit trains a copy of an
+        instance, so each fit starts from its fresh state.
     learning_rate : float, default=0.05
     lr_decay : float, default=0.1
         The learning rate decays exponentially to ``learning_rate * lr_decay``
@@ -159,6 +165,10 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         ``0 .. k-1``.
     stop_reason_ : str
         Why training ended.
+    optimizer_, estimator_ : Optimizer, GradientEstimator or None
+        The optimizer and gradient estimator in their final state (copies when
+        instances were given, which fit never changes; ``estimator_`` is None
+        for ``estimator="exact"``).
 
     Examples
     --------
@@ -303,11 +313,13 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         if surrogate is not None and isinstance(self.estimator, str) and not exact:
             estimator = GuidedEstimator(self.n_directions, self.smoothing, self.prior_weight)
         else:
-            estimator = None if exact else make_estimator(self.estimator, self.n_directions, self.smoothing)
+            # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
+            estimator = None if exact else copy.deepcopy(
+                make_estimator(self.estimator, self.n_directions, self.smoothing))
         if surrogate is not None and not hasattr(estimator, "set_prior"):
             raise InvalidInputError(f"estimator={self.estimator!r} cannot use a surrogate's prior; expected a name "
                                     "or an estimator with set_prior (GuidedEstimator)")
-        optimizer = make_optimizer(self.optimizer, self.learning_rate, self.lr_decay)
+        optimizer = copy.deepcopy(make_optimizer(self.optimizer, self.learning_rate, self.lr_decay))
         batch = min(self.batch_size, len(y))
         step_cost = batch * (1 if exact else estimator.evaluations(program.n_params))
         mapping_cost = 0 if self.mapping == "random" else len(y)
@@ -337,7 +349,7 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         fingerprint = self._fingerprint(X, y)
         resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
         if resumed:
-            state = self._load_checkpoint(fingerprint, metered, optimizer, rng, k, n_source)
+            state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, k, n_source)
         elif self.mapping == "random":
             state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
         else:
@@ -349,8 +361,8 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
             s_scores = self._scores(surrogate, program, state.theta, embedded, "mapping")
             s_per_class = max(1, min(surrogate.n_classes // k, 10))
             guide = (surrogate, frequency_mapping(source_frequencies(s_scores, y, k), s_per_class).matrix)
-        if self.checkpoint is not None and not resumed:
-            self._save_checkpoint(fingerprint, metered, optimizer, rng, state)  # the mapping pass is paid once
+        if self.checkpoint is not None and not resumed:  # the mapping pass is paid once
+            self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
 
         bar = self._progress(metered, total_steps, state)
         self.stop_reason_ = "budget"
@@ -395,19 +407,19 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 1)
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=metered.ledger.queries, refresh=False)
                 if self.checkpoint is not None:
-                    self._save_checkpoint(fingerprint, metered, optimizer, rng, state)
+                    self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
-            self._finish(program, state, metered, layout, k, started, surrogate)
+            self._finish(program, state, metered, layout, k, started, surrogate, optimizer, estimator)
             raise
         finally:
             if bar is not None:
                 bar.close()
         state.done = True
         if self.checkpoint is not None:
-            self._save_checkpoint(fingerprint, metered, optimizer, rng, state)
-        self._finish(program, state, metered, layout, k, started, surrogate)
+            self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
+        self._finish(program, state, metered, layout, k, started, surrogate, optimizer, estimator)
         return self
 
     def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress):
@@ -491,8 +503,9 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
                         mininterval=0.5, unit_scale=True)
         return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
 
-    def _finish(self, program, state, metered, layout, k, started, surrogate=None):
+    def _finish(self, program, state, metered, layout, k, started, surrogate=None, optimizer=None, estimator=None):
         self.theta_ = state.theta.copy()
+        self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
         self.mapping_ = state.mapping
         self.queries_ = int(metered.ledger.queries)
@@ -537,30 +550,35 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         digest.update(repr((self.model.n_classes, tuple(self.model.input_shape))).encode())
         return digest.hexdigest()
 
-    def _save_checkpoint(self, fingerprint, metered, optimizer, rng, state):
+    def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state):
         arrays = {"theta": state.theta, "sources": state.mapping.sources, "freq_sum": state.freq_sum,
                   "order": state.order if state.order is not None else np.zeros(0, np.int64)}
-        opt_meta = {}
-        for key, value in optimizer.state_dict().items():
-            if isinstance(value, np.ndarray):
-                arrays["opt." + key] = value
-            else:
-                opt_meta[key] = value
+        parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
+        for part, obj in (("opt", optimizer), ("est", estimator)):
+            parts[part] = {}
+            for key, value in ({} if obj is None else obj.state_dict()).items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"{part}.{key}"] = value
+                else:
+                    parts[part][key] = value
         meta = {"fingerprint": fingerprint, "rng": rng.bit_generator.state, "step": state.step,
                 "epoch": state.epoch, "pos": state.pos, "done": state.done, "has_order": state.order is not None,
-                "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": opt_meta}
+                "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": parts["opt"],
+                "estimator": parts["est"]}
         write_state(self.checkpoint, arrays, meta)
 
-    def _load_checkpoint(self, fingerprint, metered, optimizer, rng, k, n_source):
+    def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, k, n_source):
         arrays, meta = read_state(self.checkpoint)
         if meta.get("fingerprint") != fingerprint:
             raise CheckpointError(
                 f"checkpoint={str(self.checkpoint)!r} was written for other data or parameters; "
                 "expected the same X, y and parameters to resume (delete the file to start over)"
             )
-        opt_state = dict(meta["optimizer"])
-        opt_state.update({key[4:]: v for key, v in arrays.items() if key.startswith("opt.")})
-        optimizer.load_state_dict(opt_state)
+        for part, obj, name in (("opt", optimizer, "optimizer"), ("est", estimator, "estimator")):
+            if obj is not None:
+                part_state = dict(meta.get(name, {}))
+                part_state.update({key[4:]: v for key, v in arrays.items() if key.startswith(part + ".")})
+                obj.load_state_dict(part_state)
         rng.bit_generator.state = meta["rng"]
         metered.ledger.load_state_dict(meta["ledger"])
         state = _TrainState(theta=arrays["theta"].astype(np.float64))

@@ -27,7 +27,7 @@ import common  # first: pins torch to one thread
 import numpy as np
 
 from bar_sdk.reprogram import BARClassifier
-from bar_sdk.zo.estimators import RandomGradientEstimator
+from bar_sdk.zo.estimators import HistoryEstimator, RandomGradientEstimator
 from bar_sdk.zo.optimizers import Adam
 
 #: the library's defaults when the sweep was written (explicit, so a setting means the same thing later)
@@ -72,12 +72,15 @@ def fit_one(model, setting: dict, train, val, seed: int, budget: int) -> dict:
     params = {**BASELINE, **setting}
     optimizer = AveragingAdam(lr=params.pop("learning_rate"), lr_decay=params.pop("lr_decay"))
     params["optimizer"] = optimizer
+    if "history" in params:  # HistoryEstimator's own settings, e.g. {"memory": 0.9, "explore": 0.1}
+        params["estimator"] = HistoryEstimator(params["n_directions"], params["smoothing"], **params.pop("history"))
     if "baseline" in params:  # the one-sided estimator against the mean of the perturbed losses
         params["estimator"] = RandomGradientEstimator(params["n_directions"], params["smoothing"],
                                                       params.pop("baseline"))
     started = time.perf_counter()
     clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(*train)
     out = {"sec": time.perf_counter() - started, "steps": clf.n_steps_, "fit_queries": clf.queries_}
+    optimizer = clf.optimizer_  # fit's own copy, in its final state
     programs = {"raw": clf.theta_.copy(), "ema": optimizer.ema,
                 **{f"tail{k}": total / count for k, (total, count) in optimizer.tail.items()}}
     for name, theta in programs.items():

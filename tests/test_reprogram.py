@@ -147,15 +147,28 @@ def test_same_seed_same_result_bit_for_bit(cancer):
     assert not np.array_equal(a.theta_, c.theta_)
 
 
+def test_fit_leaves_estimator_and_optimizer_instances_untouched(cancer):
+    from bar_sdk.zo import Adam, HistoryEstimator
+
+    Xa, _, ya, _ = cancer
+    est, opt = HistoryEstimator(n_directions=5, smoothing=0.05), Adam(lr=0.05, lr_decay=0.1)
+    clf = small(fresh_linear(), estimator=est, optimizer=opt, random_state=3)
+    first = clf.fit(Xa, ya).theta_.copy()
+    assert est.state_dict() == {} and opt.m is None  # fit trained copies of them
+    assert clf.estimator_ is not est and clf.estimator_.state_dict()["mean"].shape == first.shape
+    np.testing.assert_array_equal(clf.fit(Xa, ya).theta_, first)  # so a second fit starts afresh
+
+
 class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("mapping", ["frequency", "iterative"])
+@pytest.mark.parametrize("mapping, estimator", [("frequency", "one_sided"), ("iterative", "one_sided"),
+                                                ("frequency", "history")])  # history: the estimator's own state
 @pytest.mark.parametrize("crash_after", [1, 3, 15])
-def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, crash_after):
+def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, estimator, crash_after):
     Xa, _, ya, _ = cancer
-    kw = dict(max_queries=6000, mapping=mapping, batch_size=25, optimizer="adam")
+    kw = dict(max_queries=6000, mapping=mapping, batch_size=25, optimizer="adam", estimator=estimator)
     reference = small(fresh_linear(), **kw).fit(Xa, ya)
 
     model = fresh_linear()
