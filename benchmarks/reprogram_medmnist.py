@@ -120,7 +120,7 @@ def run_paper(model, task, train, test, budgets, seed):
     seconds = time.perf_counter() - started
     rows = []
     final_theta = clf.theta_
-    for budget, spent, theta in opt.snapshots:
+    for budget, spent, theta in clf.optimizer_.snapshots:  # fit's own copy of opt, in its final state
         clf.theta_ = theta
         row = bar_row(task, "BAR, paper settings", clf, *test, None, {"budget": budget, "anytime": True})
         row["fit_queries"] = spent
