@@ -170,7 +170,7 @@ default="one_sided"
     optimizer_, estimator_ : Optimizer, GradientEstimator or None
         The optimizer and gradient estimator in their final state (copies when
         instances were given, which fit never changes; ``estimator_`` is None
-        for ``estimator="exact"``).
+        for ``estimator="exact"``, both are None after :meth:`load`).
 
     Examples
     --------
