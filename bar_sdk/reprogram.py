@@ -102,11 +102,12 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
 default="one_sided"
         Gradient estimator (BAR's one-sided differences by default: q + 1
         evaluations a step; measured at least as good as two-sided ones per
-        query with a 16x16 grid program, ``benchmarks/results/sweep_program.md``,
-        and as the time prior of ``"history"``, ``benchmarks/results/sweep_val.md``).
-        ``"exact"`` uses the model's own gradients (white-box reprogramming, the
-        upper bound; needs ``log_proba_gradient``). An instance is copied by
-        fit, never changed.
+        query with a 16x16 grid program, ``benchmarks/results/sweep_program.md``;
+        the time prior of ``"history"`` scored about level with it on the val
+        sweep, ``benchmarks/results/sweep_val.md``). ``"exact"`` uses the
+        model's own gradients (white-box reprogramming, the upper bound; needs
+        ``log_proba_gradient``). Fit trains a deep copy of an instance (its
+        state included), so the instance itself never changes.
     n_directions : int, default=5
         q, random directions per step.
     smoothing : float, default=0.1
@@ -116,8 +117,9 @@ default="one_sided"
     optimizer : {"adam", "sgd", "sign", "spsa_gc"} or Optimizer, default="adam"
         A name, or an :class:`~bar_sdk.zo.Optimizer` instance used as it is
         (its own ``lr`` and ``lr_decay``; ``learning_rate`` and ``lr_decay``
-        below then apply only to named optimizers). Fit trains a copy of an
-        instance, so each fit starts from its fresh state.
+        below then apply only to named optimizers). Fit trains a deep copy of
+        an instance (its state included), so the instance itself never
+        changes and two fits with it start alike.
     learning_rate : float, default=0.05
     lr_decay : float, default=0.1
         The learning rate decays exponentially to ``learning_rate * lr_decay``

@@ -214,3 +214,20 @@ def test_history_estimator_state_round_trips_and_bad_settings_are_refused():
     for kw, name in (({"memory": 1.5}, "memory"), ({"explore": 0.0}, "explore"), ({"memory": float("nan")}, "memory")):
         with pytest.raises(InvalidInputError, match=name):
             HistoryEstimator(**kw).ask(theta, rng)
+
+
+def test_history_estimator_ignores_estimates_that_are_not_finite():
+    from bar_sdk.zo import HistoryEstimator
+
+    rng = np.random.default_rng(10)
+    theta = rng.standard_normal(D)
+    est = HistoryEstimator(n_directions=3, smoothing=1e-3)
+    est.tell(quad(est.ask(theta, rng)))
+    before = est.state_dict()["mean"].copy()
+    pts = est.ask(theta, rng)
+    losses = quad(pts)
+    losses[1] = np.nan  # one bad reading: this step's estimate is NaN, the running mean keeps its value
+    est.tell(losses)
+    np.testing.assert_array_equal(est.state_dict()["mean"], before)
+    est.load_state_dict({"mean": np.full(D, np.inf)})  # a prior that is not finite is not used
+    assert np.all(np.isfinite(est.ask(theta, rng)))

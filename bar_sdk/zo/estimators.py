@@ -248,19 +248,23 @@ class HistoryEstimator(GradientEstimator):
     al., NeurIPS 2019): successive minibatch gradients of one universal
     program share a large common part, which the running mean ``v`` of the
     past estimates tracks. Each step measures the directional derivative
-    along the unit ``v`` exactly and spends the other ``q - 1`` directions,
+    along the unit ``v`` (a one-sided difference) and spends the other ``q - 1`` directions,
     uniform on the unit sphere of ``v``'s orthogonal complement, on what
     the prior misses:
 
     ``g = D_v v + explore ((d - 1) / (q - 1)) sum_j D_{u_j} u_j``, with
     ``D_u = (f(theta + beta u) - f(theta)) / beta``.
 
-    With ``explore = 1`` it is unbiased for the smoothed gradient whatever
-    the prior (the prior direction is measured, never assumed); a smaller
-    ``explore`` trades that for less variance, trusting the measured prior
-    part more than the random rest (the biased weighting of P-RGF). It costs
-    q + 1 points like BAR's; before the first step, or with ``q = 1``, it is
-    BAR's. Its state (the running mean) is saved in checkpoints.
+    With ``explore = 1`` its mean is the gradient whatever the prior (the
+    prior direction is measured, never assumed), up to the one-sided
+    difference's curvature term ``beta / 2 v^T H v`` along ``v`` (BAR's
+    estimator averages that term away over the sphere); a smaller
+    ``explore`` trades unbiasedness for less variance, trusting the measured
+    prior part more than the random rest (the biased weighting of P-RGF). It
+    costs q + 1 points like BAR's; before the first step, with ``q = 1``, or
+    while the running mean is zero or not finite, it is BAR's. Estimates
+    that are not finite are not folded into the mean. Its state (the running
+    mean) is saved in checkpoints.
 
     Parameters
     ----------
@@ -291,7 +295,7 @@ class HistoryEstimator(GradientEstimator):
         q, d = self.n_directions, theta.size
         u = rng.standard_normal((q, d))
         norm = 0.0 if self._mean is None else float(np.linalg.norm(self._mean))
-        self._used_prior = q > 1 and norm > 0.0 and d > 1
+        self._used_prior = q > 1 and d > 1 and bool(np.isfinite(norm)) and norm > 0.0
         if self._used_prior:
             v = self._mean / norm
             u = u[1:] - (u[1:] @ v)[:, None] * v[None]
@@ -309,8 +313,9 @@ class HistoryEstimator(GradientEstimator):
             grad = diffs[0] * self._dirs[0] + self.explore * (d - 1) / (q - 1) * diffs[1:] @ self._dirs[1:]
         else:
             grad = d / q * diffs @ self._dirs
-        self._mean = (1.0 - self.memory) * grad if self._mean is None else (
-            self.memory * self._mean + (1.0 - self.memory) * grad)
+        if np.all(np.isfinite(grad)):
+            self._mean = (1.0 - self.memory) * grad if self._mean is None else (
+                self.memory * self._mean + (1.0 - self.memory) * grad)
         return grad
 
     def state_dict(self):
