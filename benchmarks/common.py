@@ -83,6 +83,20 @@ def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def medmnist_tasks(data_dir: Path, eval_split: str) -> dict[str, tuple[tuple, tuple]]:
+    """``{task: (train, evaluation)}`` for BreastMNIST, PneumoniaMNIST and its 10% subset.
+
+    ``eval_split`` is ``"val"`` (choosing settings) or ``"test"`` (reporting). The 10% subset is one
+    fixed stratified draw of PneumoniaMNIST's train split, so every benchmark trains on the same images.
+    """
+    breast = load_medmnist("breastmnist", data_dir)
+    pneu = load_medmnist("pneumoniamnist", data_dir)
+    keep = stratified_subset(pneu["train"][1], 0.1, seed=0)
+    return {"breastmnist": (breast["train"], breast[eval_split]),
+            "pneumoniamnist": (pneu["train"], pneu[eval_split]),
+            "pneumoniamnist_10pct": ((pneu["train"][0][keep], pneu["train"][1][keep]), pneu[eval_split])}
+
+
 def as_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0
 

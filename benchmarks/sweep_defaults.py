@@ -142,12 +142,11 @@ def main() -> None:
 
 
 def cross_check(model, source, args, budget) -> None:
-    pneu = common.load_medmnist("pneumoniamnist", args.data_dir)
-    keep = common.stratified_subset(pneu["train"][1], 0.1, seed=0)
-    data = {"train": (pneu["train"][0][keep], pneu["train"][1][keep]), "val": pneu["val"]}
+    train, val = common.medmnist_tasks(args.data_dir, "val")["pneumoniamnist_10pct"]
+    data = {"train": train, "val": val}
     if args.quick:
         data["train"] = (data["train"][0][::4], data["train"][1][::4])
-    payload = {"task": f"pneumoniamnist 10% train ({len(keep)}) -> val ({len(pneu['val'][1])})", "budget": budget,
+    payload = {"task": f"pneumoniamnist 10% train ({len(train[1])}) -> val ({len(val[1])})", "budget": budget,
                "baseline": BASELINE, "source_model": source, "machine": common.machine(), "rows": []}
     for ov in CHECK[:2] if args.quick else CHECK:
         row = {"setting": label(ov), "overrides": ov, **run(model, data, {**BASELINE, **ov}, budget, 0)}
@@ -173,11 +172,9 @@ def program_check(args) -> None:
     """Grid 8, grid 16, the full frame, and grid 16 with one-sided differences, on both val splits, two seeds."""
     model, source = common.source_model(args.data_dir, common.TRAINED_SOURCE_CONFIG)
     budget, seeds = (3_000, [0]) if args.quick else (100_000, [0, 1])
-    breast = common.load_medmnist("breastmnist", args.data_dir)
-    pneu = common.load_medmnist("pneumoniamnist", args.data_dir)
-    keep = common.stratified_subset(pneu["train"][1], 0.1, seed=0)
-    tasks = {"breastmnist": {"train": breast["train"], "val": breast["val"]},
-             "pneumoniamnist_10pct": {"train": (pneu["train"][0][keep], pneu["train"][1][keep]), "val": pneu["val"]}}
+    splits = common.medmnist_tasks(args.data_dir, "val")
+    tasks = {name: {"train": splits[name][0], "val": splits[name][1]}
+             for name in ("breastmnist", "pneumoniamnist_10pct")}
     payload = {"budget": budget, "seeds": seeds, "baseline": BASELINE, "source_model": source,
                "machine": common.machine(), "rows": []}
     for task, data in tasks.items():

@@ -64,15 +64,6 @@ class AveragingAdam(Adam):
         return new
 
 
-def val_tasks(data_dir) -> dict:
-    breast = common.load_medmnist("breastmnist", data_dir)
-    pneu = common.load_medmnist("pneumoniamnist", data_dir)
-    keep = common.stratified_subset(pneu["train"][1], 0.1, seed=0)
-    return {"breastmnist": (breast["train"], breast["val"]),
-            "pneumoniamnist_10pct": ((pneu["train"][0][keep], pneu["train"][1][keep]), pneu["val"]),
-            "pneumoniamnist": (pneu["train"], pneu["val"])}
-
-
 def fit_one(model, setting: dict, train, val, seed: int, budget: int) -> dict:
     params = {**BASELINE, **setting}
     if params["optimizer"] == "adam":  # Adam that also averages its iterates (free extra scores)
@@ -161,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.report:
         model, _ = common.source_model(args.data_dir, common.TRAINED_SOURCE_CONFIG)
-        data = val_tasks(args.data_dir)
+        data = common.medmnist_tasks(args.data_dir, "val")
         done = {(r["setting"], r["task"], r["seed"], r["budget"]) for r in load_runs()}
         for setting in args.settings if args.settings is not None else SETTINGS:
             key = json.dumps(setting)
