@@ -581,7 +581,8 @@ default="one_sided"
         for part, obj, name in (("opt", optimizer, "optimizer"), ("est", estimator, "estimator")):
             if obj is not None:
                 part_state = dict(meta.get(name, {}))
-                part_state.update({key[4:]: v for key, v in arrays.items() if key.startswith(part + ".")})
+                prefix = part + "."
+                part_state.update({key[len(prefix):]: v for key, v in arrays.items() if key.startswith(prefix)})
                 obj.load_state_dict(part_state)
         rng.bit_generator.state = meta["rng"]
         metered.ledger.load_state_dict(meta["ledger"])
