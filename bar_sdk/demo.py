@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reprogram import BARClassifier
+from bar_sdk.transfer.programs import program_scores
 from bar_sdk.report import plot_learning_curve, plot_program, write_json
 
 __all__ = ["run_demo"]
@@ -162,11 +164,15 @@ def _baselines(local, xa, ya, xb, yb, args) -> dict:
     if np.asarray(xa).ndim == 2:
         lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(xa, ya)
         out["logistic regression on raw features"] = _metrics(yb, lr.predict_proba(xb))
-    untrained = BARClassifier(local, max_queries=len(ya) + 2 * 5 * 10, random_state=args.random_state,
-                              max_epochs=1)
+    untrained = BARClassifier(local, readout="mapping", max_queries=len(ya) + 2 * 5 * 10,
+                              random_state=args.random_state, max_epochs=1)
     untrained.fit(xa, ya)
     untrained.theta_[:] = 0.0  # the grey frame of an untrained program, with its frequency mapping
-    out["untrained program (grey frame)"] = _metrics(yb, untrained.predict_proba(xb))
+    out["grey frame + label mapping"] = _metrics(yb, untrained.predict_proba(xb))
+    # the logistic readout alone, on the same grey frame: what BAR's trained program adds beyond it
+    grey_scores, _ = program_scores(untrained, local, xa)
+    untrained.readout_ = LogisticReadout.fit(grey_scores, ya, len(untrained.classes_))
+    out["grey frame + logistic readout"] = _metrics(yb, untrained.predict_proba(xb))
     wb = BARClassifier(local, estimator="exact", max_queries=args.max_queries, random_state=args.random_state)
     wb.fit(xa, ya)
     out["white-box reprogramming (same budget)"] = _metrics(yb, wb.predict_proba(xb))

@@ -14,7 +14,8 @@ import numpy as np
 
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["LabelMapping", "random_mapping", "frequency_mapping", "check_mapping_size", "source_frequencies"]
+__all__ = ["LabelMapping", "LogisticReadout", "random_mapping", "frequency_mapping", "check_mapping_size",
+           "source_frequencies"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,52 @@ class LabelMapping:
         names = self.source_names
         return {str(t): [names[s] if names is not None else int(s) for s in src]
                 for t, src in enumerate(self.sources)}
+
+
+@dataclass(frozen=True)
+class LogisticReadout:
+    """A learned readout: target probabilities from a linear model on the source log-scores.
+
+    Where a :class:`LabelMapping` averages fixed groups of source scores, this
+    weighs every source label (``softmax(log(scores) @ coef + intercept)``), so
+    labels that say little about the target count little. Fitted by
+    class-weighted, L2-regularised logistic regression (scikit-learn's) on the
+    scores of the training data under the trained program.
+
+    Attributes
+    ----------
+    coef : ndarray (n_source, k)
+    intercept : ndarray (k,)
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    #: scores below this floor are read as it (top-k answers carry exact zeros)
+    FLOOR = 1e-6
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, y: np.ndarray, n_target: int, C: float = 1.0) -> "LogisticReadout":
+        """Fit on ``(n, n_source)`` scores and labels ``0 .. n_target-1`` (every class present)."""
+        from sklearn.linear_model import LogisticRegression
+
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(cls._features(scores), y)
+        coef, intercept = lr.coef_.T, lr.intercept_
+        if n_target == 2:  # scikit-learn keeps one column for two classes: the logit of class 1
+            coef = np.concatenate([np.zeros_like(coef), coef], axis=1)
+            intercept = np.concatenate([[0.0], intercept])
+        return cls(np.asarray(coef, np.float64), np.asarray(intercept, np.float64))
+
+    @classmethod
+    def _features(cls, scores: np.ndarray) -> np.ndarray:
+        return np.log(np.maximum(np.asarray(scores, np.float64), cls.FLOOR))
+
+    def proba(self, scores: np.ndarray) -> np.ndarray:
+        """Target probabilities ``(n, k)`` from source scores ``(n, n_source)``."""
+        logits = self._features(scores) @ self.coef + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 def check_mapping_size(n_source: int, n_target: int, per_class: int) -> None:

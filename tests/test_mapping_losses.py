@@ -5,7 +5,7 @@ import pytest
 
 from bar_sdk import InvalidInputError
 from bar_sdk.losses import balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise
-from bar_sdk.mapping import frequency_mapping, random_mapping, source_frequencies
+from bar_sdk.mapping import LogisticReadout, frequency_mapping, random_mapping, source_frequencies
 
 
 def test_frequency_mapping_follows_the_model():
@@ -73,3 +73,24 @@ def test_white_box_loss_gradient_matches_finite_differences(loss, gamma):
         e[i, j] = 1e-5
         num = (value(logits + e)[0] - value(logits - e)[0]) / 2e-5
         assert g_z[i, j] == pytest.approx(num, rel=1e-4, abs=1e-8)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_logistic_readout_learns_a_rule_no_mapping_expresses(k):
+    """The class is which of two source labels scores higher, scaled: a learned weighting, not a mean."""
+    rng = np.random.default_rng(0)
+
+    def draw(n):
+        scores = rng.dirichlet(np.ones(6), size=n)
+        ratio = np.log(scores[:, 0]) - 2.0 * np.log(scores[:, 1])
+        return scores, np.digitize(ratio, np.quantile(ratio, np.linspace(0, 1, k + 1)[1:-1]))
+
+    scores, y = draw(2000)
+    readout = LogisticReadout.fit(scores, y, k)
+    assert readout.coef.shape == (6, k) and readout.intercept.shape == (k,)
+    test_scores, test_y = draw(2000)
+    proba = readout.proba(test_scores)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    assert np.mean(proba.argmax(1) == test_y) > 0.9
+    top1 = np.where(test_scores == test_scores.max(1, keepdims=True), test_scores, 0.0)  # top-1 answers
+    assert np.all(np.isfinite(readout.proba(top1)))

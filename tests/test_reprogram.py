@@ -35,7 +35,8 @@ def test_reprograms_digits_model_for_breast_cancer_well_above_chance(cancer):
     clf = BARClassifier(fresh_linear(), max_queries=20_000, random_state=0).fit(Xa, ya)
     majority = max(np.mean(yb), 1 - np.mean(yb))
     assert clf.score(Xb, yb) > majority + 0.15
-    assert clf.history_["queries"][-1] == clf.queries_ <= 20_000
+    # the last step's count, then the readout pass over the training data
+    assert clf.history_["queries"][-1] + len(ya) == clf.queries_ <= 20_000
 
 
 def test_reprograms_torch_cnn_for_image_task():
@@ -97,6 +98,7 @@ def test_queries_match_an_independent_count_and_never_exceed_budget(cancer, budg
     clf = small(model, max_queries=budget, estimator=estimator, batch_size=9).fit(Xa, ya)
     assert clf.queries_ == model.seen <= budget
     assert clf.ledger_.by_purpose["mapping"] == len(ya)
+    assert clf.ledger_.by_purpose["readout"] == len(ya)  # the readout pass, paid within the budget
     step = clf.history_["queries"][1] - clf.history_["queries"][0]
     assert budget - clf.queries_ < step  # it stopped only when the next step would not fit
     clf.predict(Xb)  # prediction after fit is counted but not bounded by fit's budget
@@ -200,6 +202,46 @@ def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, es
     assert model.seen == seen and np.array_equal(again.theta_, reference.theta_)
 
 
+def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path):
+    Xa, _, ya, _ = cancer
+    kw = dict(max_queries=6000, batch_size=25)
+    reference = small(fresh_linear(), **kw).fit(Xa, ya)
+    model = fresh_linear()
+    training_done = reference.queries_ - len(ya)  # the readout pass comes last
+
+    class Crashing:
+        n_classes, input_shape = model.n_classes, model.input_shape
+        crash = True
+
+        def predict_proba(self, x):
+            if self.crash and model.seen >= training_done:
+                raise Crash("simulated crash in the readout pass")
+            return model.predict_proba(x)
+
+    path, crashing = tmp_path / "ckpt.bar", Crashing()
+    with pytest.raises(Crash):
+        small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
+    assert model.seen == training_done
+    crashing.crash = False
+    resumed = small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
+    assert model.seen == reference.queries_  # only the readout pass was sent again, no training step
+    np.testing.assert_array_equal(resumed.theta_, reference.theta_)
+    np.testing.assert_array_equal(resumed.readout_.coef, reference.readout_.coef)
+    assert resumed.queries_ == reference.queries_
+
+
+def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mapping(cancer):
+    Xa, Xb, ya, yb = cancer
+    # one source label per class, drawn at random: the mapping reads 2 of the model's 10 scores
+    kw = dict(mapping="random", labels_per_class=1, max_queries=3000)
+    mapped = small(fresh_linear(), readout="mapping", **kw).fit(Xa, ya)
+    learned = small(fresh_linear(), readout="logistic", **kw).fit(Xa, ya)
+    assert mapped.readout_ is None and "readout" not in mapped.ledger_.by_purpose
+    assert learned.readout_.coef.shape == (10, 2)
+    np.testing.assert_allclose(learned.predict_proba(Xb).sum(1), 1.0)
+    assert learned.score(Xb, yb) > mapped.score(Xb, yb) + 0.05
+
+
 def test_corrupt_or_foreign_checkpoint_is_refused(cancer, tmp_path):
     Xa, _, ya, _ = cancer
     path = tmp_path / "ckpt.bar"
@@ -221,6 +263,12 @@ def test_save_and_load_round_trip(cancer, tmp_path):
     loaded = BARClassifier.load(tmp_path / "prog.bar", fresh_linear())
     np.testing.assert_array_equal(loaded.predict_proba(Xb), clf.predict_proba(Xb))
     assert loaded.queries_ == clf.queries_
+    np.testing.assert_array_equal(loaded.readout_.coef, clf.readout_.coef)
+    plain = small(fresh_linear(), readout="mapping").fit(Xa, ya)
+    plain.save(tmp_path / "plain.bar")
+    loaded = BARClassifier.load(tmp_path / "plain.bar", fresh_linear())
+    assert loaded.readout_ is None and loaded.readout == "mapping"
+    np.testing.assert_array_equal(loaded.predict_proba(Xb), plain.predict_proba(Xb))
 
 
 def test_verbose_shows_progress(cancer, capsys):
@@ -256,6 +304,7 @@ Y2 = np.arange(20) % 2
     (X_IMG, Y2, {"batch_size": 0}, "batch_size=0"),
     (X_IMG, Y2, {"max_queries": -5}, "max_queries=-5"),
     (X_IMG, Y2, {"labels_per_class": 6}, "labels_per_class=6"),
+    (X_IMG, Y2, {"readout": "softmax"}, "readout='softmax'"),
     (X_IMG, Y2, {"learning_rate": float("nan")}, "learning_rate=nan"),
     (np.full((20, 3), np.inf), Y2, {}, "NaN or infinite"),
     (np.random.default_rng(1).random((20, 8, 8, 3)), Y2, {}, "3 channels"),
@@ -291,8 +340,10 @@ def test_bad_model_answers_are_named(answer, match):
 def test_warm_start_from_a_white_box_program_starts_ahead(cancer):
     Xa, Xb, ya, yb = cancer
     white = small(fresh_linear(), estimator="exact", max_queries=4000).fit(Xa, ya)
-    cold = small(fresh_linear(), max_queries=700, learning_rate=1e-6).fit(Xa, ya)
-    warm = small(fresh_linear(), max_queries=700, learning_rate=1e-6, initial_program=white).fit(Xa, ya)
+    # the mapping's readout, so that the scores compare the programs alone
+    kw = dict(max_queries=700, learning_rate=1e-6, readout="mapping")
+    cold = small(fresh_linear(), **kw).fit(Xa, ya)
+    warm = small(fresh_linear(), initial_program=white, **kw).fit(Xa, ya)
     np.testing.assert_allclose(warm.theta_, white.theta_, atol=1e-3)  # barely moved from the start given
     assert warm.score(Xb, yb) >= cold.score(Xb, yb)
     with pytest.raises(InvalidInputError, match="initial_program has shape"):

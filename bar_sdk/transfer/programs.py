@@ -92,7 +92,7 @@ def evaluate_program(clf: Any, models: Mapping[str, Any], X_test: Any, y_test: A
     X_map, y_map : labelled target data, optional
         When given, the frequency label mapping is re-estimated on each
         model from one pass over them (counted), as BAR's own mapping pass
-        would; otherwise ``clf``'s mapping is kept, which needs models with
+        would; otherwise ``clf``'s mapping and readout are kept, which need models with
         the same label space.
     labels_per_class : int, optional
         Source labels per target class when re-mapping; by default as many
@@ -135,7 +135,8 @@ def evaluate_program(clf: Any, models: Mapping[str, Any], X_test: Any, y_test: A
         else:
             mapping = clf.mapping_
         scores, used = program_scores(clf, model, X_test)
-        proba = L.normalise(mapping.target_scores(scores))
+        # clf's own readout (a learned one included) where its mapping is kept; a fresh mapping's mean scores else
+        proba = L.normalise(mapping.target_scores(scores)) if remap else clf.proba_from_scores(scores)
         metrics[name] = classification_metrics(y_test, proba)
         queries[name] = spent + used
         mappings[name] = mapping.describe()
