@@ -37,7 +37,8 @@ from bar_sdk.zo.optimizers import Adam
 #: the library's defaults when the sweep was written (explicit, so a setting means the same thing later)
 BASELINE = {"parameterization": "grid", "grid_size": 16, "estimator": "one_sided", "n_directions": 5,
             "smoothing": 0.05, "optimizer": "adam", "learning_rate": 0.05, "lr_decay": 0.1, "batch_size": 10,
-            "labels_per_class": None, "mapping": "frequency", "loss": "focal", "gamma": 2.0, "init_scale": 0.01}
+            "labels_per_class": None, "mapping": "frequency", "readout": "mapping", "loss": "focal", "gamma": 2.0,
+            "init_scale": 0.01}
 
 SETTINGS = [{}, {"loss": "cross_entropy"}, {"batch_size": 5}, {"batch_size": 2}, {"smoothing": 0.02},
             {"n_directions": 10}, {"batch_size": 5, "learning_rate": 0.03}, {"batch_size": 5, "baseline": "mean"},
@@ -78,7 +79,7 @@ def fit_one(model, setting: dict, train, val, seed: int, budget: int) -> dict:
     out = {"sec": time.perf_counter() - started, "steps": clf.n_steps_, "fit_queries": clf.queries_}
     optimizer = clf.optimizer_  # fit's own copy, in its final state
     programs = {"raw": clf.theta_.copy()}
-    if isinstance(optimizer, AveragingAdam):
+    if isinstance(optimizer, AveragingAdam) and clf.readout_ is None:  # a learned readout fits the raw program only
         programs.update(ema=optimizer.ema,
                         **{f"tail{k}": total / count for k, (total, count) in optimizer.tail.items()})
     for name, theta in programs.items():
