@@ -173,11 +173,12 @@ default="one_sided"
     readout_ : LogisticReadout or None
         The fitted readout with ``readout="logistic"``; None with
         ``readout="mapping"``, or when the model's own budget ran out before
-        the readout pass (predictions then use ``mapping_``).
+        or during the readout pass (predictions then use ``mapping_``).
     queries_ : int
         Images sent to the model during fit.
     history_ : dict of lists
-        Per step: ``step``, ``queries``, ``loss`` and ``accuracy`` (on the minibatch).
+        Per training step: ``step``, ``queries``, ``loss`` and ``accuracy`` (on the
+        minibatch); the readout pass comes after the last step.
     ledger_ : QueryLedger
         Every image sent to the model by this estimator, by purpose (fit and later predictions).
     classes_ : ndarray
@@ -369,6 +370,7 @@ default="one_sided"
 
         state = _TrainState(theta=self._initial_theta(program, rng))
         state.freq_sum = np.zeros((n_source, k))
+        state.readout_scores = np.zeros((0, n_source))
         fingerprint = self._fingerprint(X, y)
         resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
         if resumed:
@@ -432,10 +434,11 @@ default="one_sided"
                 if self.checkpoint is not None:
                     self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
             if self.readout == "logistic" and state.readout is None:
-                scores = self._scores(metered, program, state.theta, embedded, "readout")
-                state.readout = LogisticReadout.fit(scores, y, k)
+                self._readout_pass(metered, program, state, embedded, y, k,
+                                   lambda: self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state))
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 0)
+                    bar.set_postfix(queries=metered.ledger.queries, readout="fitted", refresh=False)
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
@@ -468,6 +471,20 @@ default="one_sided"
         else:
             probs, p, per = seen["probs"].mean(0), seen["p"].mean(0), seen["per"].mean(0)
         return float(per.mean()), float((p.argmax(1) == yb).mean()), probs
+
+    #: images per readout-pass call; the checkpoint is written after each, so a crash re-sends at most one
+    READOUT_CHUNK = 512
+
+    def _readout_pass(self, metered, program, state, embedded, y, k, save):
+        """Score the training data with the trained program (resuming a pass cut short), fit the readout."""
+        for start in range(len(state.readout_scores), len(embedded), self.READOUT_CHUNK):
+            part = embedded[start:start + self.READOUT_CHUNK]
+            scores = metered.predict_proba(program.apply(state.theta[None], part), purpose="readout")
+            state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
+            if self.checkpoint is not None:
+                save()
+        state.readout = LogisticReadout.fit(state.readout_scores, y, k)
+        state.readout_scores = state.readout_scores[:0]
 
     def _surrogate_gradient(self, guide, program, theta, emb, yb, weights):
         surrogate, matrix = guide
@@ -573,6 +590,8 @@ default="one_sided"
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, X, y) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
+        if params["readout"] == "mapping":  # as before the option existed: those checkpoints still resume
+            del params["readout"]
         params["initial_program"] = None if self.initial_program is None else hashlib.sha256(np.ascontiguousarray(
             getattr(self.initial_program, "theta_", self.initial_program), dtype=np.float64).tobytes()).hexdigest()
         if self.surrogate is not None:  # its identity across processes: what it is, not where it lives
@@ -587,7 +606,7 @@ default="one_sided"
     def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state):
         arrays = {"theta": state.theta, "sources": state.mapping.sources, "freq_sum": state.freq_sum,
                   "order": state.order if state.order is not None else np.zeros(0, np.int64),
-                  **_readout_arrays(state.readout)}
+                  **_readout_arrays(state.readout, state.readout_scores)}
         parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
         for part, obj in (("opt", optimizer), ("est", estimator)):
             parts[part] = {}
@@ -623,6 +642,7 @@ default="one_sided"
         state.freq_sum = arrays["freq_sum"]
         state.order = arrays["order"] if meta["has_order"] else None
         state.readout = _readout_from(arrays)
+        state.readout_scores = arrays.get("readout.scores", np.zeros((0, n_source)))
         state.step, state.epoch, state.pos, state.done = meta["step"], meta["epoch"], meta["pos"], meta["done"]
         state.history = {key: list(v) for key, v in meta["history"].items()}
         logger.info("resumed from %s at step %d (%d queries)", self.checkpoint, state.step, metered.ledger.queries)
@@ -675,6 +695,7 @@ class _TrainState:
         self.theta = np.asarray(theta, dtype=np.float64)
         self.mapping: LabelMapping | None = None
         self.readout: LogisticReadout | None = None
+        self.readout_scores = np.zeros((0, 0))  # the readout pass's scores so far
         self.order: np.ndarray | None = None
         self.freq_sum = np.zeros((0, 0))
         self.step = self.epoch = self.pos = 0
@@ -682,8 +703,11 @@ class _TrainState:
         self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
 
 
-def _readout_arrays(readout: LogisticReadout | None) -> dict:
-    return {} if readout is None else {"readout.coef": readout.coef, "readout.intercept": readout.intercept}
+def _readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None = None) -> dict:
+    out = {} if readout is None else {"readout.coef": readout.coef, "readout.intercept": readout.intercept}
+    if scores is not None and len(scores):
+        out["readout.scores"] = scores
+    return out
 
 
 def _readout_from(arrays: dict) -> LogisticReadout | None:

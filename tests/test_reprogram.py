@@ -15,6 +15,8 @@ from _models import digits16, fresh_linear
 from adapters import TopK
 from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
                      QueryBudgetExceeded)
+from bar_sdk.mapping import LogisticReadout
+from bar_sdk.transfer import program_scores
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +205,9 @@ def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, es
     assert model.seen == seen and np.array_equal(again.theta_, reference.theta_)
 
 
-def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path):
+def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path, monkeypatch):
     Xa, _, ya, _ = cancer
+    monkeypatch.setattr(BARClassifier, "READOUT_CHUNK", 100)  # the pass in four calls
     kw = dict(max_queries=6000, batch_size=25, readout="logistic")
     reference = small(fresh_linear(), **kw).fit(Xa, ya)
     model = fresh_linear()
@@ -215,17 +218,19 @@ def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path):
         crash = True
 
         def predict_proba(self, x):
-            if self.crash and model.seen >= training_done:
-                raise Crash("simulated crash in the readout pass")
-            return model.predict_proba(x)
+            out = model.predict_proba(x)  # answered (and paid for), then lost before the checkpoint
+            if self.crash and model.seen > training_done + 200:
+                raise Crash("simulated crash in the readout pass's third call")
+            return out
 
     path, crashing = tmp_path / "ckpt.bar", Crashing()
     with pytest.raises(Crash):
         small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
-    assert model.seen == training_done
+    assert model.seen == training_done + 300
     crashing.crash = False
     resumed = small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
-    assert model.seen == reference.queries_  # only the readout pass was sent again, no training step
+    # no training step again, and of the readout pass only the lost call: the first two were checkpointed
+    assert model.seen == reference.queries_ + 100
     np.testing.assert_array_equal(resumed.theta_, reference.theta_)
     np.testing.assert_array_equal(resumed.readout_.coef, reference.readout_.coef)
     assert resumed.queries_ == reference.queries_
@@ -239,8 +244,21 @@ def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mappi
     learned = small(fresh_linear(), readout="logistic", **kw).fit(Xa, ya)
     assert mapped.readout_ is None and "readout" not in mapped.ledger_.by_purpose
     assert learned.readout_.coef.shape == (10, 2)
+    # fitted on the training data's scores under the *trained* program
+    trained_scores, _ = program_scores(learned, fresh_linear(), Xa)
+    np.testing.assert_allclose(learned.readout_.coef, LogisticReadout.fit(trained_scores, ya, 2).coef)
     np.testing.assert_allclose(learned.predict_proba(Xb).sum(1), 1.0)
     assert learned.score(Xb, yb) > mapped.score(Xb, yb) + 0.05
+
+
+def test_logistic_readout_with_three_classes():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    Xa, Xb, ya, yb = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    clf = small(fresh_linear(), readout="logistic", labels_per_class=3, max_queries=3000).fit(Xa, ya)
+    assert clf.readout_.coef.shape == (10, 3) and clf.predict_proba(Xb).shape == (len(Xb), 3)
+    assert clf.score(Xb, yb) > 0.6  # chance is 1/3
 
 
 def test_corrupt_or_foreign_checkpoint_is_refused(cancer, tmp_path):
