@@ -85,6 +85,14 @@ class LogisticReadout:
         """Fit on ``(n, n_source)`` scores and labels ``0 .. n_target-1`` (every class present)."""
         from sklearn.linear_model import LogisticRegression
 
+        scores, y = np.asarray(scores, np.float64), np.asarray(y)
+        if scores.ndim != 2 or not np.all(np.isfinite(scores)):
+            raise InvalidInputError(f"scores has shape {scores.shape}; expected finite (n, n_source) scores")
+        if y.shape != (len(scores),):
+            raise InvalidInputError(f"y has shape {y.shape}; expected ({len(scores)},), one label per row of scores")
+        if not np.array_equal(np.unique(y), np.arange(n_target)):
+            raise InvalidInputError(f"y has labels {np.unique(y).tolist()}; expected every label 0..{n_target - 1} "
+                                    f"(n_target={n_target})")
         lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(cls._features(scores), y)
         coef, intercept = lr.coef_.T, lr.intercept_
         if n_target == 2:  # scikit-learn keeps one column for two classes: the logit of class 1

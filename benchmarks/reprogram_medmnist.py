@@ -31,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from adapters.nets import SmallCNN, train_classifier
+from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.program import resize_images
 from bar_sdk.reprogram import BARClassifier
@@ -161,10 +162,12 @@ def run_readout_only(model, task, train, test, seed, overrides):
     clf = BARClassifier(model, random_state=seed, **overrides)
     layout, program = clf._layout_and_program(Xtr, model.input_shape)
     grey = np.zeros(program.n_params)
-    scores = model.predict_proba(program.apply(grey[None], program.embed(layout.transform(Xtr))))
+    metered = MeteredModel(model, QueryLedger())  # counts the readout pass
+    scores = metered.predict_proba(program.apply(grey[None], program.embed(layout.transform(Xtr))), purpose="readout")
     readout = LogisticReadout.fit(scores, ytr, int(ytr.max()) + 1)
+    fit_queries = metered.ledger.queries
     proba = readout.proba(model.predict_proba(program.apply(grey[None], program.embed(layout.transform(Xte)))))
-    return [{"task": task, "method": "logistic readout on a grey frame (no program)", "fit_queries": len(ytr),
+    return [{"task": task, "method": "logistic readout on a grey frame (no program)", "fit_queries": fit_queries,
              "fit_seconds": time.perf_counter() - started, "steps": 0, "n_params": 0,
              **common.binary_metrics(yte, proba), "budget": len(ytr), "anytime": False}]
 

@@ -94,3 +94,11 @@ def test_logistic_readout_learns_a_rule_no_mapping_expresses(k):
     assert np.mean(proba.argmax(1) == test_y) > 0.9
     top1 = np.where(test_scores == test_scores.max(1, keepdims=True), test_scores, 0.0)  # top-1 answers
     assert np.all(np.isfinite(readout.proba(top1)))
+
+
+def test_logistic_readout_refuses_labels_that_miss_a_class_or_rows():
+    scores = np.random.default_rng(0).dirichlet(np.ones(4), size=10)
+    with pytest.raises(InvalidInputError, match=r"every label 0..2"):
+        LogisticReadout.fit(scores, np.arange(10) % 2, 3)
+    with pytest.raises(InvalidInputError, match=r"y has shape \(9,\)"):
+        LogisticReadout.fit(scores, np.arange(9) % 2, 2)

@@ -23,6 +23,13 @@ def test_program_on_its_own_model_matches_the_classifier(fitted):
     assert not out.remapped
 
 
+def test_kept_mapping_keeps_a_logistic_readout():
+    Xa, Xb, ya, yb = breast_cancer()
+    clf = BARClassifier(cnn(), max_queries=3000, random_state=0, readout="logistic").fit(Xa, ya)
+    out = evaluate_program(clf, {"same": cnn()}, Xb, yb)
+    assert out.metrics["same"]["accuracy"] == pytest.approx(clf.score(Xb, yb))
+
+
 def test_remapping_costs_one_pass_and_is_counted(fitted):
     clf, Xa, Xb, ya, yb = fitted
     counting = Counting(mlp())

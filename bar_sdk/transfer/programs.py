@@ -42,7 +42,9 @@ class ProgramTransfer:
     remapped : bool
         Whether the label mapping was re-estimated on each model.
     mappings : dict name -> dict
-        The mapping used for each model (target class -> source labels).
+        The mapping used for each model (target class -> source labels). When
+        clf's mapping is kept and clf has a logistic readout (``readout_``),
+        predictions come from that readout and this is the mapping it trained with.
     """
 
     models: tuple
