@@ -142,13 +142,7 @@ def run_white_box(model, task, train, test, budgets, seed, overrides, parameteri
     """Exact gradients: the default's settings (program, mapping) with the model's own gradients."""
     params = {**overrides, "estimator": "exact", "parameterization": parameterization}
     name = name or "white-box reprogramming" + (" (full frame)" if parameterization == "full" else " (default program)")
-    rows = []
-    for budget in budgets:
-        started = time.perf_counter()
-        clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(*train)
-        rows.append(bar_row(task, name, clf, *test, time.perf_counter() - started,
-                            {"budget": budget, "anytime": False}))
-    return rows
+    return run_default(model, task, train, test, budgets, seed, params, name)
 
 
 #: the rows of readout="logistic" (the option), black-box and white-box
