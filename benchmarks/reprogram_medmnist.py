@@ -260,8 +260,13 @@ def main() -> None:
                              "default, rows of other budgets are kept")
     parser.add_argument("--only", nargs="*", choices=list(GROUPS), default=None,
                         help="rerun only these parts and merge them into the existing results JSON")
+    parser.add_argument("--add-seeds", action="store_true",
+                        help="with --only: run these seeds and keep the other seeds' rows, to add seeds to a table "
+                             "(deterministic parts are not rerun); without it a rerun part replaces every seed")
     parser.add_argument("--report", action="store_true", help="only rewrite the markdown from the results JSON")
     args = parser.parse_args()
+    if args.add_seeds and (args.only is None or "overhead" in args.only):
+        parser.error("--add-seeds needs --only with the parts to add seeds to (not overhead, which runs once)")
     if args.report:
         payload = json.loads((common.RESULTS_DIR / "reprogram_medmnist.json").read_text())
         order = {t: i for i, t in enumerate(dict.fromkeys(r["task"] for r in payload["rows"]))}
@@ -287,13 +292,18 @@ def main() -> None:
         def rerun_here(r):  # a row is replaced when its task, part and budget are all being rerun
             group = _group(r["method"])
             return (r["task"] in rerun and group in only
-                    and (r.get("budget") is None or r["budget"] in np.ravel(budgets.get(group, r["budget"]))))
+                    and (r.get("budget") is None or r["budget"] in np.ravel(budgets.get(group, r["budget"])))
+                    and (not args.add_seeds or r["seed"] in seeds))
+
 
         payload["rows"] = [r for r in old["rows"] if not rerun_here(r)]
         payload["overhead"] = None if "overhead" in only else old["overhead"]
         payload["merged_from_runs"] = old.get("merged_from_runs", 1) + 1
         payload["rerun_parts"] = sorted(only)
         payload["rerun_budgets"] = sorted(args.default_budgets) if args.default_budgets else None
+        if args.add_seeds:
+            payload["seeds"] = sorted(set(old["seeds"]) | set(seeds))
+            payload["added_seeds"] = sorted(set(seeds) - set(old["seeds"]))
 
     def save():
         order = {t: i for i, t in enumerate(all_tasks)}
@@ -329,7 +339,9 @@ def main() -> None:
             "paper": lambda: run_paper(model, task, train, test, budgets["paper"], seed),
         }
         for group in (g for g in GROUPS if g in only and g in steps):
-            for seed in seeds if group not in ("probe", "readout_only") else seeds[:1]:  # no randomness in these
+            if args.add_seeds and group in DETERMINISTIC:
+                continue  # its one run stands for every seed
+            for seed in seeds if group not in DETERMINISTIC else seeds[:1]:
                 for row in steps[group]():
                     row["n_train"], row["seed"] = n, seed
                     payload["rows"].append(row)
@@ -345,6 +357,9 @@ GROUPS = {"overhead": (), "scratch": ("SmallCNN from scratch",), "probe": ("line
           "white_box": ("white-box reprogramming (default program)", "white-box reprogramming (full frame)"),
           "default": ("BAR, SDK default",), "paper": ("BAR, paper settings",),
           "readout_only": ("logistic readout on a grey frame (no program)",), "readout": READOUT_METHODS}
+
+
+DETERMINISTIC = ("probe", "readout_only")  #: parts with no randomness: run once, with the first seed
 
 
 def _group(method: str) -> str:
@@ -431,9 +446,11 @@ def report(payload) -> str:
         "resized to 32x32 RGB for the probe and fine-tuning; native 28x28 for the CNN from scratch.\n",
         f"Machine: {m['cpu_cores']} cores ({m['processor']}), {m['torch_threads']} torch thread, torch "
         f"{m['torch']}, numpy {m['numpy']}; the cores were shared with other users' jobs, so seconds are "
-        f"indicative. Every method runs once per seed ({', '.join(map(str, payload['seeds']))}: the program's "
-        "initial values, minibatch order and random directions; the split is fixed) and the tables give the "
-        "mean over seeds with the standard deviation in brackets; targets are judged on the means. "
+        f"indicative. Every method runs once per seed ({', '.join(map(str, sorted({r['seed'] for r in payload['rows']})))}"
+        ": the program's initial values, minibatch order and random directions; the split is fixed) and the "
+        "tables give the mean over seeds with the standard deviation in brackets; the linear probe and the "
+        "grey-frame readout have no randomness and run once (*runs* says how many runs a row averages). "
+        "Targets are judged on the means. "
         "BreastMNIST's test split has 156 images, so one image is 0.6 accuracy points.\n",
         "Queries are images sent to the black box during fit (label-mapping and readout passes included), never the "
         "evaluation's. Rows marked *anytime* are the paper-settings run's program read when it had spent "
@@ -445,17 +462,19 @@ def report(payload) -> str:
     ]
     if payload.get("merged_from_runs"):
         lines.append(f"Merged from {payload['merged_from_runs']} runs of this script (`--only`); the latest "
-                     f"reran {', '.join(payload.get('rerun_parts', []))}"
+                     + (f"added seeds {', '.join(map(str, payload['added_seeds']))} to "
+                        if payload.get("added_seeds") else "reran ")
+                     + ", ".join(payload.get("rerun_parts", []))
                      + (f" at {', '.join(f'{b:,}' for b in payload['rerun_budgets'])} queries"
                         if payload.get("rerun_budgets") else "")
-                     + ". Every row comes from a run with the same source model and seeds, and with the "
+                     + ". Every row comes from a run with the same source model, and with the "
                      "library's current defaults (a part is rerun whenever a default it uses changes).\n")
     if payload["default_overrides"]:
         lines.append(f"SDK default here means `BARClassifier(model, max_queries=B, random_state=0, "
                      f"**{payload['default_overrides']})`: the defaults recommended by the sweep "
                      "(results/sweep_defaults.md), pending in the library.\n")
     cols = [("method", "method"), ("budget", "max_queries"), ("fit_queries", "fit queries"),
-            ("accuracy", "accuracy"), ("balanced_accuracy", "bal. accuracy"), ("auc", "AUC"),
+            ("n_seeds", "runs"), ("accuracy", "accuracy"), ("balanced_accuracy", "bal. accuracy"), ("auc", "AUC"),
             ("fit_seconds", "wall s")]
     for task in dict.fromkeys(r["task"] for r in payload["rows"]):
         rows = [dict(r, method=r["method"] + (" (anytime)" if r.get("anytime") else ""),
