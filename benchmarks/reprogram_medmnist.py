@@ -462,7 +462,8 @@ def report(payload) -> str:
     ]
     if payload.get("merged_from_runs"):
         lines.append(f"Merged from {payload['merged_from_runs']} runs of this script (`--only`); the latest "
-                     + (f"added seeds {', '.join(map(str, payload['added_seeds']))} to "
+                     + (f"added seed{'s' * (len(payload['added_seeds']) > 1)} "
+                        f"{', '.join(map(str, payload['added_seeds']))} to "
                         if payload.get("added_seeds") else "reran ")
                      + ", ".join(payload.get("rerun_parts", []))
                      + (f" at {', '.join(f'{b:,}' for b in payload['rerun_budgets'])} queries"
