@@ -508,16 +508,23 @@ NOTES = """
   the gap that remains is the zeroth-order estimate's.
 - The source model matters: with the first, undertrained source CNN (test accuracy 0.569; this
   file's history in git) the paper's settings trailed the SDK default by a wide margin. With the
-  trained one (0.654) and the focal loss, they were about as efficient per query as the default on
-  PneumoniaMNIST; the cross-entropy default (chosen on val, `results/sweep_val.md`) is ahead again on
-  BreastMNIST and PneumoniaMNIST, and level with them on the 10% subset.
-- On the 10% subset the half-budget target is judged on a test split that disagrees with val: on the
-  val split (524 images, `results/sweep_val.md`, seeds 0-2) the default at 100k scores accuracy 0.892
-  and the paper's settings at 200k 0.836, while on test they score 0.825 and 0.839. PneumoniaMNIST's
-  test split has a different class balance (62.5% pneumonia) from train and val (74.2%).
-- More queries do not always help a single fit: on PneumoniaMNIST the default at 200k queries scored
-  below its 100k fits (seeds 1 and 2), the black-box estimate's noise, not overfitting (white-box at
-  100k does not drop).
+  trained one (0.654) the cross-entropy default (chosen on val, `results/sweep_val.md`) is far ahead
+  on BreastMNIST, but on test it is behind the paper's settings at 200k on both PneumoniaMNIST tasks.
+- **Val and test disagree on PneumoniaMNIST**, and the defaults are chosen on val. On the val splits
+  (`results/sweep_val.md`, seeds 0-2 for the paper's settings, 0-3 for the default) the default at
+  100k beats the paper's settings at 200k on all three tasks: accuracy 0.766 vs 0.701 (BreastMNIST),
+  0.892 vs 0.828 (PneumoniaMNIST), 0.886 vs 0.836 (10%), so all three half-budget checks are met on
+  val by 5 to 6.5 points. On test the two PneumoniaMNIST checks are missed. `results/val_test_drift_*.md`
+  follows single fits on both splits: the default's val accuracy keeps rising to 200k while its test
+  accuracy peaks near 50k and ends about 6 points below val; the paper's settings, whose program stays
+  about ten times weaker (mean |W| 0.11 against 0.86), score the same on val and test. PneumoniaMNIST's
+  test split also has another class balance (62.5% pneumonia; train and val 74.2%). Nothing was tuned
+  on test to close this.
+- Seeds: the table first had seeds 0-2. The 10% check was missed by 1.4 points and BreastMNIST's
+  white-box gap was exactly 3.0, both within seed noise, so seeds 3 and 4 were added to every seeded
+  part with nothing else changed, decided before those runs (`--add-seeds`). With them the full
+  PneumoniaMNIST check went from met (by 0.5 points) to missed (by 0.2), and BreastMNIST's gap
+  shrank to 2.3 points.
 - The *logistic readout* rows are the option `readout="logistic"`: the default's training, then
   predictions from a class-weighted logistic regression on all ten source log-scores, fitted on one
   more counted pass over the training data (white-box likewise). It is not the default: on val its
