@@ -68,8 +68,8 @@ class TimedModel:
             self.calls += 1
 
 
-class SnapshotSGD(SGD):
-    """SGD that keeps ``theta`` when the run first reaches each query budget (an anytime curve).
+class Snapshots:
+    """Optimizer mixin that keeps ``theta`` when the run first reaches each query budget (an anytime curve).
 
     ``progress`` is the share of ``max_queries`` spent before the step, so the
     ``theta`` handed in is the program after exactly that many queries.
@@ -86,6 +86,10 @@ class SnapshotSGD(SGD):
         while self.pending and spent >= self.pending[0]:
             self.snapshots.append((self.pending.pop(0), spent, theta.copy()))
         return super().step(theta, grad, progress)
+
+
+class SnapshotSGD(Snapshots, SGD):
+    """SGD with anytime snapshots (the paper's settings)."""
 
 
 # ---------------------------------------------------------------------- tasks

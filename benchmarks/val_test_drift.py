@@ -23,50 +23,34 @@ import time
 
 import common  # first: pins torch to one thread
 import numpy as np
-from reprogram_medmnist import PAPER
+from reprogram_medmnist import PAPER, Snapshots, SnapshotSGD
 
 from bar_sdk.reprogram import BARClassifier
-from bar_sdk.zo.optimizers import SGD, Adam
+from bar_sdk.zo.optimizers import Adam
 
 BUDGET = 200_000
 EVERY = 10_000
-
-
-class Snapshots:
-    """Mixin: keep ``theta`` each time the run crosses another ``every`` queries (before that step)."""
-
-    def __init__(self, *args, budget=BUDGET, every=EVERY, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.budget, self.every, self.snapshots = budget, every, []
-
-    def step(self, theta, grad, progress):
-        spent = round(progress * self.budget)
-        while spent >= (len(self.snapshots) + 1) * self.every:  # one reading per threshold crossed
-            self.snapshots.append((spent, theta.copy()))
-        return super().step(theta, grad, progress)
+READINGS = range(EVERY, BUDGET, EVERY)  # the final program is read as well
 
 
 class SnapshotAdam(Snapshots, Adam):
-    pass
-
-
-class SnapshotSGD(Snapshots, SGD):
-    pass
+    """Adam with anytime snapshots (the SDK default)."""
 
 
 def follow(model, method: str, train, val, test, seed: int) -> list[dict]:
     if method == "SDK default":
-        clf = BARClassifier(model, max_queries=BUDGET, random_state=seed, optimizer=SnapshotAdam(lr=0.05, lr_decay=0.1))
+        clf = BARClassifier(model, max_queries=BUDGET, random_state=seed,
+                            optimizer=SnapshotAdam(0.05, 0.1, BUDGET, READINGS))
         assert (clf.learning_rate, clf.lr_decay, BARClassifier(model).optimizer) == (0.05, 0.1, "adam"), \
             "the default's optimizer changed: update this script"
     else:
         params = {k: v for k, v in PAPER.items() if k not in ("learning_rate", "lr_decay")}
         clf = BARClassifier(model, max_queries=BUDGET, random_state=seed,
-                            optimizer=SnapshotSGD(PAPER["learning_rate"], PAPER["lr_decay"]), **params)
+                            optimizer=SnapshotSGD(PAPER["learning_rate"], PAPER["lr_decay"], BUDGET, READINGS),
+                            **params)
     clf.fit(*train)
     rows = []
-    readings = [((i + 1) * EVERY, spent, theta) for i, (spent, theta) in enumerate(clf.optimizer_.snapshots)]
-    for at, spent, theta in readings + [(BUDGET, clf.queries_, clf.theta_)]:
+    for at, spent, theta in clf.optimizer_.snapshots + [(BUDGET, clf.queries_, clf.theta_)]:
         clf.theta_ = theta
         row = {"method": method, "seed": seed, "at": at, "queries": spent,
                "mean_abs_w": float(np.abs(theta).mean())}
