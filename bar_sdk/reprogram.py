@@ -135,6 +135,11 @@ default="one_sided"
     lr_decay : float, default=0.1
         The learning rate decays exponentially to ``learning_rate * lr_decay``
         by the end of the budget.
+    weight_decay : float, default=0.0
+        Decoupled weight decay on the program parameters (AdamW's form): each
+        step also subtracts ``lr_t * weight_decay * theta``, keeping the
+        program weak unless the loss keeps asking for it. Costs no queries.
+        Applies to named optimizers (an instance keeps its own).
     init_scale : float, default=0.01
         Standard deviation of the random initial parameters (a uniform frame
         creates exact ties in max-pooling, where one-sided estimates fail).
@@ -200,8 +205,8 @@ default="one_sided"
                  parameterization="grid", grid_size=16, rank=2, target_size=None, program_strength=0.5,
                  mapping="frequency", labels_per_class=None, readout="mapping", loss="cross_entropy", gamma=2.0,
                  estimator="one_sided", n_directions=5, smoothing=0.1, optimizer="adam",
-                 learning_rate=0.05, lr_decay=0.1, init_scale=0.01, random_state=None, verbose=False,
-                 checkpoint=None, initial_program=None, surrogate=None, prior_weight=0.5):
+                 learning_rate=0.05, lr_decay=0.1, weight_decay=0.0, init_scale=0.01, random_state=None,
+                 verbose=False, checkpoint=None, initial_program=None, surrogate=None, prior_weight=0.5):
         self.model = model
         self.max_queries = max_queries
         self.max_epochs = max_epochs
@@ -223,6 +228,7 @@ default="one_sided"
         self.optimizer = optimizer
         self.learning_rate = learning_rate
         self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
         self.init_scale = init_scale
         self.random_state = random_state
         self.verbose = verbose
@@ -256,6 +262,7 @@ default="one_sided"
         check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
         check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
         check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
         check_float(self.init_scale, "init_scale", low=0.0)
         if self.random_state is not None:
             check_int(self.random_state, "random_state", low=0)
@@ -341,7 +348,7 @@ default="one_sided"
         if surrogate is not None and not hasattr(estimator, "set_prior"):
             raise InvalidInputError(f"estimator={self.estimator!r} cannot use a surrogate's prior; expected a name "
                                     "or an estimator with set_prior (GuidedEstimator)")
-        optimizer = copy.deepcopy(make_optimizer(self.optimizer, self.learning_rate, self.lr_decay))
+        optimizer = copy.deepcopy(make_optimizer(self.optimizer, self.learning_rate, self.lr_decay, self.weight_decay))
         batch = min(self.batch_size, len(y))
         step_cost = batch * (1 if exact else estimator.evaluations(program.n_params))
         mapping_cost = 0 if self.mapping == "random" else len(y)
@@ -590,8 +597,9 @@ default="one_sided"
     # ------------------------------------------------------------------ checkpoints
     def _fingerprint(self, X, y) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
-        if params["readout"] == "mapping":  # as before the option existed: those checkpoints still resume
-            del params["readout"]
+        for key, before in (("readout", "mapping"), ("weight_decay", 0.0)):
+            if params[key] == before:  # as before the option existed: those checkpoints still resume
+                del params[key]
         params["initial_program"] = None if self.initial_program is None else hashlib.sha256(np.ascontiguousarray(
             getattr(self.initial_program, "theta_", self.initial_program), dtype=np.float64).tobytes()).hexdigest()
         if self.surrogate is not None:  # its identity across processes: what it is, not where it lives

@@ -68,7 +68,8 @@ class AveragingAdam(Adam):
 def fit_one(model, setting: dict, train, val, seed: int, budget: int) -> dict:
     params = {**BASELINE, **setting}
     if params["optimizer"] == "adam":  # Adam that also averages its iterates (free extra scores)
-        params["optimizer"] = AveragingAdam(lr=params.pop("learning_rate"), lr_decay=params.pop("lr_decay"))
+        params["optimizer"] = AveragingAdam(lr=params.pop("learning_rate"), lr_decay=params.pop("lr_decay"),
+                                            weight_decay=params.pop("weight_decay", 0.0))
     if "history" in params:  # HistoryEstimator's own settings, e.g. {"memory": 0.9, "explore": 0.1}
         params["estimator"] = HistoryEstimator(params["n_directions"], params["smoothing"], **params.pop("history"))
     if "baseline" in params:  # the one-sided estimator against the mean of the perturbed losses

@@ -14,6 +14,7 @@ from bar_sdk.zo import (
     SPSAEstimator,
     zo_step,
 )
+from bar_sdk.attacks.zo_parts import NormalizedSGD
 
 D = 20
 A = np.linspace(0.5, 2.0, D)
@@ -123,6 +124,27 @@ def test_optimizer_state_round_trip():
     b.load_state_dict(a.state_dict())
     g = quad_grad(theta)
     np.testing.assert_array_equal(a.step(theta, g, 0.5), b.step(theta, g, 0.5))
+
+
+@pytest.mark.parametrize("make", [SGD, Adam, SignSGD, SPSAGC, NormalizedSGD])
+def test_weight_decay_shrinks_by_lr_times_decay_when_the_gradient_is_zero(make):
+    theta = np.linspace(-1.0, 1.0, D)
+    opt = make(lr=0.2, lr_decay=0.1, weight_decay=0.5)
+    lr = opt.learning_rate(0.5)
+    np.testing.assert_allclose(opt.step(theta, np.zeros(D), 0.5), theta * (1 - lr * 0.5), rtol=1e-12)
+    plain = make(lr=0.2, lr_decay=0.1)  # no decay: the rule alone, unchanged
+    np.testing.assert_array_equal(plain.step(theta, np.zeros(D), 0.5), theta)
+
+
+def test_sgd_weight_decay_is_an_l2_penalty_and_adam_decay_is_decoupled():
+    rng = np.random.default_rng(6)
+    theta, g = rng.standard_normal(D), rng.standard_normal(D)
+    np.testing.assert_allclose(SGD(lr=0.1, weight_decay=0.3).step(theta, g, 0.0),
+                               SGD(lr=0.1).step(theta, g + 0.3 * theta, 0.0), rtol=1e-12)
+    # Adam: the decay is added after the normalised step (AdamW), not fed through the moments
+    np.testing.assert_allclose(Adam(lr=0.1, weight_decay=0.3).step(theta, g, 0.0),
+                               Adam(lr=0.1).step(theta, g, 0.0) - 0.1 * 0.3 * theta, rtol=1e-12)
+    assert "weight_decay=0.3" in repr(Adam(weight_decay=0.3)) and "weight_decay" not in repr(Adam())
 
 
 def test_lr_decays_to_the_final_ratio():

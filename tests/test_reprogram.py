@@ -164,6 +164,23 @@ def test_fit_leaves_estimator_and_optimizer_instances_untouched(cancer):
     np.testing.assert_array_equal(clf.fit(Xa, ya).theta_, first)  # so a second fit starts afresh
 
 
+def test_weight_decay_keeps_the_program_weaker_and_is_free(cancer, tmp_path):
+    Xa, _, ya, _ = cancer
+    plain = small(fresh_linear(), random_state=3).fit(Xa, ya)
+    decayed = small(fresh_linear(), random_state=3, weight_decay=3.0).fit(Xa, ya)
+    assert np.abs(decayed.theta_).mean() < 0.7 * np.abs(plain.theta_).mean()
+    assert decayed.queries_ == plain.queries_ and decayed.history_["queries"] == plain.history_["queries"]
+    # an explicit weight_decay=0.0 is the default: same program, and the same checkpoint resumes
+    np.testing.assert_array_equal(small(fresh_linear(), random_state=3, weight_decay=0.0).fit(Xa, ya).theta_,
+                                  plain.theta_)
+    path = tmp_path / "ckpt.bar"
+    small(fresh_linear(), random_state=3, checkpoint=str(path)).fit(Xa, ya)
+    resumed = small(fresh_linear(), random_state=3, weight_decay=0.0, checkpoint=str(path)).fit(Xa, ya)
+    np.testing.assert_array_equal(resumed.theta_, plain.theta_)
+    with pytest.raises(CheckpointError, match="other data or parameters"):
+        small(fresh_linear(), random_state=3, weight_decay=0.1, checkpoint=str(path)).fit(Xa, ya)
+
+
 class Crash(Exception):
     pass
 

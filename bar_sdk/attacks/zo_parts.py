@@ -22,7 +22,7 @@ __all__ = ["NormalizedSGD", "check_zo_params", "build_estimator", "build_optimiz
 class NormalizedSGD(Optimizer):
     """Steps of length ``lr`` along the estimated descent direction (L2 PGD)."""
 
-    def step(self, theta, grad, progress):
+    def _update(self, theta, grad, progress):
         norm = float(np.linalg.norm(grad))
         return theta if norm == 0.0 else theta - self.learning_rate(progress) * grad / norm
 

@@ -5,6 +5,10 @@ returns the new parameters, where ``progress`` in [0, 1] is the fraction of
 the run (budget) spent, used by the learning-rate schedule. ``lookahead``
 says where the next gradient should be estimated (the current point, except
 for momentum methods that correct the gradient at a look-ahead point).
+Every optimizer takes an optional decoupled weight decay (AdamW's form,
+Loshchilov & Hutter, 2019): after its own update it subtracts
+``lr_t * weight_decay * theta``, pulling the program towards zero at no query
+cost; for SGD this equals an L2 penalty ``weight_decay / 2 * |theta|^2``.
 State round-trips through ``state_dict`` for checkpoints.
 """
 
@@ -21,11 +25,15 @@ __all__ = ["Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC", "make_optimizer"]
 
 
 class Optimizer(ABC):
-    """Base class. ``lr`` decays exponentially to ``lr * lr_decay`` over the run."""
+    """Base class. ``lr`` decays exponentially to ``lr * lr_decay`` over the run.
 
-    def __init__(self, lr: float = 0.05, lr_decay: float = 1.0):
+    Subclasses implement :meth:`_update`; :meth:`step` adds the weight decay.
+    """
+
+    def __init__(self, lr: float = 0.05, lr_decay: float = 1.0, weight_decay: float = 0.0):
         self.lr = lr
         self.lr_decay = lr_decay
+        self.weight_decay = weight_decay
 
     def learning_rate(self, progress: float) -> float:
         check_float(self.lr, "learning_rate", low=0.0, low_open=True)
@@ -35,9 +43,17 @@ class Optimizer(ABC):
     def lookahead(self, theta: np.ndarray) -> np.ndarray:
         return theta
 
-    @abstractmethod
     def step(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
-        """Return the updated parameters."""
+        """Return the updated parameters: the rule's update, then the decoupled weight decay."""
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        new = self._update(theta, grad, progress)
+        if self.weight_decay:
+            new = new - self.learning_rate(progress) * self.weight_decay * theta
+        return new
+
+    @abstractmethod
+    def _update(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
+        """The rule's own update of the parameters (no weight decay)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -46,33 +62,34 @@ class Optimizer(ABC):
         pass
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(lr={self.lr}, lr_decay={self.lr_decay})"
+        decay = f", weight_decay={self.weight_decay}" if self.weight_decay else ""
+        return f"{type(self).__name__}(lr={self.lr}, lr_decay={self.lr_decay}{decay})"
 
 
 class SGD(Optimizer):
     """Plain gradient descent with exponential learning-rate decay (BAR)."""
 
-    def step(self, theta, grad, progress):
+    def _update(self, theta, grad, progress):
         return theta - self.learning_rate(progress) * grad
 
 
 class SignSGD(Optimizer):
     """Descent along the sign of the estimate (ZO-signSGD, Liu et al., 2019)."""
 
-    def step(self, theta, grad, progress):
+    def _update(self, theta, grad, progress):
         return theta - self.learning_rate(progress) * np.sign(grad)
 
 
 class Adam(Optimizer):
     """ZO-AdaMM (Chen et al., 2019): Adam with the AMSGrad max of second moments."""
 
-    def __init__(self, lr=0.05, lr_decay=1.0, beta1=0.9, beta2=0.99, eps=1e-8):
-        super().__init__(lr, lr_decay)
+    def __init__(self, lr=0.05, lr_decay=1.0, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.0):
+        super().__init__(lr, lr_decay, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = self.v = self.vmax = None
         self.t = 0
 
-    def step(self, theta, grad, progress):
+    def _update(self, theta, grad, progress):
         if self.m is None:
             self.m = np.zeros_like(theta)
             self.v = np.zeros_like(theta)
@@ -101,15 +118,15 @@ class SPSAGC(Optimizer):
     ``theta <- theta + m``.
     """
 
-    def __init__(self, lr=0.05, lr_decay=1.0, momentum=0.9):
-        super().__init__(lr, lr_decay)
+    def __init__(self, lr=0.05, lr_decay=1.0, momentum=0.9, weight_decay=0.0):
+        super().__init__(lr, lr_decay, weight_decay)
         self.momentum = momentum
         self.m = None
 
     def lookahead(self, theta):
         return theta if self.m is None else theta + self.momentum * self.m
 
-    def step(self, theta, grad, progress):
+    def _update(self, theta, grad, progress):
         if self.m is None:
             self.m = np.zeros_like(theta)
         self.m = self.momentum * self.m - self.learning_rate(progress) * grad
@@ -125,8 +142,9 @@ class SPSAGC(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "sign": SignSGD, "spsa_gc": SPSAGC}
 
 
-def make_optimizer(spec, lr: float, lr_decay: float) -> Optimizer:
+def make_optimizer(spec, lr: float, lr_decay: float, weight_decay: float = 0.0) -> Optimizer:
     """An optimizer from a name in ``OPTIMIZERS`` or an instance (used as is)."""
     if isinstance(spec, Optimizer):
         return spec
-    return OPTIMIZERS[check_choice(spec, "optimizer", tuple(OPTIMIZERS))](lr=lr, lr_decay=lr_decay)
+    return OPTIMIZERS[check_choice(spec, "optimizer", tuple(OPTIMIZERS))](
+        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
