@@ -139,7 +139,9 @@ default="one_sided"
         Decoupled weight decay on the program parameters (AdamW's form): each
         step also subtracts ``lr_t * weight_decay * theta``, keeping the
         program weak unless the loss keeps asking for it. Costs no queries.
-        Applies to named optimizers (an instance keeps its own).
+        Applies to named optimizers (an instance keeps its own). Off by
+        default: on the val sweep every value tried (0.01 to 0.3) lowered
+        the score, more the larger it was (``benchmarks/results/sweep_val.md``).
     init_scale : float, default=0.01
         Standard deviation of the random initial parameters (a uniform frame
         creates exact ties in max-pooling, where one-sided estimates fail).
