@@ -32,7 +32,7 @@ from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterizat
                              LowRankParameterization, PadProgram)
 from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, zo_step
 from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
-from bar_sdk.zo.optimizers import Optimizer
+from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
 
 __all__ = ["BARClassifier", "QuantizationWarning"]
 
@@ -139,7 +139,8 @@ default="one_sided"
         Decoupled weight decay on the program parameters (AdamW's form): each
         step also subtracts ``lr_t * weight_decay * theta``, keeping the
         program weak unless the loss keeps asking for it. Costs no queries.
-        Applies to named optimizers (an instance keeps its own). Off by
+        Applies to named optimizers (give an instance its own), and needs
+        ``learning_rate * weight_decay < 1``. Off by
         default: on the val sweep every value tried (0.01 to 0.3) lowered
         the score, more the larger it was (``benchmarks/results/sweep_val.md``).
     init_scale : float, default=0.01
@@ -264,7 +265,12 @@ default="one_sided"
         check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
         check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
         check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
-        check_float(self.weight_decay, "weight_decay", low=0.0)
+        if isinstance(self.optimizer, Optimizer):
+            if self.weight_decay != 0.0:  # never silently ignored
+                raise InvalidInputError(f"weight_decay={self.weight_decay!r} with an optimizer instance; expected "
+                                        "0.0 here and the decay on the instance (its weight_decay)")
+        else:
+            check_weight_decay(self.weight_decay, self.learning_rate)
         check_float(self.init_scale, "init_scale", low=0.0)
         if self.random_state is not None:
             check_int(self.random_state, "random_state", low=0)
@@ -600,8 +606,8 @@ default="one_sided"
     def _fingerprint(self, X, y) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
         for key, before in (("readout", "mapping"), ("weight_decay", 0.0)):
-            if params[key] == before:  # as before the option existed: those checkpoints still resume
-                del params[key]
+            if params.get(key, before) == before:  # as before the option existed: those checkpoints still resume
+                params.pop(key, None)
         params["initial_program"] = None if self.initial_program is None else hashlib.sha256(np.ascontiguousarray(
             getattr(self.initial_program, "theta_", self.initial_program), dtype=np.float64).tobytes()).hexdigest()
         if self.surrogate is not None:  # its identity across processes: what it is, not where it lives

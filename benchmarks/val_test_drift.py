@@ -77,8 +77,8 @@ def references(model, train, val, test, seeds) -> list[dict]:
     net = model.module  # the linear probe, its C chosen on val by AUC as in the table
     feats = {split: rm.penultimate(net, rm.source_frame(X)) for split, (X, _) in
              (("train", train), ("val", val), ("test", test))}
-    best_auc, best_c = max((common.binary_metrics(val[1], rm._probe(c).fit(feats["train"], train[1]).predict_proba(
-        feats["val"]))["auc"], c) for c in (0.001, 0.01, 0.1, 1.0))
+    best_auc, best_c = max(((common.binary_metrics(val[1], rm._probe(c).fit(feats["train"], train[1]).predict_proba(
+        feats["val"]))["auc"], c) for c in (0.001, 0.01, 0.1, 1.0)), key=lambda t: (t[0], -t[1]))  # ties: the first C
     probe = rm._probe(best_c).fit(feats["train"], train[1])
     rows = [scores(f"linear probe (C={best_c} chosen on val)", None, lambda split, X: probe.predict_proba(feats[split]))]
 
@@ -163,6 +163,9 @@ def main() -> None:
     model, source = common.source_model(args.data_dir, common.TRAINED_SOURCE_CONFIG)
     vals, tests = common.medmnist_tasks(args.data_dir, "val"), common.medmnist_tasks(args.data_dir, "test")
     if args.references:
+        table = json.loads((common.RESULTS_DIR / "reprogram_medmnist.json").read_text())
+        if table["default_overrides"]:
+            parser.error("the table was run with --default-overrides; references() would not match it")
         for task in args.tasks:
             payload = json.loads((common.RESULTS_DIR / f"val_test_drift_{task}.json").read_text())
             payload["references"] = references(model, vals[task][0], vals[task][1], tests[task][1], args.seeds)

@@ -147,6 +147,21 @@ def test_sgd_weight_decay_is_an_l2_penalty_and_adam_decay_is_decoupled():
     assert "weight_decay=0.3" in repr(Adam(weight_decay=0.3)) and "weight_decay" not in repr(Adam())
 
 
+def test_an_optimizer_that_overrides_step_itself_still_works_and_overshooting_decay_is_refused():
+    from bar_sdk import InvalidInputError
+    from bar_sdk.zo import Optimizer
+
+    class HalfStep(Optimizer):  # written against the API before _update: it overrides step
+        def step(self, theta, grad, progress):
+            return theta - 0.5 * grad
+
+    np.testing.assert_array_equal(HalfStep().step(np.ones(3), np.ones(3), 0.0), np.full(3, 0.5))
+    with pytest.raises(NotImplementedError, match="_update"):
+        Optimizer().step(np.ones(3), np.ones(3), 0.0)
+    with pytest.raises(InvalidInputError, match="weight_decay=25"):
+        SGD(lr=0.05, weight_decay=25).step(np.ones(3), np.ones(3), 0.0)
+
+
 def test_lr_decays_to_the_final_ratio():
     opt = SGD(lr=0.2, lr_decay=0.1)
     assert opt.learning_rate(0.0) == pytest.approx(0.2)

@@ -38,6 +38,7 @@ from bar_sdk.attacks import (
     ZOOAttack,
 )
 from bar_sdk.audit import audit
+from bar_sdk.zo import SGD
 from bar_sdk.transfer import (
     EnsembleModel,
     LocalTransferClassifier,
@@ -95,6 +96,10 @@ CASES = [
     ("bar-weight_decay-negative", lambda m: bar(m, weight_decay=-0.1).fit(X, Y), InvalidInputError, "weight_decay"),
     ("bar-weight_decay-nan", lambda m: bar(m, weight_decay=float("nan")).fit(X, Y), InvalidInputError,
      "weight_decay"),
+    ("bar-weight_decay-overshoots", lambda m: bar(m, learning_rate=0.5, weight_decay=2.0).fit(X, Y),
+     InvalidInputError, "weight_decay"),
+    ("bar-weight_decay-with-instance", lambda m: bar(m, optimizer=SGD(), weight_decay=0.1).fit(X, Y),
+     InvalidInputError, "weight_decay"),
     ("bar-random_state-str", lambda m: BARClassifier(m, random_state="a").fit(X, Y), InvalidInputError,
      "random_state"),
     ("bar-checkpoint-type", lambda m: bar(m, checkpoint=3).fit(X, Y), InvalidInputError, "checkpoint"),

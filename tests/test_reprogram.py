@@ -181,6 +181,31 @@ def test_weight_decay_keeps_the_program_weaker_and_is_free(cancer, tmp_path):
         small(fresh_linear(), random_state=3, weight_decay=0.1, checkpoint=str(path)).fit(Xa, ya)
 
 
+def test_weight_decay_off_keeps_the_fingerprint_of_checkpoints_written_before_it(cancer, monkeypatch):
+    Xa, _, ya, _ = cancer
+    clf = small(fresh_linear())
+    now = clf._fingerprint(Xa, ya)
+    params = BARClassifier.get_params
+    monkeypatch.setattr(BARClassifier, "get_params", lambda self, deep=True: {
+        k: v for k, v in params(self, deep).items() if k != "weight_decay"})  # as before the option existed
+    assert clf._fingerprint(Xa, ya) == now
+
+
+def test_weight_decay_that_overshoots_or_would_be_ignored_is_refused_before_any_query(cancer):
+    from bar_sdk.zo import SGD
+
+    Xa, _, ya, _ = cancer
+    model = fresh_linear()
+    with pytest.raises(InvalidInputError, match=r"learning_rate \* weight_decay < 1"):
+        small(model, learning_rate=0.5, weight_decay=2.0).fit(Xa, ya)
+    with pytest.raises(InvalidInputError, match="with an optimizer instance"):
+        small(model, optimizer=SGD(lr=0.1), weight_decay=0.1).fit(Xa, ya)
+    assert model.calls == 0
+    decayed = small(fresh_linear(), optimizer=SGD(lr=0.1, weight_decay=3.0), random_state=3).fit(Xa, ya)
+    plain = small(fresh_linear(), optimizer=SGD(lr=0.1), random_state=3).fit(Xa, ya)
+    assert np.abs(decayed.theta_).mean() < np.abs(plain.theta_).mean()  # the instance's own decay is used
+
+
 class Crash(Exception):
     pass
 

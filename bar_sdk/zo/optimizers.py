@@ -14,21 +14,34 @@ State round-trips through ``state_dict`` for checkpoints.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from typing import Any
 
 import numpy as np
 
 from bar_sdk.contract import check_choice, check_float
+from bar_sdk.errors import InvalidInputError
 
 __all__ = ["Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC", "make_optimizer"]
+
+
+def check_weight_decay(weight_decay: Any, lr: float) -> float:
+    """``weight_decay`` >= 0 with ``lr * weight_decay < 1`` (larger pushes the parameters past zero each step)."""
+    check_float(weight_decay, "weight_decay", low=0.0)
+    if lr * weight_decay >= 1.0:
+        raise InvalidInputError(f"weight_decay={weight_decay!r} with learning_rate={lr!r}; expected "
+                                "learning_rate * weight_decay < 1 (a larger decay overshoots zero every step)")
+    return float(weight_decay)
 
 
 class Optimizer(ABC):
     """Base class. ``lr`` decays exponentially to ``lr * lr_decay`` over the run.
 
-    Subclasses implement :meth:`_update`; :meth:`step` adds the weight decay.
+    Subclasses implement :meth:`_update`, and :meth:`step` adds the weight
+    decay (a subclass that overrides ``step`` itself still works, without it).
     """
+
+    weight_decay = 0.0  # also for instances pickled before the option existed
 
     def __init__(self, lr: float = 0.05, lr_decay: float = 1.0, weight_decay: float = 0.0):
         self.lr = lr
@@ -45,15 +58,15 @@ class Optimizer(ABC):
 
     def step(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
         """Return the updated parameters: the rule's update, then the decoupled weight decay."""
-        check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_weight_decay(self.weight_decay, self.lr)
         new = self._update(theta, grad, progress)
         if self.weight_decay:
             new = new - self.learning_rate(progress) * self.weight_decay * theta
         return new
 
-    @abstractmethod
     def _update(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
         """The rule's own update of the parameters (no weight decay)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _update (or override step)")
 
     def state_dict(self) -> dict[str, Any]:
         return {}
