@@ -153,21 +153,26 @@ def run_white_box(model, task, train, test, budgets, seed, overrides, parameteri
 READOUT_METHODS = ("BAR, SDK default + logistic readout", "white-box reprogramming + logistic readout")
 
 
-def run_readout_only(model, task, train, test, seed, overrides):
+def grey_frame_readout(model, Xtr, ytr, overrides):
+    """The logistic readout fitted on a grey frame, no program: ``(proba of target images, queries of its pass)``."""
+    layout, program = BARClassifier(model, **overrides)._layout_and_program(Xtr, model.input_shape)
+    grey = np.zeros((1, program.n_params))
+
+    def frames(X):
+        return program.apply(grey, program.embed(layout.transform(X)))
+    metered = MeteredModel(model, QueryLedger())  # counts the readout pass
+    readout = LogisticReadout.fit(metered.predict_proba(frames(Xtr), purpose="readout"), ytr, int(ytr.max()) + 1)
+    return (lambda X: readout.proba(model.predict_proba(frames(X)))), metered.ledger.queries
+
+
+def run_readout_only(model, task, train, test, overrides):
     """The logistic readout on a grey frame, no program trained: what a trained program adds beyond it."""
     (Xtr, ytr), (Xte, yte) = train, test
     started = time.perf_counter()
-    clf = BARClassifier(model, random_state=seed, **overrides)
-    layout, program = clf._layout_and_program(Xtr, model.input_shape)
-    grey = np.zeros(program.n_params)
-    metered = MeteredModel(model, QueryLedger())  # counts the readout pass
-    scores = metered.predict_proba(program.apply(grey[None], program.embed(layout.transform(Xtr))), purpose="readout")
-    readout = LogisticReadout.fit(scores, ytr, int(ytr.max()) + 1)
-    fit_queries = metered.ledger.queries
-    proba = readout.proba(model.predict_proba(program.apply(grey[None], program.embed(layout.transform(Xte)))))
+    proba, fit_queries = grey_frame_readout(model, Xtr, ytr, overrides)
     return [{"task": task, "method": "logistic readout on a grey frame (no program)", "fit_queries": fit_queries,
              "fit_seconds": time.perf_counter() - started, "steps": 0, "n_params": 0,
-             **common.binary_metrics(yte, proba), "budget": len(ytr), "anytime": False}]
+             **common.binary_metrics(yte, proba(Xte)), "budget": len(ytr), "anytime": False}]
 
 
 def measure_overhead(model, train, budget, seed, overrides):
@@ -196,21 +201,27 @@ def penultimate(net, x):
         return torch.flatten(cnn.features(std(torch.from_numpy(x))), 1).numpy()
 
 
-def run_linear_probe(model, task, train, test, val):
-    started = time.perf_counter()
-    net = model.module
-    (Xtr, ytr), (Xte, yte) = train, test
-    ftr, fte = penultimate(net, source_frame(Xtr)), penultimate(net, source_frame(Xte))
+def fit_linear_probe(net, train, val):
+    """The probe on the source model's features, its C chosen on ``val`` by AUC (0.01 without val).
+
+    Returns ``(proba of target images, C)``.
+    """
+    ftr = penultimate(net, source_frame(train[0]))
     best = None
-    if val is not None:  # choose C on the val split
+    if val is not None:
         fva = penultimate(net, source_frame(val[0]))
         for c in (0.001, 0.01, 0.1, 1.0):
-            probe = _probe(c).fit(ftr, ytr)
-            auc = common.binary_metrics(val[1], probe.predict_proba(fva))["auc"]
+            auc = common.binary_metrics(val[1], _probe(c).fit(ftr, train[1]).predict_proba(fva))["auc"]
             best = (auc, c) if best is None or auc > best[0] else best
     c = best[1] if best else 0.01
-    probe = _probe(c).fit(ftr, ytr)
-    metrics = common.binary_metrics(yte, probe.predict_proba(fte))
+    probe = _probe(c).fit(ftr, train[1])
+    return (lambda X: probe.predict_proba(penultimate(net, source_frame(X)))), c
+
+
+def run_linear_probe(model, task, train, test, val):
+    started = time.perf_counter()
+    proba, c = fit_linear_probe(model.module, train, val)
+    metrics = common.binary_metrics(test[1], proba(test[0]))
     return [{"task": task, "method": "linear probe (source features)", "fit_queries": None,
              "fit_seconds": time.perf_counter() - started, "C": c, **metrics}]
 
@@ -341,7 +352,7 @@ def main() -> None:
             "white_box": lambda: run_white_box(model, task, train, test, budgets["white_box"], seed, overrides)
             + (run_white_box(model, task, train, test, budgets["white_box"][:1], seed, overrides, "full")
                if task == "breastmnist" else []),
-            "readout_only": lambda: run_readout_only(model, task, train, test, seed, overrides),
+            "readout_only": lambda: run_readout_only(model, task, train, test, overrides),
             # readout="logistic", the option: its black-box rows at the default's budgets, and white-box
             "readout": lambda: run_default(model, task, train, test, budgets["default"], seed,
                                            {**overrides, "readout": "logistic"}, READOUT_METHODS[0])

@@ -32,7 +32,6 @@ import numpy as np
 import reprogram_medmnist as rm
 from reprogram_medmnist import PAPER, Snapshots, SnapshotSGD
 
-from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.zo.optimizers import Adam
 
@@ -69,31 +68,18 @@ def follow(model, method: str, train, val, test, seed: int) -> list[dict]:
 
 
 def references(model, train, val, test, seeds) -> list[dict]:
-    """Val and test scores of the table's non-BAR references (same settings as ``reprogram_medmnist.py``)."""
-    def scores(method, seed, proba_of):  # proba_of(split name, X) -> probabilities
+    """Val and test scores of the table's non-BAR references (``reprogram_medmnist.py``'s own code)."""
+    def scores(method, seed, proba):
         return {"method": method, "seed": seed, **{f"{split}_{k}": v for split, (X, y) in (("val", val), ("test", test))
-                                                   for k, v in common.binary_metrics(y, proba_of(split, X)).items()}}
+                                                   for k, v in common.binary_metrics(y, proba(X)).items()}}
 
-    net = model.module  # the linear probe, its C chosen on val by AUC as in the table
-    feats = {split: rm.penultimate(net, rm.source_frame(X)) for split, (X, _) in
-             (("train", train), ("val", val), ("test", test))}
-    best_auc, best_c = max(((common.binary_metrics(val[1], rm._probe(c).fit(feats["train"], train[1]).predict_proba(
-        feats["val"]))["auc"], c) for c in (0.001, 0.01, 0.1, 1.0)), key=lambda t: (t[0], -t[1]))  # ties: the first C
-    probe = rm._probe(best_c).fit(feats["train"], train[1])
-    rows = [scores(f"linear probe (C={best_c} chosen on val)", None, lambda split, X: probe.predict_proba(feats[split]))]
-
-    clf = BARClassifier(model, random_state=0)  # the grey frame: no program, no randomness
-    layout, program = clf._layout_and_program(train[0], model.input_shape)
-    grey = np.zeros(program.n_params)
-
-    def grey_scores(X):
-        return model.predict_proba(program.apply(grey[None], program.embed(layout.transform(X))))
-    readout = LogisticReadout.fit(grey_scores(train[0]), train[1], int(train[1].max()) + 1)
-    rows.append(scores("logistic readout on a grey frame", None, lambda split, X: readout.proba(grey_scores(X))))
+    probe, c = rm.fit_linear_probe(model.module, train, val)
+    grey, _ = rm.grey_frame_readout(model, *train, {})
+    rows = [scores(f"linear probe (C={c} chosen on val)", None, probe),
+            scores("logistic readout on a grey frame", None, grey)]
     for seed in seeds:
         wb = BARClassifier(model, max_queries=20_000, random_state=seed, estimator="exact").fit(*train)
-        rows.append(scores("white-box reprogramming (default program), 20k", seed,
-                           lambda split, X: wb.predict_proba(X)))
+        rows.append(scores("white-box reprogramming (default program), 20k", seed, wb.predict_proba))
     return rows
 
 

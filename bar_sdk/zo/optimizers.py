@@ -58,11 +58,10 @@ class Optimizer(ABC):
 
     def step(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
         """Return the updated parameters: the rule's update, then the decoupled weight decay."""
+        lr = self.learning_rate(progress)  # checks lr first
         check_weight_decay(self.weight_decay, self.lr)
         new = self._update(theta, grad, progress)
-        if self.weight_decay:
-            new = new - self.learning_rate(progress) * self.weight_decay * theta
-        return new
+        return new - lr * self.weight_decay * theta if self.weight_decay else new
 
     def _update(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
         """The rule's own update of the parameters (no weight decay)."""
