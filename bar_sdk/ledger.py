@@ -67,6 +67,17 @@ class QueryLedger:
             self.calls += 1
             self.by_purpose[purpose] = self.by_purpose.get(purpose, 0) + n
 
+    def release(self, n: int, purpose: str) -> None:
+        """Take back a reservation of ``n`` images that never left (the model refused them unsent)."""
+        with self._lock:
+            self.queries -= n
+            self.calls -= 1
+            left = self.by_purpose.get(purpose, 0) - n
+            if left > 0:
+                self.by_purpose[purpose] = left
+            else:
+                self.by_purpose.pop(purpose, None)
+
     def mark_failed(self, n: int) -> None:
         with self._lock:
             self.failed += n
@@ -101,7 +112,8 @@ class MeteredModel:
         Where calls are counted; a fresh uncapped ledger by default.
     batch_size : int, optional
         Largest batch handed to the model at once; larger requests are split
-        (each part budgeted before it leaves).
+        (the whole request is checked against the budget before its first
+        part leaves, and each part is counted as it goes).
     """
 
     def __init__(self, model: Any, ledger: QueryLedger | None = None, batch_size: int | None = None):
@@ -121,6 +133,8 @@ class MeteredModel:
         n = x.shape[0]
         if n == 0:
             return np.zeros((0, self.n_classes))
+        if not self.ledger.can_afford(n):  # refuse a split request whole, before its first part leaves
+            raise QueryBudgetExceeded(n, self.ledger.queries, self.ledger.max_queries)  # type: ignore[arg-type]
         step = self.batch_size or n
         parts = []
         for start in range(0, n, step):
@@ -128,6 +142,9 @@ class MeteredModel:
             self.ledger.reserve(len(chunk), purpose)
             try:
                 out = self.model.predict_proba(chunk)
+            except QueryBudgetExceeded:  # the model's own budget refused the batch: nothing left
+                self.ledger.release(len(chunk), purpose)
+                raise
             except BaseException:
                 self.ledger.mark_failed(len(chunk))
                 raise
@@ -147,7 +164,14 @@ class MeteredModel:
                 "log_proba_gradient (e.g. adapters.TorchModel) for white-box training"
             )
         self.ledger.reserve(len(x), purpose)
-        return self.model.log_proba_gradient(np.asarray(x, dtype=np.float32), loss_fn)
+        try:
+            return self.model.log_proba_gradient(np.asarray(x, dtype=np.float32), loss_fn)
+        except QueryBudgetExceeded:
+            self.ledger.release(len(x), purpose)
+            raise
+        except BaseException:
+            self.ledger.mark_failed(len(x))
+            raise
 
     def __repr__(self) -> str:
         return f"MeteredModel({type(self.model).__name__}, {self.ledger!r})"

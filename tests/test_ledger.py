@@ -35,6 +35,48 @@ def test_ledger_counts_every_image_and_never_exceeds():
     assert metered.ledger.queries == m.seen == 25
 
 
+def test_split_request_that_does_not_fit_is_refused_before_its_first_part():
+    m = Counting()
+    metered = MeteredModel(m, QueryLedger(max_queries=5), batch_size=3)
+    with pytest.raises(QueryBudgetExceeded, match="a batch of 6 refused"):
+        metered.predict_proba(np.zeros((6, 1, 4, 4)))
+    assert m.seen == metered.ledger.queries == metered.ledger.calls == 0
+
+
+class OwnBudget(Counting):
+    """A model with its own cap (like adapters.RemoteModel): refuses a batch unsent when it would cross it."""
+
+    def __init__(self, cap):
+        super().__init__()
+        self.cap = cap
+
+    def predict_proba(self, x):
+        if self.seen + len(x) > self.cap:
+            raise QueryBudgetExceeded(len(x), self.seen, self.cap)
+        return super().predict_proba(x)
+
+
+def test_batch_refused_unsent_by_the_model_is_not_counted():
+    m = OwnBudget(cap=7)
+    metered = MeteredModel(m, QueryLedger(), batch_size=4)
+    metered.predict_proba(np.zeros((4, 1, 4, 4)), purpose="mapping")
+    with pytest.raises(QueryBudgetExceeded):
+        metered.predict_proba(np.zeros((4, 1, 4, 4)), purpose="train")
+    led = metered.ledger
+    assert (led.queries, led.calls, led.failed, led.by_purpose) == (4, 1, 0, {"mapping": 4}) and m.seen == 4
+    metered.predict_proba(np.zeros((3, 1, 4, 4)), purpose="train")
+    assert led.queries == m.seen == 7 and led.by_purpose == {"mapping": 4, "train": 3}
+
+
+def test_a_batch_that_raised_otherwise_stays_counted_as_failed():
+    def broken(x):
+        raise ConnectionError("lost after sending")
+    metered = MeteredModel(Counting(broken))
+    with pytest.raises(ConnectionError):
+        metered.predict_proba(np.zeros((2, 1, 4, 4)))
+    assert metered.ledger.queries == metered.ledger.failed == 2
+
+
 @pytest.mark.parametrize("out,match", [
     (lambda x: np.zeros((len(x), 2)), "shape"),
     (lambda x: np.full((len(x), 3), np.nan), "NaN"),
