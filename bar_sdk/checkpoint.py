@@ -22,7 +22,7 @@ import numpy as np
 
 from bar_sdk.errors import CheckpointError
 
-__all__ = ["write_state", "read_state"]
+__all__ = ["write_state", "read_state", "check_writable"]
 
 MAGIC = b"BARSTAT1"
 _META = "__meta__"
@@ -49,6 +49,25 @@ def write_state(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_writable(path: str | os.PathLike, name: str = "checkpoint") -> None:
+    """Refuse a ``path`` that :func:`write_state` could not write, before anything is paid for.
+
+    Creates the missing parent folders (as the first write would) and
+    writes and removes a probe file there.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise CheckpointError(f"{name}={str(path)!r} is a folder; expected a file path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=target.name + ".", suffix=".probe", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointError(f"{name}={str(path)!r} cannot be written ({exc.strerror or exc}); "
+                              "expected a path in a folder that exists or can be created, and is writable") from None
 
 
 def read_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

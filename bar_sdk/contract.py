@@ -31,6 +31,7 @@ __all__ = [
     "check_images",
     "check_scores",
     "has_gradients",
+    "is_label_only",
 ]
 
 
@@ -66,6 +67,17 @@ class GradientModel(Protocol):
 def has_gradients(model: Any) -> bool:
     """True when ``model`` offers exact input gradients."""
     return callable(getattr(model, "log_proba_gradient", None))
+
+
+def is_label_only(model: Any) -> bool:
+    """True when ``model`` (or a model it wraps) declares ``label_only=True``."""
+    seen = 0
+    while model is not None and seen < 8:
+        if getattr(model, "label_only", False) is True:
+            return True
+        model = getattr(model, "model", None)
+        seen += 1
+    return False
 
 
 def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, int]]:

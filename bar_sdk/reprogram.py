@@ -20,9 +20,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
-from bar_sdk.checkpoint import read_state, write_state
+from bar_sdk.checkpoint import check_writable, read_state, write_state
 from bar_sdk.contract import (check_bool, check_choice, check_float, check_int, check_labels, check_model,
-                              has_gradients)
+                              has_gradients, is_label_only)
 from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
@@ -340,6 +340,10 @@ default="one_sided"
         started = time.perf_counter()
         self._validate_params()
         n_source, input_shape = check_model(self.model)
+        if is_label_only(self.model):
+            raise InvalidInputError(
+                f"model={type(self.model).__name__} answers labels only (label_only=True); expected a model "
+                "that returns scores (reprogramming estimates gradients from score differences)")
         layout, program = self._layout_and_program(X, input_shape)
         targets = layout.transform(X)
         y, k = check_labels(y, len(targets))
@@ -368,6 +372,8 @@ default="one_sided"
                 f"evaluations) and the readout pass {readout_cost} (readout={self.readout!r}); expected "
                 f"max_queries >= {mapping_cost + step_cost + readout_cost}"
             )
+        if self.checkpoint is not None:  # a path that cannot be written fails now, not after the paid mapping pass
+            check_writable(self.checkpoint)
         metered = MeteredModel(self.model, QueryLedger(self.max_queries))
         if exact and not metered.has_gradients:
             raise InvalidInputError(

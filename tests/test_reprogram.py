@@ -12,7 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from _models import digits16, fresh_linear
-from adapters import TopK
+from adapters import LabelOnly, TopK
 from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
                      QueryBudgetExceeded)
 from bar_sdk.mapping import LogisticReadout
@@ -315,6 +315,27 @@ def test_corrupt_or_foreign_checkpoint_is_refused(cancer, tmp_path):
     with pytest.raises(CheckpointError, match="other data or parameters"):
         small(fresh_linear(), checkpoint=str(path), learning_rate=0.2).fit(Xa, ya)
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_unwritable_checkpoint_path_is_refused_before_any_query(cancer, tmp_path):
+    Xa, _, ya, _ = cancer
+    (tmp_path / "a_file").write_text("")
+    for bad in (tmp_path / "a_file" / "ckpt.bar", tmp_path):  # a file as its folder; a folder as the path
+        model = fresh_linear()
+        with pytest.raises(CheckpointError, match="checkpoint=") as err:
+            small(model, checkpoint=str(bad)).fit(Xa, ya)
+        assert isinstance(err.value, ValueError) and model.seen == 0
+    nested = tmp_path / "new" / "dir" / "ckpt.bar"  # missing folders are created, as the first write would
+    small(fresh_linear(), checkpoint=str(nested)).fit(Xa, ya)
+    assert nested.is_file() and sorted(os.listdir(nested.parent)) == ["ckpt.bar"]
+
+
+def test_label_only_model_is_refused_before_any_query(cancer):
+    Xa, _, ya, _ = cancer
+    model = fresh_linear()
+    with pytest.raises(InvalidInputError, match="labels only"):
+        small(LabelOnly(model)).fit(Xa, ya)
+    assert model.seen == 0
 
 
 def test_save_and_load_round_trip(cancer, tmp_path):

@@ -26,24 +26,14 @@ import numpy as np
 from bar_sdk.attacks.driver import RunContext, Sample, Threat, drive
 from bar_sdk.attacks.geometry import NORMS, distance, project, quantize
 from bar_sdk.attacks.result import AttackResult
-from bar_sdk.contract import check_bool, check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk.contract import (check_bool, check_choice, check_float, check_images, check_int, check_model,
+                              has_gradients, is_label_only)
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
 __all__ = ["Attack", "check_class_labels", "is_label_only"]
 
 logger = logging.getLogger(__name__)
-
-
-def is_label_only(model: Any) -> bool:
-    """True when ``model`` (or a model it wraps) declares ``label_only=True``."""
-    seen = 0
-    while model is not None and seen < 8:
-        if getattr(model, "label_only", False) is True:
-            return True
-        model = getattr(model, "model", None)
-        seen += 1
-    return False
 
 
 def check_class_labels(y: Any, n: int, n_classes: int, name: str = "y") -> np.ndarray:
