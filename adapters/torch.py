@@ -89,9 +89,12 @@ class TorchModel:
         channels = self.input_shape[0]
         self.mean = _per_channel(mean, "mean", channels, 0.0, positive=False)
         self.std = _per_channel(std, "std", channels, 1.0, positive=True)
-        self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        try:
+        if self.device.type == "meta":  # moving the module there would drop the caller's weights
+            raise InvalidInputError(f"device={device!r} holds no data; expected a device that computes, such as "
+                                    "'cpu' or 'cuda:0'")
+        try:  # the constants first: an unusable device fails here, before the caller's module is moved
+            self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+            self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
             self.module = module.to(self.device).eval()
         except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
             raise InvalidInputError(f"device={device!r} is not usable here ({exc}); expected an available device") from None

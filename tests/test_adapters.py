@@ -161,6 +161,18 @@ def test_torch_bad_arguments_name_the_parameter(kwargs, param):
         TorchModel(tiny_net(), args.pop("input_shape"), **args)
 
 
+@pytest.mark.parametrize("device", ["meta", "cuda:0"])
+def test_torch_unusable_device_is_refused_and_the_module_left_where_it_was(device):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    net = tiny_net()
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(InvalidInputError, match="device="):
+        TorchModel(net, SHAPE, device=device)
+    for p, q in zip(net.parameters(), before):
+        assert p.device.type == "cpu" and torch.equal(p, q)
+
+
 def test_torch_refuses_a_non_module():
     with pytest.raises(InvalidInputError, match="module"):
         TorchModel(lambda x: x, SHAPE)
