@@ -133,17 +133,25 @@ def random_mapping(n_source: int, n_target: int, per_class: int, rng: np.random.
 def source_frequencies(scores: np.ndarray, y: np.ndarray, n_target: int) -> np.ndarray:
     """``(n_source, n_target)`` evidence that source label s stands for target t.
 
-    The share of target-``t`` samples whose top source label is ``s``, plus
-    (as a tie-break, always below one count) the mean score of ``s`` on them.
+    The share of target-``t`` samples whose top source label is ``s``, plus,
+    as a tie-break between equal shares, the mean score of ``s`` on them.
+    The tie-break is below half of the smallest gap between two different
+    shares, so it never reorders them. A row with no score above zero (an API
+    that returned nothing above its threshold) votes for no label.
     """
     n_source = scores.shape[1]
     top = scores.argmax(axis=1)
+    voted = scores.max(axis=1) > 0
+    sizes = np.bincount(y, minlength=n_target)[:n_target]
+    # shares a/n_i and b/n_j that differ, differ by at least 1 / (n_i * n_j) >= 1 / max(n)^2
+    tie = 0.5 / max(int(sizes.max()), 1) ** 2
     freq = np.zeros((n_source, n_target))
     for t in range(n_target):
         rows = y == t
-        if rows.any():
-            freq[:, t] = np.bincount(top[rows], minlength=n_source) / rows.sum()
-            freq[:, t] += 1e-3 * scores[rows].mean(axis=0) / max(scores[rows].mean(axis=0).max(), 1e-12)
+        if sizes[t]:
+            freq[:, t] = np.bincount(top[rows & voted], minlength=n_source) / sizes[t]
+            mean = scores[rows].mean(axis=0)
+            freq[:, t] += tie * mean / max(mean.max(), 1e-12)
     return freq
 
 

@@ -741,5 +741,6 @@ def _readout_from(arrays: dict) -> LogisticReadout | None:
 def _evidence(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """Per-batch counts behind the iterative mapping: top source label per target class."""
     ev = np.zeros((probs.shape[1], k))
-    np.add.at(ev, (probs.argmax(1), y), 1.0)
+    voted = probs.max(1) > 0  # a row with no score above zero votes for no label
+    np.add.at(ev, (probs.argmax(1)[voted], y[voted]), 1.0)
     return ev

@@ -19,6 +19,32 @@ def test_frequency_mapping_follows_the_model():
     assert len(set(mapping.sources.ravel())) == 6  # distinct source labels
 
 
+def test_rows_with_no_score_vote_for_no_label():
+    # class 0: two rows point at source 3, four came back empty (nothing above an API's threshold)
+    scores = np.zeros((8, 5))
+    scores[:2, 3] = 0.9
+    scores[6:, 4] = 0.7
+    y = np.array([0] * 6 + [1] * 2)
+    freq = source_frequencies(scores, y, 2)
+    assert freq[:, 0].argmax() == 3 and freq[0, 0] == 0.0
+    assert frequency_mapping(freq, per_class=1).sources.ravel().tolist() == [3, 4]
+    from bar_sdk.reprogram import _evidence  # the iterative mapping's per-batch counts
+    assert _evidence(scores, y, 2)[:, 0].tolist() == [0, 0, 0, 2, 0]
+
+
+def test_tie_break_never_outweighs_a_count_in_large_classes():
+    # 4000 samples: source 0 on top 2001 times with low scores, source 1 1999 times with high ones
+    y = np.zeros(4000, int)
+    scores = np.zeros((4000, 3))
+    scores[:2001, 0], scores[:2001, 1] = 0.34, 0.33
+    scores[2001:, 1], scores[2001:, 0] = 1.0, 0.0
+    assert frequency_mapping(source_frequencies(scores, y, 1), per_class=1).sources.ravel().tolist() == [0]
+    # equal counts: the mean score decides
+    scores[:2000, 0], scores[:2000, 1] = 0.34, 0.33
+    scores[2000:, 1], scores[2000:, 0] = 1.0, 0.0
+    assert frequency_mapping(source_frequencies(scores, y, 1), per_class=1).sources.ravel().tolist() == [1]
+
+
 def test_target_scores_are_means_and_survive_top_k_zeros():
     mapping = random_mapping(10, 2, 2, np.random.default_rng(1))
     scores = np.zeros((1, 10))
