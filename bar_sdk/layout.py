@@ -26,11 +26,12 @@ class TargetLayout:
     """Learned on the training data; turns any later X into target images."""
 
     def __init__(self, kind: str, channels: int, target_hw: tuple[int, int], *, native_hw=None,
-                 n_features=None, low=None, high=None):
+                 native_channels=None, n_features=None, low=None, high=None):
         self.kind = kind
         self.channels = channels
         self.target_hw = tuple(int(v) for v in target_hw)
         self.native_hw = None if native_hw is None else tuple(int(v) for v in native_hw)
+        self.native_channels = None if native_channels is None else int(native_channels)
         self.n_features = n_features
         self.low = low
         self.high = high
@@ -42,22 +43,27 @@ class TargetLayout:
         c, h, w = input_shape
         if arr.ndim == 2:
             values = _tabular(arr, "X")
-            side = math.ceil(math.sqrt(values.shape[1]))
-            if target_size is None:
-                share = 1.0 if full_frame else DEFAULT_TARGET_SHARE
-                block = max(1, int(share * min(h, w)) // side)
+            n_features = values.shape[1]
+            side = math.ceil(math.sqrt(n_features))
+            if full_frame:
+                target = (h, w)
+            elif target_size is None:
+                block = max(1, int(DEFAULT_TARGET_SHARE * min(h, w)) // side)
                 target = (side * block, side * block)
             else:
                 target = _size(target_size, h, w)
+            if side > min(h, w):
+                raise InvalidInputError(
+                    f"X has {n_features} features, laid out as a {side}x{side} patch, but the model's input is "
+                    f"{h}x{w}; expected at most {min(h, w) ** 2} features"
+                )
             if target[0] < side or target[1] < side:
                 raise InvalidInputError(
-                    f"target_size={target_size!r} cannot hold {values.shape[1]} features laid out as a "
+                    f"target_size={target_size!r} cannot hold {n_features} features laid out as a "
                     f"{side}x{side} patch; expected at least ({side}, {side})"
                 )
-            if full_frame:
-                target = (h, w)
             lo, hi = values.min(axis=0), values.max(axis=0)
-            return cls("tabular", c, target, n_features=values.shape[1], low=lo, high=hi)
+            return cls("tabular", c, target, n_features=n_features, low=lo, high=hi)
         images = check_images(arr, "X")
         if images.shape[1] == 3 and c == 1:
             raise InvalidInputError(
@@ -72,7 +78,7 @@ class TargetLayout:
             target = (max(1, round(nh * ratio)), max(1, round(nw * ratio)))
         else:
             target = _size(target_size, h, w)
-        return cls("image", c, target, native_hw=(nh, nw))
+        return cls("image", c, target, native_hw=(nh, nw), native_channels=images.shape[1])
 
     # -- applying -----------------------------------------------------------------------------
     def transform(self, X) -> np.ndarray:
@@ -98,6 +104,17 @@ class TargetLayout:
             images = check_images(arr, "X")
             if images.shape[1] == 3 and self.channels == 1:
                 raise InvalidInputError(f"X has shape {arr.shape} (3 channels); expected grey images for this one-channel model")
+            seen = (self.native_channels, *self.native_hw) if self.native_channels is not None else None
+            if seen is not None and images.shape[1:] != seen:  # layouts saved before channels were kept: H, W only
+                raise InvalidInputError(
+                    f"X has images of {images.shape[1]} channel(s), {images.shape[2]}x{images.shape[3]}; expected "
+                    f"{seen[0]} channel(s), {seen[1]}x{seen[2]}, like the images seen in fit (resize them first)"
+                )
+            if seen is None and self.native_hw is not None and images.shape[2:] != self.native_hw:
+                raise InvalidInputError(
+                    f"X has {images.shape[2]}x{images.shape[3]} images; expected {self.native_hw[0]}x"
+                    f"{self.native_hw[1]}, like the images seen in fit (resize them first)"
+                )
             out = resize_images(images, self.target_hw)
         if out.shape[1] != self.channels:
             out = np.repeat(out, self.channels, axis=1)
@@ -106,6 +123,7 @@ class TargetLayout:
     def state(self) -> tuple[dict, dict]:
         meta = {"kind": self.kind, "channels": self.channels, "target_hw": list(self.target_hw),
                 "native_hw": None if self.native_hw is None else list(self.native_hw),
+                "native_channels": self.native_channels,
                 "n_features": self.n_features}
         arrays = {} if self.low is None else {"layout.low": self.low, "layout.high": self.high}
         return meta, arrays
@@ -113,11 +131,11 @@ class TargetLayout:
     @classmethod
     def from_state(cls, meta: dict, arrays: dict) -> "TargetLayout":
         return cls(meta["kind"], meta["channels"], tuple(meta["target_hw"]), native_hw=meta["native_hw"],
-                   n_features=meta["n_features"], low=arrays.get("layout.low"), high=arrays.get("layout.high"))
+                   native_channels=meta.get("native_channels"), n_features=meta["n_features"], low=arrays.get("layout.low"), high=arrays.get("layout.high"))
 
 
 def _tabular(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool or arr.dtype.kind == "c":
         raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected numeric features (n, features)")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InvalidInputError(f"{name} has shape {arr.shape}; expected at least one row and one feature")

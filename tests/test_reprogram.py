@@ -390,6 +390,9 @@ Y2 = np.arange(20) % 2
     (X_IMG, Y2, {"learning_rate": float("nan")}, "learning_rate=nan"),
     (np.full((20, 3), np.inf), Y2, {}, "NaN or infinite"),
     (np.random.default_rng(1).random((20, 8, 8, 3)), Y2, {}, "3 channels"),
+    (np.zeros((20, 3), complex), Y2, {}, "dtype complex"),
+    (np.random.default_rng(2).random((20, 300)), Y2, {}, "300 features"),  # a 18x18 patch, a 16x16 model
+    (np.random.default_rng(2).random((20, 300)), Y2, {"program": "full"}, "300 features"),
 ])
 def test_bad_input_is_named_before_any_query(X, y, params, match):
     model = fresh_linear()
