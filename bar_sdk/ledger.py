@@ -49,6 +49,15 @@ class QueryLedger:
         self.by_purpose: dict[str, int] = {}
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # a lock cannot be pickled: a fitted estimator still can
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def remaining(self) -> int | None:
         """Images that may still be sent, or ``None`` without a cap."""

@@ -588,6 +588,8 @@ default="one_sided"
         self._metered = metered
         if layout.kind == "tabular":
             self.n_features_in_ = layout.n_features
+        else:  # not left over from an earlier tabular fit of this instance
+            self.__dict__.pop("n_features_in_", None)
         logger.info("BAR fit: %d steps, %d queries, stop: %s", state.step, self.queries_, self.stop_reason_)
 
     # ------------------------------------------------------------------ predict

@@ -401,6 +401,41 @@ def test_bad_input_is_named_before_any_query(X, y, params, match):
     assert model.seen == 0
 
 
+def test_predict_refuses_images_unlike_those_seen_in_fit():
+    clf = small(fresh_linear(), max_queries=500).fit(X_IMG, Y2)
+    model = clf.model
+    seen = model.seen
+    with pytest.raises(InvalidInputError, match=r"10x10; expected 1 channel\(s\), 8x8"):
+        clf.predict(np.zeros((3, 10, 10), np.float32))
+    assert model.seen == seen
+    assert clf.predict(X_IMG[:3, None]).shape == (3,)  # (n, 1, H, W) is the same as (n, H, W)
+    # a three-channel model fitted on grey images (repeated to RGB) is not handed RGB images later
+    from adapters import CallableModel
+
+    rgb = CallableModel(lambda x: np.full((len(x), 4), 0.25), n_classes=4, input_shape=(3, 16, 16))
+    clf = small(rgb, max_queries=500).fit(X_IMG, Y2)
+    with pytest.raises(InvalidInputError, match=r"3 channel\(s\), 8x8; expected 1 channel\(s\), 8x8"):
+        clf.predict(np.zeros((3, 3, 8, 8), np.float32))
+
+
+def test_a_fitted_estimator_pickles_and_keeps_counting(cancer):
+    import pickle
+
+    Xa, Xb, ya, _ = cancer
+    clf = small(fresh_linear(), max_queries=1500).fit(Xa, ya)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict_proba(Xb), clf.predict_proba(Xb))
+    assert again.ledger_.queries == clf.ledger_.queries == clf.queries_ + len(Xb)
+
+
+def test_refit_on_images_drops_the_tabular_feature_count(cancer):
+    Xa, _, ya, _ = cancer
+    clf = small(fresh_linear(), max_queries=1500).fit(Xa, ya)
+    assert clf.n_features_in_ == Xa.shape[1]
+    clf.set_params(max_queries=500).fit(X_IMG, Y2)
+    assert not hasattr(clf, "n_features_in_")
+
+
 def test_exact_estimator_needs_gradients():
     model = TopK(fresh_linear(), k=10)
     with pytest.raises(InvalidInputError, match="estimator='exact'"):
