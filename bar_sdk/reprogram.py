@@ -451,7 +451,8 @@ default="one_sided"
                         state.freq_sum[:] = 0.0
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 1)
-                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=metered.ledger.queries, refresh=False)
+                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=f"{metered.ledger.queries:,}",
+                                    refresh=False)
                 if self.checkpoint is not None:
                     self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
             if self.readout == "logistic" and state.readout is None:
@@ -459,7 +460,7 @@ default="one_sided"
                                    lambda: self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state))
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 0)
-                    bar.set_postfix(queries=metered.ledger.queries, readout="fitted", refresh=False)
+                    bar.set_postfix(queries=f"{metered.ledger.queries:,}", readout="fitted", refresh=False)
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
