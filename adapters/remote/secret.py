@@ -25,8 +25,12 @@ class Secret:
     __slots__ = ("_value",)
 
     def __init__(self, value: str):
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value.strip():
             raise InvalidInputError("api_key must be a non-empty string")
+        value = value.strip()  # a key read from a file or an env file often ends in a newline
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):  # the key itself is never echoed
+            raise InvalidInputError("api_key contains a control character (a line break or tab inside it); "
+                                    "expected the key alone")
         self._value = value
 
     def reveal(self) -> str:
@@ -35,7 +39,9 @@ class Secret:
 
     def redact(self, text: str) -> str:
         """``text`` with every occurrence of the credential replaced by ``'***'``."""
-        return text.replace(self._value, "***") if self._value in text else text
+        for form in {self._value, repr(self._value)[1:-1], self._value.encode("unicode_escape").decode()}:
+            text = text.replace(form, "***")  # the key as given, and as a repr or escaped message shows it
+        return text
 
     def __repr__(self) -> str:
         return "***"
@@ -60,13 +66,13 @@ def resolve_secret(value: str | Secret | None, env_vars: Sequence[str], *, requi
     if isinstance(value, Secret):
         return value
     if value is not None:
-        if not isinstance(value, str) or not value:
+        if not isinstance(value, str) or not value.strip():
             raise InvalidInputError(f"{name} must be a non-empty string or None (read from the environment)")
         return Secret(value)
     names = [*env_vars, "BAR_API_KEY"] if required else list(env_vars)
     for var in names:
         found = os.environ.get(var)
-        if found:
+        if found and found.strip():
             return Secret(found)
     if required:
         raise InvalidInputError(
