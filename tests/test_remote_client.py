@@ -369,6 +369,52 @@ def test_key_sent_as_documented_and_never_in_logs_reprs_or_errors(caplog):
         pickle.dumps(model._credentials)
 
 
+def test_key_with_a_trailing_newline_is_stripped_and_a_line_break_inside_refused(caplog):
+    from adapters.remote import Secret
+
+    caplog.set_level(logging.DEBUG)
+    rec = Recorder()
+    model = RemoteModel.from_preset(
+        "clarifai", model_id="xray-v1", base_url="https://api.example.com", api_key=KEY + "\n", labels=LABELS,
+        input_shape=SHAPE, client=httpx.Client(transport=httpx.MockTransport(rec)), retry=RetryPolicy(jitter=0.0))
+    model.predict_proba(images(1))  # a key read from a file: sent without its newline
+    assert rec.requests[0].headers["authorization"] == f"Key {KEY}"
+    with pytest.raises(InvalidInputError, match="control character") as info:
+        Secret("sk-a\nb-SECRET")
+    assert "SECRET" not in str(info.value)
+    # the escaped form an exception message or a repr shows is redacted too
+    assert Secret("k\\ey").redact(repr("k\\ey")) == "'***'"
+
+
+def test_an_unreadable_answer_is_a_format_error_counted_as_maybe_billed():
+    # a preset tripping on an odd value (here Clarifai's status code '²') and a body whose
+    # Content-Encoding cannot be undone: both were served 2xx, so both may have been billed
+    def odd(request):
+        return httpx.Response(200, json={"status": {"code": "\u00b2"}, "outputs": []})
+
+    def garbled(request):
+        return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip"))
+
+    for answer in (odd, garbled):
+        model = make(Recorder(ok=answer), [], retry=RetryPolicy(max_attempts=3, jitter=0.0))
+        with pytest.raises(ResponseFormatError):
+            model.predict_proba(images(2))
+        led = model.ledger
+        assert (led.billed, led.unconfirmed, led.failures, led.in_flight) == (0, 3 * 2, 3, 0)
+
+
+def test_a_retry_that_could_bill_past_the_cap_is_not_sent():
+    rec = Recorder(httpx.ReadTimeout("slow"))  # reached the API, no answer: maybe billed
+    model = make(rec, [], retry=RetryPolicy(max_attempts=3, jitter=0.0), max_queries=2)
+    with pytest.raises(QueryBudgetExceeded, match="may have been billed"):
+        model.predict_proba(images(2))
+    assert rec.images_sent == 2 and model.ledger.unconfirmed == 2 and model.ledger.remaining == 0
+    rec = Recorder(httpx.ReadTimeout("slow"))  # with room for both, the retry goes out
+    model = make(rec, [], retry=RetryPolicy(max_attempts=3, jitter=0.0), max_queries=4)
+    model.predict_proba(images(2))
+    assert rec.images_sent == 4 and model.ledger.billed == 2 and model.ledger.remaining == 0
+
+
 def test_key_read_from_environment_and_required(monkeypatch):
     monkeypatch.delenv("CLARIFAI_PAT", raising=False)
     monkeypatch.delenv("CLARIFAI_API_KEY", raising=False)

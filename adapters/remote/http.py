@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterable, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from bar_sdk.errors import InvalidInputError, ResponseFormatError, TransientError
+from bar_sdk.errors import InvalidInputError, RemoteError, ResponseFormatError, TransientError
 
 __all__ = ["HttpRequest", "HttpResponse", "SyncSender", "AsyncSender", "LOOPBACK_HOSTS", "MAX_RESPONSE_BYTES"]
 
@@ -106,8 +106,12 @@ class SyncSender:
                                     timeout=self.timeout, follow_redirects=False) as r:
                 _check_declared(request, r.headers, self.max_response_bytes)
                 body = _read_capped(request, r.iter_bytes(), self.max_response_bytes)
+        except httpx.LocalProtocolError as exc:
+            raise _unsendable(request, exc) from None
         except httpx.TransportError as exc:
             raise _transient(request, exc) from None
+        except httpx.DecodingError as exc:
+            raise _undecodable(request, exc) from None
         return HttpResponse(r.status_code, dict(r.headers), body)
 
     def _send_requests(self, request: HttpRequest) -> HttpResponse:
@@ -123,8 +127,16 @@ class SyncSender:
                 body = _read_capped(request, chunks, self.max_response_bytes)
             finally:
                 r.close()
+        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
+            raise _unsendable(request, exc) from None
         except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise _transient(request, exc) from None
+        except requests.exceptions.ContentDecodingError as exc:
+            raise _undecodable(request, exc) from None
+        except requests.RequestException as exc:  # anything else requests raises: after sending, for all we know
+            err = TransientError(f"request to {request.host} failed ({type(exc).__name__})")
+            err.unconfirmed = True
+            raise err from None
         return HttpResponse(r.status_code, dict(r.headers), body)
 
     def close(self) -> None:
@@ -149,8 +161,12 @@ class AsyncSender:
                                           follow_redirects=False) as r:
                 _check_declared(request, r.headers, self.max_response_bytes)
                 body = await _aread_capped(request, r.aiter_bytes(), self.max_response_bytes)
+        except httpx.LocalProtocolError as exc:
+            raise _unsendable(request, exc) from None
         except httpx.TransportError as exc:
             raise _transient(request, exc) from None
+        except httpx.DecodingError as exc:
+            raise _undecodable(request, exc) from None
         return HttpResponse(r.status_code, dict(r.headers), body)
 
 
@@ -190,6 +206,24 @@ def _too_big(request: HttpRequest, cap: int, detail: str) -> ResponseFormatError
     err = ResponseFormatError(f"answer from {request.host} is over max_response_bytes={cap} ({detail}); raise "
                               "RemoteModel(max_response_bytes=...) if such answers are expected")
     err.retryable = False
+    err.unconfirmed = True
+    return err
+
+
+def _unsendable(request: HttpRequest, exc: Exception) -> RemoteError:
+    """The request could not be built on the wire (an illegal header value): nothing left, and a retry fails alike.
+
+    The library's message is left out: it quotes the header, which may hold the credential.
+    """
+    err = RemoteError(f"request to {request.host} could not be sent ({type(exc).__name__}: an illegal header or "
+                      "URL, e.g. a control character in the API key); nothing was sent")
+    err.retryable = False
+    return err
+
+
+def _undecodable(request: HttpRequest, exc: Exception) -> ResponseFormatError:
+    """An answer whose Content-Encoding could not be undone: it was served, so it may have been billed."""
+    err = ResponseFormatError(f"answer from {request.host} could not be decoded ({type(exc).__name__})")
     err.unconfirmed = True
     return err
 

@@ -32,9 +32,12 @@ class RemoteLedger:
     Parameters
     ----------
     max_queries : int or None
-        Hard cap on :attr:`billed`. Images are reserved before a request
-        leaves (``billed + in flight <= max_queries`` always), so the cap holds
-        under concurrency too. ``None`` for no cap.
+        Hard cap on what the vendor may have billed, :attr:`billed` plus
+        :attr:`unconfirmed`. Images are reserved before a request leaves
+        (``billed + unconfirmed + in flight <= max_queries`` always), so the
+        cap holds under concurrency too, and a request whose earlier attempt
+        may have been billed is sent again only while that still holds.
+        ``None`` for no cap.
     price_per_query : float
         Price of one billed image; :attr:`cost` is ``billed * price_per_query``.
     store : StateStore, optional
@@ -96,17 +99,33 @@ class RemoteLedger:
 
     @property
     def remaining(self) -> int | None:
-        """Images that may still be billed (in-flight ones excluded), or ``None``."""
+        """Images that may still be billed (in-flight and unconfirmed ones excluded), or ``None``."""
         if self.max_queries is None:
             return None
-        return self.max_queries - self.billed - self.in_flight
+        return self.max_queries - self.billed - self.unconfirmed - self.in_flight
 
     def reserve(self, n: int) -> None:
         """Hold room for ``n`` images before they leave, or raise and send nothing."""
         with self._lock:
-            if self.max_queries is not None and self.billed + self.in_flight + n > self.max_queries:
-                raise QueryBudgetExceeded(n, self.billed + self.in_flight, self.max_queries)
+            held = self.billed + self.unconfirmed + self.in_flight
+            if self.max_queries is not None and held + n > self.max_queries:
+                raise QueryBudgetExceeded(n, held, self.max_queries)
             self.in_flight += n
+
+    def check_retry(self, n: int) -> None:
+        """Before sending ``n`` reserved images again: refuse when an earlier attempt may have used their room.
+
+        A request that reached the API unanswered (a read timeout) moved its
+        images to :attr:`unconfirmed` while their reservation still holds; a
+        retry could then bill them twice over the cap.
+        """
+        with self._lock:
+            held = self.billed + self.unconfirmed + self.in_flight
+            if self.max_queries is not None and held > self.max_queries:
+                err = QueryBudgetExceeded(n, held - n, self.max_queries)
+                err.args = (f"{err.args[0]}: the retry of a request whose earlier attempt reached the API "
+                            "unanswered (and may have been billed)",)
+                raise err
 
     def release(self, n: int) -> None:
         """Give back room held by :meth:`reserve` for images that were not billed."""

@@ -325,7 +325,7 @@ class RemoteModel:
                     results = self._attempt(request, len(keys), attempt.retry_state.attempt_number)
         except BaseException as exc:
             self.ledger.release(len(keys))
-            errors.append(exc)
+            errors.append(self._redacted(exc))
             return
         self._store(keys, results, plan, errors)
 
@@ -350,7 +350,7 @@ class RemoteModel:
                                                            attempt.retry_state.attempt_number)
                 except BaseException as exc:
                     self.ledger.release(len(keys))
-                    errors.append(exc)
+                    errors.append(self._redacted(exc))
                     if not isinstance(exc, Exception):
                         raise
                     return
@@ -400,6 +400,8 @@ class RemoteModel:
             raise self._failed(exc, n) from None
 
     def _before_send(self, request: HttpRequest, n: int, number: int) -> HttpRequest:
+        if number > 1:
+            self.ledger.check_retry(n)
         self.ledger.record_attempt(n, retry=number > 1)
         return self.preset.authorize(request, self._credentials)
 
@@ -410,12 +412,19 @@ class RemoteModel:
             results = self.preset.parse(response, n)
             if len(results) != n:
                 raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
-        except ResponseFormatError as exc:
-            # A 2xx answer was served, so the vendor may have billed it, though it could not be read.
-            if response.ok:
-                exc.unconfirmed = True
-            raise
-        return results
+        except RemoteError as exc:
+            if not isinstance(exc, ResponseFormatError):
+                raise
+            err = exc
+        except Exception as exc:  # a preset tripped on an odd value: still a format error, never a raw one
+            err = ResponseFormatError(f"preset {self.preset.name!r} could not read the answer "
+                                      f"({type(exc).__name__}: {exc})")
+        else:
+            return results
+        # A 2xx answer was served, so the vendor may have billed it, though it could not be read.
+        if response.ok:
+            err.unconfirmed = True
+        raise err
 
     def _failed(self, exc: RemoteError, n: int) -> RemoteError:
         throttled = isinstance(exc, RateLimitError)
