@@ -153,3 +153,22 @@ def test_attacks_on_a_torch_cnn_through_the_adapters():
         SquareAttack(api, eps=0.2).run(xs, ys)
     hsj = HopSkipJump(api, norm="linf", eps=0.2, init_num_evals=20, max_queries=300, random_state=0).run(xs, ys)
     assert hsj.success_rate >= 0.3
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(beta1=1.0), r"beta1=1.0; expected a number in \[0, 1\)"),  # Adam's bias correction would divide by 0
+    (dict(beta2=1.0), r"beta2=1.0"),
+    (dict(hierarchy=("a",)), "hierarchy="),
+])
+def test_zoo_parameters_that_would_send_nan_images_or_crash_are_named(kwargs, match):
+    model = Counting(NET)
+    with pytest.raises(InvalidInputError, match=match):
+        ZOOAttack(model, eps=1.5, max_queries=50, **kwargs).run(X[:2], Y[:2])
+    assert model.seen == 0
+
+
+def test_an_attack_that_stops_itself_at_its_budget_reports_budget_exhausted():
+    # HopSkipJump retires a sample on its own when the next stage does not fit; the status must say so
+    model = LabelOnly(NET)
+    r = HopSkipJump(model, norm="l2", eps=0.05, init_num_evals=20, max_queries=51, random_state=0).run(X[:1], Y[:1])
+    assert not r.success[0] and r.queries[0] == 51 and r.status == "budget_exhausted"

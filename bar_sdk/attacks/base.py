@@ -264,7 +264,8 @@ class Attack(ABC):
             status = "total_budget_exhausted"
         elif success[attacked].all():
             status = "all_succeeded"
-        elif any(s.exhausted for s in samples):
+        elif any(s.exhausted or (not s.success and s.max_queries is not None and s.queries >= s.max_queries)
+                 for s in samples):  # retired by the driver, or an attack that stopped itself at its budget
             status = "budget_exhausted"
         else:
             status = "finished"

@@ -129,14 +129,16 @@ class ZOOAttack(Attack):
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_int(self.n_coords, "n_coords", low=1)
         check_float(self.h, "h", low=0.0, low_open=True)
-        check_float(self.beta1, "beta1", low=0.0, high=1.0)
-        check_float(self.beta2, "beta2", low=0.0, high=1.0)
+        for name in ("beta1", "beta2"):  # 1 zeroes Adam's bias correction (beta1: a division by zero, NaN images)
+            value = check_float(getattr(self, name), name, low=0.0, high=1.0)
+            if value == 1.0:
+                raise InvalidInputError(f"{name}={value!r}; expected a number in [0, 1)")
         check_int(self.resize, "resize", low=1, high=min(input_shape[1:]), allow_none=True)
         check_bool(self.importance_sampling, "importance_sampling")
         check_bool(self.early_abort, "early_abort")
         try:
             marks = [int(v) for v in self.hierarchy]
-        except TypeError:
+        except (TypeError, ValueError):
             raise InvalidInputError(f"hierarchy={self.hierarchy!r}; expected a tuple of iteration numbers") from None
         if any(v < 1 for v in marks):
             raise InvalidInputError(f"hierarchy={self.hierarchy!r}; expected iteration numbers >= 1")
