@@ -104,16 +104,13 @@ class TargetLayout:
             images = check_images(arr, "X")
             if images.shape[1] == 3 and self.channels == 1:
                 raise InvalidInputError(f"X has shape {arr.shape} (3 channels); expected grey images for this one-channel model")
-            seen = (self.native_channels, *self.native_hw) if self.native_channels is not None else None
-            if seen is not None and images.shape[1:] != seen:  # layouts saved before channels were kept: H, W only
+            # a layout saved before the channel count was kept checks the size only
+            channels_differ = self.native_channels is not None and images.shape[1] != self.native_channels
+            if self.native_hw is not None and (images.shape[2:] != self.native_hw or channels_differ):
+                expected = "" if self.native_channels is None else f"{self.native_channels} channel(s), "
                 raise InvalidInputError(
                     f"X has images of {images.shape[1]} channel(s), {images.shape[2]}x{images.shape[3]}; expected "
-                    f"{seen[0]} channel(s), {seen[1]}x{seen[2]}, like the images seen in fit (resize them first)"
-                )
-            if seen is None and self.native_hw is not None and images.shape[2:] != self.native_hw:
-                raise InvalidInputError(
-                    f"X has {images.shape[2]}x{images.shape[3]} images; expected {self.native_hw[0]}x"
-                    f"{self.native_hw[1]}, like the images seen in fit (resize them first)"
+                    f"{expected}{self.native_hw[0]}x{self.native_hw[1]}, like the images seen in fit (resize them first)"
                 )
             out = resize_images(images, self.target_hw)
         if out.shape[1] != self.channels:

@@ -412,10 +412,10 @@ class RemoteModel:
             results = self.preset.parse(response, n)
             if len(results) != n:
                 raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
-        except RemoteError as exc:
-            if not isinstance(exc, ResponseFormatError):
-                raise
+        except ResponseFormatError as exc:
             err = exc
+        except RemoteError:
+            raise
         except Exception as exc:  # a preset tripped on an odd value: still a format error, never a raw one
             err = ResponseFormatError(f"preset {self.preset.name!r} could not read the answer "
                                       f"({type(exc).__name__}: {exc})")
