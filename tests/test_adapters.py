@@ -5,13 +5,14 @@ import sys
 
 import numpy as np
 import pytest
+from _extras import importorskip
 
 from adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
 from bar_sdk.contract import check_model, has_gradients
 from bar_sdk.errors import InvalidInputError, InvalidModelError, ModelOutputError
 from bar_sdk.ledger import MeteredModel
 
-torch = pytest.importorskip("torch")
+torch = importorskip("torch", "torch")
 from adapters import TorchModel  # noqa: E402
 from adapters.nets import MLPNet, SmallCNN, digits_images, train_classifier  # noqa: E402
 

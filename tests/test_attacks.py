@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _extras import importorskip
 from attacks_models import Counting, LabelOnly, held_out, mlp_digits
 
 from bar_sdk.attacks import (
@@ -134,7 +135,7 @@ def test_decision_attacks_shrink_distortion_with_budget():
 
 
 def test_attacks_on_a_torch_cnn_through_the_adapters():
-    pytest.importorskip("torch")
+    importorskip("torch", "torch")
     from adapters import LabelOnly as ApiLabelOnly
     from adapters import TorchModel
     from adapters.nets import SmallCNN, digits_images, train_classifier

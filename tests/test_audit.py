@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from _extras import importorskip, requires
 from attacks_models import Counting, LabelOnly, digits, held_out, mlp_digits
 
 from bar_sdk.attacks import PGD, SquareAttack, UniversalPerturbation
@@ -15,6 +16,7 @@ NET = mlp_digits()
 X, Y = held_out(20, NET)
 
 
+@requires("report")                 # the report's plots
 def test_audit_counts_every_query_and_writes_a_report(tmp_path):
     x_all, y_all = digits()
     xs, ys = x_all[1200:1230], y_all[1200:1230]           # includes images the model gets wrong
@@ -111,8 +113,9 @@ def test_attack_instances_keep_their_settings():
     assert all(r.queries.max() <= 30 for r in runs)
 
 
+@requires("report")
 def test_cli_audits_a_saved_torch_module(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = importorskip("torch", "torch")
     from adapters.nets import train_classifier
     from bar_sdk.cli import main
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import _remote_crash_child as child
 import numpy as np
 import pytest
+from _extras import requires
 from _figures import examples, record, scale
 from _models import fresh_linear
 from hypothesis import HealthCheck, given, settings
@@ -62,6 +63,7 @@ def reference():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+@requires("server")
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkill_through_the_api_then_resume_pays_almost_nothing_twice(tmp_path, forkserver, reference, point):
     ref, ref_billed, step = reference

@@ -13,6 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
+from _extras import requires
 from _figures import record, scale
 from sklearn.datasets import load_breast_cancer
 
@@ -21,6 +22,8 @@ from adapters.server import DemoModel, Faults, serve
 from adapters.server.faults import KINDS
 from bar_sdk import BARClassifier
 from bar_sdk.attacks import HopSkipJump, SquareAttack
+
+pytestmark = requires("server")   # every run goes through the local server
 
 SHAPE = (1, 8, 8)
 DEMO = DemoModel(SHAPE, n_classes=6, random_state=0)

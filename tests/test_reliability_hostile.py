@@ -15,6 +15,7 @@ import math
 import httpx
 import numpy as np
 import pytest
+from _extras import preset_params
 from _figures import examples, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -153,7 +154,7 @@ def check_answers(answers, n):
             assert vector.min() >= 0.0 and vector.max() <= 1.0
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", preset_params(PRESETS))
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), status=st.sampled_from([200] * 8 + [201, 400, 401, 403, 404, 429, 500, 503]))
 def test_every_reader_gives_scores_in_range_or_a_documented_error(name, data, status):
@@ -180,7 +181,7 @@ def test_every_reader_gives_scores_in_range_or_a_documented_error(name, data, st
 # -- end to end: the client under hostile answers -------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["clarifai", "huggingface", "generic_batch", "aws_rekognition"])
+@pytest.mark.parametrize("name", preset_params(["clarifai", "huggingface", "generic_batch", "aws_rekognition"]))
 @settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_the_client_returns_valid_scores_or_raises_a_documented_error(name, data):

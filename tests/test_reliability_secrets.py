@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import requests
+from _extras import requires
 from _figures import record
 from sklearn.datasets import load_breast_cancer
 
@@ -80,6 +81,7 @@ def debug_log(tmp_path):
     handler.close()
 
 
+@requires("server")
 def test_an_api_key_leaves_no_trace_in_any_artefact_of_a_whole_run(tmp_path, monkeypatch, capfd, debug_log):
     monkeypatch.setenv("CLARIFAI_PAT", KEY)
     data = load_breast_cancer()

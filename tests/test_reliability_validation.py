@@ -14,6 +14,7 @@ import re
 import httpx
 import numpy as np
 import pytest
+from _extras import requires
 from _models import fresh_linear
 from attacks_models import CountedSoftmax as Counted
 from attacks_models import held_out, softmax_digits
@@ -280,7 +281,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("ident,call,error,name", CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize("ident,call,error,name",
+                         [pytest.param(*case, marks=requires("server")) if case[0].startswith("server-") else case
+                          for case in CASES], ids=[case[0] for case in CASES])
 def test_bad_input_gets_the_documented_error_naming_the_parameter(ident, call, error, name):
     model = fresh_linear() if ident.startswith("bar-") else Counted()
     with pytest.raises(error) as info:

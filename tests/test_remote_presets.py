@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from _extras import requires
 
 from adapters.remote import Preset, RemoteModel, RetryPolicy, available_presets, decode_image, register_preset
 from adapters.remote.http import HttpResponse
@@ -167,6 +168,7 @@ def test_google_vision_batches_16_and_reads_per_image_errors_and_quota():
 # -- AWS Rekognition --------------------------------------------------------------------------------
 
 
+@requires("remote", "botocore")       # SigV4 signing
 def test_aws_rekognition_is_signed_and_scores_divided_by_100():
     sleeps = []
     server = Server((400, fixture("rekognition_error_throttling.json"), None),
@@ -188,6 +190,7 @@ def test_aws_rekognition_is_signed_and_scores_divided_by_100():
     assert "SECRET" not in repr(model) and "AKIDEXAMPLE" not in repr(model._credentials)
 
 
+@requires("remote", "botocore")
 def test_aws_rekognition_aliases_and_auth_errors():
     server = Server((200, fixture("rekognition_detect_labels_v3.json"), None))
     model = model_for("aws_rekognition", server, ["Bike", "Vehicle"], region="us-east-1",

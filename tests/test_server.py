@@ -5,11 +5,14 @@ import base64
 import httpx
 import numpy as np
 import pytest
+from _extras import requires
 
 from adapters.remote import encode_image
 from adapters.server import DemoModel, Faults, create_app, serve
 from adapters.server.cli import add_arguments, add_parser, load_model
 from bar_sdk import InvalidInputError
+
+pytestmark = requires("server")   # the server extra: the app, and the command line that starts it
 
 SHAPE = (1, 8, 8)
 MODEL = DemoModel(SHAPE, n_classes=6, random_state=1)

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from _extras import importorskip
 
-torch = pytest.importorskip("torch")
+torch = importorskip("torch", "torch")
 
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from _extras import importorskip
 
-torch = pytest.importorskip("torch")
+torch = importorskip("torch", "torch")
 
 from adapters import TorchModel  # noqa: E402
 from adapters.nets import MLPNet  # noqa: E402

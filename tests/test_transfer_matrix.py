@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from _extras import requires
 
 from _models import fresh_linear
 from bar_sdk import InvalidInputError
@@ -11,6 +12,8 @@ from bar_sdk.attacks import FGSM, PGD
 from bar_sdk.attacks.mifgsm import MIFGSM
 from bar_sdk.transfer import EnsembleModel, transfer_matrix
 from transfer_models import Counting, cnn, digits, mlp
+
+pytestmark = requires("torch")    # the digits data and the source models come from adapters.nets
 
 EPS = 32 / 255
 ATTACKS = {"fgsm": FGSM(None, eps=EPS), "pgd": PGD(None, eps=EPS, steps=5, random_state=0),

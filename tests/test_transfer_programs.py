@@ -1,10 +1,13 @@
 """Program transfer and the warm-start study: programs moved between models, queries saved."""
 
 import pytest
+from _extras import requires
 
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.transfer import WarmStartStudy, evaluate_program, warm_start_study
 from transfer_models import Counting, breast_cancer, cnn, mlp
+
+pytestmark = requires("torch")    # the models are torch networks
 
 
 @pytest.fixture(scope="module")
