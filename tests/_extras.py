@@ -3,7 +3,8 @@
 ``pip install bar-sdk`` alone must work (numpy, scipy, scikit-learn, tqdm); the extras in
 pyproject.toml add torch, the remote client, the local server and the report's plots. A test
 that needs an extra is marked ``@requires("server")`` (or ``pytestmark = requires("torch")``
-for a whole file), so without it the test is reported as skipped with the reason, instead of
+for a whole file; ``pytest.importorskip("torch", reason=reason("torch"))`` where the module
+itself is needed), so without it the test is reported as skipped with the reason, instead of
 failing with a ModuleNotFoundError halfway through (``-ra`` lists every reason at the end).
 """
 
@@ -26,8 +27,9 @@ def absent(*modules: str) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-def reason(extra: str, modules) -> str:
-    return (f"needs {', '.join(modules)} from the optional '{extra}' extra "
+def reason(extra: str, modules=None) -> str:
+    """Why a test of ``extra`` is skipped; also ``pytest.importorskip(name, reason=reason("torch"))``."""
+    return (f"needs {', '.join(modules or EXTRAS[extra])} from the optional '{extra}' extra "
             f"(pip install -c constraints.txt -e \".[{extra}]\")")
 
 
@@ -35,11 +37,6 @@ def requires(extra: str, *modules: str):
     """A skip mark for tests that need ``modules`` (default: all of ``extra``'s) installed."""
     missing = absent(*(modules or EXTRAS[extra]))
     return pytest.mark.skipif(bool(missing), reason=reason(extra, missing))
-
-
-def importorskip(extra: str, module: str):
-    """``pytest.importorskip`` with a reason naming the extra to install."""
-    return pytest.importorskip(module, reason=reason(extra, [module]))
 
 
 def preset_params(names):

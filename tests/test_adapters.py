@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from _extras import importorskip
+from _extras import reason
 from _float32 import assert_close_f32, dense_logits_error, softmax_rtol
 
 from adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
@@ -14,7 +14,7 @@ from bar_sdk.contract import check_model, has_gradients
 from bar_sdk.errors import InvalidInputError, InvalidModelError, ModelOutputError
 from bar_sdk.ledger import MeteredModel
 
-torch = importorskip("torch", "torch")
+torch = pytest.importorskip("torch", reason=reason("torch"))
 from adapters import TorchModel  # noqa: E402
 from adapters.nets import MLPNet, SmallCNN, digits_images, train_classifier  # noqa: E402
 

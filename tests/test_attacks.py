@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from _extras import importorskip
+from _extras import reason
 from attacks_models import Counting, LabelOnly, held_out, mlp_digits
 
 from bar_sdk.attacks import (
@@ -135,7 +135,7 @@ def test_decision_attacks_shrink_distortion_with_budget():
 
 
 def test_attacks_on_a_torch_cnn_through_the_adapters():
-    importorskip("torch", "torch")
+    pytest.importorskip("torch", reason=reason("torch"))
     from adapters import LabelOnly as ApiLabelOnly
     from adapters import TorchModel
     from adapters.nets import SmallCNN, digits_images, train_classifier

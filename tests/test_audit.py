@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from _extras import importorskip, requires
+from _extras import reason, requires
 from attacks_models import Counting, LabelOnly, digits, held_out, mlp_digits
 
 from bar_sdk.attacks import PGD, SquareAttack, UniversalPerturbation
@@ -115,7 +115,7 @@ def test_attack_instances_keep_their_settings():
 
 @requires("report")
 def test_cli_audits_a_saved_torch_module(tmp_path):
-    torch = importorskip("torch", "torch")
+    torch = pytest.importorskip("torch", reason=reason("torch"))
     from adapters.nets import train_classifier
     from bar_sdk.cli import main
 

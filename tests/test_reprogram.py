@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _extras import importorskip
+from _extras import reason
 from _models import digits16, fresh_linear
 from adapters import LabelOnly, TopK
 from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
@@ -43,7 +43,7 @@ def test_reprograms_digits_model_for_breast_cancer_well_above_chance(cancer):
 
 def test_reprograms_torch_cnn_for_image_task():
     """A real CNN, queried only through predict_proba, learns a new image task (digit parity)."""
-    importorskip("torch", "torch")
+    pytest.importorskip("torch", reason=reason("torch"))
     from adapters import TorchModel
     from adapters.nets import SmallCNN, train_classifier
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from _extras import importorskip
+from _extras import reason
 
-torch = importorskip("torch", "torch")
+torch = pytest.importorskip("torch", reason=reason("torch"))
 
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from _extras import importorskip
+from _extras import reason
 
-torch = importorskip("torch", "torch")
+torch = pytest.importorskip("torch", reason=reason("torch"))
 
 from adapters import TorchModel  # noqa: E402
 from adapters.nets import MLPNet  # noqa: E402
