@@ -382,7 +382,12 @@ class RemoteModel:
                 (self._sleep or time.sleep)(wait)
         signed = self._before_send(request, n, number)
         try:
-            return self._read(self._sender.send(signed), n, number)
+            response = self._sender.send(signed)
+        except RemoteError as exc:
+            raise self._failed(exc, n, number) from None
+        self.ledger.record_attempt(n, retry=number > 1)
+        try:
+            return self._read(response, n, number)
         except RemoteError as exc:
             raise self._failed(exc, n) from None
 
@@ -395,14 +400,18 @@ class RemoteModel:
                     await slept
         signed = self._before_send(request, n, number)
         try:
-            return self._read(await sender.send(signed), n, number)
+            response = await sender.send(signed)
+        except RemoteError as exc:
+            raise self._failed(exc, n, number) from None
+        self.ledger.record_attempt(n, retry=number > 1)
+        try:
+            return self._read(response, n, number)
         except RemoteError as exc:
             raise self._failed(exc, n) from None
 
     def _before_send(self, request: HttpRequest, n: int, number: int) -> HttpRequest:
         if number > 1:
             self.ledger.check_retry(n)
-        self.ledger.record_attempt(n, retry=number > 1)
         return self.preset.authorize(request, self._credentials)
 
     def _read(self, response: HttpResponse, n: int, number: int) -> list:
@@ -426,7 +435,11 @@ class RemoteModel:
             err.unconfirmed = True
         raise err
 
-    def _failed(self, exc: RemoteError, n: int) -> RemoteError:
+    def _failed(self, exc: RemoteError, n: int, number: int | None = None) -> RemoteError:
+        """Count a failed attempt; ``number`` when the sender failed (its attempt is counted here, unless
+        the request could not be put on the wire at all)."""
+        if number is not None and not getattr(exc, "unsent", False):
+            self.ledger.record_attempt(n, retry=number > 1)
         throttled = isinstance(exc, RateLimitError)
         if throttled and self._bucket is not None:
             self._bucket.refund()  # the server refused without serving: its quota was not used
