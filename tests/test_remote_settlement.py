@@ -144,3 +144,40 @@ def test_bar_queries_equal_the_wire_when_the_cap_refuses_a_retry_mid_fit(bad_fro
     # a call that was answered counts its images (cache hits included); the failed one what reached the API
     assert clf.queries_ == len(wire.distinct) + model.ledger.cache_hits
     assert len(wire.distinct) == wire.vendor_billed == model.ledger.billed + model.ledger.unconfirmed
+
+
+class Raising:
+    """A model whose every call raises ``exc`` (with whatever it says it sent)."""
+
+    n_classes, input_shape = 3, SHAPE
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def predict_proba(self, x):
+        raise self.exc
+
+
+def _said(exc, **attrs):
+    for k, v in attrs.items():
+        setattr(exc, k, v)
+    return exc
+
+
+@pytest.mark.parametrize("exc,queries,failed,calls", [
+    (_said(RemoteError("x"), images_sent=3, images_billed=1), 3, 2, 1),     # what it says, exactly
+    (_said(RemoteError("x"), images_sent=0, images_billed=0), 0, 0, 0),     # nothing left: given back whole
+    (_said(QueryBudgetExceeded(5, 0, 9), images_sent=2, images_billed=2), 2, 0, 1),
+    (QueryBudgetExceeded(5, 0, 9), 0, 0, 0),                               # says nothing: sent nothing
+    (RuntimeError("boom"), 5, 5, 1),                                       # cannot tell: all may have left
+    (_said(RemoteError("x"), images_sent=9), 5, 5, 1),                     # impossible claims are ignored
+    (_said(RemoteError("x"), images_sent=True), 5, 5, 1),
+    (_said(RemoteError("x"), images_sent=4, images_billed=7), 4, 4, 1),    # a bad billed count: none billed
+])
+def test_settle_counts_what_the_model_says_it_sent_and_nothing_it_could_not(exc, queries, failed, calls):
+    metered = MeteredModel(Raising(exc), QueryLedger(max_queries=10))
+    with pytest.raises(type(exc)):
+        metered.predict_proba(images(5))
+    led = metered.ledger
+    assert (led.queries, led.failed, led.calls) == (queries, failed, calls)
+    assert led.by_purpose == ({"query": queries} if queries else {})
