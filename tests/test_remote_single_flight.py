@@ -190,3 +190,27 @@ def test_threads_against_the_local_server_pay_once_per_image(n_threads):
         np.testing.assert_array_equal(p, out[0][ids])      # one answer per image, whoever asked
         # the server computed in float32 on batches of another size: a few ulps apart
         np.testing.assert_allclose(p, expected[ids], rtol=1e-5, atol=1e-6)
+
+
+def test_a_blocking_call_on_the_loop_thread_of_the_sending_coroutine_does_not_deadlock():
+    # Waiting would block the very loop that must finish the request: the blocking call sends itself
+    # (the one documented case where an image may be paid twice), and both calls return.
+    wire = SlowWire(delay=0.05)
+    x = images(4, seed=7)
+    model = remote(wire, async_client=httpx.AsyncClient(transport=httpx.MockTransport(wire.handle_async)))
+
+    async def both():
+        task = asyncio.ensure_future(model.apredict_proba(x))
+        while wire.requests == 0:            # the coroutine's request is in flight
+            await asyncio.sleep(0.005)
+        blocking = model.predict_proba(x)    # on the loop's own thread
+        return blocking, await task
+
+    out = []
+    runner = threading.Thread(target=lambda: out.append(asyncio.run(both())), daemon=True)
+    runner.start()
+    runner.join(20)
+    assert not runner.is_alive(), "deadlock: a blocking call waited for its own event loop"
+    blocking, awaited = out[0]
+    np.testing.assert_array_equal(blocking, awaited)
+    assert wire.sent == 8 and model.ledger.in_flight == 0
