@@ -5,6 +5,10 @@ Every image that bar-sdk sends to a model goes through a
 the batch leaves and records it when the model has answered. A batch that
 would cross the budget is refused whole, so the budget is never exceeded,
 not even by one batch.
+
+A call that fails is settled part by part (see :meth:`MeteredModel.predict_proba`):
+a model that knows what reached the wire says so on its exception
+(``images_sent``, ``images_billed``), and exactly that is counted.
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ class QueryLedger:
     calls : int
         Batches answered.
     failed : int
-        Images in batches whose call raised (sent, answer unknown). They are
-        counted in ``queries`` too: an image that left may have been billed.
+        Images of calls that raised which reached the model without a usable
+        answer (sent, answer unknown or refused). They are counted in
+        ``queries`` too: an image that left may have been billed.
     """
 
     def __init__(self, max_queries: int | None = None):
@@ -76,11 +81,14 @@ class QueryLedger:
             self.calls += 1
             self.by_purpose[purpose] = self.by_purpose.get(purpose, 0) + n
 
-    def release(self, n: int, purpose: str) -> None:
-        """Take back a reservation of ``n`` images that never left (the model refused them unsent)."""
+    def release(self, n: int, purpose: str, *, whole: bool = True) -> None:
+        """Take back ``n`` reserved images that never left (the model refused them unsent).
+
+        ``whole=False`` when the call's other images did leave: the call still counts.
+        """
         with self._lock:
             self.queries -= n
-            self.calls -= 1
+            self.calls -= int(whole)
             left = self.by_purpose.get(purpose, 0) - n
             if left > 0:
                 self.by_purpose[purpose] = left
@@ -90,6 +98,27 @@ class QueryLedger:
     def mark_failed(self, n: int) -> None:
         with self._lock:
             self.failed += n
+
+    def settle(self, n: int, purpose: str, exc: BaseException) -> None:
+        """Count what a call of ``n`` reserved images that raised ``exc`` really sent.
+
+        A model that knows says so on the exception: ``images_sent`` images reached it
+        (each once), ``images_billed`` of them were answered and billed. Those sent are
+        counted (the unbilled ones as :attr:`failed`), the rest is given back. Without
+        that: a :class:`QueryBudgetExceeded` sent nothing (all given back); any other
+        error may have come after sending (all counted, as failed).
+        """
+        sent = getattr(exc, "images_sent", None)
+        if isinstance(sent, int) and not isinstance(sent, bool) and 0 <= sent <= n:
+            billed = getattr(exc, "images_billed", 0)
+            billed = billed if isinstance(billed, int) and 0 <= billed <= sent else 0
+            if sent < n:
+                self.release(n - sent, purpose, whole=sent == 0)
+            self.mark_failed(sent - billed)
+        elif isinstance(exc, QueryBudgetExceeded):
+            self.release(n, purpose)
+        else:
+            self.mark_failed(n)
 
     def state_dict(self) -> dict[str, Any]:
         return {"max_queries": self.max_queries, "queries": self.queries, "calls": self.calls,
@@ -123,6 +152,15 @@ class MeteredModel:
         Largest batch handed to the model at once; larger requests are split
         (the whole request is checked against the budget before its first
         part leaves, and each part is counted as it goes).
+
+    Notes
+    -----
+    The ledger follows what reached the model, part by part. A part that is
+    answered counts all its images (cache hits of a remote model included: the
+    algorithm got an answer for each). A part whose call raises counts what
+    :meth:`QueryLedger.settle` finds on the exception: for a
+    :class:`~adapters.remote.RemoteModel`, exactly the images whose request
+    reached the API; the parts after it are never sent, nor counted.
     """
 
     def __init__(self, model: Any, ledger: QueryLedger | None = None, batch_size: int | None = None):
@@ -151,11 +189,8 @@ class MeteredModel:
             self.ledger.reserve(len(chunk), purpose)
             try:
                 out = self.model.predict_proba(chunk)
-            except QueryBudgetExceeded:  # the model's own budget refused the batch: nothing left
-                self.ledger.release(len(chunk), purpose)
-                raise
-            except BaseException:
-                self.ledger.mark_failed(len(chunk))
+            except BaseException as exc:
+                self.ledger.settle(len(chunk), purpose, exc)
                 raise
             parts.append(check_scores(out, len(chunk), self.n_classes))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -175,11 +210,8 @@ class MeteredModel:
         self.ledger.reserve(len(x), purpose)
         try:
             return self.model.log_proba_gradient(np.asarray(x, dtype=np.float32), loss_fn)
-        except QueryBudgetExceeded:
-            self.ledger.release(len(x), purpose)
-            raise
-        except BaseException:
-            self.ledger.mark_failed(len(x))
+        except BaseException as exc:
+            self.ledger.settle(len(x), purpose, exc)
             raise
 
     def __repr__(self) -> str:

@@ -23,7 +23,7 @@ from sklearn.datasets import load_breast_cancer
 
 from adapters.remote import RemoteModel, RetryPolicy, quantize
 from adapters.server import DemoModel, Faults, serve
-from bar_sdk import AuthenticationError, BARClassifier, QueryBudgetExceeded, RemoteError
+from bar_sdk import AuthenticationError, BARClassifier, InvalidInputError, QueryBudgetExceeded, RemoteError
 from bar_sdk.audit import audit
 
 KEY = "sk-live-RELIAB-9f3Kq7ZxW2mPvN8d"
@@ -250,3 +250,111 @@ def test_plain_http_is_refused_unless_the_host_is_loopback(url, allowed):
                 build(allow_insecure=True)
         else:
             build(allow_insecure=True).close()
+
+
+# -- the key in tracebacks with locals, echoed in any encoding, and keys that cannot be sent ----------
+
+# A key with characters every encoding treats differently: '/', '+', '=' (percent, base64 alphabets),
+# '~' (quote's safe set), '&', '"', '<' (HTML, JSON), upper and lower case (hex, percent case).
+ODD_KEY = 'sk/live+RELIAB=9f3K&q7~Zx"W2m<PvN8d'
+
+
+def _echo_forms(key):
+    import html
+    from urllib.parse import quote, quote_plus
+
+    raw = key.encode()
+    pct = quote(key, safe="")
+    return {
+        "clear": key, "repr": repr(key), "json": json.dumps(key), "json slash": json.dumps(key).replace("/", "\\/"),
+        "percent": pct, "percent lower": "%".join(pct.split("%")[:1] + [p[:2].lower() + p[2:] for p in pct.split("%")[1:]]),
+        "percent path": quote(key), "percent plus": quote_plus(key), "percent twice": quote(pct, safe=""),
+        "html": html.escape(key), "hex": raw.hex(), "HEX": raw.hex().upper(),
+        "base64": base64.b64encode(raw).decode(), "base64url": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "base64 Key header": base64.b64encode(b"Key " + raw).decode(),
+        "base64 Basic user:key": base64.b64encode(b"user:" + raw).decode(),
+        "unicode escape": key.encode("unicode_escape").decode(),
+    }
+
+
+def _shown(exc, *, with_locals=False):
+    tb = traceback.TracebackException.from_exception(exc, capture_locals=with_locals)
+    return "\n".join([str(exc), repr(exc), "".join(tb.format())])
+
+
+@pytest.mark.parametrize("form", sorted(_echo_forms(ODD_KEY)))
+def test_an_api_echoing_the_key_in_any_encoding_has_it_redacted(form):
+    echoed = _echo_forms(ODD_KEY)[form]
+
+    def handler(request):
+        return httpx.Response(401, text=f'{{"error": "invalid key {echoed}", "hint": "check it"}}')
+
+    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=ODD_KEY, model_id="m",
+                                    labels=LABELS, input_shape=SHAPE, retry=RetryPolicy(jitter=0),
+                                    client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(AuthenticationError) as info:
+        model.predict_proba(np.zeros((1, *SHAPE), np.float32))
+    shown = _shown(info.value)
+    assert "***" in str(info.value) and "check it" in str(info.value)   # redacted, the rest of the body kept
+    assert not [name for name, f in _echo_forms(ODD_KEY).items() if len(f) >= 8 and f in shown]
+
+
+@pytest.mark.parametrize("preset,options", [("clarifai", {"model_id": "m"}), ("google_vision", {}),
+                                            ("azure_vision", {}), ("huggingface", {"model": "m"})])
+def test_a_traceback_rendered_with_locals_shows_no_key(preset, options):
+    # pytest --showlocals, rich and error trackers print the repr of every local of every frame
+    calls = []
+
+    def handler(request):
+        calls.append(request)
+        return httpx.Response(500, text="down") if len(calls) < 3 else httpx.Response(401, text="no")
+
+    model = RemoteModel.from_preset(preset, base_url="https://api.example.com", api_key=KEY, labels=LABELS,
+                                    input_shape=SHAPE, retry=RetryPolicy(jitter=0, initial=0), sleep=lambda s: None,
+                                    client=httpx.Client(transport=httpx.MockTransport(handler)), **options)
+    with pytest.raises(AuthenticationError) as info:
+        model.predict_proba(np.zeros((1, *SHAPE), np.float32))
+    assert len(calls) == 3 and any(KEY in v for v in calls[0].headers.values())   # the key was sent
+    shown = _shown(info.value, with_locals=True)
+    assert "signed = " in shown                           # the signed request was among the locals shown
+    assert not leaks(shown), "the API key leaked into a traceback's locals"
+    signed = model.preset.authorize(model._request_for([np.zeros(SHAPE, np.uint8)]), model._credentials)
+    assert not leaks(repr(signed)) and not leaks(str(signed)) and not leaks(repr(signed.headers))
+    assert any(KEY in v for v in signed.headers.values())   # the value is still there to be sent
+
+
+@pytest.mark.parametrize("bad", ["sk-cl\u00e9-SECRET-1234", "sk-\u2019SECRET-1234", "\u00a0sk-SECRET-1234x\u200b"])
+def test_a_key_that_cannot_go_into_an_http_header_is_refused_at_construction(bad, monkeypatch):
+    sent = []
+
+    def build(api_key):
+        return RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=api_key, model_id="m",
+                                       labels=LABELS, input_shape=SHAPE, retry=RetryPolicy(jitter=0),
+                                       client=httpx.Client(transport=httpx.MockTransport(sent.append)))
+
+    with pytest.raises(InvalidInputError, match="api_key") as info:
+        build(bad)
+    assert "SECRET" not in _shown(info.value) and not isinstance(info.value, UnicodeError)
+    monkeypatch.setenv("CLARIFAI_PAT", bad)                   # read from the environment: refused alike
+    with pytest.raises(InvalidInputError, match="api_key") as info:
+        build(None)
+    assert "SECRET" not in _shown(info.value)
+    assert sent == []
+
+
+def test_a_header_that_cannot_be_encoded_is_a_clear_error_and_no_attempt_is_counted():
+    # defence in depth below the key check: a preset that adds a non-ASCII header value
+    from adapters.remote.presets.clarifai import ClarifaiPreset
+
+    class Accented(ClarifaiPreset):
+        def authorize(self, request, credentials):
+            return super().authorize(request, credentials).with_headers(**{"X-Note": "caf\u00e9"})
+
+    sent = []
+    model = RemoteModel(Accented(model_id="m"), base_url="https://api.example.com", api_key=KEY, labels=LABELS,
+                        input_shape=SHAPE, retry=RetryPolicy(jitter=0),
+                        client=httpx.Client(transport=httpx.MockTransport(sent.append)))
+    with pytest.raises(RemoteError, match="could not be sent") as info:
+        model.predict_proba(np.zeros((1, *SHAPE), np.float32))
+    assert not isinstance(info.value, UnicodeError) and not leaks(_shown(info.value, with_locals=True))
+    assert sent == [] and model.ledger.attempts == 0 and model.ledger.requests == 0 and model.ledger.in_flight == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterable, Iterable, Mapping
+from typing import Any, AsyncIterable, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from bar_sdk.errors import InvalidInputError, RemoteError, ResponseFormatError, TransientError
@@ -26,17 +26,53 @@ MAX_RESPONSE_BYTES = 16 * 2**20
 _CHUNK = 64 * 2**10
 
 
+_SHOWN_HEADERS = frozenset({"accept", "content-type", "content-length", "user-agent", "x-amz-target",
+                            "x-amz-content-sha256"})
+
+
+class Headers(dict):
+    """Request headers whose repr masks every value but a few harmless ones.
+
+    Credentials travel in headers (``Authorization``, ``x-goog-api-key``, a
+    custom name of the generic preset, SigV4 signatures), and a traceback
+    rendered with its locals (``pytest --showlocals``, rich, error trackers)
+    prints them with ``repr``: here each value shows as ``'***'``.
+    """
+
+    def __repr__(self) -> str:
+        shown = (f"{k!r}: {v!r}" if k.lower() in _SHOWN_HEADERS else f"{k!r}: '***'" for k, v in self.items())
+        return "{" + ", ".join(shown) + "}"
+
+    __str__ = __repr__
+
+    def __reduce__(self):  # a copy or a pickle keeps the masking type
+        return (Headers, (dict(self),))
+
+
 @dataclass(frozen=True)
 class HttpRequest:
-    """A request as a preset builds it (credentials are added per attempt)."""
+    """A request as a preset builds it (credentials are added per attempt).
+
+    Its repr (and that of :attr:`headers`) never shows a header value that may
+    hold a credential; the body shows as its length.
+    """
 
     method: str
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     content: bytes = b""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, Headers):
+            object.__setattr__(self, "headers", Headers(self.headers))
+
     def with_headers(self, **headers: str) -> HttpRequest:
         return replace(self, headers={**self.headers, **headers})
+
+    def __repr__(self) -> str:
+        return f"HttpRequest({self.method} {self.url}, headers={self.headers!r}, {len(self.content)} bytes)"
+
+    __str__ = __repr__
 
     @property
     def host(self) -> str:
@@ -98,45 +134,26 @@ class SyncSender:
 
     def send(self, request: HttpRequest) -> HttpResponse:
         if self.session is not None:
-            return self._send_requests(request)
-        import httpx
+            return _mapped(request, _requests_failure, self._send_requests)
+        return _mapped(request, _httpx_failure, self._send_httpx)
 
-        try:
-            with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
-                                    timeout=self.timeout, follow_redirects=False) as r:
-                _check_declared(request, r.headers, self.max_response_bytes)
-                body = _read_capped(request, r.iter_bytes(), self.max_response_bytes)
-        except httpx.LocalProtocolError as exc:
-            raise _unsendable(request, exc) from None
-        except httpx.TransportError as exc:
-            raise _transient(request, exc) from None
-        except httpx.DecodingError as exc:
-            raise _undecodable(request, exc) from None
+    def _send_httpx(self, request: HttpRequest) -> HttpResponse:
+        with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
+                                timeout=self.timeout, follow_redirects=False) as r:
+            _check_declared(request, r.headers, self.max_response_bytes)
+            body = _read_capped(request, r.iter_bytes(), self.max_response_bytes)
         return HttpResponse(r.status_code, dict(r.headers), body)
 
     def _send_requests(self, request: HttpRequest) -> HttpResponse:
-        import requests
-
+        r = self.session.request(request.method, request.url, headers=request.headers, data=request.content,
+                                 timeout=self.timeout, allow_redirects=False, stream=True)
         try:
-            r = self.session.request(request.method, request.url, headers=request.headers, data=request.content,
-                                     timeout=self.timeout, allow_redirects=False, stream=True)
-            try:
-                _check_declared(request, r.headers, self.max_response_bytes)
-                # A response a transport adapter built in memory may have no raw stream, only content.
-                chunks = r.iter_content(_CHUNK) if r.raw is not None else [r.content]
-                body = _read_capped(request, chunks, self.max_response_bytes)
-            finally:
-                r.close()
-        except (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL) as exc:
-            raise _unsendable(request, exc) from None
-        except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            raise _transient(request, exc) from None
-        except requests.exceptions.ContentDecodingError as exc:
-            raise _undecodable(request, exc) from None
-        except requests.RequestException as exc:  # anything else requests raises: after sending, for all we know
-            err = TransientError(f"request to {request.host} failed ({type(exc).__name__})")
-            err.unconfirmed = True
-            raise err from None
+            _check_declared(request, r.headers, self.max_response_bytes)
+            # A response a transport adapter built in memory may have no raw stream, only content.
+            chunks = r.iter_content(_CHUNK) if r.raw is not None else [r.content]
+            body = _read_capped(request, chunks, self.max_response_bytes)
+        finally:
+            r.close()
         return HttpResponse(r.status_code, dict(r.headers), body)
 
     def close(self) -> None:
@@ -153,21 +170,66 @@ class AsyncSender:
         self.max_response_bytes = max_response_bytes
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        import httpx
-
         try:
-            async with self.client.stream(request.method, request.url, headers=request.headers,
-                                          content=request.content, timeout=self.timeout,
-                                          follow_redirects=False) as r:
-                _check_declared(request, r.headers, self.max_response_bytes)
-                body = await _aread_capped(request, r.aiter_bytes(), self.max_response_bytes)
-        except httpx.LocalProtocolError as exc:
-            raise _unsendable(request, exc) from None
-        except httpx.TransportError as exc:
-            raise _transient(request, exc) from None
-        except httpx.DecodingError as exc:
-            raise _undecodable(request, exc) from None
+            return await self._send(request)
+        except Exception as exc:
+            failure = _httpx_failure(request, exc)
+            if failure is None:
+                raise
+        raise failure  # outside the handler: see _mapped
+
+    async def _send(self, request: HttpRequest) -> HttpResponse:
+        async with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
+                                      timeout=self.timeout, follow_redirects=False) as r:
+            _check_declared(request, r.headers, self.max_response_bytes)
+            body = await _aread_capped(request, r.aiter_bytes(), self.max_response_bytes)
         return HttpResponse(r.status_code, dict(r.headers), body)
+
+
+def _mapped(request: HttpRequest, failure_of: Callable[[HttpRequest, Exception], RemoteError | None],
+            send: Callable[[HttpRequest], HttpResponse]) -> HttpResponse:
+    """``send(request)``, a library's failure raised as the RemoteError ``failure_of`` maps it to.
+
+    The RemoteError is raised outside the ``except`` block, so it chains no library error: the
+    frames of one hold the request's headers (the credential) in their locals.
+    """
+    try:
+        return send(request)
+    except Exception as exc:
+        failure = failure_of(request, exc)
+        if failure is None:
+            raise
+    raise failure
+
+
+def _httpx_failure(request: HttpRequest, exc: Exception) -> RemoteError | None:
+    """The RemoteError for a failure of httpx (or of encoding a header value), ``None`` for anything else."""
+    import httpx
+
+    if isinstance(exc, (httpx.LocalProtocolError, UnicodeEncodeError)):
+        return _unsendable(request, exc)
+    if isinstance(exc, httpx.TransportError):
+        return _transient(request, exc)
+    if isinstance(exc, httpx.DecodingError):
+        return _undecodable(request, exc)
+    return None
+
+
+def _requests_failure(request: HttpRequest, exc: Exception) -> RemoteError | None:
+    """The RemoteError for a failure of ``requests``, ``None`` for anything else."""
+    import requests
+
+    if isinstance(exc, (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL, UnicodeEncodeError)):
+        return _unsendable(request, exc)
+    if isinstance(exc, (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+        return _transient(request, exc)
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return _undecodable(request, exc)
+    if isinstance(exc, requests.RequestException):  # anything else requests raises: after sending, for all we know
+        err = TransientError(f"request to {request.host} failed ({type(exc).__name__})")
+        err.unconfirmed = True
+        return err
+    return None
 
 
 def _check_declared(request: HttpRequest, headers: Mapping[str, str], cap: int) -> None:
@@ -218,6 +280,7 @@ def _unsendable(request: HttpRequest, exc: Exception) -> RemoteError:
     err = RemoteError(f"request to {request.host} could not be sent ({type(exc).__name__}: an illegal header or "
                       "URL, e.g. a control character in the API key); nothing was sent")
     err.retryable = False
+    err.unsent = True  # type: ignore[attr-defined]
     return err
 
 

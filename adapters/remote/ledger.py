@@ -55,8 +55,9 @@ class RemoteLedger:
     billed : int
         Images the API answered successfully: what the vendor bills.
     cache_hits : int
-        Images answered from the local cache (or repeated within one batch):
-        never sent, never billed.
+        Images answered from the local cache, repeated within one batch, or
+        answered by a concurrent call's request that was already in flight:
+        never sent again, never billed again.
     retries : int
         Requests sent again after a throttle, a 5xx, a timeout or a malformed answer.
     throttled : int
@@ -123,8 +124,9 @@ class RemoteLedger:
             held = self.billed + self.unconfirmed + self.in_flight
             if self.max_queries is not None and held > self.max_queries:
                 err = QueryBudgetExceeded(n, held - n, self.max_queries)
-                err.args = (f"{err.args[0]}: the retry of a request whose earlier attempt reached the API "
-                            "unanswered (and may have been billed)",)
+                err.args = (f"max_queries={self.max_queries} would be exceeded: the retry of a request of {n} "
+                            "image(s) whose earlier attempt reached the API unanswered (and may have been "
+                            f"billed) was not sent ({held - n} other image(s) billed, unconfirmed or in flight)",)
                 raise err
 
     def release(self, n: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import inspect
 import json
@@ -20,6 +21,7 @@ import numpy as np
 
 from adapters.remote.cache import AnswerCache, image_key
 from adapters.remote.encoding import QUANTIZATION_STEP, encode_image, quantize, warn_if_lossy
+from adapters.remote.flight import Flight
 from adapters.remote.http import (LOOPBACK_HOSTS, MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, HttpResponse,
                                   SyncSender)
 from adapters.remote.labels import LabelMapper
@@ -28,7 +30,8 @@ from adapters.remote.presets import Preset, make_preset
 from adapters.remote.ratelimit import TokenBucket
 from adapters.remote.retry import RetryPolicy
 from bar_sdk.contract import check_bool, check_float, check_images, check_int
-from bar_sdk.errors import CheckpointError, InvalidInputError, RateLimitError, RemoteError, ResponseFormatError
+from bar_sdk.errors import (CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError, RemoteError,
+                            ResponseFormatError)
 
 __all__ = ["RemoteModel"]
 
@@ -36,13 +39,41 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class _Plan:
-    """One predict call: which images are answered from the cache, which are sent."""
+class _Chunk:
+    """The images of one request."""
 
     keys: list[str]
-    answers: dict[str, dict]
-    chunks: list[tuple[list[str], list[np.ndarray]]] = field(default_factory=list)
-    n_hits: int = 0
+    images: list[np.ndarray]
+    reached: bool = False  # an attempt reached the API: it answered (any status), or it may have served it
+
+
+@dataclass
+class _Plan:
+    """One predict call: its images, their answers, what it sends and what it waits for.
+
+    ``sent`` and ``billed`` count, in distinct images, what this call put on the
+    wire (a request that reached the API, whatever it answered) and what of it
+    was billed; a failed call reports them on its exception (see
+    :meth:`RemoteModel._settled`).
+    """
+
+    keys: list[str]                      # one per row of x
+    q: np.ndarray                        # the 8-bit images
+    first: dict[str, int]                # key -> its first row
+    answers: dict[str, dict] = field(default_factory=dict)
+    chunks: list[_Chunk] = field(default_factory=list)
+    owned: dict[str, Flight] = field(default_factory=dict)   # flights this call registered, still to land
+    waits: dict[str, Flight] = field(default_factory=dict)   # images a concurrent call is sending
+    n_own: int = 0                       # distinct images this call meant to send itself
+    n_requests: int = 0
+    sent: int = 0
+    billed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, chunk: _Chunk, *, billed: bool) -> None:
+        with self.lock:
+            self.sent += len(chunk.keys) if billed or chunk.reached else 0
+            self.billed += len(chunk.keys) if billed else 0
 
 
 class RemoteModel:
@@ -79,6 +110,10 @@ class RemoteModel:
     max_queries : int, optional
         Hard cap on billed images. A call whose uncached images do not fit
         raises :class:`~bar_sdk.errors.QueryBudgetExceeded` and sends nothing.
+        A retry whose earlier attempt may have been billed goes out only while
+        that still fits; otherwise the call stops with ``QueryBudgetExceeded``,
+        its message and its ``images_sent`` / ``images_billed`` saying what
+        it had already sent.
     price_per_query : float
         Price per billed image; ``ledger.cost`` is the running total.
     rate_limit : float, optional
@@ -88,7 +123,9 @@ class RemoteModel:
         Token-bucket size: requests that may leave back to back.
     max_concurrency : int
         Requests in flight at once (threads for :meth:`predict_proba`,
-        coroutines for :meth:`apredict_proba`).
+        coroutines for :meth:`apredict_proba`). Calls may run concurrently
+        (threads, ``asyncio.gather``): an image that one call is already
+        sending is awaited by the others, never sent (or paid) twice.
     timeout : float
         Seconds per HTTP attempt.
     retry : RetryPolicy, optional
@@ -140,7 +177,8 @@ class RemoteModel:
     Attributes
     ----------
     ledger : RemoteLedger
-        ``billed``, ``attempts``, ``cache_hits``, ``retries``, ``throttled``,
+        ``billed``, ``attempts``, ``cache_hits`` (answered from the cache, within the
+        batch, or by a concurrent call's request), ``retries``, ``throttled``,
         ``failures``, ``unconfirmed`` and ``cost``. After timeouts or unreadable
         2xx answers the vendor may have billed more than ``billed``, never more
         than ``billed + unconfirmed``.
@@ -212,6 +250,8 @@ class RemoteModel:
         self._rng = np.random.default_rng(self.retry.random_state)
         self._rng_lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._flights: dict[str, Flight] = {}
+        self._flights_lock = threading.Lock()
         self._identity = json.dumps({"base_url": self.base_url, "preset": self.preset.identity(),
                                      "labels": self.labels, "image_format": image_format,
                                      "jpeg_quality": jpeg_quality if image_format == "jpeg" else None},
@@ -240,66 +280,154 @@ class RemoteModel:
         Raises
         ------
         QueryBudgetExceeded
-            The uncached images would cross ``max_queries``; nothing was sent.
+            The uncached images would cross ``max_queries`` (nothing was sent), or
+            a retry was refused because it could bill past it (see ``max_queries``).
         AuthenticationError
             401/403 (never retried).
         RateLimitError, TransientError, ResponseFormatError
             The API kept failing after the retries allowed by ``retry``.
+
+        Every error of a call that sent something carries ``images_sent`` (distinct
+        images whose request reached the API) and ``images_billed`` (of those, the
+        ones billed); :class:`~bar_sdk.ledger.MeteredModel` counts exactly these.
+        Images answered by another call's request in flight are waited for.
         """
-        plan = self._plan(x)
-        if plan.chunks:
-            errors: list[BaseException] = []
-            if len(plan.chunks) == 1 or self.max_concurrency == 1:
-                for chunk in plan.chunks:
-                    self._run_chunk(chunk, plan, errors)
-            else:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="bar-remote")
-                list(self._executor.map(lambda c: self._run_chunk(c, plan, errors), plan.chunks))
-            if errors:
-                raise errors[0]
+        plan = self._plan(x, asynchronous=False)
+        errors: list[BaseException] = []
+        try:
+            while True:
+                self._send_round(plan, errors)
+                if not errors:
+                    for flight in plan.waits.values():
+                        flight.wait()
+                if not self._next_round(plan, errors, asynchronous=False):
+                    break
+        finally:
+            self._land(plan, list(plan.owned))  # a flight this call never landed fails: its waiters send it
+        if errors:
+            raise self._settled(errors[0], plan)
         return self._finish(plan)
 
     async def apredict_proba(self, x: np.ndarray) -> np.ndarray:
         """Like :meth:`predict_proba`, with up to ``max_concurrency`` requests in flight on
         one event loop (an ``httpx.AsyncClient``)."""
-        plan = self._plan(x)
-        if plan.chunks:
-            if self._async_client is not None:
-                await self._run_async(plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes))
-            else:
-                import httpx
+        plan = self._plan(x, asynchronous=True)
+        errors: list[BaseException] = []
+        try:
+            if plan.chunks or plan.waits:
+                if self._async_client is not None:
+                    await self._run_async(plan, AsyncSender(self._async_client, self.timeout,
+                                                            self.max_response_bytes), errors)
+                else:
+                    import httpx
 
-                limits = httpx.Limits(max_connections=self.max_concurrency)
-                async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
-                    await self._run_async(plan, AsyncSender(client, self.timeout, self.max_response_bytes))
+                    limits = httpx.Limits(max_connections=self.max_concurrency)
+                    async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
+                        await self._run_async(plan, AsyncSender(client, self.timeout, self.max_response_bytes),
+                                              errors)
+        finally:
+            self._land(plan, list(plan.owned))
+        if errors:
+            raise self._settled(errors[0], plan)
         return self._finish(plan)
 
     # -- one call -----------------------------------------------------------------------------
 
-    def _plan(self, x: Any) -> _Plan:
+    def _plan(self, x: Any, *, asynchronous: bool) -> _Plan:
         x = check_images(x, "x", allow_nhwc=False)
         if x.shape[1:] != self.input_shape:
             raise InvalidInputError(f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})")
         q = quantize(x)
         keys = [image_key(img, self._identity) for img in q]
-        first = {}
+        first: dict[str, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        answers = self._cache.get_many(first) if self.use_cache else {}
-        todo = [k for k in first if k not in answers]
-        plan = _Plan(keys=keys, answers=answers, n_hits=len(keys) - len(todo))
-        # Reserve every uncached image before the first request leaves: refused whole, nothing sent.
-        self.ledger.reserve(len(todo))
-        step = self.preset.max_batch
-        for start in range(0, len(todo), step):
-            part = todo[start:start + step]
-            plan.chunks.append((part, [q[first[k]] for k in part]))
+        plan = _Plan(keys=keys, q=q, first=first)
+        self._claim(plan, list(first), asynchronous)
         return plan
+
+    def _claim(self, plan: _Plan, keys: list[str], asynchronous: bool) -> None:
+        """Answer ``keys`` from the cache, wait for those in flight, and reserve and chunk the rest.
+
+        Under one lock with the landing of flights (which follows the cache write), so an image
+        is always found in the cache or in flight once a call has started sending it.
+        """
+        me = threading.get_ident()
+        with self._flights_lock:
+            cached = self._cache.get_many(keys) if self.use_cache else {}
+            mine, waits = [], {}
+            for k in keys:
+                if k in cached:
+                    continue
+                flight = self._flights.get(k)
+                # A blocking call cannot wait for a coroutine of its own thread's event loop: it sends itself.
+                if flight is not None and (asynchronous or flight.owner != me):
+                    waits[k] = flight
+                else:
+                    mine.append(k)
+            # Reserve every image this call sends before the first request leaves: refused whole, nothing sent.
+            self.ledger.reserve(len(mine))
+            for k in mine:
+                if k not in self._flights:
+                    self._flights[k] = plan.owned[k] = Flight()
+        plan.answers.update(cached)
+        plan.waits.update(waits)
+        plan.n_own += len(mine)
+        step = self.preset.max_batch
+        for start in range(0, len(mine), step):
+            part = mine[start:start + step]
+            plan.chunks.append(_Chunk(part, [plan.q[plan.first[k]] for k in part]))
+        plan.n_requests += len(plan.chunks)
+
+    def _next_round(self, plan: _Plan, errors: list[BaseException], *, asynchronous: bool) -> bool:
+        """After the waits: take the answers of landed flights; claim again the images whose flight failed."""
+        again = []
+        for k, flight in plan.waits.items():
+            if flight.answer is not None:
+                plan.answers[k] = flight.answer
+            elif flight.error is not None:
+                errors.append(_copied(flight.error))
+            else:
+                again.append(k)
+        plan.waits.clear()
+        if errors or not again:
+            return False
+        try:
+            self._claim(plan, again, asynchronous)
+        except QueryBudgetExceeded as exc:
+            errors.append(exc)
+            return False
+        return True
+
+    def _land(self, plan: _Plan, keys: list[str], good: Mapping[str, dict] | None = None,
+              refused: Mapping[str, BaseException] | None = None) -> None:
+        """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters."""
+        landed = []
+        with self._flights_lock:
+            for k in keys:
+                flight = plan.owned.pop(k, None)
+                if flight is not None:
+                    if self._flights.get(k) is flight:
+                        del self._flights[k]
+                    landed.append((k, flight))
+        for k, flight in landed:
+            error = (refused or {}).get(k)
+            flight.land((good or {}).get(k), _copied(error) if error is not None else None)
+
+    def _settled(self, exc: BaseException, plan: _Plan) -> BaseException:
+        """``exc`` with what this call put on the wire: ``images_sent``, ``images_billed``, and a true message."""
+        exc.images_sent = plan.sent  # type: ignore[attr-defined]
+        exc.images_billed = plan.billed  # type: ignore[attr-defined]
+        if (plan.sent or plan.n_requests > 1) and exc.args and isinstance(exc.args[0], str):
+            text = exc.args[0].replace(" (nothing was sent)", "")
+            exc.args = (f"{text}. This call sent {plan.sent} of its {plan.n_own} image(s) to send "
+                        f"({plan.billed} billed, {plan.sent - plan.billed} without a usable answer); "
+                        f"the other {plan.n_own - plan.sent} were not sent", *exc.args[1:])
+        return exc
 
     def _finish(self, plan: _Plan) -> np.ndarray:
         scores = np.stack([self._mapper.to_vector(plan.answers[k]) for k in plan.keys])
-        self.ledger.record_cache_hits(plan.n_hits)
+        self.ledger.record_cache_hits(len(plan.keys) - plan.n_own)
         return scores
 
     def _request_for(self, images: list[np.ndarray]) -> HttpRequest:
@@ -310,83 +438,114 @@ class RemoteModel:
                               f"sent only to base_url's host {urlsplit(self.base_url).netloc!r}")
         return request
 
-    def _run_chunk(self, chunk: tuple[list[str], list[np.ndarray]], plan: _Plan,
-                   errors: list[BaseException]) -> None:
-        keys, images = chunk
+    def _send_round(self, plan: _Plan, errors: list[BaseException]) -> None:
+        """Send the chunks claimed so far, on threads when there are several."""
+        chunks, plan.chunks = plan.chunks, []
+        if len(chunks) <= 1 or self.max_concurrency == 1:
+            for chunk in chunks:
+                self._run_chunk(chunk, plan, errors)
+        else:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="bar-remote")
+            list(self._executor.map(lambda c: self._run_chunk(c, plan, errors), chunks))
+
+    def _run_chunk(self, chunk: _Chunk, plan: _Plan, errors: list[BaseException]) -> None:
         if errors:  # an earlier request failed for good: send nothing more
-            self.ledger.release(len(keys))
+            self._give_up(chunk, plan)
             return
         try:
-            request = self._request_for(images)
+            request = self._request_for(chunk.images)
             retrying = self.retry.retrying(rng=self._rng, lock=self._rng_lock, sleep=self._sleep or time.sleep,
-                                           what=f"{self.preset.name} request of {len(keys)} image(s)")
+                                           what=f"{self.preset.name} request of {len(chunk.keys)} image(s)")
             for attempt in retrying:
                 with attempt:
-                    results = self._attempt(request, len(keys), attempt.retry_state.attempt_number)
+                    results = self._attempt(request, chunk, attempt.retry_state.attempt_number)
         except BaseException as exc:
-            self.ledger.release(len(keys))
+            self._give_up(chunk, plan)
             errors.append(self._redacted(exc))
             return
-        self._store(keys, results, plan, errors)
+        self._store(chunk, results, plan, errors)
 
-    async def _run_async(self, plan: _Plan, sender: AsyncSender) -> None:
+    async def _run_async(self, plan: _Plan, sender: AsyncSender, errors: list[BaseException]) -> None:
         gate = asyncio.Semaphore(self.max_concurrency)
-        errors: list[BaseException] = []
 
-        async def run(chunk: tuple[list[str], list[np.ndarray]]) -> None:
-            keys, images = chunk
+        async def run(chunk: _Chunk) -> None:
             async with gate:
                 if errors:
-                    self.ledger.release(len(keys))
+                    self._give_up(chunk, plan)
                     return
                 try:
-                    request = self._request_for(images)
+                    request = self._request_for(chunk.images)
                     retrying = self.retry.retrying(rng=self._rng, lock=self._rng_lock,
                                                    sleep=self._sleep or asyncio.sleep, asynchronous=True,
-                                                   what=f"{self.preset.name} request of {len(keys)} image(s)")
+                                                   what=f"{self.preset.name} request of {len(chunk.keys)} image(s)")
                     async for attempt in retrying:
                         with attempt:
-                            results = await self._aattempt(sender, request, len(keys),
+                            results = await self._aattempt(sender, request, chunk,
                                                            attempt.retry_state.attempt_number)
                 except BaseException as exc:
-                    self.ledger.release(len(keys))
+                    self._give_up(chunk, plan)
                     errors.append(self._redacted(exc))
                     if not isinstance(exc, Exception):
                         raise
                     return
-            self._store(keys, results, plan, errors)
+            self._store(chunk, results, plan, errors)
 
-        await asyncio.gather(*(run(chunk) for chunk in plan.chunks))
-        if errors:
-            raise errors[0]
+        while True:
+            chunks, plan.chunks = plan.chunks, []
+            await asyncio.gather(*(run(chunk) for chunk in chunks))
+            if not errors:
+                for flight in plan.waits.values():
+                    await flight.wait_async()
+            if not self._next_round(plan, errors, asynchronous=True):
+                return
 
-    def _store(self, keys: list[str], results: list, plan: _Plan, errors: list[BaseException]) -> None:
+    def _give_up(self, chunk: _Chunk, plan: _Plan) -> None:
+        """A request that failed for good, or was never sent: free its room, count what reached the API."""
+        self.ledger.release(len(chunk.keys))
+        plan.count(chunk, billed=False)
+        self._land(plan, chunk.keys)
+
+    def _store(self, chunk: _Chunk, results: list, plan: _Plan, errors: list[BaseException]) -> None:
+        keys = chunk.keys
         good = {k: r for k, r in zip(keys, results) if not isinstance(r, RemoteError)}
+        refused = {k: self._redacted(r) for k, r in zip(keys, results) if isinstance(r, RemoteError)}
         # The bill and the answers it bought are saved in one transaction: a crash keeps both or neither.
         self.ledger.record_billed(len(keys), save=False)
         persisted = self.ledger.store is not None
         if self.use_cache or persisted:
             self._cache.put_many(good if self.use_cache else {},
                                  {"ledger": self.ledger.state_dict} if persisted else None)
-        plan.answers.update(good)
-        refused = [r for r in results if isinstance(r, RemoteError)]
+        with plan.lock:
+            plan.answers.update(good)
+        plan.count(chunk, billed=True)
+        self._land(plan, keys, good, refused)
         if refused:
-            errors.append(self._redacted(refused[0]))
+            errors.append(next(iter(refused.values())))
 
     # -- one attempt ----------------------------------------------------------------------------
 
-    def _attempt(self, request: HttpRequest, n: int, number: int) -> list:
+    def _attempt(self, request: HttpRequest, chunk: _Chunk, number: int) -> list:
+        n = len(chunk.keys)
         if self._bucket is not None:
             wait = self._bucket.reserve()
             if wait > 0:
                 (self._sleep or time.sleep)(wait)
         signed = self._before_send(request, n, number)
         try:
-            return self._read(self._sender.send(signed), n, number)
+            response = self._sender.send(signed)
+        except RemoteError as exc:
+            chunk.reached = chunk.reached or exc.unconfirmed
+            raise self._failed(exc, n, number) from None
+        chunk.reached = True
+        self.ledger.record_attempt(n, retry=number > 1)
+        try:
+            return self._read(response, n, number)
         except RemoteError as exc:
             raise self._failed(exc, n) from None
 
-    async def _aattempt(self, sender: AsyncSender, request: HttpRequest, n: int, number: int) -> list:
+    async def _aattempt(self, sender: AsyncSender, request: HttpRequest, chunk: _Chunk, number: int) -> list:
+        n = len(chunk.keys)
         if self._bucket is not None:
             wait = self._bucket.reserve()
             if wait > 0:
@@ -395,14 +554,20 @@ class RemoteModel:
                     await slept
         signed = self._before_send(request, n, number)
         try:
-            return self._read(await sender.send(signed), n, number)
+            response = await sender.send(signed)
+        except RemoteError as exc:
+            chunk.reached = chunk.reached or exc.unconfirmed
+            raise self._failed(exc, n, number) from None
+        chunk.reached = True
+        self.ledger.record_attempt(n, retry=number > 1)
+        try:
+            return self._read(response, n, number)
         except RemoteError as exc:
             raise self._failed(exc, n) from None
 
     def _before_send(self, request: HttpRequest, n: int, number: int) -> HttpRequest:
         if number > 1:
             self.ledger.check_retry(n)
-        self.ledger.record_attempt(n, retry=number > 1)
         return self.preset.authorize(request, self._credentials)
 
     def _read(self, response: HttpResponse, n: int, number: int) -> list:
@@ -426,7 +591,11 @@ class RemoteModel:
             err.unconfirmed = True
         raise err
 
-    def _failed(self, exc: RemoteError, n: int) -> RemoteError:
+    def _failed(self, exc: RemoteError, n: int, number: int | None = None) -> RemoteError:
+        """Count a failed attempt; ``number`` when the sender failed (its attempt is counted here, unless
+        the request could not be put on the wire at all)."""
+        if number is not None and not getattr(exc, "unsent", False):
+            self.ledger.record_attempt(n, retry=number > 1)
         throttled = isinstance(exc, RateLimitError)
         if throttled and self._bucket is not None:
             self._bucket.refund()  # the server refused without serving: its quota was not used
@@ -481,6 +650,14 @@ class RemoteModel:
     def __repr__(self) -> str:
         return (f"RemoteModel(preset={self.preset!r}, base_url={self.base_url!r}, n_classes={self.n_classes}, "
                 f"input_shape={self.input_shape}, label_only={self.label_only}, ledger={self.ledger!r})")
+
+
+def _copied(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for another call to raise (one exception object is never raised by two threads)."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # an exception type whose constructor does not take its own args back
+        return RemoteError(str(exc))
 
 
 def _check_shape(shape: Any) -> tuple[int, int, int]:

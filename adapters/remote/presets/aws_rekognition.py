@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from adapters.remote.http import HttpRequest, HttpResponse
 from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, read_entries,
                                           throttle, transient)
+from adapters.remote.secret import redact_all
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError
 
@@ -39,10 +40,7 @@ class AwsCredentials:
 
     def redact(self, text: str) -> str:
         frozen = self._creds.get_frozen_credentials()
-        for value in (frozen.secret_key, frozen.token, frozen.access_key):
-            if value and value in text:
-                text = text.replace(value, "***")
-        return text
+        return redact_all(text, (frozen.secret_key, frozen.token, frozen.access_key))
 
     def __repr__(self) -> str:
         return "***"
