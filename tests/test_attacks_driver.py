@@ -373,3 +373,9 @@ def test_universal_training_stops_at_a_non_finite_step_and_keeps_the_last_finite
     assert api.non_finite == 0 and np.all(np.isfinite(attack.perturbation_))
     assert len(attack.history_) == 4 and attack.fit_queries_ == api.seen == 4 * 2 * 2 * 4
     assert 0 < np.abs(attack.perturbation_).max() <= 0.1 + 1e-7
+
+
+def test_nes_with_more_directions_than_its_budget_stops_without_drawing_them():
+    model = CountedSoftmax()
+    r = NESAttack(model, eps=0.1, n_directions=10**9, max_queries=100, random_state=0).run(X[:2], Y[:2])
+    assert model.seen == 2 and np.all(r.queries == 1) and r.status == "budget_exhausted"
