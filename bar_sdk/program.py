@@ -173,7 +173,11 @@ class LowRankParameterization(Parameterization):
         self.rank = rank
 
     def _setup(self):
-        check_int(self.rank, "rank", low=1)
+        r = check_int(self.rank, "rank", low=1)
+        c, h, w = self.shape
+        if r > min(h, w):  # A B^T has rank at most min(H, W): more columns only add parameters (and memory)
+            raise InvalidInputError(f"rank={r} for a {h}x{w} frame; expected an integer in [1, {min(h, w)}] "
+                                    "(a product A B^T of H x r and W x r factors has rank at most min(H, W))")
 
     @property
     def n_params(self):

@@ -98,3 +98,12 @@ def test_bar_refuses_a_huge_grid_before_any_query_instead_of_a_memory_error():
     with pytest.raises(InvalidInputError, match="grid_size=1000000"):
         BARClassifier(model, max_queries=500, grid_size=10**6, random_state=0).fit(x[:20, :, 4:12, 4:12], y[:20] % 2)
     assert model.seen == 0
+
+
+def test_a_rank_above_what_the_frame_can_hold_is_refused_naming_rank():
+    mask = np.ones((1, 16, 12), dtype=np.float32)
+    assert LowRankParameterization(12).bind((1, 16, 12), mask).n_params == 12 * (16 + 12)
+    with pytest.raises(InvalidInputError, match=r"rank=13 for a 16x12 frame; expected an integer in \[1, 12\]"):
+        LowRankParameterization(13).bind((1, 16, 12), mask)
+    with pytest.raises(InvalidInputError, match=r"rank=1000000000"):
+        LowRankParameterization(10**9).bind((1, 16, 12), mask)      # was a MemoryError
