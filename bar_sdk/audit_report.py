@@ -159,7 +159,8 @@ def _markdown(report, files: dict[str, str], picks) -> str:
         lines.append(f"| {e:g} | {_pct(report.clean_accuracy)} | " + " | ".join(cells)
                      + f" | **{_pct(report.robust_accuracy['any attack'][k])}** |")
     lines += ["", "## Success and query cost of each attack", "",
-              "| attack | eps | cap per image | success rate | median queries | mean queries | queries spent | status |",
+              "| attack | eps | cap per image | success rate | median queries | mean queries | queries spent "
+              "| status |",
               "|---|---|---|---|---|---|---|---|"]
     caps = getattr(report, "caps", {})
     for nm in names:
