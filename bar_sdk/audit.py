@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,8 @@ class AuditReport:
     max_queries: int
     wall_time: float
     files: dict = field(default_factory=dict)
+    #: attack name -> the per-image cap its runs had (``None`` for a budget shared by the run)
+    caps: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no image arrays)."""
@@ -100,7 +104,8 @@ class AuditReport:
             "robust_accuracy": self.robust_accuracy, "success_rate": self.success_rate,
             "median_queries": self.median_queries, "total_queries": self.total_queries,
             "price_per_query": self.price_per_query, "cost": self.cost, "wall_time": round(self.wall_time, 3),
-            "runs": {name: [r.summary() for r in runs] for name, runs in self.results.items()},
+            "runs": {name: [{**r.summary(), "max_queries_per_image": self.caps.get(name)} for r in runs]
+                     for name, runs in self.results.items()},
         }
 
 
@@ -114,8 +119,13 @@ def _default_attacks(model: Any, norm: str) -> list[str]:
 
 
 def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, random_state: Any) -> Attack:
+    """The attack run at ``eps``: a name built on ``model``, or a copy of an instance, capped at ``max_queries``."""
     if isinstance(spec, Attack):
-        attack = spec.clone(eps=eps)
+        own = spec.max_queries
+        if spec.per_image_budget and (own is None or (isinstance(own, numbers.Integral)
+                                                      and not isinstance(own, bool) and own > max_queries)):
+            own = max_queries   # the audit's cap applies to every attack, white-box ones too
+        attack = spec.clone(eps=eps, max_queries=own)
         if "norm" in attack.get_params() and norm in type(attack).norms:
             attack.set_params(norm=norm)
         return attack
@@ -127,7 +137,7 @@ def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, rando
     params = {"eps": eps, "random_state": random_state}
     if "norm" in cls._param_names():
         params["norm"] = norm
-    params["max_queries"] = None if cls.access == "gradient" else max_queries
+    params["max_queries"] = max_queries       # white-box attacks count their gradient calls too
     return cls(model, **params)
 
 
@@ -144,6 +154,26 @@ def _specs(attacks: Any, model: Any, norm: str) -> list:
         if not isinstance(spec, (str, Attack)):
             raise InvalidInputError(f"attacks={list(attacks)!r} holds {spec!r}; {expected}")
     return list(attacks)
+
+
+def _check_instances(specs: list, model: Any) -> None:
+    """Refuse an attack instance aimed at another model: it would attack that one under ``model``'s name."""
+    for i, spec in enumerate(specs):
+        if isinstance(spec, Attack) and spec.model is not model:
+            raise InvalidInputError(
+                f"attacks[{i}]={type(spec).__name__} was built on model={type(spec.model).__name__}, not on the "
+                f"audited model={type(model).__name__}; expected attacks built on the audited model (or attack "
+                "names), since the report is labelled with it"
+            )
+
+
+def _check_report_needs(out_dir: Any) -> None:
+    """The report's plots need matplotlib: refuse ``out_dir`` without it before any query (and any folder)."""
+    if out_dir is not None and importlib.util.find_spec("matplotlib") is None:
+        raise InvalidInputError(
+            f"out_dir={str(out_dir)!r} asks for a report whose plots need matplotlib, which is not installed; "
+            "expected `pip install 'bar-sdk[report]'`, or out_dir=None (the AuditReport is returned either way)"
+        )
 
 
 def _name(spec: Any) -> str:
@@ -171,13 +201,18 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         ``"auto"``: Square Attack and SimBA for scores, HopSkipJump (and RayS
         for Linf) for label-only models, plus PGD when gradients exist.
     eps : sequence of float
-        Budgets, in ``norm``.
+        Budgets, in ``norm``. An :class:`Attack` instance must be built on
+        ``model`` (the report is labelled with it).
     norm : {"linf", "l2"}
     max_queries : int
-        Per image and attack run (clean query included).
+        Per image and attack run (clean query included), for every attack:
+        white-box ones count their gradient calls, and an :class:`Attack`
+        instance with a larger (or no) ``max_queries`` runs capped at this
+        one (a smaller cap of its own is kept, and reported per run).
     out_dir : path, optional
         Where ``report.json``, ``report.md`` and the plots go; created (and
-        checked writable) before the first query.
+        checked writable, and matplotlib checked importable) before the
+        first query. ``report.json`` is written before any plot.
     price_per_query : float, optional
         Turns queries into money in the report.
     random_state : int or None
@@ -210,12 +245,14 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     names = [_name(s) for s in specs]
     if len(set(names)) != len(names):
         raise InvalidInputError(f"attacks={names!r} names an attack twice; expected each once")
+    _check_instances(specs, model)
 
     plan: dict[str, list[Attack]] = {}
     for spec, name in zip(specs, names):
         plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
         for attack in plan[name]:
             attack.check(x, y)      # raises before any query is spent
+    _check_report_needs(out_dir)
     out_dir = check_out_dir(out_dir)      # last check: the folder is created only for a valid call
 
     results: dict[str, list[AttackResult]] = {}
@@ -245,6 +282,8 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         total_queries=total, cost=None if price_per_query is None else total * float(price_per_query),
         price_per_query=price_per_query, max_queries=int(max_queries),
         wall_time=time.perf_counter() - start,
+        caps={name: (int(runs[0].max_queries) if runs[0].per_image_budget and runs[0].max_queries is not None
+                     else None) for name, runs in plan.items()},
     )
     if out_dir is not None:
         from bar_sdk.audit_report import write_report

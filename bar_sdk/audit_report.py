@@ -1,11 +1,14 @@
 """The audit's report: ``report.json``, ``report.md`` and three PNG plots.
 
 matplotlib is imported inside the functions (Agg backend, via
-:mod:`bar_sdk.report`), so importing bar-sdk configures nothing.
+:mod:`bar_sdk.report`), so importing bar-sdk configures nothing. The JSON
+and markdown are written before any plot, so a plot that fails loses none
+of the results the audit paid for.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,6 +17,8 @@ import numpy as np
 from bar_sdk.report import _pyplot, write_json
 
 __all__ = ["write_report", "success_curve"]
+
+logger = logging.getLogger(__name__)
 
 
 def success_curve(result: Any, grid: np.ndarray) -> np.ndarray:
@@ -154,11 +159,15 @@ def _markdown(report, files: dict[str, str], picks) -> str:
         lines.append(f"| {e:g} | {_pct(report.clean_accuracy)} | " + " | ".join(cells)
                      + f" | **{_pct(report.robust_accuracy['any attack'][k])}** |")
     lines += ["", "## Success and query cost of each attack", "",
-              "| attack | eps | success rate | median queries | mean queries | queries spent | status |",
-              "|---|---|---|---|---|---|---|"]
+              "| attack | eps | cap per image | success rate | median queries | mean queries | queries spent "
+              "| status |",
+              "|---|---|---|---|---|---|---|---|"]
+    caps = getattr(report, "caps", {})
     for nm in names:
+        cap = caps.get(nm)
+        cap = "shared budget" if nm in caps and cap is None else ("" if cap is None else f"{cap:,}")
         for k, r in enumerate(report.results[nm]):
-            lines.append(f"| {nm} | {report.eps[k]:g} | {_pct(r.success_rate)} | {_num(r.median_queries)} | "
+            lines.append(f"| {nm} | {report.eps[k]:g} | {cap} | {_pct(r.success_rate)} | {_num(r.median_queries)} | "
                          f"{_num(r.mean_queries)} | {r.total_queries:,} | {r.status} |")
     lines += ["", "## Plots", ""]
     for key, title in (("robust_accuracy_plot", "Accuracy under attack against the budget eps"),
@@ -186,18 +195,27 @@ def write_report(report: Any, x: np.ndarray, out_dir: Path, labels: Sequence[str
     """Write ``report.json``, ``report.md`` and the plots into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    _plot_robust(report, out_dir / "robust_accuracy_vs_eps.png")
-    files["robust_accuracy_plot"] = str(out_dir / "robust_accuracy_vs_eps.png")
-    _plot_success(report, out_dir / "success_vs_queries.png")
-    files["success_plot"] = str(out_dir / "success_vs_queries.png")
+    files = {"json": str(out_dir / "report.json"), "markdown": str(out_dir / "report.md")}
     picks = _pick_examples(report, n_examples)
+    _write_text(report, out_dir, files, picks)          # the results first, before any plot
+    plots = [("robust_accuracy_plot", "robust_accuracy_vs_eps.png", lambda p: _plot_robust(report, p)),
+             ("success_plot", "success_vs_queries.png", lambda p: _plot_success(report, p))]
     if picks:
-        _plot_examples(report, x, picks, out_dir / "examples.png", labels)
-        files["examples_plot"] = str(out_dir / "examples.png")
-    files["markdown"] = str(out_dir / "report.md")
-    files["json"] = str(out_dir / "report.json")
-    (out_dir / "report.md").write_text(_markdown(report, files, picks))
+        plots.append(("examples_plot", "examples.png", lambda p: _plot_examples(report, x, picks, p, labels)))
+    for key, name, draw in plots:
+        try:
+            draw(out_dir / name)
+        except Exception as err:  # a plot is a picture of results already on disk: never lose them for it
+            logger.warning("audit report: %s not drawn (%s: %s); report.json and report.md are complete",
+                           name, type(err).__name__, err)
+            continue
+        files[key] = str(out_dir / name)
+    _write_text(report, out_dir, files, picks)          # again, now listing the plots drawn
+    return files
+
+
+def _write_text(report: Any, out_dir: Path, files: dict[str, str], picks) -> None:
+    """``report.json`` (first) and ``report.md``, listing the ``files`` written so far."""
     document = report.to_dict()
     document["examples"] = [
         {"index": i, "attack": nm, "eps": report.eps[k],
@@ -206,4 +224,4 @@ def write_report(report: Any, x: np.ndarray, out_dir: Path, labels: Sequence[str
          "queries": int(report.results[nm][k].queries[i])} for i, nm, k in picks]
     document["files"] = {k: Path(v).name for k, v in files.items()}
     write_json(out_dir / "report.json", document)
-    return files
+    (out_dir / "report.md").write_text(_markdown(report, files, picks))

@@ -21,7 +21,7 @@ import numpy as np
 from bar_sdk.contract import check_int, check_model, check_scores, has_gradients
 from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded
 
-__all__ = ["QueryLedger", "MeteredModel"]
+__all__ = ["QueryLedger", "MeteredModel", "refuse_non_finite"]
 
 
 class QueryLedger:
@@ -135,6 +135,14 @@ class QueryLedger:
         return f"QueryLedger(queries={self.queries}, {cap}, by_purpose={self.by_purpose})"
 
 
+def refuse_non_finite(x: np.ndarray, name: str = "x") -> None:
+    """Raise before anything is sent when ``x`` holds NaN or infinite values (never sent to a model)."""
+    if not np.all(np.isfinite(x)):
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        raise InvalidInputError(f"{name} has {bad} NaN or infinite values; expected finite images in [0, 1] "
+                                "(nothing was sent)")
+
+
 class MeteredModel:
     """A model seen through a ledger: every call is budgeted, counted and checked.
 
@@ -180,6 +188,7 @@ class MeteredModel:
         n = x.shape[0]
         if n == 0:
             return np.zeros((0, self.n_classes))
+        refuse_non_finite(x)
         if not self.ledger.can_afford(n):  # refuse a split request whole, before its first part leaves
             raise QueryBudgetExceeded(n, self.ledger.queries, self.ledger.max_queries)  # type: ignore[arg-type]
         step = self.batch_size or n
@@ -207,9 +216,11 @@ class MeteredModel:
                 f"model={type(self.model).__name__} offers no gradients; expected a model with "
                 "log_proba_gradient (e.g. adapters.TorchModel) for white-box training"
             )
+        x = np.asarray(x, dtype=np.float32)
+        refuse_non_finite(x)
         self.ledger.reserve(len(x), purpose)
         try:
-            return self.model.log_proba_gradient(np.asarray(x, dtype=np.float32), loss_fn)
+            return self.model.log_proba_gradient(x, loss_fn)
         except BaseException as exc:
             self.ledger.settle(len(x), purpose, exc)
             raise

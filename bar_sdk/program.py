@@ -137,6 +137,11 @@ class GridParameterization(Parameterization):
     def _setup(self):
         g = check_int(self.grid_size, "grid_size", low=1)
         c, h, w = self.shape
+        if g > 2 * max(h, w):  # bilinear upsampling reads two cells per pixel and axis: the rest reach no pixel
+            raise InvalidInputError(
+                f"grid_size={g} for a {h}x{w} frame; expected an integer in [1, {2 * max(h, w)}] (twice the "
+                "frame's longer side: a finer grid has cells no pixel is drawn from)"
+            )
         self._rows = interpolation_matrix(g, h, "bilinear")  # (H, g)
         self._cols = interpolation_matrix(g, w, "bilinear")  # (W, g)
         # footprint of cell (i, j) on the free pixels of each channel
@@ -168,7 +173,11 @@ class LowRankParameterization(Parameterization):
         self.rank = rank
 
     def _setup(self):
-        check_int(self.rank, "rank", low=1)
+        r = check_int(self.rank, "rank", low=1)
+        c, h, w = self.shape
+        if r > min(h, w):  # A B^T has rank at most min(H, W): more columns only add parameters (and memory)
+            raise InvalidInputError(f"rank={r} for a {h}x{w} frame; expected an integer in [1, {min(h, w)}] "
+                                    "(a product A B^T of H x r and W x r factors has rank at most min(H, W))")
 
     @property
     def n_params(self):

@@ -30,7 +30,7 @@ from bar_sdk.mapping import (LabelMapping, LogisticReadout, check_mapping_size, 
                              random_mapping, source_frequencies)
 from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization,
                              LowRankParameterization, PadProgram)
-from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, zo_step
+from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, validate_instances, zo_step
 from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
 from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
 
@@ -261,6 +261,7 @@ default="one_sided"
             raise InvalidInputError("estimator='exact' with a surrogate; expected one or the other")
         if not isinstance(self.optimizer, Optimizer):
             check_choice(self.optimizer, "optimizer", tuple(OPTIMIZERS))
+        validate_instances(self.estimator, self.optimizer)  # an instance's settings, as they are now
         check_int(self.n_directions, "n_directions", low=1)
         check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
         check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)

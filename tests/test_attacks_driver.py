@@ -306,3 +306,76 @@ def test_clone_and_set_params():
     assert other.eps == 0.2 and attack.eps == 0.1 and other.max_queries == 30
     with pytest.raises(InvalidInputError, match="epsilon"):
         attack.clone(epsilon=0.3)
+
+
+class _ForgivingApi:
+    """Like an API that reads whatever it is sent: NaN pixels are read as 0, and every batch is kept."""
+
+    def __init__(self, model):
+        self.model, self.n_classes, self.input_shape = model, model.n_classes, model.input_shape
+        self.non_finite = 0
+        self.seen = 0
+
+    def predict_proba(self, x):
+        x = np.asarray(x)
+        self.seen += len(x)
+        self.non_finite += int(np.count_nonzero(~np.isfinite(x)))
+        return self.model.predict_proba(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0))
+
+
+def _diverging_after(steps):
+    """A user's optimizer whose parameters turn NaN after ``steps`` good steps."""
+    from bar_sdk.zo import SignSGD
+
+    class Diverging(SignSGD):
+        taken = 0
+
+        def _update(self, theta, grad, progress):
+            self.taken += 1
+            new = super()._update(theta, grad, progress)
+            return new + np.nan if self.taken > steps else new
+
+    return Diverging(lr=0.01)
+
+
+def test_an_attack_whose_iterate_turns_nan_is_stopped_before_sending_it_and_keeps_a_finite_image():
+    api = _ForgivingApi(MODEL)
+    r = NESAttack(api, eps=0.1, n_directions=3, optimizer=_diverging_after(2), max_queries=200,
+                  random_state=0).run(X[:4], Y[:4])
+    assert api.non_finite == 0                                   # nothing non-finite left for the model
+    assert np.all(np.isfinite(r.x_adv)) and np.all(np.isfinite(r.distortion))
+    diverged = ~r.success
+    assert diverged.any() and r.status == "stopped_non_finite" and "NaN or infinite" in r.message
+    # clean query + three finite iterations of 2 * 3 probes and the current image, then stopped unsent
+    assert np.all(r.queries[diverged] == 1 + 3 * 7)
+    assert r.total_queries == api.seen == int(r.queries.sum())
+    assert np.all(np.abs(r.x_adv - X[:4]).max(axis=(1, 2, 3)) <= 0.1 + 1e-6)   # still inside the ball
+
+
+def test_the_ledger_refuses_non_finite_images_before_counting_or_sending():
+    from bar_sdk.ledger import MeteredModel, QueryLedger
+
+    model = CountedSoftmax()
+    metered = MeteredModel(model, QueryLedger(100))
+    bad = X[:3].copy()
+    bad[1, 0, 2, 2] = np.nan
+    with pytest.raises(InvalidInputError, match="1 NaN or infinite values"):
+        metered.predict_proba(bad)
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        metered.log_proba_gradient(np.full_like(bad, np.inf), lambda logp: (0.0, np.zeros_like(logp)))
+    assert model.seen == 0 and metered.ledger.queries == 0
+
+
+def test_universal_training_stops_at_a_non_finite_step_and_keeps_the_last_finite_perturbation():
+    api = _ForgivingApi(MODEL)
+    attack = UniversalPerturbation(api, eps=0.1, n_directions=2, batch_images=4, max_queries=400,
+                                   optimizer=_diverging_after(3), random_state=0).fit(X[:8], Y[:8])
+    assert api.non_finite == 0 and np.all(np.isfinite(attack.perturbation_))
+    assert len(attack.history_) == 4 and attack.fit_queries_ == api.seen == 4 * 2 * 2 * 4
+    assert 0 < np.abs(attack.perturbation_).max() <= 0.1 + 1e-7
+
+
+def test_nes_with_more_directions_than_its_budget_stops_without_drawing_them():
+    model = CountedSoftmax()
+    r = NESAttack(model, eps=0.1, n_directions=10**9, max_queries=100, random_state=0).run(X[:2], Y[:2])
+    assert model.seen == 2 and np.all(r.queries == 1) and r.status == "budget_exhausted"

@@ -145,3 +145,65 @@ def test_cli_refuses_two_models_and_missing_data():
         main(["audit", "--model", "digits-cnn", "--remote-preset", "clarifai", "--quiet"])
     with pytest.raises(InvalidInputError, match="--data is required"):
         main(["audit", "--model", "net.pt", "--quiet"])
+
+
+def test_an_attack_instance_runs_under_the_audit_cap_and_the_report_says_what_was_applied(tmp_path):
+    counter = Counting(NET)
+    square = SquareAttack(counter, eps=0.1, max_queries=500, random_state=0)
+    report = audit(counter, X[:4], Y[:4], attacks=[square], eps=[0.01], max_queries=10, out_dir=tmp_path)
+    run = report.results["SquareAttack"][0]
+    assert run.queries.max() <= 10 and counter.seen <= 4 * 10 and report.total_queries == counter.seen
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["max_queries_per_image"] == 10 and doc["runs"]["SquareAttack"][0]["max_queries_per_image"] == 10
+    assert square.max_queries == 500                      # the instance given is left as it was
+    smaller = audit(counter, X[:2], Y[:2], attacks=[square.clone(max_queries=5)], eps=[0.01], max_queries=10)
+    assert smaller.results["SquareAttack"][0].queries.max() <= 5 and smaller.caps == {"SquareAttack": 5}
+
+
+def test_an_attack_built_on_another_model_is_refused_before_any_query():
+    audited, other = Counting(NET), Counting(NET)
+    with pytest.raises(InvalidInputError, match=r"attacks\[1\]=SquareAttack was built on model=Counting, not on the "
+                                                r"audited model"):
+        audit(audited, X[:4], Y[:4], attacks=["simba", SquareAttack(other, max_queries=20)], eps=[0.1],
+              max_queries=20)
+    assert audited.seen == 0 and other.seen == 0
+
+
+@pytest.mark.parametrize("spec", ["pgd", "instance"])
+def test_white_box_attacks_count_their_gradient_calls_under_the_audit_cap(spec):
+    from attacks_models import CountedSoftmax
+
+    model = CountedSoftmax()
+    x, y = held_out(4, model)
+    model.seen = 0                       # choosing the images is not part of the audit
+    attack = "pgd" if spec == "pgd" else PGD(model, steps=40)
+    report = audit(model, x, y, attacks=[attack], eps=[0.01], max_queries=10)
+    run = next(iter(report.results.values()))[0]
+    assert run.queries.max() <= 10 and model.seen == run.total_queries <= 4 * 10
+
+
+def test_a_report_without_matplotlib_is_refused_before_any_query(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if not installed
+    counter = Counting(NET)
+    with pytest.raises(InvalidInputError, match=r"out_dir=.*matplotlib.*bar-sdk\[report\]"):
+        audit(counter, X[:3], Y[:3], attacks=["square"], eps=[0.1], max_queries=10, out_dir=tmp_path / "r")
+    assert counter.seen == 0 and not (tmp_path / "r").exists()
+    assert audit(counter, X[:3], Y[:3], attacks=["square"], eps=[0.1], max_queries=10).total_queries == counter.seen
+
+
+def test_the_json_results_are_written_before_any_plot_and_survive_a_failing_one(tmp_path, monkeypatch):
+    import bar_sdk.audit_report as audit_report
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(audit_report, "_plot_success", broken)
+    counter = Counting(NET)
+    report = audit(counter, X[:4], Y[:4], attacks=["square"], eps=[0.1], max_queries=30, out_dir=tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["total_queries"] == counter.seen == report.total_queries
+    assert "success_plot" not in report.files and "success_plot" not in doc["files"]
+    assert (tmp_path / "robust_accuracy_vs_eps.png").stat().st_size > 0
+    assert "success_vs_queries.png" not in (tmp_path / "report.md").read_text()

@@ -79,3 +79,31 @@ def test_interpolation_rows_sum_to_one_and_resize_keeps_range():
     small = resize_images(x, (20, 20))
     assert small.shape == (2, 1, 20, 20) and 0 <= small.min() and small.max() <= 1
     assert abs(small.mean() - x.mean()) < 0.01  # area resampling keeps the mean
+
+
+def test_a_grid_finer_than_bilinear_upsampling_can_use_is_refused_naming_grid_size():
+    mask = np.ones((1, 16, 16), dtype=np.float32)
+    assert GridParameterization(32).bind((1, 16, 16), mask).n_params == 32 * 32   # every cell reaches a pixel
+    with pytest.raises(InvalidInputError, match=r"grid_size=33 for a 16x16 frame; expected an integer in \[1, 32\]"):
+        GridParameterization(33).bind((1, 16, 16), mask)
+
+
+def test_bar_refuses_a_huge_grid_before_any_query_instead_of_a_memory_error():
+    from _models import digits16, fresh_linear
+
+    from bar_sdk import BARClassifier
+
+    model = fresh_linear()
+    x, y = digits16()
+    with pytest.raises(InvalidInputError, match="grid_size=1000000"):
+        BARClassifier(model, max_queries=500, grid_size=10**6, random_state=0).fit(x[:20, :, 4:12, 4:12], y[:20] % 2)
+    assert model.seen == 0
+
+
+def test_a_rank_above_what_the_frame_can_hold_is_refused_naming_rank():
+    mask = np.ones((1, 16, 12), dtype=np.float32)
+    assert LowRankParameterization(12).bind((1, 16, 12), mask).n_params == 12 * (16 + 12)
+    with pytest.raises(InvalidInputError, match=r"rank=13 for a 16x12 frame; expected an integer in \[1, 12\]"):
+        LowRankParameterization(13).bind((1, 16, 12), mask)
+    with pytest.raises(InvalidInputError, match=r"rank=1000000000"):
+        LowRankParameterization(10**9).bind((1, 16, 12), mask)      # was a MemoryError

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch", reason=reason("torch"))
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402
 from _models import fresh_linear  # noqa: E402
-from transfer_models import Counting, breast_cancer, cnn  # noqa: E402
+from transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, spoiled_split  # noqa: E402
 
 
 def _weights(model):
@@ -120,3 +120,38 @@ def test_transfer_imports_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("bad,match", SPOILED_SPLITS + [("second-bar", r"RandomGradientEstimator\.n_directions=0")])
+def test_compare_checks_the_test_split_and_every_bar_method_before_any_query(bad, match):
+    from bar_sdk import BARClassifier
+    from bar_sdk.zo import RandomGradientEstimator
+
+    Xa, Xb, ya, yb = breast_cancer()
+    counting = Counting(fresh_linear())
+    methods = {}
+    Xb, yb = spoiled_split(bad, Xb, yb)
+    if bad == "second-bar":
+        spoiled = RandomGradientEstimator(5, 0.1)
+        spoiled.n_directions = 0
+        methods = {"BAR, my estimator": BARClassifier(counting, max_queries=500, estimator=spoiled)}
+    with pytest.raises(InvalidInputError, match=match):
+        compare(Xa, ya, Xb, yb, model=counting, max_queries=500, methods=methods)
+    assert counting.seen == 0
+
+
+def test_methods_on_the_paid_model_are_fitted_last_and_rows_keep_their_order():
+    from sklearn.linear_model import LogisticRegression
+
+    class Broken(LogisticRegression):
+        def fit(self, X, y):
+            raise RuntimeError("a free method that fails")
+
+    Xa, Xb, ya, yb = breast_cancer()
+    counting = Counting(fresh_linear())
+    with pytest.raises(RuntimeError, match="a free method"):
+        compare(Xa, ya, Xb, yb, model=counting, max_queries=500, methods={"broken": Broken()})
+    assert counting.seen == 0                       # the black box had not been asked yet
+    out = compare(Xa, ya, Xb, yb, model=counting, max_queries=500,
+                  methods={"logistic": LogisticRegression(max_iter=5000)})
+    assert [r["method"] for r in out.rows] == ["BAR (black box)", "logistic"]

@@ -10,7 +10,7 @@ from adapters import TorchModel  # noqa: E402
 from adapters.nets import MLPNet  # noqa: E402
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.transfer import distill_surrogate, warm_start_study  # noqa: E402
-from transfer_models import Counting, breast_cancer, cnn, mlp  # noqa: E402
+from transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, mlp, spoiled_split  # noqa: E402
 
 
 def untrained(n_classes=3, seed=0):
@@ -126,3 +126,37 @@ def test_distilled_program_refuses_settings_it_owns_before_any_query(tmp_path):
         distilled_program(black_box, untrained(), Xa, ya, max_queries=100, bar_params={"surrogate": untrained()})
     assert black_box.seen == 0
     assert not path.exists()
+
+
+@pytest.mark.parametrize("bad", ["y-length", "y-one-class", "bar_params-grid_size", "bar_params-labels_per_class"])
+def test_distilled_program_checks_y_and_bar_params_before_its_first_round(bad):
+    from bar_sdk.transfer import distilled_program
+
+    Xa, _, ya, _ = breast_cancer()
+    black_box = Counting(cnn())
+    y, params = ya, {}
+    if bad == "y-length":
+        y = ya[:-1]
+    elif bad == "y-one-class":
+        y = np.zeros_like(ya)
+    elif bad == "bar_params-grid_size":
+        params = {"grid_size": 0}
+    else:
+        params = {"labels_per_class": 6}          # 2 classes x 6 labels do not fit in the model's 10
+    with pytest.raises(InvalidInputError, match="y|grid_size|labels_per_class"):
+        distilled_program(black_box, untrained(), Xa, y, max_queries=200, rounds=2, bar_params=params)
+    assert black_box.seen == 0
+
+
+@pytest.mark.parametrize("bad,match", SPOILED_SPLITS + [("warm-budget", r"max_queries=5 is too small")])
+def test_warm_start_study_checks_every_fit_and_the_test_split_before_any_query(bad, match):
+    Xa, Xb, ya, yb = breast_cancer()
+    black_box = Counting(cnn())
+    budgets = {"cold": [400], "warm": [400]}
+    Xb, yb = spoiled_split(bad, Xb, yb)
+    if bad == "warm-budget":
+        budgets = {"cold": [400], "warm": [5]}     # the warm fits come after the cold ones have spent
+    with pytest.raises(InvalidInputError, match=match):
+        warm_start_study(black_box, mlp(), Xa, ya, Xb, yb, budgets=budgets, strategies=("cold", "warm"),
+                         surrogate_epochs=1)
+    assert black_box.seen == 0

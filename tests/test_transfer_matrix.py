@@ -7,7 +7,7 @@ import pytest
 from _extras import requires
 
 from _models import fresh_linear
-from bar_sdk import InvalidInputError
+from bar_sdk import InvalidInputError, QueryBudgetExceeded
 from bar_sdk.attacks import FGSM, PGD
 from bar_sdk.attacks.mifgsm import MIFGSM
 from bar_sdk.transfer import EnsembleModel, transfer_matrix
@@ -184,3 +184,33 @@ def test_ensemble_is_the_normalised_mean_of_log_probabilities():
     assert not hasattr(EnsembleModel([cnn(), fresh_linear().__class__.__new__(Constant)]), "log_proba_gradient")
     with pytest.raises(InvalidInputError, match="input_shape"):
         EnsembleModel([cnn(), _TwoClass()])
+
+
+def test_ensemble_counts_every_image_sent_to_every_member_by_name():
+
+    a, b = fresh_linear(), fresh_linear()
+    ens = EnsembleModel({"a": a, "b": b})
+    x, y = _data(5)
+    ens.predict_proba(x)
+    assert ens.ledger.by_purpose == {"a": 5, "b": 5} and ens.queries == 10 == a.seen + b.seen
+    ens.log_proba_gradient(x, lambda logp: (0.0, np.zeros_like(logp)))    # a reading pass and a backward pass
+    assert ens.ledger.by_purpose == {"a": 15, "b": 15} and ens.queries == a.seen + b.seen == 30
+    result = PGD(ens, eps=0.05, steps=3, random_state=0).run(x, y)
+    assert ens.queries == a.seen + b.seen > 2 * result.total_queries     # one ensemble image costs every member
+
+
+def test_ensemble_budget_refuses_a_call_whole_and_non_finite_images_are_never_sent():
+    a, b = fresh_linear(), fresh_linear()
+    ens = EnsembleModel([a, b], max_queries=15)
+    x, _ = _data(5)
+    ens.predict_proba(x)
+    with pytest.raises(QueryBudgetExceeded):
+        ens.predict_proba(x)                  # 10 more member images would cross 15: neither member is asked
+    assert a.seen == b.seen == 5 and ens.queries == 10
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        ens.predict_proba(bad)
+    assert a.seen == b.seen == 5
+    with pytest.raises(InvalidInputError, match="max_queries=0"):
+        EnsembleModel([a, b], max_queries=0)

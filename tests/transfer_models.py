@@ -64,3 +64,27 @@ class Counting:
     def predict_proba(self, x):
         self.batches.append(np.array(x, copy=True))
         return self.model.predict_proba(x)
+
+
+#: the ways spoiled_split spoils a test split, with the message each must be refused with
+SPOILED_SPLITS = [
+    ("X_test-features", r"X_test has shape \(\d+, 29\); expected samples shaped like X_train's \(30,\)"),
+    ("y_test-length", r"y_test has shape \(\d+,\); expected \(\d+,\) labels, one per X_test sample"),
+    ("y_test-strings", r"y_test has dtype <U\d+; expected labels of the kind y_train holds"),
+    ("y_test-unknown", r"y_test has labels \[7\] that y_train does not"),
+]
+
+
+def spoiled_split(bad: str, X_test, y_test):
+    """A test split made wrong one way (``bad``): a missing feature, short or string or unknown labels."""
+    if bad == "X_test-features":
+        return X_test[:, :-1], y_test
+    if bad == "y_test-length":
+        return X_test, y_test[:-3]
+    if bad == "y_test-strings":
+        return X_test, np.where(y_test == 1, "benign", "malignant")
+    if bad == "y_test-unknown":
+        y_test = y_test.copy()
+        y_test[0] = 7
+        return X_test, y_test
+    return X_test, y_test

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Generator
 
 import numpy as np
 
-from bar_sdk.attacks.driver import RunContext, Sample, Threat, drive
+from bar_sdk.attacks.driver import RunContext, Sample, Threat, drive, final_image
 from bar_sdk.attacks.geometry import NORMS, distance, project, quantize
 from bar_sdk.attacks.result import AttackResult
 from bar_sdk.contract import (check_bool, check_choice, check_float, check_images, check_int, check_model,
@@ -73,6 +73,8 @@ class Attack(ABC):
     mode: ClassVar[str] = "bounded"
     #: norms the attack supports
     norms: ClassVar[tuple[str, ...]] = NORMS
+    #: whether ``max_queries`` caps each image (False: a budget shared by the run, as a universal perturbation's)
+    per_image_budget: ClassVar[bool] = True
 
     model: Any
     norm: str
@@ -252,7 +254,7 @@ class Attack(ABC):
             if s.best is not None:
                 x_adv[s.index], adv_label[s.index] = s.best, s.best_label
             else:
-                cur = project(s.current, s.x0, threat.norm, threat.eps if threat.bounded else None)
+                cur = project(final_image(s), s.x0, threat.norm, threat.eps if threat.bounded else None)
                 if threat.quantize:
                     cur = quantize(cur, s.x0, threat.norm, threat.eps if threat.bounded else None)
                 x_adv[s.index] = cur
@@ -260,8 +262,11 @@ class Attack(ABC):
         queries = np.array([s.queries for s in samples], dtype=np.int64)
         already = clean_label == target if target is not None else clean_label != y
         attacked = ~already
+        diverged = int(sum(s.diverged for s in samples))
         if hit_total:
             status = "total_budget_exhausted"
+        elif diverged:
+            status = "stopped_non_finite"
         elif success[attacked].all():
             status = "all_succeeded"
         elif any(s.exhausted or (not s.success and s.max_queries is not None and s.queries >= s.max_queries)
@@ -274,6 +279,9 @@ class Attack(ABC):
         message = (f"{int(won.sum())}/{int(attacked.sum())} images fooled "
                    f"({int(already.sum())} already adversarial); median {med} queries per fooled image, "
                    f"{total} queries in all")
+        if diverged:
+            message += (f"; {diverged} stopped when their iterate became NaN or infinite (nothing non-finite "
+                        "was sent; the last finite image is returned)")
         logger.info("%s: %s", type(self).__name__, message)
         return AttackResult(
             attack=type(self).__name__, norm=threat.norm, eps=threat.eps, targeted=target is not None,

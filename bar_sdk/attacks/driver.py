@@ -18,6 +18,10 @@ runs the generators of all unfinished samples side by side and, each round,
    ``eps``-ball for bounded attacks. The best such row is kept per sample;
 6. stops a sample as soon as it succeeded (a distortion-minimising attack
    without ``eps`` keeps going until its budget or its own schedule ends).
+
+A sample whose request holds a NaN or infinite value (its iterate diverged)
+is stopped before that request leaves: nothing non-finite is ever sent. It
+keeps its best adversarial row, or else its last finite iterate.
 """
 
 from __future__ import annotations
@@ -117,6 +121,8 @@ class Sample:
     best_label: int = -1
     success: bool = False
     exhausted: bool = False
+    diverged: bool = False          # stopped because its next request was not finite
+    last_finite: np.ndarray | None = None   # the iterate when its last finite request left
 
     @property
     def remaining(self) -> int | float:
@@ -128,14 +134,25 @@ class Sample:
         return labels == self.target if self.target is not None else labels != self.label
 
 
-def _rows(req: Request) -> np.ndarray:
+def _rows(req: Request) -> np.ndarray | None:
+    """The images of a request, or None when one is not finite (the sample is then stopped, nothing sent)."""
     x = req.x if isinstance(req, GradientRequest) else req
     if not isinstance(x, np.ndarray) or x.ndim != 4 or len(x) == 0:
         raise RuntimeError(f"an attack yielded {type(x).__name__} {getattr(x, 'shape', '')}; "
                            "expected a non-empty (m, C, H, W) array (bug in the attack)")
+    if not np.all(np.isfinite(x)):
+        return None
     if x.min() < 0.0 or x.max() > 1.0:
         raise RuntimeError("an attack asked for values outside [0, 1] (bug in the attack)")
     return x
+
+
+def final_image(s: Sample) -> np.ndarray:
+    """What a sample that did not succeed returns: its iterate, or its last finite one if it diverged."""
+    cur = s.current
+    if cur is not None and np.all(np.isfinite(cur)):
+        return cur
+    return s.last_finite if s.last_finite is not None else s.x0
 
 
 def _observe(s: Sample, rows: np.ndarray, labels: np.ndarray, threat: Threat) -> None:
@@ -205,7 +222,18 @@ def drive(metered: MeteredModel, samples: list[Sample],
             if progress:
                 progress(1)
             return
-        pending[s.index] = (gen, req, _rows(req))
+        rows = _rows(req)
+        if rows is None:            # the iterate diverged: stop here, before anything non-finite leaves
+            logger.warning("sample %d stopped: its next query holds NaN or infinite values (nothing sent)", s.index)
+            s.diverged = True
+            gen.close()
+            pending.pop(s.index, None)
+            if progress:
+                progress(1)
+            return
+        if s.current is not None and np.all(np.isfinite(s.current)):
+            s.last_finite = np.array(s.current, copy=True)
+        pending[s.index] = (gen, req, rows)
 
     for s in samples:
         advance(s, attack_one(s), None, first=True)

@@ -98,7 +98,11 @@ class NESAttack(Attack):
         extra_center = self.quantize or not est.includes_center
         theta = np.zeros(d)
         budget = max(float(s.max_queries or 1), 1.0)
+        cost = est.evaluations(d) + int(extra_center)
         while True:
+            if cost > s.remaining:      # stop before drawing probes it could not send (n_directions=10**9 ...)
+                s.exhausted = True
+                return
             points = est.ask(opt.lookahead(theta), s.rng)
             probes = np.clip(x0 + points.reshape((-1,) + shape), 0.0, 1.0).astype(np.float32)
             if extra_center:

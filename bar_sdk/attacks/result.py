@@ -46,7 +46,10 @@ class AttackResult:
     status : str
         ``"all_succeeded"``, ``"budget_exhausted"`` (some samples spent
         their ``max_queries``), ``"total_budget_exhausted"`` (the run hit
-        ``max_total_queries``) or ``"finished"`` (the attack ran its course).
+        ``max_total_queries``), ``"stopped_non_finite"`` (some samples were
+        stopped because their next query held NaN or infinite values, which
+        are never sent; their best adversarial, or else last finite,
+        image is kept) or ``"finished"`` (the attack ran its course).
     message : str
         One readable sentence on the outcome.
     total_queries : int

@@ -9,6 +9,7 @@ one model call, exactly as BAR evaluates candidate programs.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.zo import zo_step
 
 __all__ = ["UniversalPerturbation"]
+
+logger = logging.getLogger(__name__)
 
 
 class UniversalPerturbation(Attack):
@@ -77,10 +80,14 @@ class UniversalPerturbation(Attack):
     fit_queries_ : int
     history_ : list of float
         Mean training loss at each step.
+
+    Training stops early, keeping the last finite perturbation, if a step
+    makes it NaN or infinite (nothing non-finite is sent).
     """
 
     access = "score"
     mode = "bounded"
+    per_image_budget = False  # max_queries is the training budget, in total
     _fitting = False        # True while fit() validates: no evaluation to keep queries for
 
     def __init__(self, model: Any, norm: str = "linf", eps: float = 0.05, max_queries: int = 20000,
@@ -202,9 +209,14 @@ class UniversalPerturbation(Attack):
                                  kappa)[0]
                 return losses.reshape(m, b).mean(axis=1)
 
-            theta, _, losses = zo_step(theta, objective, est, opt, rng, step / max(steps, 1))
-            theta = self._constrain(theta, up)
+            new, _, losses = zo_step(theta, objective, est, opt, rng, step / max(steps, 1))
+            new = self._constrain(new, up)
             history.append(float(np.mean(losses)))
+            if not np.all(np.isfinite(new)):   # never sent: training stops with the last finite perturbation
+                logger.warning("UniversalPerturbation: the perturbation became NaN or infinite at step %d; "
+                               "training stopped, the last finite one kept", step + 1)
+                break
+            theta = new
         self.perturbation_ = up(theta).astype(np.float32)
         self.fit_queries_ = int(metered.ledger.queries)
         self.history_ = history

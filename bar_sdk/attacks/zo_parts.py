@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from bar_sdk.contract import check_choice, check_float, check_int
-from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, GradientEstimator, Optimizer, make_estimator, make_optimizer
+from bar_sdk.zo import (ESTIMATORS, OPTIMIZERS, GradientEstimator, Optimizer, make_estimator, make_optimizer,
+                        validate_instances)
 
 __all__ = ["NormalizedSGD", "check_zo_params", "build_estimator", "build_optimizer"]
 
@@ -37,6 +38,7 @@ def check_zo_params(attack: Any) -> None:
     check_float(attack.smoothing, "smoothing", low=0.0, low_open=True)
     check_float(attack.lr, "lr", low=0.0, low_open=True, allow_none=True)
     check_float(attack.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
+    validate_instances(attack.estimator, attack.optimizer)  # an instance's settings, as they are now
 
 
 def build_estimator(spec: Any, n_directions: int, smoothing: float, dim: int) -> GradientEstimator:

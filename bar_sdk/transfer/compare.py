@@ -16,11 +16,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bar_sdk.contract import check_int, has_gradients
+from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.local import LocalTransferClassifier, _is_torch_model
 from bar_sdk.transfer.metrics import classification_metrics
+from bar_sdk.transfer.preflight import check_fit, check_test_split
 
 __all__ = ["Comparison", "compare", "default_methods"]
 
@@ -130,6 +131,10 @@ def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any 
     -------
     Comparison
 
+    Every :class:`BARClassifier` method's checks and the test split are
+    made before the first query, and the methods on ``model`` are fitted
+    after the others, so a failing method costs no paid query.
+
     Examples
     --------
     >>> table = compare(Xa, ya, Xb, yb, model=api, local_model=cnn, max_queries=50_000)   # doctest: +SKIP
@@ -154,9 +159,17 @@ def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any 
                 own.add(name)
     if not plan:
         raise InvalidInputError("nothing to compare: expected model=, local_model= or methods=")
+    bars = [est for est in plan.values() if isinstance(est, BARClassifier)]
+    for est in bars:            # every BAR fit's checks before the first query of any
+        check_fit(est, X_train, y_train)
+    layout = bars[0]._layout_and_program(X_train, check_model(bars[0].model)[1])[0] if bars else None
+    check_test_split(X_train, y_train, X_test, y_test, layout)
     y_test = np.asarray(y_test)
-    rows = []
-    for name, est in plan.items():
+    # methods on the paid model go last: a failure elsewhere then costs no query (rows keep the plan's order)
+    order = sorted(plan, key=lambda name: model is not None and getattr(plan[name], "model", None) is model)
+    done = {}
+    for name in order:
+        est = plan[name]
         started = time.perf_counter()
         est.fit(X_train, y_train)
         proba = est.predict_proba(X_test)
@@ -167,9 +180,10 @@ def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any 
         else:
             where = "black box" if model is not None and used is model else (
                 "local" if local_model is not None and used is local_model else "-")
-        rows.append({"method": name, "model": where, **classification_metrics(y_test, proba),
-                     "queries": int(getattr(est, "queries_", 0)), "wall_time": round(wall, 3)})
-        logger.info("%s: %s", name, rows[-1])
+        done[name] = {"method": name, "model": where, **classification_metrics(y_test, proba),
+                      "queries": int(getattr(est, "queries_", 0)), "wall_time": round(wall, 3)}
+        logger.info("%s: %s", name, done[name])
+    rows = [done[name] for name in plan]
     return Comparison(rows=tuple(rows), n_train=len(np.asarray(y_train)), n_test=len(y_test))
 
 

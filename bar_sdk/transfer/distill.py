@@ -28,6 +28,7 @@ from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.local import _is_torch_model, _last_linear
+from bar_sdk.transfer.preflight import StandIn, check_fit
 
 __all__ = ["DistilledProgram", "DistilledSurrogate", "distill_surrogate", "distilled_program"]
 
@@ -303,6 +304,9 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
     Returns
     -------
     DistilledProgram
+
+    Every argument (``y`` and ``bar_params`` too) is checked before the
+    first query.
     """
     max_queries = check_int(max_queries, "max_queries", low=20)
     rounds = check_int(rounds, "rounds", low=1)
@@ -320,6 +324,12 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
     if own:
         raise InvalidInputError(f"bar_params sets {own}; expected none of {list(_OWN)} (program and mapping "
                                 "settings only)")
+    # the white-box fit on each copy (the black box's classes, the surrogate's input), with y and bar_params,
+    # is checked now: not after a round of distillation has spent its share of the queries
+    n_classes, _ = check_model(model)
+    _, s_shape = check_model(surrogate, "surrogate")
+    copy_contract = StandIn(n_classes, s_shape, getattr(model, "labels", None), gradients=True)
+    check_fit(BARClassifier(copy_contract, estimator="exact", max_epochs=surrogate_epochs, **params), X, y)
     rng = np.random.default_rng(random_state)
     shares = [max_queries // rounds + (1 if r < max_queries % rounds else 0) for r in range(rounds)]
     copy_, theta, done, calls = surrogate, None, [], 0

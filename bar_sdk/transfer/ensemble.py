@@ -6,8 +6,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from bar_sdk.contract import check_model, check_scores, has_gradients
-from bar_sdk.errors import InvalidInputError
+from bar_sdk.contract import check_int, check_model, check_scores, has_gradients
+from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded
+from bar_sdk.ledger import QueryLedger, refuse_non_finite
 
 __all__ = ["EnsembleModel"]
 
@@ -33,6 +34,9 @@ class EnsembleModel:
     weights : sequence of float, optional
         One non-negative weight per member (normalised to sum to one);
         equal weights by default.
+    max_queries : int, optional
+        Hard cap on the images sent to the members, all together; a call
+        that would cross it is refused whole before any member is asked.
 
     Attributes
     ----------
@@ -41,6 +45,13 @@ class EnsembleModel:
     labels : tuple of str or None
         The first member's label names.
     names : tuple of str
+    ledger : QueryLedger
+        Every image sent to every member, by member name (``by_purpose``):
+        one query of the ensemble on ``n`` images sends ``n`` to each member
+        (a gradient call ``2 n``: a reading pass and a backward pass), so a
+        ledger around the ensemble counts ``n`` while this one counts each
+        member's share. A paid member (a ``RemoteModel``) also keeps its own
+        bill.
 
     Examples
     --------
@@ -48,7 +59,7 @@ class EnsembleModel:
     >>> PGD(source, eps=8 / 255).run(x, y)                         # doctest: +SKIP
     """
 
-    def __new__(cls, models: Any = (), weights: Any = None):
+    def __new__(cls, models: Any = (), weights: Any = None, max_queries: Any = None):
         # the white-box capability is there exactly when every member has it (contract.has_gradients)
         members = list(models.values()) if isinstance(models, Mapping) else (
             list(models) if isinstance(models, (list, tuple)) else [])
@@ -56,7 +67,8 @@ class EnsembleModel:
             cls = _GradientEnsemble
         return super().__new__(cls)
 
-    def __init__(self, models: Sequence[Any] | Mapping[str, Any], weights: Sequence[float] | None = None):
+    def __init__(self, models: Sequence[Any] | Mapping[str, Any], weights: Sequence[float] | None = None,
+                 max_queries: int | None = None):
         if isinstance(models, Mapping):
             names, members = tuple(str(k) for k in models), list(models.values())
         elif isinstance(models, (list, tuple)):
@@ -83,6 +95,9 @@ class EnsembleModel:
                     f"weights={weights!r}; expected {len(members)} finite non-negative numbers, not all zero"
                 )
             w = w / w.sum()
+        if len(set(names)) != len(names):
+            raise InvalidInputError(f"models has the names {list(names)}; expected each member named once")
+        self.ledger = QueryLedger(check_int(max_queries, "max_queries", low=1, allow_none=True))
         self.models = tuple(members)
         self.names = names
         self.weights = w
@@ -90,8 +105,35 @@ class EnsembleModel:
         self.input_shape = shape
         self.labels = getattr(members[0], "labels", None)
 
+    @property
+    def queries(self) -> int:
+        """Images sent to the members so far, all together."""
+        return self.ledger.queries
+
+    def _admit(self, x: Any, passes: int) -> np.ndarray:
+        """``x`` checked (finite) and the whole call's member images checked against ``max_queries``."""
+        x = np.asarray(x)
+        refuse_non_finite(x)
+        need = passes * len(x) * len(self.models)
+        if not self.ledger.can_afford(need):
+            raise QueryBudgetExceeded(need, self.ledger.queries, self.ledger.max_queries)  # type: ignore[arg-type]
+        return x
+
+    def _ask(self, name: str, call: Callable[[], Any], n: int) -> Any:
+        """One member call of ``n`` images, counted under the member's name before it leaves."""
+        self.ledger.reserve(n, name)
+        try:
+            return call()
+        except QueryBudgetExceeded:  # the member's own budget refused it whole: nothing left
+            self.ledger.release(n, name)
+            raise
+        except BaseException:
+            self.ledger.mark_failed(n)
+            raise
+
     def _member_logp(self, x: np.ndarray) -> list[np.ndarray]:
-        return [np.log(np.maximum(check_scores(m.predict_proba(x), len(x), self.n_classes, name), _FLOOR))
+        return [np.log(np.maximum(check_scores(self._ask(name, lambda m=m: m.predict_proba(x), len(x)), len(x),
+                                               self.n_classes, name), _FLOOR))
                 for name, m in zip(self.names, self.models)]
 
     def _combine(self, logps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -101,8 +143,8 @@ class EnsembleModel:
         return mixed, mixed - top - np.log(np.exp(mixed - top).sum(axis=1, keepdims=True))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Ensemble probabilities ``(n, n_classes)``: each member queried once."""
-        _, logp = self._combine(self._member_logp(np.asarray(x)))
+        """Ensemble probabilities ``(n, n_classes)``: each member queried once (and counted)."""
+        _, logp = self._combine(self._member_logp(self._admit(x, 1)))
         return np.exp(logp)
 
     def __repr__(self) -> str:
@@ -118,18 +160,18 @@ class _GradientEnsemble(EnsembleModel):
         """Exact gradient of ``loss_fn`` of the ensemble's log-probabilities.
 
         Two passes per member: one reads its log-probabilities, one
-        back-propagates its share of ``dloss/dlogp``.
+        back-propagates its share of ``dloss/dlogp`` (both counted).
         """
-        x = np.asarray(x)
+        x = self._admit(x, 2)
         logps = []
-        for m in self.models:
+        for name, m in zip(self.names, self.models):
             seen: dict[str, np.ndarray] = {}
 
             def read(logp, seen=seen):
                 seen["logp"] = np.asarray(logp, dtype=np.float64)
                 return 0.0, np.zeros_like(seen["logp"])
 
-            m.log_proba_gradient(x, read)
+            self._ask(name, lambda m=m, read=read: m.log_proba_gradient(x, read), len(x))
             logps.append(seen["logp"])
         _, logp = self._combine(logps)
         loss, g = loss_fn(logp)
@@ -137,9 +179,10 @@ class _GradientEnsemble(EnsembleModel):
         # through log_softmax: dL/dmixed = g - softmax * sum(g); then dmixed/dlogp_i = w_i
         g_mixed = g - np.exp(logp) * g.sum(axis=1, keepdims=True)
         grad = np.zeros(x.shape, dtype=np.float64)
-        for w, m in zip(self.weights, self.models):
+        for name, w, m in zip(self.names, self.weights, self.models):
             if w == 0:
                 continue
-            _, gx = m.log_proba_gradient(x, lambda _logp, share=w * g_mixed: (0.0, share))
+            _, gx = self._ask(name, lambda m=m, share=w * g_mixed: m.log_proba_gradient(
+                x, lambda _logp: (0.0, share)), len(x))
             grad += np.asarray(gx, dtype=np.float64)
         return float(loss), grad.astype(np.float32)

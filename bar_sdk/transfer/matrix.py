@@ -67,7 +67,9 @@ class TransferMatrix:
     source_accuracy : ndarray (S,)
         Each source's clean accuracy, as the attacks saw it.
     source_queries : ndarray (A, S) int
-        Queries each attack spent on its source (local, free).
+        Queries each attack spent on its source (local, free); for an
+        :class:`EnsembleModel` source, the images sent to its members, all
+        together (its ledger).
     target_queries : ndarray (T,) int
         Images sent to each target (clean pass included).
     max_linf : ndarray (A, S)
@@ -332,6 +334,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     mean_l2 = np.zeros((n_a, n_s))
     for a, attack in enumerate(att):
         for s, source in enumerate(src):
+            members = src[source].ledger.queries if isinstance(src[source], EnsembleModel) else None
             result = bound[attack, source].run(xq, y)
             adv8 = to_uint8(np.clip(np.asarray(result.x_adv, dtype=np.float64), 0.0, 1.0))
             adversarial[a, s] = adv8
@@ -339,7 +342,8 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
             source_correct[a, s] = correct
             if correct.any():
                 source_rates[a, s] = float(np.asarray(result.success, dtype=bool)[correct].mean())
-            source_queries[a, s] = int(getattr(result, "total_queries", 0))
+            source_queries[a, s] = int(getattr(result, "total_queries", 0)) if members is None else (
+                src[source].ledger.queries - members)
             delta = (adv8.astype(np.float64) - x8.astype(np.float64)).reshape(n, -1) / 255.0
             max_linf[a, s] = float(np.abs(delta).max()) if delta.size else 0.0
             changed = np.abs(delta).max(axis=1) > 0

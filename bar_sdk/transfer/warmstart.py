@@ -35,6 +35,7 @@ from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.distill import _OWN, distilled_program
 from bar_sdk.transfer.local import _is_torch_model
+from bar_sdk.transfer.preflight import check_fit, check_test_split
 from bar_sdk.transfer.metrics import classification_metrics
 
 __all__ = ["STRATEGIES", "WarmStartStudy", "warm_start_study"]
@@ -160,6 +161,9 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
     Returns
     -------
     WarmStartStudy
+
+    Every fit's settings and data, and the test split, are checked before
+    the first query.
     """
     strategies = tuple(strategies)
     for s in strategies:
@@ -192,6 +196,8 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
         if short:
             raise InvalidInputError(f"budgets for 'distilled' include {short}; expected each above "
                                     f"distill_queries={distill_queries} (the distillation is part of the budget)")
+    _check_plan(model, surrogate, X_train, y_train, X_test, y_test, plan, seeds[0], surrogate_epochs, params,
+                distill_queries)
 
     rows, surrogate_rows = [], []
     for seed in seeds:
@@ -238,6 +244,24 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
                              "fit_seconds": round(fit_seconds, 3)})
                 logger.info("%s seed %d budget %d: %s", strategy, seed, budget, scores)
     return WarmStartStudy(rows=tuple(rows), surrogate_rows=tuple(surrogate_rows))
+
+
+def _check_plan(model, surrogate, X_train, y_train, X_test, y_test, plan, seed, epochs, params, distill_queries):
+    """Every fit's checks and the test split's, before the first query of the study.
+
+    A fit's checks do not depend on the seed, and a larger budget passes
+    wherever the smallest does, so each strategy is tried at its smallest.
+    """
+    check_fit(BARClassifier(surrogate, estimator="exact", max_epochs=epochs, random_state=seed, **params),
+              X_train, y_train)
+    for strategy, budgets in plan.items():
+        extra = {"surrogate": surrogate} if strategy in ("guided", "warm+guided") else {}
+        spent = distill_queries if strategy == "distilled" else 0
+        check_fit(BARClassifier(model, max_queries=min(budgets) - spent, random_state=seed, **params, **extra),
+                  X_train, y_train)
+    shaper = BARClassifier(model, **params)
+    layout, _ = shaper._layout_and_program(X_train, check_model(model)[1])
+    check_test_split(X_train, y_train, X_test, y_test, layout)
 
 
 def _surrogate_program(surrogate, X_train, y_train, X_test, y_test, seed, epochs, params):

@@ -5,6 +5,10 @@ evaluated (:meth:`GradientEstimator.ask`), and turns the losses measured there
 into a gradient estimate (:meth:`GradientEstimator.tell`). It never calls a
 model: the caller batches the evaluations, so one step is one batched call.
 
+Settings are checked when an estimator is built, and again by
+:meth:`GradientEstimator.validate`, which every consumer calls before its
+first query (an attribute may be changed after construction).
+
 Evaluating one parameter vector on a minibatch of ``n`` images costs ``n``
 queries, so a step costs ``n * evaluations(d)`` queries.
 """
@@ -16,6 +20,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from bar_sdk.contract import check_choice, check_float, check_int
+from bar_sdk.zo.settings import Settings
 
 __all__ = [
     "GradientEstimator",
@@ -35,7 +40,7 @@ def unit_sphere(rng: np.random.Generator, q: int, d: int) -> np.ndarray:
     return u / np.linalg.norm(u, axis=1, keepdims=True)
 
 
-class GradientEstimator(ABC):
+class GradientEstimator(Settings, ABC):
     """Base class: ask for evaluation points, tell the losses, get a gradient."""
 
     #: whether the first point asked is the centre itself (its loss is then
@@ -46,10 +51,13 @@ class GradientEstimator(ABC):
         self.n_directions = n_directions
         self.smoothing = smoothing
         self._dirs: np.ndarray | None = None
+        GradientEstimator.validate(self)  # the shared settings now; a subclass checks its own in its __init__
 
-    def _check(self) -> None:
-        check_int(self.n_directions, "n_directions", low=1)
-        check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
+    def validate(self) -> "GradientEstimator":
+        """Raise :class:`~bar_sdk.errors.InvalidInputError` naming a setting that cannot work; return self."""
+        check_int(self.n_directions, self._name("n_directions"), low=1)
+        check_float(self.smoothing, self._name("smoothing"), low=0.0, low_open=True)
+        return self
 
     @abstractmethod
     def evaluations(self, d: int) -> int:
@@ -98,13 +106,18 @@ class RandomGradientEstimator(GradientEstimator):
     def __init__(self, n_directions: int = 5, smoothing: float = 0.01, baseline: str = "center"):
         super().__init__(n_directions, smoothing)
         self.baseline = baseline
+        self.validate()
+
+    def validate(self):
+        super().validate()
+        check_choice(self.baseline, self._name("baseline"), ("center", "mean"))
+        return self
 
     def evaluations(self, d: int) -> int:
         return self.n_directions + 1
 
     def ask(self, theta, rng):
-        self._check()
-        check_choice(self.baseline, "baseline", ("center", "mean"))
+        self.validate()
         self._dirs = unit_sphere(rng, self.n_directions, theta.size)
         return np.vstack([theta[None], theta[None] + self.smoothing * self._dirs])
 
@@ -129,7 +142,7 @@ class AntitheticEstimator(GradientEstimator):
         return 2 * self.n_directions
 
     def ask(self, theta, rng):
-        self._check()
+        self.validate()
         self._dirs = unit_sphere(rng, self.n_directions, theta.size)
         step = self.smoothing * self._dirs
         return np.vstack([theta[None] + step, theta[None] - step])
@@ -151,7 +164,7 @@ class SPSAEstimator(GradientEstimator):
         return 2 * self.n_directions
 
     def ask(self, theta, rng):
-        self._check()
+        self.validate()
         self._dirs = rng.choice(np.array([-1.0, 1.0]), size=(self.n_directions, theta.size))
         step = self.smoothing * self._dirs
         return np.vstack([theta[None] + step, theta[None] - step])
@@ -175,7 +188,7 @@ class CoordinateEstimator(GradientEstimator):
         return 2 * min(self.n_directions, d)
 
     def ask(self, theta, rng):
-        self._check()
+        self.validate()
         k = min(self.n_directions, theta.size)
         self._coords = rng.choice(theta.size, size=k, replace=False)
         self._d = theta.size
@@ -212,6 +225,12 @@ class GuidedEstimator(GradientEstimator):
         super().__init__(n_directions, smoothing)
         self.prior_weight = prior_weight
         self._prior: np.ndarray | None = None
+        self.validate()
+
+    def validate(self):
+        super().validate()
+        check_float(self.prior_weight, self._name("prior_weight"), low=0.0, high=1.0)
+        return self
 
     def set_prior(self, prior: np.ndarray | None) -> None:
         norm = None if prior is None else np.linalg.norm(prior)
@@ -221,8 +240,7 @@ class GuidedEstimator(GradientEstimator):
         return 2 * self.n_directions
 
     def ask(self, theta, rng):
-        self._check()
-        check_float(self.prior_weight, "prior_weight", low=0.0, high=1.0)
+        self.validate()
         d = theta.size
         xi = rng.standard_normal((self.n_directions, d))
         zeta = rng.standard_normal((self.n_directions, 1))
@@ -284,14 +302,19 @@ class HistoryEstimator(GradientEstimator):
         self.explore = explore
         self._mean: np.ndarray | None = None
         self._used_prior = False
+        self.validate()
+
+    def validate(self):
+        super().validate()
+        check_float(self.memory, self._name("memory"), low=0.0, high=1.0)
+        check_float(self.explore, self._name("explore"), low=0.0, high=1.0, low_open=True)
+        return self
 
     def evaluations(self, d: int) -> int:
         return self.n_directions + 1
 
     def ask(self, theta, rng):
-        self._check()
-        check_float(self.memory, "memory", low=0.0, high=1.0)
-        check_float(self.explore, "explore", low=0.0, high=1.0, low_open=True)
+        self.validate()
         q, d = self.n_directions, theta.size
         u = rng.standard_normal((q, d))
         norm = 0.0 if self._mean is None else float(np.linalg.norm(self._mean))

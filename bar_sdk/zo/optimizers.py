@@ -10,6 +10,10 @@ Loshchilov & Hutter, 2019): after its own update it subtracts
 ``lr_t * weight_decay * theta``, pulling the program towards zero at no query
 cost; for SGD this equals an L2 penalty ``weight_decay / 2 * |theta|^2``.
 State round-trips through ``state_dict`` for checkpoints.
+
+Settings are checked when an optimizer is built, and again by
+:meth:`Optimizer.validate`, which every consumer calls before its first
+query (an attribute may be changed after construction).
 """
 
 from __future__ import annotations
@@ -21,20 +25,30 @@ import numpy as np
 
 from bar_sdk.contract import check_choice, check_float
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.zo.settings import Settings
 
 __all__ = ["Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC", "make_optimizer"]
 
 
-def check_weight_decay(weight_decay: Any, lr: float) -> float:
+def check_weight_decay(weight_decay: Any, lr: float, name: str = "weight_decay",
+                       lr_name: str = "learning_rate") -> float:
     """``weight_decay`` >= 0 with ``lr * weight_decay < 1`` (larger pushes the parameters past zero each step)."""
-    check_float(weight_decay, "weight_decay", low=0.0)
+    check_float(weight_decay, name, low=0.0)
     if lr * weight_decay >= 1.0:
-        raise InvalidInputError(f"weight_decay={weight_decay!r} with learning_rate={lr!r}; expected "
-                                "learning_rate * weight_decay < 1 (a larger decay overshoots zero every step)")
+        raise InvalidInputError(f"{name}={weight_decay!r} with {lr_name}={lr!r}; expected "
+                                f"{lr_name} * weight_decay < 1 (a larger decay overshoots zero every step)")
     return float(weight_decay)
 
 
-class Optimizer(ABC):
+def check_below_one(value: Any, name: str) -> float:
+    """A number in [0, 1): a momentum or moment decay (1 never forgets, and zeroes Adam's bias correction)."""
+    value = check_float(value, name, low=0.0, high=1.0)
+    if value >= 1.0:
+        raise InvalidInputError(f"{name}={value!r}; expected a number in [0, 1)")
+    return value
+
+
+class Optimizer(Settings, ABC):
     """Base class. ``lr`` decays exponentially to ``lr * lr_decay`` over the run.
 
     Subclasses implement :meth:`_update`, and :meth:`step` adds the weight
@@ -47,10 +61,18 @@ class Optimizer(ABC):
         self.lr = lr
         self.lr_decay = lr_decay
         self.weight_decay = weight_decay
+        Optimizer.validate(self)  # the shared settings now; a subclass checks its own in its __init__
+
+    def validate(self) -> "Optimizer":
+        """Raise :class:`~bar_sdk.errors.InvalidInputError` naming a setting that cannot work; return self."""
+        check_float(self.lr, self._name("lr"), low=0.0, low_open=True)
+        check_float(self.lr_decay, self._name("lr_decay"), low=0.0, high=1.0, low_open=True)
+        check_weight_decay(self.weight_decay, self.lr, self._name("weight_decay"), "lr")
+        return self
 
     def learning_rate(self, progress: float) -> float:
-        check_float(self.lr, "learning_rate", low=0.0, low_open=True)
-        check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
+        check_float(self.lr, self._name("lr"), low=0.0, low_open=True)
+        check_float(self.lr_decay, self._name("lr_decay"), low=0.0, high=1.0, low_open=True)
         return self.lr * self.lr_decay ** float(np.clip(progress, 0.0, 1.0))
 
     def lookahead(self, theta: np.ndarray) -> np.ndarray:
@@ -58,8 +80,8 @@ class Optimizer(ABC):
 
     def step(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
         """Return the updated parameters: the rule's update, then the decoupled weight decay."""
-        lr = self.learning_rate(progress)  # checks lr first
-        check_weight_decay(self.weight_decay, self.lr)
+        self.validate()
+        lr = self.learning_rate(progress)
         new = self._update(theta, grad, progress)
         return new - lr * self.weight_decay * theta if self.weight_decay else new
 
@@ -100,6 +122,14 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = self.v = self.vmax = None
         self.t = 0
+        self.validate()
+
+    def validate(self):
+        super().validate()
+        check_below_one(self.beta1, self._name("beta1"))   # 1: the bias correction divides by zero (NaN)
+        check_below_one(self.beta2, self._name("beta2"))
+        check_float(self.eps, self._name("eps"), low=0.0, low_open=True)
+        return self
 
     def _update(self, theta, grad, progress):
         if self.m is None:
@@ -134,6 +164,12 @@ class SPSAGC(Optimizer):
         super().__init__(lr, lr_decay, weight_decay)
         self.momentum = momentum
         self.m = None
+        self.validate()
+
+    def validate(self):
+        super().validate()
+        check_below_one(self.momentum, self._name("momentum"))
+        return self
 
     def lookahead(self, theta):
         return theta if self.m is None else theta + self.momentum * self.m

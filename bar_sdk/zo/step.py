@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from bar_sdk.zo.estimators import GradientEstimator
 from bar_sdk.zo.optimizers import Optimizer
+from bar_sdk.zo.settings import Settings
 
 
 def zo_step(theta: np.ndarray, objective: Callable[[np.ndarray], np.ndarray],
@@ -23,3 +24,14 @@ def zo_step(theta: np.ndarray, objective: Callable[[np.ndarray], np.ndarray],
     losses = np.asarray(objective(points), dtype=np.float64)
     grad = estimator.tell(losses)
     return optimizer.step(theta, grad, progress), grad, losses
+
+
+def validate_instances(*specs: Any) -> None:
+    """Call ``validate()`` on every estimator or optimizer instance among ``specs`` (names and None pass).
+
+    Consumers call it before their first query: an instance's settings may
+    have been changed since it was built.
+    """
+    for spec in specs:
+        if isinstance(spec, Settings):
+            spec.validate()
