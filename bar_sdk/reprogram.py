@@ -21,8 +21,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
 from bar_sdk.checkpoint import check_writable, read_state, write_state
-from bar_sdk.contract import (check_bool, check_choice, check_float, check_int, check_labels, check_model,
-                              has_gradients, is_label_only)
+from bar_sdk.contract import (as_input_array, check_bool, check_choice, check_float, check_int, check_model,
+                              encode_labels, has_gradients, is_label_only)
 from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
@@ -34,12 +34,24 @@ from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, z
 from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
 from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
 
-__all__ = ["BARClassifier", "QuantizationWarning"]
+__all__ = ["BARClassifier", "QuantizationWarning", "SKLEARN_EXPECTED_FAILED_CHECKS"]
 
 logger = logging.getLogger(__name__)
 
 #: epochs trained when neither max_queries nor max_epochs is given
 DEFAULT_EPOCHS = 20
+
+
+#: scikit-learn checks that a BARClassifier may fail through its model, not itself, with the reason:
+#: pass them as ``check_estimator(clf, expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)`` or
+#: ``parametrize_with_checks([clf], expected_failed_checks=lambda est: SKLEARN_EXPECTED_FAILED_CHECKS)``.
+#: With a model that keeps no state every check passes (``tests/test_sklearn_checks.py``).
+SKLEARN_EXPECTED_FAILED_CHECKS = {
+    "check_estimators_overwrite_params": (
+        "the model is a parameter the estimator only queries: a model that counts its own calls (a ledger, "
+        "a RemoteModel) changes when fit queries it, and a torch module's deep copy hashes differently from "
+        "the original, which this check reads as the estimator mutating its parameter"),
+}
 
 
 class QuantizationWarning(UserWarning):
@@ -190,7 +202,8 @@ default="one_sided"
     ledger_ : QueryLedger
         Every image sent to the model by this estimator, by purpose (fit and later predictions).
     classes_ : ndarray
-        ``0 .. k-1``.
+        The class labels seen in fit, sorted (any integers, strings or booleans); the estimator
+        trains on their positions ``0 .. k-1``, which is what ``mapping_`` and ``readout_`` index.
     stop_reason_ : str
         Why training ended.
     optimizer_, estimator_ : Optimizer, GradientEstimator or None
@@ -239,6 +252,15 @@ default="one_sided"
         self.initial_program = initial_program
         self.surrogate = surrogate
         self.prior_weight = prior_weight
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # images (n, H, W); (n, C, H, W) too
+        # The accuracy a black box reaches depends on its query budget and on the model: the training
+        # accuracy of 0.83 scikit-learn asks of every classifier on make_blobs takes more than the few
+        # thousand queries a conformance run can afford (0.78 with max_queries=3000 on two features).
+        tags.classifier_tags.poor_score = True
+        return tags
 
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
@@ -331,7 +353,8 @@ default="one_sided"
         Parameters
         ----------
         X : array (n, H, W), (n, C, H, W) images (uint8, or floats in [0, 1]) or (n, features)
-        y : array (n,) of integer labels 0..k-1
+        y : array (n,) of class labels: integers (any values), strings or booleans; ``classes_``
+            holds their sorted set and :meth:`predict` answers in them
 
         Returns
         -------
@@ -344,9 +367,11 @@ default="one_sided"
             raise InvalidInputError(
                 f"model={type(self.model).__name__} answers labels only (label_only=True); expected a model "
                 "that returns scores (reprogramming estimates gradients from score differences)")
+        X = as_input_array(X, "X")
         layout, program = self._layout_and_program(X, input_shape)
-        targets = layout.transform(X)
-        y, k = check_labels(y, len(targets))
+        targets = layout.transform(X, type(self).__name__)
+        y, classes = encode_labels(y, len(targets))
+        k = len(classes)
         per_class = self.labels_per_class or max(1, min(n_source // k, 10))
         check_mapping_size(n_source, k, per_class)
         exact = self.estimator == "exact"
@@ -464,7 +489,7 @@ default="one_sided"
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
-            self._finish(program, state, metered, layout, k, started, surrogate, optimizer, estimator)
+            self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
             raise
         finally:
             if bar is not None:
@@ -472,7 +497,7 @@ default="one_sided"
         state.done = True
         if self.checkpoint is not None:
             self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
-        self._finish(program, state, metered, layout, k, started, surrogate, optimizer, estimator)
+        self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
         return self
 
     def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress):
@@ -570,7 +595,8 @@ default="one_sided"
                         mininterval=0.5, unit_scale=True)
         return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
 
-    def _finish(self, program, state, metered, layout, k, started, surrogate=None, optimizer=None, estimator=None):
+    def _finish(self, program, state, metered, layout, classes, started, surrogate=None, optimizer=None,
+                estimator=None):
         self.theta_ = state.theta.copy()
         self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
@@ -579,7 +605,7 @@ default="one_sided"
         self.queries_ = int(metered.ledger.queries)
         self.history_ = {key: list(v) for key, v in state.history.items()}
         self.n_steps_ = state.step
-        self.classes_ = np.arange(k)
+        self.classes_ = classes
         self.layout_ = layout
         self.program_obj_ = program
         self.fit_time_ = time.perf_counter() - started
@@ -597,7 +623,7 @@ default="one_sided"
     def predict_proba(self, X) -> np.ndarray:
         """Target-class probabilities ``(n, k)``; each image sent is counted in ``ledger_``."""
         check_is_fitted(self, "theta_")
-        emb = self.program_obj_.embed(self.layout_.transform(X))
+        emb = self.program_obj_.embed(self.layout_.transform(X, type(self).__name__))
         return self.proba_from_scores(self._scores(self._metered, self.program_obj_, self.theta_, emb, "predict"))
 
     def proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
@@ -683,8 +709,12 @@ default="one_sided"
         meta = {"params": params, "layout": layout_meta, "classes": int(len(self.classes_)),
                 "queries": self.queries_, "history": self.history_, "stop_reason": self.stop_reason_,
                 "n_source": self.mapping_.n_source}
-        write_state(path, {"theta": self.theta_, "sources": self.mapping_.sources, **layout_arrays,
-                           **_readout_arrays(self.readout_)}, meta)
+        classes = np.asarray(self.classes_)
+        if classes.dtype == object:  # labels given as Python strings: kept as text, restored as objects
+            meta["classes_object"] = True
+            classes = classes.astype(str)
+        write_state(path, {"theta": self.theta_, "sources": self.mapping_.sources, "classes": classes,
+                           **layout_arrays, **_readout_arrays(self.readout_)}, meta)
 
     @classmethod
     def load(cls, path, model) -> "BARClassifier":
@@ -708,7 +738,11 @@ default="one_sided"
         state.step = len(meta["history"].get("step", []))
         clf.stop_reason_ = meta["stop_reason"]
         metered = MeteredModel(model, QueryLedger())
-        clf._finish(program, state, metered, layout, meta["classes"], time.perf_counter())
+        if "classes" in arrays:
+            classes = arrays["classes"].astype(object) if meta.get("classes_object") else arrays["classes"]
+        else:  # files written before any labels were accepted: 0 .. k-1
+            classes = np.arange(meta["classes"])
+        clf._finish(program, state, metered, layout, classes, time.perf_counter())
         clf.queries_ = meta["queries"]
         return clf
 
