@@ -417,10 +417,10 @@ default="one_sided"
         state = _TrainState(theta=self._initial_theta(program, rng))
         state.freq_sum = np.zeros((n_source, k))
         state.readout_scores = np.zeros((0, n_source))
-        fingerprint = self._fingerprint(X, y)
+        fingerprint = {"digest": self._fingerprint(X, y), "data": _data_record(X, y, classes)}
         resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
         if resumed:
-            state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, k, n_source)
+            state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, program.n_params, n_source)
         elif self.mapping == "random":
             state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
         else:
@@ -666,19 +666,29 @@ default="one_sided"
                     arrays[f"{part}.{key}"] = value
                 else:
                     parts[part][key] = value
-        meta = {"fingerprint": fingerprint, "rng": rng.bit_generator.state, "step": state.step,
+        meta = {"fingerprint": fingerprint["digest"], "data": fingerprint["data"], "rng": rng.bit_generator.state, "step": state.step,
                 "epoch": state.epoch, "pos": state.pos, "done": state.done, "has_order": state.order is not None,
                 "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": parts["opt"],
                 "estimator": parts["est"]}
         write_state(self.checkpoint, arrays, meta)
 
-    def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, k, n_source):
+    def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, n_params, n_source):
         arrays, meta = read_state(self.checkpoint)
-        if meta.get("fingerprint") != fingerprint:
+        where = f"checkpoint={str(self.checkpoint)!r}"
+        written = meta.get("data")  # None in files written before the data's shape and classes were kept
+        if written is not None and written != fingerprint["data"]:
+            differ = "; ".join(f"{part} {_describe(written.get(part))} there, {_describe(fingerprint['data'][part])} "
+                               "here" for part in fingerprint["data"] if written.get(part) != fingerprint["data"][part])
+            raise CheckpointError(f"{where} was written for other data ({differ}); expected the same X, y and "
+                                  "parameters to resume (delete the file to start over)")
+        if meta.get("fingerprint") != fingerprint["digest"]:
             raise CheckpointError(
-                f"checkpoint={str(self.checkpoint)!r} was written for other data or parameters; "
+                f"{where} was written for other data or parameters; "
                 "expected the same X, y and parameters to resume (delete the file to start over)"
             )
+        if arrays["theta"].shape != (n_params,):
+            raise CheckpointError(f"{where} holds {arrays['theta'].shape} program parameters; this fit's program has "
+                                  f"({n_params},): expected the same X, y and parameters to resume")
         for part, obj, name in (("opt", optimizer, "optimizer"), ("est", estimator, "estimator")):
             if obj is not None:
                 part_state = dict(meta.get(name, {}))
@@ -760,6 +770,21 @@ class _TrainState:
         self.step = self.epoch = self.pos = 0
         self.done = False
         self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
+
+
+def _data_record(X: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> dict:
+    """What a checkpoint keeps of the data, to name what differs: X's shape and dtype, y's length and classes."""
+    return {"X": {"shape": list(X.shape), "dtype": X.dtype.str},
+            "y": {"n": int(len(codes)), "classes": [str(v) for v in classes.tolist()], "dtype": classes.dtype.str}}
+
+
+def _describe(part: dict | None) -> str:
+    if part is None:
+        return "(not recorded)"
+    if "shape" in part:
+        return f"of shape {tuple(part['shape'])}, dtype {np.dtype(part['dtype'])}"
+    shown = part["classes"][:10] + (["..."] if len(part["classes"]) > 10 else [])
+    return f"of {part['n']} labels in classes {shown}, dtype {np.dtype(part['dtype'])}"
 
 
 def _readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None = None) -> dict:
