@@ -273,18 +273,18 @@ def encode_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarr
         raise InvalidInputError(f"{name} has dtype {arr.dtype}: Complex data not supported; expected class labels")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise InvalidInputError(f"{name} has NaN or infinite values; expected class labels")
-    kind = type_of_target(arr)
+    try:
+        kind = type_of_target(arr)
+    except TypeError:  # labels that cannot be sorted together
+        raise InvalidInputError(f"{name} mixes label types (strings and numbers); expected labels of one type") \
+            from None
     if kind == "continuous":
         raise InvalidInputError(f"{name} has continuous values (Unknown label type: continuous); expected class "
                                 "labels (integers, strings or booleans)")
     if kind not in ("binary", "multiclass"):
         raise InvalidInputError(f"{name} has dtype {arr.dtype} (Unknown label type: {kind}); expected class labels "
                                 "(integers, strings or booleans)")
-    try:
-        classes, codes = np.unique(arr, return_inverse=True)
-    except TypeError:
-        raise InvalidInputError(f"{name} mixes label types (strings and numbers); expected labels of one type") \
-            from None
+    classes, codes = np.unique(arr, return_inverse=True)
     if classes.size < 2:
         raise InvalidInputError(f"{name} holds a single class ({classes.tolist()}), and one class cannot be "
                                 "learned; expected at least two classes")

@@ -8,10 +8,12 @@ zeroth-order strategies (:mod:`bar_sdk.zo`) and the ledger
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
+import numbers
 import os
 import time
 import warnings
@@ -23,7 +25,7 @@ from bar_sdk import losses as L
 from bar_sdk.checkpoint import check_writable, read_state, write_state
 from bar_sdk.contract import (as_input_array, check_bool, check_choice, check_float, check_int, check_model,
                               encode_labels, has_gradients, is_label_only)
-from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
+from bar_sdk.errors import BarError, CheckpointError, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import (LabelMapping, LogisticReadout, check_mapping_size, frequency_mapping,
@@ -34,7 +36,7 @@ from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, z
 from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
 from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
 
-__all__ = ["BARClassifier", "QuantizationWarning", "SKLEARN_EXPECTED_FAILED_CHECKS"]
+__all__ = ["BARClassifier", "QuantizationWarning", "NonFiniteProgramError", "SKLEARN_EXPECTED_FAILED_CHECKS"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,19 @@ SKLEARN_EXPECTED_FAILED_CHECKS = {
         "a RemoteModel) changes when fit queries it, and a torch module's deep copy hashes differently from "
         "the original, which this check reads as the estimator mutating its parameter"),
 }
+
+
+#: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
+#: saturates within a few units, and parameters past float32's range would turn the images to NaN
+PARAM_SCALE_MAX = 100.0
+
+
+class NonFiniteProgramError(BarError, FloatingPointError):
+    """Training made the program non-finite; fit stopped before sending such an image.
+
+    The estimator keeps the last finite program (``theta_``, ``program_``) and says why
+    in ``stop_reason_``.
+    """
 
 
 class QuantizationWarning(UserWarning):
@@ -158,6 +173,10 @@ default="one_sided"
     init_scale : float, default=0.01
         Standard deviation of the random initial parameters (a uniform frame
         creates exact ties in max-pooling, where one-sided estimates fail).
+        ``init_scale``, ``smoothing`` and ``learning_rate`` are at most 100: the
+        program passes through tanh, and larger parameters only saturate it or
+        overflow float32. Parameters that turn NaN or infinite while training
+        stop fit with :class:`NonFiniteProgramError`, the last finite program kept.
     random_state : int, optional
         The only source of randomness: the same seed gives the same result, bit
         for bit.
@@ -165,10 +184,14 @@ default="one_sided"
         Show a progress bar with loss, accuracy and queries spent.
     checkpoint : str or path, optional
         File where training state is saved after every step (atomically, with
-        a checksum). Calling fit again with the same data and parameters resumes
-        from it, ending with the same result as an uninterrupted run. The file
-        recognises the data, the parameters and the model's shape, not its
-        weights: give a new model a new file.
+        a checksum), and where the images of each request are journaled before
+        it leaves. Calling fit again with the same data and parameters resumes
+        from it; the images in flight at a crash count as spent, so
+        ``max_queries`` holds across crashes. Where the budget does not bind,
+        the result is that of an uninterrupted run; where it binds, the resumed
+        run may stop one step earlier. The file recognises the data (its bytes,
+        shape, dtype and classes), the parameters and the model's shape, not
+        its weights: give a new model a new file.
     initial_program : ndarray (d,) or fitted BARClassifier, optional
         Warm start: begin from parameters trained elsewhere (for example
         white-box on a local surrogate with the same input shape and program
@@ -286,6 +309,12 @@ default="one_sided"
         check_int(self.n_directions, "n_directions", low=1)
         check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
         check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        for name in ("smoothing", "learning_rate", "init_scale"):
+            if isinstance(getattr(self, name), numbers.Real) and getattr(self, name) > PARAM_SCALE_MAX:
+                raise InvalidInputError(
+                    f"{name}={getattr(self, name)!r}; expected a number <= {PARAM_SCALE_MAX:g}: the program passes "
+                    "through tanh, which saturates within a few units, and parameters past float32's range "
+                    "would make the images NaN")
         check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
         if isinstance(self.optimizer, Optimizer):
             if self.weight_decay != 0.0:  # never silently ignored
@@ -317,6 +346,12 @@ default="one_sided"
                 f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
                 "from a program with the same input shape, program and parameterization"
             )
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.all(np.isfinite(program.frame(start[None])))
+        if not finite:
+            raise InvalidInputError(
+                f"initial_program has parameters up to {np.abs(start).max():.3g}, which make the program NaN or "
+                "infinite (float32 overflow); expected parameters of a trained program (a few units at most)")
         return start.copy()
 
     def _check_surrogate(self, input_shape):
@@ -419,12 +454,23 @@ default="one_sided"
         state.readout_scores = np.zeros((0, n_source))
         fingerprint = {"digest": self._fingerprint(X, y), "data": _data_record(X, y, classes)}
         resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
+
+        def save(in_flight=None):
+            return self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state, in_flight)
+
         if resumed:
             state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, program.n_params, n_source)
-        elif self.mapping == "random":
+        mapped_now = state.mapping is None  # a fresh fit, or a crash inside the label-mapping pass
+        if mapped_now and self.mapping == "random":
             state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
-        else:
-            scores = self._scores(metered, program, state.theta, embedded, "mapping")
+        elif mapped_now:
+            if not metered.ledger.can_afford(mapping_cost + step_cost + readout_cost):
+                raise QueryBudgetExceeded(  # only after a crash: its pass in flight is counted as spent
+                    mapping_cost + step_cost + readout_cost, metered.ledger.queries, self.max_queries,
+                    f"max_queries (the label-mapping pass in flight at a crash counted as spent; delete "
+                    f"{str(self.checkpoint)!r} to start over)")
+            with self._in_flight(save, metered, mapping_cost, "mapping"):
+                scores = self._scores(metered, program, state.theta, embedded, "mapping")
             state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
         guide = None
         if surrogate is not None:
@@ -432,9 +478,10 @@ default="one_sided"
             s_scores = self._scores(surrogate, program, state.theta, embedded, "mapping")
             s_per_class = max(1, min(surrogate.n_classes // k, 10))
             guide = (surrogate, frequency_mapping(source_frequencies(s_scores, y, k), s_per_class).matrix)
-        if self.checkpoint is not None and not resumed:  # the mapping pass is paid once
-            self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
+        if self.checkpoint is not None and mapped_now:  # the mapping pass is paid once
+            save()
 
+        evaluations = 1 if exact else step_cost // batch
         bar = self._progress(metered, total_steps, state)
         self.stop_reason_ = "budget"
         try:
@@ -445,20 +492,29 @@ default="one_sided"
                 if not metered.ledger.can_afford(step_cost + readout_cost):  # the readout pass is reserved
                     self.stop_reason_ = f"max_queries={self.max_queries}: no room for another step"
                     break
-                if state.pos == 0 or state.order is None:
-                    state.order = rng.permutation(len(y))
-                idx = state.order[state.pos:state.pos + batch]
-                progress = (metered.ledger.queries / self.max_queries if self.max_queries
-                            else state.step / total_steps)
-                if exact:
-                    loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
-                                                        y[idx], weights, progress)
-                else:
-                    if guide is not None:
-                        estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
-                            state.theta), embedded[idx], y[idx], weights))
-                    loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
-                                                     embedded[idx], y[idx], weights, rng, progress)
+                with self._in_flight(save, metered, min(batch, len(y) - state.pos) * evaluations, "train"):
+                    if state.pos == 0 or state.order is None:
+                        state.order = rng.permutation(len(y))
+                    idx = state.order[state.pos:state.pos + batch]
+                    # images lost to a crash do not move the schedule: a resumed run trains as an uninterrupted one
+                    progress = ((metered.ledger.queries - state.lost) / self.max_queries if self.max_queries
+                                else state.step / total_steps)
+                    before = state.theta.copy()
+                    if exact:
+                        loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
+                                                            y[idx], weights, progress)
+                    else:
+                        if guide is not None:
+                            estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
+                                state.theta), embedded[idx], y[idx], weights))
+                        loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
+                                                         embedded[idx], y[idx], weights, rng, progress)
+                    if not np.all(np.isfinite(state.theta)):
+                        state.theta = before  # the last finite program is the one kept
+                        raise NonFiniteProgramError(
+                            f"the program parameters became NaN or infinite at step {state.step + 1} "
+                            f"(optimizer={self.optimizer!r}); fit stopped before sending such an image and kept "
+                            f"the program of step {state.step}")
                 if self.mapping == "iterative":
                     state.freq_sum[:, :] += _evidence(probs, y[idx], k)
                 state.step += 1
@@ -479,10 +535,11 @@ default="one_sided"
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=f"{metered.ledger.queries:,}",
                                     refresh=False)
                 if self.checkpoint is not None:
-                    self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
+                    save()
             if self.readout == "logistic" and state.readout is None:
-                self._readout_pass(metered, program, state, embedded, y, k,
-                                   lambda: self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state))
+                if not self._readout_pass(metered, program, state, embedded, y, k, save):
+                    self.stop_reason_ += ("; the readout pass did not fit in what a crash left of max_queries "
+                                          "(its images in flight counted as spent): predictions use the label mapping")
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 0)
                     bar.set_postfix(queries=f"{metered.ledger.queries:,}", readout="fitted", refresh=False)
@@ -491,12 +548,16 @@ default="one_sided"
             self.stop_reason_ = "the model's own query budget ran out"
             self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
             raise
+        except NonFiniteProgramError as exc:
+            self.stop_reason_ = str(exc)
+            self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
+            raise
         finally:
             if bar is not None:
                 bar.close()
         state.done = True
         if self.checkpoint is not None:
-            self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
+            save()
         self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
         return self
 
@@ -523,15 +584,46 @@ default="one_sided"
     READOUT_CHUNK = 512
 
     def _readout_pass(self, metered, program, state, embedded, y, k, save):
-        """Score the training data with the trained program (resuming a pass cut short), fit the readout."""
+        """Score the training data with the trained program (resuming a pass cut short), fit the readout.
+
+        False when the pass no longer fits in ``max_queries`` (a crash counted a part of it twice).
+        """
         for start in range(len(state.readout_scores), len(embedded), self.READOUT_CHUNK):
             part = embedded[start:start + self.READOUT_CHUNK]
-            scores = metered.predict_proba(program.apply(state.theta[None], part), purpose="readout")
+            if not metered.ledger.can_afford(len(part)):
+                return False
+            with self._in_flight(save, metered, len(part), "readout"):
+                scores = metered.predict_proba(_finite(program, state.theta[None], part), purpose="readout")
             state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
             if self.checkpoint is not None:
                 save()
         state.readout = LogisticReadout.fit(state.readout_scores, y, k)
         state.readout_scores = state.readout_scores[:0]
+        return True
+
+    #: the ledger's purpose for images in flight at a crash, counted as spent on resume
+    CRASH_PURPOSE = "in flight at a crash"
+
+    @contextlib.contextmanager
+    def _in_flight(self, save, metered, n, purpose):
+        """Journal ``n`` images in the checkpoint before the requests inside the block leave.
+
+        Killed inside the block, the file holds the state before the block with the images
+        marked in flight, and a resumed fit counts them as spent (``max_queries`` holds across
+        crashes) before doing the block again. An exception inside the block writes the same
+        state with what this process knows left instead of what was planned.
+        """
+        if self.checkpoint is None or n == 0:
+            yield
+            return
+        arrays, meta = save({"images": int(n), "purpose": purpose})
+        before = metered.ledger.queries
+        try:
+            yield
+        except BaseException:
+            sent = metered.ledger.queries - before
+            write_state(self.checkpoint, arrays, dict(meta, in_flight={"images": sent, "purpose": purpose}))
+            raise
 
     def _surrogate_gradient(self, guide, program, theta, emb, yb, weights):
         surrogate, matrix = guide
@@ -545,7 +637,7 @@ default="one_sided"
         return program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
 
     def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress):
-        images = program.apply(state.theta[None], emb)
+        images = _finite(program, state.theta[None], emb)
         matrix = state.mapping.matrix
         seen = {}
 
@@ -567,7 +659,7 @@ default="one_sided"
         outs = []
         for start in range(0, len(embedded), per_program):
             part = embedded[start:start + per_program]
-            scores = metered.predict_proba(program.apply(thetas, part), purpose=purpose)
+            scores = metered.predict_proba(_finite(program, thetas, part), purpose=purpose)
             outs.append(scores.reshape(len(thetas), len(part), -1))
         return np.concatenate(outs, axis=1).reshape(-1, outs[0].shape[-1])
 
@@ -654,8 +746,10 @@ default="one_sided"
         digest.update(repr((self.model.n_classes, tuple(self.model.input_shape))).encode())
         return digest.hexdigest()
 
-    def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state):
-        arrays = {"theta": state.theta, "sources": state.mapping.sources, "freq_sum": state.freq_sum,
+    def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state, in_flight=None):
+        """Write the whole state (``in_flight``: images about to leave, journaled first); return what was written."""
+        sources = np.zeros((0, 0), np.int64) if state.mapping is None else state.mapping.sources
+        arrays = {"theta": state.theta, "sources": sources, "freq_sum": state.freq_sum,
                   "order": state.order if state.order is not None else np.zeros(0, np.int64),
                   **_readout_arrays(state.readout, state.readout_scores)}
         parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
@@ -669,8 +763,10 @@ default="one_sided"
         meta = {"fingerprint": fingerprint["digest"], "data": fingerprint["data"], "rng": rng.bit_generator.state, "step": state.step,
                 "epoch": state.epoch, "pos": state.pos, "done": state.done, "has_order": state.order is not None,
                 "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": parts["opt"],
-                "estimator": parts["est"]}
+                "estimator": parts["est"], "has_mapping": state.mapping is not None, "lost": state.lost,
+                "in_flight": in_flight}
         write_state(self.checkpoint, arrays, meta)
+        return arrays, meta
 
     def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, n_params, n_source):
         arrays, meta = read_state(self.checkpoint)
@@ -698,8 +794,16 @@ default="one_sided"
         rng.bit_generator.state = meta["rng"]
         metered.ledger.load_state_dict(meta["ledger"])
         state = _TrainState(theta=arrays["theta"].astype(np.float64))
-        state.mapping = LabelMapping(arrays["sources"], n_source, getattr(metered, "labels", None) and tuple(
-            str(v) for v in metered.labels))
+        if meta.get("has_mapping", True):
+            state.mapping = LabelMapping(arrays["sources"], n_source, getattr(metered, "labels", None) and tuple(
+                str(v) for v in metered.labels))
+        state.lost = int(meta.get("lost", 0))
+        flight = meta.get("in_flight")
+        if flight and flight["images"]:  # sent (or about to be) when the run died: spent, whatever came back
+            lost = int(flight["images"])
+            metered.ledger.queries += lost
+            metered.ledger.by_purpose[self.CRASH_PURPOSE] = metered.ledger.by_purpose.get(self.CRASH_PURPOSE, 0) + lost
+            state.lost += lost
         state.freq_sum = arrays["freq_sum"]
         state.order = arrays["order"] if meta["has_order"] else None
         state.readout = _readout_from(arrays)
@@ -768,8 +872,21 @@ class _TrainState:
         self.order: np.ndarray | None = None
         self.freq_sum = np.zeros((0, 0))
         self.step = self.epoch = self.pos = 0
+        self.lost = 0  # images counted as spent for requests in flight at a crash (journaled, then lost)
         self.done = False
         self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
+
+
+def _finite(program, thetas: np.ndarray, embedded: np.ndarray) -> np.ndarray:
+    """The images of ``thetas`` on ``embedded``, refused whole when any pixel is NaN or infinite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        images = program.apply(thetas, embedded)
+    if not np.all(np.isfinite(images)):
+        params = (f"parameters up to {np.abs(thetas).max():.3g}" if np.all(np.isfinite(thetas))
+                  else "non-finite parameters")
+        raise NonFiniteProgramError(
+            f"the program's images hold NaN or infinite values ({params}); nothing non-finite is sent to a model")
+    return images
 
 
 def _data_record(X: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> dict:
