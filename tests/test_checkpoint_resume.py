@@ -88,6 +88,19 @@ def test_max_queries_holds_across_a_crash_that_loses_paid_answers(tmp_path, cras
     assert resumed.ledger_.by_purpose[BARClassifier.CRASH_PURPOSE] == lost
 
 
+def test_a_resume_that_cannot_redo_the_mapping_pass_and_a_step_sends_nothing(tmp_path):
+    from bar_sdk import QueryBudgetExceeded
+
+    X, y = cancer40()
+    kw = dict(BINDING, max_queries=100)   # the mapping pass (40) and one step (60), nothing to spare
+    model, path = CountingThenLost(1), tmp_path / "run.bar"
+    with pytest.raises(Lost):
+        BARClassifier(model, checkpoint=str(path), **kw).fit(X, y)
+    with pytest.raises(QueryBudgetExceeded, match="in flight at a crash counted as spent"):
+        BARClassifier(model, checkpoint=str(path), **kw).fit(X, y)
+    assert model.received == 40
+
+
 def test_a_crash_when_the_budget_does_not_bind_changes_nothing_but_the_count(tmp_path):
     X, y = cancer40()
     kw = dict(BINDING, max_epochs=3)   # 12 steps would cost 760: with max_queries=1000 the budget does not bind
