@@ -18,6 +18,7 @@ additionally implements :class:`GradientModel`.
 from __future__ import annotations
 
 import numbers
+import warnings
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -30,6 +31,9 @@ __all__ = [
     "check_model",
     "check_images",
     "check_scores",
+    "encode_labels",
+    "as_input_array",
+    "NonNumericInputError",
     "has_gradients",
     "is_label_only",
 ]
@@ -238,6 +242,96 @@ def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
             "(encode them with sklearn.preprocessing.LabelEncoder)"
         )
     return arr, int(classes.size)
+
+
+def encode_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
+    """Validate class labels of any kind; return ``(codes, classes)`` with ``classes[codes] == y``.
+
+    Labels may be integers (any values), strings or booleans, as for any
+    scikit-learn classifier; ``classes`` is their sorted set (at least two)
+    and ``codes`` the int64 positions ``0 .. k-1`` the estimator trains on.
+    A column vector ``(n, 1)`` is raveled with a ``DataConversionWarning``;
+    continuous, multi-output or non-finite targets are refused.
+    """
+    from sklearn.exceptions import DataConversionWarning
+    from sklearn.utils.multiclass import type_of_target
+
+    if y is None:
+        raise InvalidInputError(f"{name}=None: this estimator requires y to be passed, but the target y is None; "
+                                f"expected ({n},) class labels")
+    if _is_sparse(y):
+        raise InvalidInputError(f"{name} is a sparse {type(y).__name__}; sparse labels are not supported, "
+                                f"expected a dense ({n},) array")
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y "
+                      "to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=3)
+        arr = arr[:, 0]
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InvalidInputError(f"{name} has shape {np.asarray(y).shape}; expected ({n},) labels, one per sample")
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}: Complex data not supported; expected class labels")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise InvalidInputError(f"{name} has NaN or infinite values; expected class labels")
+    try:
+        kind = type_of_target(arr)
+    except TypeError:  # labels that cannot be sorted together
+        raise InvalidInputError(f"{name} mixes label types (strings and numbers); expected labels of one type") \
+            from None
+    if kind == "continuous":
+        raise InvalidInputError(f"{name} has continuous values (Unknown label type: continuous); expected class "
+                                "labels (integers, strings or booleans)")
+    if kind not in ("binary", "multiclass"):
+        raise InvalidInputError(f"{name} has dtype {arr.dtype} (Unknown label type: {kind}); expected class labels "
+                                "(integers, strings or booleans)")
+    classes, codes = np.unique(arr, return_inverse=True)
+    if classes.size < 2:
+        raise InvalidInputError(f"{name} holds a single class ({classes.tolist()}), and one class cannot be "
+                                "learned; expected at least two classes")
+    return codes.reshape(-1).astype(np.int64), classes
+
+
+class NonNumericInputError(InvalidInputError, TypeError):
+    """An object array holds a value that is not a number (a TypeError too, as NumPy's own)."""
+
+
+def _is_sparse(x: Any) -> bool:
+    if not hasattr(x, "tocsr") and not hasattr(x, "todense"):  # scipy.sparse's matrices and arrays
+        return False
+    from scipy import sparse
+
+    return sparse.issparse(x)
+
+
+def as_input_array(x: Any, name: str = "X") -> np.ndarray:
+    """``x`` as a NumPy array, refusing what no layout can read (None, sparse, complex, non-numbers)."""
+    if x is None:
+        raise InvalidInputError(f"{name}=None; expected images (n, H, W), (n, C, H, W) or rows (n, features)")
+    if _is_sparse(x):
+        raise InvalidInputError(
+            f"{name} is a sparse {type(x).__name__}: sparse input is not supported; expected a dense array "
+            f"({name}.toarray())")
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # ragged nested lists
+        raise InvalidInputError(f"{name} cannot be read as an array ({exc}); expected equal-length rows") from None
+    if arr.dtype.kind == "c":
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}: Complex data not supported; expected real numbers")
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except TypeError as exc:
+            raise NonNumericInputError(f"{name} has dtype object and a value that is not a number ({exc}); "
+                                       "expected numeric values") from None
+        except ValueError as exc:
+            raise InvalidInputError(f"{name} has dtype object and a value that is not a number ({exc}); "
+                                    "expected numeric values") from None
+    if arr.ndim < 2:
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}; expected rows (n, features) or images (n, H, W) / (n, C, H, W). "
+            f"Reshape your data: {name}.reshape(-1, 1) for a single feature, {name}.reshape(1, -1) for a single "
+            "sample")
+    return arr
 
 
 def _bounds(low: Any, high: Any, low_open: bool = False) -> str:

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from bar_sdk.contract import check_images
+from bar_sdk.contract import as_input_array, check_images
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.program import interpolation_matrix, resize_images
 
@@ -39,7 +39,7 @@ class TargetLayout:
     # -- learning ---------------------------------------------------------------------------
     @classmethod
     def fit(cls, X, input_shape, target_size=None, full_frame: bool = False) -> "TargetLayout":
-        arr = np.asarray(X)
+        arr = as_input_array(X, "X")
         c, h, w = input_shape
         if arr.ndim == 2:
             values = _tabular(arr, "X")
@@ -81,18 +81,25 @@ class TargetLayout:
         return cls("image", c, target, native_hw=(nh, nw), native_channels=images.shape[1])
 
     # -- applying -----------------------------------------------------------------------------
-    def transform(self, X) -> np.ndarray:
-        """Target images ``(n, C, th, tw)`` float32 in [0, 1]."""
-        arr = np.asarray(X)
+    def transform(self, X, owner: str = "TargetLayout") -> np.ndarray:
+        """Target images ``(n, C, th, tw)`` float32 in [0, 1] (``owner`` names the estimator in errors)."""
+        arr = as_input_array(X, "X")
         if self.kind == "tabular":
-            if arr.ndim != 2 or arr.shape[1] != self.n_features:
+            if arr.ndim == 2 and arr.shape[1] != self.n_features:
+                raise InvalidInputError(
+                    f"X has {arr.shape[1]} features, but {owner} is expecting {self.n_features} features as input; "
+                    f"expected (n, {self.n_features}) like the data seen in fit"
+                )
+            if arr.ndim != 2:
                 raise InvalidInputError(
                     f"X has shape {arr.shape}; expected (n, {self.n_features}) like the data seen in fit"
                 )
             values = _tabular(arr, "X")
-            span = np.where(self.high > self.low, self.high - self.low, 1.0)
+            # halved first: the difference of two finite float64 values near +-1.8e308 overflows, half of it not
+            low, high = np.asarray(self.low, np.float64) / 2, np.asarray(self.high, np.float64) / 2
+            span = np.where(high > low, high - low, 1.0)
             # the estimator's own scaling: values beyond the training range sit at the patch's ends
-            scaled = np.clip((values - self.low) / span, 0.0, 1.0)
+            scaled = np.clip((values / 2 - low) / span, 0.0, 1.0)
             side = math.ceil(math.sqrt(self.n_features))
             patch = np.zeros((len(scaled), side * side), dtype=np.float32)
             patch[:, : self.n_features] = scaled
@@ -113,6 +120,8 @@ class TargetLayout:
                     f"{expected}{self.native_hw[0]}x{self.native_hw[1]}, like the images seen in fit (resize them first)"
                 )
             out = resize_images(images, self.target_hw)
+        if not np.all(np.isfinite(out)):  # never reached by checked data: the last guard before a model
+            raise InvalidInputError("X gives non-finite target images; expected finite values")
         if out.shape[1] != self.channels:
             out = np.repeat(out, self.channels, axis=1)
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -134,11 +143,17 @@ class TargetLayout:
 def _tabular(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool or arr.dtype.kind == "c":
         raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected numeric features (n, features)")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InvalidInputError(f"{name} has shape {arr.shape}; expected at least one row and one feature")
-    values = arr.astype(np.float64)
+    if arr.shape[0] == 0:
+        raise InvalidInputError(f"{name} has shape {arr.shape}: 0 sample(s) (shape={arr.shape}) while a minimum of "
+                                "1 is required; expected at least one row")
+    if arr.shape[1] == 0:
+        raise InvalidInputError(f"{name} has shape {arr.shape}: 0 feature(s) (shape={arr.shape}) while a minimum of "
+                                "1 is required; expected at least one feature")
+    with np.errstate(over="ignore"):  # float128 beyond float64's range becomes inf, refused below
+        values = arr.astype(np.float64)
     if not np.all(np.isfinite(values)):
-        raise InvalidInputError(f"{name} has NaN or infinite values; expected finite features")
+        raise InvalidInputError(f"{name} has NaN or infinite values (or values beyond float64's range); expected "
+                                "finite features")
     return values
 
 

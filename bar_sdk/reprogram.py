@@ -8,10 +8,12 @@ zeroth-order strategies (:mod:`bar_sdk.zo`) and the ledger
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
+import numbers
 import os
 import time
 import warnings
@@ -21,9 +23,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
 from bar_sdk.checkpoint import check_writable, read_state, write_state
-from bar_sdk.contract import (check_bool, check_choice, check_float, check_int, check_labels, check_model,
-                              has_gradients, is_label_only)
-from bar_sdk.errors import CheckpointError, InvalidInputError, QueryBudgetExceeded
+from bar_sdk.contract import (as_input_array, check_bool, check_choice, check_float, check_int, check_model,
+                              encode_labels, has_gradients, is_label_only)
+from bar_sdk.errors import BarError, CheckpointError, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import (LabelMapping, LogisticReadout, check_mapping_size, frequency_mapping,
@@ -34,12 +36,37 @@ from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, v
 from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
 from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
 
-__all__ = ["BARClassifier", "QuantizationWarning"]
+__all__ = ["BARClassifier", "QuantizationWarning", "NonFiniteProgramError", "SKLEARN_EXPECTED_FAILED_CHECKS"]
 
 logger = logging.getLogger(__name__)
 
 #: epochs trained when neither max_queries nor max_epochs is given
 DEFAULT_EPOCHS = 20
+
+
+#: scikit-learn checks that a BARClassifier may fail through its model, not itself, with the reason:
+#: pass them as ``check_estimator(clf, expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)`` or
+#: ``parametrize_with_checks([clf], expected_failed_checks=lambda est: SKLEARN_EXPECTED_FAILED_CHECKS)``.
+#: With a model that keeps no state every check passes (``tests/test_sklearn_checks.py``).
+SKLEARN_EXPECTED_FAILED_CHECKS = {
+    "check_estimators_overwrite_params": (
+        "the model is a parameter the estimator only queries: a model that counts its own calls (a ledger, "
+        "a RemoteModel) changes when fit queries it, and a torch module's deep copy hashes differently from "
+        "the original, which this check reads as the estimator mutating its parameter"),
+}
+
+
+#: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
+#: saturates within a few units, and parameters past float32's range would turn the images to NaN
+PARAM_SCALE_MAX = 100.0
+
+
+class NonFiniteProgramError(BarError, FloatingPointError):
+    """Training made the program non-finite; fit stopped before sending such an image.
+
+    The estimator keeps the last finite program (``theta_``, ``program_``) and says why
+    in ``stop_reason_``.
+    """
 
 
 class QuantizationWarning(UserWarning):
@@ -146,6 +173,10 @@ default="one_sided"
     init_scale : float, default=0.01
         Standard deviation of the random initial parameters (a uniform frame
         creates exact ties in max-pooling, where one-sided estimates fail).
+        ``init_scale``, ``smoothing`` and ``learning_rate`` are at most 100: the
+        program passes through tanh, and larger parameters only saturate it or
+        overflow float32. Parameters that turn NaN or infinite while training
+        stop fit with :class:`NonFiniteProgramError`, the last finite program kept.
     random_state : int, optional
         The only source of randomness: the same seed gives the same result, bit
         for bit.
@@ -153,10 +184,14 @@ default="one_sided"
         Show a progress bar with loss, accuracy and queries spent.
     checkpoint : str or path, optional
         File where training state is saved after every step (atomically, with
-        a checksum). Calling fit again with the same data and parameters resumes
-        from it, ending with the same result as an uninterrupted run. The file
-        recognises the data, the parameters and the model's shape, not its
-        weights: give a new model a new file.
+        a checksum), and where the images of each request are journaled before
+        it leaves. Calling fit again with the same data and parameters resumes
+        from it; the images in flight at a crash count as spent, so
+        ``max_queries`` holds across crashes. Where the budget does not bind,
+        the result is that of an uninterrupted run; where it binds, the resumed
+        run may stop one step earlier. The file recognises the data (its bytes,
+        shape, dtype and classes), the parameters and the model's shape, not
+        its weights: give a new model a new file.
     initial_program : ndarray (d,) or fitted BARClassifier, optional
         Warm start: begin from parameters trained elsewhere (for example
         white-box on a local surrogate with the same input shape and program
@@ -190,7 +225,8 @@ default="one_sided"
     ledger_ : QueryLedger
         Every image sent to the model by this estimator, by purpose (fit and later predictions).
     classes_ : ndarray
-        ``0 .. k-1``.
+        The class labels seen in fit, sorted (any integers, strings or booleans); the estimator
+        trains on their positions ``0 .. k-1``, which is what ``mapping_`` and ``readout_`` index.
     stop_reason_ : str
         Why training ended.
     optimizer_, estimator_ : Optimizer, GradientEstimator or None
@@ -240,6 +276,15 @@ default="one_sided"
         self.surrogate = surrogate
         self.prior_weight = prior_weight
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True  # images (n, H, W); (n, C, H, W) too
+        # The accuracy a black box reaches depends on its query budget and on the model: the training
+        # accuracy of 0.83 scikit-learn asks of every classifier on make_blobs takes more than the few
+        # thousand queries a conformance run can afford (0.78 with max_queries=3000 on two features).
+        tags.classifier_tags.poor_score = True
+        return tags
+
     # ------------------------------------------------------------------ validation
     def _validate_params(self) -> None:
         check_int(self.max_queries, "max_queries", low=1, allow_none=True)
@@ -265,6 +310,12 @@ default="one_sided"
         check_int(self.n_directions, "n_directions", low=1)
         check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
         check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        for name in ("smoothing", "learning_rate", "init_scale"):
+            if isinstance(getattr(self, name), numbers.Real) and getattr(self, name) > PARAM_SCALE_MAX:
+                raise InvalidInputError(
+                    f"{name}={getattr(self, name)!r}; expected a number <= {PARAM_SCALE_MAX:g}: the program passes "
+                    "through tanh, which saturates within a few units, and parameters past float32's range "
+                    "would make the images NaN")
         check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
         if isinstance(self.optimizer, Optimizer):
             if self.weight_decay != 0.0:  # never silently ignored
@@ -296,6 +347,12 @@ default="one_sided"
                 f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
                 "from a program with the same input shape, program and parameterization"
             )
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.all(np.isfinite(program.frame(start[None])))
+        if not finite:
+            raise InvalidInputError(
+                f"initial_program has parameters up to {np.abs(start).max():.3g}, which make the program NaN or "
+                "infinite (float32 overflow); expected parameters of a trained program (a few units at most)")
         return start.copy()
 
     def _check_surrogate(self, input_shape):
@@ -332,7 +389,8 @@ default="one_sided"
         Parameters
         ----------
         X : array (n, H, W), (n, C, H, W) images (uint8, or floats in [0, 1]) or (n, features)
-        y : array (n,) of integer labels 0..k-1
+        y : array (n,) of class labels: integers (any values), strings or booleans; ``classes_``
+            holds their sorted set and :meth:`predict` answers in them
 
         Returns
         -------
@@ -345,9 +403,11 @@ default="one_sided"
             raise InvalidInputError(
                 f"model={type(self.model).__name__} answers labels only (label_only=True); expected a model "
                 "that returns scores (reprogramming estimates gradients from score differences)")
+        X = as_input_array(X, "X")
         layout, program = self._layout_and_program(X, input_shape)
-        targets = layout.transform(X)
-        y, k = check_labels(y, len(targets))
+        targets = layout.transform(X, type(self).__name__)
+        y, classes = encode_labels(y, len(targets))
+        k = len(classes)
         per_class = self.labels_per_class or max(1, min(n_source // k, 10))
         check_mapping_size(n_source, k, per_class)
         exact = self.estimator == "exact"
@@ -393,14 +453,25 @@ default="one_sided"
         state = _TrainState(theta=self._initial_theta(program, rng))
         state.freq_sum = np.zeros((n_source, k))
         state.readout_scores = np.zeros((0, n_source))
-        fingerprint = self._fingerprint(X, y)
+        fingerprint = {"digest": self._fingerprint(X, y), "data": _data_record(X, y, classes)}
         resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
+
+        def save(in_flight=None):
+            return self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state, in_flight)
+
         if resumed:
-            state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, k, n_source)
-        elif self.mapping == "random":
+            state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, program.n_params, n_source)
+        mapped_now = state.mapping is None  # a fresh fit, or a crash inside the label-mapping pass
+        if mapped_now and self.mapping == "random":
             state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
-        else:
-            scores = self._scores(metered, program, state.theta, embedded, "mapping")
+        elif mapped_now:
+            if not metered.ledger.can_afford(mapping_cost + step_cost + readout_cost):
+                raise QueryBudgetExceeded(  # only after a crash: its pass in flight is counted as spent
+                    mapping_cost + step_cost + readout_cost, metered.ledger.queries, self.max_queries,
+                    f"max_queries (the label-mapping pass in flight at a crash counted as spent; delete "
+                    f"{str(self.checkpoint)!r} to start over)")
+            with self._in_flight(save, metered, mapping_cost, "mapping"):
+                scores = self._scores(metered, program, state.theta, embedded, "mapping")
             state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
         guide = None
         if surrogate is not None:
@@ -408,9 +479,10 @@ default="one_sided"
             s_scores = self._scores(surrogate, program, state.theta, embedded, "mapping")
             s_per_class = max(1, min(surrogate.n_classes // k, 10))
             guide = (surrogate, frequency_mapping(source_frequencies(s_scores, y, k), s_per_class).matrix)
-        if self.checkpoint is not None and not resumed:  # the mapping pass is paid once
-            self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
+        if self.checkpoint is not None and mapped_now:  # the mapping pass is paid once
+            save()
 
+        evaluations = 1 if exact else step_cost // batch
         bar = self._progress(metered, total_steps, state)
         self.stop_reason_ = "budget"
         try:
@@ -421,20 +493,29 @@ default="one_sided"
                 if not metered.ledger.can_afford(step_cost + readout_cost):  # the readout pass is reserved
                     self.stop_reason_ = f"max_queries={self.max_queries}: no room for another step"
                     break
-                if state.pos == 0 or state.order is None:
-                    state.order = rng.permutation(len(y))
-                idx = state.order[state.pos:state.pos + batch]
-                progress = (metered.ledger.queries / self.max_queries if self.max_queries
-                            else state.step / total_steps)
-                if exact:
-                    loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
-                                                        y[idx], weights, progress)
-                else:
-                    if guide is not None:
-                        estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
-                            state.theta), embedded[idx], y[idx], weights))
-                    loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
-                                                     embedded[idx], y[idx], weights, rng, progress)
+                with self._in_flight(save, metered, min(batch, len(y) - state.pos) * evaluations, "train"):
+                    if state.pos == 0 or state.order is None:
+                        state.order = rng.permutation(len(y))
+                    idx = state.order[state.pos:state.pos + batch]
+                    # images lost to a crash do not move the schedule: a resumed run trains as an uninterrupted one
+                    progress = ((metered.ledger.queries - state.lost) / self.max_queries if self.max_queries
+                                else state.step / total_steps)
+                    before = state.theta.copy()
+                    if exact:
+                        loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
+                                                            y[idx], weights, progress)
+                    else:
+                        if guide is not None:
+                            estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
+                                state.theta), embedded[idx], y[idx], weights))
+                        loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
+                                                         embedded[idx], y[idx], weights, rng, progress)
+                    if not np.all(np.isfinite(state.theta)):
+                        state.theta = before  # the last finite program is the one kept
+                        raise NonFiniteProgramError(
+                            f"the program parameters became NaN or infinite at step {state.step + 1} "
+                            f"(optimizer={self.optimizer!r}); fit stopped before sending such an image and kept "
+                            f"the program of step {state.step}")
                 if self.mapping == "iterative":
                     state.freq_sum[:, :] += _evidence(probs, y[idx], k)
                 state.step += 1
@@ -455,25 +536,30 @@ default="one_sided"
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=f"{metered.ledger.queries:,}",
                                     refresh=False)
                 if self.checkpoint is not None:
-                    self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
+                    save()
             if self.readout == "logistic" and state.readout is None:
-                self._readout_pass(metered, program, state, embedded, y, k,
-                                   lambda: self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state))
+                if not self._readout_pass(metered, program, state, embedded, y, k, save):
+                    self.stop_reason_ += ("; the readout pass did not fit in what a crash left of max_queries "
+                                          "(its images in flight counted as spent): predictions use the label mapping")
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 0)
                     bar.set_postfix(queries=f"{metered.ledger.queries:,}", readout="fitted", refresh=False)
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
-            self._finish(program, state, metered, layout, k, started, surrogate, optimizer, estimator)
+            self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
+            raise
+        except NonFiniteProgramError as exc:
+            self.stop_reason_ = str(exc)
+            self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
             raise
         finally:
             if bar is not None:
                 bar.close()
         state.done = True
         if self.checkpoint is not None:
-            self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state)
-        self._finish(program, state, metered, layout, k, started, surrogate, optimizer, estimator)
+            save()
+        self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
         return self
 
     def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress):
@@ -499,15 +585,46 @@ default="one_sided"
     READOUT_CHUNK = 512
 
     def _readout_pass(self, metered, program, state, embedded, y, k, save):
-        """Score the training data with the trained program (resuming a pass cut short), fit the readout."""
+        """Score the training data with the trained program (resuming a pass cut short), fit the readout.
+
+        False when the pass no longer fits in ``max_queries`` (a crash counted a part of it twice).
+        """
         for start in range(len(state.readout_scores), len(embedded), self.READOUT_CHUNK):
             part = embedded[start:start + self.READOUT_CHUNK]
-            scores = metered.predict_proba(program.apply(state.theta[None], part), purpose="readout")
+            if not metered.ledger.can_afford(len(part)):
+                return False
+            with self._in_flight(save, metered, len(part), "readout"):
+                scores = metered.predict_proba(_finite(program, state.theta[None], part), purpose="readout")
             state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
             if self.checkpoint is not None:
                 save()
         state.readout = LogisticReadout.fit(state.readout_scores, y, k)
         state.readout_scores = state.readout_scores[:0]
+        return True
+
+    #: the ledger's purpose for images in flight at a crash, counted as spent on resume
+    CRASH_PURPOSE = "in flight at a crash"
+
+    @contextlib.contextmanager
+    def _in_flight(self, save, metered, n, purpose):
+        """Journal ``n`` images in the checkpoint before the requests inside the block leave.
+
+        Killed inside the block, the file holds the state before the block with the images
+        marked in flight, and a resumed fit counts them as spent (``max_queries`` holds across
+        crashes) before doing the block again. An exception inside the block writes the same
+        state with what this process knows left instead of what was planned.
+        """
+        if self.checkpoint is None or n == 0:
+            yield
+            return
+        arrays, meta = save({"images": int(n), "purpose": purpose})
+        before = metered.ledger.queries
+        try:
+            yield
+        except BaseException:
+            sent = metered.ledger.queries - before
+            write_state(self.checkpoint, arrays, dict(meta, in_flight={"images": sent, "purpose": purpose}))
+            raise
 
     def _surrogate_gradient(self, guide, program, theta, emb, yb, weights):
         surrogate, matrix = guide
@@ -521,7 +638,7 @@ default="one_sided"
         return program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
 
     def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress):
-        images = program.apply(state.theta[None], emb)
+        images = _finite(program, state.theta[None], emb)
         matrix = state.mapping.matrix
         seen = {}
 
@@ -543,7 +660,7 @@ default="one_sided"
         outs = []
         for start in range(0, len(embedded), per_program):
             part = embedded[start:start + per_program]
-            scores = metered.predict_proba(program.apply(thetas, part), purpose=purpose)
+            scores = metered.predict_proba(_finite(program, thetas, part), purpose=purpose)
             outs.append(scores.reshape(len(thetas), len(part), -1))
         return np.concatenate(outs, axis=1).reshape(-1, outs[0].shape[-1])
 
@@ -571,7 +688,8 @@ default="one_sided"
                         mininterval=0.5, unit_scale=True)
         return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
 
-    def _finish(self, program, state, metered, layout, k, started, surrogate=None, optimizer=None, estimator=None):
+    def _finish(self, program, state, metered, layout, classes, started, surrogate=None, optimizer=None,
+                estimator=None):
         self.theta_ = state.theta.copy()
         self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
@@ -580,7 +698,7 @@ default="one_sided"
         self.queries_ = int(metered.ledger.queries)
         self.history_ = {key: list(v) for key, v in state.history.items()}
         self.n_steps_ = state.step
-        self.classes_ = np.arange(k)
+        self.classes_ = classes
         self.layout_ = layout
         self.program_obj_ = program
         self.fit_time_ = time.perf_counter() - started
@@ -598,7 +716,7 @@ default="one_sided"
     def predict_proba(self, X) -> np.ndarray:
         """Target-class probabilities ``(n, k)``; each image sent is counted in ``ledger_``."""
         check_is_fitted(self, "theta_")
-        emb = self.program_obj_.embed(self.layout_.transform(X))
+        emb = self.program_obj_.embed(self.layout_.transform(X, type(self).__name__))
         return self.proba_from_scores(self._scores(self._metered, self.program_obj_, self.theta_, emb, "predict"))
 
     def proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
@@ -629,8 +747,10 @@ default="one_sided"
         digest.update(repr((self.model.n_classes, tuple(self.model.input_shape))).encode())
         return digest.hexdigest()
 
-    def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state):
-        arrays = {"theta": state.theta, "sources": state.mapping.sources, "freq_sum": state.freq_sum,
+    def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state, in_flight=None):
+        """Write the whole state (``in_flight``: images about to leave, journaled first); return what was written."""
+        sources = np.zeros((0, 0), np.int64) if state.mapping is None else state.mapping.sources
+        arrays = {"theta": state.theta, "sources": sources, "freq_sum": state.freq_sum,
                   "order": state.order if state.order is not None else np.zeros(0, np.int64),
                   **_readout_arrays(state.readout, state.readout_scores)}
         parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
@@ -641,19 +761,31 @@ default="one_sided"
                     arrays[f"{part}.{key}"] = value
                 else:
                     parts[part][key] = value
-        meta = {"fingerprint": fingerprint, "rng": rng.bit_generator.state, "step": state.step,
+        meta = {"fingerprint": fingerprint["digest"], "data": fingerprint["data"], "rng": rng.bit_generator.state, "step": state.step,
                 "epoch": state.epoch, "pos": state.pos, "done": state.done, "has_order": state.order is not None,
                 "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": parts["opt"],
-                "estimator": parts["est"]}
+                "estimator": parts["est"], "has_mapping": state.mapping is not None, "lost": state.lost,
+                "in_flight": in_flight}
         write_state(self.checkpoint, arrays, meta)
+        return arrays, meta
 
-    def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, k, n_source):
+    def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, n_params, n_source):
         arrays, meta = read_state(self.checkpoint)
-        if meta.get("fingerprint") != fingerprint:
+        where = f"checkpoint={str(self.checkpoint)!r}"
+        written = meta.get("data")  # None in files written before the data's shape and classes were kept
+        if written is not None and written != fingerprint["data"]:
+            differ = "; ".join(f"{part} {_describe(written.get(part))} there, {_describe(fingerprint['data'][part])} "
+                               "here" for part in fingerprint["data"] if written.get(part) != fingerprint["data"][part])
+            raise CheckpointError(f"{where} was written for other data ({differ}); expected the same X, y and "
+                                  "parameters to resume (delete the file to start over)")
+        if meta.get("fingerprint") != fingerprint["digest"]:
             raise CheckpointError(
-                f"checkpoint={str(self.checkpoint)!r} was written for other data or parameters; "
+                f"{where} was written for other data or parameters; "
                 "expected the same X, y and parameters to resume (delete the file to start over)"
             )
+        if arrays["theta"].shape != (n_params,):
+            raise CheckpointError(f"{where} holds {arrays['theta'].shape} program parameters; this fit's program has "
+                                  f"({n_params},): expected the same X, y and parameters to resume")
         for part, obj, name in (("opt", optimizer, "optimizer"), ("est", estimator, "estimator")):
             if obj is not None:
                 part_state = dict(meta.get(name, {}))
@@ -663,8 +795,16 @@ default="one_sided"
         rng.bit_generator.state = meta["rng"]
         metered.ledger.load_state_dict(meta["ledger"])
         state = _TrainState(theta=arrays["theta"].astype(np.float64))
-        state.mapping = LabelMapping(arrays["sources"], n_source, getattr(metered, "labels", None) and tuple(
-            str(v) for v in metered.labels))
+        if meta.get("has_mapping", True):
+            state.mapping = LabelMapping(arrays["sources"], n_source, getattr(metered, "labels", None) and tuple(
+                str(v) for v in metered.labels))
+        state.lost = int(meta.get("lost", 0))
+        flight = meta.get("in_flight")
+        if flight and flight["images"]:  # sent (or about to be) when the run died: spent, whatever came back
+            lost = int(flight["images"])
+            metered.ledger.queries += lost
+            metered.ledger.by_purpose[self.CRASH_PURPOSE] = metered.ledger.by_purpose.get(self.CRASH_PURPOSE, 0) + lost
+            state.lost += lost
         state.freq_sum = arrays["freq_sum"]
         state.order = arrays["order"] if meta["has_order"] else None
         state.readout = _readout_from(arrays)
@@ -684,8 +824,12 @@ default="one_sided"
         meta = {"params": params, "layout": layout_meta, "classes": int(len(self.classes_)),
                 "queries": self.queries_, "history": self.history_, "stop_reason": self.stop_reason_,
                 "n_source": self.mapping_.n_source}
-        write_state(path, {"theta": self.theta_, "sources": self.mapping_.sources, **layout_arrays,
-                           **_readout_arrays(self.readout_)}, meta)
+        classes = np.asarray(self.classes_)
+        if classes.dtype == object:  # labels given as Python strings: kept as text, restored as objects
+            meta["classes_object"] = True
+            classes = classes.astype(str)
+        write_state(path, {"theta": self.theta_, "sources": self.mapping_.sources, "classes": classes,
+                           **layout_arrays, **_readout_arrays(self.readout_)}, meta)
 
     @classmethod
     def load(cls, path, model) -> "BARClassifier":
@@ -709,7 +853,11 @@ default="one_sided"
         state.step = len(meta["history"].get("step", []))
         clf.stop_reason_ = meta["stop_reason"]
         metered = MeteredModel(model, QueryLedger())
-        clf._finish(program, state, metered, layout, meta["classes"], time.perf_counter())
+        if "classes" in arrays:
+            classes = arrays["classes"].astype(object) if meta.get("classes_object") else arrays["classes"]
+        else:  # files written before any labels were accepted: 0 .. k-1
+            classes = np.arange(meta["classes"])
+        clf._finish(program, state, metered, layout, classes, time.perf_counter())
         clf.queries_ = meta["queries"]
         return clf
 
@@ -725,8 +873,36 @@ class _TrainState:
         self.order: np.ndarray | None = None
         self.freq_sum = np.zeros((0, 0))
         self.step = self.epoch = self.pos = 0
+        self.lost = 0  # images counted as spent for requests in flight at a crash (journaled, then lost)
         self.done = False
         self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
+
+
+def _finite(program, thetas: np.ndarray, embedded: np.ndarray) -> np.ndarray:
+    """The images of ``thetas`` on ``embedded``, refused whole when any pixel is NaN or infinite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        images = program.apply(thetas, embedded)
+    if not np.all(np.isfinite(images)):
+        params = (f"parameters up to {np.abs(thetas).max():.3g}" if np.all(np.isfinite(thetas))
+                  else "non-finite parameters")
+        raise NonFiniteProgramError(
+            f"the program's images hold NaN or infinite values ({params}); nothing non-finite is sent to a model")
+    return images
+
+
+def _data_record(X: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> dict:
+    """What a checkpoint keeps of the data, to name what differs: X's shape and dtype, y's length and classes."""
+    return {"X": {"shape": list(X.shape), "dtype": X.dtype.str},
+            "y": {"n": int(len(codes)), "classes": [str(v) for v in classes.tolist()], "dtype": classes.dtype.str}}
+
+
+def _describe(part: dict | None) -> str:
+    if part is None:
+        return "(not recorded)"
+    if "shape" in part:
+        return f"of shape {tuple(part['shape'])}, dtype {np.dtype(part['dtype'])}"
+    shown = part["classes"][:10] + (["..."] if len(part["classes"]) > 10 else [])
+    return f"of {part['n']} labels in classes {shown}, dtype {np.dtype(part['dtype'])}"
 
 
 def _readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None = None) -> dict:
