@@ -8,8 +8,9 @@ who do not know this package::
     ├── InvalidInputError (ValueError)        bad argument or data, raised before any query
     │   └── ModelOutputError                  the model answered with the wrong shape, NaN, ...
     ├── InvalidModelError (TypeError)         the object does not satisfy the black-box contract
-    ├── QueryBudgetExceeded (RuntimeError)    a batch would cross ``max_queries``; nothing was sent
+    ├── QueryBudgetExceeded (RuntimeError)    a batch would cross ``max_queries`` (``images_sent`` says what left)
     ├── CheckpointError (ValueError)          corrupt, truncated or mismatched checkpoint
+    ├── NonFiniteProgramError (FloatingPointError)  training turned the program NaN/inf; nothing such was sent
     └── RemoteError (RuntimeError)            a remote model failed (see adapters.remote)
         ├── AuthenticationError               401/403: never retried
         ├── RateLimitError                    429 or a vendor throttle body, after retries ran out
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidModelError",
     "QueryBudgetExceeded",
     "CheckpointError",
+    "NonFiniteProgramError",
     "RemoteError",
     "AuthenticationError",
     "RateLimitError",
@@ -115,3 +117,11 @@ class ResponseFormatError(RemoteError, ValueError):
 
 class TransientError(RemoteError):
     """5xx, timeout or connection failure that outlasted the retries."""
+
+
+class NonFiniteProgramError(BarError, FloatingPointError):
+    """Training made the program non-finite; fit stopped before sending such an image.
+
+    The estimator keeps the last finite program (``theta_``, ``program_``) and says why
+    in ``stop_reason_``.
+    """

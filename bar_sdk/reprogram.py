@@ -25,7 +25,7 @@ from bar_sdk import losses as L
 from bar_sdk.checkpoint import check_writable, read_state, write_state
 from bar_sdk.contract import (as_input_array, check_bool, check_choice, check_float, check_int, check_model,
                               encode_labels, has_gradients, is_label_only)
-from bar_sdk.errors import BarError, CheckpointError, InvalidInputError, QueryBudgetExceeded
+from bar_sdk.errors import CheckpointError, InvalidInputError, NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import (LabelMapping, LogisticReadout, check_mapping_size, frequency_mapping,
@@ -59,14 +59,6 @@ SKLEARN_EXPECTED_FAILED_CHECKS = {
 #: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
 #: saturates within a few units, and parameters past float32's range would turn the images to NaN
 PARAM_SCALE_MAX = 100.0
-
-
-class NonFiniteProgramError(BarError, FloatingPointError):
-    """Training made the program non-finite; fit stopped before sending such an image.
-
-    The estimator keeps the last finite program (``theta_``, ``program_``) and says why
-    in ``stop_reason_``.
-    """
 
 
 class QuantizationWarning(UserWarning):

@@ -36,5 +36,6 @@ def test_exception_tree_inherits_builtins():
     assert issubclass(bar_sdk.ModelOutputError, ValueError)
     assert issubclass(bar_sdk.QueryBudgetExceeded, RuntimeError)
     assert issubclass(bar_sdk.CheckpointError, ValueError)
+    assert issubclass(bar_sdk.NonFiniteProgramError, FloatingPointError)
     for name in bar_sdk.__all__:
         assert hasattr(bar_sdk, name), name
