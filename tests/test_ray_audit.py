@@ -1,0 +1,75 @@
+"""audit(..., executor="ray"): chunks over Ray tasks, the same per-image results as a local run."""
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adapters.server import DemoModel
+from bar_sdk.audit import audit
+from bar_sdk.errors import InvalidInputError
+
+SHAPE = (1, 8, 8)
+MODEL = DemoModel(SHAPE, n_classes=5, random_state=5)
+
+
+def data(n=10):
+    x = np.random.default_rng(2).random((n, *SHAPE)).astype(np.float32)
+    return x, MODEL.predict_proba(x).argmax(axis=1)
+
+
+def assert_same(a, b):
+    assert a.robust_accuracy == b.robust_accuracy and a.total_queries == b.total_queries
+    for name in a.results:
+        for ra, rb in zip(a.results[name], b.results[name]):
+            for field in ("x_adv", "success", "queries", "distortion", "adv_label", "clean_label"):
+                np.testing.assert_array_equal(getattr(ra, field), getattr(rb, field), err_msg=f"{name}.{field}")
+            assert ra.status == rb.status and ra.message == rb.message
+
+
+KW = dict(attacks=["square", "hopskipjump"], eps=[0.05, 0.1], max_queries=40, random_state=7)
+
+
+def test_a_distributed_audit_equals_the_local_one(ray_cluster):
+    x, y = data()
+    local = audit(MODEL, x, y, **KW)
+    spread = audit(MODEL, x, y, executor="ray", chunk_size=3, **KW)
+    assert_same(spread, local)
+    assert spread.executor["chunks"] == 2 * 2 * 4 and spread.executor["chunks_retried"] == 0
+    assert "executor" not in local.to_dict() and spread.to_dict()["executor"]["chunk_size"] == 3
+
+
+class DiesOnce:
+    """DemoModel whose worker is SIGKILLed the first time it sees a marked image (a marker file says it did)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+        self.n_classes, self.input_shape, self.labels = MODEL.n_classes, MODEL.input_shape, MODEL.labels
+
+    def predict_proba(self, x):
+        if len(x) and not Path(self.marker).exists() and np.any(x[:, 0, 0, 0] == np.float32(0.123)):
+            Path(self.marker).write_text("died")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return MODEL.predict_proba(x)
+
+
+def test_a_chunk_whose_worker_dies_is_redone_and_reported(ray_cluster, tmp_path):
+    x, y = data()
+    x[4, 0, 0, 0] = 0.123        # chunk 1 (images 3..5) kills its worker once
+    y = MODEL.predict_proba(x).argmax(axis=1)
+    kw = dict(KW, attacks=["square"])
+    local = audit(MODEL, x, y, **kw)
+    spread = audit(DiesOnce(tmp_path / "marker"), x, y, executor="ray", chunk_size=3, **kw)
+    assert (tmp_path / "marker").exists()
+    assert spread.executor["chunks_retried"] == 1
+    assert_same(spread, local)
+
+
+def test_ray_audits_refuse_what_cannot_be_split_before_any_query(ray_cluster):
+    x, y = data(4)
+    with pytest.raises(InvalidInputError, match="random_state=None"):
+        audit(MODEL, x, y, attacks=["square"], eps=[0.1], max_queries=5, random_state=None, executor="ray")
+    with pytest.raises(InvalidInputError, match="executor"):
+        audit(MODEL, x, y, attacks=["square"], eps=[0.1], max_queries=5, executor="dask")
