@@ -78,6 +78,11 @@ class PerProcessModel:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(x)
 
+    def __getattr__(self, name: str) -> Any:  # anything else the model offers (quantization_step, ...)
+        if name.startswith("_") or name in ("factory", "model"):
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
     def __reduce__(self):
         return (PerProcessModel, (self.factory,))
 
