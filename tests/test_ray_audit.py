@@ -73,3 +73,50 @@ def test_ray_audits_refuse_what_cannot_be_split_before_any_query(ray_cluster):
         audit(MODEL, x, y, attacks=["square"], eps=[0.1], max_queries=5, random_state=None, executor="ray")
     with pytest.raises(InvalidInputError, match="executor"):
         audit(MODEL, x, y, attacks=["square"], eps=[0.1], max_queries=5, executor="dask")
+
+
+def test_bar_audit_ray_address_runs_the_audit_on_ray(monkeypatch, tmp_path):
+    import importlib
+
+    from bar_sdk import cli_audit
+    from bar_sdk.cli import main
+
+    x, y = data(4)
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    seen = {}
+
+    def fake_audit(model, x, y, **kw):
+        seen.update(kw)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(importlib.import_module("bar_sdk.audit"), "audit", fake_audit)
+    monkeypatch.setattr(cli_audit, "build", lambda args: (MODEL, x, y))
+    with pytest.raises(SystemExit):
+        main(["audit", "--model", "x", "--data", str(tmp_path / "d.npz"), "--ray-address", "auto",
+              "--chunk-size", "2", "--out", str(tmp_path / "out")])
+    assert seen["executor"] == "ray" and seen["ray_address"] == "auto" and seen["chunk_size"] == 2
+
+
+def test_a_model_that_cannot_travel_is_refused_by_name_before_any_query(ray_cluster):
+    from adapters.ray import PerProcessModel
+
+    class Unpicklable:
+        n_classes, input_shape = MODEL.n_classes, MODEL.input_shape
+        calls = 0
+
+        def predict_proba(self, x):
+            Unpicklable.calls += 1
+            return MODEL.predict_proba(x)
+
+        def __getstate__(self):
+            raise TypeError("holds a connection")
+
+    x, y = data(4)
+    with pytest.raises(InvalidInputError, match="model=Unpicklable cannot be sent to Ray workers.*PerProcessModel"):
+        audit(Unpicklable(), x, y, attacks=["square"], eps=[0.1], max_queries=5, executor="ray")
+    assert Unpicklable.calls == 0
+    # Its recipe travels: each worker builds its own.
+    report = audit(PerProcessModel(lambda: MODEL), x, y, attacks=["square"], eps=[0.1], max_queries=5,
+                   executor="ray", random_state=1)
+    assert report.results["square"][0].total_queries == audit(MODEL, x, y, attacks=["square"], eps=[0.1],
+                                                                 max_queries=5, random_state=1).total_queries

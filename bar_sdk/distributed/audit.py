@@ -84,6 +84,7 @@ def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chu
     ys = [y[s:s + chunk_size] for s in starts]
     pending: dict[Any, tuple[str, int, int, Any]] = {}
     attack_refs: dict[tuple[str, int], Any] = {}
+    _check_travels({id(a.model): a.model for runs in plan.values() for a in runs}.values(), ray)
     for name, runs in plan.items():
         for k, attack in enumerate(runs):
             attack_refs[name, k] = ref = ray.put(attack)
@@ -118,6 +119,18 @@ def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chu
             "chunks_retried": retried, "task_seconds": round(sum(r.wall_time for r in done.values()), 3),
             "wall_seconds": round(time.perf_counter() - start_time, 3)}
     return results, info
+
+
+def _check_travels(models: Any, ray: Any) -> None:
+    """Refuse, before any task (so before any query), a model that cannot be pickled to the workers."""
+    for model in models:
+        try:
+            ray.cloudpickle.dumps(model)
+        except Exception as exc:
+            raise InvalidInputError(
+                f"model={type(model).__name__} cannot be sent to Ray workers ({type(exc).__name__}: {exc}); expected "
+                "a picklable model: wrap one that holds a connection as adapters.ray.PerProcessModel(make_model)"
+            ) from None
 
 
 _STATUS_ORDER = ("total_budget_exhausted", "budget_exhausted", "finished", "all_succeeded")
