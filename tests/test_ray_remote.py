@@ -139,3 +139,19 @@ def test_remote_model_refuses_an_outside_ledger_or_limiter_together_with_setting
     outside = RemoteLedger(10)
     with RemoteModel.from_preset("clarifai", ledger=outside, **common) as model:
         assert model.ledger is outside
+
+
+def test_a_shared_ledger_with_a_state_dir_comes_back_with_its_counts(ray_cluster, tmp_path):
+    from adapters.ray import SharedRemoteLedger
+
+    first = SharedRemoteLedger.create("t-state", max_queries=100, state_dir=tmp_path)
+    first.reserve(30)
+    first.record_billed(30)
+    first.kill()                                  # the actor is gone (a cluster restart, say)...
+    again = SharedRemoteLedger.create("t-state", max_queries=100, state_dir=tmp_path)
+    try:
+        assert again.billed == 30 and again.remaining == 70     # ...its successor starts from the saved counts
+        with pytest.raises(QueryBudgetExceeded):
+            again.reserve(71)
+    finally:
+        again.kill()

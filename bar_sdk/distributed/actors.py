@@ -11,6 +11,7 @@ with empty counts, which would be a budget silently reset.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bar_sdk.errors import BarError, InvalidInputError
@@ -35,8 +36,7 @@ def require_ray(what: str = "this feature") -> Any:
 def _ensure_ray(what: str, address: str | None = None) -> Any:
     ray = require_ray(what)
     if not ray.is_initialized():
-        ray.init(address=address, namespace=DEFAULT_NAMESPACE, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+        ray.init(address=address, namespace=DEFAULT_NAMESPACE, include_dashboard=False, ignore_reinit_error=True)
     return ray
 
 
@@ -141,8 +141,9 @@ class ServiceClient:
         return out
 
     def kill(self) -> None:
-        """End the service actor (its counts are gone with it)."""
+        """End the service actor (its counts are gone with it, unless it saved them); wait until its name is free."""
         self._ray.kill(self._handle, no_restart=True)
+        _wait_name_free(self._ray, self.name, self.namespace)
 
     def __reduce__(self):
         return (type(self), (self.name, self.namespace))
@@ -165,4 +166,16 @@ def kill_service(name: str, namespace: str = DEFAULT_NAMESPACE) -> bool:
     except ValueError:
         return False
     ray.kill(handle, no_restart=True)
+    _wait_name_free(ray, name, namespace)
     return True
+
+
+def _wait_name_free(ray: Any, name: str, namespace: str, timeout: float = 30.0) -> None:
+    # ray.kill returns before the actor is gone; a create() under the same name right after would attach to it.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            return
+        time.sleep(0.05)
