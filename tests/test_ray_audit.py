@@ -120,3 +120,62 @@ def test_a_model_that_cannot_travel_is_refused_by_name_before_any_query(ray_clus
                    executor="ray", random_state=1)
     assert report.results["square"][0].total_queries == audit(MODEL, x, y, attacks=["square"], eps=[0.1],
                                                                  max_queries=5, random_state=1).total_queries
+
+
+class _DiesOnItsThirdRequest:
+    """A rate limiter that lets everything through, except that the first worker process to ask for its
+    third token is SIGKILLed (after its images were reserved, before the request leaves)."""
+
+    def __init__(self, marker):
+        self.marker, self.calls = Path(marker), 0
+
+    def reserve(self, n=1):
+        self.calls += 1
+        if self.calls == 3 and not self.marker.exists():
+            self.marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 0.0
+
+    def refund(self, n=1):
+        pass
+
+
+def _make_remote(base_url, api_key, ledger, cache_dir, marker):
+    from adapters.remote import RemoteModel, RetryPolicy
+
+    return RemoteModel.from_preset("clarifai", base_url=base_url, api_key=api_key, model_id="demo",
+                                   labels=list(MODEL.labels), input_shape=SHAPE, ledger=ledger, cache_dir=cache_dir,
+                                   rate_limiter=None if marker is None else _DiesOnItsThirdRequest(marker),
+                                   retry=RetryPolicy(initial=0.01, maximum=0.1, max_attempts=4, random_state=0))
+
+
+def test_a_remote_audit_on_ray_redoes_a_killed_chunk_from_the_cache_and_bills_nothing_twice(ray_cluster, tmp_path):
+    import functools
+
+    from adapters.ray import PerProcessModel, SharedRemoteLedger
+    from adapters.server import serve
+
+    x, y = data(6)
+    kw = dict(attacks=["square"], eps=[0.1], max_queries=15, random_state=3)
+    ledger = SharedRemoteLedger.create("t-audit-remote", max_queries=5000)
+    try:
+        with serve(MODEL) as server:
+            local_model = _make_remote(server.base_url, server.api_key, None, tmp_path / "local", None)
+            local = audit(local_model, x, y, **kw)
+            local_model.close()
+            before = server.billed
+            shared = PerProcessModel(functools.partial(_make_remote, server.base_url, server.api_key, ledger,
+                                                       str(tmp_path / "shared"), str(tmp_path / "marker")))
+            spread = audit(shared, x, y, executor="ray", chunk_size=2, **kw)
+            billed = server.billed - before
+        assert (tmp_path / "marker").exists() and spread.executor["chunks_retried"] == 1
+        assert_same(spread, local)
+        ledger.reclaim_dead()
+        snap = ledger.snapshot()
+        # Every image the server billed in the Ray run is in the one ledger, once; the redone chunk's first
+        # answers came from the shared cache; the dead worker's unsent request stays counted as unconfirmed.
+        assert billed == snap["billed"]
+        assert billed == before          # the same images a local run paid for, each once: no redone image re-paid
+        assert snap["cache_hits"] >= 2 and snap["unconfirmed"] > 0 and snap["in_flight"] == 0
+    finally:
+        ledger.kill()
