@@ -238,7 +238,7 @@ def main() -> None:
         args.epochs = args.epochs or 2
     import ray
 
-    ray.init(num_cpus=args.workers, include_dashboard=False, object_store_memory=300 * 1024 ** 2,
+    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, object_store_memory=300 * 1024 ** 2,
              log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}",
                                                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
     out = {"small": args.small, "argv": sys.argv[1:]}

@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 
 def _chunk_task(attack: Attack, x: np.ndarray, y: np.ndarray, first_index: int) -> AttackResult:
-    return attack.run(x, y, first_index=first_index)
+    # Arrays from Ray's object store are read-only; a model may write into (or torch may warn about) its input.
+    return attack.run(np.array(x), np.array(y), first_index=first_index)
 
 
 def check_plan(plan: dict[str, list[Attack]], random_state: Any) -> None:
