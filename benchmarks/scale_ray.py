@@ -86,7 +86,8 @@ def audit_speedup(args, ray) -> dict:
     workers = int(ray.cluster_resources().get("CPU", 1))
     overhead = (ex["wall_seconds"] * workers - ex["task_seconds"]) / ex["chunks"]
     return {"n_images": args.n, "max_queries": args.max_queries, "eps": args.eps, "model": info,
-            "workers": workers, "worker_startup_seconds": round(startup, 2), "local_seconds": round(t_local, 2), "ray_seconds": round(t_ray, 2),
+            "workers": workers, "worker_startup_seconds": round(startup, 2), "local_seconds": round(t_local, 2),
+            "ray_seconds": round(t_ray, 2),
             "ratio": round(t_ray / t_local, 3), "identical_per_image_results": bool(same),
             "chunks": ex["chunks"], "chunk_size": ex["chunk_size"],
             "ray_overhead_per_task_seconds": round(overhead, 4), "total_queries": local.total_queries}
@@ -130,7 +131,8 @@ def shared_limit(args, ray) -> dict:
     labels = list(model.labels)
     ledger = SharedRemoteLedger.create("bench-ledger", max_queries=args.budget)
     bucket = SharedTokenBucket.create("bench-rate", args.rate)
-    per_worker = -(-args.budget // args.remote_workers) + args.concurrency * args.batch   # ask for more than the budget allows
+    # ask for more than the budget allows
+    per_worker = -(-args.budget // args.remote_workers) + args.concurrency * args.batch
     try:
         with serve(model, rate_limit=args.rate, faults=Faults(rate_429=0.1, random_state=0)) as server:
             actor = ray.remote(_RemoteWorker).options(num_cpus=0, max_restarts=0, max_task_retries=0)
@@ -163,11 +165,13 @@ def shared_limit(args, ray) -> dict:
         bucket.kill()
     served = stats.requests - stats.injected.get("429", 0)
     over = stats.throttled  # the server's own limit refused these (injected 429s are counted apart)
-    return {"workers": args.remote_workers, "concurrency_per_worker": args.concurrency, "rate_limit": args.rate, "budget": args.budget, "batch": args.batch,
+    return {"workers": args.remote_workers, "concurrency_per_worker": args.concurrency, "rate_limit": args.rate,
+            "budget": args.budget, "batch": args.batch,
             "seconds": round(elapsed, 2), "requests": stats.requests, "served_requests": served,
             "sustained_fraction_of_limit": round(served / elapsed / args.rate, 3),
             "over_limit_requests": over, "over_limit_fraction": round(over / max(stats.requests, 1), 4),
-            "injected_429": stats.injected.get("429", 0), "billed_server": stats.billed, "billed_ledger": snap["billed"],
+            "injected_429": stats.injected.get("429", 0), "billed_server": stats.billed,
+            "billed_ledger": snap["billed"],
             "answered_by_workers": int(sum(answered)), "lost": int(snap["billed"] - sum(answered)),
             "unconfirmed": snap["unconfirmed"], "actor_round_trip_ms": round(actor_rt * 1e3, 3),
             "http_round_trip_ms": round(http_rt * 1e3, 3)}
@@ -251,7 +255,8 @@ def main() -> None:
     name = "scale_ray_small" if args.small else "scale_ray"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
-    md = [f"# Scale-out on Ray{' (SMALL version: few images, a briefly trained CNN, a shared machine)' if args.small else ''}",
+    small = " (SMALL version: few images, a briefly trained CNN, a shared machine)" if args.small else ""
+    md = [f"# Scale-out on Ray{small}",
           "", f"Command: `python benchmarks/scale_ray.py {' '.join(sys.argv[1:])}`", "",
           f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other jobs "
           "share the cores: wall-time ratios measure the contention as much as Ray; the speed-up target "
@@ -269,7 +274,8 @@ def main() -> None:
            "| workers | limit req/s | sustained (share of limit) | over the server's limit | billed (server / ledger) "
            "| lost | actor round trip | HTTP round trip |", "|---|---|---|---|---|---|---|---|",
            f"| {r['workers']} | {r['rate_limit']:g} | {r['sustained_fraction_of_limit']:.0%} | "
-           f"{r['over_limit_requests']} ({r['over_limit_fraction']:.2%}) | {r['billed_server']} / {r['billed_ledger']} | "
+           f"{r['over_limit_requests']} ({r['over_limit_fraction']:.2%}) | "
+           f"{r['billed_server']} / {r['billed_ledger']} | "
            f"{r['lost']} | {r['actor_round_trip_ms']} ms | {r['http_round_trip_ms']} ms |", "",
            paper(out["audit"], r)]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
