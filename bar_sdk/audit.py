@@ -76,6 +76,10 @@ class AuditReport:
     wall_time : float
     files : dict
         Paths written (``json``, ``markdown``, plots), when ``out_dir`` was given.
+    executor : dict
+        Empty for a local run; with ``executor="ray"``: ``chunk_size``,
+        ``chunks``, ``chunks_retried`` (chunks redone after their worker died),
+        ``task_seconds`` and ``wall_seconds``.
     """
 
     model: str
@@ -95,6 +99,7 @@ class AuditReport:
     files: dict = field(default_factory=dict)
     #: attack name -> the per-image cap its runs had (``None`` for a budget shared by the run)
     caps: dict = field(default_factory=dict)
+    executor: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no image arrays)."""
@@ -106,6 +111,7 @@ class AuditReport:
             "price_per_query": self.price_per_query, "cost": self.cost, "wall_time": round(self.wall_time, 3),
             "runs": {name: [{**r.summary(), "max_queries_per_image": self.caps.get(name)} for r in runs]
                      for name, runs in self.results.items()},
+            **({"executor": dict(self.executor)} if self.executor else {}),
         }
 
 
@@ -183,7 +189,8 @@ def _name(spec: Any) -> str:
 def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float] = (0.01, 0.02, 0.05),
           norm: str = "linf", max_queries: int = 1000, out_dir: str | Path | None = None,
           price_per_query: float | None = None, random_state: Any = 0, n_examples: int = 6,
-          verbose: bool = False) -> AuditReport:
+          verbose: bool = False, executor: str = "local", chunk_size: int | None = None,
+          ray_address: str | None = None) -> AuditReport:
     """Attack ``model`` on ``(x, y)`` at every ``eps`` with every attack; report.
 
     Everything is validated before the first query (images, labels, every
@@ -219,6 +226,17 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     n_examples : int
         Clean/adversarial pairs shown in the report.
     verbose : bool
+    executor : {"local", "ray"}
+        ``"ray"`` spreads the images, in chunks, over Ray tasks (needs the
+        ``ray`` extra and an integer ``random_state``); the per-image results
+        equal a local run's (see :mod:`bar_sdk.distributed.audit`). The model
+        is pickled to the workers: a local model as it is; for a remote API
+        pass a :class:`adapters.ray.RayModel` or build the attacks' model in
+        each worker.
+    chunk_size : int, optional
+        Images per task (``executor="ray"``); two chunks per CPU by default.
+    ray_address : str, optional
+        Cluster to join if Ray is not started yet (``"auto"`` for ``ray start``).
 
     Returns
     -------
@@ -231,6 +249,8 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
     check_int(n_examples, "n_examples", low=0)
     check_bool(verbose, "verbose")
+    check_choice(executor, "executor", ("local", "ray"))
+    check_int(chunk_size, "chunk_size", low=1, allow_none=True)
     x = check_images(x, "x")
     y = check_class_labels(y, len(x), n_classes, "y")
     try:
@@ -253,10 +273,19 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         for attack in plan[name]:
             attack.check(x, y)      # raises before any query is spent
     _check_report_needs(out_dir)
+    if executor == "ray":
+        from bar_sdk.distributed.audit import check_plan
+
+        check_plan(plan, random_state)
     out_dir = check_out_dir(out_dir)      # last check: the folder is created only for a valid call
 
     results: dict[str, list[AttackResult]] = {}
-    for name, runs in plan.items():
+    info: dict = {}
+    if executor == "ray":
+        from bar_sdk.distributed.audit import run_plan
+
+        results, info = run_plan(plan, x, y, chunk_size=chunk_size, address=ray_address)
+    for name, runs in ({} if executor == "ray" else plan).items():
         results[name] = []
         for attack in runs:
             if verbose:
@@ -281,7 +310,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         median_queries={name: [num(r.median_queries) for r in runs] for name, runs in results.items()},
         total_queries=total, cost=None if price_per_query is None else total * float(price_per_query),
         price_per_query=price_per_query, max_queries=int(max_queries),
-        wall_time=time.perf_counter() - start,
+        wall_time=time.perf_counter() - start, executor=info,
         caps={name: (int(runs[0].max_queries) if runs[0].per_image_budget and runs[0].max_queries is not None
                      else None) for name, runs in plan.items()},
     )

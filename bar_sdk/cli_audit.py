@@ -62,6 +62,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--price-per-query", type=float, help="money per query, for the cost line of the report")
     p.add_argument("--out", default="runs/audit", help="report folder (default runs/audit)")
     p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--ray-address", help="run the attacks over a Ray cluster ('auto': the one `ray start` made; "
+                                         "needs pip install 'bar-sdk[ray]'); per-image results equal a local run's")
+    p.add_argument("--chunk-size", type=int, help="images per Ray task (default: two chunks per CPU)")
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bars or summary")
     p.set_defaults(func=run)
     return p
@@ -179,7 +182,9 @@ def run(args) -> int:
     attacks = args.attacks if args.attacks == "auto" else [a.strip() for a in args.attacks.split(",") if a.strip()]
     report = audit(model, x, y, attacks=attacks, eps=_floats(args.eps, "--eps"), norm=args.norm,
                    max_queries=args.max_queries, out_dir=args.out, price_per_query=args.price_per_query,
-                   random_state=args.random_state, verbose=args.verbose)
+                   random_state=args.random_state, verbose=args.verbose,
+                   executor="ray" if args.ray_address else "local", chunk_size=args.chunk_size,
+                   ray_address=args.ray_address)
     if args.verbose:
         worst = ", ".join(f"eps {e:g}: {a:.0%}" for e, a in zip(report.eps, report.robust_accuracy["any attack"]))
         print(f"clean accuracy {report.clean_accuracy:.0%}; accuracy under attack {worst}; "

@@ -173,6 +173,19 @@ class RemoteModel:
         recorder); it may return an awaitable for :meth:`apredict_proba`.
     clock : callable, optional
         Monotonic clock of the rate limiter.
+    ledger : RemoteLedger-like, optional
+        Count and cap through this object instead of a ledger of our own
+        (then leave ``max_queries`` and ``price_per_query`` unset), e.g.
+        :class:`adapters.ray.SharedRemoteLedger`, one budget for every worker.
+        It needs ``RemoteLedger``'s methods (``reserve``, ``check_retry``,
+        ``release``, ``record_attempt``, ``record_billed``, ``record_cache_hits``,
+        ``record_failure``, ``state_dict``, ``load_state_dict``) and a ``store``
+        attribute (``None``: the object persists itself).
+    rate_limiter : TokenBucket-like, optional
+        Book each request's token here instead of a bucket of our own (then
+        leave ``rate_limit`` unset), e.g. :class:`adapters.ray.SharedTokenBucket`,
+        one limit for every worker. It needs ``reserve() -> seconds to wait``
+        and ``refund()``.
 
     Attributes
     ----------
@@ -214,7 +227,8 @@ class RemoteModel:
                  jpeg_quality: int = 95, label_only: bool = False, label_aliases: Mapping[str, str] | None = None,
                  missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
                  allow_insecure: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None):
+                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None,
+                 ledger: Any = None, rate_limiter: Any = None):
         self.use_cache = check_bool(use_cache, "use_cache")
         allow_insecure = check_bool(allow_insecure, "allow_insecure")
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
@@ -242,8 +256,13 @@ class RemoteModel:
             raise InvalidInputError(f"cache_dir={cache_dir!r}; expected a folder path (str or os.PathLike) or None")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
-        self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
-        self._bucket = None if rate_limit is None else TokenBucket(rate_limit, burst, clock)
+        self.ledger = _shared(ledger, "ledger", ("reserve", "check_retry", "release", "record_billed"),
+                              max_queries=max_queries, price_per_query=price_per_query or None)
+        if self.ledger is None:
+            self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
+        self._bucket = _shared(rate_limiter, "rate_limiter", ("reserve", "refund"), rate_limit=rate_limit)
+        if self._bucket is None and rate_limit is not None:
+            self._bucket = TokenBucket(rate_limit, burst, clock)
         self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
         self._sleep = sleep
@@ -658,6 +677,21 @@ def _copied(exc: BaseException) -> BaseException:
         return copy.copy(exc)
     except Exception:  # an exception type whose constructor does not take its own args back
         return RemoteError(str(exc))
+
+
+def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
+    """``obj`` (a ledger or rate limiter given from outside) checked, or None when not given."""
+    if obj is None:
+        return None
+    missing = [m for m in methods if not callable(getattr(obj, m, None))]
+    if missing:
+        raise InvalidInputError(f"{name}={type(obj).__name__}; expected an object with {', '.join(methods)} "
+                                f"(it lacks {', '.join(missing)})")
+    given = [k for k, v in own.items() if v is not None]
+    if given:
+        raise InvalidInputError(f"{given[0]}={own[given[0]]!r} together with {name}=; expected one of them: "
+                                f"the {name} given holds its own settings")
+    return obj
 
 
 def _check_shape(shape: Any) -> tuple[int, int, int]:

@@ -31,7 +31,7 @@ from bar_sdk.contract import (check_bool, check_choice, check_float, check_image
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
-__all__ = ["Attack", "check_class_labels", "is_label_only"]
+__all__ = ["Attack", "check_class_labels", "is_label_only", "sample_rngs"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ def check_class_labels(y: Any, n: int, n_classes: int, name: str = "y") -> np.nd
             f"(model.n_classes={n_classes})"
         )
     return arr
+
+
+def sample_rngs(random_state: Any, n: int, first_index: int = 0) -> list[np.random.Generator]:
+    """One generator per image: child ``first_index + i`` of ``random_state``'s seed sequence.
+
+    With ``first_index=0`` these are ``default_rng(random_state).spawn(n)``; a
+    chunk starting at ``first_index`` gets the generators the whole run gives
+    its images, whatever order chunks run in.
+    """
+    first_index = check_int(first_index, "first_index", low=0)
+    if first_index == 0:
+        return np.random.default_rng(random_state).spawn(n)
+    if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool):
+        raise InvalidInputError(f"random_state={random_state!r} with first_index={first_index}; expected an integer "
+                                "seed (a chunk of a larger run must derive each image's seed from it)")
+    return [np.random.default_rng(np.random.SeedSequence(int(random_state), spawn_key=(first_index + i,)))
+            for i in range(n)]
 
 
 class Attack(ABC):
@@ -194,7 +211,7 @@ class Attack(ABC):
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator:
         """Attack one sample: yield query stacks (or GradientRequests), receive answers."""
 
-    def run(self, x: Any, y: Any, target: Any = None) -> AttackResult:
+    def run(self, x: Any, y: Any, target: Any = None, *, first_index: int = 0) -> AttackResult:
         """Attack every image of ``x``.
 
         Parameters
@@ -205,6 +222,12 @@ class Attack(ABC):
             True labels.
         target : array (n,) int, optional
             Target classes; the attack is targeted when given.
+        first_index : int
+            Index of ``x[0]`` in a larger data set this call is a chunk of.
+            Image ``i`` draws its randomness from child ``first_index + i`` of
+            the seed, so chunks run anywhere (``audit(..., executor="ray")``)
+            give the per-image results of one run over the whole set. Needs
+            an integer ``random_state`` when not 0.
 
         Returns
         -------
@@ -212,18 +235,20 @@ class Attack(ABC):
         """
         start = time.perf_counter()
         x, y, target, ctx = self._validate(x, y, target)
+        rngs = sample_rngs(self.random_state, len(x), first_index)
         self._prepare(ctx)
         ledger = QueryLedger(self.max_total_queries)
         metered = MeteredModel(self.model, ledger, self.batch_size)
-        return self._execute(metered, x, y, target, ctx, start)
+        return self._execute(metered, x, y, target, ctx, start, rngs=rngs)
 
     def _execute(self, metered: MeteredModel, x: np.ndarray, y: np.ndarray, target: np.ndarray | None,
                  ctx: RunContext, start: float, shared_queries: int = 0,
-                 extra: dict | None = None) -> AttackResult:
+                 extra: dict | None = None, rngs: list | None = None) -> AttackResult:
         n = len(x)
         clean = metered.predict_proba(x, purpose="clean")
         clean_label = clean.argmax(axis=1)
-        rngs = np.random.default_rng(self.random_state).spawn(n)
+        if rngs is None:
+            rngs = sample_rngs(self.random_state, n)
         samples = [Sample(i, x[i], int(y[i]), None if target is None else int(target[i]), clean[i], rngs[i],
                           ctx.max_queries, current=x[i].copy()) for i in range(n)]
         todo = []
