@@ -303,12 +303,21 @@ class RemoteModel:
         return scores
 
     def _request_for(self, images: list[np.ndarray]) -> HttpRequest:
-        encoded = [encode_image(img, self.image_format, jpeg_quality=self.jpeg_quality) for img in images]
+        self.preset.prepare(self.base_url, self._send_unbilled, self._sleep or time.sleep)
+        encoded = images if self.preset.tensor_input else [
+            encode_image(img, self.image_format, jpeg_quality=self.jpeg_quality) for img in images]
         request = self.preset.build_request(self.base_url, encoded, self.labels)
         if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
             raise RemoteError(f"preset {self.preset.name!r} built a request for {request.host!r}; the credential is "
                               f"sent only to base_url's host {urlsplit(self.base_url).netloc!r}")
         return request
+
+    def _send_unbilled(self, request: HttpRequest) -> HttpResponse:
+        """A free request a preset needs (readiness, metadata): to base_url's host only, never billed."""
+        if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
+            raise RemoteError(f"preset {self.preset.name!r} asked for {request.host!r}; only base_url's host is "
+                              "contacted")
+        return self._sender.send(self.preset.authorize(request, self._credentials))
 
     def _run_chunk(self, chunk: tuple[list[str], list[np.ndarray]], plan: _Plan,
                    errors: list[BaseException]) -> None:
