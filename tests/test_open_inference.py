@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from adapters.remote import RemoteModel, RetryPolicy
-from adapters.remote.presets.open_inference import (HEADER_LENGTH, OpenInferencePreset, decode_tensors,
+from adapters.remote.presets.open_inference import (HEADER_LENGTH, Levels, OpenInferencePreset, decode_tensors,
                                                     encode_tensors, parse_classification)
 from bar_sdk import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
 
@@ -113,6 +113,18 @@ def test_tensor_codec_round_trips_numbers_and_bytes(binary):
     np.testing.assert_array_equal(np.asarray(back[0][1], dtype=np.float32), a)   # exact: float32 survives JSON
     np.testing.assert_array_equal(back[1][1], b)
     assert back[2][1] == s
+
+
+@pytest.mark.parametrize("datatype, scale", [("FP32", 255.0), ("FP64", 255.0), ("FP32", 1.0), ("UINT8", 1.0)])
+def test_levels_write_exactly_what_the_plain_encoder_writes(datatype, scale):
+    q = np.random.default_rng(2).integers(0, 256, (2, 3, 4, 5), dtype=np.uint8).transpose(0, 2, 3, 1)  # a view
+    plain = q.astype(np.dtype("<f4" if datatype == "FP32" else "<f8" if datatype == "FP64" else "u1"))
+    if scale != 1.0:
+        plain /= plain.dtype.type(scale)
+    meta = {"name": "x", "datatype": datatype, "shape": list(q.shape)}
+    for binary in (False, True):
+        fast = encode_tensors({}, "inputs", [(meta, Levels(q, datatype, scale))], binary)
+        assert fast == encode_tensors({}, "inputs", [(meta, plain)], binary)
 
 
 @pytest.mark.parametrize("body, header, match", [

@@ -28,6 +28,7 @@ rate-limit token is given back); MLServer's 400 ``"... is not ready yet"`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import threading
@@ -42,7 +43,7 @@ from adapters.remote.retry import parse_retry_after
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
 
-__all__ = ["OpenInferencePreset", "encode_tensors", "decode_tensors", "parse_classification", "DATATYPES",
+__all__ = ["OpenInferencePreset", "Levels", "encode_tensors", "decode_tensors", "parse_classification", "DATATYPES",
            "HEADER_LENGTH"]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -59,6 +60,43 @@ _LAYOUTS = ("NCHW", "NHWC", "FLAT")
 
 # -- the wire format (shared with the local server) ------------------------------------------------
 
+class Levels:
+    """A tensor given as 8-bit levels and what each level stands for in ``datatype``.
+
+    ``k`` for ``UINT8``; ``k / 255`` (``scale=255``) or ``k`` for floats. The
+    value of each of the 256 levels is computed once, so a float tensor is one
+    table lookup, and its JSON text is a join of 256 precomputed strings (the
+    same text ``json.dumps`` writes for those floats), not 150k float reprs.
+    """
+
+    __slots__ = ("levels", "datatype", "scale")
+
+    def __init__(self, levels: np.ndarray, datatype: str, scale: float = 1.0):
+        if levels.dtype != np.uint8:
+            raise InvalidInputError(f"levels have dtype {levels.dtype}; expected uint8")
+        self.levels, self.datatype, self.scale = levels, datatype, float(scale)
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self.levels.shape)
+
+    def values(self) -> np.ndarray:
+        return _level_table(self.datatype, self.scale)[0][self.levels]
+
+    def json_text(self) -> str:
+        return "[" + ",".join(_level_table(self.datatype, self.scale)[1][self.levels.ravel()]) + "]"
+
+
+@functools.lru_cache(maxsize=None)
+def _level_table(datatype: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    dtype = np.dtype(DATATYPES[datatype])
+    values = np.arange(256, dtype=dtype)
+    if scale != 1.0:
+        values = values / dtype.type(scale)    # one correctly rounded division, as x.astype(dtype) / 255
+    text = np.array([json.dumps(v) for v in values.tolist()], dtype=object)
+    return values, text
+
+
 def encode_tensors(doc: dict[str, Any], key: str, tensors: Sequence[tuple[dict[str, Any], Any]],
                    binary: bool) -> tuple[bytes, int | None]:
     """An inference request or response body, and the JSON header's length when ``binary``.
@@ -66,22 +104,30 @@ def encode_tensors(doc: dict[str, Any], key: str, tensors: Sequence[tuple[dict[s
     ``doc`` holds the other fields (``id``, ``outputs`` wanted, ...); ``key``
     is ``"inputs"`` or ``"outputs"``; each tensor is ``(meta, values)`` with
     ``meta`` holding ``name``, ``datatype`` and ``shape`` and ``values`` an
-    array (or a list of ``bytes`` for ``BYTES``).
+    array, a :class:`Levels`, or a list of ``bytes`` for ``BYTES``.
     """
-    entries, blobs = [], []
-    for meta, values in tensors:
+    entries, blobs, spliced = [], [], {}
+    for j, (meta, values) in enumerate(tensors):
         entry = dict(meta)
         if binary:
-            blob = _to_bytes(meta["datatype"], values)
-            entry["parameters"] = {**entry.get("parameters", {}), "binary_data_size": len(blob)}
+            blob = (memoryview(np.ascontiguousarray(values.values())) if isinstance(values, Levels)
+                    else _to_bytes(meta["datatype"], values))
+            entry["parameters"] = {**entry.get("parameters", {}), "binary_data_size": blob.nbytes}
             blobs.append(blob)
+        elif isinstance(values, Levels):
+            mark = f"@@levels{j}@@"
+            entry["data"] = mark
+            spliced[json.dumps(mark)] = values.json_text()
         elif meta["datatype"] == "BYTES":
             entry["data"] = [v.decode("utf-8", errors="replace") for v in values]
         else:
             entry["data"] = np.asarray(values).reshape(-1).tolist()
         entries.append(entry)
-    header = json.dumps({**doc, key: entries}, separators=(",", ":")).encode()
-    return (header + b"".join(blobs), len(header)) if binary else (header, None)
+    text = json.dumps({**doc, key: entries}, separators=(",", ":"))
+    for mark, data in spliced.items():
+        text = text.replace(mark, data, 1)
+    header = text.encode()
+    return (b"".join([header, *blobs]), len(header)) if binary else (header, None)
 
 
 def decode_tensors(body: bytes, header_length: Any, key: str, what: str) -> tuple[dict[str, Any], list]:
@@ -137,10 +183,10 @@ def _count(shape: Sequence[int]) -> int:
     return int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
 
 
-def _to_bytes(datatype: str, values: Any) -> bytes:
+def _to_bytes(datatype: str, values: Any) -> memoryview:
     if datatype == "BYTES":
-        return b"".join(struct.pack("<I", len(v)) + v for v in values)
-    return np.ascontiguousarray(values, dtype=DATATYPES[datatype]).tobytes()
+        return memoryview(b"".join(struct.pack("<I", len(v)) + v for v in values))
+    return memoryview(np.ascontiguousarray(values, dtype=DATATYPES[datatype]))
 
 
 def _from_bytes(datatype: str, raw: bytes, shape: list[int], where: str) -> Any:
@@ -423,10 +469,7 @@ class OpenInferencePreset(Preset):
                 raise InvalidInputError(f"model {self.model_name!r} input {self.input_name!r} has no batch dimension "
                                         f"(shape {self._dims}); expected max_batch=1, got {self.max_batch}")
             x = x[0]
-        if self.datatype != "UINT8":
-            x = x.astype(DATATYPES[self.datatype])
-            if self.value_range == "unit":
-                x /= x.dtype.type(255.0)
+        tensor = Levels(x, self.datatype, 255.0 if self.datatype != "UINT8" and self.value_range == "unit" else 1.0)
         doc: dict[str, Any] = {}
         if self.output_name is not None:
             params: dict[str, Any] = {"binary_data": True} if self._binary else {}
@@ -435,8 +478,8 @@ class OpenInferencePreset(Preset):
             doc["outputs"] = [{"name": self.output_name, "parameters": params}]
         elif self._binary:   # every output, in binary
             doc["parameters"] = {"binary_data_output": True}
-        meta = {"name": self.input_name, "shape": list(x.shape), "datatype": self.datatype}
-        body, n_header = encode_tensors(doc, "inputs", [(meta, x)], binary=bool(self._binary))
+        meta = {"name": self.input_name, "shape": tensor.shape, "datatype": self.datatype}
+        body, n_header = encode_tensors(doc, "inputs", [(meta, tensor)], binary=bool(self._binary))
         headers = {"Content-Type": "application/octet-stream" if n_header is not None else "application/json"}
         if n_header is not None:
             headers[HEADER_LENGTH] = str(n_header)
