@@ -1,9 +1,8 @@
 """Vendor formats by name, and a registry for your own.
 
 >>> from adapters.remote.presets import available_presets
->>> available_presets()
-['aws_rekognition', 'azure_vision', 'clarifai', 'generic', 'google_vision', 'huggingface', 'open_inference',
- 'torchserve']
+>>> print(", ".join(available_presets()))
+aws_rekognition, azure_vision, clarifai, generic, google_vision, huggingface, open_inference, torchserve
 
 A new vendor is one small :class:`Preset` subclass (``build_request`` and
 ``parse``; ``check`` and ``authorize`` when the defaults do not fit),
