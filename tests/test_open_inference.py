@@ -351,3 +351,14 @@ def test_constructor_checks_name_the_parameter():
                       ({"model_name": "m", "ready_timeout": -1}, "ready_timeout")):
         with pytest.raises(InvalidInputError, match=match):
             OpenInferencePreset(**kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantize_is_the_reference_rounding_at_every_level_boundary(dtype):
+    from adapters.remote import quantize
+
+    halves = (np.arange(256)[:, None] + np.array([-0.5, 0.5])[None]).ravel() / 255
+    x = np.clip(np.concatenate([halves, np.nextafter(halves, 2), np.nextafter(halves, -1),
+                                np.random.default_rng(3).random(5000)]), 0, 1).astype(dtype)
+    reference = np.rint(x.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
+    np.testing.assert_array_equal(quantize(x), reference)

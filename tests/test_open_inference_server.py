@@ -181,3 +181,17 @@ def test_bar_serve_preset_open_inference_from_the_command_line():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_async_path_speaks_the_protocol_too():
+    import asyncio
+
+    x = images(12, seed=7)
+    with serve(MODEL, preset="open_inference", model_name="demo") as server:
+        model = RemoteModel.from_preset("open_inference", base_url=server.base_url, api_key=server.api_key,
+                                        model_name="demo", labels=LABELS, input_shape=SHAPE, max_batch=5,
+                                        max_concurrency=3, retry=FAST)
+        p = asyncio.run(model.apredict_proba(x))
+        model.close()
+        assert model.ledger.billed == server.billed == 12 and server.stats().requests == 3
+    np.testing.assert_allclose(p, MODEL.predict_proba(quantize(x).astype(np.float32) / 255), rtol=1e-6)
