@@ -50,6 +50,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--estimator", default="one_sided")
     p.add_argument("--mapping", default="frequency")
     p.add_argument("--readout", default="mapping")
+    p.add_argument("--audit", action="store_true",
+                   help="plan bar_sdk.audit on --samples images instead (upper bounds; --max-queries per image)")
+    p.add_argument("--attacks", default="auto", help="audit: comma-separated attack names (default auto)")
+    p.add_argument("--eps", default="0.01,0.02,0.05", help="audit: comma-separated budgets")
+    p.add_argument("--norm", default="linf", help="audit: linf or l2")
     p.set_defaults(func=_run)
 
 
@@ -61,6 +66,15 @@ def _run(args: Any) -> int:
     data_shape = _shape(args.image_shape, "--image-shape") if args.image_shape else (args.features,)
     try:
         model = _ShapeOnly(_shape(args.source_shape, "--source-shape"), args.classes)
+        if args.audit:
+            from bar_sdk.plan import plan_audit
+
+            attacks = "auto" if args.attacks == "auto" else args.attacks.split(",")
+            plan = plan_audit(model, args.samples, attacks=attacks, eps=[float(e) for e in args.eps.split(",")],
+                              norm=args.norm, max_queries=args.max_queries or 1000, price_per_query=args.price,
+                              rate_limit=args.rate, max_batch=args.max_batch)
+            print(plan)
+            return 0
         clf = BARClassifier(model, max_queries=args.max_queries, max_epochs=args.max_epochs,
                             batch_size=args.batch_size, n_directions=args.n_directions, estimator=args.estimator,
                             mapping=args.mapping, readout=args.readout)

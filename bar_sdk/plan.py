@@ -25,7 +25,7 @@ from typing import Any
 from bar_sdk.contract import check_float, check_int, check_model
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["QueryPlan", "plan_bar"]
+__all__ = ["QueryPlan", "plan_bar", "plan_audit"]
 
 _SCORE_CHUNK = 4096   # BARClassifier._scores' chunk: images per call
 
@@ -49,7 +49,7 @@ class QueryPlan:
 
     @property
     def fit_queries(self) -> int:
-        """What ``fit`` asks for (``clf.queries_`` after the run)."""
+        """What ``fit`` asks for (``clf.queries_`` after the run); everything but evaluation."""
         return self.queries - self.queries_by_phase.get("predict", 0)
 
     @property
@@ -70,7 +70,9 @@ class QueryPlan:
         for phase, n in self.queries_by_phase.items():
             lines.append(f"{phase:<10}{n:>14,}{self.requests_by_phase[phase]:>12,}")
         lines.append(f"{'total':<10}{self.queries:>14,}{self.requests:>12,}")
-        lines.append(f"training steps: {self.steps:,}; {self.max_batch} image(s) per request at most")
+        if self.steps:
+            lines.append(f"training steps: {self.steps:,}")
+        lines.append(f"{self.max_batch} image(s) per request at most")
         if self.dollars is not None:
             lines.append(f"cost: ${self.dollars:,.2f} at ${self.price_per_query:g} per image (at most: cached "
                          "images are not billed)")
@@ -79,6 +81,17 @@ class QueryPlan:
                          "and retries add to it)")
         lines += self.notes
         return "\n".join(lines)
+
+
+def _api_terms(model: Any, price_per_query: Any, rate_limit: Any, max_batch: Any) -> tuple[float | None, int]:
+    """Checked price and batch size, defaulting to what a remote model says (its ledger, its preset)."""
+    check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)
+    if price_per_query is None:
+        price_per_query = getattr(getattr(model, "ledger", None), "price_per_query", None)
+    check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
+    if max_batch is None:
+        max_batch = int(getattr(getattr(model, "preset", None), "max_batch", 1) or 1)
+    return price_per_query, check_int(max_batch, "max_batch", low=1)
 
 
 def _requests(calls: list[int], max_batch: int) -> int:
@@ -114,14 +127,8 @@ def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None
     from bar_sdk.zo.estimators import GuidedEstimator
 
     n_eval = check_int(n_eval, "n_eval", low=0)
-    check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)
     model = clf.model
-    if price_per_query is None:
-        price_per_query = getattr(getattr(model, "ledger", None), "price_per_query", None)
-    check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
-    if max_batch is None:
-        max_batch = int(getattr(getattr(model, "preset", None), "max_batch", 1) or 1)
-    max_batch = check_int(max_batch, "max_batch", low=1)
+    price_per_query, max_batch = _api_terms(model, price_per_query, rate_limit, max_batch)
     clf._validate_params()
     _, input_shape = check_model(model)
     layout, program = clf._layout_and_program(X, input_shape)
@@ -162,4 +169,55 @@ def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None
         notes.append("the surrogate's own queries are free (local) and not counted here")
     return QueryPlan(queries_by_phase={k: sum(v) for k, v in calls.items()},
                      requests_by_phase={k: _requests(v, max_batch) for k, v in calls.items()}, steps=steps,
+                     price_per_query=price_per_query, rate_limit=rate_limit, max_batch=max_batch, notes=notes)
+
+
+def plan_audit(model: Any, n_samples: int, *, attacks: Any = "auto", eps: Any = (0.01, 0.02, 0.05),
+               norm: str = "linf", max_queries: int = 1000, price_per_query: float | None = None,
+               rate_limit: float | None = None, max_batch: int | None = None) -> QueryPlan:
+    """Upper bounds on what ``bar_sdk.audit(model, x, y, ...)`` sends for ``n_samples`` images.
+
+    Every attack run (one per attack and ``eps``) spends at most ``max_queries``
+    per image, the clean query included (its own ``max_total_queries`` when
+    smaller); that is the bound ``audit`` enforces. An attack stops early on
+    the images it has already fooled, so a run usually costs less. Requests:
+    each round sends at most one image per remaining sample, so a run makes at
+    most ``max_queries x ceil(n_samples / max_batch)`` requests. White-box
+    attacks (PGD on a local model) are listed with their gradient calls
+    under ``max_queries=None`` as 0: they need a local model and are not billed.
+    Phases are named ``"<attack>@<eps>"``.
+    """
+    from bar_sdk.attacks.universal import UniversalPerturbation
+    from bar_sdk.audit import _build, _name, _specs
+
+    n_samples = check_int(n_samples, "n_samples", low=1)
+    max_queries = check_int(max_queries, "max_queries", low=1)
+    price_per_query, max_batch = _api_terms(model, price_per_query, rate_limit, max_batch)
+    check_model(model)
+    try:
+        eps_list = sorted(float(e) for e in eps)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"eps={eps!r}; expected a list of numbers") from None
+    queries: dict[str, int] = {}
+    requests: dict[str, int] = {}
+    notes = ["upper bounds: attacks stop early on the images they fool"]
+    for spec in _specs(attacks, model, norm):
+        for e in eps_list:
+            attack = _build(spec, model, norm, e, max_queries, 0)
+            if isinstance(attack, UniversalPerturbation):
+                raise InvalidInputError("attacks holds a UniversalPerturbation, whose max_queries is a total for the "
+                                        "whole run, not per image; plan_audit does not bound it")
+            key = f"{_name(spec)}@{e:g}"
+            if type(attack).access == "gradient":
+                queries[key] = requests[key] = 0
+                notes.append(f"{key}: white-box (a local model's gradients), not billed")
+                continue
+            per_image = min(attack.max_queries or max_queries, max_queries)
+            total = n_samples * per_image
+            rounds = per_image
+            if getattr(attack, "max_total_queries", None) is not None:
+                total = min(total, attack.max_total_queries)
+            queries[key] = total
+            requests[key] = min(rounds * math.ceil(n_samples / max_batch), total)
+    return QueryPlan(queries_by_phase=queries, requests_by_phase=requests, steps=0,
                      price_per_query=price_per_query, rate_limit=rate_limit, max_batch=max_batch, notes=notes)

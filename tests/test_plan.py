@@ -83,3 +83,38 @@ def test_bar_plan_command_prints_the_same_plan(capsys):
                     max_batch=32)
     assert f"total{plan.queries:>19,}{plan.requests:>12,}" in out and f"${plan.dollars:,.2f}" in out
     assert main(["plan", "--max-queries", "5"]) == 2 and "max_queries=5" in capsys.readouterr().err
+
+
+def test_audit_plan_bounds_what_an_audit_spends_through_an_api():
+    import bar_sdk
+    from bar_sdk.plan import plan_audit
+
+    demo = DemoModel((1, 8, 8), n_classes=4, random_state=2)
+    x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    y = demo.predict_proba(x).argmax(axis=1)
+    with serve(demo) as server:
+        api = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key, model_id="demo",
+                                      labels=list(demo.labels), input_shape=(1, 8, 8), batch_size=4,
+                                      price_per_query=0.01, retry=FAST, use_cache=False)
+        plan = plan_audit(api, len(x), eps=[0.02, 0.2], max_queries=30, rate_limit=5)
+        report = bar_sdk.audit(api, x, y, eps=[0.02, 0.2], max_queries=30)
+        requests = server.stats().requests
+        api.close()
+    assert set(plan.queries_by_phase) == {"square@0.02", "square@0.2", "simba@0.02", "simba@0.2"}
+    assert plan.queries == 4 * 6 * 30 and plan.dollars == pytest.approx(plan.queries * 0.01)
+    spent = {f"{name}@{e:g}": r.total_queries for name, runs in report.results.items()
+             for e, r in zip(report.eps, runs)}
+    assert all(spent[k] <= plan.queries_by_phase[k] for k in spent)
+    assert api.ledger.billed == report.total_queries <= plan.queries
+    assert requests <= plan.requests
+    with pytest.raises(InvalidInputError, match="max_queries"):
+        plan_audit(api, 3, max_queries=0)
+
+
+def test_bar_plan_audit_command(capsys):
+    from bar_sdk.cli import main
+
+    assert main(["plan", "--audit", "--samples", "100", "--source-shape", "3,32,32", "--classes", "10", "--eps",
+                 "0.01,0.03", "--max-queries", "500", "--price", "0.001", "--max-batch", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "square@0.01" in out and "simba@0.03" in out and f"{4 * 100 * 500:,}" in out and "$200.00" in out
