@@ -362,3 +362,15 @@ def test_quantize_is_the_reference_rounding_at_every_level_boundary(dtype):
                                 np.random.default_rng(3).random(5000)]), 0, 1).astype(dtype)
     reference = np.rint(x.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
     np.testing.assert_array_equal(quantize(x), reference)
+
+
+def test_readiness_refused_credentials_fail_at_once_without_the_key():
+    def handler(request):
+        return httpx.Response(401, json={"error": "bad token tok-SECRET"})   # a server that echoes the key
+    sleeps = []
+    model = RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="m", labels=LABELS,
+                                    input_shape=SHAPE, api_key="tok-SECRET", sleep=sleeps.append,
+                                    client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(AuthenticationError) as info:
+        model.predict_proba(X)
+    assert "tok-SECRET" not in str(info.value) and sleeps == [] and model.ledger.attempts == 0

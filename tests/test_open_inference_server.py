@@ -195,3 +195,21 @@ def test_async_path_speaks_the_protocol_too():
         model.close()
         assert model.ledger.billed == server.billed == 12 and server.stats().requests == 3
     np.testing.assert_allclose(p, MODEL.predict_proba(quantize(x).astype(np.float32) / 255), rtol=1e-6)
+
+
+def test_a_server_declaring_uint8_is_sent_uint8_levels():
+    x = images(6, seed=8)
+    with serve(MODEL, preset="open_inference", model_name="demo", input_datatype="UINT8") as server:
+        model = RemoteModel.from_preset("open_inference", base_url=server.base_url, api_key=server.api_key,
+                                        model_name="demo", labels=LABELS, input_shape=SHAPE, retry=FAST)
+        p = model.predict_proba(x)
+        model.close()
+        assert model.preset.datatype == "UINT8" and server.billed == 6       # read from the metadata
+        http, client = triton(server)
+        from tritonclient.utils import InferenceServerException
+
+        with pytest.raises(InferenceServerException, match="expects 'UINT8'"):
+            client.infer("demo", [infer_input(http, x, True)], headers=auth())
+    np.testing.assert_allclose(p, MODEL.predict_proba(quantize(x).astype(np.float32) / 255), rtol=1e-6)
+    with pytest.raises(InvalidInputError, match="input_datatype"):
+        create_app(MODEL, preset="open_inference", input_datatype="INT8")

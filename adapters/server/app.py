@@ -123,7 +123,7 @@ class ServerState:
 def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] = ("test-key",),
                admin_key: str | None = None, rate_limit: float | None = None, burst: int | None = None,
                top_k: int | None = None, label_only: bool = False, faults: Faults | None = None,
-               model_name: str = "model"):
+               model_name: str = "model", input_datatype: str = "FP32"):
     """A Starlette app answering in the format of ``preset`` with ``model``'s scores.
 
     Parameters
@@ -155,6 +155,8 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
         Injected 429/500/slow/malformed answers (seeded).
     model_name : str
         The name the model is served under (``open_inference`` only).
+    input_datatype : {"FP32", "UINT8"}
+        The input tensor's declared type (``open_inference`` only).
 
     Notes
     -----
@@ -180,7 +182,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
     state = ServerState(model, shape, list(api_keys), admin_key or secrets.token_urlsafe(16), rate_limit, burst,
                         top_k, bool(label_only), faults)
     if hasattr(shape, "bind"):   # a protocol that describes the model (metadata) needs to know it
-        shape.bind(state, model_name)
+        shape.bind(state, model_name, check_choice(input_datatype, "input_datatype", ("FP32", "UINT8")))
 
     def error(kind: str, message: str, retry_after: float | None = None) -> Response:
         status, body = shape.error(kind, message)

@@ -4,8 +4,8 @@
 
 - ``GET /v2``: server metadata, extensions ``classification`` and ``binary_tensor_data``;
 - ``GET /v2/health/live``, ``GET /v2/health/ready``;
-- ``GET /v2/models/{name}[/versions/1]`` (metadata: input ``input``, ``FP32``,
-  ``[-1, C, H, W]``; output ``probabilities``, ``FP32``, ``[-1, n_classes]``)
+- ``GET /v2/models/{name}[/versions/1]`` (metadata: input ``input``, ``FP32``
+  (or ``UINT8`` with ``input_datatype="UINT8"``), ``[-1, C, H, W]``; output ``probabilities``, ``FP32``, ``[-1, n_classes]``)
   and ``.../ready``;
 - ``POST /v2/models/{name}[/versions/1]/infer``: JSON tensors or the binary
   tensor extension (``Inference-Header-Content-Length``), the scores tensor or
@@ -53,10 +53,14 @@ class OpenInferenceShape:
     default_k = 1
     paths: tuple[str, ...] = ()
 
-    def bind(self, state: Any, model_name: str) -> None:
-        """Learn the model being served (the metadata describes it) and the paths it answers on."""
+    def bind(self, state: Any, model_name: str, input_datatype: str = "FP32") -> None:
+        """Learn the model being served (the metadata describes it) and the paths it answers on.
+
+        ``input_datatype``: ``"FP32"`` (pixel values in [0, 1]) or ``"UINT8"`` (levels 0..255), as declared.
+        """
         self.state = state
         self.model_name = model_name
+        self.datatype = input_datatype
         base = f"/v2/models/{model_name}"
         self.paths = (f"{base}/infer", f"{base}/versions/{VERSION}/infer")
 
@@ -76,13 +80,15 @@ class OpenInferenceShape:
                              f"{[meta.get('name') for meta, _ in tensors]}")
         meta, x = tensors[0]
         c, h, w = self.state.input_shape
-        if meta["datatype"] != "FP32":
+        if meta["datatype"] != self.datatype:
             raise BadRequest(f"inference input {INPUT!r} data-type is {meta['datatype']!r}, but model "
-                             f"{self.model_name!r} expects 'FP32'")
+                             f"{self.model_name!r} expects {self.datatype!r}")
         if len(meta["shape"]) != 4 or tuple(meta["shape"][1:]) != (c, h, w) or not 1 <= meta["shape"][0] <= \
                 self.max_batch:
             raise BadRequest(f"unexpected shape for input {INPUT!r} for model {self.model_name!r}. Expected "
                              f"[-1,{c},{h},{w}] with 1 to {self.max_batch} images, got {meta['shape']}")
+        if self.datatype == "UINT8":
+            return list(np.asarray(x)), self._wanted(doc)      # levels: the model sees k / 255
         x = np.asarray(x, dtype=np.float32)
         if not np.all(np.isfinite(x)) or x.min() < 0.0 or x.max() > 1.0:
             raise BadRequest(f"input {INPUT!r} holds values outside [0, 1] (or NaN); expected pixel values in [0, 1]")
@@ -146,7 +152,7 @@ class OpenInferenceShape:
     def metadata(self) -> dict[str, Any]:
         c, h, w = self.state.input_shape
         return {"name": self.model_name, "versions": [VERSION], "platform": "bar-sdk",
-                "inputs": [{"name": INPUT, "datatype": "FP32", "shape": [-1, c, h, w]}],
+                "inputs": [{"name": INPUT, "datatype": self.datatype, "shape": [-1, c, h, w]}],
                 "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, self.state.n_classes]}]}
 
     def free_routes(self) -> list:
