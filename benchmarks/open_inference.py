@@ -125,8 +125,8 @@ def throughput(args):
     n_requests = int(round(args.rate * args.seconds))
     x = np.random.default_rng(1).random((n_requests * per_request, *shape)).astype(np.float32)
     faults = Faults(rate_429=0.10, retry_after=1, random_state=0)
-    with serve(model, preset="open_inference", model_name="m", rate_limit=args.rate, burst=4,
-               faults=faults) as server:
+    with serve(model, preset="open_inference", model_name="m", rate_limit=args.rate, burst=4, faults=faults,
+               input_datatype=args.datatype) as server:
         remote = RemoteModel.from_preset("open_inference", base_url=server.base_url, api_key=server.api_key,
                                          model_name="m", labels=list(model.labels), input_shape=shape,
                                          max_batch=per_request, rate_limit=args.rate, max_concurrency=8,
@@ -138,8 +138,8 @@ def throughput(args):
         stats = server.stats()
         remote.close()
     lost = int(len(x) - 1 - np.isfinite(p).all(axis=1).sum())
-    breakdown = request_breakdown(model, x[:per_request])
-    row = {"rate_limit": args.rate, "images_per_request": per_request, "requests_planned": n_requests,
+    breakdown = request_breakdown(model, x[:per_request], args.datatype)
+    row = {"rate_limit": args.rate, "images_per_request": per_request, "datatype": args.datatype, "requests_planned": n_requests,
            "seconds": wall, "answered_requests_per_s": (stats.answered - 1) / wall,
            "fraction_of_rate": (stats.answered - 1) / wall / args.rate, "images_per_s": (len(x) - 1) / wall,
            "lost": lost, "billed_client": remote.ledger.billed, "billed_server": stats.billed,
@@ -148,18 +148,18 @@ def throughput(args):
     return row
 
 
-def request_breakdown(model, x):
+def request_breakdown(model, x, datatype):
     """Milliseconds of CPU work for one request of ``x`` (medians of 5), both sides, without HTTP."""
     from adapters.remote.presets.open_inference import OpenInferencePreset
     from adapters.server.app import ServerState
     from adapters.server.open_inference import OpenInferenceShape
 
-    preset = OpenInferencePreset("m", input_name="input", datatype="FP32", layout="NCHW",
+    preset = OpenInferencePreset("m", input_name="input", datatype=datatype, layout="NCHW",
                                  output_name="probabilities", binary=True)
     preset.check_labels(list(model.labels))
     shape = OpenInferenceShape()
     state = ServerState(model, shape, ["k"], "admin", None, None, None, False, None)
-    shape.bind(state, "m")
+    shape.bind(state, "m", datatype)
     q = quantize(x)
     request = preset.build_request("http://127.0.0.1", list(q), list(model.labels))
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -226,7 +226,7 @@ def markdown(result):
                   "with an httpx MockTransport answering at once.", ""]
     if "throughput" in result:
         t = result["throughput"]
-        lines += ["## Against the local server (open_inference, binary tensors)", "",
+        lines += [f"## Against the local server (open_inference, binary {t['datatype']} tensors)", "",
                   f"R = {t['rate_limit']:g} requests/s, {t['images_per_request']} images of 3x224x224 per request, "
                   f"10% injected 429s (Retry-After 1 s): {t['answered_requests_per_s']:.2f} answered requests/s "
                   f"= {100 * t['fraction_of_rate']:.1f}% of R, {t['images_per_s']:.0f} images/s over "
@@ -237,8 +237,8 @@ def markdown(result):
         lines += [f"Where the time goes, per request ({b['body_mb']:.1f} MB body; ms of CPU, medians, no HTTP): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in b.items() if k != "body_mb")
                   + ". The server runs in the client's process (one GIL) on a machine shared with other jobs; the "
-                  "rest is the 19 MB body moved through Python's HTTP stacks (httpx, h11) on both sides. UINT8 "
-                  "tensors would carry a quarter of the bytes; this server declares FP32.", ""]
+                  "rest is the body moved through Python's HTTP stacks (httpx, h11) on both sides (UINT8 tensors "
+                  "carry a quarter of FP32's bytes).", ""]
     if "mlserver" in result:
         m = result["mlserver"]
         lines += ["## Against Seldon MLServer on loopback", "",
@@ -256,6 +256,7 @@ def main(argv=None):
     p.add_argument("--reps-scale", type=float, default=1.0, help="scale the repetitions of the stage timings")
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--datatype", default="UINT8", help="throughput: the server's declared input type")
     p.add_argument("--bar-queries", type=int, default=4000)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "open_inference"))
     p.add_argument("--merge", action="store_true", help="keep the other parts' results from the last run")
