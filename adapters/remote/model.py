@@ -450,7 +450,9 @@ class RemoteModel:
         return scores
 
     def _request_for(self, images: list[np.ndarray]) -> HttpRequest:
-        encoded = [encode_image(img, self.image_format, jpeg_quality=self.jpeg_quality) for img in images]
+        self.preset.prepare(self.base_url, self._send_unbilled, self._sleep or time.sleep)
+        encoded = images if self.preset.tensor_input else [
+            encode_image(img, self.image_format, jpeg_quality=self.jpeg_quality) for img in images]
         request = self.preset.build_request(self.base_url, encoded, self.labels)
         if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
             raise RemoteError(f"preset {self.preset.name!r} built a request for {request.host!r}; the credential is "
@@ -467,6 +469,13 @@ class RemoteModel:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="bar-remote")
             list(self._executor.map(lambda c: self._run_chunk(c, plan, errors), chunks))
+
+    def _send_unbilled(self, request: HttpRequest) -> HttpResponse:
+        """A free request a preset needs (readiness, metadata): to base_url's host only, never billed."""
+        if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
+            raise RemoteError(f"preset {self.preset.name!r} asked for {request.host!r}; only base_url's host is "
+                              "contacted")
+        return self._sender.send(self.preset.authorize(request, self._credentials))
 
     def _run_chunk(self, chunk: _Chunk, plan: _Plan, errors: list[BaseException]) -> None:
         if errors:  # an earlier request failed for good: send nothing more

@@ -16,13 +16,15 @@ from adapters.remote.ratelimit import TokenBucket
 from adapters.server.clarifai import ClarifaiShape
 from adapters.server.faults import KINDS, Faults
 from adapters.server.huggingface import HuggingFaceShape
+from adapters.server.open_inference import OpenInferenceShape
 from adapters.server.shape import BadRequest, Ranked, Shape, Wanted
 from bar_sdk.contract import check_choice, check_float, check_int, check_model, check_scores
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["create_app", "ServerState", "ServerStats", "PRESETS"]
 
-PRESETS: dict[str, type] = {"clarifai": ClarifaiShape, "huggingface": HuggingFaceShape}
+PRESETS: dict[str, type] = {"clarifai": ClarifaiShape, "huggingface": HuggingFaceShape,
+                            "open_inference": OpenInferenceShape}
 """The API formats the server speaks (named like the client presets that talk to them)."""
 
 
@@ -98,7 +100,8 @@ class ServerState:
         return bucket.try_take()
 
     def predict(self, images: list[np.ndarray]) -> np.ndarray:
-        x = np.stack(images).astype(np.float32) / np.float32(255.0)
+        x = np.stack(images)   # uint8 levels (decoded images), or float tensors in [0, 1]
+        x = x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x.astype(np.float32)
         with self._model_lock:
             out = self.model.predict_proba(x)
         return check_scores(out, len(images), self.n_classes)
@@ -119,7 +122,8 @@ class ServerState:
 
 def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] = ("test-key",),
                admin_key: str | None = None, rate_limit: float | None = None, burst: int | None = None,
-               top_k: int | None = None, label_only: bool = False, faults: Faults | None = None):
+               top_k: int | None = None, label_only: bool = False, faults: Faults | None = None,
+               model_name: str = "model", input_datatype: str = "FP32"):
     """A Starlette app answering in the format of ``preset`` with ``model``'s scores.
 
     Parameters
@@ -129,9 +133,11 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
         ``n_classes``, ``input_shape`` and optionally ``labels``. Images sent
         must have exactly ``input_shape``; they are decoded from PNG/JPEG to
         uint8 and divided by 255.
-    preset : {"clarifai", "huggingface"}
+    preset : {"clarifai", "huggingface", "open_inference"}
         The API format (paths, auth header, bodies, error bodies), the one the
-        client preset of the same name speaks.
+        client preset of the same name speaks. ``open_inference`` serves the
+        model as ``model_name`` in the V2 inference protocol (see
+        :mod:`adapters.server.open_inference`).
     api_keys : sequence of str
         Accepted credentials; anything else is answered 401.
     admin_key : str, optional
@@ -147,6 +153,10 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
         Answer with the top label's name only, no score.
     faults : Faults, optional
         Injected 429/500/slow/malformed answers (seeded).
+    model_name : str
+        The name the model is served under (``open_inference`` only).
+    input_datatype : {"FP32", "UINT8"}
+        The input tensor's declared type (``open_inference`` only).
 
     Notes
     -----
@@ -160,6 +170,8 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
     from starlette.routing import Route
 
     shape = PRESETS[check_choice(preset, "preset", tuple(PRESETS))]()
+    if not isinstance(model_name, str) or not model_name or "/" in model_name:
+        raise InvalidInputError(f"model_name={model_name!r}; expected a non-empty name without '/'")
     if isinstance(api_keys, str) or not api_keys or not all(isinstance(k, str) and k for k in api_keys):
         raise InvalidInputError("api_keys must be a non-empty sequence of non-empty strings")
     check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)
@@ -169,6 +181,8 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
         raise InvalidInputError(f"faults={faults!r}; expected adapters.server.Faults")
     state = ServerState(model, shape, list(api_keys), admin_key or secrets.token_urlsafe(16), rate_limit, burst,
                         top_k, bool(label_only), faults)
+    if hasattr(shape, "bind"):   # a protocol that describes the model (metadata) needs to know it
+        shape.bind(state, model_name, check_choice(input_datatype, "input_datatype", ("FP32", "UINT8")))
 
     def error(kind: str, message: str, retry_after: float | None = None) -> Response:
         status, body = shape.error(kind, message)
@@ -192,7 +206,8 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
             return error("throttled", f"exceeded limit of {rate_limit:g} requests per second", retry_after=wait)
         try:
             raw, wanted = shape.read(await request.body(), request.headers)
-            images = [decode_base64_image(r) if isinstance(r, str) else decode_image(r) for r in raw]
+            images = [r if isinstance(r, np.ndarray) else decode_base64_image(r) if isinstance(r, str)
+                      else decode_image(r) for r in raw]
             bad = [i for i, img in enumerate(images) if img.shape != state.input_shape]
             if bad:
                 raise BadRequest(f"image {bad[0]} has shape {images[bad[0]].shape}; this model takes "
@@ -214,7 +229,9 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
                             media_type="application/json")
         state.count("billed", len(images))
         state.count("answered")
-        return JSONResponse(shape.ok(ranked, request.path_params))
+        body = shape.ok(ranked, request.path_params, wanted) if hasattr(shape, "bind") else \
+            shape.ok(ranked, request.path_params)
+        return body if isinstance(body, Response) else JSONResponse(body)
 
     async def stats(request: Request) -> Response:
         if not secrets.compare_digest(request.headers.get("x-admin-key", ""), state.admin_key):
@@ -226,6 +243,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
 
     routes = [Route(path, predict, methods=["POST"]) for path in shape.paths]
     routes += [Route("/_stats", stats, methods=["GET"]), Route("/_health", health, methods=["GET"])]
+    routes += list(getattr(shape, "free_routes", lambda: [])())   # health, metadata: no key, never billed
     app = Starlette(routes=routes)
     app.state.bar = state
     return app

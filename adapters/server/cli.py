@@ -48,6 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--input-shape", default="1,8,8", help="C,H,W of the demo model (default 1,8,8)")
     p.add_argument("--classes", type=int, default=10, help="classes of the demo model (default 10)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="clarifai", help="API format (default clarifai)")
+    p.add_argument("--model-name", default="model",
+                   help="name the model is served under (open_inference: /v2/models/NAME; default model)")
+    p.add_argument("--input-datatype", choices=("FP32", "UINT8"), default="FP32",
+                   help="open_inference: the input tensor's declared type (default FP32)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", action="append", dest="api_keys", help="accepted key (repeatable)")
@@ -83,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                             rate_malformed=args.fault_malformed, slow_seconds=args.slow_seconds,
                             random_state=args.seed)
         app = create_app(model, preset=args.preset, api_keys=keys, admin_key=args.admin_key, rate_limit=args.rate,
-                         burst=args.burst, top_k=args.top_k, label_only=args.label_only, faults=faults)
+                         burst=args.burst, top_k=args.top_k, label_only=args.label_only, faults=faults,
+                         model_name=args.model_name, input_datatype=args.input_datatype)
     except (BarError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,8 @@
 """Vendor formats by name, and a registry for your own.
 
 >>> from adapters.remote.presets import available_presets
->>> available_presets()
-['aws_rekognition', 'azure_vision', 'clarifai', 'generic', 'google_vision', 'huggingface', 'torchserve']
+>>> print(", ".join(available_presets()))
+aws_rekognition, azure_vision, clarifai, generic, google_vision, huggingface, open_inference, torchserve
 
 A new vendor is one small :class:`Preset` subclass (``build_request`` and
 ``parse``; ``check`` and ``authorize`` when the defaults do not fit),
@@ -24,12 +24,13 @@ from adapters.remote.presets.clarifai import ClarifaiPreset
 from adapters.remote.presets.generic import GenericJSONPreset
 from adapters.remote.presets.google_vision import GoogleVisionPreset
 from adapters.remote.presets.huggingface import HuggingFacePreset
+from adapters.remote.presets.open_inference import OpenInferencePreset
 from adapters.remote.presets.torchserve import TorchServePreset
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["Preset", "register_preset", "make_preset", "available_presets", "ClarifaiPreset",
            "GoogleVisionPreset", "AwsRekognitionPreset", "AzureVisionPreset", "HuggingFacePreset",
-           "TorchServePreset", "GenericJSONPreset"]
+           "TorchServePreset", "GenericJSONPreset", "OpenInferencePreset"]
 
 _REGISTRY: dict[str, Callable[..., Preset]] = {}
 _LOCK = threading.Lock()
@@ -72,5 +73,5 @@ def make_preset(name: str, **options: Any) -> Preset:
 
 
 for _cls in (ClarifaiPreset, GoogleVisionPreset, AwsRekognitionPreset, AzureVisionPreset, HuggingFacePreset,
-             TorchServePreset, GenericJSONPreset):
+             TorchServePreset, GenericJSONPreset, OpenInferencePreset):
     register_preset(_cls.name, _cls)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 from urllib.parse import quote
 
 from adapters.remote.http import HttpRequest, HttpResponse
@@ -140,6 +140,9 @@ class Preset:
     key_required: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = None
     max_batch: int = 1
+    tensor_input: ClassVar[bool] = False
+    """True for tensor protocols: :meth:`build_request` gets the quantised uint8 ``(C, H, W)`` arrays
+    themselves, and no image is encoded."""
 
     # -- what subclasses provide ----------------------------------------------------------------
 
@@ -154,6 +157,11 @@ class Preset:
         raise NotImplementedError
 
     # -- defaults ---------------------------------------------------------------------------------
+
+    def prepare(self, base_url: str, send: Callable[[HttpRequest], HttpResponse],
+                sleep: Callable[[float], Any]) -> None:
+        """Called before each request is built; a protocol that must first check readiness or read
+        metadata does it here, once (``send`` is free: not billed, not counted, credentials added)."""
 
     def resolve_credentials(self, api_key: Any) -> Any:
         """The credential object :meth:`authorize` uses (repr ``'***'``), from ``api_key`` or the environment."""

@@ -1,0 +1,281 @@
+"""The Open Inference Protocol client: time per image by stage, throughput against the local server,
+and the protocol's overhead against Seldon MLServer on loopback.
+
+    python benchmarks/open_inference.py                      # all three parts
+    python benchmarks/open_inference.py --parts stages       # one part
+
+Writes benchmarks/results/open_inference.json and .md.
+
+- stages: per-image client time (no network; an httpx MockTransport answers)
+  for 1x28x28, 3x224x224 and 3x512x512: quantise, hash, encode, request build,
+  parse, and the whole predict_proba path, for the open_inference preset (binary
+  and JSON tensors) beside the PNG path of the clarifai preset.
+- throughput: open_inference (binary tensors) against `bar serve --preset
+  open_inference` in this process, R requests/s with 10% injected 429s and
+  32 images of 3x224x224 per request: answered images/s, lost, billed == server.
+- mlserver: BARClassifier queries/s through the protocol to MLServer (our
+  digits model in a custom runtime) vs the same model in-process, one run each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from adapters.remote.cache import image_key  # noqa: E402
+from adapters.remote.encoding import encode_image  # noqa: E402
+from adapters.remote.http import HttpResponse  # noqa: E402
+from adapters.remote.presets.open_inference import HEADER_LENGTH, encode_tensors  # noqa: E402
+from benchmarks.remote_throughput import median_us  # noqa: E402
+
+SHAPES = {"1x28x28": (1, 28, 28), "3x224x224": (3, 224, 224), "3x512x512": (3, 512, 512)}
+REPS = {"1x28x28": 300, "3x224x224": 40, "3x512x512": 10}
+LABELS = [f"class_{i}" for i in range(10)]
+
+
+def oip_answer(n, binary):
+    p = np.full((n, len(LABELS)), 0.1, dtype=np.float32)
+    body, n_header = encode_tensors({"model_name": "m"}, "outputs",
+                                    [({"name": "probabilities", "datatype": "FP32", "shape": [n, 10]}, p)], binary)
+    return body, ({HEADER_LENGTH: str(n_header)} if n_header is not None else {})
+
+
+def clarifai_answer(n):
+    concepts = [{"id": name, "name": name, "value": 0.1} for name in LABELS]
+    return json.dumps({"status": {"code": 10000}, "outputs": [{"status": {"code": 10000}, "data": {
+        "concepts": concepts}} for _ in range(n)]}).encode(), {}
+
+
+def client(kind, shape, n):
+    """A RemoteModel whose transport answers at once, and the canned body."""
+    if kind == "clarifai_png":
+        body, headers = clarifai_answer(n)
+        options = dict(model_id="m", batch_size=max(n, 1))
+        preset = "clarifai"
+    else:
+        binary = kind == "oip_binary"
+        body, headers = oip_answer(n, binary)
+        options = dict(model_name="m", input_name="input", datatype="FP32", layout="NCHW",
+                       output_name="probabilities", binary=binary, wait_ready=False, max_batch=max(n, 1))
+        preset = "open_inference"
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body, headers=headers))
+    model = RemoteModel.from_preset(preset, base_url="http://127.0.0.1:9", api_key="k", labels=LABELS,
+                                    input_shape=shape, use_cache=False, client=httpx.Client(transport=transport),
+                                    **options)
+    return model, HttpResponse(200, headers, body)
+
+
+def stages(args):
+    rows = []
+    rng = np.random.default_rng(0)
+    for name, shape in SHAPES.items():
+        base_reps = max(3, int(REPS[name] * args.reps_scale))
+        for n in (1, 32) if name != "3x512x512" else (1,):
+            x = rng.random((n, *shape)).astype(np.float32)
+            q = quantize(x)
+            bare = median_us(lambda: [image_key(img, "id") for img in quantize(x)], base_reps) / n
+            for kind in ("oip_binary", "oip_json", "clarifai_png"):
+                model, response = client(kind, shape, n)
+                reps = base_reps if kind != "oip_json" or name == "1x28x28" else max(3, base_reps // 10)
+                preset = model.preset
+                row = {"shape": name, "images_per_request": n, "client": kind}
+                row["quantise_us"] = median_us(lambda: quantize(x), reps) / n
+                row["hash_us"] = median_us(lambda: [image_key(img, "id") for img in q], reps) / n
+                if kind == "clarifai_png":
+                    row["encode_us"] = median_us(lambda: [encode_image(img) for img in q], reps) / n
+                    encoded = [encode_image(img) for img in q]
+                else:
+                    row["encode_us"] = 0.0      # tensors travel as they are
+                    encoded = list(q)
+                row["request_build_us"] = median_us(lambda: preset.build_request(model.base_url, encoded, LABELS),
+                                                    reps) / n
+                row["parse_us"] = median_us(lambda: preset.parse(response, n), reps) / n
+                model.predict_proba(x)          # warm: connection pool, first-call costs
+                row["whole_path_us"] = median_us(lambda: model.predict_proba(x), reps) / n
+                row["bare_quantise_hash_us"] = bare
+                row["whole_over_bare"] = row["whole_path_us"] / bare
+                rows.append(row)
+                model.close()
+                print(json.dumps(row), flush=True)
+    return rows
+
+
+def throughput(args):
+    from adapters.server import DemoModel, Faults, serve
+
+    shape = (3, 224, 224)
+    model = DemoModel(shape, n_classes=10, random_state=0)
+    per_request = 32
+    n_requests = int(round(args.rate * args.seconds))
+    x = np.random.default_rng(1).random((n_requests * per_request, *shape)).astype(np.float32)
+    faults = Faults(rate_429=0.10, retry_after=1, random_state=0)
+    with serve(model, preset="open_inference", model_name="m", rate_limit=args.rate, burst=4, faults=faults,
+               input_datatype=args.datatype) as server:
+        remote = RemoteModel.from_preset("open_inference", base_url=server.base_url, api_key=server.api_key,
+                                         model_name="m", labels=list(model.labels), input_shape=shape,
+                                         max_batch=per_request, rate_limit=args.rate, max_concurrency=8,
+                                         retry=RetryPolicy(max_attempts=12, random_state=0), use_cache=False)
+        remote.predict_proba(x[:1])   # readiness and metadata, outside the timed run
+        start = time.perf_counter()
+        p = remote.predict_proba(x[1:])
+        wall = time.perf_counter() - start
+        stats = server.stats()
+        remote.close()
+    lost = int(len(x) - 1 - np.isfinite(p).all(axis=1).sum())
+    breakdown = request_breakdown(model, x[:per_request], args.datatype)
+    row = {"rate_limit": args.rate, "images_per_request": per_request, "datatype": args.datatype, "requests_planned": n_requests,
+           "seconds": wall, "answered_requests_per_s": (stats.answered - 1) / wall,
+           "fraction_of_rate": (stats.answered - 1) / wall / args.rate, "images_per_s": (len(x) - 1) / wall,
+           "lost": lost, "billed_client": remote.ledger.billed, "billed_server": stats.billed,
+           "throttled": remote.ledger.throttled, "injected_429": stats.injected["429"], "breakdown_ms": breakdown}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def request_breakdown(model, x, datatype):
+    """Milliseconds of CPU work for one request of ``x`` (medians of 5), both sides, without HTTP."""
+    from adapters.remote.presets.open_inference import OpenInferencePreset
+    from adapters.server.app import ServerState
+    from adapters.server.open_inference import OpenInferenceShape
+
+    preset = OpenInferencePreset("m", input_name="input", datatype=datatype, layout="NCHW",
+                                 output_name="probabilities", binary=True)
+    preset.check_labels(list(model.labels))
+    shape = OpenInferenceShape()
+    state = ServerState(model, shape, ["k"], "admin", None, None, None, False, None)
+    shape.bind(state, "m", datatype)
+    q = quantize(x)
+    request = preset.build_request("http://127.0.0.1", list(q), list(model.labels))
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    images, _ = shape.read(request.content, headers)
+    out = {"body_mb": len(request.content) / 1e6}
+    for name, fn in (("client_quantise", lambda: quantize(x)),
+                     ("client_hash", lambda: [image_key(img, "id") for img in q]),
+                     ("client_build", lambda: preset.build_request("http://127.0.0.1", list(q), list(model.labels))),
+                     ("server_read_validate", lambda: shape.read(request.content, headers)),
+                     ("server_predict", lambda: state.predict(images)), ("bare_model", lambda: model.predict_proba(x))):
+        out[name] = median_us(fn, 5) / 1e3
+    return out
+
+
+def mlserver_overhead(args):
+    from sklearn.datasets import load_breast_cancer
+
+    from _mlserver import mlserver
+    from _mlserver_runtime import LABELS as DIGITS, SHAPE, digits_model
+    from bar_sdk import BARClassifier
+
+    data = load_breast_cancer()
+    X, y = data.data[:200], data.target[:200]
+    options = dict(max_queries=args.bar_queries, batch_size=20, n_directions=4, random_state=0)
+    local = digits_model()
+    start = time.perf_counter()
+    in_process = BARClassifier(local, **options).fit(X, y)
+    t_local = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as folder, mlserver(Path(folder)) as server:
+        remote = RemoteModel.from_preset("open_inference", base_url=server.base_url, model_name="digits",
+                                         labels=DIGITS, input_shape=SHAPE, max_batch=128, max_concurrency=4)
+        remote.predict_proba(np.zeros((1, *SHAPE), np.float32))   # readiness and metadata, outside the timing
+        billed_before, count_before = remote.ledger.billed, server.count("digits")
+        start = time.perf_counter()
+        through = BARClassifier(remote, **options).fit(X, y)
+        t_remote = time.perf_counter() - start
+        served = server.count("digits") - count_before
+        remote.close()
+    row = {"bar_queries": through.queries_, "in_process_queries_per_s": in_process.queries_ / t_local,
+           "protocol_queries_per_s": through.queries_ / t_remote,
+           "overhead_ratio": (in_process.queries_ / t_local) / (through.queries_ / t_remote),
+           "billed": remote.ledger.billed - billed_before, "server_count": served, "cache_hits": remote.ledger.cache_hits,
+           "requests": remote.ledger.requests}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def markdown(result):
+    commands = "; ".join(f"{part}: `{cmd}`" for part, cmd in result.get("commands", {}).items())
+    lines = ["# Open Inference Protocol client", "", f"Commands: {commands}  ",
+             f"Machine: {os.cpu_count()} CPUs (shared with other jobs), Python {platform.python_version()}, load "
+             f"average at the start of the last run {result['load']}.", ""]
+    if "stages" in result:
+        lines += ["## Client time per image by stage (medians, microseconds; no network)", "",
+                  "| shape | images/request | client | quantise | hash | encode | request build | parse | "
+                  "whole path | whole / (quantise + hash) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in result["stages"]:
+            lines.append(f"| {r['shape']} | {r['images_per_request']} | {r['client']} | {r['quantise_us']:.0f} | "
+                         f"{r['hash_us']:.0f} | {r['encode_us']:.0f} | {r['request_build_us']:.0f} | "
+                         f"{r['parse_us']:.0f} | {r['whole_path_us']:.0f} | {r['whole_over_bare']:.1f}x |")
+        lines += ["", "`oip_binary`: open_inference with the binary tensor extension; `oip_json`: the same tensors "
+                  "as JSON lists; `clarifai_png`: the PNG + base64 path every image preset takes. The whole path is "
+                  "RemoteModel.predict_proba (quantise, hash, cache plan, ledger, request, parse, label mapping) "
+                  "with an httpx MockTransport answering at once.", ""]
+    if "throughput" in result:
+        t = result["throughput"]
+        lines += [f"## Against the local server (open_inference, binary {t['datatype']} tensors)", "",
+                  f"R = {t['rate_limit']:g} requests/s, {t['images_per_request']} images of 3x224x224 per request, "
+                  f"10% injected 429s (Retry-After 1 s): {t['answered_requests_per_s']:.2f} answered requests/s "
+                  f"= {100 * t['fraction_of_rate']:.1f}% of R, {t['images_per_s']:.0f} images/s over "
+                  f"{t['seconds']:.1f} s; lost {t['lost']}; billed {t['billed_client']} (client) vs "
+                  f"{t['billed_server']} (server); {t['throttled']} throttles seen, {t['injected_429']} injected.",
+                  ""]
+        b = t["breakdown_ms"]
+        lines += [f"Where the time goes, per request ({b['body_mb']:.1f} MB body; ms of CPU, medians, no HTTP): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in b.items() if k != "body_mb")
+                  + ". The server runs in the client's process (one GIL) on a machine shared with other jobs; the "
+                  "rest is the body moved through Python's HTTP stacks (httpx, h11) on both sides (UINT8 tensors "
+                  "carry a quarter of FP32's bytes).", ""]
+    if "mlserver" in result:
+        m = result["mlserver"]
+        lines += ["## Against Seldon MLServer on loopback", "",
+                  f"BARClassifier ({m['bar_queries']} queries, batch_size=20, n_directions=4) on the digits model: "
+                  f"{m['in_process_queries_per_s']:.0f} queries/s in-process, {m['protocol_queries_per_s']:.0f} "
+                  f"queries/s through the protocol ({m['requests']} requests): the protocol costs "
+                  f"{m['overhead_ratio']:.1f}x. Billed by the client: {m['billed']}; counted by the MLServer runtime: "
+                  f"{m['server_count']} ({m['cache_hits']} cache hits).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", default="stages,throughput,mlserver")
+    p.add_argument("--reps-scale", type=float, default=1.0, help="scale the repetitions of the stage timings")
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--datatype", default="UINT8", help="throughput: the server's declared input type")
+    p.add_argument("--bar-queries", type=int, default=4000)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "open_inference"))
+    p.add_argument("--merge", action="store_true", help="keep the other parts' results from the last run")
+    args = p.parse_args(argv)
+    parts = args.parts.split(",")
+    out = Path(args.out)
+    result = json.loads(out.with_suffix(".json").read_text()) if args.merge else {}
+    result.update({"load": [round(v, 2) for v in os.getloadavg()], "args": vars(args)})
+    if "stages" in parts:
+        result["stages"] = stages(args)
+    if "throughput" in parts:
+        result["throughput"] = throughput(args)
+    if "mlserver" in parts:
+        result["mlserver"] = mlserver_overhead(args)
+    command = ("python benchmarks/open_inference.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    result.setdefault("commands", {}).update({part: command for part in parts})
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    out.with_suffix(".md").write_text(markdown(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

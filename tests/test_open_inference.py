@@ -1,0 +1,376 @@
+"""The open_inference preset against a scripted Open Inference Protocol server (httpx.MockTransport).
+
+Layout and datatype from the model's metadata, the classification extension's
+top-k strings, the binary tensor extension both ways, each server's error
+bodies and overload signals, and a server that is not ready yet.
+"""
+
+import json
+
+import httpx
+import numpy as np
+import pytest
+
+from adapters.remote import RemoteModel, RetryPolicy
+from adapters.remote.presets.open_inference import (HEADER_LENGTH, Levels, OpenInferencePreset, decode_tensors,
+                                                    encode_tensors, parse_classification)
+from bar_sdk import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
+
+SHAPE = (3, 4, 5)
+LABELS = ["cat", "dog", "fish"]
+X = np.random.default_rng(0).random((3, *SHAPE)).astype(np.float32)
+Q = np.rint(X * np.float32(255)).astype(np.uint8)
+
+
+def scores_of(x_nchw):
+    """The scripted model: three probabilities from the mean of each image (float64)."""
+    m = np.asarray(x_nchw, dtype=np.float64).reshape(len(x_nchw), -1).mean(axis=1)
+    return np.stack([m, 1 - m, np.zeros_like(m)], axis=1) * np.array([1.0, 1.0, 0.0]) / 1.0
+
+
+class OipServer:
+    """A scripted V2 server: readiness, metadata, infer (JSON or binary), with replies to inject."""
+
+    def __init__(self, *, datatype="FP32", dims=(-1, 3, 4, 5), layout="NCHW", binary=False, infer_replies=(),
+                 ready_replies=(), classification_labels=False):
+        self.datatype, self.dims, self.layout, self.binary = datatype, list(dims), layout, binary
+        self.infer_replies = list(infer_replies)      # (status, json body) answered before real answers
+        self.ready_replies = list(ready_replies)      # statuses of /ready before 200
+        self.classification_labels = classification_labels
+        self.requests, self.inputs = [], []
+
+    def __call__(self, request):
+        self.requests.append(request)
+        path = request.url.path
+        if path.endswith("/ready"):
+            status = self.ready_replies.pop(0) if self.ready_replies else 200
+            return httpx.Response(status)
+        if path == "/v2":
+            return httpx.Response(200, json={"name": "scripted", "version": "1",
+                                             "extensions": ["classification"] + ["binary_tensor_data"] * self.binary})
+        if request.method == "GET":
+            return httpx.Response(200, json={"name": "m", "versions": ["1"], "platform": "test", "inputs": [
+                {"name": "pixels", "datatype": self.datatype, "shape": self.dims}],
+                "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}]})
+        if self.infer_replies:
+            status, body = self.infer_replies.pop(0)
+            return httpx.Response(status, json=body)
+        doc, tensors = decode_tensors(request.content, request.headers.get(HEADER_LENGTH), "inputs", "request")
+        meta, values = tensors[0]
+        self.inputs.append((meta, values))
+        x = np.asarray(values, dtype=np.float64)
+        if meta["datatype"] == "UINT8":
+            x = x / 255
+        if self.layout == "NHWC":
+            x = x.transpose(0, 3, 1, 2)
+        p = scores_of(x.reshape(len(x), *SHAPE))
+        wanted = (doc.get("outputs") or [{}])[0]
+        params = wanted.get("parameters") or {}
+        binary = bool(params.get("binary_data") or (doc.get("parameters") or {}).get("binary_data_output"))
+        if "classification" in params:
+            k = params["classification"]
+            strings = []
+            for row in p:
+                for i in np.argsort(-row, kind="stable")[:k]:
+                    strings.append(f"{row[i]:.6f}:{i}" + (f":{LABELS[i]}" if self.classification_labels else ""))
+            out = ({"name": "probs", "datatype": "BYTES", "shape": [len(p), k]}, [s.encode() for s in strings])
+        else:
+            out = ({"name": "probs", "datatype": "FP32", "shape": [len(p), 3]}, p.astype(np.float32))
+        body, n_header = encode_tensors({"model_name": "m", "id": doc.get("id", "")}, "outputs", [out], binary)
+        headers = {"Content-Type": "application/octet-stream" if binary else "application/json"}
+        if n_header is not None:
+            headers[HEADER_LENGTH] = str(n_header)
+        return httpx.Response(200, content=body, headers=headers)
+
+    def paths(self, method=None):
+        return [r.url.path for r in self.requests if method is None or r.method == method]
+
+
+def model_for(server, sleeps=None, **kw):
+    retry = kw.pop("retry", RetryPolicy(jitter=0, initial=0.01))
+    return RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="m", labels=LABELS,
+                                   input_shape=SHAPE, client=httpx.Client(transport=httpx.MockTransport(server)),
+                                   sleep=sleeps.append if sleeps is not None else (lambda s: None), retry=retry, **kw)
+
+
+# -- the wire format ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_tensor_codec_round_trips_numbers_and_bytes(binary):
+    a = np.random.default_rng(1).random((2, 3, 4)).astype(np.float32)
+    b = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    s = [b"0.5:1:cat", b"", "\u00e9".encode()]
+    tensors = [({"name": "a", "datatype": "FP32", "shape": [2, 3, 4]}, a),
+               ({"name": "b", "datatype": "UINT8", "shape": [3, 4]}, b),
+               ({"name": "s", "datatype": "BYTES", "shape": [3]}, s)]
+    body, n_header = encode_tensors({"id": "7"}, "outputs", tensors, binary)
+    assert (n_header is not None) == binary
+    if binary:   # no JSON number list: the raw tensors follow the header
+        assert b'"data"' not in body[:n_header] and len(body) == n_header + a.nbytes + b.nbytes + 4 * 3 + 9 + 2
+    doc, back = decode_tensors(body, n_header, "outputs", "test")
+    assert doc["id"] == "7"
+    np.testing.assert_array_equal(np.asarray(back[0][1], dtype=np.float32), a)   # exact: float32 survives JSON
+    np.testing.assert_array_equal(back[1][1], b)
+    assert back[2][1] == s
+
+
+@pytest.mark.parametrize("datatype, scale", [("FP32", 255.0), ("FP64", 255.0), ("FP32", 1.0), ("UINT8", 1.0)])
+def test_levels_write_exactly_what_the_plain_encoder_writes(datatype, scale):
+    q = np.random.default_rng(2).integers(0, 256, (2, 3, 4, 5), dtype=np.uint8).transpose(0, 2, 3, 1)  # a view
+    plain = q.astype(np.dtype("<f4" if datatype == "FP32" else "<f8" if datatype == "FP64" else "u1"))
+    if scale != 1.0:
+        plain /= plain.dtype.type(scale)
+    meta = {"name": "x", "datatype": datatype, "shape": list(q.shape)}
+    for binary in (False, True):
+        fast = encode_tensors({}, "inputs", [(meta, Levels(q, datatype, scale))], binary)
+        assert fast == encode_tensors({}, "inputs", [(meta, plain)], binary)
+
+
+@pytest.mark.parametrize("body, header, match", [
+    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}',
+     None, "does not fit"),
+    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [3], "data": [1, 2]}]}', None, "needs 3"),
+    (b'{"outputs": [{"name": "o", "datatype": "COMPLEX", "shape": [1], "data": [1]}]}', None, "datatype"),
+    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [1], "data": ["x"]}]}', None, "expected numbers"),
+    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [-1], "data": [1]}]}', None, "non-negative"),
+    (b'{"result": 1}', None, "no 'outputs'"),
+    (b'{"outputs": []}xxxx', "999", "body has"),
+])
+def test_tensor_codec_refuses_bodies_that_do_not_add_up(body, header, match):
+    with pytest.raises(ResponseFormatError, match=match):
+        decode_tensors(body, header, "outputs", "test")
+
+
+def test_classification_strings_with_and_without_labels():
+    assert parse_classification(b"0.25:3:tabby cat", "w") == (0.25, 3, "tabby cat")
+    assert parse_classification(b"1e-3:0", "w") == (0.001, 0, None)
+    assert parse_classification(b"0.5:2:a:b", "w") == (0.5, 2, "a:b")    # a label may hold colons
+    for bad in (b"cat", b"0.5", b"0.5:x", b"nan:1", b"0.5:-1"):
+        with pytest.raises(ResponseFormatError, match="score"):
+            parse_classification(bad, "w")
+
+
+# -- layout and datatype from the metadata ------------------------------------------------------
+
+
+@pytest.mark.parametrize("datatype, dims, layout", [
+    ("FP32", (-1, 3, 4, 5), "NCHW"), ("FP32", (-1, 4, 5, 3), "NHWC"), ("UINT8", (-1, 4, 5, 3), "NHWC"),
+    ("FP64", (-1, 60), "FLAT"), ("UINT8", (-1, 3, -1, -1), "NCHW")])
+def test_layout_and_datatype_are_read_from_the_metadata(datatype, dims, layout):
+    server = OipServer(datatype=datatype, dims=dims, layout=layout)
+    model = model_for(server)
+    p = model.predict_proba(X)
+    np.testing.assert_allclose(p, scores_of(Q / 255.0), atol=1e-6)   # float32 output tensor
+    meta, sent = server.inputs[0]
+    assert meta["name"] == "pixels" and meta["datatype"] == datatype
+    expect = {"NCHW": Q, "NHWC": Q.transpose(0, 2, 3, 1), "FLAT": Q.reshape(3, -1)}[layout]
+    assert list(sent.shape) == list(expect.shape)
+    if datatype == "UINT8":
+        np.testing.assert_array_equal(sent, expect)
+    else:   # the 8-bit image itself, as k / 255 in the tensor's type: nothing finer than a level is sent
+        np.testing.assert_array_equal(np.rint(np.asarray(sent) * 255), expect)
+        np.testing.assert_array_equal(np.asarray(sent, dtype=np.float32),
+                                      expect.astype(np.float32) / np.float32(255))
+    assert server.paths("GET") == ["/v2/health/ready", "/v2/models/m/ready", "/v2/models/m", "/v2"]
+    assert model.ledger.billed == 3 and model.ledger.attempts == 3
+
+
+def test_given_layout_skips_the_metadata_and_prepare_runs_once():
+    server = OipServer(dims=(-1, 4, 5, 3), layout="NHWC")
+    model = model_for(server, input_name="pixels", datatype="FP32", layout="NHWC", binary=False)
+    model.predict_proba(X[:1])
+    model.predict_proba(X[1:])
+    assert server.paths("GET") == ["/v2/health/ready", "/v2/models/m/ready"]
+    assert server.paths("POST") == ["/v2/models/m/infer"] * 2
+
+
+def test_a_shape_the_model_does_not_take_is_refused_before_any_paid_request():
+    server = OipServer(dims=(-1, 3, 8, 8))
+    model = model_for(server, max_queries=3)
+    with pytest.raises(InvalidInputError, match=r"takes shape \[3, 8, 8\].*input_shape=\(3, 4, 5\)"):
+        model.predict_proba(X)
+    assert server.paths("POST") == [] and model.ledger.billed == 0 and model.ledger.in_flight == 0
+    with pytest.raises(InvalidInputError, match="does not say its layout"):
+        model_for(OipServer(dims=(-1, -1, -1, -1))).predict_proba(X)
+    with pytest.raises(InvalidInputError, match="datatype 'INT64'"):
+        model_for(OipServer(datatype="INT64")).predict_proba(X)
+
+
+def test_versions_path_and_bearer_key():
+    server = OipServer()
+    model = model_for(server, model_version="2", api_key="tok-SECRET")
+    model.predict_proba(X[:1])
+    assert server.paths("POST") == ["/v2/models/m/versions/2/infer"]
+    assert all(r.headers["authorization"] == "Bearer tok-SECRET" for r in server.requests)
+
+
+def test_same_8bit_image_is_paid_once():
+    server = OipServer()
+    model = model_for(server)
+    level = Q[:1].astype(np.float32) / np.float32(255)
+    nudged = np.clip(level + np.float32(0.3 / 255), 0, 1)   # rounds to the same 8-bit image
+    model.predict_proba(level)
+    model.predict_proba(nudged)
+    assert model.ledger.billed == 1 and model.ledger.cache_hits == 1 and len(server.paths("POST")) == 1
+
+
+# -- outputs: top-k strings, logits, binary -----------------------------------------------------
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_classification_extension_top_k(with_labels):
+    server = OipServer(classification_labels=with_labels)
+    model = model_for(server, classification=2)
+    p = model.predict_proba(X)
+    want = scores_of(Q / 255.0)
+    top2 = np.zeros_like(want)
+    for i, row in enumerate(want):
+        for j in np.argsort(-row, kind="stable")[:2]:
+            top2[i, j] = row[j]
+    np.testing.assert_allclose(p, top2, atol=1e-6)   # the left-out class scores 0
+    sent = json.loads(server.requests[-1].content)
+    assert sent["outputs"] == [{"name": "probs", "parameters": {"classification": 2}}]
+
+
+def test_binary_extension_used_when_the_server_offers_it():
+    server = OipServer(binary=True, datatype="UINT8")
+    model = model_for(server)
+    p = model.predict_proba(X)
+    np.testing.assert_allclose(p, scores_of(Q / 255.0), atol=1e-6)
+    req = server.requests[-1]
+    n_header = int(req.headers[HEADER_LENGTH])
+    assert req.headers["content-type"] == "application/octet-stream"
+    assert len(req.content) == n_header + Q.nbytes and req.content[n_header:] == Q.tobytes()
+    assert json.loads(req.content[:n_header])["outputs"][0]["parameters"]["binary_data"] is True
+
+
+def test_binary_classification_and_forced_json():
+    server = OipServer(binary=True)
+    p = model_for(server, classification=1).predict_proba(X)
+    assert (np.count_nonzero(p, axis=1) == 1).all()
+    plain = OipServer(binary=True)
+    model_for(plain, binary=False).predict_proba(X)
+    assert HEADER_LENGTH.lower() not in plain.requests[-1].headers
+
+
+def test_logits_and_scores_that_are_not_probabilities():
+    logits = {"model_name": "m", "outputs": [{"name": "probs", "datatype": "FP32", "shape": [1, 3],
+                                              "data": [2.0, 0.0, -1.0]}]}
+    p = model_for(OipServer(infer_replies=[(200, logits)]), scores="logits").predict_proba(X[:1])
+    e = np.exp([2.0, 0.0, -1.0])
+    np.testing.assert_allclose(p[0], e / e.sum(), rtol=1e-12)
+    with pytest.raises(ResponseFormatError, match="scores='logits'"):
+        model_for(OipServer(infer_replies=[(200, logits)] * 3)).predict_proba(X[:1])
+    wrong = {"outputs": [{"name": "probs", "datatype": "FP32", "shape": [1, 4], "data": [0.25] * 4}]}
+    with pytest.raises(ResponseFormatError, match="one per label"):
+        model_for(OipServer(infer_replies=[(200, wrong)] * 3)).predict_proba(X[:1])
+
+
+# -- error bodies and overload ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status, error, kind", [
+    (503, "Exceeds maximum queue size", "throttled"),                  # Triton
+    (400, "Model m with version 1 is not ready yet.", "transient"),    # MLServer
+    (500, "queue full", "transient"),                                   # KServe
+    (429, "too many requests", "throttled")])
+def test_overload_is_retried_then_answered(status, error, kind):
+    sleeps = []
+    server = OipServer(infer_replies=[(status, {"error": error})] * 2)
+    model = model_for(server, sleeps=sleeps, max_queries=3)
+    p = model.predict_proba(X)
+    np.testing.assert_allclose(p, scores_of(Q / 255.0), atol=1e-6)
+    assert len(server.paths("POST")) == 3 and len(sleeps) == 2
+    assert model.ledger.billed == 3 and model.ledger.retries == 2
+    assert model.ledger.throttled == (2 if kind == "throttled" else 0)
+
+
+def test_overload_stops_at_the_retry_policy():
+    server = OipServer(infer_replies=[(503, {"error": "Exceeds maximum queue size"})] * 10)
+    model = model_for(server, retry=RetryPolicy(max_attempts=3, jitter=0, initial=0.01))
+    with pytest.raises(RemoteError, match="maximum queue size.*gave up after 3"):
+        model.predict_proba(X)
+    assert len(server.paths("POST")) == 3 and model.ledger.billed == 0 and model.ledger.in_flight == 0
+
+
+@pytest.mark.parametrize("status, error, cls", [
+    (400, "unexpected shape for input 'pixels' for model 'm'", RemoteError),
+    (400, "Model m not found", RemoteError),
+    (422, "Unprocessable Entity", RemoteError),
+    (401, "unauthorized", AuthenticationError)])
+def test_client_errors_are_not_retried_and_quote_the_error_body(status, error, cls):
+    server = OipServer(infer_replies=[(status, {"error": error})] * 5)
+    model = model_for(server, api_key="tok-SECRET")
+    with pytest.raises(cls) as info:
+        model.predict_proba(X)
+    assert error in str(info.value) and "tok-SECRET" not in str(info.value)
+    assert len(server.paths("POST")) == 1 and model.ledger.billed == 0
+
+
+# -- readiness ---------------------------------------------------------------------------------
+
+
+def test_not_ready_server_is_polled_before_the_first_paid_request():
+    sleeps = []
+    server = OipServer(ready_replies=[400, 503, 400])
+    model = model_for(server, sleeps=sleeps)
+    model.predict_proba(X)
+    gets = server.paths("GET")
+    assert gets[:4] == ["/v2/health/ready"] * 4 and gets[4] == "/v2/models/m/ready"
+    assert len(sleeps) == 3 and sleeps == sorted(sleeps)   # growing pauses
+    first_post = next(i for i, r in enumerate(server.requests) if r.method == "POST")
+    assert first_post > max(i for i, r in enumerate(server.requests) if r.url.path.endswith("/ready"))
+
+
+def test_a_server_that_never_gets_ready_fails_without_spending():
+    server = OipServer(ready_replies=[503] * 1000)
+    model = model_for(server, ready_timeout=1.0, max_queries=3)
+    with pytest.raises(TransientError, match="ready_timeout=1"):
+        model.predict_proba(X)
+    assert server.paths("POST") == [] and model.ledger.billed == 0 and model.ledger.in_flight == 0
+    assert model.ledger.remaining == 3
+
+
+def test_unknown_model_fails_fast_naming_it():
+    def handler(request):
+        return httpx.Response(200 if request.url.path == "/v2/health/ready" else 404,
+                              json={"error": "Model nosuch not found"})
+    model = RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="nosuch",
+                                    labels=LABELS, input_shape=SHAPE,
+                                    client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(RemoteError, match="model_name='nosuch'"):
+        model.predict_proba(X)
+
+
+def test_constructor_checks_name_the_parameter():
+    for kw, match in (({"model_name": ""}, "model_name"), ({"model_name": "m", "datatype": "INT8"}, "datatype"),
+                      ({"model_name": "m", "layout": "CHW"}, "layout"),
+                      ({"model_name": "m", "classification": 0}, "classification"),
+                      ({"model_name": "m", "binary": "yes"}, "binary"),
+                      ({"model_name": "m", "ready_timeout": -1}, "ready_timeout")):
+        with pytest.raises(InvalidInputError, match=match):
+            OpenInferencePreset(**kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantize_is_the_reference_rounding_at_every_level_boundary(dtype):
+    from adapters.remote import quantize
+
+    halves = (np.arange(256)[:, None] + np.array([-0.5, 0.5])[None]).ravel() / 255
+    x = np.clip(np.concatenate([halves, np.nextafter(halves, 2), np.nextafter(halves, -1),
+                                np.random.default_rng(3).random(5000)]), 0, 1).astype(dtype)
+    reference = np.rint(x.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
+    np.testing.assert_array_equal(quantize(x), reference)
+
+
+def test_readiness_refused_credentials_fail_at_once_without_the_key():
+    def handler(request):
+        return httpx.Response(401, json={"error": "bad token tok-SECRET"})   # a server that echoes the key
+    sleeps = []
+    model = RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="m", labels=LABELS,
+                                    input_shape=SHAPE, api_key="tok-SECRET", sleep=sleeps.append,
+                                    client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(AuthenticationError) as info:
+        model.predict_proba(X)
+    assert "tok-SECRET" not in str(info.value) and sleeps == [] and model.ledger.attempts == 0
