@@ -191,3 +191,78 @@ def test_unknown_model_and_bad_arguments_are_refused_by_name():
         imagenet_model("efficientnet-lite0", backend="tf")
     with pytest.raises(InvalidInputError, match="image_size=8"):
         imagenet_model("efficientnet-lite0", image_size=8)
+
+
+# ------------------------------------------------------------------ bar serve / bar audit on Lite0
+@needs_extra
+def test_bar_serve_answers_with_named_imagenet_concepts_top_k_only(lite0, imagenet_samples, monkeypatch):
+    import argparse
+    import base64
+
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("uvicorn")
+    from adapters.remote import encode_image
+    from adapters.server import serve
+    from adapters.server.cli import add_arguments, build_app
+    from adapters.zoo import imagenet_labels
+
+    onnx_model, _, cache = lite0
+    monkeypatch.setenv("BAR_SDK_CACHE", str(cache))
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--model", "efficientnet-lite0", "--preset", "clarifai", "--top-k", "20"])
+    app, model, keys = build_app(args)
+    assert app.state.bar.top_k == 20 and app.state.bar.labels == list(imagenet_labels())
+    x, y = imagenet_samples
+    expected = onnx_model.predict_proba(x[:2])
+    body = {"inputs": [{"data": {"image": {"base64": base64.b64encode(encode_image(img)).decode()}}} for img in x[:2]],
+            "model": {"output_info": {"output_config": {"max_concepts": 200}}}}   # asks for more than 20
+    with serve(model, preset=args.preset, top_k=args.top_k, api_keys=keys) as server:
+        r = httpx.post(server.base_url + "/v2/models/general-image-recognition/outputs", json=body,
+                       headers={"Authorization": f"Key {keys[0]}"}, timeout=60)
+        assert r.status_code == 200
+        outputs = r.json()["outputs"]
+        assert server.billed == 2
+    for out, row in zip(outputs, expected):
+        names = [c["name"] for c in out["data"]["concepts"]]
+        assert len(names) == 20                                          # top-k only
+        assert names == [onnx_model.labels[i] for i in np.argsort(-row, kind="stable")[:20]]
+    assert outputs[0]["data"]["concepts"][0]["name"] == imagenet_labels()[y[0]]   # a named, right answer
+
+
+@needs_extra
+def test_bar_audit_attacks_lite0_on_the_imagenet_samples(lite0, imagenet_samples, monkeypatch, tmp_path):
+    import json
+
+    from bar_sdk.cli import main
+
+    _, _, cache = lite0
+    monkeypatch.setenv("BAR_SDK_CACHE", str(cache))
+    monkeypatch.setenv("BAR_DATA_DIR", str(SAMPLES.parent))
+    out = tmp_path / "audit"
+    code = main(["audit", "--model", "efficientnet-lite0", "--n", "2", "--attacks", "square", "--eps", "0.05",
+                 "--max-queries", "10", "--out", str(out), "--quiet"])
+    assert code == 0
+    doc = json.loads((out / "report.json").read_text())
+    assert doc["n_samples"] == 2 and set(doc["runs"]) == {"square"}
+    assert doc["total_queries"] <= 2 * 10
+
+
+@needs_extra
+def test_bar_audit_takes_a_users_npz_and_resizes_it(lite0, monkeypatch, tmp_path):
+    import argparse
+
+    from bar_sdk.cli_audit import add_parser, build
+
+    _, _, cache = lite0
+    monkeypatch.setenv("BAR_SDK_CACHE", str(cache))
+    grey = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    np.savez(tmp_path / "mine.npz", images=grey, labels=np.array([1, 2, 3]))
+    parser = argparse.ArgumentParser().add_subparsers()
+    args = add_parser(parser).parse_args(["--model", "efficientnet-lite0", "--data", str(tmp_path / "mine.npz")])
+    model, x, y = build(args)
+    assert x.shape == (3, 3, 224, 224) and x.dtype == np.float32 and list(y) == [1, 2, 3]
+    monkeypatch.setenv("BAR_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr("bar_sdk.cli_audit.DEFAULT_DATA_DIR", tmp_path / "absent")
+    args = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(["--model", "efficientnet-lite0"])
+    with pytest.raises(InvalidInputError, match="--data is required"):
+        build(args)
