@@ -92,7 +92,8 @@ class OnnxModel:
         repeating its last image; the padding's answers are dropped).
     threads : int, optional
         ONNX Runtime intra-op threads. Default :func:`default_threads` (the
-        cores this process may use, at most 4). Inter-op parallelism is off.
+        cores this process may use, at most 4). Inter-op parallelism and
+        busy-waiting between runs are off.
     input_name, output_name : str, optional
         Which graph input and output to use; default the first of each.
 
@@ -133,6 +134,9 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3  # errors only: its warnings would go to stderr, not to logging
+        # No busy-waiting between runs: batches run as fast without it, and the spinning threads would take
+        # the cores from the caller (encoding the next request, the optimiser) on a small machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(_model_arg(model), sess_options=options,
                                                  providers=["CPUExecutionProvider"])

@@ -1,9 +1,5 @@
 """OnnxModel: an ONNX graph behind the black-box contract, checked against NumPy on tiny graphs."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -14,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from adapters import OnnxModel  # noqa: E402
 from bar_sdk.contract import check_model  # noqa: E402
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError  # noqa: E402
+from _blocked import run_without  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(0)
 W = RNG.normal(size=(48, 5)).astype(np.float32)  # (3*4*4) -> 5 classes
 B = RNG.normal(size=5).astype(np.float32)
@@ -103,6 +99,7 @@ def test_thread_count_reaches_the_session():
     model = OnnxModel(_graph(), threads=2)
     options = model._session.get_session_options()
     assert options.intra_op_num_threads == 2 and options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert "threads=2" in repr(model)
 
 
@@ -136,27 +133,15 @@ def test_non_finite_graph_output_is_an_error():
         OnnxModel(_graph(log=True), threads=1)  # the zero probe image: log(0) = -inf
 
 
-BLOCK_ORT = """
-import builtins, sys
-real = builtins.__import__
-def guard(name, *a, **k):
-    if name == 'onnxruntime' or name.startswith('onnxruntime.'):
-        raise ImportError('onnxruntime is blocked in this test')
-    return real(name, *a, **k)
-builtins.__import__ = guard
-sys.path.insert(0, {root!r})
+def test_missing_onnxruntime_names_the_extra():
+    out = run_without(["onnxruntime"], """
 from adapters import OnnxModel
 from bar_sdk.errors import MissingDependencyError
 try:
     OnnxModel(b'')
 except MissingDependencyError as exc:
     print(exc)
-"""
-
-
-def test_missing_onnxruntime_names_the_extra():
-    out = subprocess.run([sys.executable, "-c", BLOCK_ORT.format(root=str(ROOT))], capture_output=True, text=True,
-                         timeout=120)
+""")
     assert out.returncode == 0, out.stderr
     assert "pip install 'bar-sdk[onnx]'" in out.stdout
     assert issubclass(MissingDependencyError, ImportError)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bar_sdk.errors import CheckpointError, InvalidInputError, MissingDependencyError
+from _blocked import run_without
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "data" / "foolbox_samples.npz"
@@ -102,6 +103,18 @@ def test_second_load_uses_the_cached_graph(lite0, monkeypatch):
     assert again.n_classes == 1000
     assert len(list((Path(cache) / "onnx").glob("*.onnx"))) == 1
     assert not list((Path(cache) / "onnx").glob("*.tmp"))
+
+
+@needs_extra
+def test_a_cached_graph_loads_without_torch(lite0):
+    _, _, cache = lite0
+    out = run_without(["torch"], f"""
+from adapters.zoo import imagenet_model
+model = imagenet_model('efficientnet-lite0', cache_dir={str(cache)!r}, threads=1)
+print(model.n_classes, model.labels[1])
+""")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1000", "goldfish"]
 
 
 # ------------------------------------------------------------------ the cache, on a tiny stand-in
