@@ -128,21 +128,8 @@ class OnnxModel:
         self.preprocess = preprocess
         self.source = _describe(model)
 
-        ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3  # errors only: its warnings would go to stderr, not to logging
-        # No busy-waiting between runs: batches run as fast without it, and the spinning threads would take
-        # the cores from the caller (encoding the next request, the optimiser) on a small machine.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(_model_arg(model), sess_options=options,
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types, not ImportError/OSError
-            raise InvalidInputError(f"model={self.source}: ONNX Runtime could not load it ({exc}); "
-                                    "expected a path to a valid .onnx file or its bytes") from None
+        self._graph = _model_arg(model)  # a path or the bytes: what a copy in another process reloads
+        self._session = self._open_session()
 
         graph_input = _pick(self._session.get_inputs(), input_name, "input_name")
         graph_output = _pick(self._session.get_outputs(), output_name, "output_name")
@@ -187,6 +174,30 @@ class OnnxModel:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _open_session(self) -> Any:
+        ort = import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3  # errors only: its warnings would go to stderr, not to logging
+        # No busy-waiting between runs: batches run as fast without it, and the spinning threads would take
+        # the cores from the caller (encoding the next request, the optimiser) on a small machine.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(self._graph, sess_options=options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types, not ImportError/OSError
+            raise InvalidInputError(f"model={self.source}: ONNX Runtime could not load it ({exc}); "
+                                    "expected a path to a valid .onnx file or its bytes") from None
+
+    def __getstate__(self) -> dict:
+        # An ONNX Runtime session cannot be pickled: a copy (another process, joblib) opens its own.
+        return {k: v for k, v in self.__dict__.items() if k != "_session"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._session = self._open_session()
+
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         """The graph's raw output for one chunk, as float64 ``(len(chunk), k)``, checked."""
         n = len(chunk)
@@ -206,6 +217,8 @@ class OnnxModel:
         feed = np.ascontiguousarray(feed, dtype=self._input_dtype)
         (out,) = self._session.run([self.output_name], {self.input_name: feed})
         out = np.asarray(out, dtype=np.float64)[:n]
+        if out.ndim > 2 and all(d == 1 for d in out.shape[2:]):  # (n, k, 1, 1) from a convolutional head
+            out = out.reshape(out.shape[:2])
         if out.ndim != 2 or out.shape[1] < 2:
             raise ModelOutputError(f"model={self.source} returned shape {out.shape} for {n} images; expected "
                                    f"({n}, n_classes) with n_classes >= 2")

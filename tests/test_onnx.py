@@ -17,7 +17,7 @@ W = RNG.normal(size=(48, 5)).astype(np.float32)  # (3*4*4) -> 5 classes
 B = RNG.normal(size=5).astype(np.float32)
 
 
-def _graph(batch="n", layout="NCHW", softmax=False, log=False):
+def _graph(batch="n", layout="NCHW", softmax=False, log=False, conv_head=False):
     """Flatten -> Gemm (-> Softmax): logits = flat(x) @ W + B, as bytes."""
     shape = [batch, 3, 4, 4] if layout == "NCHW" else [batch, 4, 4, 3]
     nodes = []
@@ -29,14 +29,18 @@ def _graph(batch="n", layout="NCHW", softmax=False, log=False):
         nodes.append(helper.make_node("Log", [src], ["xl"]))
         src = "xl"
     nodes += [helper.make_node("Flatten", [src], ["f"], axis=1), helper.make_node("Gemm", ["f", "W", "B"], ["z"])]
-    out = "z"
+    out, out_shape = "z", [batch, 5]
+    inits = [numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")]
     if softmax:
         nodes.append(helper.make_node("Softmax", ["z"], ["p"], axis=1))
         out = "p"
+    if conv_head:  # (n, 5, 1, 1), as a network ending in a 1x1 convolution answers
+        nodes.append(helper.make_node("Unsqueeze", ["z", "axes"], ["z4"]))
+        inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
+        out, out_shape = "z4", [batch, 5, 1, 1]
     graph = helper.make_graph(
         nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [batch, 5])],
-        initializer=[numpy_helper.from_array(W, "W"), numpy_helper.from_array(B, "B")])
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
@@ -83,6 +87,21 @@ def test_probabilities_graph_passes_through_and_nhwc_layout():
     nhwc = OnnxModel(_graph(layout="NHWC"), layout="NHWC", threads=1)
     assert nhwc.input_shape == (3, 4, 4)
     np.testing.assert_allclose(nhwc.predict_proba(x), _reference(x), atol=1e-5)
+
+
+def test_a_convolutional_head_and_a_pickled_copy_answer_the_same(tmp_path):
+    import pickle
+
+    x = _images(4)
+    head = OnnxModel(_graph(conv_head=True), threads=1)
+    assert head.n_classes == 5
+    np.testing.assert_allclose(head.predict_proba(x), _reference(x), atol=1e-5)
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(_graph())
+    for model in (OnnxModel(path, mean=0.5, threads=1), OnnxModel(_graph(), mean=0.5, threads=1)):
+        copy = pickle.loads(pickle.dumps(model))  # a worker process gets its own session
+        assert copy._session is not model._session
+        np.testing.assert_array_equal(copy.predict_proba(x), model.predict_proba(x))
 
 
 def test_preprocess_callable_replaces_mean_std():
