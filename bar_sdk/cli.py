@@ -27,7 +27,7 @@ def _demo_parser(sub) -> None:
                    help="BAR's training budget (default: 10000 for EfficientNet-Lite0, 60000 for digits)")
     p.add_argument("--whitebox-images", type=int,
                    help="gradient images of the white-box baseline beyond its passes over the training data "
-                        "(default: 600 for EfficientNet-Lite0, whose exact gradients are slow on a CPU; "
+                        "(default: 300 for EfficientNet-Lite0, whose exact gradients are slow on a CPU; "
                         "for digits the same budget as BAR)")
     p.add_argument("--api-budget", type=int, default=200_000, help="hard cap on billed API queries")
     p.add_argument("--price", type=float, default=0.0015, help="dollars per image (default: 0.0015)")
