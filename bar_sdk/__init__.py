@@ -10,6 +10,7 @@ from bar_sdk.errors import (
     CheckpointError,
     InvalidInputError,
     InvalidModelError,
+    MissingDependencyError,
     ModelOutputError,
     NonFiniteProgramError,
     QueryBudgetExceeded,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BlackBox", "GradientModel", "check_images", "check_model",
     "BarError", "InvalidInputError", "ModelOutputError", "InvalidModelError", "QueryBudgetExceeded",
-    "CheckpointError", "NonFiniteProgramError", "RemoteError", "AuthenticationError", "RateLimitError", "ResponseFormatError",
+    "CheckpointError", "NonFiniteProgramError", "MissingDependencyError", "RemoteError", "AuthenticationError",
+    "RateLimitError", "ResponseFormatError",
     "TransientError", "MeteredModel", "QueryLedger", "BARClassifier", "QuantizationWarning", "audit", "AuditReport",
 ]

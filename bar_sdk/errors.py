@@ -11,6 +11,7 @@ who do not know this package::
     ├── QueryBudgetExceeded (RuntimeError)    a batch would cross ``max_queries`` (``images_sent`` says what left)
     ├── CheckpointError (ValueError)          corrupt, truncated or mismatched checkpoint
     ├── NonFiniteProgramError (FloatingPointError)  training turned the program NaN/inf; nothing such was sent
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed; names the pip command
     └── RemoteError (RuntimeError)            a remote model failed (see adapters.remote)
         ├── AuthenticationError               401/403: never retried
         ├── RateLimitError                    429 or a vendor throttle body, after retries ran out
@@ -28,6 +29,7 @@ __all__ = [
     "QueryBudgetExceeded",
     "CheckpointError",
     "NonFiniteProgramError",
+    "MissingDependencyError",
     "RemoteError",
     "AuthenticationError",
     "RateLimitError",
@@ -81,6 +83,10 @@ class QueryBudgetExceeded(BarError, RuntimeError):
 
 class CheckpointError(BarError, ValueError):
     """A checkpoint is corrupt, truncated or belongs to another configuration."""
+
+
+class MissingDependencyError(BarError, ImportError):
+    """An optional package is not installed; the message names the ``pip install`` that brings it."""
 
 
 class RemoteError(BarError, RuntimeError):

@@ -307,5 +307,5 @@ def test_the_table_covers_every_public_entry_point():
         assert f"{function}-" in covered, function
     for adapter in ("callable", "sklearn", "topk", "rounded", "labelonly", "remote"):
         assert f"{adapter}-" in covered, adapter
-    assert {"TorchModel", "CallableModel", "SklearnModel", "TopK", "Rounded", "LabelOnly", "RemoteModel"} == \
-        set(adapters.__all__)          # TorchModel's own table is tests/test_adapters.py
+    assert {"TorchModel", "OnnxModel", "CallableModel", "SklearnModel", "TopK", "Rounded", "LabelOnly",
+            "RemoteModel"} == set(adapters.__all__)   # TorchModel's own table: test_adapters.py; OnnxModel's: test_onnx.py
