@@ -23,7 +23,7 @@ from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier, QuantizationWarning
 from bar_sdk.audit import AuditReport, audit  # noqa: E402  (the function shadows the module name, as documented)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BlackBox", "GradientModel", "check_images", "check_model",

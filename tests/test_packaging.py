@@ -39,3 +39,14 @@ def test_exception_tree_inherits_builtins():
     assert issubclass(bar_sdk.NonFiniteProgramError, FloatingPointError)
     for name in bar_sdk.__all__:
         assert hasattr(bar_sdk, name), name
+
+
+def test_version_follows_the_changelog():
+    """pyproject's version, ``bar_sdk.__version__`` and the newest CHANGELOG.md entry agree."""
+    import re
+
+    import bar_sdk
+
+    project = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    newest = re.search(r"^## \[(\d[^\]]*)\]", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    assert project == bar_sdk.__version__ == newest
