@@ -2,6 +2,8 @@
 
 - :class:`TorchModel`: a ``torch.nn.Module`` (needs torch; loaded on first use,
   so ``import adapters`` works without torch).
+- :class:`OnnxModel`: an ONNX classifier run by ONNX Runtime (needs the
+  ``onnx`` extra; loaded on first use).
 - :class:`CallableModel`: any function of an image batch.
 - :class:`SklearnModel`: a fitted scikit-learn classifier.
 - :class:`TopK`, :class:`Rounded`, :class:`LabelOnly`: wrappers that make any
@@ -13,7 +15,8 @@
   such an API, for rehearsals and tests.
 
 Small torch networks, a trainer and an offline digits source live in
-:mod:`adapters.nets` (needs torch).
+:mod:`adapters.nets` (needs torch); pretrained ImageNet classifiers, offline,
+in :mod:`adapters.zoo` (needs the ``imagenet`` extra).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from adapters.sklearn import SklearnModel
 __all__ = [
     "RemoteModel",
     "TorchModel",
+    "OnnxModel",
     "CallableModel",
     "SklearnModel",
     "TopK",
@@ -41,6 +45,10 @@ def __getattr__(name: str) -> Any:
         from adapters.torch import TorchModel
 
         return TorchModel
+    if name == "OnnxModel":
+        from adapters.onnx import OnnxModel
+
+        return OnnxModel
     if name == "RemoteModel":
         from adapters.remote import RemoteModel
 

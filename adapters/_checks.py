@@ -7,10 +7,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bar_sdk.contract import check_images
+from bar_sdk.contract import check_images, check_int
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["check_input_shape", "check_label_names", "check_batch"]
+__all__ = ["check_input_shape", "check_label_names", "check_batch", "check_per_channel",
+           "check_probed_classes"]
 
 
 def check_input_shape(value: Any, name: str = "input_shape") -> tuple[int, int, int]:
@@ -50,3 +51,30 @@ def check_batch(x: Any, input_shape: tuple[int, int, int], name: str = "x") -> n
             f"{name} has shape {np.shape(x)}; expected (n, {', '.join(map(str, input_shape))})"
         )
     return arr
+
+
+def check_per_channel(value: Any, name: str, channels: int, default: float, *, positive: bool) -> tuple[float, ...]:
+    """Normalisation constants as one float per channel, or raise naming ``name``."""
+    if value is None:
+        return (default,) * channels
+    values = [value] if isinstance(value, numbers.Real) else (list(value) if isinstance(value, (list, tuple, np.ndarray)) else None)
+    expected = f"expected a finite number or {channels} per-channel numbers" + (" > 0" if positive else "")
+    if values is None or len(values) not in (1, channels):
+        raise InvalidInputError(f"{name}={value!r}; {expected}")
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name}={value!r}; {expected}") from None
+    if not all(np.isfinite(floats)) or (positive and min(floats) <= 0):
+        raise InvalidInputError(f"{name}={value!r}; {expected}")
+    return tuple(floats * channels) if len(floats) == 1 else tuple(floats)
+
+
+def check_probed_classes(n_classes: Any, found: int, what: str) -> int:
+    """``n_classes`` as given (checked against ``found``, the outputs a probe run gave) or ``found``."""
+    if n_classes is None:
+        return int(found)
+    n_classes_int = check_int(n_classes, "n_classes", low=2)
+    if n_classes_int != found:
+        raise InvalidInputError(f"n_classes={n_classes!r}; expected {found}, the {what}'s number of outputs")
+    return n_classes_int

@@ -7,13 +7,13 @@ without torch, and :class:`TorchModel` is loaded on first use.
 from __future__ import annotations
 
 import logging
-import numbers
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from adapters._checks import check_batch, check_input_shape, check_label_names
+from adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
+                             check_probed_classes)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, ModelOutputError
 
@@ -87,8 +87,8 @@ class TorchModel:
         except (RuntimeError, TypeError, ValueError):
             raise InvalidInputError(f"device={device!r}; expected a torch device such as 'cpu' or 'cuda:0'") from None
         channels = self.input_shape[0]
-        self.mean = _per_channel(mean, "mean", channels, 0.0, positive=False)
-        self.std = _per_channel(std, "std", channels, 1.0, positive=True)
+        self.mean = check_per_channel(mean, "mean", channels, 0.0, positive=False)
+        self.std = check_per_channel(std, "std", channels, 1.0, positive=True)
         if self.device.type == "meta":  # moving the module there would drop the caller's weights
             raise InvalidInputError(f"device={device!r} holds no data; expected a device that computes, such as "
                                     "'cpu' or 'cuda:0'")
@@ -112,13 +112,7 @@ class TorchModel:
             raise InvalidInputError(
                 f"module returns shape {tuple(probe.shape)} for one image; expected (1, n_classes) with n_classes >= 2"
             )
-        found = int(probe.shape[1])
-        if n_classes is None:
-            self.n_classes = found
-        else:
-            self.n_classes = check_int(n_classes, "n_classes", low=2)
-            if self.n_classes != found:
-                raise InvalidInputError(f"n_classes={n_classes!r}; expected {found}, the module's number of outputs")
+        self.n_classes = check_probed_classes(n_classes, int(probe.shape[1]), "module")
         self.labels = check_label_names(labels, self.n_classes)
 
     # -- black box -------------------------------------------------------------------------
@@ -235,20 +229,3 @@ class TorchModel:
     def __repr__(self) -> str:
         return (f"TorchModel({type(self.module).__name__}, input_shape={self.input_shape}, "
                 f"n_classes={self.n_classes}, device='{self.device}', outputs='{self.outputs}')")
-
-
-def _per_channel(value: Any, name: str, channels: int, default: float, *, positive: bool) -> tuple[float, ...]:
-    """Normalisation constants as one float per channel, or raise naming ``name``."""
-    if value is None:
-        return (default,) * channels
-    values = [value] if isinstance(value, numbers.Real) else (list(value) if isinstance(value, (list, tuple, np.ndarray)) else None)
-    expected = f"expected a finite number or {channels} per-channel numbers" + (" > 0" if positive else "")
-    if values is None or len(values) not in (1, channels):
-        raise InvalidInputError(f"{name}={value!r}; {expected}")
-    try:
-        floats = [float(v) for v in values]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name}={value!r}; {expected}") from None
-    if not all(np.isfinite(floats)) or (positive and min(floats) <= 0):
-        raise InvalidInputError(f"{name}={value!r}; {expected}")
-    return tuple(floats * channels) if len(floats) == 1 else tuple(floats)

@@ -10,6 +10,7 @@ from bar_sdk.errors import (
     CheckpointError,
     InvalidInputError,
     InvalidModelError,
+    MissingDependencyError,
     ModelOutputError,
     QueryBudgetExceeded,
     RateLimitError,
@@ -26,6 +27,6 @@ __version__ = "0.1.0"
 __all__ = [
     "BlackBox", "GradientModel", "check_images", "check_model",
     "BarError", "InvalidInputError", "ModelOutputError", "InvalidModelError", "QueryBudgetExceeded",
-    "CheckpointError", "RemoteError", "AuthenticationError", "RateLimitError", "ResponseFormatError",
+    "CheckpointError", "MissingDependencyError", "RemoteError", "AuthenticationError", "RateLimitError", "ResponseFormatError",
     "TransientError", "MeteredModel", "QueryLedger", "BARClassifier", "QuantizationWarning", "audit", "AuditReport",
 ]

@@ -6,6 +6,12 @@ A small CNN trained on the fly on scikit-learn's digits (offline, ~10 s)::
 
     bar audit --model digits-cnn --eps 0.05,0.1,0.2 --out runs/audit
 
+EfficientNet-Lite0 with ImageNet weights (offline; the ``imagenet`` extra) on the
+20 ImageNet sample images of ``foolbox_samples.npz``, or on your own ``.npz``::
+
+    bar audit --model efficientnet-lite0 --attacks square --eps 0.01,0.03 --max-queries 200
+    bar audit --model efficientnet-lite0 --data my_imagenet_images.npz
+
 A saved torch module on your own images, and a remote API::
 
     bar audit --model net.pt --data images.npz --eps 0.01,0.03
@@ -30,6 +36,9 @@ __all__ = ["add_parser", "run"]
 
 logger = logging.getLogger(__name__)
 
+#: where a source checkout finds the shared data (``../shared/data`` beside the repository)
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``audit`` on the ``bar`` command's subparsers."""
@@ -39,7 +48,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "report.md and plots.")
     src = p.add_argument_group("model (one of)")
     src.add_argument("--model", help="'digits-cnn' (a small CNN trained now on scikit-learn digits), "
+                                     "an ImageNet model (efficientnet-lite0, -lite1, -lite2; default data: the "
+                                     "ImageNet images of foolbox_samples.npz), "
                                      "or a saved torch module (torch.save(module, path); a file you trust)")
+    src.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
+                     help="how an ImageNet model runs (default onnx; torch also allows fgsm, pgd, cw)")
+    src.add_argument("--image-size", type=int, help="input side of an ImageNet model (default: its native size)")
     src.add_argument("--remote-preset", help="a RemoteModel preset name (e.g. clarifai, huggingface)")
     src.add_argument("--base-url", help="the API's base URL (remote)")
     src.add_argument("--api-key-env", help="name of the environment variable holding the API key (remote)")
@@ -49,8 +63,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     src.add_argument("--label-only", action="store_true",
                      help="use only the top class of each answer (as a label-only API would)")
     data = p.add_argument_group("data")
-    data.add_argument("--data", help="an .npz with images/labels (or test_images/test_labels); "
-                                     "default: scikit-learn digits held out from training")
+    data.add_argument("--data", help="an .npz with images/labels (or test_images/test_labels, or "
+                                     "imagenet_images/imagenet_labels); default: scikit-learn digits held out "
+                                     "from training, or for an ImageNet model foolbox_samples.npz from "
+                                     "$BAR_DATA_DIR or ../shared/data")
     data.add_argument("--n", type=int, default=100, help="images to attack (default 100)")
     att = p.add_argument_group("attacks")
     att.add_argument("--attacks", default="auto",
@@ -87,11 +103,39 @@ def _load_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
     from bar_sdk.contract import check_images
 
     with np.load(path) as data:
-        for xk, yk in (("images", "labels"), ("test_images", "test_labels"), ("x", "y")):
+        for xk, yk in (("images", "labels"), ("test_images", "test_labels"), ("x", "y"),
+                       ("imagenet_images", "imagenet_labels")):
             if xk in data and yk in data:
                 return check_images(data[xk], "--data images"), np.asarray(data[yk]).reshape(-1)
     raise InvalidInputError(f"--data={path!r} has keys {sorted(data.files)}; expected images/labels, "
-                            "test_images/test_labels or x/y")
+                            "test_images/test_labels, x/y or imagenet_images/imagenet_labels")
+
+
+def imagenet_samples_path() -> Path:
+    """``foolbox_samples.npz`` (20 ImageNet images among others) from ``$BAR_DATA_DIR`` or ``../shared/data``."""
+    folders = [Path(os.environ["BAR_DATA_DIR"])] if os.environ.get("BAR_DATA_DIR") else []
+    folders.append(DEFAULT_DATA_DIR)
+    for folder in folders:
+        if (folder / "foolbox_samples.npz").is_file():
+            return folder / "foolbox_samples.npz"
+    raise InvalidInputError(
+        f"--data is required with an ImageNet model here: no foolbox_samples.npz in {', '.join(map(str, folders))}; "
+        "expected an .npz of RGB images with their ImageNet class indices (images/labels)")
+
+
+def _imagenet(args) -> tuple[Any, np.ndarray, np.ndarray]:
+    """An ImageNet zoo model and images resized (grey repeated to RGB) to its input."""
+    from adapters.zoo import imagenet_model
+    from bar_sdk.program import resize_images
+
+    x, y = _load_npz(args.data or str(imagenet_samples_path()))
+    model = imagenet_model(args.model, args.backend, image_size=args.image_size)
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    if x.shape[2:] != model.input_shape[1:]:
+        logger.info("resizing %s images to %s", x.shape[2:], model.input_shape[1:])
+        x = resize_images(x, model.input_shape[1:])
+    return model, x, y
 
 
 def _digits_cnn(random_state: int):
@@ -150,7 +194,11 @@ def build(args) -> tuple[Any, np.ndarray, np.ndarray]:
     if bool(args.model) == bool(args.remote_preset):
         raise InvalidInputError("give exactly one of --model and --remote-preset")
     labels = _labels(args.labels)
-    if args.model == "digits-cnn":
+    from adapters.zoo import IMAGENET_MODELS
+
+    if args.model in IMAGENET_MODELS:
+        model, x, y = _imagenet(args)
+    elif args.model == "digits-cnn":
         model, (x, y) = _digits_cnn(args.random_state)
         if args.data:
             x, y = _load_npz(args.data)

@@ -10,6 +10,7 @@ who do not know this package::
     ├── InvalidModelError (TypeError)         the object does not satisfy the black-box contract
     ├── QueryBudgetExceeded (RuntimeError)    a batch would cross ``max_queries``; nothing was sent
     ├── CheckpointError (ValueError)          corrupt, truncated or mismatched checkpoint
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed; names the pip command
     └── RemoteError (RuntimeError)            a remote model failed (see adapters.remote)
         ├── AuthenticationError               401/403: never retried
         ├── RateLimitError                    429 or a vendor throttle body, after retries ran out
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidModelError",
     "QueryBudgetExceeded",
     "CheckpointError",
+    "MissingDependencyError",
     "RemoteError",
     "AuthenticationError",
     "RateLimitError",
@@ -79,6 +81,10 @@ class QueryBudgetExceeded(BarError, RuntimeError):
 
 class CheckpointError(BarError, ValueError):
     """A checkpoint is corrupt, truncated or belongs to another configuration."""
+
+
+class MissingDependencyError(BarError, ImportError):
+    """An optional package is not installed; the message names the ``pip install`` that brings it."""
 
 
 class RemoteError(BarError, RuntimeError):

@@ -1,8 +1,10 @@
 """The server's command line: ``bar serve ...`` or ``python -m adapters.server ...``.
 
 ``--model`` is ``demo`` (a small NumPy model, see ``--input-shape`` and
-``--classes``) or ``package.module:name``, where ``name`` is a model object, a
-class or a function returning one. API keys come from ``--api-key``
+``--classes``), a pretrained ImageNet model (``efficientnet-lite0``, ``-lite1``,
+``-lite2``: answers name ImageNet classes, as a general-purpose vision API
+does; needs the ``imagenet`` extra) or ``package.module:name``, where ``name``
+is a model object, a class or a function returning one. API keys come from ``--api-key``
 (repeatable) or the comma-separated ``BAR_SERVER_KEYS``; without either the
 key is ``test-key``.
 """
@@ -21,18 +23,30 @@ from adapters.server.faults import Faults
 from bar_sdk.contract import check_model
 from bar_sdk.errors import BarError, InvalidInputError
 
-__all__ = ["main", "add_parser", "add_arguments", "load_model", "run"]
+__all__ = ["main", "add_parser", "add_arguments", "load_model", "build_app", "run"]
 
 DESCRIPTION = "Serve a model over HTTP in the format of a cloud vision API (for rehearsals and tests)."
 
 
-def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int = 10) -> Any:
-    """The model named by ``spec``: ``"demo"`` or ``"module:attr"`` (an object, a class or a factory)."""
+def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int = 10, *, backend: str = "onnx",
+               image_size: int | None = None) -> Any:
+    """The model named by ``spec``: ``"demo"``, an ImageNet model name or ``"module:attr"``.
+
+    ``"module:attr"`` is an object, a class or a factory. ``backend`` and
+    ``image_size`` apply to the ImageNet models (see :func:`adapters.zoo.imagenet_model`).
+    """
     if spec == "demo":
         return DemoModel(input_shape, n_classes)
+    from adapters.zoo import IMAGENET_MODELS
+
+    if spec in IMAGENET_MODELS:
+        from adapters.zoo import imagenet_model
+
+        return imagenet_model(spec, backend, image_size=image_size)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise InvalidInputError(f"--model={spec!r}; expected 'demo' or 'package.module:name'")
+        raise InvalidInputError(f"--model={spec!r}; expected 'demo', one of {', '.join(IMAGENET_MODELS)} "
+                                "or 'package.module:name'")
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
@@ -44,7 +58,12 @@ def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--model", default="demo", help="'demo' or 'package.module:name' (default: demo)")
+    p.add_argument("--model", default="demo",
+                   help="'demo', an ImageNet model (efficientnet-lite0, -lite1, -lite2) or 'package.module:name' "
+                        "(default: demo)")
+    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
+                   help="how an ImageNet model runs (default onnx: ONNX Runtime)")
+    p.add_argument("--image-size", type=int, help="input side of an ImageNet model (default: its native size)")
     p.add_argument("--input-shape", default="1,8,8", help="C,H,W of the demo model (default 1,8,8)")
     p.add_argument("--classes", type=int, default=10, help="classes of the demo model (default 10)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="clarifai", help="API format (default clarifai)")
@@ -71,20 +90,26 @@ def add_parser(subparsers: Any) -> None:
     add_arguments(p).set_defaults(func=run)
 
 
+def build_app(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
+    """The app the command line describes: ``(app, model, api_keys)``."""
+    shape = tuple(int(v) for v in args.input_shape.split(","))
+    model = load_model(args.model, shape, args.classes, backend=args.backend, image_size=args.image_size)
+    keys = args.api_keys or [k for k in os.environ.get("BAR_SERVER_KEYS", "").split(",") if k] or ["test-key"]
+    faults = None
+    if args.fault_429 or args.fault_500 or args.fault_slow or args.fault_malformed:
+        faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, rate_slow=args.fault_slow,
+                        rate_malformed=args.fault_malformed, slow_seconds=args.slow_seconds,
+                        random_state=args.seed)
+    app = create_app(model, preset=args.preset, api_keys=keys, admin_key=args.admin_key, rate_limit=args.rate,
+                     burst=args.burst, top_k=args.top_k, label_only=args.label_only, faults=faults)
+    return app, model, keys
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; returns the exit status."""
     try:
-        shape = tuple(int(v) for v in args.input_shape.split(","))
-        model = load_model(args.model, shape, args.classes)
-        keys = args.api_keys or [k for k in os.environ.get("BAR_SERVER_KEYS", "").split(",") if k] or ["test-key"]
-        faults = None
-        if args.fault_429 or args.fault_500 or args.fault_slow or args.fault_malformed:
-            faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, rate_slow=args.fault_slow,
-                            rate_malformed=args.fault_malformed, slow_seconds=args.slow_seconds,
-                            random_state=args.seed)
-        app = create_app(model, preset=args.preset, api_keys=keys, admin_key=args.admin_key, rate_limit=args.rate,
-                         burst=args.burst, top_k=args.top_k, label_only=args.label_only, faults=faults)
-    except (BarError, ValueError) as exc:
+        app, model, keys = build_app(args)
+    except (BarError, ValueError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import uvicorn
