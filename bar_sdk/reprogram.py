@@ -474,7 +474,9 @@ default="one_sided"
                                    lambda: self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state))
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 0)
-                    bar.set_postfix(queries=f"{metered.ledger.queries:,}", readout="fitted", refresh=False)
+                    last = {} if not state.history["loss"] else {  # the training figures stay in view
+                        "loss": f"{state.history['loss'][-1]:.3f}", "acc": f"{state.history['accuracy'][-1]:.2f}"}
+                    bar.set_postfix(**last, queries=f"{metered.ledger.queries:,}", readout="fitted", refresh=False)
         except QueryBudgetExceeded:
             # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
             self.stop_reason_ = "the model's own query budget ran out"
