@@ -69,3 +69,20 @@ def loss_and_logp_gradient(scores: np.ndarray, mapping_matrix: np.ndarray, y: np
     ds = (dpy[:, None] * (onehot - p[np.arange(n), y][:, None]) / total) / n
     dscores = ds @ mapping_matrix.T
     return float(per.mean()), dscores * scores
+
+
+def readout_loss_and_logp_gradient(scores: np.ndarray, readout, y: np.ndarray, weights: np.ndarray, loss: str,
+                                   gamma: float):
+    """As :func:`loss_and_logp_gradient`, with the target read by a :class:`~bar_sdk.mapping.LogisticReadout`.
+
+    ``p = softmax(log(max(scores, floor)) @ coef + intercept)``; below the floor
+    the features are constant, so their gradient is zero there.
+    """
+    n = len(y)
+    p = readout.proba(scores)
+    per, dpy = LOSSES[loss](p, y, weights, gamma)
+    onehot = np.zeros_like(p)
+    onehot[np.arange(n), y] = 1.0
+    dz = (dpy * p[np.arange(n), y])[:, None] * (onehot - p) / n  # dp_y/dz_j = p_y (delta_yj - p_j)
+    dlogp = (dz @ readout.coef.T) * (scores > readout.FLOOR)
+    return float(per.mean()), dlogp

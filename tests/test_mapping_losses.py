@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bar_sdk import InvalidInputError
-from bar_sdk.losses import balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise
+from bar_sdk.losses import (balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise,
+                            readout_loss_and_logp_gradient)
 from bar_sdk.mapping import LogisticReadout, frequency_mapping, random_mapping, source_frequencies
 
 
@@ -78,6 +79,19 @@ def test_balanced_weights():
     assert (w * np.array([3, 1])).sum() == pytest.approx(4)
 
 
+def _check_logp_gradient(value, logits, entries):
+    """``value(z) -> (loss, dL/dlogp)``: its gradient, chained through log-softmax, against central differences."""
+    _, g_logp = value(logits)
+    # chain through log-softmax: dL/dz = g - p * sum(g)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    g_z = g_logp - p * g_logp.sum(1, keepdims=True)
+    for i, j in entries:
+        e = np.zeros_like(logits)
+        e[i, j] = 1e-5
+        num = (value(logits + e)[0] - value(logits - e)[0]) / 2e-5
+        assert g_z[i, j] == pytest.approx(num, rel=1e-4, abs=1e-8)
+
+
 @pytest.mark.parametrize("loss,gamma", [("focal", 2.0), ("cross_entropy", 0.0)])
 def test_white_box_loss_gradient_matches_finite_differences(loss, gamma):
     rng = np.random.default_rng(2)
@@ -90,15 +104,23 @@ def test_white_box_loss_gradient_matches_finite_differences(loss, gamma):
         lp = z - np.log(np.exp(z).sum(1, keepdims=True))
         return loss_and_logp_gradient(np.exp(lp), mapping.matrix, y, w, loss, gamma)
 
-    val, g_logp = value(logits)
-    # chain through log-softmax: dL/dz = g - p * sum(g)
-    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    g_z = g_logp - p * g_logp.sum(1, keepdims=True)
-    for i, j in [(0, 0), (1, 4), (3, 9), (4, 2)]:
-        e = np.zeros_like(logits)
-        e[i, j] = 1e-5
-        num = (value(logits + e)[0] - value(logits - e)[0]) / 2e-5
-        assert g_z[i, j] == pytest.approx(num, rel=1e-4, abs=1e-8)
+    _check_logp_gradient(value, logits, [(0, 0), (1, 4), (3, 9), (4, 2)])
+
+
+@pytest.mark.parametrize("loss,gamma", [("focal", 2.0), ("cross_entropy", 0.0)])
+def test_readout_loss_gradient_matches_finite_differences(loss, gamma):
+    """White-box training through a logistic readout (mapping="logistic"): the chain rule, checked numerically."""
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((6, 10))
+    y = np.array([0, 1, 2, 2, 1, 0])
+    readout = LogisticReadout(rng.standard_normal((10, 3)), rng.standard_normal(3))
+    w = balanced_weights(np.array([0, 1, 2, 2]), 3)
+
+    def value(z):
+        lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return readout_loss_and_logp_gradient(np.exp(lp), readout, y, w, loss, gamma)
+
+    _check_logp_gradient(value, logits, [(0, 0), (1, 4), (3, 9), (5, 2)])
 
 
 @pytest.mark.parametrize("k", [2, 3])

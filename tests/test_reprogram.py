@@ -38,7 +38,9 @@ def test_reprograms_digits_model_for_breast_cancer_well_above_chance(cancer):
     clf = BARClassifier(fresh_linear(), max_queries=20_000, random_state=0).fit(Xa, ya)
     majority = max(np.mean(yb), 1 - np.mean(yb))
     assert clf.score(Xb, yb) > majority + 0.15
-    assert clf.history_["queries"][-1] == clf.queries_ <= 20_000
+    # the steps, then the default logistic readout's pass over the training data
+    assert clf.history_["queries"][-1] + clf.ledger_.by_purpose["readout"] == clf.queries_ <= 20_000
+    assert clf.ledger_.by_purpose["readout"] == len(ya)
 
 
 def test_reprograms_torch_cnn_for_image_task():
@@ -296,6 +298,54 @@ def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mappi
     assert learned.score(Xb, yb) > mapped.score(Xb, yb) + 0.05
 
 
+@pytest.mark.parametrize("estimator", ["one_sided", "exact"])
+def test_logistic_mapping_trains_through_the_readout_fitted_on_the_mapping_pass(cancer, estimator):
+    """mapping="logistic": the loss reads the target through a logistic readout of the mapping pass's scores."""
+    Xa, Xb, ya, yb = cancer
+    model = fresh_linear()
+    clf = small(model, mapping="logistic", readout="mapping", estimator=estimator, max_queries=3000).fit(Xa, ya)
+    assert clf.queries_ == model.seen <= 3000 and clf.ledger_.by_purpose["mapping"] == len(ya)
+    assert "readout" not in clf.ledger_.by_purpose  # no pass beyond the mapping pass: readout="mapping"
+    # the readout is the one fitted on the untrained program's scores, and it is what predictions use
+    layout, program = small(fresh_linear(), estimator=estimator)._layout_and_program(Xa, model.input_shape)
+    theta0 = program.param.init(np.random.default_rng(0), 0.01)
+    scores0 = fresh_linear().predict_proba(program.apply(theta0[None], program.embed(layout.transform(Xa))))
+    np.testing.assert_allclose(clf.readout_.coef, LogisticReadout.fit(scores0, ya, 2).coef)
+    np.testing.assert_allclose(clf.predict_proba(Xb), clf.readout_.proba(
+        fresh_linear().predict_proba(program.apply(clf.theta_[None], program.embed(layout.transform(Xb))))))
+    if estimator == "exact":  # exact gradients of the loss it reads lower that loss on the training data
+        from bar_sdk.losses import balanced_weights, cross_entropy
+
+        def train_loss(theta):
+            s = fresh_linear().predict_proba(program.apply(theta[None], program.embed(layout.transform(Xa))))
+            return cross_entropy(clf.readout_.proba(s), ya, balanced_weights(ya, 2))[0].mean()
+        assert train_loss(clf.theta_) < train_loss(theta0)
+
+
+def test_logistic_mapping_resumes_after_a_crash(cancer, tmp_path):
+    Xa, _, ya, _ = cancer
+    kw = dict(max_queries=4000, mapping="logistic", readout="logistic", batch_size=25)
+    reference = small(fresh_linear(), **kw).fit(Xa, ya)
+    model = fresh_linear()
+
+    class Crashing:
+        n_classes, input_shape = model.n_classes, model.input_shape
+        crash = True
+
+        def predict_proba(self, x):
+            if self.crash and model.calls == 5:
+                raise Crash("simulated crash")
+            return model.predict_proba(x)
+
+    path, crashing = tmp_path / "ckpt.bar", Crashing()
+    with pytest.raises(Crash):
+        small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
+    crashing.crash = False
+    resumed = small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
+    np.testing.assert_array_equal(resumed.theta_, reference.theta_)
+    np.testing.assert_array_equal(resumed.readout_.coef, reference.readout_.coef)
+
+
 def test_logistic_readout_with_three_classes():
     from sklearn.datasets import load_iris
 
@@ -463,7 +513,8 @@ def test_bad_model_answers_are_named(answer, match):
 def test_warm_start_from_a_white_box_program_starts_ahead(cancer):
     Xa, Xb, ya, yb = cancer
     white = small(fresh_linear(), estimator="exact", max_queries=4000).fit(Xa, ya)
-    kw = dict(max_queries=700, learning_rate=1e-6)
+    # read through the mapping: a logistic readout refitted on the cold program would hide what the start gives
+    kw = dict(max_queries=700, learning_rate=1e-6, readout="mapping")
     cold = small(fresh_linear(), **kw).fit(Xa, ya)
     warm = small(fresh_linear(), initial_program=white, **kw).fit(Xa, ya)
     np.testing.assert_allclose(warm.theta_, white.theta_, atol=1e-3)  # barely moved from the start given
