@@ -324,7 +324,8 @@ def test_logistic_mapping_trains_through_the_readout_fitted_on_the_mapping_pass(
 
 def test_logistic_mapping_resumes_after_a_crash(cancer, tmp_path):
     Xa, _, ya, _ = cancer
-    kw = dict(max_queries=4000, mapping="logistic", readout="logistic", batch_size=25)
+    # a budget that does not bind (as in the resume tests above): the resumed run ends as an uninterrupted one
+    kw = dict(max_queries=6000, max_epochs=2, mapping="logistic", readout="logistic", batch_size=25)
     reference = small(fresh_linear(), **kw).fit(Xa, ya)
     model = fresh_linear()
 
