@@ -134,9 +134,9 @@ def test_compare_checks_the_test_split_and_every_bar_method_before_any_query(bad
     if bad == "second-bar":
         spoiled = RandomGradientEstimator(5, 0.1)
         spoiled.n_directions = 0
-        methods = {"BAR, my estimator": BARClassifier(counting, max_queries=500, estimator=spoiled)}
+        methods = {"BAR, my estimator": BARClassifier(counting, max_queries=800, estimator=spoiled)}
     with pytest.raises(InvalidInputError, match=match):
-        compare(Xa, ya, Xb, yb, model=counting, max_queries=500, methods=methods)
+        compare(Xa, ya, Xb, yb, model=counting, max_queries=800, methods=methods)
     assert counting.seen == 0
 
 
@@ -150,8 +150,8 @@ def test_methods_on_the_paid_model_are_fitted_last_and_rows_keep_their_order():
     Xa, Xb, ya, yb = breast_cancer()
     counting = Counting(fresh_linear())
     with pytest.raises(RuntimeError, match="a free method"):
-        compare(Xa, ya, Xb, yb, model=counting, max_queries=500, methods={"broken": Broken()})
+        compare(Xa, ya, Xb, yb, model=counting, max_queries=800, methods={"broken": Broken()})
     assert counting.seen == 0                       # the black box had not been asked yet
-    out = compare(Xa, ya, Xb, yb, model=counting, max_queries=500,
+    out = compare(Xa, ya, Xb, yb, model=counting, max_queries=800,
                   methods={"logistic": LogisticRegression(max_iter=5000)})
     assert [r["method"] for r in out.rows] == ["BAR (black box)", "logistic"]

@@ -152,10 +152,10 @@ def test_distilled_program_checks_y_and_bar_params_before_its_first_round(bad):
 def test_warm_start_study_checks_every_fit_and_the_test_split_before_any_query(bad, match):
     Xa, Xb, ya, yb = breast_cancer()
     black_box = Counting(cnn())
-    budgets = {"cold": [400], "warm": [400]}
+    budgets = {"cold": [800], "warm": [800]}   # each fit: mapping pass 284 + a step 60 + readout pass 284
     Xb, yb = spoiled_split(bad, Xb, yb)
     if bad == "warm-budget":
-        budgets = {"cold": [400], "warm": [5]}     # the warm fits come after the cold ones have spent
+        budgets = {"cold": [800], "warm": [5]}     # the warm fits come after the cold ones have spent
     with pytest.raises(InvalidInputError, match=match):
         warm_start_study(black_box, mlp(), Xa, ya, Xb, yb, budgets=budgets, strategies=("cold", "warm"),
                          surrogate_epochs=1)
