@@ -11,21 +11,21 @@
 - :class:`RemoteModel`: a paid cloud classification API (Clarifai, Google
   Vision, AWS Rekognition, Azure Vision, Hugging Face, TorchServe, any JSON
   API) with rate limits, retries, a budget and a cache (needs the ``remote``
-  extra; loaded on first use). :mod:`adapters.server` serves any model like
+  extra; loaded on first use). :mod:`bar_sdk.adapters.server` serves any model like
   such an API, for rehearsals and tests.
 
 Small torch networks, a trainer and an offline digits source live in
-:mod:`adapters.nets` (needs torch); pretrained ImageNet classifiers, offline,
-in :mod:`adapters.zoo` (needs the ``imagenet`` extra).
+:mod:`bar_sdk.adapters.nets` (needs torch); pretrained ImageNet classifiers, offline,
+in :mod:`bar_sdk.adapters.zoo` (needs the ``imagenet`` extra).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from adapters.callable import CallableModel
-from adapters.restrict import LabelOnly, Rounded, TopK
-from adapters.sklearn import SklearnModel
+from bar_sdk.adapters.callable import CallableModel
+from bar_sdk.adapters.restrict import LabelOnly, Rounded, TopK
+from bar_sdk.adapters.sklearn import SklearnModel
 
 __all__ = [
     "RemoteModel",
@@ -42,15 +42,15 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # torch and the HTTP stack are heavy and optional: import them only when asked for.
     if name == "TorchModel":
-        from adapters.torch import TorchModel
+        from bar_sdk.adapters.torch import TorchModel
 
         return TorchModel
     if name == "OnnxModel":
-        from adapters.onnx import OnnxModel
+        from bar_sdk.adapters.onnx import OnnxModel
 
         return OnnxModel
     if name == "RemoteModel":
-        from adapters.remote import RemoteModel
+        from bar_sdk.adapters.remote import RemoteModel
 
         return RemoteModel
-    raise AttributeError(f"module 'adapters' has no attribute {name!r}")
+    raise AttributeError(f"module 'bar_sdk.adapters' has no attribute {name!r}")

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from adapters._checks import check_batch, check_input_shape, check_label_names
+from bar_sdk.adapters._checks import check_batch, check_input_shape, check_label_names
 from bar_sdk.contract import check_int, check_scores
 from bar_sdk.errors import InvalidInputError
 
@@ -31,7 +31,7 @@ class CallableModel:
     Examples
     --------
     >>> import numpy as np
-    >>> from adapters import CallableModel
+    >>> from bar_sdk.adapters import CallableModel
     >>> brightness = CallableModel(lambda x: np.stack([1 - x.mean((1, 2, 3)), x.mean((1, 2, 3))], 1), 2, (1, 8, 8))
     >>> brightness.predict_proba(np.ones((1, 1, 8, 8), np.float32))
     array([[0., 1.]])

@@ -6,7 +6,7 @@ small, quickly trained target model, and a source domain that works offline
 
 Examples
 --------
->>> from adapters.nets import SmallCNN, digits_images, train_classifier   # doctest: +SKIP
+>>> from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier   # doctest: +SKIP
 >>> X, y = digits_images(size=16)
 >>> net = train_classifier(SmallCNN(1, 10, 16, random_state=0), X, y, epochs=5, random_state=0)
 """
@@ -98,7 +98,7 @@ class MLPNet(nn.Module):
 
     def __init__(self, input_shape: Any, n_classes: int, hidden: int = 128, random_state: Any = None):
         super().__init__()
-        from adapters._checks import check_input_shape
+        from bar_sdk.adapters._checks import check_input_shape
 
         features = int(np.prod(check_input_shape(input_shape)))
         n_classes = check_int(n_classes, "n_classes", low=2)

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
+from bar_sdk.adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
                              check_probed_classes)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError
@@ -106,7 +106,7 @@ class OnnxModel:
 
     Examples
     --------
-    >>> from adapters import OnnxModel                                   # doctest: +SKIP
+    >>> from bar_sdk.adapters import OnnxModel                                   # doctest: +SKIP
     >>> model = OnnxModel("resnet50.onnx", mean=(0.485, 0.456, 0.406),
     ...                   std=(0.229, 0.224, 0.225), threads=2)          # doctest: +SKIP
     >>> model.predict_proba(images).shape                                # doctest: +SKIP

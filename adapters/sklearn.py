@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from adapters._checks import check_batch, check_input_shape, check_label_names
+from bar_sdk.adapters._checks import check_batch, check_input_shape, check_label_names
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["SklearnModel"]
@@ -35,7 +35,7 @@ class SklearnModel:
     --------
     >>> from sklearn.datasets import load_digits
     >>> from sklearn.linear_model import LogisticRegression
-    >>> from adapters import SklearnModel
+    >>> from bar_sdk.adapters import SklearnModel
     >>> X, y = load_digits(return_X_y=True)
     >>> clf = LogisticRegression(max_iter=200).fit(X / 16, y)
     >>> model = SklearnModel(clf, (1, 8, 8))

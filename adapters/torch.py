@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
+from bar_sdk.adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
                              check_probed_classes)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, ModelOutputError
@@ -67,7 +67,7 @@ class TorchModel:
     Examples
     --------
     >>> import torch, numpy as np
-    >>> from adapters import TorchModel
+    >>> from bar_sdk.adapters import TorchModel
     >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     >>> model = TorchModel(net, (1, 4, 4))
     >>> model.predict_proba(np.zeros((2, 1, 4, 4), np.float32)).shape

@@ -199,7 +199,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     Parameters
     ----------
     model : black box
-        Local (adapters.TorchModel, ...) or remote (adapters.RemoteModel).
+        Local (bar_sdk.adapters.TorchModel, ...) or remote (bar_sdk.adapters.RemoteModel).
     x : array (n, C, H, W) or (n, H, W)
         uint8 or floats in [0, 1].
     y : array (n,) int
@@ -231,7 +231,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         ``ray`` extra and an integer ``random_state``); the per-image results
         equal a local run's (see :mod:`bar_sdk.distributed.audit`). The model
         is pickled to the workers: a local model as it is; for a remote API
-        pass a :class:`adapters.ray.RayModel` or build the attacks' model in
+        pass a :class:`bar_sdk.adapters.ray.RayModel` or build the attacks' model in
         each worker.
     chunk_size : int, optional
         Images per task (``executor="ray"``); two chunks per CPU by default.

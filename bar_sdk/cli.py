@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--log-level", default="WARNING", help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
-    for name in ("bar_sdk.cli_audit", "bar_sdk.cli_plan", "adapters.server.cli"):
+    for name in ("bar_sdk.cli_audit", "bar_sdk.cli_plan", "bar_sdk.adapters.server.cli"):
         try:
             module = __import__(name, fromlist=["add_parser"])
         except ImportError:

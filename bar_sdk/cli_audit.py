@@ -128,7 +128,7 @@ def imagenet_samples_path() -> Path:
 
 def _imagenet(args) -> tuple[Any, np.ndarray, np.ndarray]:
     """An ImageNet zoo model and images resized (grey repeated to RGB) to its input."""
-    from adapters.zoo import imagenet_model
+    from bar_sdk.adapters.zoo import imagenet_model
     from bar_sdk.program import resize_images
 
     x, y = _load_npz(args.data or str(imagenet_samples_path()))
@@ -144,8 +144,8 @@ def _imagenet(args) -> tuple[Any, np.ndarray, np.ndarray]:
 def _digits_cnn(random_state: int):
     import torch
 
-    from adapters import TorchModel
-    from adapters.nets import SmallCNN, digits_images, train_classifier
+    from bar_sdk.adapters import TorchModel
+    from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 
     torch.set_num_threads(1)
     x, y = digits_images(16)
@@ -157,7 +157,7 @@ def _digits_cnn(random_state: int):
 def _torch_file(path: str, input_shape, labels):
     import torch
 
-    from adapters import TorchModel
+    from bar_sdk.adapters import TorchModel
 
     # a whole pickled module: unpickling runs code, so load only files you trust
     module = torch.load(path, weights_only=False, map_location="cpu")
@@ -166,9 +166,9 @@ def _torch_file(path: str, input_shape, labels):
 
 def _remote(args, input_shape, labels):
     try:
-        from adapters.remote import RemoteModel
+        from bar_sdk.adapters.remote import RemoteModel
     except ImportError as exc:
-        raise InvalidInputError(f"--remote-preset needs adapters.remote ({exc})") from None
+        raise InvalidInputError(f"--remote-preset needs bar_sdk.adapters.remote ({exc})") from None
     if labels is None:
         raise InvalidInputError("--labels is required with --remote-preset (the API's class names, in order)")
     key = None
@@ -197,7 +197,7 @@ def build(args) -> tuple[Any, np.ndarray, np.ndarray]:
     if bool(args.model) == bool(args.remote_preset):
         raise InvalidInputError("give exactly one of --model and --remote-preset")
     labels = _labels(args.labels)
-    from adapters.zoo import IMAGENET_MODELS
+    from bar_sdk.adapters.zoo import IMAGENET_MODELS
 
     if args.model in IMAGENET_MODELS:
         model, x, y = _imagenet(args)
@@ -214,7 +214,7 @@ def build(args) -> tuple[Any, np.ndarray, np.ndarray]:
         else:
             model = _remote(args, x.shape[1:], labels)
     if args.label_only:
-        from adapters import LabelOnly
+        from bar_sdk.adapters import LabelOnly
 
         model = LabelOnly(model)
     if args.n < 1:

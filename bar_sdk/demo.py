@@ -94,13 +94,13 @@ def train_source(size: int, random_state: int):
     """The "vendor" model: a small CNN trained on scikit-learn's digits."""
     from sklearn.model_selection import train_test_split
 
-    from adapters.nets import SmallCNN, digits_images, train_classifier
+    from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 
     x, y = digits_images(size)
     xa, xb, ya, yb = train_test_split(x, y, test_size=0.25, stratify=y, random_state=random_state)
     net = train_classifier(SmallCNN(1, 10, size, random_state=random_state), xa, ya, epochs=8, lr=3e-3, batch_size=64,
                            random_state=random_state)
-    from adapters import TorchModel
+    from bar_sdk.adapters import TorchModel
 
     model = TorchModel(net, (1, size, size), labels=DIGIT_LABELS)
     acc = float((model.predict_proba(xb).argmax(1) == yb).mean())
@@ -118,7 +118,7 @@ class Source:
     @property
     def answers(self):
         """The local model answering as the API does (top-k only), for the free baselines."""
-        from adapters import TopK
+        from bar_sdk.adapters import TopK
 
         return self.local if self.top_k is None else TopK(self.local, self.top_k)
 
@@ -153,7 +153,7 @@ def build_source(args) -> Source:
         local, acc = train_source(args.source_size, args.random_state)
         return Source("digits", local, f"SmallCNN on scikit-learn digits {args.source_size}x{args.source_size}, "
                       f"held-out accuracy {acc:.3f}", "digits-cnn", None, whitebox=local)
-    from adapters.zoo import imagenet_model
+    from bar_sdk.adapters.zoo import imagenet_model
 
     size = args.image_size
     local = imagenet_model("efficientnet-lite0", "onnx", image_size=size)
@@ -166,8 +166,8 @@ def build_source(args) -> Source:
 @contextlib.contextmanager
 def _remote(source: Source, args, out_dir: Path):
     """Serve the source on loopback like a cloud API and yield a RemoteModel for it."""
-    from adapters.remote import RemoteModel
-    from adapters.server import Faults, serve
+    from bar_sdk.adapters.remote import RemoteModel
+    from bar_sdk.adapters.server import Faults, serve
 
     model = source.local
     key = os.environ.get("BAR_DEMO_API_KEY", "demo-" + os.urandom(8).hex())

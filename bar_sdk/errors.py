@@ -12,7 +12,7 @@ who do not know this package::
     ├── CheckpointError (ValueError)          corrupt, truncated or mismatched checkpoint
     ├── NonFiniteProgramError (FloatingPointError)  training turned the program NaN/inf; nothing such was sent
     ├── MissingDependencyError (ImportError)  an optional extra is not installed; names the pip command
-    └── RemoteError (RuntimeError)            a remote model failed (see adapters.remote)
+    └── RemoteError (RuntimeError)            a remote model failed (see bar_sdk.adapters.remote)
         ├── AuthenticationError               401/403: never retried
         ├── RateLimitError                    429 or a vendor throttle body, after retries ran out
         ├── ResponseFormatError (ValueError)  the body could not be parsed into scores

@@ -167,7 +167,7 @@ class MeteredModel:
     answered counts all its images (cache hits of a remote model included: the
     algorithm got an answer for each). A part whose call raises counts what
     :meth:`QueryLedger.settle` finds on the exception: for a
-    :class:`~adapters.remote.RemoteModel`, exactly the images whose request
+    :class:`~bar_sdk.adapters.remote.RemoteModel`, exactly the images whose request
     reached the API; the parts after it are never sent, nor counted.
     """
 
@@ -214,7 +214,7 @@ class MeteredModel:
         if not self.has_gradients:
             raise InvalidInputError(
                 f"model={type(self.model).__name__} offers no gradients; expected a model with "
-                "log_proba_gradient (e.g. adapters.TorchModel) for white-box training"
+                "log_proba_gradient (e.g. bar_sdk.adapters.TorchModel) for white-box training"
             )
         x = np.asarray(x, dtype=np.float32)
         refuse_non_finite(x)

@@ -366,7 +366,7 @@ default="one_sided"
         if shape != tuple(input_shape) or not has_gradients(self.surrogate):
             raise InvalidInputError(
                 f"surrogate has input_shape={shape} and gradients={has_gradients(self.surrogate)}; expected "
-                f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. adapters.TorchModel)"
+                f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. bar_sdk.adapters.TorchModel)"
             )
         return MeteredModel(self.surrogate, QueryLedger())
 

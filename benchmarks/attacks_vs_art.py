@@ -36,8 +36,8 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters import TorchModel  # noqa: E402
-from adapters.nets import SmallCNN, train_classifier  # noqa: E402
+from bar_sdk.adapters import TorchModel  # noqa: E402
+from bar_sdk.adapters.nets import SmallCNN, train_classifier  # noqa: E402
 from bar_sdk.attacks import HopSkipJump, SquareAttack, ZOOAttack  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

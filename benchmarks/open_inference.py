@@ -37,11 +37,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
-from adapters.remote.cache import image_key  # noqa: E402
-from adapters.remote.encoding import encode_image  # noqa: E402
-from adapters.remote.http import HttpResponse  # noqa: E402
-from adapters.remote.presets.open_inference import HEADER_LENGTH, encode_tensors  # noqa: E402
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from bar_sdk.adapters.remote.cache import image_key  # noqa: E402
+from bar_sdk.adapters.remote.encoding import encode_image  # noqa: E402
+from bar_sdk.adapters.remote.http import HttpResponse  # noqa: E402
+from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, encode_tensors  # noqa: E402
 from benchmarks.remote_throughput import median_us  # noqa: E402
 
 SHAPES = {"1x28x28": (1, 28, 28), "3x224x224": (3, 224, 224), "3x512x512": (3, 512, 512)}
@@ -117,7 +117,7 @@ def stages(args):
 
 
 def throughput(args):
-    from adapters.server import DemoModel, Faults, serve
+    from bar_sdk.adapters.server import DemoModel, Faults, serve
 
     shape = (3, 224, 224)
     model = DemoModel(shape, n_classes=10, random_state=0)
@@ -150,9 +150,9 @@ def throughput(args):
 
 def request_breakdown(model, x, datatype):
     """Milliseconds of CPU work for one request of ``x`` (medians of 5), both sides, without HTTP."""
-    from adapters.remote.presets.open_inference import OpenInferencePreset
-    from adapters.server.app import ServerState
-    from adapters.server.open_inference import OpenInferenceShape
+    from bar_sdk.adapters.remote.presets.open_inference import OpenInferencePreset
+    from bar_sdk.adapters.server.app import ServerState
+    from bar_sdk.adapters.server.open_inference import OpenInferenceShape
 
     preset = OpenInferencePreset("m", input_name="input", datatype=datatype, layout="NCHW",
                                  output_name="probabilities", binary=True)

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
-from adapters.remote.encoding import encode_image  # noqa: E402
-from adapters.server import DemoModel, Faults, serve  # noqa: E402
-from adapters.server.clarifai import ClarifaiShape  # noqa: E402
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from bar_sdk.adapters.remote.encoding import encode_image  # noqa: E402
+from bar_sdk.adapters.server import DemoModel, Faults, serve  # noqa: E402
+from bar_sdk.adapters.server.clarifai import ClarifaiShape  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -7,7 +7,7 @@ test images that also occur in train dropped). Rows, each a part (``--parts``):
 - ``grey``: a logistic readout of the grey frame's 1,000 log-scores, no program (one pass);
 - ``default``: BARClassifier's defaults at ``--budgets``;
 - ``mapping_readout``: the defaults but ``readout="mapping"`` (the default before), at the smallest budget;
-- ``topk``: the defaults with top-10 answers only (``adapters.TopK``), at the smallest budget;
+- ``topk``: the defaults with top-10 answers only (``bar_sdk.adapters.TopK``), at the smallest budget;
 - ``paper``: BAR's published settings at ``--paper-budget``;
 - ``white_box``: the defaults' program trained with Lite0's own gradients (torch backend), same budget;
 - ``probe``: a linear probe on Lite0's pooled penultimate features (target resized to the input);
@@ -31,7 +31,7 @@ import common  # first: pins torch to one thread
 import numpy as np
 import torch
 
-from adapters import TopK
+from bar_sdk.adapters import TopK
 from bar_sdk.reprogram import BARClassifier
 from lite0 import lite0
 from reprogram_medmnist import PAPER, grey_frame_readout, run_scratch
@@ -69,7 +69,7 @@ def metrics(y, proba):
 
 def torch_lite0(size):
     """Lite0 with gradients (white-box rows): the zoo's torch backend."""
-    from adapters.zoo import imagenet_model
+    from bar_sdk.adapters.zoo import imagenet_model
     return imagenet_model("efficientnet-lite0", backend="torch", image_size=size)
 
 
@@ -114,7 +114,7 @@ def probe(task, train, test, size):
     from sklearn.preprocessing import StandardScaler
     from bar_sdk.program import resize_images
 
-    from adapters.zoo import imagenet_module
+    from bar_sdk.adapters.zoo import imagenet_module
     net = imagenet_module("efficientnet-lite0", size)
 
     def feats(X):

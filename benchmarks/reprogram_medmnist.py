@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from adapters.nets import SmallCNN, train_classifier
+from bar_sdk.adapters.nets import SmallCNN, train_classifier
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.program import resize_images
@@ -463,7 +463,7 @@ def report(payload) -> str:
     m, src = payload["machine"], payload["source_model"]
     lines = [
         "# Reprogramming a CIFAR-subset CNN for MedMNIST\n",
-        f"Source black box: `adapters.nets.SmallCNN` (width {src['config']['width']}) trained on the CIFAR-10 "
+        f"Source black box: `bar_sdk.adapters.nets.SmallCNN` (width {src['config']['width']}) trained on the CIFAR-10 "
         f"subset ({src['n_train']} images), test accuracy {src['test_accuracy']:.3f} on its {src['n_test']} "
         "test images. Targets: 28x28 grey images, resized to 20x20 inside the 32x32 RGB frame for BAR; "
         "resized to 32x32 RGB for the probe and fine-tuning; native 28x28 for the CNN from scratch.\n",

@@ -97,7 +97,7 @@ class _RemoteWorker:
     """One worker (a Ray actor, started before the clock): its own RemoteModel on the shared ledger and bucket."""
 
     def __init__(self, base_url, api_key, ledger, bucket, seed, batch, labels, shape, concurrency):
-        from adapters.remote import RemoteModel, RetryPolicy
+        from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 
         self.model = RemoteModel.from_preset(
             "clarifai", base_url=base_url, api_key=api_key, model_id="demo", labels=labels, input_shape=shape,
@@ -124,8 +124,8 @@ class _RemoteWorker:
 
 
 def shared_limit(args, ray) -> dict:
-    from adapters.ray import SharedRemoteLedger, SharedTokenBucket
-    from adapters.server import DemoModel, Faults, serve
+    from bar_sdk.adapters.ray import SharedRemoteLedger, SharedTokenBucket
+    from bar_sdk.adapters.server import DemoModel, Faults, serve
 
     shape, model = (1, 8, 8), DemoModel((1, 8, 8), n_classes=5, random_state=2)
     labels = list(model.labels)

@@ -5,8 +5,8 @@ a one-hidden-layer MLP, a LeNet-5 style CNN, and the MLP + LeNet ensemble
 (mean log-probabilities). Targets: the three local models (the diagonal is
 each one's white-box rate) and a "vendor" model the attacker never sees (a
 wider SmallCNN, another seed) served by the local cloud-like API
-(adapters.server, Clarifai format, real HTTP, PNG-encoded 8-bit images)
-and queried through adapters.remote.RemoteModel.
+(bar_sdk.adapters.server, Clarifai format, real HTTP, PNG-encoded 8-bit images)
+and queried through bar_sdk.adapters.remote.RemoteModel.
 
 Attacks, all Linf with eps = 8/255: FGSM; PGD (10 steps, random start, as
 implemented it stops at the first success on the source); iterative FGSM run
@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from adapters import TorchModel
-from adapters.nets import MLPNet, train_classifier
-from adapters.remote import RemoteModel
-from adapters.server import serve
+from bar_sdk.adapters import TorchModel
+from bar_sdk.adapters.nets import MLPNet, train_classifier
+from bar_sdk.adapters.remote import RemoteModel
+from bar_sdk.adapters.server import serve
 from bar_sdk.attacks import FGSM, PGD
 from bar_sdk.attacks.mifgsm import MIFGSM
 from bar_sdk.transfer import transfer_matrix

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from adapters import TorchModel
-from adapters.nets import train_classifier
+from bar_sdk.adapters import TorchModel
+from bar_sdk.adapters.nets import train_classifier
 from bar_sdk.transfer import WarmStartStudy, warm_start_study
 
 BUDGETS = {"cold": [10_000, 20_000, 40_000], "warm": [5_000, 10_000, 20_000], "warm_shuffled": [5_000],

@@ -15,8 +15,8 @@ from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
 
-from adapters import CallableModel, TorchModel
-from adapters.nets import SmallCNN, digits_images, train_classifier
+from bar_sdk.adapters import CallableModel, TorchModel
+from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 from bar_sdk import BARClassifier
 
 # 1. The model you can only query: a small CNN trained on scikit-learn's digits.

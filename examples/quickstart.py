@@ -6,8 +6,8 @@ Run: python examples/quickstart.py   (about 15 s on 2 cores)
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
-from adapters import TorchModel
-from adapters.nets import SmallCNN, digits_images, train_classifier
+from bar_sdk.adapters import TorchModel
+from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 from bar_sdk import BARClassifier
 
 # 1. A source model: a small CNN trained on scikit-learn's digits (it stands for a model you can only query).

@@ -83,7 +83,7 @@ def assert_close_f32(actual, desired, rtol: float, *, evaluations: int = 2, err_
 
 
 def demo_model_rtol(model, images_uint8) -> float:
-    """One evaluation's bound for :class:`adapters.server.DemoModel` on these 8-bit images.
+    """One evaluation's bound for :class:`bar_sdk.adapters.server.DemoModel` on these 8-bit images.
 
     DemoModel computes ``softmax((x - 0.5) @ W + b)`` in float32 with ``x = image / 255``; the
     subtraction rounds once (``u / 2``).

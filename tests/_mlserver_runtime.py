@@ -3,7 +3,7 @@
 Loaded by MLServer itself (``"implementation": "_mlserver_runtime.DigitsRuntime"``
 in ``model-settings.json``), in its own process: the tests compare its count
 with the client's ledger. The model is :func:`digits_model`, a logistic
-regression on scikit-learn's 8x8 digits behind :class:`adapters.SklearnModel`,
+regression on scikit-learn's 8x8 digits behind :class:`bar_sdk.adapters.SklearnModel`,
 the same object the tests run in-process.
 
 Parameters (``parameters.extra`` in ``model-settings.json``): ``count_file``
@@ -26,7 +26,7 @@ def digits_model():
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    from adapters import SklearnModel
+    from bar_sdk.adapters import SklearnModel
 
     X, y = load_digits(return_X_y=True)
     clf = LogisticRegression(max_iter=300).fit(X / 16.0, y)

@@ -12,8 +12,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sklearn.datasets import load_breast_cancer
 
-from adapters.remote import RemoteModel, RetryPolicy
-from adapters.server import DemoModel
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.server import DemoModel
 from bar_sdk import BARClassifier
 
 SHAPE = (1, 8, 8)

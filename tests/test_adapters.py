@@ -9,14 +9,14 @@ import pytest
 from _extras import reason
 from _float32 import assert_close_f32, dense_logits_error, softmax_rtol
 
-from adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
+from bar_sdk.adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
 from bar_sdk.contract import check_model, has_gradients
 from bar_sdk.errors import InvalidInputError, InvalidModelError, ModelOutputError
 from bar_sdk.ledger import MeteredModel
 
 torch = pytest.importorskip("torch", reason=reason("torch"))
-from adapters import TorchModel  # noqa: E402
-from adapters.nets import MLPNet, SmallCNN, digits_images, train_classifier  # noqa: E402
+from bar_sdk.adapters import TorchModel  # noqa: E402
+from bar_sdk.adapters.nets import MLPNet, SmallCNN, digits_images, train_classifier  # noqa: E402
 
 SHAPE = (1, 6, 6)
 
@@ -412,10 +412,10 @@ def test_adapters_import_without_torch():
         "        if name == 'torch' or name.startswith('torch.'):\n"
         "            raise ImportError('torch is not installed')\n"
         "sys.meta_path.insert(0, NoTorch())\n"
-        "import adapters\n"
-        "from adapters import CallableModel, SklearnModel, TopK, Rounded, LabelOnly\n"
-        "assert 'TorchModel' in adapters.__all__ and 'torch' not in sys.modules\n"
-        "try:\n    adapters.TorchModel\nexcept ImportError:\n    pass\n"
+        "import bar_sdk.adapters\n"
+        "from bar_sdk.adapters import CallableModel, SklearnModel, TopK, Rounded, LabelOnly\n"
+        "assert 'TorchModel' in bar_sdk.adapters.__all__ and 'torch' not in sys.modules\n"
+        "try:\n    bar_sdk.adapters.TorchModel\nexcept ImportError:\n    pass\n"
         "else:\n    raise SystemExit('TorchModel loaded without torch')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -136,9 +136,9 @@ def test_decision_attacks_shrink_distortion_with_budget():
 
 def test_attacks_on_a_torch_cnn_through_the_adapters():
     pytest.importorskip("torch", reason=reason("torch"))
-    from adapters import LabelOnly as ApiLabelOnly
-    from adapters import TorchModel
-    from adapters.nets import SmallCNN, digits_images, train_classifier
+    from bar_sdk.adapters import LabelOnly as ApiLabelOnly
+    from bar_sdk.adapters import TorchModel
+    from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 
     x, y = digits_images(8)
     net = train_classifier(SmallCNN(1, 10, 8, width=8, random_state=0), x[:1200], y[:1200], epochs=6,

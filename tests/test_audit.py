@@ -116,7 +116,7 @@ def test_attack_instances_keep_their_settings():
 @requires("report")
 def test_cli_audits_a_saved_torch_module(tmp_path):
     torch = pytest.importorskip("torch", reason=reason("torch"))
-    from adapters.nets import train_classifier
+    from bar_sdk.adapters.nets import train_classifier
     from bar_sdk.cli import main
 
     x, y = digits()

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_breast_cancer
 
 from _models import fresh_linear
-from adapters import TopK
+from bar_sdk.adapters import TopK
 from bar_sdk import BARClassifier, InvalidInputError
 
 DATA = load_breast_cancer()

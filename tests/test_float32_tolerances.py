@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from _float32 import U, assert_close_f32, demo_model_rtol, gamma
 
-from adapters.server import DemoModel
+from bar_sdk.adapters.server import DemoModel
 
 MODELS = {"8x8, 5 classes": DemoModel((1, 8, 8), n_classes=5, random_state=2),
           "3x16x16, 10 classes": DemoModel((3, 16, 16), n_classes=10, random_state=0)}

@@ -44,7 +44,7 @@ def test_split_request_that_does_not_fit_is_refused_before_its_first_part():
 
 
 class OwnBudget(Counting):
-    """A model with its own cap (like adapters.RemoteModel): refuses a batch unsent when it would cross it."""
+    """A model with its own cap (like bar_sdk.adapters.RemoteModel): refuses a batch unsent when it would cross it."""
 
     def __init__(self, cap):
         super().__init__()

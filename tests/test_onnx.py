@@ -7,7 +7,7 @@ onnx = pytest.importorskip("onnx", reason="the onnx package builds the test grap
 pytest.importorskip("onnxruntime", reason="OnnxModel needs the onnx extra")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from adapters import OnnxModel  # noqa: E402
+from bar_sdk.adapters import OnnxModel  # noqa: E402
 from bar_sdk.contract import check_model  # noqa: E402
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError  # noqa: E402
 from _blocked import run_without  # noqa: E402
@@ -154,7 +154,7 @@ def test_non_finite_graph_output_is_an_error():
 
 def test_missing_onnxruntime_names_the_extra():
     out = run_without(["onnxruntime"], """
-from adapters import OnnxModel
+from bar_sdk.adapters import OnnxModel
 from bar_sdk.errors import MissingDependencyError
 try:
     OnnxModel(b'')

@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from adapters.remote import RemoteModel, RetryPolicy
-from adapters.remote.presets.open_inference import (HEADER_LENGTH, Levels, OpenInferencePreset, decode_tensors,
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote.presets.open_inference import (HEADER_LENGTH, Levels, OpenInferencePreset, decode_tensors,
                                                     encode_tensors, parse_classification)
 from bar_sdk import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
 
@@ -355,7 +355,7 @@ def test_constructor_checks_name_the_parameter():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_quantize_is_the_reference_rounding_at_every_level_boundary(dtype):
-    from adapters.remote import quantize
+    from bar_sdk.adapters.remote import quantize
 
     halves = (np.arange(256)[:, None] + np.array([-0.5, 0.5])[None]).ravel() / 255
     x = np.clip(np.concatenate([halves, np.nextafter(halves, 2), np.nextafter(halves, -1),

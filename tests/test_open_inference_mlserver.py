@@ -14,7 +14,7 @@ pytest.importorskip("mlserver", reason="MLServer is a test dependency: pip insta
 from _mlserver import mlserver  # noqa: E402
 from _mlserver_runtime import LABELS, SHAPE, digits_model  # noqa: E402
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
 from bar_sdk import RemoteError  # noqa: E402
 
 LOCAL = digits_model()

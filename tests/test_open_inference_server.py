@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize
-from adapters.server import DemoModel, Faults, create_app, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
+from bar_sdk.adapters.server import DemoModel, Faults, create_app, serve
 from bar_sdk import InvalidInputError
 
 SHAPE = (3, 4, 5)

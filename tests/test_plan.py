@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from adapters.remote import RemoteModel, RetryPolicy
-from adapters.server import DemoModel, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.server import DemoModel, serve
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.plan import plan_bar
 

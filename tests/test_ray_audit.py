@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.server import DemoModel
+from bar_sdk.adapters.server import DemoModel
 from bar_sdk.audit import audit
 from bar_sdk.errors import InvalidInputError
 
@@ -98,7 +98,7 @@ def test_bar_audit_ray_address_runs_the_audit_on_ray(monkeypatch, tmp_path):
 
 
 def test_a_model_that_cannot_travel_is_refused_by_name_before_any_query(ray_cluster):
-    from adapters.ray import PerProcessModel
+    from bar_sdk.adapters.ray import PerProcessModel
 
     class Unpicklable:
         n_classes, input_shape = MODEL.n_classes, MODEL.input_shape
@@ -141,7 +141,7 @@ class _DiesOnItsThirdRequest:
 
 
 def _make_remote(base_url, api_key, ledger, cache_dir, marker):
-    from adapters.remote import RemoteModel, RetryPolicy
+    from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 
     return RemoteModel.from_preset("clarifai", base_url=base_url, api_key=api_key, model_id="demo",
                                    labels=list(MODEL.labels), input_shape=SHAPE, ledger=ledger, cache_dir=cache_dir,
@@ -152,8 +152,8 @@ def _make_remote(base_url, api_key, ledger, cache_dir, marker):
 def test_a_remote_audit_on_ray_redoes_a_killed_chunk_from_the_cache_and_bills_nothing_twice(ray_cluster, tmp_path):
     import functools
 
-    from adapters.ray import PerProcessModel, SharedRemoteLedger
-    from adapters.server import serve
+    from bar_sdk.adapters.ray import PerProcessModel, SharedRemoteLedger
+    from bar_sdk.adapters.server import serve
 
     x, y = data(6)
     kw = dict(attacks=["square"], eps=[0.1], max_queries=15, random_state=3)

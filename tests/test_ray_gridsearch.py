@@ -7,8 +7,8 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV
 
-from adapters.remote import RemoteModel, RetryPolicy
-from adapters.server import DemoModel, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.server import DemoModel, serve
 from bar_sdk import BARClassifier
 
 SHAPE = (1, 8, 8)
@@ -26,7 +26,7 @@ def test_grid_search_on_ray_draws_every_fold_from_one_budget(ray_cluster):
     joblib = pytest.importorskip("joblib")
     from ray.util.joblib import register_ray
 
-    from adapters.ray import PerProcessModel, SharedRemoteLedger
+    from bar_sdk.adapters.ray import PerProcessModel, SharedRemoteLedger
 
     data = load_breast_cancer()
     rng = np.random.default_rng(0)

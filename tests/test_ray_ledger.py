@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.server import DemoModel
+from bar_sdk.adapters.server import DemoModel
 from bar_sdk import MeteredModel, QueryBudgetExceeded
 from bar_sdk.errors import InvalidInputError
 
@@ -19,9 +19,9 @@ import sys
 sys.modules['ray'] = None  # `import ray` now fails as it does where Ray is not installed
 sys.path.insert(0, {root!r})
 import numpy as np
-import bar_sdk, adapters, adapters.remote, bar_sdk.distributed
+import bar_sdk, bar_sdk.adapters, bar_sdk.adapters.remote, bar_sdk.distributed
 from bar_sdk.audit import audit
-from adapters.server import DemoModel
+from bar_sdk.adapters.server import DemoModel
 assert not any(m.startswith('ray.') for m in sys.modules)
 def says(fn):
     try:
@@ -31,7 +31,7 @@ def says(fn):
         return
     raise AssertionError('no ImportError')
 says(lambda: bar_sdk.distributed.SharedQueryLedger.create('b', 10))
-says(lambda: __import__('adapters.ray'))
+says(lambda: __import__('bar_sdk.adapters.ray'))
 m = DemoModel((1, 4, 4), 3)
 x = np.zeros((2, 1, 4, 4), np.float32)
 says(lambda: audit(m, x, [0, 1], attacks=['square'], eps=[0.1], max_queries=5, executor='ray'))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from adapters.server import DemoModel
+from bar_sdk.adapters.server import DemoModel
 from bar_sdk import MeteredModel, QueryLedger
 from bar_sdk.attacks import SquareAttack
 from bar_sdk.errors import InvalidInputError
@@ -17,7 +17,7 @@ def factory():
 
 @pytest.fixture(scope="module")
 def replicated(ray_cluster):
-    from adapters.ray import RayModel
+    from bar_sdk.adapters.ray import RayModel
 
     model = RayModel(factory, replicas=2, num_cpus=0.5)
     yield model
@@ -47,7 +47,7 @@ def test_an_attack_on_replicas_gives_the_local_result_and_counts_every_image_onc
 
 
 def test_bad_arguments_are_named(ray_cluster):
-    from adapters.ray import RayModel
+    from bar_sdk.adapters.ray import RayModel
 
     with pytest.raises(InvalidInputError, match="model_factory"):
         RayModel(factory(), replicas=2)

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize
-from adapters.server import DemoModel, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
+from bar_sdk.adapters.server import DemoModel, serve
 from bar_sdk import QueryBudgetExceeded
 from bar_sdk.errors import InvalidInputError
 
@@ -60,7 +60,7 @@ def _worker(base_url, api_key, ledger, bucket, seed, n, cache_dir=None, kill_at=
 
 
 def _services(name, cap, rate):
-    from adapters.ray import SharedRemoteLedger, SharedTokenBucket
+    from bar_sdk.adapters.ray import SharedRemoteLedger, SharedTokenBucket
 
     return SharedRemoteLedger.create(f"{name}-ledger", max_queries=cap), SharedTokenBucket.create(f"{name}-rate", rate)
 
@@ -126,8 +126,8 @@ def test_a_worker_killed_mid_run_loses_nothing_and_bills_nothing_twice(ray_clust
 
 
 def test_remote_model_refuses_an_outside_ledger_or_limiter_together_with_settings_of_its_own():
-    from adapters.remote.ledger import RemoteLedger
-    from adapters.remote.ratelimit import TokenBucket
+    from bar_sdk.adapters.remote.ledger import RemoteLedger
+    from bar_sdk.adapters.remote.ratelimit import TokenBucket
 
     common = dict(base_url="http://127.0.0.1:9", api_key="k", model_id="demo", labels=LABELS, input_shape=SHAPE)
     with pytest.raises(InvalidInputError, match="max_queries=5 together with ledger="):
@@ -142,7 +142,7 @@ def test_remote_model_refuses_an_outside_ledger_or_limiter_together_with_setting
 
 
 def test_a_shared_ledger_with_a_state_dir_comes_back_with_its_counts(ray_cluster, tmp_path):
-    from adapters.ray import SharedRemoteLedger
+    from bar_sdk.adapters.ray import SharedRemoteLedger
 
     first = SharedRemoteLedger.create("t-state", max_queries=100, state_dir=tmp_path)
     first.reserve(30)

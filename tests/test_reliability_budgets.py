@@ -10,7 +10,7 @@ from attacks_models import LabelOnly, held_out, softmax_digits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk import InvalidInputError, QueryBudgetExceeded
 from bar_sdk.attacks import HopSkipJump, NESAttack, RayS, SimBA, SquareAttack, UniversalPerturbation, ZOOAttack
 

@@ -24,7 +24,7 @@ from _models import fresh_linear
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.server import DemoModel, Faults, serve
+from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk import BARClassifier, CheckpointError
 from bar_sdk.checkpoint import read_state
 

@@ -1,7 +1,7 @@
 """Fault injection: BAR and two attacks through the local cloud-like API survive 10% 429, 5% 500,
 2% timeouts and 1% malformed answers, and end exactly where a fault-free run with the same seed ends.
 
-Each workload runs twice against :func:`adapters.server.serve` (real HTTP on loopback): once
+Each workload runs twice against :func:`bar_sdk.adapters.server.serve` (real HTTP on loopback): once
 clean, once with faults. The client's ledger, the server's own count and an independent count of
 timed-out requests (taken on the wire, below the client) must agree image for image.
 """
@@ -17,9 +17,9 @@ from _extras import requires
 from _figures import record, scale
 from sklearn.datasets import load_breast_cancer
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize
-from adapters.server import DemoModel, Faults, serve
-from adapters.server.faults import KINDS
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
+from bar_sdk.adapters.server import DemoModel, Faults, serve
+from bar_sdk.adapters.server.faults import KINDS
 from bar_sdk import BARClassifier
 from bar_sdk.attacks import HopSkipJump, SquareAttack
 

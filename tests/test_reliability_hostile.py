@@ -20,10 +20,10 @@ from _figures import examples, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.remote import RemoteModel, RetryPolicy
-from adapters.remote.http import HttpResponse
-from adapters.remote.labels import LabelMapper
-from adapters.remote.presets import make_preset
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote.http import HttpResponse
+from bar_sdk.adapters.remote.labels import LabelMapper
+from bar_sdk.adapters.remote.presets import make_preset
 from bar_sdk import BarError, RemoteError, ResponseFormatError
 
 LABELS = ["cat", "dog", "Tiger_cat"]

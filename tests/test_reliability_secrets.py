@@ -21,8 +21,8 @@ from _extras import requires
 from _figures import record
 from sklearn.datasets import load_breast_cancer
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize
-from adapters.server import DemoModel, Faults, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
+from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk import AuthenticationError, BARClassifier, InvalidInputError, QueryBudgetExceeded, RemoteError
 from bar_sdk.audit import audit
 
@@ -344,7 +344,7 @@ def test_a_key_that_cannot_go_into_an_http_header_is_refused_at_construction(bad
 
 def test_a_header_that_cannot_be_encoded_is_a_clear_error_and_no_attempt_is_counted():
     # defence in depth below the key check: a preset that adds a non-ASCII header value
-    from adapters.remote.presets.clarifai import ClarifaiPreset
+    from bar_sdk.adapters.remote.presets.clarifai import ClarifaiPreset
 
     class Accented(ClarifaiPreset):
         def authorize(self, request, credentials):

@@ -21,9 +21,9 @@ from attacks_models import held_out, softmax_digits
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
-from adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
-from adapters.remote import RemoteModel, RetryPolicy, register_preset
-from adapters.server import Faults, create_app
+from bar_sdk.adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, register_preset
+from bar_sdk.adapters.server import Faults, create_app
 from bar_sdk import BARClassifier, InvalidInputError, InvalidModelError, MeteredModel, QueryLedger
 from bar_sdk.attacks import (
     FGSM,
@@ -294,7 +294,7 @@ def test_bad_input_gets_the_documented_error_naming_the_parameter(ident, call, e
 
 
 def test_the_table_covers_every_public_entry_point():
-    import adapters
+    import bar_sdk.adapters
     import bar_sdk.attacks
 
     covered = " ".join(c[0] for c in CASES)
@@ -308,4 +308,4 @@ def test_the_table_covers_every_public_entry_point():
     for adapter in ("callable", "sklearn", "topk", "rounded", "labelonly", "remote"):
         assert f"{adapter}-" in covered, adapter
     assert {"TorchModel", "OnnxModel", "CallableModel", "SklearnModel", "TopK", "Rounded", "LabelOnly",
-            "RemoteModel"} == set(adapters.__all__)   # TorchModel's own table: test_adapters.py; OnnxModel's: test_onnx.py
+            "RemoteModel"} == set(bar_sdk.adapters.__all__)   # TorchModel's own table: test_adapters.py; OnnxModel's: test_onnx.py

@@ -12,8 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from adapters.remote import AnswerCache, RemoteModel, RetryPolicy, TokenBucket, decode_image, quantize
-from adapters.remote.labels import LabelMapper
+from bar_sdk.adapters.remote import AnswerCache, RemoteModel, RetryPolicy, TokenBucket, decode_image, quantize
+from bar_sdk.adapters.remote.labels import LabelMapper
 from bar_sdk import (AuthenticationError, CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError,
                      RemoteError, ResponseFormatError, TransientError)
 
@@ -370,7 +370,7 @@ def test_key_sent_as_documented_and_never_in_logs_reprs_or_errors(caplog):
 
 
 def test_key_with_a_trailing_newline_is_stripped_and_a_line_break_inside_refused(caplog):
-    from adapters.remote import Secret
+    from bar_sdk.adapters.remote import Secret
 
     caplog.set_level(logging.DEBUG)
     rec = Recorder()
@@ -719,6 +719,6 @@ def test_client_rate_limit_spaces_requests():
 
 
 def test_exported_from_adapters():
-    import adapters
+    import bar_sdk.adapters
 
-    assert adapters.RemoteModel is RemoteModel and "RemoteModel" in adapters.__all__
+    assert bar_sdk.adapters.RemoteModel is RemoteModel and "RemoteModel" in bar_sdk.adapters.__all__

@@ -8,8 +8,8 @@ import pytest
 from _extras import requires
 from _float32 import assert_close_f32, demo_model_rtol
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize
-from adapters.server import DemoModel, Faults, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
+from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk import AuthenticationError, MeteredModel, QueryBudgetExceeded, QueryLedger, TransientError
 
 pytestmark = requires("server")   # every test talks to the local server
@@ -197,7 +197,7 @@ CHILD = """
 import sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from adapters.remote import RemoteModel
+from bar_sdk.adapters.remote import RemoteModel
 model = RemoteModel.from_preset("clarifai", base_url={url!r}, api_key={key!r}, model_id="demo", labels={labels!r},
                                 input_shape={shape!r}, batch_size=2, max_concurrency=1, cache_dir={cache!r})
 for i in range(10_000):

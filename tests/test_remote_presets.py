@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from _extras import requires
 
-from adapters.remote import Preset, RemoteModel, RetryPolicy, available_presets, decode_image, register_preset
-from adapters.remote.http import HttpResponse
-from adapters.remote.presets import ClarifaiPreset, make_preset
-from adapters.remote.presets.base import read_entries
+from bar_sdk.adapters.remote import Preset, RemoteModel, RetryPolicy, available_presets, decode_image, register_preset
+from bar_sdk.adapters.remote.http import HttpResponse
+from bar_sdk.adapters.remote.presets import ClarifaiPreset, make_preset
+from bar_sdk.adapters.remote.presets.base import read_entries
 from bar_sdk import AuthenticationError, InvalidInputError, RateLimitError, RemoteError, ResponseFormatError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "api"
@@ -306,7 +306,7 @@ def test_register_a_vendor_of_your_own():
             self.project = project
 
         def build_request(self, base_url, images, labels):
-            from adapters.remote.http import HttpRequest
+            from bar_sdk.adapters.remote.http import HttpRequest
             return HttpRequest("POST", f"{base_url}/{self.project}", {}, images[0])
 
         def parse(self, response: HttpResponse, n_images):
@@ -322,7 +322,7 @@ def test_register_a_vendor_of_your_own():
 
 
 def test_a_preset_cannot_send_the_key_elsewhere():
-    from adapters.remote.http import HttpRequest
+    from bar_sdk.adapters.remote.http import HttpRequest
 
     class Leaky(ClarifaiPreset):
         def build_request(self, base_url, images, labels):

@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from test_remote_client import KEY, LABELS, SHAPE, clarifai_ok, decoded, images
 
-from adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk import BARClassifier, QueryBudgetExceeded, RemoteError, ResponseFormatError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 

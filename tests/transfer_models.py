@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 @functools.lru_cache(maxsize=None)
 def digits():
-    from adapters.nets import digits_images
+    from bar_sdk.adapters.nets import digits_images
 
     return digits_images(16)
 
@@ -19,8 +19,8 @@ def digits():
 @functools.lru_cache(maxsize=None)
 def cnn(width: int = 8, seed: int = 0):
     """SmallCNN on digits (about 0.97 training accuracy) behind TorchModel."""
-    from adapters import TorchModel
-    from adapters.nets import SmallCNN, train_classifier
+    from bar_sdk.adapters import TorchModel
+    from bar_sdk.adapters.nets import SmallCNN, train_classifier
 
     x, y = digits()
     net = train_classifier(SmallCNN(1, 10, 16, width=width, random_state=seed), x, y, epochs=8, lr=3e-3,
@@ -31,8 +31,8 @@ def cnn(width: int = 8, seed: int = 0):
 @functools.lru_cache(maxsize=None)
 def mlp(seed: int = 0):
     """A one-hidden-layer perceptron on digits behind TorchModel."""
-    from adapters import TorchModel
-    from adapters.nets import MLPNet, train_classifier
+    from bar_sdk.adapters import TorchModel
+    from bar_sdk.adapters.nets import MLPNet, train_classifier
 
     x, y = digits()
     net = train_classifier(MLPNet((1, 16, 16), 10, hidden=64, random_state=seed), x, y, epochs=30, lr=3e-3,

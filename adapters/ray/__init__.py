@@ -12,11 +12,11 @@ detached, so they outlive the driver and a later job attaches by name.
 
 from bar_sdk.distributed.actors import require_ray
 
-require_ray("adapters.ray")
+require_ray("bar_sdk.adapters.ray")
 
-from adapters.ray.budget import SharedRemoteLedger  # noqa: E402
-from adapters.ray.model import RayModel  # noqa: E402
-from adapters.ray.per_process import PerProcessModel  # noqa: E402
-from adapters.ray.ratelimit import SharedTokenBucket  # noqa: E402
+from bar_sdk.adapters.ray.budget import SharedRemoteLedger  # noqa: E402
+from bar_sdk.adapters.ray.model import RayModel  # noqa: E402
+from bar_sdk.adapters.ray.per_process import PerProcessModel  # noqa: E402
+from bar_sdk.adapters.ray.ratelimit import SharedTokenBucket  # noqa: E402
 
 __all__ = ["RayModel", "SharedRemoteLedger", "SharedTokenBucket", "PerProcessModel"]

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from adapters.remote.ledger import RemoteLedger
+from bar_sdk.adapters.remote.ledger import RemoteLedger
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.distributed.actors import DEFAULT_NAMESPACE, ServiceClient
 from bar_sdk.errors import InvalidInputError
@@ -32,7 +32,7 @@ class _TrackedLedger:
     def __init__(self, max_queries: int | None, price_per_query: float, state_dir: str | None):
         store = None
         if state_dir is not None:
-            from adapters.remote.cache import AnswerCache
+            from bar_sdk.adapters.remote.cache import AnswerCache
 
             Path(state_dir).mkdir(parents=True, exist_ok=True)
             store = AnswerCache(Path(state_dir) / "shared_ledger.sqlite")
@@ -110,7 +110,7 @@ def _alive(pid: int) -> bool:
 
 
 class SharedRemoteLedger(ServiceClient):
-    """A :class:`~adapters.remote.RemoteLedger` shared by every worker of a Ray cluster.
+    """A :class:`~bar_sdk.adapters.remote.RemoteLedger` shared by every worker of a Ray cluster.
 
     Pass it as ``RemoteModel(..., ledger=shared)`` in each worker: every
     request reserves its images in the one actor before it leaves, with the

@@ -21,8 +21,8 @@ class PerProcessModel:
     ``audit(..., executor="ray")`` pickle the model to their workers. Wrap a
     function that builds it instead: each worker builds its own client, and
     the budget is one when the function gives every client the same
-    :class:`~adapters.ray.SharedRemoteLedger` (and
-    :class:`~adapters.ray.SharedTokenBucket`).
+    :class:`~bar_sdk.adapters.ray.SharedRemoteLedger` (and
+    :class:`~bar_sdk.adapters.ray.SharedTokenBucket`).
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adapters.remote.ratelimit import TokenBucket
+from bar_sdk.adapters.remote.ratelimit import TokenBucket
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.distributed.actors import DEFAULT_NAMESPACE, ServiceClient
 
@@ -10,7 +10,7 @@ __all__ = ["SharedTokenBucket"]
 
 
 class SharedTokenBucket(ServiceClient):
-    """A :class:`~adapters.remote.ratelimit.TokenBucket` shared by every worker.
+    """A :class:`~bar_sdk.adapters.remote.ratelimit.TokenBucket` shared by every worker.
 
     Pass it as ``RemoteModel(..., rate_limiter=bucket)`` in each worker: each
     request books its token in the one actor (on the actor's clock) and sleeps

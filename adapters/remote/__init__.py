@@ -1,17 +1,17 @@
 """Cloud image APIs as black boxes: RemoteModel, its presets, ledger, cache and limits.
 
->>> from adapters.remote import RemoteModel, RetryPolicy, register_preset   # doctest: +SKIP
+>>> from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, register_preset   # doctest: +SKIP
 """
 
-from adapters.remote.cache import AnswerCache
-from adapters.remote.encoding import QUANTIZATION_STEP, decode_image, encode_image, quantize
-from adapters.remote.labels import LabelMapper
-from adapters.remote.ledger import RemoteLedger
-from adapters.remote.model import RemoteModel
-from adapters.remote.presets import Preset, available_presets, make_preset, register_preset
-from adapters.remote.ratelimit import TokenBucket
-from adapters.remote.retry import RetryPolicy
-from adapters.remote.secret import Secret
+from bar_sdk.adapters.remote.cache import AnswerCache
+from bar_sdk.adapters.remote.encoding import QUANTIZATION_STEP, decode_image, encode_image, quantize
+from bar_sdk.adapters.remote.labels import LabelMapper
+from bar_sdk.adapters.remote.ledger import RemoteLedger
+from bar_sdk.adapters.remote.model import RemoteModel
+from bar_sdk.adapters.remote.presets import Preset, available_presets, make_preset, register_preset
+from bar_sdk.adapters.remote.ratelimit import TokenBucket
+from bar_sdk.adapters.remote.retry import RetryPolicy
+from bar_sdk.adapters.remote.secret import Secret
 
 __all__ = [
     "RemoteModel", "RemoteLedger", "RetryPolicy", "TokenBucket", "AnswerCache", "LabelMapper", "Secret",

@@ -19,16 +19,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from adapters.remote.cache import AnswerCache, image_key
-from adapters.remote.encoding import QUANTIZATION_STEP, encode_image, quantize, warn_if_lossy
-from adapters.remote.flight import Flight
-from adapters.remote.http import (LOOPBACK_HOSTS, MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, HttpResponse,
+from bar_sdk.adapters.remote.cache import AnswerCache, image_key
+from bar_sdk.adapters.remote.encoding import QUANTIZATION_STEP, encode_image, quantize, warn_if_lossy
+from bar_sdk.adapters.remote.flight import Flight
+from bar_sdk.adapters.remote.http import (LOOPBACK_HOSTS, MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, HttpResponse,
                                   SyncSender)
-from adapters.remote.labels import LabelMapper
-from adapters.remote.ledger import RemoteLedger
-from adapters.remote.presets import Preset, make_preset
-from adapters.remote.ratelimit import TokenBucket
-from adapters.remote.retry import RetryPolicy
+from bar_sdk.adapters.remote.labels import LabelMapper
+from bar_sdk.adapters.remote.ledger import RemoteLedger
+from bar_sdk.adapters.remote.presets import Preset, make_preset
+from bar_sdk.adapters.remote.ratelimit import TokenBucket
+from bar_sdk.adapters.remote.retry import RetryPolicy
 from bar_sdk.contract import check_bool, check_float, check_images, check_int
 from bar_sdk.errors import (CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError, RemoteError,
                             ResponseFormatError)
@@ -92,7 +92,7 @@ class RemoteModel:
     Parameters
     ----------
     preset : Preset or str
-        The vendor format (see :mod:`adapters.remote.presets`).
+        The vendor format (see :mod:`bar_sdk.adapters.remote.presets`).
     labels : sequence of str
         The fixed label list; scores come back in this order. API names are
         matched ignoring case and ``_``; ``label_aliases`` maps others.
@@ -140,7 +140,7 @@ class RemoteModel:
         Answer repeated 8-bit images from the cache (reported as
         ``ledger.cache_hits``, never billed).
     image_format : {"png", "jpeg"}
-        PNG is lossless and the default; JPEG warns (see :mod:`adapters.remote.encoding`).
+        PNG is lossless and the default; JPEG warns (see :mod:`bar_sdk.adapters.remote.encoding`).
     jpeg_quality : int
         JPEG quality when ``image_format="jpeg"``.
     label_only : bool
@@ -151,7 +151,7 @@ class RemoteModel:
         ``{api name: label}`` for names that differ from ``labels``.
     missing_score : float
         Score of a label the API did not return (top-k or thresholded
-        answers). 0 by default; see :class:`~adapters.remote.labels.LabelMapper`.
+        answers). 0 by default; see :class:`~bar_sdk.adapters.remote.labels.LabelMapper`.
     client : httpx.Client, optional
         Your own client (proxies, certificates, transport); not closed by
         :meth:`close`.
@@ -176,14 +176,14 @@ class RemoteModel:
     ledger : RemoteLedger-like, optional
         Count and cap through this object instead of a ledger of our own
         (then leave ``max_queries`` and ``price_per_query`` unset), e.g.
-        :class:`adapters.ray.SharedRemoteLedger`, one budget for every worker.
+        :class:`bar_sdk.adapters.ray.SharedRemoteLedger`, one budget for every worker.
         It needs ``RemoteLedger``'s methods (``reserve``, ``check_retry``,
         ``release``, ``record_attempt``, ``record_billed``, ``record_cache_hits``,
         ``record_failure``, ``state_dict``, ``load_state_dict``) and a ``store``
         attribute (``None``: the object persists itself).
     rate_limiter : TokenBucket-like, optional
         Book each request's token here instead of a bucket of our own (then
-        leave ``rate_limit`` unset), e.g. :class:`adapters.ray.SharedTokenBucket`,
+        leave ``rate_limit`` unset), e.g. :class:`bar_sdk.adapters.ray.SharedTokenBucket`,
         one limit for every worker. It needs ``reserve() -> seconds to wait``
         and ``refund()``.
 

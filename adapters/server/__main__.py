@@ -1,8 +1,8 @@
-"""``python -m adapters.server --model demo --port 8000`` (see :mod:`adapters.server.cli`)."""
+"""``python -m bar_sdk.adapters.server --model demo --port 8000`` (see :mod:`bar_sdk.adapters.server.cli`)."""
 
 import sys
 
-from adapters.server.cli import main
+from bar_sdk.adapters.server.cli import main
 
 __all__ = ["main"]
 

@@ -11,13 +11,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from adapters.remote.encoding import decode_base64_image, decode_image
-from adapters.remote.ratelimit import TokenBucket
-from adapters.server.clarifai import ClarifaiShape
-from adapters.server.faults import KINDS, Faults
-from adapters.server.huggingface import HuggingFaceShape
-from adapters.server.open_inference import OpenInferenceShape
-from adapters.server.shape import BadRequest, Ranked, Shape, Wanted
+from bar_sdk.adapters.remote.encoding import decode_base64_image, decode_image
+from bar_sdk.adapters.remote.ratelimit import TokenBucket
+from bar_sdk.adapters.server.clarifai import ClarifaiShape
+from bar_sdk.adapters.server.faults import KINDS, Faults
+from bar_sdk.adapters.server.huggingface import HuggingFaceShape
+from bar_sdk.adapters.server.open_inference import OpenInferenceShape
+from bar_sdk.adapters.server.shape import BadRequest, Ranked, Shape, Wanted
 from bar_sdk.contract import check_choice, check_float, check_int, check_model, check_scores
 from bar_sdk.errors import InvalidInputError
 
@@ -137,7 +137,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
         The API format (paths, auth header, bodies, error bodies), the one the
         client preset of the same name speaks. ``open_inference`` serves the
         model as ``model_name`` in the V2 inference protocol (see
-        :mod:`adapters.server.open_inference`).
+        :mod:`bar_sdk.adapters.server.open_inference`).
     api_keys : sequence of str
         Accepted credentials; anything else is answered 401.
     admin_key : str, optional
@@ -178,7 +178,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
     check_int(burst, "burst", low=1, allow_none=True)
     check_int(top_k, "top_k", low=1, allow_none=True)
     if faults is not None and not isinstance(faults, Faults):
-        raise InvalidInputError(f"faults={faults!r}; expected adapters.server.Faults")
+        raise InvalidInputError(f"faults={faults!r}; expected bar_sdk.adapters.server.Faults")
     state = ServerState(model, shape, list(api_keys), admin_key or secrets.token_urlsafe(16), rate_limit, burst,
                         top_k, bool(label_only), faults)
     if hasattr(shape, "bind"):   # a protocol that describes the model (metadata) needs to know it

@@ -6,7 +6,7 @@ import json
 import uuid
 from typing import Any, Mapping
 
-from adapters.server.shape import BadRequest, Ranked, Wanted
+from bar_sdk.adapters.server.shape import BadRequest, Ranked, Wanted
 
 __all__ = ["ClarifaiShape"]
 

@@ -1,4 +1,4 @@
-"""The server's command line: ``bar serve ...`` or ``python -m adapters.server ...``.
+"""The server's command line: ``bar serve ...`` or ``python -m bar_sdk.adapters.server ...``.
 
 ``--model`` is ``demo`` (a small NumPy model, see ``--input-shape`` and
 ``--classes``), a pretrained ImageNet model (``efficientnet-lite0``, ``-lite1``,
@@ -17,9 +17,9 @@ import os
 import sys
 from typing import Any, Sequence
 
-from adapters.server.app import PRESETS, create_app
-from adapters.server.demo import DemoModel
-from adapters.server.faults import Faults
+from bar_sdk.adapters.server.app import PRESETS, create_app
+from bar_sdk.adapters.server.demo import DemoModel
+from bar_sdk.adapters.server.faults import Faults
 from bar_sdk.contract import check_model
 from bar_sdk.errors import BarError, InvalidInputError
 
@@ -33,14 +33,14 @@ def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int
     """The model named by ``spec``: ``"demo"``, an ImageNet model name or ``"module:attr"``.
 
     ``"module:attr"`` is an object, a class or a factory. ``backend`` and
-    ``image_size`` apply to the ImageNet models (see :func:`adapters.zoo.imagenet_model`).
+    ``image_size`` apply to the ImageNet models (see :func:`bar_sdk.adapters.zoo.imagenet_model`).
     """
     if spec == "demo":
         return DemoModel(input_shape, n_classes)
-    from adapters.zoo import IMAGENET_MODELS
+    from bar_sdk.adapters.zoo import IMAGENET_MODELS
 
     if spec in IMAGENET_MODELS:
-        from adapters.zoo import imagenet_model
+        from bar_sdk.adapters.zoo import imagenet_model
 
         return imagenet_model(spec, backend, image_size=image_size)
     module_name, _, attr = spec.partition(":")
@@ -126,6 +126,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m adapters.server [options]``."""
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m adapters.server", description=DESCRIPTION))
+    """``python -m bar_sdk.adapters.server [options]``."""
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m bar_sdk.adapters.server", description=DESCRIPTION))
     return run(parser.parse_args(argv))

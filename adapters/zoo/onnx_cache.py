@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from adapters.zoo.efficientnet_lite import LiteSpec, build_module, file_sha256
+from bar_sdk.adapters.zoo.efficientnet_lite import LiteSpec, build_module, file_sha256
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError
 
 __all__ = ["cache_root", "onnx_graph", "EXPORT_VERSION", "OPSET"]
@@ -115,7 +115,7 @@ def _check_export(module: Any, path: Path, image_size: int) -> None:
     """The exported graph must give the torch module's logits on two random images."""
     import torch
 
-    from adapters.onnx import import_onnxruntime
+    from bar_sdk.adapters.onnx import import_onnxruntime
 
     ort = import_onnxruntime()
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, image_size, image_size)).astype(np.float32)

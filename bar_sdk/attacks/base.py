@@ -170,7 +170,7 @@ class Attack(ABC):
         if self.access == "gradient" and not has_gradients(self.model):
             raise InvalidInputError(
                 f"model={type(self.model).__name__} offers no gradients; {name} is white-box and expected "
-                "a local model with log_proba_gradient (e.g. adapters.TorchModel). Use a black-box attack "
+                "a local model with log_proba_gradient (e.g. bar_sdk.adapters.TorchModel). Use a black-box attack "
                 "(SquareAttack, NESAttack, ...) for models you can only query"
             )
         return n_classes, shape

@@ -51,7 +51,7 @@ class MIFGSM(Attack):
     Arguments
     ---------
     model : model with ``log_proba_gradient``
-        The source (e.g. ``adapters.TorchModel`` or
+        The source (e.g. ``bar_sdk.adapters.TorchModel`` or
         :class:`bar_sdk.transfer.EnsembleModel`).
     norm : {"linf", "l2"}, default "linf"
     eps : float, default 8/255

@@ -27,7 +27,7 @@ class PGD(Attack):
     """Iterated gradient steps projected onto the ``eps``-ball, for local models.
 
     Needs a model with exact gradients (``log_proba_gradient``, e.g.
-    ``adapters.TorchModel``): an upper bound on what a black-box attack can
+    ``bar_sdk.adapters.TorchModel``): an upper bound on what a black-box attack can
     do, or a surrogate for transfer attacks. Each step is one gradient call
     (counted as one query per image; its forward pass also checks success),
     and the final image is queried once.

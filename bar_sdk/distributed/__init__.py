@@ -10,7 +10,7 @@ when Ray is missing.
 - :func:`require_ray`: import Ray or say how to install it.
 
 The adapters side (a shared remote ledger for ``RemoteModel``, a shared token
-bucket, model replicas) lives in :mod:`adapters.ray`.
+bucket, model replicas) lives in :mod:`bar_sdk.adapters.ray`.
 """
 
 from bar_sdk.distributed.actors import ServiceClient, kill_service, require_ray

@@ -130,7 +130,7 @@ def _check_travels(models: Any, ray: Any) -> None:
         except Exception as exc:
             raise InvalidInputError(
                 f"model={type(model).__name__} cannot be sent to Ray workers ({type(exc).__name__}: {exc}); expected "
-                "a picklable model: wrap one that holds a connection as adapters.ray.PerProcessModel(make_model)"
+                "a picklable model: wrap one that holds a connection as bar_sdk.adapters.ray.PerProcessModel(make_model)"
             ) from None
 
 

@@ -11,7 +11,7 @@ on the copy (free) is then a warm start for BAR on the black box; the
 distillation's queries are part of what that warm start costs.
 
 torch is imported only when this function runs: the surrogate must be a
-trainable torch model such as :class:`adapters.TorchModel`.
+trainable torch model such as :class:`bar_sdk.adapters.TorchModel`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class DistilledSurrogate:
 
     Attributes
     ----------
-    model : adapters.TorchModel
+    model : bar_sdk.adapters.TorchModel
         The fine-tuned copy (the surrogate given is left as it was), with the
         black box's ``n_classes`` and ``labels``.
     queries : int
@@ -95,7 +95,7 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     ----------
     model : black box
         The model you pay to query; exactly ``max_queries`` images are sent.
-    surrogate : adapters.TorchModel (or any model with a torch ``module`` and ``torch_log_proba``)
+    surrogate : bar_sdk.adapters.TorchModel (or any model with a torch ``module`` and ``torch_log_proba``)
         Same ``input_shape`` as ``model``. When its number of classes differs
         from the black box's, its last ``torch.nn.Linear`` layer is replaced
         by a new one with the black box's.
@@ -131,7 +131,7 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     _, s_shape = check_model(surrogate, "surrogate")
     if not _is_torch_model(surrogate):
         raise InvalidInputError(f"surrogate={type(surrogate).__name__}; expected a trainable torch model with "
-                                "`module` and `torch_log_proba` (e.g. adapters.TorchModel)")
+                                "`module` and `torch_log_proba` (e.g. bar_sdk.adapters.TorchModel)")
     if s_shape != shape:
         raise InvalidInputError(f"surrogate has input_shape={s_shape}; expected {shape}, the model's")
     max_queries = check_int(max_queries, "max_queries", low=20)
@@ -245,7 +245,7 @@ class DistilledProgram:
         with the same program settings.
     queries : int
         Black-box images spent (all rounds); part of what the warm start costs.
-    surrogate : adapters.TorchModel
+    surrogate : bar_sdk.adapters.TorchModel
         The last fine-tuned copy.
     classifier : BARClassifier
         The program on that copy, fitted white-box (predicts through the
@@ -285,7 +285,7 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
     ----------
     model : black box
         Receives exactly ``max_queries`` images, split evenly over the rounds.
-    surrogate : adapters.TorchModel
+    surrogate : bar_sdk.adapters.TorchModel
         As for :func:`distill_surrogate`; never modified.
     X, y : target training data
         As for :meth:`BARClassifier.fit`.

@@ -36,7 +36,7 @@ _FLOOR = 1e-30
 
 
 def _is_torch_model(model: Any) -> bool:
-    """A model whose torch module we can train (e.g. ``adapters.TorchModel``)."""
+    """A model whose torch module we can train (e.g. ``bar_sdk.adapters.TorchModel``)."""
     return callable(getattr(model, "torch_log_proba", None)) and hasattr(getattr(model, "module", None), "parameters")
 
 
@@ -62,7 +62,7 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
     ----------
     model : object
         ``"finetune"`` and ``"scratch"`` need a torch model
-        (``adapters.TorchModel``: ``module`` and ``torch_log_proba``).
+        (``bar_sdk.adapters.TorchModel``: ``module`` and ``torch_log_proba``).
         ``"probe"`` takes any black box: with a torch model the features
         are the input of its last ``nn.Linear``, otherwise its log-scores
         (sent through a ledger, counted in ``queries_``).
@@ -123,7 +123,7 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
         if self.mode != "probe" and not _is_torch_model(self.model):
             raise InvalidInputError(
                 f"mode={self.mode!r} trains the network's weights; model={type(self.model).__name__} is not a "
-                "torch model (expected adapters.TorchModel). Use mode='probe' for other models"
+                "torch model (expected bar_sdk.adapters.TorchModel). Use mode='probe' for other models"
             )
 
     def fit(self, X, y):

@@ -250,7 +250,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
         list or tuple of models as a value is one source: their
         :class:`EnsembleModel`.
     targets : mapping name -> model
-        Any black boxes (local models, :class:`adapters.remote.RemoteModel`).
+        Any black boxes (local models, :class:`bar_sdk.adapters.remote.RemoteModel`).
         Put a source among the targets (the same object) to get its
         white-box rate on the diagonal.
     attacks : mapping name -> attack

@@ -191,7 +191,7 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
     if "distilled" in strategies:
         if not _is_torch_model(surrogate):
             raise InvalidInputError(f"surrogate={type(surrogate).__name__} cannot be fine-tuned; expected a torch "
-                                    "model (adapters.TorchModel) for strategy 'distilled'")
+                                    "model (bar_sdk.adapters.TorchModel) for strategy 'distilled'")
         short = [b for b in plan["distilled"] if b <= distill_queries]
         if short:
             raise InvalidInputError(f"budgets for 'distilled' include {short}; expected each above "

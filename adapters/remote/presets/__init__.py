@@ -1,6 +1,6 @@
 """Vendor formats by name, and a registry for your own.
 
->>> from adapters.remote.presets import available_presets
+>>> from bar_sdk.adapters.remote.presets import available_presets
 >>> print(", ".join(available_presets()))
 aws_rekognition, azure_vision, clarifai, generic, google_vision, huggingface, open_inference, torchserve
 
@@ -17,15 +17,15 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from adapters.remote.presets.aws_rekognition import AwsRekognitionPreset
-from adapters.remote.presets.azure_vision import AzureVisionPreset
-from adapters.remote.presets.base import Preset
-from adapters.remote.presets.clarifai import ClarifaiPreset
-from adapters.remote.presets.generic import GenericJSONPreset
-from adapters.remote.presets.google_vision import GoogleVisionPreset
-from adapters.remote.presets.huggingface import HuggingFacePreset
-from adapters.remote.presets.open_inference import OpenInferencePreset
-from adapters.remote.presets.torchserve import TorchServePreset
+from bar_sdk.adapters.remote.presets.aws_rekognition import AwsRekognitionPreset
+from bar_sdk.adapters.remote.presets.azure_vision import AzureVisionPreset
+from bar_sdk.adapters.remote.presets.base import Preset
+from bar_sdk.adapters.remote.presets.clarifai import ClarifaiPreset
+from bar_sdk.adapters.remote.presets.generic import GenericJSONPreset
+from bar_sdk.adapters.remote.presets.google_vision import GoogleVisionPreset
+from bar_sdk.adapters.remote.presets.huggingface import HuggingFacePreset
+from bar_sdk.adapters.remote.presets.open_inference import OpenInferencePreset
+from bar_sdk.adapters.remote.presets.torchserve import TorchServePreset
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["Preset", "register_preset", "make_preset", "available_presets", "ClarifaiPreset",

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, read_entries,
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, read_entries,
                                           throttle, transient)
-from adapters.remote.secret import redact_all
+from bar_sdk.adapters.remote.secret import redact_all
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from typing import Sequence
 from urllib.parse import urlencode
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import Answer, Preset, dig, read_entries
-from adapters.remote.secret import Secret
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import Answer, Preset, dig, read_entries
+from bar_sdk.adapters.remote.secret import Secret
 from bar_sdk.contract import check_choice
 from bar_sdk.errors import RemoteError
 

@@ -7,9 +7,9 @@ import json
 from typing import Any, Callable, ClassVar, Sequence
 from urllib.parse import quote
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.retry import parse_retry_after
-from adapters.remote.secret import Secret, resolve_secret
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.retry import parse_retry_after
+from bar_sdk.adapters.remote.secret import Secret, resolve_secret
 from bar_sdk.errors import AuthenticationError, RateLimitError, RemoteError, ResponseFormatError, TransientError
 
 __all__ = ["Preset", "Answer", "dig", "per_image", "read_entries", "read_mapping", "b64", "path_part", "json_body",
@@ -118,7 +118,7 @@ class Preset:
     :meth:`parse`; :meth:`check` and :meth:`authorize` have defaults that
     suit most vendors. ``__init__`` takes the vendor's own required fields
     (``model_id``, ``region``, ...) and validates them. Register a subclass
-    with :func:`adapters.remote.register_preset` to use it by name.
+    with :func:`bar_sdk.adapters.remote.register_preset` to use it by name.
 
     Attributes
     ----------

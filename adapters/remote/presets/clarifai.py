@@ -11,11 +11,11 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, path_part,
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, path_part,
                                           per_image, read_entries, throttle, transient)
-from adapters.remote.retry import parse_retry_after
-from adapters.remote.secret import Secret
+from bar_sdk.adapters.remote.retry import parse_retry_after
+from bar_sdk.adapters.remote.secret import Secret
 from bar_sdk.contract import check_bool, check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError
 

@@ -6,9 +6,9 @@ import copy
 import json
 from typing import Any, Sequence
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import Answer, Preset, b64, dig, json_body, per_image, read_entries, read_mapping
-from adapters.remote.secret import Secret, resolve_secret
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import Answer, Preset, b64, dig, json_body, per_image, read_entries, read_mapping
+from bar_sdk.adapters.remote.secret import Secret, resolve_secret
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 from bar_sdk.errors import InvalidInputError, RemoteError
 

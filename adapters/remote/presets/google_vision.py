@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, per_image,
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, per_image,
                                           read_entries, throttle)
-from adapters.remote.retry import parse_retry_after
-from adapters.remote.secret import Secret
+from bar_sdk.adapters.remote.retry import parse_retry_after
+from bar_sdk.adapters.remote.secret import Secret
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import RemoteError, ResponseFormatError
 

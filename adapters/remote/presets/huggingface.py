@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import (Answer, Preset, b64, classify_status, json_body, path_part,
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, json_body, path_part,
                                           read_entries, transient)
 from bar_sdk.contract import check_bool, check_choice, check_int
 from bar_sdk.errors import InvalidInputError, RemoteError, ResponseFormatError

@@ -37,9 +37,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import Answer, Preset, classify_status, path_part, throttle, transient
-from adapters.remote.retry import parse_retry_after
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import Answer, Preset, classify_status, path_part, throttle, transient
+from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from adapters.remote.http import HttpRequest, HttpResponse
-from adapters.remote.presets.base import Answer, Preset, path_part, read_mapping
+from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
+from bar_sdk.adapters.remote.presets.base import Answer, Preset, path_part, read_mapping
 from bar_sdk.errors import InvalidInputError, RemoteError
 
 __all__ = ["TorchServePreset"]
