@@ -553,39 +553,44 @@ class RemoteModel:
 
     # -- one attempt ----------------------------------------------------------------------------
 
+    # One request attempt: wait for the rate limit, check and sign, send, then settle what came back.
+    # The sync and async forms differ only in how they sleep and send.
     def _attempt(self, request: HttpRequest, chunk: _Chunk, number: int) -> list:
-        n = len(chunk.keys)
-        if self._bucket is not None:
-            wait = self._bucket.reserve()
-            if wait > 0:
-                (self._sleep or time.sleep)(wait)
-        signed = self._before_send(request, n, number)
+        wait = self._rate_wait()
+        if wait > 0:
+            (self._sleep or time.sleep)(wait)
+        signed = self._before_send(request, len(chunk.keys), number)
         try:
             response = self._sender.send(signed)
         except RemoteError as exc:
-            chunk.reached = chunk.reached or exc.unconfirmed
-            raise self._failed(exc, n, number) from None
-        chunk.reached = True
-        self.ledger.record_attempt(n, retry=number > 1)
-        try:
-            return self._read(response, n, number)
-        except RemoteError as exc:
-            raise self._failed(exc, n) from None
+            raise self._unanswered(exc, chunk, number) from None
+        return self._answered(response, chunk, number)
 
     async def _aattempt(self, sender: AsyncSender, request: HttpRequest, chunk: _Chunk, number: int) -> list:
-        n = len(chunk.keys)
-        if self._bucket is not None:
-            wait = self._bucket.reserve()
-            if wait > 0:
-                slept = (self._sleep or asyncio.sleep)(wait)
-                if inspect.isawaitable(slept):
-                    await slept
-        signed = self._before_send(request, n, number)
+        wait = self._rate_wait()
+        if wait > 0:
+            slept = (self._sleep or asyncio.sleep)(wait)
+            if inspect.isawaitable(slept):
+                await slept
+        signed = self._before_send(request, len(chunk.keys), number)
         try:
             response = await sender.send(signed)
         except RemoteError as exc:
-            chunk.reached = chunk.reached or exc.unconfirmed
-            raise self._failed(exc, n, number) from None
+            raise self._unanswered(exc, chunk, number) from None
+        return self._answered(response, chunk, number)
+
+    def _rate_wait(self) -> float:
+        """Seconds to wait before the next request leaves (0 without a rate limit)."""
+        return self._bucket.reserve() if self._bucket is not None else 0.0
+
+    def _unanswered(self, exc: RemoteError, chunk: _Chunk, number: int) -> RemoteError:
+        """The error to raise for a send that failed; the chunk remembers whether it may have reached the API."""
+        chunk.reached = chunk.reached or exc.unconfirmed
+        return self._failed(exc, len(chunk.keys), number)
+
+    def _answered(self, response: HttpResponse, chunk: _Chunk, number: int) -> list:
+        """Count an answered attempt and read it; an unreadable answer raises as failed."""
+        n = len(chunk.keys)
         chunk.reached = True
         self.ledger.record_attempt(n, retry=number > 1)
         try:
