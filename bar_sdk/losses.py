@@ -72,17 +72,19 @@ def loss_and_logp_gradient(scores: np.ndarray, mapping_matrix: np.ndarray, y: np
 
 
 def readout_loss_and_logp_gradient(scores: np.ndarray, readout, y: np.ndarray, weights: np.ndarray, loss: str,
-                                   gamma: float):
-    """As :func:`loss_and_logp_gradient`, with the target read by a :class:`~bar_sdk.mapping.LogisticReadout`.
+                                   gamma: float, rows: np.ndarray | None = None):
+    """As :func:`loss_and_logp_gradient`, with the target read by a readout of every source score.
 
+    ``readout`` is a :class:`~bar_sdk.mapping.LogisticReadout` or a
+    :class:`~bar_sdk.mapping.CrossFittedReadout` (``rows``: the training rows of
+    ``scores``, which pick each row's out-of-fold readout).
     ``p = softmax(log(max(scores, floor)) @ coef + intercept)``; below the floor
     the features are constant, so their gradient is zero there.
     """
     n = len(y)
-    p = readout.proba(scores)
+    p = readout.proba(scores, rows)
     per, dpy = LOSSES[loss](p, y, weights, gamma)
     onehot = np.zeros_like(p)
     onehot[np.arange(n), y] = 1.0
     dz = (dpy * p[np.arange(n), y])[:, None] * (onehot - p) / n  # dp_y/dz_j = p_y (delta_yj - p_j)
-    dlogp = (dz @ readout.coef.T) * (scores > readout.FLOOR)
-    return float(per.mean()), dlogp
+    return float(per.mean()), readout.backward(dz, scores, rows)

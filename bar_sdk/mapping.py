@@ -14,7 +14,7 @@ import numpy as np
 
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["LabelMapping", "LogisticReadout", "random_mapping", "frequency_mapping", "check_mapping_size",
+__all__ = ["LabelMapping", "LogisticReadout", "CrossFittedReadout", "choose_readout_C", "readout_folds", "check_readout_folds", "random_mapping", "frequency_mapping", "check_mapping_size",
            "source_frequencies"]
 
 
@@ -58,6 +58,94 @@ class LabelMapping:
                 for t, src in enumerate(self.sources)}
 
 
+#: the regularisation strengths (scikit-learn's C, an inverse L2 weight) a readout chooses from with ``C="auto"``
+READOUT_C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+#: folds of the cross-fitted readout and of the choice of C
+READOUT_FOLDS = 5
+
+
+def readout_folds(n: int, n_folds: int = READOUT_FOLDS) -> np.ndarray:
+    """The fold of each of ``n`` training rows: ``i % n_folds`` (no randomness, so nothing to checkpoint)."""
+    return np.arange(n) % n_folds
+
+
+def _features(scores: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(scores, np.float64), LogisticReadout.FLOOR))
+
+
+def _check_scores(scores, y, n_target):
+    scores, y = np.asarray(scores, np.float64), np.asarray(y)
+    if scores.ndim != 2 or not np.all(np.isfinite(scores)):
+        raise InvalidInputError(f"scores has shape {scores.shape}; expected finite (n, n_source) scores")
+    if y.shape != (len(scores),):
+        raise InvalidInputError(f"y has shape {y.shape}; expected ({len(scores)},), one label per row of scores")
+    if not np.array_equal(np.unique(y), np.arange(n_target)):
+        raise InvalidInputError(f"y has labels {np.unique(y).tolist()}; expected every label 0..{n_target - 1} "
+                                f"(n_target={n_target})")
+    return scores, y
+
+
+def _fit_linear(features, y, n_target, C):
+    """Class-weighted L2 logistic regression: ``(coef (n_source, k), intercept (k,))``."""
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(features, y)
+    coef, intercept = lr.coef_.T, lr.intercept_
+    if n_target == 2:  # scikit-learn keeps one column for two classes: the logit of class 1
+        coef = np.concatenate([np.zeros_like(coef), coef], axis=1)
+        intercept = np.concatenate([[0.0], intercept])
+    return np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+
+
+def _softmax(logits):
+    logits = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _weighted_nll(proba, y, n_target):
+    w = len(y) / (n_target * np.bincount(y, minlength=n_target))
+    return float(np.sum(-w[y] * np.log(np.maximum(proba[np.arange(len(y)), y], 1e-12))))
+
+
+def check_readout_folds(y: np.ndarray, n_target: int, folds: np.ndarray | None = None) -> None:
+    """Raise unless the rows outside every fold hold every class (what a cross-fitted readout needs)."""
+    y = np.asarray(y)
+    folds = readout_folds(len(y)) if folds is None else np.asarray(folds)
+    for j in range(int(folds.max()) + 1):
+        missing = np.setdiff1d(np.arange(n_target), y[folds != j])
+        if len(missing):
+            raise InvalidInputError(
+                f"y has {np.sum(y == missing[0])} sample(s) of class {missing[0]}, all in fold {j} of the "
+                f"{folds.max() + 1} folds (row i is in fold i % {folds.max() + 1}); expected every class outside "
+                "every fold: give more samples of it, or use a mapping other than 'logistic'")
+
+
+def _fold_fits(features, y, n_target, folds, C):
+    """One linear fit per fold, each on the rows outside it."""
+    check_readout_folds(y, n_target, folds)
+    return [_fit_linear(features[folds != j], y[folds != j], n_target, C) for j in range(int(folds.max()) + 1)]
+
+
+def choose_readout_C(scores: np.ndarray, y: np.ndarray, n_target: int, folds: np.ndarray | None = None,
+                     grid=READOUT_C_GRID) -> float:
+    """The C of ``grid`` whose out-of-fold readouts give the lowest class-weighted log-loss (no queries)."""
+    scores, y = _check_scores(scores, y, n_target)
+    features = _features(scores)
+    folds = readout_folds(len(y)) if folds is None else np.asarray(folds)
+    best = None
+    for C in grid:
+        fits = _fold_fits(features, y, n_target, folds, C)
+        nll = 0.0
+        for j, (coef, intercept) in enumerate(fits):
+            rows = folds == j
+            nll += _weighted_nll(_softmax(features[rows] @ coef + intercept), y[rows], n_target)
+        if best is None or nll < best[0]:
+            best = (nll, float(C))
+    return best[1]
+
+
 @dataclass(frozen=True)
 class LogisticReadout:
     """A learned readout: target probabilities from a linear model on the source log-scores.
@@ -72,44 +160,105 @@ class LogisticReadout:
     ----------
     coef : ndarray (n_source, k)
     intercept : ndarray (k,)
+    C : float
+        The regularisation it was fitted with (scikit-learn's C).
     """
 
     coef: np.ndarray
     intercept: np.ndarray
+    C: float = 1.0
 
     #: scores below this floor are read as it (top-k answers carry exact zeros)
     FLOOR = 1e-6
 
     @classmethod
-    def fit(cls, scores: np.ndarray, y: np.ndarray, n_target: int, C: float = 1.0) -> "LogisticReadout":
-        """Fit on ``(n, n_source)`` scores and labels ``0 .. n_target-1`` (every class present)."""
-        from sklearn.linear_model import LogisticRegression
+    def fit(cls, scores: np.ndarray, y: np.ndarray, n_target: int, C: float | str = 1.0) -> "LogisticReadout":
+        """Fit on ``(n, n_source)`` scores and labels ``0 .. n_target-1`` (every class present).
 
-        scores, y = np.asarray(scores, np.float64), np.asarray(y)
-        if scores.ndim != 2 or not np.all(np.isfinite(scores)):
-            raise InvalidInputError(f"scores has shape {scores.shape}; expected finite (n, n_source) scores")
-        if y.shape != (len(scores),):
-            raise InvalidInputError(f"y has shape {y.shape}; expected ({len(scores)},), one label per row of scores")
-        if not np.array_equal(np.unique(y), np.arange(n_target)):
-            raise InvalidInputError(f"y has labels {np.unique(y).tolist()}; expected every label 0..{n_target - 1} "
-                                    f"(n_target={n_target})")
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(cls._features(scores), y)
-        coef, intercept = lr.coef_.T, lr.intercept_
-        if n_target == 2:  # scikit-learn keeps one column for two classes: the logit of class 1
-            coef = np.concatenate([np.zeros_like(coef), coef], axis=1)
-            intercept = np.concatenate([[0.0], intercept])
-        return cls(np.asarray(coef, np.float64), np.asarray(intercept, np.float64))
+        ``C="auto"`` chooses C from :data:`READOUT_C_GRID` by cross-validation
+        (:func:`choose_readout_C`; CPU only, no queries).
+        """
+        scores, y = _check_scores(scores, y, n_target)
+        if C == "auto":
+            C = choose_readout_C(scores, y, n_target)
+        coef, intercept = _fit_linear(_features(scores), y, n_target, C)
+        return cls(coef, intercept, float(C))
 
     @classmethod
     def _features(cls, scores: np.ndarray) -> np.ndarray:
-        return np.log(np.maximum(np.asarray(scores, np.float64), cls.FLOOR))
+        return _features(scores)
 
-    def proba(self, scores: np.ndarray) -> np.ndarray:
+    def logits(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``(n, k)`` target logits; ``rows`` (ignored here) as in :class:`CrossFittedReadout`."""
+        return _features(scores) @ self.coef + self.intercept
+
+    def backward(self, dlogits: np.ndarray, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The gradient on the log-scores ``(n, n_source)`` from one on the logits ``(n, k)``."""
+        return (dlogits @ self.coef.T) * (np.asarray(scores) > self.FLOOR)
+
+    def proba(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Target probabilities ``(n, k)`` from source scores ``(n, n_source)``."""
-        logits = self._features(scores) @ self.coef + self.intercept
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(axis=1, keepdims=True)
+        return _softmax(self.logits(scores, rows))
+
+
+@dataclass(frozen=True)
+class CrossFittedReadout:
+    """Out-of-fold logistic readouts that a program is trained through (``mapping="logistic"``).
+
+    Training row ``i`` is read by the readout fitted on the rows outside its
+    fold, so the loss measures how well a readout fitted on *other* images
+    classifies it: a program is rewarded for making the classes separable, not
+    for letting one readout memorise 1,000 scores of a few hundred images (a
+    readout's own training loss is near zero there and carries no signal). C
+    is chosen once by cross-validation; the fold readouts are refitted from the
+    scores already paid for while training. Rows that are not training rows
+    (``rows=None``) are read by the mean of the fold readouts.
+
+    Attributes
+    ----------
+    coefs : ndarray (n_folds, n_source, k)
+    intercepts : ndarray (n_folds, k)
+    folds : ndarray (n,)
+        The fold of each training row.
+    C : float
+    """
+
+    coefs: np.ndarray
+    intercepts: np.ndarray
+    folds: np.ndarray
+    C: float
+
+    FLOOR = LogisticReadout.FLOOR
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, y: np.ndarray, n_target: int, C: float | str = "auto",
+            n_folds: int = READOUT_FOLDS) -> "CrossFittedReadout":
+        scores, y = _check_scores(scores, y, n_target)
+        folds = readout_folds(len(y), n_folds)
+        if C == "auto":
+            C = choose_readout_C(scores, y, n_target, folds)
+        fits = _fold_fits(_features(scores), y, n_target, folds, C)
+        return cls(np.stack([c for c, _ in fits]), np.stack([b for _, b in fits]), folds, float(C))
+
+    def refit(self, scores: np.ndarray, y: np.ndarray) -> "CrossFittedReadout":
+        """The same folds and C, fitted anew on newer scores of the training rows."""
+        return type(self).fit(scores, y, self.coefs.shape[2], self.C, self.coefs.shape[0])
+
+    def logits(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        f = _features(scores)
+        if rows is None:
+            return f @ self.coefs.mean(0) + self.intercepts.mean(0)
+        fold = self.folds[np.asarray(rows)]
+        return np.einsum("ns,nsk->nk", f, self.coefs[fold]) + self.intercepts[fold]
+
+    def backward(self, dlogits: np.ndarray, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        mask = np.asarray(scores) > self.FLOOR
+        if rows is None:
+            return (dlogits @ self.coefs.mean(0).T) * mask
+        return np.einsum("nk,nsk->ns", dlogits, self.coefs[self.folds[np.asarray(rows)]]) * mask
+
+    def proba(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        return _softmax(self.logits(scores, rows))
 
 
 def check_mapping_size(n_source: int, n_target: int, per_class: int) -> None:

@@ -28,8 +28,8 @@ from bar_sdk.contract import (as_input_array, check_bool, check_choice, check_fl
 from bar_sdk.errors import CheckpointError, InvalidInputError, NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.mapping import (LabelMapping, LogisticReadout, check_mapping_size, frequency_mapping,
-                             random_mapping, source_frequencies)
+from bar_sdk.mapping import (CrossFittedReadout, LabelMapping, LogisticReadout, check_mapping_size,
+                             check_readout_folds, frequency_mapping, random_mapping, source_frequencies)
 from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization,
                              LowRankParameterization, PadProgram)
 from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, validate_instances, zo_step
@@ -414,6 +414,8 @@ default="one_sided"
         k = len(classes)
         per_class = self.labels_per_class or max(1, min(n_source // k, 10))
         check_mapping_size(n_source, k, per_class)
+        if self.mapping == "logistic":  # before any query: the cross-fitted readout needs every class in each fit
+            check_readout_folds(y, k)
         exact = self.estimator == "exact"
         surrogate = self._check_surrogate(input_shape)
         if surrogate is not None and isinstance(self.estimator, str) and not exact:
@@ -465,6 +467,7 @@ default="one_sided"
 
         if resumed:
             state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, program.n_params, n_source)
+        state.y = y
         mapped_now = state.mapping is None  # a fresh fit, or a crash inside the label-mapping pass
         if mapped_now and self.mapping == "random":
             state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
@@ -478,7 +481,8 @@ default="one_sided"
                 scores = self._scores(metered, program, state.theta, embedded, "mapping")
             state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
             if self.mapping == "logistic":  # the loss reads the target through a readout of every source score
-                state.train_readout = LogisticReadout.fit(scores, y, k)
+                state.train_readout = CrossFittedReadout.fit(scores, y, k)
+                state.train_scores = scores.astype(np.float32)
         guide = None
         if surrogate is not None:
             # the surrogate's own mapping, from its own (free) predictions on the training data
@@ -509,13 +513,13 @@ default="one_sided"
                     before = state.theta.copy()
                     if exact:
                         loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
-                                                            y[idx], weights, progress)
+                                                            y[idx], weights, progress, idx)
                     else:
                         if guide is not None:
                             estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
                                 state.theta), embedded[idx], y[idx], weights))
                         loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
-                                                         embedded[idx], y[idx], weights, rng, progress)
+                                                         embedded[idx], y[idx], weights, rng, progress, idx)
                     if not np.all(np.isfinite(state.theta)):
                         state.theta = before  # the last finite program is the one kept
                         raise NonFiniteProgramError(
@@ -524,6 +528,8 @@ default="one_sided"
                             f"the program of step {state.step}")
                 if self.mapping == "iterative":
                     state.freq_sum[:, :] += _evidence(probs, y[idx], k)
+                if state.train_readout is not None:  # the scores this step paid for, for the next refit
+                    state.train_scores[idx] = probs
                 state.step += 1
                 state.pos += batch
                 state.history["step"].append(state.step)
@@ -537,6 +543,8 @@ default="one_sided"
                         share = state.freq_sum / np.maximum(state.freq_sum.sum(axis=0), 1.0)
                         state.mapping = frequency_mapping(share, per_class, metered.labels)
                         state.freq_sum[:] = 0.0
+                    if state.train_readout is not None:  # refitted on what the last epoch paid for: no queries
+                        state.train_readout = state.train_readout.refit(state.train_scores, y)
                 if bar is not None:
                     bar.update(metered.ledger.queries - bar.n if self.max_queries else 1)
                     bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=f"{metered.ledger.queries:,}",
@@ -570,12 +578,13 @@ default="one_sided"
         self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
         return self
 
-    def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress):
+    def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress, rows):
         seen = {}
 
         def objective(points):
             probs = self._scores(metered, program, points, emb, "train").reshape(len(points), len(yb), -1)
-            p = self._target_proba(state, probs.reshape(-1, probs.shape[-1])).reshape(len(points), len(yb), -1)
+            p = self._target_proba(state, probs.reshape(-1, probs.shape[-1]), np.tile(rows, len(points))
+                                   ).reshape(len(points), len(yb), -1)
             per, _ = L.LOSSES[self.loss](p, yb, weights, self.gamma)
             seen["probs"], seen["p"], seen["per"] = probs, p, per
             return per.mean(axis=1)
@@ -605,7 +614,9 @@ default="one_sided"
             state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
             if self.checkpoint is not None:
                 save()
-        state.readout = LogisticReadout.fit(state.readout_scores, y, k)
+        # the C chosen by cross-validation when the program was trained through a readout, else C=1
+        C = state.train_readout.C if state.train_readout is not None else 1.0
+        state.readout = LogisticReadout.fit(state.readout_scores, y, k, C=C)
         state.readout_scores = state.readout_scores[:0]
         return True
 
@@ -644,7 +655,7 @@ default="one_sided"
         _, grad_x = surrogate.log_proba_gradient(images, loss_fn, purpose="surrogate")
         return program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
 
-    def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress):
+    def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress, rows):
         images = _finite(program, state.theta[None], emb)
         matrix = state.mapping.matrix
         seen = {}
@@ -654,20 +665,20 @@ default="one_sided"
             seen["probs"] = probs
             if state.train_readout is not None:
                 return L.readout_loss_and_logp_gradient(probs, state.train_readout, yb, weights, self.loss,
-                                                        self.gamma)
+                                                        self.gamma, rows)
             return L.loss_and_logp_gradient(probs, matrix, yb, weights, self.loss, self.gamma)
 
         loss, grad_x = metered.log_proba_gradient(images, loss_fn, purpose="train")
         grad = program.gradient(state.theta, emb, np.asarray(grad_x, dtype=np.float64))
         state.theta = optimizer.step(state.theta, grad, progress)
-        p = self._target_proba(state, seen["probs"])
+        p = self._target_proba(state, seen["probs"], rows)
         return float(loss), float((p.argmax(1) == yb).mean()), seen["probs"]
 
     @staticmethod
-    def _target_proba(state, scores):
+    def _target_proba(state, scores, rows=None):
         """Target probabilities the loss sees: the training readout with ``mapping="logistic"``, else the mapping."""
         if state.train_readout is not None:
-            return state.train_readout.proba(scores)
+            return state.train_readout.proba(scores, rows)
         return L.normalise(state.mapping.target_scores(scores))
 
     @staticmethod
@@ -711,7 +722,10 @@ default="one_sided"
         self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
         self.mapping_ = state.mapping
-        self.readout_ = state.readout if state.readout is not None else state.train_readout
+        self.readout_ = state.readout
+        if state.readout is None and state.train_readout is not None:  # one readout on what training paid for
+            self.readout_ = LogisticReadout.fit(state.train_scores, state.y, state.train_readout.coefs.shape[2],
+                                                C=state.train_readout.C)
         self.queries_ = int(metered.ledger.queries)
         self.history_ = {key: list(v) for key, v in state.history.items()}
         self.n_steps_ = state.step
@@ -770,7 +784,7 @@ default="one_sided"
         arrays = {"theta": state.theta, "sources": sources, "freq_sum": state.freq_sum,
                   "order": state.order if state.order is not None else np.zeros(0, np.int64),
                   **_readout_arrays(state.readout, state.readout_scores),
-                  **_readout_arrays(state.train_readout, prefix="train_readout")}
+                  **_cross_fitted_arrays(state)}
         parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
         for part, obj in (("opt", optimizer), ("est", estimator)):
             parts[part] = {}
@@ -826,7 +840,7 @@ default="one_sided"
         state.freq_sum = arrays["freq_sum"]
         state.order = arrays["order"] if meta["has_order"] else None
         state.readout = _readout_from(arrays)
-        state.train_readout = _readout_from(arrays, prefix="train_readout")
+        state.train_readout, state.train_scores = _cross_fitted_from(arrays)
         state.readout_scores = arrays.get("readout.scores", np.zeros((0, n_source)))
         state.step, state.epoch, state.pos, state.done = meta["step"], meta["epoch"], meta["pos"], meta["done"]
         state.history = {key: list(v) for key, v in meta["history"].items()}
@@ -888,7 +902,9 @@ class _TrainState:
         self.theta = np.asarray(theta, dtype=np.float64)
         self.mapping: LabelMapping | None = None
         self.readout: LogisticReadout | None = None
-        self.train_readout: LogisticReadout | None = None  # mapping="logistic": what the loss reads
+        self.train_readout: CrossFittedReadout | None = None  # mapping="logistic": what the loss reads
+        self.train_scores = np.zeros((0, 0), np.float32)  # with it: the latest paid scores of each training row
+        self.y = np.zeros(0, np.int64)  # the training labels (0 .. k-1), set by fit; not checkpointed
         self.readout_scores = np.zeros((0, 0))  # the readout pass's scores so far
         self.order: np.ndarray | None = None
         self.freq_sum = np.zeros((0, 0))
@@ -926,7 +942,8 @@ def _describe(part: dict | None) -> str:
 
 
 def _readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None = None, prefix="readout") -> dict:
-    out = {} if readout is None else {f"{prefix}.coef": readout.coef, f"{prefix}.intercept": readout.intercept}
+    out = {} if readout is None else {f"{prefix}.coef": readout.coef, f"{prefix}.intercept": readout.intercept,
+                                      f"{prefix}.C": np.float64(readout.C)}
     if scores is not None and len(scores):
         out["readout.scores"] = scores
     return out
@@ -935,8 +952,26 @@ def _readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None =
 def _readout_from(arrays: dict, prefix="readout") -> LogisticReadout | None:
     if f"{prefix}.coef" not in arrays:
         return None
+    C = float(arrays[f"{prefix}.C"]) if f"{prefix}.C" in arrays else 1.0
     return LogisticReadout(arrays[f"{prefix}.coef"].astype(np.float64),
-                           arrays[f"{prefix}.intercept"].astype(np.float64))
+                           arrays[f"{prefix}.intercept"].astype(np.float64), C)
+
+
+def _cross_fitted_arrays(state) -> dict:
+    r = state.train_readout
+    if r is None:
+        return {}
+    return {"train_readout.coefs": r.coefs, "train_readout.intercepts": r.intercepts, "train_readout.folds": r.folds,
+            "train_readout.C": np.float64(r.C), "train_readout.scores": state.train_scores}
+
+
+def _cross_fitted_from(arrays: dict):
+    if "train_readout.coefs" not in arrays:
+        return None, np.zeros((0, 0), np.float32)
+    readout = CrossFittedReadout(arrays["train_readout.coefs"].astype(np.float64),
+                                 arrays["train_readout.intercepts"].astype(np.float64),
+                                 arrays["train_readout.folds"].astype(np.int64), float(arrays["train_readout.C"]))
+    return readout, arrays["train_readout.scores"].astype(np.float32)
 
 
 def _evidence(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:

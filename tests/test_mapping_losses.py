@@ -6,7 +6,8 @@ import pytest
 from bar_sdk import InvalidInputError
 from bar_sdk.losses import (balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise,
                             readout_loss_and_logp_gradient)
-from bar_sdk.mapping import LogisticReadout, frequency_mapping, random_mapping, source_frequencies
+from bar_sdk.mapping import (READOUT_C_GRID, CrossFittedReadout, LogisticReadout, choose_readout_C, frequency_mapping,
+                             random_mapping, readout_folds, source_frequencies)
 
 
 def test_frequency_mapping_follows_the_model():
@@ -150,3 +151,64 @@ def test_logistic_readout_refuses_labels_that_miss_a_class_or_rows():
         LogisticReadout.fit(scores, np.arange(10) % 2, 3)
     with pytest.raises(InvalidInputError, match=r"y has shape \(9,\)"):
         LogisticReadout.fit(scores, np.arange(9) % 2, 2)
+
+
+def _ratio_task(rng, n, noise=0.0):
+    scores = rng.dirichlet(np.ones(6), size=n)
+    ratio = np.log(scores[:, 0]) - np.log(scores[:, 1]) + noise * rng.standard_normal(n)
+    return scores, (ratio > 0).astype(np.int64)
+
+
+def test_cross_fitted_readout_reads_each_row_without_its_fold():
+    """Row i's probabilities come from the readout fitted on the rows outside fold i % 5, nothing else."""
+    rng = np.random.default_rng(0)
+    scores, y = _ratio_task(rng, 60, noise=0.5)
+    cf = CrossFittedReadout.fit(scores, y, 2, C=0.3)
+    assert cf.C == 0.3 and cf.coefs.shape == (5, 6, 2)
+    np.testing.assert_array_equal(cf.folds, readout_folds(60))
+    rows = np.array([0, 7, 13, 59])
+    for i, row in zip(rows, cf.proba(scores[rows], rows)):
+        out = readout_folds(60) != i % 5
+        alone = LogisticReadout.fit(scores[out], y[out], 2, C=0.3)
+        np.testing.assert_allclose(row, alone.proba(scores[i:i + 1])[0], rtol=1e-10)
+    # a refit keeps the folds and C
+    again = cf.refit(scores[::-1].copy(), y[::-1].copy())
+    assert again.C == cf.C and np.array_equal(again.folds, cf.folds)
+    assert not np.allclose(again.coefs, cf.coefs)
+
+
+@pytest.mark.parametrize("loss,gamma", [("focal", 2.0), ("cross_entropy", 0.0)])
+def test_cross_fitted_readout_loss_gradient_matches_finite_differences(loss, gamma):
+    """The chain rule through each row's own fold readout, checked numerically."""
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((6, 10))
+    y = np.array([0, 1, 2, 2, 1, 0])
+    readout = CrossFittedReadout(0.3 * rng.standard_normal((5, 10, 3)), rng.standard_normal((5, 3)),
+                                 readout_folds(20), 1.0)
+    rows = np.array([0, 1, 2, 8, 9, 14])  # six rows, five folds: two rows share fold 4
+    w = balanced_weights(np.array([0, 1, 2, 2]), 3)
+
+    def value(z):
+        lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return readout_loss_and_logp_gradient(np.exp(lp), readout, y, w, loss, gamma, rows)
+
+    _check_logp_gradient(value, logits, [(0, 0), (1, 4), (3, 9), (5, 2)])
+
+
+def test_choose_readout_c_regularises_more_when_the_labels_are_noisier():
+    """Cross-validated C: a clean rule keeps weak regularisation, labels that are mostly noise get strong."""
+    rng = np.random.default_rng(1)
+    clean_scores, clean_y = _ratio_task(rng, 300)
+    noisy_scores, noisy_y = _ratio_task(rng, 300, noise=20.0)
+    clean, noisy = choose_readout_C(clean_scores, clean_y, 2), choose_readout_C(noisy_scores, noisy_y, 2)
+    assert clean in READOUT_C_GRID and noisy in READOUT_C_GRID
+    assert noisy < clean
+    assert LogisticReadout.fit(clean_scores, clean_y, 2, C="auto").C == clean
+
+
+def test_cross_fitted_readout_refuses_a_class_that_one_fold_holds_alone():
+    scores = np.random.default_rng(0).dirichlet(np.ones(4), size=20)
+    y = np.zeros(20, dtype=np.int64)
+    y[[2, 7]] = 1  # both in fold 2
+    with pytest.raises(InvalidInputError, match=r"y has 2 sample\(s\) of class 1, all in fold 2"):
+        CrossFittedReadout.fit(scores, y, 2)

@@ -299,27 +299,44 @@ def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mappi
 
 
 @pytest.mark.parametrize("estimator", ["one_sided", "exact"])
-def test_logistic_mapping_trains_through_the_readout_fitted_on_the_mapping_pass(cancer, estimator):
-    """mapping="logistic": the loss reads the target through a logistic readout of the mapping pass's scores."""
+def test_logistic_mapping_trains_through_cross_fitted_readouts(cancer, estimator):
+    """mapping="logistic": the loss reads each training row through a readout fitted without its fold.
+
+    No queries beyond the mapping pass and the steps (readout="mapping"): the readouts are refitted on the
+    scores the steps paid for, and predictions use one readout fitted on those scores.
+    """
+    from bar_sdk.losses import balanced_weights, cross_entropy
+    from bar_sdk.mapping import READOUT_C_GRID, CrossFittedReadout
+
     Xa, Xb, ya, yb = cancer
     model = fresh_linear()
     clf = small(model, mapping="logistic", readout="mapping", estimator=estimator, max_queries=3000).fit(Xa, ya)
     assert clf.queries_ == model.seen <= 3000 and clf.ledger_.by_purpose["mapping"] == len(ya)
     assert "readout" not in clf.ledger_.by_purpose  # no pass beyond the mapping pass: readout="mapping"
-    # the readout is the one fitted on the untrained program's scores, and it is what predictions use
+    assert clf.readout_.C in READOUT_C_GRID
     layout, program = small(fresh_linear(), estimator=estimator)._layout_and_program(Xa, model.input_shape)
-    theta0 = program.param.init(np.random.default_rng(0), 0.01)
-    scores0 = fresh_linear().predict_proba(program.apply(theta0[None], program.embed(layout.transform(Xa))))
-    np.testing.assert_allclose(clf.readout_.coef, LogisticReadout.fit(scores0, ya, 2).coef)
-    np.testing.assert_allclose(clf.predict_proba(Xb), clf.readout_.proba(
-        fresh_linear().predict_proba(program.apply(clf.theta_[None], program.embed(layout.transform(Xb))))))
-    if estimator == "exact":  # exact gradients of the loss it reads lower that loss on the training data
-        from bar_sdk.losses import balanced_weights, cross_entropy
 
-        def train_loss(theta):
-            s = fresh_linear().predict_proba(program.apply(theta[None], program.embed(layout.transform(Xa))))
-            return cross_entropy(clf.readout_.proba(s), ya, balanced_weights(ya, 2))[0].mean()
-        assert train_loss(clf.theta_) < train_loss(theta0)
+    def scores(theta, X):
+        return fresh_linear().predict_proba(program.apply(theta[None], program.embed(layout.transform(X))))
+    np.testing.assert_allclose(clf.predict_proba(Xb), clf.readout_.proba(scores(clf.theta_, Xb)))
+    if estimator == "exact":  # exact gradients of the out-of-fold loss lower that loss on the training data
+        def oof_loss(theta):
+            s = scores(theta, Xa)
+            readout = CrossFittedReadout.fit(s, ya, 2, C=clf.readout_.C)
+            return cross_entropy(readout.proba(s, np.arange(len(ya))), ya, balanced_weights(ya, 2))[0].mean()
+        theta0 = program.param.init(np.random.default_rng(0), 0.01)
+        assert oof_loss(clf.theta_) < oof_loss(theta0)
+
+
+def test_logistic_mapping_refuses_a_class_that_one_fold_holds_alone(cancer):
+    """The cross-fitted readout needs every class outside every fold: refused before any query."""
+    Xa, _, ya, _ = cancer
+    y = np.zeros(len(ya), dtype=np.int64)
+    y[3] = 1  # one sample of class 1: the fit without fold 3 has none
+    model = fresh_linear()
+    with pytest.raises(InvalidInputError, match=r"y has 1 sample\(s\) of class 1, all in fold 3"):
+        small(model, mapping="logistic", max_queries=3000).fit(Xa, y)
+    assert model.seen == 0
 
 
 def test_logistic_mapping_resumes_after_a_crash(cancer, tmp_path):
