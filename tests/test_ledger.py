@@ -121,3 +121,49 @@ def test_image_layouts():
 def test_bad_labels(y, match):
     with pytest.raises(InvalidInputError, match=match):
         check_labels(np.asarray(y), 3)
+
+
+# --------------------------------------------------------------------------- one scan per batch on the hot path
+def _counting_scans(monkeypatch):
+    """Count the adapters' whole-batch scans (``check_images`` as ``check_batch`` calls it)."""
+    from bar_sdk.adapters import _checks
+
+    calls = []
+
+    def counted(x, *a, **kw):
+        calls.append(np.shape(x))
+        return check_images(x, *a, **kw)
+
+    monkeypatch.setattr(_checks, "check_images", counted)
+    return calls
+
+
+def test_an_adapter_does_not_rescan_the_batch_a_metered_model_just_scanned(monkeypatch):
+    from bar_sdk.adapters import CallableModel
+
+    scans = _counting_scans(monkeypatch)
+    model = CallableModel(lambda x: np.full((len(x), 3), 1 / 3), 3, (1, 4, 4))
+    x = np.random.default_rng(0).random((5, 1, 4, 4)).astype(np.float32)
+    metered = MeteredModel(model, QueryLedger(100), batch_size=2)
+    assert metered.predict_proba(x).shape == (5, 3) and scans == []      # three parts, none scanned again
+    model.predict_proba(x)                                                # a direct call is checked in full
+    assert scans == [(5, 1, 4, 4)]
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(InvalidInputError, match="1 NaN or infinite values"):
+        model.predict_proba(bad)
+    with pytest.raises(InvalidInputError, match="1 NaN or infinite values"):
+        metered.predict_proba(bad)
+    assert metered.ledger.queries == 5
+
+
+def test_a_batch_outside_zero_one_still_meets_the_adapters_range_check(monkeypatch):
+    from bar_sdk.adapters import CallableModel
+
+    scans = _counting_scans(monkeypatch)
+    model = CallableModel(lambda x: np.full((len(x), 3), 1 / 3), 3, (1, 4, 4))
+    metered = MeteredModel(model, QueryLedger(100))
+    with pytest.raises(InvalidInputError, match=r"values in \[0, 1.5\]; expected floats in \[0, 1\]"):
+        metered.predict_proba(np.full((2, 1, 4, 4), 1.5, np.float32) * np.array([0, 1], np.float32)[:, None, None, None])
+    assert len(scans) == 1
+
