@@ -167,3 +167,24 @@ def test_a_batch_outside_zero_one_still_meets_the_adapters_range_check(monkeypat
         metered.predict_proba(np.full((2, 1, 4, 4), 1.5, np.float32) * np.array([0, 1], np.float32)[:, None, None, None])
     assert len(scans) == 1
 
+
+def test_a_bar_fit_scans_each_batch_once_and_its_data_once(monkeypatch):
+    from _models import fresh_linear
+
+    from bar_sdk import BARClassifier, layout, ledger
+    from bar_sdk.adapters import CallableModel
+
+    adapter_scans = _counting_scans(monkeypatch)
+    ledger_scans, data_checks = [], []
+    real_refuse, real_images = ledger.refuse_non_finite, layout.check_images
+    monkeypatch.setattr(ledger, "refuse_non_finite", lambda x, *a: ledger_scans.append(len(x)) or real_refuse(x, *a))
+    monkeypatch.setattr(layout, "check_images", lambda x, *a, **kw: data_checks.append(1) or real_images(x, *a, **kw))
+    inner = fresh_linear()
+    model = CallableModel(inner.predict_proba, 10, (1, 16, 16))
+    X = np.random.default_rng(1).random((30, 8, 8)).astype(np.float32)
+    clf = BARClassifier(model, max_queries=600, batch_size=10, n_directions=2, random_state=0).fit(X, np.arange(30) % 2)
+    assert data_checks == [1]                          # X checked once in fit (TargetLayout not again)
+    assert adapter_scans == []                         # the adapter trusts the batch the ledger scanned
+    assert sum(ledger_scans) == clf.queries_ == inner.seen and len(ledger_scans) == inner.calls
+    clf.predict(X[:4])
+    assert data_checks == [1, 1]                       # a public call checks its input
