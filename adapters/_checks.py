@@ -9,6 +9,7 @@ import numpy as np
 
 from bar_sdk.contract import check_images, check_int
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.ledger import checked_batch
 
 __all__ = ["check_input_shape", "check_label_names", "check_batch", "check_per_channel",
            "check_probed_classes"]
@@ -44,7 +45,14 @@ def check_label_names(labels: Any, n_classes: int, name: str = "labels") -> tupl
 
 
 def check_batch(x: Any, input_shape: tuple[int, int, int], name: str = "x") -> np.ndarray:
-    """Validate a batch for ``predict_proba``: float32 NCHW in [0, 1] shaped like ``input_shape``."""
+    """Validate a batch for ``predict_proba``: float32 NCHW in [0, 1] shaped like ``input_shape``.
+
+    The batch a :class:`~bar_sdk.ledger.MeteredModel` is sending, which it
+    scanned a moment ago, is not scanned again (:func:`~bar_sdk.ledger.checked_batch`);
+    a direct call is checked in full.
+    """
+    if checked_batch(x, input_shape):
+        return x
     arr = check_images(x, name, allow_nhwc=False)
     if arr.shape[1:] != tuple(input_shape):
         raise InvalidInputError(

@@ -39,11 +39,24 @@ class TargetLayout:
     # -- learning ---------------------------------------------------------------------------
     @classmethod
     def fit(cls, X, input_shape, target_size=None, full_frame: bool = False) -> "TargetLayout":
+        """The layout for data like ``X`` (checked here) on a model of ``input_shape``."""
+        return cls._fit_checked(_checked(as_input_array(X, "X")), input_shape, target_size, full_frame)
+
+    @classmethod
+    def fit_transform(cls, X, input_shape, target_size=None, full_frame: bool = False,
+                      owner: str = "TargetLayout") -> tuple["TargetLayout", np.ndarray]:
+        """:meth:`fit` and :meth:`transform` of the same ``X``, which is checked once."""
         arr = as_input_array(X, "X")
+        checked = _checked(arr)
+        layout = cls._fit_checked(checked, input_shape, target_size, full_frame)
+        return layout, layout._transform_checked(checked, arr.shape, owner)
+
+    @classmethod
+    def _fit_checked(cls, checked: np.ndarray, input_shape, target_size, full_frame) -> "TargetLayout":
+        """``checked``: what :func:`_checked` returned (finite float64 rows, or float32 NCHW images in [0, 1])."""
         c, h, w = input_shape
-        if arr.ndim == 2:
-            values = _tabular(arr, "X")
-            n_features = values.shape[1]
+        if checked.ndim == 2:
+            n_features = checked.shape[1]
             side = math.ceil(math.sqrt(n_features))
             if full_frame:
                 target = (h, w)
@@ -62,9 +75,9 @@ class TargetLayout:
                     f"target_size={target_size!r} cannot hold {n_features} features laid out as a "
                     f"{side}x{side} patch; expected at least ({side}, {side})"
                 )
-            lo, hi = values.min(axis=0), values.max(axis=0)
+            lo, hi = checked.min(axis=0), checked.max(axis=0)
             return cls("tabular", c, target, n_features=n_features, low=lo, high=hi)
-        images = check_images(arr, "X")
+        images = checked
         if images.shape[1] == 3 and c == 1:
             raise InvalidInputError(
                 f"X has 3 channels but the model's input_shape is {tuple(input_shape)}; "
@@ -84,17 +97,28 @@ class TargetLayout:
     def transform(self, X, owner: str = "TargetLayout") -> np.ndarray:
         """Target images ``(n, C, th, tw)`` float32 in [0, 1] (``owner`` names the estimator in errors)."""
         arr = as_input_array(X, "X")
+        if self.kind == "tabular" and arr.ndim == 2 and arr.shape[1] != self.n_features:
+            raise InvalidInputError(
+                f"X has {arr.shape[1]} features, but {owner} is expecting {self.n_features} features as input; "
+                f"expected (n, {self.n_features}) like the data seen in fit"
+            )
+        if self.kind == "tabular" and arr.ndim != 2:
+            raise InvalidInputError(
+                f"X has shape {arr.shape}; expected (n, {self.n_features}) like the data seen in fit"
+            )
+        out = self._transform_checked(_checked(arr, tabular=self.kind == "tabular"), arr.shape, owner)
+        if not np.all(np.isfinite(out)):  # never reached by checked data: the last guard of a public call
+            raise InvalidInputError("X gives non-finite target images; expected finite values")
+        return out
+
+    def _transform_checked(self, checked: np.ndarray, shape: tuple, owner: str) -> np.ndarray:
+        """:meth:`transform` of data :func:`_checked` already checked (``shape``: X's own, for messages)."""
         if self.kind == "tabular":
-            if arr.ndim == 2 and arr.shape[1] != self.n_features:
+            if checked.ndim != 2 or checked.shape[1] != self.n_features:
                 raise InvalidInputError(
-                    f"X has {arr.shape[1]} features, but {owner} is expecting {self.n_features} features as input; "
-                    f"expected (n, {self.n_features}) like the data seen in fit"
+                    f"X has shape {shape}; expected (n, {self.n_features}) like the data seen in fit"
                 )
-            if arr.ndim != 2:
-                raise InvalidInputError(
-                    f"X has shape {arr.shape}; expected (n, {self.n_features}) like the data seen in fit"
-                )
-            values = _tabular(arr, "X")
+            values = checked
             # halved first: the difference of two finite float64 values near +-1.8e308 overflows, half of it not
             low, high = np.asarray(self.low, np.float64) / 2, np.asarray(self.high, np.float64) / 2
             span = np.where(high > low, high - low, 1.0)
@@ -108,9 +132,9 @@ class TargetLayout:
             cols = interpolation_matrix(side, self.target_hw[1], "nearest")
             out = np.einsum("Hh,nchw,Ww->ncHW", rows, patch, cols, optimize=True)
         else:
-            images = check_images(arr, "X")
+            images = checked
             if images.shape[1] == 3 and self.channels == 1:
-                raise InvalidInputError(f"X has shape {arr.shape} (3 channels); expected grey images for this one-channel model")
+                raise InvalidInputError(f"X has shape {shape} (3 channels); expected grey images for this one-channel model")
             # a layout saved before the channel count was kept checks the size only
             channels_differ = self.native_channels is not None and images.shape[1] != self.native_channels
             if self.native_hw is not None and (images.shape[2:] != self.native_hw or channels_differ):
@@ -120,8 +144,6 @@ class TargetLayout:
                     f"{expected}{self.native_hw[0]}x{self.native_hw[1]}, like the images seen in fit (resize them first)"
                 )
             out = resize_images(images, self.target_hw)
-        if not np.all(np.isfinite(out)):  # never reached by checked data: the last guard before a model
-            raise InvalidInputError("X gives non-finite target images; expected finite values")
         if out.shape[1] != self.channels:
             out = np.repeat(out, self.channels, axis=1)
         return np.ascontiguousarray(out, dtype=np.float32)
@@ -138,6 +160,13 @@ class TargetLayout:
     def from_state(cls, meta: dict, arrays: dict) -> "TargetLayout":
         return cls(meta["kind"], meta["channels"], tuple(meta["target_hw"]), native_hw=meta["native_hw"],
                    native_channels=meta.get("native_channels"), n_features=meta["n_features"], low=arrays.get("layout.low"), high=arrays.get("layout.high"))
+
+
+def _checked(arr: np.ndarray, tabular: bool | None = None) -> np.ndarray:
+    """``arr`` (from ``as_input_array``) checked once: finite float64 rows, or float32 NCHW images in [0, 1]."""
+    if arr.ndim == 2 if tabular is None else tabular:
+        return _tabular(arr, "X")
+    return check_images(arr, "X")
 
 
 def _tabular(arr: np.ndarray, name: str) -> np.ndarray:

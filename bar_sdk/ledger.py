@@ -13,15 +13,17 @@ a model that knows what reached the wire says so on its exception
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from bar_sdk.contract import check_int, check_model, check_scores, has_gradients
 from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded
 
-__all__ = ["QueryLedger", "MeteredModel", "refuse_non_finite"]
+__all__ = ["QueryLedger", "MeteredModel", "NonFiniteImagesError", "refuse_non_finite", "checked_batch"]
 
 
 class QueryLedger:
@@ -135,12 +137,51 @@ class QueryLedger:
         return f"QueryLedger(queries={self.queries}, {cap}, by_purpose={self.by_purpose})"
 
 
-def refuse_non_finite(x: np.ndarray, name: str = "x") -> None:
-    """Raise before anything is sent when ``x`` holds NaN or infinite values (never sent to a model)."""
-    if not np.all(np.isfinite(x)):
+class NonFiniteImagesError(InvalidInputError):
+    """A batch held NaN or infinite values and was refused before it was counted or sent."""
+
+
+def refuse_non_finite(x: np.ndarray, name: str = "x") -> bool:
+    """Raise before anything is sent when ``x`` holds NaN or infinite values (never sent to a model).
+
+    One pass over ``x`` (its minimum and maximum, which NaN and infinities
+    reach); returns True when every value also lies in [0, 1], the range
+    the adapters accept (see :func:`checked_batch`).
+    """
+    if x.size == 0:
+        return True
+    lo, hi = x.min(), x.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-        raise InvalidInputError(f"{name} has {bad} NaN or infinite values; expected finite images in [0, 1] "
-                                "(nothing was sent)")
+        raise NonFiniteImagesError(f"{name} has {bad} NaN or infinite values; expected finite images in [0, 1] "
+                                   "(nothing was sent)")
+    return bool(lo >= 0.0 and hi <= 1.0)
+
+
+#: the batch a MeteredModel is handing to its model right now, already scanned (finite, in [0, 1])
+_CHECKED: contextvars.ContextVar[np.ndarray | None] = contextvars.ContextVar("bar_sdk_checked_batch", default=None)
+
+
+def checked_batch(x: Any, input_shape: tuple[int, ...]) -> bool:
+    """True when ``x`` is the very array a :class:`MeteredModel` is sending from this thread or task.
+
+    That array was scanned once before it was counted: finite, float32,
+    C-contiguous NCHW of ``input_shape``, every value in [0, 1]. An adapter
+    (``bar_sdk.adapters``) then skips its own whole-batch scan; anything else
+    (a direct call, a copy, another thread's batch) is scanned as before.
+    """
+    mine = _CHECKED.get()
+    return (mine is not None and x is mine and x.dtype == np.float32 and x.flags.c_contiguous
+            and x.shape[1:] == tuple(input_shape))
+
+
+@contextlib.contextmanager
+def _handing_over(x: np.ndarray, checked: bool) -> Iterator[None]:
+    token = _CHECKED.set(x if checked else None)
+    try:
+        yield
+    finally:
+        _CHECKED.reset(token)
 
 
 class MeteredModel:
@@ -148,7 +189,10 @@ class MeteredModel:
 
     The wrapper itself satisfies the black-box contract, so it can be passed
     wherever a model is expected. Scores are validated (shape, finite,
-    non-negative) and returned as float64.
+    non-negative) and returned as float64. Each batch is scanned once before
+    it is counted (:func:`refuse_non_finite`): a NaN or infinite value is
+    refused with :class:`NonFiniteImagesError`, nothing counted or sent; an
+    adapter handed that same batch skips its own scan (:func:`checked_batch`).
 
     Parameters
     ----------
@@ -188,7 +232,7 @@ class MeteredModel:
         n = x.shape[0]
         if n == 0:
             return np.zeros((0, self.n_classes))
-        refuse_non_finite(x)
+        in_range = refuse_non_finite(x)  # the one scan before the model: nothing non-finite leaves
         if not self.ledger.can_afford(n):  # refuse a split request whole, before its first part leaves
             raise QueryBudgetExceeded(n, self.ledger.queries, self.ledger.max_queries)  # type: ignore[arg-type]
         step = self.batch_size or n
@@ -197,7 +241,8 @@ class MeteredModel:
             chunk = x[start:start + step]
             self.ledger.reserve(len(chunk), purpose)
             try:
-                out = self.model.predict_proba(chunk)
+                with _handing_over(chunk, in_range):
+                    out = self.model.predict_proba(chunk)
             except BaseException as exc:
                 self.ledger.settle(len(chunk), purpose, exc)
                 raise
@@ -217,10 +262,11 @@ class MeteredModel:
                 "log_proba_gradient (e.g. bar_sdk.adapters.TorchModel) for white-box training"
             )
         x = np.asarray(x, dtype=np.float32)
-        refuse_non_finite(x)
+        in_range = refuse_non_finite(x)
         self.ledger.reserve(len(x), purpose)
         try:
-            return self.model.log_proba_gradient(x, loss_fn)
+            with _handing_over(x, in_range):
+                return self.model.log_proba_gradient(x, loss_fn)
         except BaseException as exc:
             self.ledger.settle(len(x), purpose, exc)
             raise

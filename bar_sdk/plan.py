@@ -27,7 +27,7 @@ from bar_sdk.errors import InvalidInputError
 
 __all__ = ["QueryPlan", "plan_bar", "plan_audit"]
 
-_SCORE_CHUNK = 4096   # BARClassifier._scores' chunk: images per call
+_SCORE_CHUNK = 4096   # score_programs' chunk: images per call
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _requests(calls: list[int], max_batch: int) -> int:
 
 
 def _score_calls(n_images: int, n_programs: int) -> list[int]:
-    """Call sizes of ``BARClassifier._scores`` for ``n_images`` under ``n_programs`` programs."""
+    """Call sizes of ``bar_sdk.reprogram_steps.score_programs`` for ``n_images`` under ``n_programs`` programs."""
     per_program = max(1, _SCORE_CHUNK // max(n_programs, 1))
     return [min(per_program, n_images - s) * n_programs for s in range(0, n_images, per_program)]
 
@@ -131,7 +131,7 @@ def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None
     price_per_query, max_batch = _api_terms(model, price_per_query, rate_limit, max_batch)
     clf._validate_params()
     _, input_shape = check_model(model)
-    layout, program = clf._layout_and_program(X, input_shape)
+    layout, program = clf.build_program(X, input_shape)
     n = len(layout.transform(X))
     exact = clf.estimator == "exact"
     if exact:

@@ -8,41 +8,33 @@ zeroth-order strategies (:mod:`bar_sdk.zo`) and the ledger
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import hashlib
-import json
 import logging
-import numbers
 import os
 import time
-import warnings
+from typing import Any
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
-from bar_sdk.checkpoint import check_writable, read_state, write_state
-from bar_sdk.contract import (as_input_array, check_bool, check_choice, check_float, check_int, check_model,
-                              encode_labels, has_gradients, is_label_only)
-from bar_sdk.errors import CheckpointError, InvalidInputError, NonFiniteProgramError, QueryBudgetExceeded
+from bar_sdk.checkpoint import check_writable
+from bar_sdk.contract import as_input_array, check_model, encode_labels, is_label_only
+from bar_sdk.errors import InvalidInputError, NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.mapping import (CrossFittedReadout, LabelMapping, LogisticReadout, check_mapping_size,
-                             check_readout_folds, frequency_mapping, random_mapping, source_frequencies)
-from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization,
-                             LowRankParameterization, PadProgram)
-from bar_sdk.zo import ESTIMATORS, OPTIMIZERS, make_estimator, make_optimizer, validate_instances, zo_step
-from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
-from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
+from bar_sdk.mapping import LogisticReadout, check_mapping_size, check_readout_folds
+from bar_sdk.reprogram_setup import DEFAULT_EPOCHS, PARAM_SCALE_MAX, check_settings, initial_theta, plan_fit  # noqa: F401
+from bar_sdk.reprogram_steps import BARStep, QuantizationWarning, build_program, make_program  # noqa: F401
+from bar_sdk.reprogram_steps import evidence as _evidence  # noqa: F401
+from bar_sdk.reprogram_steps import score_programs
+from bar_sdk.train_state import (CRASH_PURPOSE, TrainState, data_record, fingerprint, load_checkpoint, load_fitted,
+                                 save_checkpoint, save_fitted)
+from bar_sdk.zo.loop import check_callbacks
 
 __all__ = ["BARClassifier", "QuantizationWarning", "NonFiniteProgramError", "SKLEARN_EXPECTED_FAILED_CHECKS"]
 
 logger = logging.getLogger(__name__)
-
-#: epochs trained when neither max_queries nor max_epochs is given
-DEFAULT_EPOCHS = 20
-
 
 #: scikit-learn checks that a BARClassifier may fail through its model, not itself, with the reason:
 #: pass them as ``check_estimator(clf, expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)`` or
@@ -54,15 +46,6 @@ SKLEARN_EXPECTED_FAILED_CHECKS = {
         "a RemoteModel) changes when fit queries it, and a torch module's deep copy hashes differently from "
         "the original, which this check reads as the estimator mutating its parameter"),
 }
-
-
-#: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
-#: saturates within a few units, and parameters past float32's range would turn the images to NaN
-PARAM_SCALE_MAX = 100.0
-
-
-class QuantizationWarning(UserWarning):
-    """The smoothing step is too small to survive the model's input quantisation."""
 
 
 class BARClassifier(ClassifierMixin, BaseEstimator):
@@ -228,6 +211,12 @@ default="one_sided"
         minibatch); the readout pass comes after the last step.
     ledger_ : QueryLedger
         Every image sent to the model by this estimator, by purpose (fit and later predictions).
+    layout_ : TargetLayout
+        How X becomes target images (learned in fit: sizes, tabular ranges).
+    program_obj_ : PadProgram or FullFrameProgram
+        The program object ``theta_`` parameterises (``apply``, ``embed``, ``frame``); with
+        ``layout_`` what :meth:`build_program` builds, so ``program_obj_.embed(layout_.transform(X))``
+        are the target images :meth:`predict_proba` sends with the program.
     classes_ : ndarray
         The class labels seen in fit, sorted (any integers, strings or booleans); the estimator
         trains on their positions ``0 .. k-1``, which is what ``mapping_`` and ``readout_`` index.
@@ -289,105 +278,30 @@ default="one_sided"
         tags.classifier_tags.poor_score = True
         return tags
 
-    # ------------------------------------------------------------------ validation
+    # ------------------------------------------------------------------ settings and program
     def _validate_params(self) -> None:
-        check_int(self.max_queries, "max_queries", low=1, allow_none=True)
-        check_int(self.max_epochs, "max_epochs", low=1, allow_none=True)
-        check_int(self.batch_size, "batch_size", low=1)
-        check_choice(self.program, "program", ("pad", "full"))
-        check_choice(self.parameterization, "parameterization", ("grid", "full", "lowrank"))
-        check_int(self.grid_size, "grid_size", low=1)
-        check_int(self.rank, "rank", low=1)
-        check_float(self.program_strength, "program_strength", low=0.0, high=1.0, low_open=True)
-        check_choice(self.mapping, "mapping", ("frequency", "iterative", "random", "logistic"))
-        check_int(self.labels_per_class, "labels_per_class", low=1, allow_none=True)
-        check_choice(self.readout, "readout", ("mapping", "logistic"))
-        check_choice(self.loss, "loss", tuple(L.LOSSES))
-        check_float(self.gamma, "gamma", low=0.0)
-        if not isinstance(self.estimator, GradientEstimator):
-            check_choice(self.estimator, "estimator", tuple(ESTIMATORS) + ("exact",))
-        if self.estimator == "exact" and self.surrogate is not None:
-            raise InvalidInputError("estimator='exact' with a surrogate; expected one or the other")
-        if not isinstance(self.optimizer, Optimizer):
-            check_choice(self.optimizer, "optimizer", tuple(OPTIMIZERS))
-        validate_instances(self.estimator, self.optimizer)  # an instance's settings, as they are now
-        check_int(self.n_directions, "n_directions", low=1)
-        check_float(self.smoothing, "smoothing", low=0.0, low_open=True)
-        check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
-        for name in ("smoothing", "learning_rate", "init_scale"):
-            if isinstance(getattr(self, name), numbers.Real) and getattr(self, name) > PARAM_SCALE_MAX:
-                raise InvalidInputError(
-                    f"{name}={getattr(self, name)!r}; expected a number <= {PARAM_SCALE_MAX:g}: the program passes "
-                    "through tanh, which saturates within a few units, and parameters past float32's range "
-                    "would make the images NaN")
-        check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
-        if isinstance(self.optimizer, Optimizer):
-            if self.weight_decay != 0.0:  # never silently ignored
-                raise InvalidInputError(f"weight_decay={self.weight_decay!r} with an optimizer instance; expected "
-                                        "0.0 here and the decay on the instance (its weight_decay)")
-        else:
-            check_weight_decay(self.weight_decay, self.learning_rate)
-        check_float(self.init_scale, "init_scale", low=0.0)
-        if self.random_state is not None:
-            check_int(self.random_state, "random_state", low=0)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise InvalidInputError(f"checkpoint={self.checkpoint!r}; expected a file path or None")
-        check_float(self.prior_weight, "prior_weight", low=0.0, high=1.0)
-        check_bool(self.verbose, "verbose")
+        check_settings(self)
 
-    def _initial_theta(self, program, rng) -> np.ndarray:
-        theta = program.param.init(rng, self.init_scale)  # drawn even when replaced: same stream either way
-        if self.initial_program is None:
-            return theta
-        start = getattr(self.initial_program, "theta_", self.initial_program)
-        try:
-            start = np.asarray(start, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidInputError(
-                f"initial_program={type(self.initial_program).__name__}; expected a parameter vector "
-                f"({program.n_params},) or a fitted BARClassifier") from None
-        if start.shape != (program.n_params,) or not np.all(np.isfinite(start)):
-            raise InvalidInputError(
-                f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
-                "from a program with the same input shape, program and parameterization"
-            )
-        with np.errstate(over="ignore", invalid="ignore"):
-            finite = np.all(np.isfinite(program.frame(start[None])))
-        if not finite:
-            raise InvalidInputError(
-                f"initial_program has parameters up to {np.abs(start).max():.3g}, which make the program NaN or "
-                "infinite (float32 overflow); expected parameters of a trained program (a few units at most)")
-        return start.copy()
-
-    def _check_surrogate(self, input_shape):
-        if self.surrogate is None:
-            return None
-        _, shape = check_model(self.surrogate, "surrogate")
-        if shape != tuple(input_shape) or not has_gradients(self.surrogate):
-            raise InvalidInputError(
-                f"surrogate has input_shape={shape} and gradients={has_gradients(self.surrogate)}; expected "
-                f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. bar_sdk.adapters.TorchModel)"
-            )
-        return MeteredModel(self.surrogate, QueryLedger())
+    def _program_settings(self) -> dict:
+        return {"program": self.program, "parameterization": self.parameterization, "grid_size": self.grid_size,
+                "rank": self.rank, "program_strength": self.program_strength}
 
     def _build_program(self, input_shape, layout: TargetLayout):
-        if self.parameterization == "grid":
-            param = GridParameterization(self.grid_size)
-        elif self.parameterization == "lowrank":
-            param = LowRankParameterization(self.rank)
-        else:
-            param = FullResolution()
-        if self.program == "full":
-            return FullFrameProgram(input_shape, param, self.program_strength)
-        return PadProgram(input_shape, layout.target_hw, param)
+        return make_program(input_shape, layout, **self._program_settings())
 
-    def _layout_and_program(self, X, input_shape) -> tuple[TargetLayout, PadProgram]:
-        """The target layout fitted on ``X`` and the program these (validated) settings build on it."""
-        layout = TargetLayout.fit(X, input_shape, self.target_size, full_frame=self.program == "full")
-        return layout, self._build_program(input_shape, layout)
+    def build_program(self, X, input_shape=None) -> tuple[TargetLayout, Any]:
+        """``(layout, program)`` that fit would build on ``X`` with these settings (checked first); no query.
+
+        ``input_shape`` defaults to the model's. See :func:`bar_sdk.reprogram_steps.build_program`.
+        """
+        self._validate_params()
+        shape = check_model(self.model)[1] if input_shape is None else input_shape
+        return build_program(X, shape, target_size=self.target_size, **self._program_settings())
+
+    _layout_and_program = build_program  # the name other modules called before build_program was public
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y):
+    def fit(self, X, y, callbacks=None):
         """Train the program on ``(X, y)``; every query is counted and bounded by ``max_queries``.
 
         Parameters
@@ -395,6 +309,10 @@ default="one_sided"
         X : array (n, H, W), (n, C, H, W) images (uint8, or floats in [0, 1]) or (n, features)
         y : array (n,) of class labels: integers (any values), strings or booleans; ``classes_``
             holds their sorted set and :meth:`predict` answers in them
+        callbacks : callback or list of callbacks, optional
+            Hooks of the training loop (protocol in :mod:`bar_sdk.zo.loop`; a plain callable is
+            ``on_step_end(loop, result)``): a true return stops training after that step (a string
+            becomes ``stop_reason_``), the readout pass still runs; e.g. ``EarlyStopping(patience=50)``.
 
         Returns
         -------
@@ -402,319 +320,63 @@ default="one_sided"
         """
         started = time.perf_counter()
         self._validate_params()
+        callbacks = check_callbacks(callbacks)
         n_source, input_shape = check_model(self.model)
         if is_label_only(self.model):
             raise InvalidInputError(
                 f"model={type(self.model).__name__} answers labels only (label_only=True); expected a model "
                 "that returns scores (reprogramming estimates gradients from score differences)")
         X = as_input_array(X, "X")
-        layout, program = self._layout_and_program(X, input_shape)
-        targets = layout.transform(X, type(self).__name__)
+        layout, targets = TargetLayout.fit_transform(X, input_shape, self.target_size, self.program == "full",
+                                                     type(self).__name__)  # X is checked once, here
+        program = self._build_program(input_shape, layout)
         y, classes = encode_labels(y, len(targets))
         k = len(classes)
         per_class = self.labels_per_class or max(1, min(n_source // k, 10))
         check_mapping_size(n_source, k, per_class)
         if self.mapping == "logistic":  # before any query: the cross-fitted readout needs every class in each fit
             check_readout_folds(y, k)
-        exact = self.estimator == "exact"
-        surrogate = self._check_surrogate(input_shape)
-        if surrogate is not None and isinstance(self.estimator, str) and not exact:
-            estimator = GuidedEstimator(self.n_directions, self.smoothing, self.prior_weight)
-        else:
-            # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
-            estimator = None if exact else copy.deepcopy(
-                make_estimator(self.estimator, self.n_directions, self.smoothing))
-        if surrogate is not None and not hasattr(estimator, "set_prior"):
-            raise InvalidInputError(f"estimator={self.estimator!r} cannot use a surrogate's prior; expected a name "
-                                    "or an estimator with set_prior (GuidedEstimator)")
-        optimizer = copy.deepcopy(make_optimizer(self.optimizer, self.learning_rate, self.lr_decay, self.weight_decay))
-        batch = min(self.batch_size, len(y))
-        step_cost = batch * (1 if exact else estimator.evaluations(program.n_params))
-        mapping_cost = 0 if self.mapping == "random" else len(y)
-        readout_cost = len(y) if self.readout == "logistic" else 0
-        if self.max_queries is not None and self.max_queries < mapping_cost + step_cost + readout_cost:
-            raise InvalidInputError(
-                f"max_queries={self.max_queries} is too small for one step: the label-mapping pass costs "
-                f"{mapping_cost}, one step {step_cost} (batch_size={batch} x {step_cost // batch} "
-                f"evaluations) and the readout pass {readout_cost} (readout={self.readout!r}); expected "
-                f"max_queries >= {mapping_cost + step_cost + readout_cost}"
-            )
+        plan = plan_fit(self, program, len(y), input_shape)
+        estimator, optimizer, surrogate, batch = plan.estimator, plan.optimizer, plan.surrogate, plan.batch
         if self.checkpoint is not None:  # a path that cannot be written fails now, not after the paid mapping pass
             check_writable(self.checkpoint)
         metered = MeteredModel(self.model, QueryLedger(self.max_queries))
-        if exact and not metered.has_gradients:
-            raise InvalidInputError(
-                f"estimator='exact' needs a model with gradients; model={type(self.model).__name__} has no "
-                "log_proba_gradient (use a zeroth-order estimator for black boxes)"
-            )
         embedded = program.embed(targets)
         weights = L.balanced_weights(y, k)
         rng = np.random.default_rng(self.random_state)
-        epochs = self.max_epochs if self.max_epochs is not None else (None if self.max_queries else DEFAULT_EPOCHS)
-        steps_per_epoch = -(-len(y) // batch)
-        total_steps = None if epochs is None else epochs * steps_per_epoch
-        if not exact:
-            self._check_quantization(program, estimator, np.random.default_rng(self.random_state))
 
-        state = _TrainState(theta=self._initial_theta(program, rng))
-        state.freq_sum = np.zeros((n_source, k))
-        state.readout_scores = np.zeros((0, n_source))
-        fingerprint = {"digest": self._fingerprint(X, y), "data": _data_record(X, y, classes)}
-        resumed = self.checkpoint is not None and os.path.exists(self.checkpoint)
+        state = TrainState(initial_theta(self, program, rng), n_source, k)
+        print_ = {"digest": self._fingerprint(X, y), "data": data_record(X, y, classes)}
 
-        def save(in_flight=None):
-            return self._save_checkpoint(fingerprint, metered, optimizer, estimator, rng, state, in_flight)
+        def save(flight=None):
+            return save_checkpoint(self.checkpoint, print_, metered, optimizer, estimator, rng, state, flight)
 
-        if resumed:
-            state = self._load_checkpoint(fingerprint, metered, optimizer, estimator, rng, program.n_params, n_source)
+        if self.checkpoint is not None and os.path.exists(self.checkpoint):
+            state = load_checkpoint(self.checkpoint, print_, metered, optimizer, estimator, rng, program.n_params,
+                                    n_source)
         state.y = y
-        mapped_now = state.mapping is None  # a fresh fit, or a crash inside the label-mapping pass
-        if mapped_now and self.mapping == "random":
-            state.mapping = random_mapping(n_source, k, per_class, rng, metered.labels)
-        elif mapped_now:
-            if not metered.ledger.can_afford(mapping_cost + step_cost + readout_cost):
-                raise QueryBudgetExceeded(  # only after a crash: its pass in flight is counted as spent
-                    mapping_cost + step_cost + readout_cost, metered.ledger.queries, self.max_queries,
-                    f"max_queries (the label-mapping pass in flight at a crash counted as spent; delete "
-                    f"{str(self.checkpoint)!r} to start over)")
-            with self._in_flight(save, metered, mapping_cost, "mapping"):
-                scores = self._scores(metered, program, state.theta, embedded, "mapping")
-            state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
-            if self.mapping == "logistic":  # the loss reads the target through a readout of every source score
-                state.train_readout = CrossFittedReadout.fit(scores, y, k)
-                state.train_scores = scores.astype(np.float32)
-        guide = None
-        if surrogate is not None:
-            # the surrogate's own mapping, from its own (free) predictions on the training data
-            s_scores = self._scores(surrogate, program, state.theta, embedded, "mapping")
-            s_per_class = max(1, min(surrogate.n_classes // k, 10))
-            guide = (surrogate, frequency_mapping(source_frequencies(s_scores, y, k), s_per_class).matrix)
-        if self.checkpoint is not None and mapped_now:  # the mapping pass is paid once
-            save()
-
-        evaluations = 1 if exact else step_cost // batch
-        bar = self._progress(metered, total_steps, state)
-        self.stop_reason_ = "budget"
+        step = BARStep(self, metered, program, estimator, optimizer, embedded, y, weights, rng, batch,
+                       plan.total_steps, plan.evaluations, save)
+        step.label_mapping(state, k, per_class, plan, surrogate)
         try:
-            while not state.done:
-                if total_steps is not None and state.step >= total_steps:
-                    self.stop_reason_ = f"max_epochs={epochs} reached"
-                    break
-                if not metered.ledger.can_afford(step_cost + readout_cost):  # the readout pass is reserved
-                    self.stop_reason_ = f"max_queries={self.max_queries}: no room for another step"
-                    break
-                with self._in_flight(save, metered, min(batch, len(y) - state.pos) * evaluations, "train"):
-                    if state.pos == 0 or state.order is None:
-                        state.order = rng.permutation(len(y))
-                    idx = state.order[state.pos:state.pos + batch]
-                    # images lost to a crash do not move the schedule: a resumed run trains as an uninterrupted one
-                    progress = ((metered.ledger.queries - state.lost) / self.max_queries if self.max_queries
-                                else state.step / total_steps)
-                    before = state.theta.copy()
-                    if exact:
-                        loss, acc, probs = self._exact_step(metered, program, optimizer, state, embedded[idx],
-                                                            y[idx], weights, progress, idx)
-                    else:
-                        if guide is not None:
-                            estimator.set_prior(self._surrogate_gradient(guide, program, optimizer.lookahead(
-                                state.theta), embedded[idx], y[idx], weights))
-                        loss, acc, probs = self._zo_step(metered, program, estimator, optimizer, state,
-                                                         embedded[idx], y[idx], weights, rng, progress, idx)
-                    if not np.all(np.isfinite(state.theta)):
-                        state.theta = before  # the last finite program is the one kept
-                        raise NonFiniteProgramError(
-                            f"the program parameters became NaN or infinite at step {state.step + 1} "
-                            f"(optimizer={self.optimizer!r}); fit stopped before sending such an image and kept "
-                            f"the program of step {state.step}")
-                if self.mapping == "iterative":
-                    state.freq_sum[:, :] += _evidence(probs, y[idx], k)
-                if state.train_readout is not None:  # the scores this step paid for, for the next refit
-                    state.train_scores[idx] = probs
-                state.step += 1
-                state.pos += batch
-                state.history["step"].append(state.step)
-                state.history["queries"].append(metered.ledger.queries)
-                state.history["loss"].append(loss)
-                state.history["accuracy"].append(acc)
-                if state.pos >= len(y):
-                    state.pos = 0
-                    state.epoch += 1
-                    if self.mapping == "iterative":
-                        share = state.freq_sum / np.maximum(state.freq_sum.sum(axis=0), 1.0)
-                        state.mapping = frequency_mapping(share, per_class, metered.labels)
-                        state.freq_sum[:] = 0.0
-                    if state.train_readout is not None:  # refitted on what the last epoch paid for: no queries
-                        state.train_readout = state.train_readout.refit(state.train_scores, y)
-                if bar is not None:
-                    bar.update(metered.ledger.queries - bar.n if self.max_queries else 1)
-                    bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.2f}", queries=f"{metered.ledger.queries:,}",
-                                    refresh=False)
-                if self.checkpoint is not None:
-                    save()
-            if self.readout == "logistic" and state.readout is None:
-                if not self._readout_pass(metered, program, state, embedded, y, k, save):
-                    self.stop_reason_ += ("; the readout pass did not fit in what a crash left of max_queries "
-                                          "(its images in flight counted as spent): predictions use the label mapping")
-                if bar is not None:
-                    bar.update(metered.ledger.queries - bar.n if self.max_queries else 0)
-                    last = {} if not state.history["loss"] else {  # the training figures stay in view
-                        "loss": f"{state.history['loss'][-1]:.3f}", "acc": f"{state.history['accuracy'][-1]:.2f}"}
-                    bar.set_postfix(**last, queries=f"{metered.ledger.queries:,}", readout="fitted", refresh=False)
-        except QueryBudgetExceeded:
-            # the model's own budget (e.g. a paid API) ran out: keep the program trained so far
-            self.stop_reason_ = "the model's own query budget ran out"
+            self.stop_reason_ = step.train(state, k, per_class, plan, callbacks)
+        except (QueryBudgetExceeded, NonFiniteProgramError) as exc:
+            # the model's own budget (e.g. a paid API) ran out, or the program turned NaN: keep the program so far
+            self.stop_reason_ = (str(exc) if isinstance(exc, NonFiniteProgramError)
+                                 else "the model's own query budget ran out")
             self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
             raise
-        except NonFiniteProgramError as exc:
-            self.stop_reason_ = str(exc)
-            self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
         state.done = True
         if self.checkpoint is not None:
             save()
         self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
         return self
 
-    def _zo_step(self, metered, program, estimator, optimizer, state, emb, yb, weights, rng, progress, rows):
-        seen = {}
-
-        def objective(points):
-            probs = self._scores(metered, program, points, emb, "train").reshape(len(points), len(yb), -1)
-            p = self._target_proba(state, probs.reshape(-1, probs.shape[-1]), np.tile(rows, len(points))
-                                   ).reshape(len(points), len(yb), -1)
-            per, _ = L.LOSSES[self.loss](p, yb, weights, self.gamma)
-            seen["probs"], seen["p"], seen["per"] = probs, p, per
-            return per.mean(axis=1)
-
-        state.theta, _, _ = zo_step(state.theta, objective, estimator, optimizer, rng, progress)
-        # the centre's own reading when the estimator measured it, else the mean over the points
-        if estimator.includes_center:
-            probs, p, per = seen["probs"][0], seen["p"][0], seen["per"][0]
-        else:
-            probs, p, per = seen["probs"].mean(0), seen["p"].mean(0), seen["per"].mean(0)
-        return float(per.mean()), float((p.argmax(1) == yb).mean()), probs
-
     #: images per readout-pass call; the checkpoint is written after each, so a crash re-sends at most one
     READOUT_CHUNK = 512
-
-    def _readout_pass(self, metered, program, state, embedded, y, k, save):
-        """Score the training data with the trained program (resuming a pass cut short), fit the readout.
-
-        False when the pass no longer fits in ``max_queries`` (a crash counted a part of it twice).
-        """
-        for start in range(len(state.readout_scores), len(embedded), self.READOUT_CHUNK):
-            part = embedded[start:start + self.READOUT_CHUNK]
-            if not metered.ledger.can_afford(len(part)):
-                return False
-            with self._in_flight(save, metered, len(part), "readout"):
-                scores = metered.predict_proba(_finite(program, state.theta[None], part), purpose="readout")
-            state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
-            if self.checkpoint is not None:
-                save()
-        # the C chosen by cross-validation when the program was trained through a readout, else C=1
-        C = state.train_readout.C if state.train_readout is not None else 1.0
-        state.readout = LogisticReadout.fit(state.readout_scores, y, k, C=C)
-        state.readout_scores = state.readout_scores[:0]
-        return True
-
     #: the ledger's purpose for images in flight at a crash, counted as spent on resume
-    CRASH_PURPOSE = "in flight at a crash"
-
-    @contextlib.contextmanager
-    def _in_flight(self, save, metered, n, purpose):
-        """Journal ``n`` images in the checkpoint before the requests inside the block leave.
-
-        Killed inside the block, the file holds the state before the block with the images
-        marked in flight, and a resumed fit counts them as spent (``max_queries`` holds across
-        crashes) before doing the block again. An exception inside the block writes the same
-        state with what this process knows left instead of what was planned.
-        """
-        if self.checkpoint is None or n == 0:
-            yield
-            return
-        arrays, meta = save({"images": int(n), "purpose": purpose})
-        before = metered.ledger.queries
-        try:
-            yield
-        except BaseException:
-            sent = metered.ledger.queries - before
-            write_state(self.checkpoint, arrays, dict(meta, in_flight={"images": sent, "purpose": purpose}))
-            raise
-
-    def _surrogate_gradient(self, guide, program, theta, emb, yb, weights):
-        surrogate, matrix = guide
-        images = program.apply(theta[None], emb)
-
-        def loss_fn(logp):
-            return L.loss_and_logp_gradient(np.exp(logp.astype(np.float64)), matrix, yb, weights, self.loss,
-                                            self.gamma)
-
-        _, grad_x = surrogate.log_proba_gradient(images, loss_fn, purpose="surrogate")
-        return program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
-
-    def _exact_step(self, metered, program, optimizer, state, emb, yb, weights, progress, rows):
-        images = _finite(program, state.theta[None], emb)
-        matrix = state.mapping.matrix
-        seen = {}
-
-        def loss_fn(logp):
-            probs = np.exp(logp.astype(np.float64))
-            seen["probs"] = probs
-            if state.train_readout is not None:
-                return L.readout_loss_and_logp_gradient(probs, state.train_readout, yb, weights, self.loss,
-                                                        self.gamma, rows)
-            return L.loss_and_logp_gradient(probs, matrix, yb, weights, self.loss, self.gamma)
-
-        loss, grad_x = metered.log_proba_gradient(images, loss_fn, purpose="train")
-        grad = program.gradient(state.theta, emb, np.asarray(grad_x, dtype=np.float64))
-        state.theta = optimizer.step(state.theta, grad, progress)
-        p = self._target_proba(state, seen["probs"], rows)
-        return float(loss), float((p.argmax(1) == yb).mean()), seen["probs"]
-
-    @staticmethod
-    def _target_proba(state, scores, rows=None):
-        """Target probabilities the loss sees: the training readout with ``mapping="logistic"``, else the mapping."""
-        if state.train_readout is not None:
-            return state.train_readout.proba(scores, rows)
-        return L.normalise(state.mapping.target_scores(scores))
-
-    @staticmethod
-    def _scores(metered, program, thetas, embedded, purpose, chunk=4096):
-        thetas = np.atleast_2d(thetas)
-        per_program = max(1, chunk // max(len(thetas), 1))
-        outs = []
-        for start in range(0, len(embedded), per_program):
-            part = embedded[start:start + per_program]
-            scores = metered.predict_proba(_finite(program, thetas, part), purpose=purpose)
-            outs.append(scores.reshape(len(thetas), len(part), -1))
-        return np.concatenate(outs, axis=1).reshape(-1, outs[0].shape[-1])
-
-    def _check_quantization(self, program, estimator, rng):
-        step = getattr(self.model, "quantization_step", None)
-        if not step:
-            return
-        theta = program.param.init(rng, self.init_scale)
-        points = estimator.ask(theta, rng)
-        frames = (program.frame(points) + 1) * 0.5  # pixel values of the frame
-        change = np.abs(frames[1:] - frames[:1]).max(axis=(1, 2, 3))
-        if np.median(change) < step:
-            warnings.warn(
-                f"smoothing={self.smoothing} moves frame pixels by at most {np.median(change):.2g} (median), "
-                f"below the model's quantization_step={step:.3g}: most perturbations vanish when the image "
-                "is quantised to 8 bits. Raise smoothing.", QuantizationWarning, stacklevel=3)
-
-    def _progress(self, metered, total_steps, state):
-        if not self.verbose:
-            return None
-        from tqdm.auto import tqdm
-
-        if self.max_queries:
-            return tqdm(total=self.max_queries, initial=metered.ledger.queries, unit="q", desc="BAR fit",
-                        mininterval=0.5, unit_scale=True)
-        return tqdm(total=total_steps, initial=state.step, unit="step", desc="BAR fit", mininterval=0.5)
+    CRASH_PURPOSE = CRASH_PURPOSE
+    _scores = staticmethod(score_programs)  # the name a benchmark calls
 
     def _finish(self, program, state, metered, layout, classes, started, surrogate=None, optimizer=None,
                 estimator=None):
@@ -748,7 +410,7 @@ default="one_sided"
         """Target-class probabilities ``(n, k)``; each image sent is counted in ``ledger_``."""
         check_is_fitted(self, "theta_")
         emb = self.program_obj_.embed(self.layout_.transform(X, type(self).__name__))
-        return self.proba_from_scores(self._scores(self._metered, self.program_obj_, self.theta_, emb, "predict"))
+        return self.proba_from_scores(score_programs(self._metered, self.program_obj_, self.theta_, emb, "predict"))
 
     def proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Target probabilities from source scores: the fitted readout, else the label mapping."""
@@ -761,222 +423,26 @@ default="one_sided"
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(axis=1)]
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ checkpoints, save / load
     def _fingerprint(self, X, y) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
-        for key, before in (("readout", "mapping"), ("weight_decay", 0.0)):
-            if params.get(key, before) == before:  # as before the option existed: those checkpoints still resume
-                params.pop(key, None)
-        params["initial_program"] = None if self.initial_program is None else hashlib.sha256(np.ascontiguousarray(
-            getattr(self.initial_program, "theta_", self.initial_program), dtype=np.float64).tobytes()).hexdigest()
-        if self.surrogate is not None:  # its identity across processes: what it is, not where it lives
-            params["surrogate"] = (type(self.surrogate).__name__, self.surrogate.n_classes,
-                                   tuple(self.surrogate.input_shape))
-        digest = hashlib.sha256(json.dumps({k: repr(v) for k, v in params.items()}, sort_keys=True).encode())
-        digest.update(np.ascontiguousarray(np.asarray(X)).tobytes())
-        digest.update(np.ascontiguousarray(y).tobytes())
-        digest.update(repr((self.model.n_classes, tuple(self.model.input_shape))).encode())
-        return digest.hexdigest()
+        return fingerprint(params, self.initial_program, self.surrogate, X, y, self.model)
 
-    def _save_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, state, in_flight=None):
-        """Write the whole state (``in_flight``: images about to leave, journaled first); return what was written."""
-        sources = np.zeros((0, 0), np.int64) if state.mapping is None else state.mapping.sources
-        arrays = {"theta": state.theta, "sources": sources, "freq_sum": state.freq_sum,
-                  "order": state.order if state.order is not None else np.zeros(0, np.int64),
-                  **_readout_arrays(state.readout, state.readout_scores),
-                  **_cross_fitted_arrays(state)}
-        parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
-        for part, obj in (("opt", optimizer), ("est", estimator)):
-            parts[part] = {}
-            for key, value in ({} if obj is None else obj.state_dict()).items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"{part}.{key}"] = value
-                else:
-                    parts[part][key] = value
-        meta = {"fingerprint": fingerprint["digest"], "data": fingerprint["data"], "rng": rng.bit_generator.state, "step": state.step,
-                "epoch": state.epoch, "pos": state.pos, "done": state.done, "has_order": state.order is not None,
-                "ledger": metered.ledger.state_dict(), "history": state.history, "optimizer": parts["opt"],
-                "estimator": parts["est"], "has_mapping": state.mapping is not None, "lost": state.lost,
-                "in_flight": in_flight}
-        write_state(self.checkpoint, arrays, meta)
-        return arrays, meta
-
-    def _load_checkpoint(self, fingerprint, metered, optimizer, estimator, rng, n_params, n_source):
-        arrays, meta = read_state(self.checkpoint)
-        where = f"checkpoint={str(self.checkpoint)!r}"
-        written = meta.get("data")  # None in files written before the data's shape and classes were kept
-        if written is not None and written != fingerprint["data"]:
-            differ = "; ".join(f"{part} {_describe(written.get(part))} there, {_describe(fingerprint['data'][part])} "
-                               "here" for part in fingerprint["data"] if written.get(part) != fingerprint["data"][part])
-            raise CheckpointError(f"{where} was written for other data ({differ}); expected the same X, y and "
-                                  "parameters to resume (delete the file to start over)")
-        if meta.get("fingerprint") != fingerprint["digest"]:
-            raise CheckpointError(
-                f"{where} was written for other data or parameters; "
-                "expected the same X, y and parameters to resume (delete the file to start over)"
-            )
-        if arrays["theta"].shape != (n_params,):
-            raise CheckpointError(f"{where} holds {arrays['theta'].shape} program parameters; this fit's program has "
-                                  f"({n_params},): expected the same X, y and parameters to resume")
-        for part, obj, name in (("opt", optimizer, "optimizer"), ("est", estimator, "estimator")):
-            if obj is not None:
-                part_state = dict(meta.get(name, {}))
-                prefix = part + "."
-                part_state.update({key[len(prefix):]: v for key, v in arrays.items() if key.startswith(prefix)})
-                obj.load_state_dict(part_state)
-        rng.bit_generator.state = meta["rng"]
-        metered.ledger.load_state_dict(meta["ledger"])
-        state = _TrainState(theta=arrays["theta"].astype(np.float64))
-        if meta.get("has_mapping", True):
-            state.mapping = LabelMapping(arrays["sources"], n_source, getattr(metered, "labels", None) and tuple(
-                str(v) for v in metered.labels))
-        state.lost = int(meta.get("lost", 0))
-        flight = meta.get("in_flight")
-        if flight and flight["images"]:  # sent (or about to be) when the run died: spent, whatever came back
-            lost = int(flight["images"])
-            metered.ledger.queries += lost
-            metered.ledger.by_purpose[self.CRASH_PURPOSE] = metered.ledger.by_purpose.get(self.CRASH_PURPOSE, 0) + lost
-            state.lost += lost
-        state.freq_sum = arrays["freq_sum"]
-        state.order = arrays["order"] if meta["has_order"] else None
-        state.readout = _readout_from(arrays)
-        state.train_readout, state.train_scores = _cross_fitted_from(arrays)
-        state.readout_scores = arrays.get("readout.scores", np.zeros((0, n_source)))
-        state.step, state.epoch, state.pos, state.done = meta["step"], meta["epoch"], meta["pos"], meta["done"]
-        state.history = {key: list(v) for key, v in meta["history"].items()}
-        logger.info("resumed from %s at step %d (%d queries)", self.checkpoint, state.step, metered.ledger.queries)
-        return state
-
-    # ------------------------------------------------------------------ save / load
     def save(self, path) -> None:
         """Write the fitted program, mapping and layout to ``path`` (no model, no secrets)."""
         check_is_fitted(self, "theta_")
-        layout_meta, layout_arrays = self.layout_.state()
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in ("model", "checkpoint", "verbose", "surrogate", "initial_program") and isinstance(v, (int, float, str, bool, type(None), tuple, list))}
-        meta = {"params": params, "layout": layout_meta, "classes": int(len(self.classes_)),
-                "queries": self.queries_, "history": self.history_, "stop_reason": self.stop_reason_,
-                "n_source": self.mapping_.n_source}
-        classes = np.asarray(self.classes_)
-        if classes.dtype == object:  # labels given as Python strings: kept as text, restored as objects
-            meta["classes_object"] = True
-            classes = classes.astype(str)
-        write_state(path, {"theta": self.theta_, "sources": self.mapping_.sources, "classes": classes,
-                           **layout_arrays, **_readout_arrays(self.readout_)}, meta)
+        save_fitted(path, self)
 
     @classmethod
-    def load(cls, path, model) -> "BARClassifier":
+    def load(cls, path, model) -> BARClassifier:
         """A fitted classifier from :meth:`save`'s file, querying ``model``."""
-        arrays, meta = read_state(path)
         n_source, input_shape = check_model(model)
-        if n_source != meta["n_source"]:
-            raise InvalidInputError(
-                f"model.n_classes={n_source} but the saved program was trained for {meta['n_source']} source classes"
-            )
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
-        params.setdefault("readout", "mapping")  # files written before the readout existed
+        params, meta, state, classes = load_fitted(path, model, n_source)
         clf = cls(model, **params)
-        layout = TargetLayout.from_state(meta["layout"], arrays)
-        program = clf._build_program(input_shape, layout)
-        state = _TrainState(theta=arrays["theta"])
-        state.mapping = LabelMapping(arrays["sources"], n_source, getattr(model, "labels", None) and tuple(
-            str(v) for v in model.labels))
-        state.readout = _readout_from(arrays)
-        state.history = meta["history"]
-        state.step = len(meta["history"].get("step", []))
+        layout = TargetLayout.from_state(meta["layout"], meta["arrays"])
         clf.stop_reason_ = meta["stop_reason"]
-        metered = MeteredModel(model, QueryLedger())
-        if "classes" in arrays:
-            classes = arrays["classes"].astype(object) if meta.get("classes_object") else arrays["classes"]
-        else:  # files written before any labels were accepted: 0 .. k-1
-            classes = np.arange(meta["classes"])
-        clf._finish(program, state, metered, layout, classes, time.perf_counter())
+        clf._finish(clf._build_program(input_shape, layout), state, MeteredModel(model, QueryLedger()), layout,
+                    classes, time.perf_counter())
         clf.queries_ = meta["queries"]
         return clf
 
-
-class _TrainState:
-    """Everything that changes during fit (and goes into the checkpoint)."""
-
-    def __init__(self, theta):
-        self.theta = np.asarray(theta, dtype=np.float64)
-        self.mapping: LabelMapping | None = None
-        self.readout: LogisticReadout | None = None
-        self.train_readout: CrossFittedReadout | None = None  # mapping="logistic": what the loss reads
-        self.train_scores = np.zeros((0, 0), np.float32)  # with it: the latest paid scores of each training row
-        self.y = np.zeros(0, np.int64)  # the training labels (0 .. k-1), set by fit; not checkpointed
-        self.readout_scores = np.zeros((0, 0))  # the readout pass's scores so far
-        self.order: np.ndarray | None = None
-        self.freq_sum = np.zeros((0, 0))
-        self.step = self.epoch = self.pos = 0
-        self.lost = 0  # images counted as spent for requests in flight at a crash (journaled, then lost)
-        self.done = False
-        self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
-
-
-def _finite(program, thetas: np.ndarray, embedded: np.ndarray) -> np.ndarray:
-    """The images of ``thetas`` on ``embedded``, refused whole when any pixel is NaN or infinite."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        images = program.apply(thetas, embedded)
-    if not np.all(np.isfinite(images)):
-        params = (f"parameters up to {np.abs(thetas).max():.3g}" if np.all(np.isfinite(thetas))
-                  else "non-finite parameters")
-        raise NonFiniteProgramError(
-            f"the program's images hold NaN or infinite values ({params}); nothing non-finite is sent to a model")
-    return images
-
-
-def _data_record(X: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> dict:
-    """What a checkpoint keeps of the data, to name what differs: X's shape and dtype, y's length and classes."""
-    return {"X": {"shape": list(X.shape), "dtype": X.dtype.str},
-            "y": {"n": int(len(codes)), "classes": [str(v) for v in classes.tolist()], "dtype": classes.dtype.str}}
-
-
-def _describe(part: dict | None) -> str:
-    if part is None:
-        return "(not recorded)"
-    if "shape" in part:
-        return f"of shape {tuple(part['shape'])}, dtype {np.dtype(part['dtype'])}"
-    shown = part["classes"][:10] + (["..."] if len(part["classes"]) > 10 else [])
-    return f"of {part['n']} labels in classes {shown}, dtype {np.dtype(part['dtype'])}"
-
-
-def _readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None = None, prefix="readout") -> dict:
-    out = {} if readout is None else {f"{prefix}.coef": readout.coef, f"{prefix}.intercept": readout.intercept,
-                                      f"{prefix}.C": np.float64(readout.C)}
-    if scores is not None and len(scores):
-        out["readout.scores"] = scores
-    return out
-
-
-def _readout_from(arrays: dict, prefix="readout") -> LogisticReadout | None:
-    if f"{prefix}.coef" not in arrays:
-        return None
-    C = float(arrays[f"{prefix}.C"]) if f"{prefix}.C" in arrays else 1.0
-    return LogisticReadout(arrays[f"{prefix}.coef"].astype(np.float64),
-                           arrays[f"{prefix}.intercept"].astype(np.float64), C)
-
-
-def _cross_fitted_arrays(state) -> dict:
-    r = state.train_readout
-    if r is None:
-        return {}
-    return {"train_readout.coefs": r.coefs, "train_readout.intercepts": r.intercepts, "train_readout.folds": r.folds,
-            "train_readout.C": np.float64(r.C), "train_readout.scores": state.train_scores}
-
-
-def _cross_fitted_from(arrays: dict):
-    if "train_readout.coefs" not in arrays:
-        return None, np.zeros((0, 0), np.float32)
-    readout = CrossFittedReadout(arrays["train_readout.coefs"].astype(np.float64),
-                                 arrays["train_readout.intercepts"].astype(np.float64),
-                                 arrays["train_readout.folds"].astype(np.int64), float(arrays["train_readout.C"]))
-    return readout, arrays["train_readout.scores"].astype(np.float32)
-
-
-def _evidence(probs: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Per-batch counts behind the iterative mapping: top source label per target class."""
-    ev = np.zeros((probs.shape[1], k))
-    voted = probs.max(1) > 0  # a row with no score above zero votes for no label
-    np.add.at(ev, (probs.argmax(1)[voted], y[voted]), 1.0)
-    return ev

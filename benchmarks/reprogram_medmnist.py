@@ -155,7 +155,7 @@ READOUT_METHODS = ("BAR, SDK default + logistic readout", "white-box reprogrammi
 
 def grey_frame_readout(model, Xtr, ytr, overrides):
     """The logistic readout fitted on a grey frame, no program: ``(proba of target images, queries of its pass)``."""
-    layout, program = BARClassifier(model, **overrides)._layout_and_program(Xtr, model.input_shape)
+    layout, program = BARClassifier(model, **overrides).build_program(Xtr, model.input_shape)
     grey = np.zeros((1, program.n_params))
 
     def frames(X):

@@ -195,3 +195,46 @@ def test_adam_with_beta1_one_never_sends_a_nan_image():
     with pytest.raises((InvalidInputError, NonFiniteProgramError)):   # refused up front, or stopped at step 1
         BARClassifier(model, **BINDING, optimizer=Adam(beta1=1.0)).fit(X, y)
     assert model.received <= 40 + 60
+
+
+def test_a_finite_program_whose_images_overflow_is_refused_before_sending():
+    from bar_sdk.reprogram import NonFiniteProgramError
+    from bar_sdk.zo import SGD
+
+    class Blows(SGD):  # finite parameters at its third step, so large that the low-rank product overflows
+        def _update(self, theta, grad, progress):
+            self.n = getattr(self, "n", 0) + 1
+            out = super()._update(theta, grad, progress)
+            return out * 1e160 if self.n == 3 else out
+
+    X, y = cancer40()
+    model = FiniteOnly()
+    clf = BARClassifier(model, **BINDING, parameterization="lowrank", optimizer=Blows(lr=0.05))
+    with pytest.raises(NonFiniteProgramError, match="program's images hold NaN or infinite values .parameters up to"):
+        clf.fit(X, y)
+    assert np.isfinite(clf.theta_).all() and np.abs(clf.theta_).max() > 1e100  # finite, and yet never sent
+    assert model.received == 40 + 3 * 60 and clf.queries_ == model.received   # nothing of step 4 left
+
+
+# --------------------------------------------------------------------------- checkpoints written by earlier versions
+#: written by the code before the training loop moved to bar_sdk.zo.loop (commit cc3d66e): cancer40, OLD_KW,
+#: CountingThenLost(crash_on) with the checkpoint, so the file holds a request in flight
+OLD_KW = dict(max_queries=1500, max_epochs=3, batch_size=10, random_state=1, mapping="iterative")
+
+
+@pytest.mark.parametrize("crash_on", [5, 14])   # a training step at an epoch's end (remapping), the readout pass
+def test_a_checkpoint_written_by_the_earlier_loop_resumes_to_the_uninterrupted_result(tmp_path, crash_on):
+    import shutil
+    from pathlib import Path
+
+    X, y = cancer40()
+    reference = BARClassifier(CountingThenLost(), **OLD_KW).fit(X, y)
+    path = tmp_path / "old.bar"
+    shutil.copy(Path(__file__).parent / "fixtures" / "checkpoints" / f"crash_on_{crash_on}.bar", path)
+    model = CountingThenLost()
+    resumed = BARClassifier(model, checkpoint=str(path), **OLD_KW).fit(X, y)
+    np.testing.assert_array_equal(resumed.theta_, reference.theta_)
+    lost = 60 if crash_on == 5 else 40       # the step or the readout pass in flight, counted as spent
+    assert resumed.ledger_.by_purpose[BARClassifier.CRASH_PURPOSE] == lost
+    assert resumed.queries_ == reference.queries_ + lost
+    np.testing.assert_array_equal(resumed.readout_.coef, reference.readout_.coef)

@@ -121,3 +121,70 @@ def test_image_layouts():
 def test_bad_labels(y, match):
     with pytest.raises(InvalidInputError, match=match):
         check_labels(np.asarray(y), 3)
+
+
+# --------------------------------------------------------------------------- one scan per batch on the hot path
+def _counting_scans(monkeypatch):
+    """Count the adapters' whole-batch scans (``check_images`` as ``check_batch`` calls it)."""
+    from bar_sdk.adapters import _checks
+
+    calls = []
+
+    def counted(x, *a, **kw):
+        calls.append(np.shape(x))
+        return check_images(x, *a, **kw)
+
+    monkeypatch.setattr(_checks, "check_images", counted)
+    return calls
+
+
+def test_an_adapter_does_not_rescan_the_batch_a_metered_model_just_scanned(monkeypatch):
+    from bar_sdk.adapters import CallableModel
+
+    scans = _counting_scans(monkeypatch)
+    model = CallableModel(lambda x: np.full((len(x), 3), 1 / 3), 3, (1, 4, 4))
+    x = np.random.default_rng(0).random((5, 1, 4, 4)).astype(np.float32)
+    metered = MeteredModel(model, QueryLedger(100), batch_size=2)
+    assert metered.predict_proba(x).shape == (5, 3) and scans == []      # three parts, none scanned again
+    model.predict_proba(x)                                                # a direct call is checked in full
+    assert scans == [(5, 1, 4, 4)]
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(InvalidInputError, match="1 NaN or infinite values"):
+        model.predict_proba(bad)
+    with pytest.raises(InvalidInputError, match="1 NaN or infinite values"):
+        metered.predict_proba(bad)
+    assert metered.ledger.queries == 5
+
+
+def test_a_batch_outside_zero_one_still_meets_the_adapters_range_check(monkeypatch):
+    from bar_sdk.adapters import CallableModel
+
+    scans = _counting_scans(monkeypatch)
+    model = CallableModel(lambda x: np.full((len(x), 3), 1 / 3), 3, (1, 4, 4))
+    metered = MeteredModel(model, QueryLedger(100))
+    with pytest.raises(InvalidInputError, match=r"values in \[0, 1.5\]; expected floats in \[0, 1\]"):
+        metered.predict_proba(np.full((2, 1, 4, 4), 1.5, np.float32) * np.array([0, 1], np.float32)[:, None, None, None])
+    assert len(scans) == 1
+
+
+def test_a_bar_fit_scans_each_batch_once_and_its_data_once(monkeypatch):
+    from _models import fresh_linear
+
+    from bar_sdk import BARClassifier, layout, ledger
+    from bar_sdk.adapters import CallableModel
+
+    adapter_scans = _counting_scans(monkeypatch)
+    ledger_scans, data_checks = [], []
+    real_refuse, real_images = ledger.refuse_non_finite, layout.check_images
+    monkeypatch.setattr(ledger, "refuse_non_finite", lambda x, *a: ledger_scans.append(len(x)) or real_refuse(x, *a))
+    monkeypatch.setattr(layout, "check_images", lambda x, *a, **kw: data_checks.append(1) or real_images(x, *a, **kw))
+    inner = fresh_linear()
+    model = CallableModel(inner.predict_proba, 10, (1, 16, 16))
+    X = np.random.default_rng(1).random((30, 8, 8)).astype(np.float32)
+    clf = BARClassifier(model, max_queries=600, batch_size=10, n_directions=2, random_state=0).fit(X, np.arange(30) % 2)
+    assert data_checks == [1]                          # X checked once in fit (TargetLayout not again)
+    assert adapter_scans == []                         # the adapter trusts the batch the ledger scanned
+    assert sum(ledger_scans) == clf.queries_ == inner.seen and len(ledger_scans) == inner.calls
+    clf.predict(X[:4])
+    assert data_checks == [1, 1]                       # a public call checks its input

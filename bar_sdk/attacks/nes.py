@@ -17,6 +17,7 @@ from bar_sdk.attacks.geometry import project
 from bar_sdk.attacks.losses import LOSSES, objective
 from bar_sdk.attacks.zo_parts import build_estimator, build_optimizer, check_zo_params
 from bar_sdk.contract import check_choice
+from bar_sdk.zo import zo_ask, zo_tell
 
 __all__ = ["NESAttack"]
 
@@ -103,14 +104,13 @@ class NESAttack(Attack):
             if cost > s.remaining:      # stop before drawing probes it could not send (n_directions=10**9 ...)
                 s.exhausted = True
                 return
-            points = est.ask(opt.lookahead(theta), s.rng)
+            points = zo_ask(theta, est, opt, s.rng)  # the shared step, split: the probes leave by yield
             probes = np.clip(x0 + points.reshape((-1,) + shape), 0.0, 1.0).astype(np.float32)
             if extra_center:
                 probes = np.concatenate([threat.candidate(x0 + theta.reshape(shape), x0)[None], probes])
             scores = yield probes
             losses = objective(self.loss, scores, s.label, s.target)
-            grad = est.tell(losses[1:] if extra_center else losses)
-            theta = opt.step(theta, grad, s.queries / budget)
+            theta, _ = zo_tell(theta, losses[1:] if extra_center else losses, est, opt, s.queries / budget)
             x = project(x0 + theta.reshape(shape), x0, self.norm, float(self.eps))
             theta = (x - x0).reshape(-1).astype(np.float64)
             s.current = x

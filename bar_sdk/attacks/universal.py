@@ -1,8 +1,10 @@
 """A black-box universal adversarial perturbation, trained like a reprogramming program.
 
 One perturbation ``delta`` fools the model on many images at once. It is
-trained with the core's zeroth-order machinery (:func:`bar_sdk.zo.zo_step`
-with an estimator and an optimizer of :mod:`bar_sdk.zo`): each step
+trained with the core's zeroth-order machinery: the training loop of
+:mod:`bar_sdk.zo.loop` (budget checks before each step, stop reasons)
+around :func:`bar_sdk.zo.zo_step` with an estimator and an optimizer of
+:mod:`bar_sdk.zo`, as BARClassifier is. Each step
 evaluates the estimator's probe perturbations on a minibatch of images in
 one model call, exactly as BAR evaluates candidate programs.
 """
@@ -25,6 +27,7 @@ from bar_sdk.contract import check_choice, check_float, check_int
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.zo import zo_step
+from bar_sdk.zo.loop import StepResult, TrainLoop
 
 __all__ = ["UniversalPerturbation"]
 
@@ -192,15 +195,15 @@ class UniversalPerturbation(Attack):
             cap = min(cap, int(self.max_total_queries) - reserve)
         metered = MeteredModel(self.model, QueryLedger(cap), self.batch_size)
         loss_fn, kappa = LOSSES[self.loss], float(self.confidence)
-        theta = np.zeros(up.size)
-        history = []
         steps = int(metered.ledger.remaining // per_step)
-        for step in range(steps):
+        state = _State(np.zeros(up.size))
+
+        def step(state):
             idx = rng.choice(len(x), size=b, replace=False)
             xb, yb = x[idx], y[idx]
             tb = None if target is None else target[idx]
 
-            def objective(points, xb=xb, yb=yb, tb=tb):
+            def objective(points):
                 deltas = up(points)                                   # (m, C, H, W)
                 images = np.clip(xb[None] + deltas[:, None], 0.0, 1.0).astype(np.float32)
                 scores = metered.predict_proba(images.reshape((-1,) + shape), purpose="train")
@@ -209,17 +212,19 @@ class UniversalPerturbation(Attack):
                                  kappa)[0]
                 return losses.reshape(m, b).mean(axis=1)
 
-            new, _, losses = zo_step(theta, objective, est, opt, rng, step / max(steps, 1))
+            new, _, losses = zo_step(state.theta, objective, est, opt, rng, state.step / max(steps, 1))
             new = self._constrain(new, up)
-            history.append(float(np.mean(losses)))
             if not np.all(np.isfinite(new)):   # never sent: training stops with the last finite perturbation
                 logger.warning("UniversalPerturbation: the perturbation became NaN or infinite at step %d; "
-                               "training stopped, the last finite one kept", step + 1)
-                break
-            theta = new
-        self.perturbation_ = up(theta).astype(np.float32)
+                               "training stopped, the last finite one kept", state.step + 1)
+                return StepResult(float(np.mean(losses)), stop="the perturbation became NaN or infinite")
+            state.theta = new
+            return StepResult(float(np.mean(losses)))
+
+        TrainLoop(step, metered.ledger, step_cost=per_step, max_steps=steps).run(state)
+        self.perturbation_ = up(state.theta).astype(np.float32)
         self.fit_queries_ = int(metered.ledger.queries)
-        self.history_ = history
+        self.history_ = state.history["loss"]
 
     def run(self, x: Any, y: Any, target: Any = None) -> AttackResult:
         """Apply ``perturbation_`` to every image (fitting it on ``x`` first when not fitted)."""
@@ -240,3 +245,11 @@ class UniversalPerturbation(Attack):
 
     def _attack_sample(self, s, ctx):
         yield ctx.threat.candidate(s.x0 + self.perturbation_, s.x0)[None]
+
+
+class _State:
+    """The universal perturbation's training state for :class:`~bar_sdk.zo.loop.TrainLoop`."""
+
+    def __init__(self, theta):
+        self.theta, self.step, self.done = theta, 0, False
+        self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}

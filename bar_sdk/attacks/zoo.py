@@ -185,7 +185,8 @@ class ZOOAttack(Attack):
                 loss = dist2 + const * f
                 found |= bool(f[0] <= 0.0)
                 grad = (loss[1:k + 1] - loss[k + 1:]) / (2 * self.h)
-                # coordinate-wise Adam, each coordinate with its own time step (official ZOO-ADAM)
+                # coordinate-wise Adam, each coordinate with its own time step (official ZOO-ADAM); not the shared
+                # zo Adam/zo_step, which update every coordinate under one time step from a full-vector estimate
                 m[coords] = self.beta1 * m[coords] + (1 - self.beta1) * grad
                 v[coords] = self.beta2 * v[coords] + (1 - self.beta2) * grad * grad
                 t = epoch[coords]

@@ -18,12 +18,26 @@ def zo_step(theta: np.ndarray, objective: Callable[[np.ndarray], np.ndarray],
 
     ``objective`` maps a ``(m, d)`` stack of parameter vectors to ``m``
     losses (in one batched model call, typically). Returns
-    ``(new_theta, gradient, losses)``.
+    ``(new_theta, gradient, losses)``. The same step split in two, for a
+    caller that sends the points elsewhere and gets the losses back later
+    (an attack's generator): :func:`zo_ask`, then :func:`zo_tell`.
     """
-    points = estimator.ask(optimizer.lookahead(theta), rng)
-    losses = np.asarray(objective(points), dtype=np.float64)
+    losses = np.asarray(objective(zo_ask(theta, estimator, optimizer, rng)), dtype=np.float64)
+    new, grad = zo_tell(theta, losses, estimator, optimizer, progress)
+    return new, grad, losses
+
+
+def zo_ask(theta: np.ndarray, estimator: GradientEstimator, optimizer: Optimizer,
+           rng: np.random.Generator) -> np.ndarray:
+    """The ``(m, d)`` points whose losses the step needs (around the optimizer's look-ahead point)."""
+    return estimator.ask(optimizer.lookahead(theta), rng)
+
+
+def zo_tell(theta: np.ndarray, losses: np.ndarray, estimator: GradientEstimator, optimizer: Optimizer,
+            progress: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(new_theta, gradient)`` from the losses of :func:`zo_ask`'s points."""
     grad = estimator.tell(losses)
-    return optimizer.step(theta, grad, progress), grad, losses
+    return optimizer.step(theta, grad, progress), grad
 
 
 def validate_instances(*specs: Any) -> None:

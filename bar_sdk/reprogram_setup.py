@@ -1,0 +1,184 @@
+"""Before any query: a BARClassifier's settings checked and the parts of its fit built from them.
+
+:func:`check_settings` refuses a parameter that cannot work, naming it;
+:func:`plan_fit` builds the estimator and the optimizer (copies: fit never
+changes an instance given as a parameter) and prices one step, the
+label-mapping pass and the readout pass, refusing a ``max_queries`` that
+cannot pay for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+from bar_sdk import losses as L
+from bar_sdk.contract import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_model,
+    has_gradients,
+)
+from bar_sdk.errors import InvalidInputError
+from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.reprogram_steps import check_quantization
+from bar_sdk.zo import (
+    ESTIMATORS,
+    OPTIMIZERS,
+    make_estimator,
+    make_optimizer,
+    validate_instances,
+)
+from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
+from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
+
+__all__ = ["check_settings", "initial_theta", "check_surrogate", "plan_fit", "FitPlan", "DEFAULT_EPOCHS",
+           "PARAM_SCALE_MAX"]
+
+#: epochs trained when neither max_queries nor max_epochs is given
+DEFAULT_EPOCHS = 20
+
+#: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
+#: saturates within a few units, and parameters past float32's range would turn the images to NaN
+PARAM_SCALE_MAX = 100.0
+
+
+def check_settings(clf) -> None:
+    """Refuse, naming the parameter, any BARClassifier setting that cannot work (before any query)."""
+    check_int(clf.max_queries, "max_queries", low=1, allow_none=True)
+    check_int(clf.max_epochs, "max_epochs", low=1, allow_none=True)
+    check_int(clf.batch_size, "batch_size", low=1)
+    check_choice(clf.program, "program", ("pad", "full"))
+    check_choice(clf.parameterization, "parameterization", ("grid", "full", "lowrank"))
+    check_int(clf.grid_size, "grid_size", low=1)
+    check_int(clf.rank, "rank", low=1)
+    check_float(clf.program_strength, "program_strength", low=0.0, high=1.0, low_open=True)
+    check_choice(clf.mapping, "mapping", ("frequency", "iterative", "random", "logistic"))
+    check_int(clf.labels_per_class, "labels_per_class", low=1, allow_none=True)
+    check_choice(clf.readout, "readout", ("mapping", "logistic"))
+    check_choice(clf.loss, "loss", tuple(L.LOSSES))
+    check_float(clf.gamma, "gamma", low=0.0)
+    if not isinstance(clf.estimator, GradientEstimator):
+        check_choice(clf.estimator, "estimator", tuple(ESTIMATORS) + ("exact",))
+    if clf.estimator == "exact" and clf.surrogate is not None:
+        raise InvalidInputError("estimator='exact' with a surrogate; expected one or the other")
+    if not isinstance(clf.optimizer, Optimizer):
+        check_choice(clf.optimizer, "optimizer", tuple(OPTIMIZERS))
+    validate_instances(clf.estimator, clf.optimizer)  # an instance's settings, as they are now
+    check_int(clf.n_directions, "n_directions", low=1)
+    check_float(clf.smoothing, "smoothing", low=0.0, low_open=True)
+    check_float(clf.learning_rate, "learning_rate", low=0.0, low_open=True)
+    for name in ("smoothing", "learning_rate", "init_scale"):
+        if isinstance(getattr(clf, name), numbers.Real) and getattr(clf, name) > PARAM_SCALE_MAX:
+            raise InvalidInputError(
+                f"{name}={getattr(clf, name)!r}; expected a number <= {PARAM_SCALE_MAX:g}: the program passes "
+                "through tanh, which saturates within a few units, and parameters past float32's range "
+                "would make the images NaN")
+    check_float(clf.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
+    if isinstance(clf.optimizer, Optimizer):
+        if clf.weight_decay != 0.0:  # never silently ignored
+            raise InvalidInputError(f"weight_decay={clf.weight_decay!r} with an optimizer instance; expected "
+                                    "0.0 here and the decay on the instance (its weight_decay)")
+    else:
+        check_weight_decay(clf.weight_decay, clf.learning_rate)
+    check_float(clf.init_scale, "init_scale", low=0.0)
+    if clf.random_state is not None:
+        check_int(clf.random_state, "random_state", low=0)
+    if clf.checkpoint is not None and not isinstance(clf.checkpoint, (str, os.PathLike)):
+        raise InvalidInputError(f"checkpoint={clf.checkpoint!r}; expected a file path or None")
+    check_float(clf.prior_weight, "prior_weight", low=0.0, high=1.0)
+    check_bool(clf.verbose, "verbose")
+
+
+def initial_theta(clf, program, rng) -> np.ndarray:
+    """The starting parameters: drawn from ``rng``, or the warm start ``clf.initial_program`` (checked)."""
+    theta = program.param.init(rng, clf.init_scale)  # drawn even when replaced: same stream either way
+    if clf.initial_program is None:
+        return theta
+    start = getattr(clf.initial_program, "theta_", clf.initial_program)
+    try:
+        start = np.asarray(start, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"initial_program={type(clf.initial_program).__name__}; expected a parameter vector "
+            f"({program.n_params},) or a fitted BARClassifier") from None
+    if start.shape != (program.n_params,) or not np.all(np.isfinite(start)):
+        raise InvalidInputError(
+            f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
+            "from a program with the same input shape, program and parameterization"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.all(np.isfinite(program.frame(start[None])))
+    if not finite:
+        raise InvalidInputError(
+            f"initial_program has parameters up to {np.abs(start).max():.3g}, which make the program NaN or "
+            "infinite (float32 overflow); expected parameters of a trained program (a few units at most)")
+    return start.copy()
+
+
+def check_surrogate(surrogate, input_shape):
+    """``surrogate`` behind its own (uncapped) ledger, checked to match the model; None without one."""
+    if surrogate is None:
+        return None
+    _, shape = check_model(surrogate, "surrogate")
+    if shape != tuple(input_shape) or not has_gradients(surrogate):
+        raise InvalidInputError(
+            f"surrogate has input_shape={shape} and gradients={has_gradients(surrogate)}; expected "
+            f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. bar_sdk.adapters.TorchModel)"
+        )
+    return MeteredModel(surrogate, QueryLedger())
+
+
+
+class FitPlan:
+    """The parts and prices of one fit: estimator (None for ``"exact"``), optimizer, surrogate (metered or
+    None), batch, evaluations per image, and the queries of a step, the mapping pass and the readout pass."""
+
+    def __init__(self, **parts: Any):
+        self.__dict__.update(parts)
+
+
+def plan_fit(clf, program, n: int, input_shape) -> FitPlan:
+    """Build and price ``clf``'s fit of ``n`` samples with ``program``; refuse a ``max_queries`` below one step."""
+    exact = clf.estimator == "exact"
+    surrogate = check_surrogate(clf.surrogate, input_shape)
+    if surrogate is not None and isinstance(clf.estimator, str) and not exact:
+        estimator = GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight)
+    else:
+        # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
+        estimator = None if exact else copy.deepcopy(make_estimator(clf.estimator, clf.n_directions, clf.smoothing))
+    if surrogate is not None and not hasattr(estimator, "set_prior"):
+        raise InvalidInputError(f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
+                                "or an estimator with set_prior (GuidedEstimator)")
+    optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
+    batch = min(clf.batch_size, n)
+    evaluations = 1 if exact else estimator.evaluations(program.n_params)
+    step_cost = batch * evaluations
+    mapping_cost = 0 if clf.mapping == "random" else n
+    readout_cost = n if clf.readout == "logistic" else 0
+    if clf.max_queries is not None and clf.max_queries < mapping_cost + step_cost + readout_cost:
+        raise InvalidInputError(
+            f"max_queries={clf.max_queries} is too small for one step: the label-mapping pass costs "
+            f"{mapping_cost}, one step {step_cost} (batch_size={batch} x {evaluations} "
+            f"evaluations) and the readout pass {readout_cost} (readout={clf.readout!r}); expected "
+            f"max_queries >= {mapping_cost + step_cost + readout_cost}"
+        )
+    if exact and not has_gradients(clf.model):
+        raise InvalidInputError(
+            f"estimator='exact' needs a model with gradients; model={type(clf.model).__name__} has no "
+            "log_proba_gradient (use a zeroth-order estimator for black boxes)"
+        )
+    if not exact:
+        check_quantization(clf.model, program, estimator, np.random.default_rng(clf.random_state), clf.init_scale,
+                           clf.smoothing)
+    epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
+    return FitPlan(exact=exact, surrogate=surrogate, estimator=estimator, optimizer=optimizer, batch=batch,
+                   evaluations=evaluations, step_cost=step_cost, mapping_cost=mapping_cost,
+                   readout_cost=readout_cost, epochs=epochs,
+                   total_steps=None if epochs is None else epochs * -(-n // batch))
