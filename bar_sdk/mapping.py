@@ -86,11 +86,11 @@ def _check_scores(scores, y, n_target):
     return scores, y
 
 
-def _fit_linear(features, y, n_target, C):
+def _fit_linear(features, y, n_target, C, tol=1e-4):
     """Class-weighted L2 logistic regression: ``(coef (n_source, k), intercept (k,))``."""
     from sklearn.linear_model import LogisticRegression
 
-    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000).fit(features, y)
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, tol=tol).fit(features, y)
     coef, intercept = lr.coef_.T, lr.intercept_
     if n_target == 2:  # scikit-learn keeps one column for two classes: the logit of class 1
         coef = np.concatenate([np.zeros_like(coef), coef], axis=1)
@@ -122,10 +122,16 @@ def check_readout_folds(y: np.ndarray, n_target: int, folds: np.ndarray | None =
                 "every fold: give more samples of it, or use a mapping other than 'logistic'")
 
 
+#: the solver tolerance of the fold fits (choosing C, training through them): ten times scikit-learn's default,
+#: which halves their time on 1,000 scores while moving the chosen C and the loss far less than the folds do
+FOLD_TOL = 1e-3
+
+
 def _fold_fits(features, y, n_target, folds, C):
     """One linear fit per fold, each on the rows outside it."""
     check_readout_folds(y, n_target, folds)
-    return [_fit_linear(features[folds != j], y[folds != j], n_target, C) for j in range(int(folds.max()) + 1)]
+    return [_fit_linear(features[folds != j], y[folds != j], n_target, C, FOLD_TOL)
+            for j in range(int(folds.max()) + 1)]
 
 
 def choose_readout_C(scores: np.ndarray, y: np.ndarray, n_target: int, folds: np.ndarray | None = None,

@@ -336,8 +336,8 @@ def readout_pass(metered, program, state: TrainState, embedded, y, k, save, chec
         state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
         if checkpoint is not None:
             save()
-    # the C chosen by cross-validation when the program was trained through readouts, else C=1
-    C = state.train_readout.C if state.train_readout is not None else 1.0
+    # C chosen by cross-validation on these scores (CPU only), or the one chosen when training through readouts
+    C = state.train_readout.C if state.train_readout is not None else "auto"
     state.readout = LogisticReadout.fit(state.readout_scores, y, k, C=C)
     state.readout_scores = state.readout_scores[:0]
     return True

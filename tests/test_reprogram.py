@@ -16,7 +16,7 @@ from _models import digits16, fresh_linear
 from bar_sdk.adapters import LabelOnly, TopK
 from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
                      QueryBudgetExceeded)
-from bar_sdk.mapping import LogisticReadout
+from bar_sdk.mapping import LogisticReadout, choose_readout_C
 from bar_sdk.transfer import program_scores
 
 
@@ -293,7 +293,10 @@ def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mappi
     assert learned.readout_.coef.shape == (10, 2)
     # fitted on the training data's scores under the *trained* program
     trained_scores, _ = program_scores(learned, fresh_linear(), Xa)
-    np.testing.assert_allclose(learned.readout_.coef, LogisticReadout.fit(trained_scores, ya, 2).coef)
+    # with C chosen by cross-validation on those scores (no queries)
+    assert learned.readout_.C == choose_readout_C(trained_scores, ya, 2)
+    np.testing.assert_allclose(learned.readout_.coef,
+                               LogisticReadout.fit(trained_scores, ya, 2, C=learned.readout_.C).coef)
     np.testing.assert_allclose(learned.predict_proba(Xb).sum(1), 1.0)
     assert learned.score(Xb, yb) > mapped.score(Xb, yb) + 0.05
 
