@@ -36,14 +36,27 @@ from bar_sdk.reprogram import BARClassifier
 from lite0 import lite0
 from reprogram_medmnist import PAPER, grey_frame_readout, run_scratch
 
-RESULTS = common.RESULTS_DIR / "reprogram_imagenet.json"
-PARTS = ("grey", "default", "mapping_readout", "topk", "paper", "white_box", "probe", "scratch")
-METHODS = {"grey": "grey frame + logistic readout (no program)", "default": "BAR, SDK default",
+NAME = "reprogram_imagenet"
+RESULTS = common.RESULTS_DIR / f"{NAME}.json"
+PARTS = ("grey", "grey_auto", "grey_topk", "default", "logistic", "mapping_readout", "topk", "topk_logistic",
+         "paper", "white_box", "white_box_logistic", "probe", "finetune", "scratch", "lite1", "lite2")
+METHODS = {"grey": "grey frame + logistic readout (no program)",
+           "grey_auto": "grey frame + logistic readout, C by cross-validation (no program)",
+           "grey_topk": "grey frame + logistic readout, top-10 answers (no program)",
+           "default": "BAR, SDK default",
+           "logistic": "BAR, trained through cross-fitted readouts (mapping=\"logistic\")",
+           "topk_logistic": "BAR, mapping=\"logistic\", top-10 answers",
+           "white_box_logistic": "white-box reprogramming, mapping=\"logistic\"",
+           "finetune": "fine-tuning Lite0's last block and head (white box)",
+           "lite1": "BAR, SDK default, EfficientNet-Lite1 as the black box",
+           "lite2": "BAR, SDK default, EfficientNet-Lite2 as the black box",
            "mapping_readout": "BAR, SDK default read through the label mapping (the default before)",
            "topk": "BAR, SDK default, top-10 answers", "paper": "BAR, paper settings",
            "white_box": "white-box reprogramming (default program)", "probe": "linear probe (Lite0 features)",
            "scratch": "SmallCNN from scratch"}
-SEEDED = {"default", "mapping_readout", "topk", "paper", "white_box", "scratch"}
+SEEDED = {"default", "logistic", "mapping_readout", "topk", "topk_logistic", "paper", "white_box",
+          "white_box_logistic", "finetune", "scratch", "lite1", "lite2"}
+THREADS = 2
 
 
 def tasks(names):
@@ -55,6 +68,10 @@ def tasks(names):
         seen = {x.tobytes() for x in Xtr}
         keep = np.array([x.tobytes() not in seen for x in Xte])  # test images that also occur in train dropped
         out["brain_tumor_mri"] = ((Xtr, ytr.astype(np.int64)), (Xte[keep], yte[keep].astype(np.int64)))
+    if "brain_tumor_mri_10pct" in names:  # a few hundred labelled scans, as PneumoniaMNIST's 10% subset
+        (Xtr, ytr), test = tasks(["brain_tumor_mri"])["brain_tumor_mri"]
+        sub = common.stratified_subset(ytr, 0.1, seed=0)
+        out["brain_tumor_mri_10pct"] = ((Xtr[sub], ytr[sub]), test)
     return out
 
 
@@ -82,23 +99,63 @@ def bar(task, part, model, train, test, budget, seed, **params):
             **metrics(test[1], clf.predict_proba(test[0]))}
 
 
+def black_box(size, name="efficientnet-lite0"):
+    if name == "efficientnet-lite0":
+        return lite0(size, threads=THREADS)
+    from bar_sdk.adapters.zoo import imagenet_model
+    return imagenet_model(name, backend="onnx", image_size=size, threads=THREADS, batch_size=64)
+
+
+def grey_auto(model, Xtr, ytr):
+    """The grey frame's readout with C chosen by cross-validation, as ``mapping="logistic"`` chooses it."""
+    from bar_sdk.ledger import MeteredModel, QueryLedger
+    from bar_sdk.mapping import LogisticReadout
+    layout, program = build(model, Xtr)
+    grey = np.zeros((1, program.n_params))
+
+    def frames(X):
+        return program.apply(grey, program.embed(layout.transform(X)))
+    metered = MeteredModel(model, QueryLedger())
+    readout = LogisticReadout.fit(metered.predict_proba(frames(Xtr), purpose="readout"), ytr, int(ytr.max()) + 1,
+                                  C="auto")
+    return (lambda X: readout.proba(model.predict_proba(frames(X)))), metered.ledger.queries
+
+
+def build(model, X):
+    return BARClassifier(model)._layout_and_program(X, model.input_shape)
+
+
 def run_part(part, task, train, test, budgets, paper_budget, seed, size):
-    if part == "grey":
+    if part in ("grey", "grey_auto", "grey_topk"):
         started = time.perf_counter()
-        proba, queries = grey_frame_readout(lite0(size), *train, {})
+        model = TopK(lite0(size, threads=THREADS), 10) if part == "grey_topk" else lite0(size, threads=THREADS)
+        proba, queries = (grey_auto if part == "grey_auto" else
+                          lambda m, X, y: grey_frame_readout(m, X, y, {}))(model, *train)
         return [{"task": task, "part": part, "method": METHODS[part], "budget": queries, "seed": None,
                  "fit_queries": queries, "fit_seconds": time.perf_counter() - started, **metrics(test[1],
                                                                                                proba(test[0]))}]
+    lite = lite0(size, threads=THREADS)
     if part == "default":
-        return [bar(task, part, lite0(size), train, test, b, seed) for b in budgets]
+        return [bar(task, part, lite, train, test, b, seed) for b in budgets]
+    if part == "logistic":
+        return [bar(task, part, lite, train, test, b, seed, mapping="logistic") for b in budgets]
     if part == "mapping_readout":
-        return [bar(task, part, lite0(size), train, test, min(budgets), seed, readout="mapping")]
+        return [bar(task, part, lite, train, test, min(budgets), seed, readout="mapping")]
     if part == "topk":
-        return [bar(task, part, TopK(lite0(size), 10), train, test, min(budgets), seed)]
+        return [bar(task, part, TopK(lite, 10), train, test, min(budgets), seed)]
+    if part == "topk_logistic":
+        return [bar(task, part, TopK(lite, 10), train, test, min(budgets), seed, mapping="logistic")]
     if part == "paper":
-        return [bar(task, part, lite0(size), train, test, paper_budget, seed, **PAPER)]
+        return [bar(task, part, lite, train, test, paper_budget, seed, **PAPER)]
     if part == "white_box":
         return [bar(task, part, torch_lite0(size), train, test, min(budgets), seed, estimator="exact")]
+    if part == "white_box_logistic":
+        return [bar(task, part, torch_lite0(size), train, test, min(budgets), seed, estimator="exact",
+                    mapping="logistic")]
+    if part in ("lite1", "lite2"):
+        return [bar(task, part, black_box(size, f"efficientnet-{part}"), train, test, min(budgets), seed)]
+    if part == "finetune":
+        return [finetune(task, train, test, size, seed)]
     if part == "probe":
         return [probe(task, train, test, size)]
     if part == "scratch":
@@ -133,6 +190,55 @@ def probe(task, train, test, size):
             **metrics(test[1], clf.predict_proba(feats(test[0])))}
 
 
+def finetune(task, train, test, size, seed, epochs=30, lr=1e-3):
+    """Lite0's last block, head convolution and a new linear head trained on the target (the rest frozen).
+
+    The frozen part's outputs are computed once (eval mode, no augmentation), then the trainable part
+    is trained with Adam on class-weighted cross-entropy, batch 32, ``epochs`` epochs. White box: it
+    needs the weights, and no queries are counted.
+    """
+    from bar_sdk.adapters.zoo import imagenet_module
+    from bar_sdk.program import resize_images
+    torch.manual_seed(seed)
+    net = imagenet_module("efficientnet-lite0", size).eval()
+    k = int(train[1].max()) + 1
+
+    def frozen(X):
+        x = resize_images(common.as_float(X)[:, None], (size, size)).repeat(3, axis=1)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(x), 32):
+                h = torch.from_numpy((x[i:i + 32] * 255 - 127) / 128)
+                h = net._swish(net._bn0(net._conv_stem(h)))
+                for block in net._blocks[:-1]:
+                    h = block(h)
+                out.append(h.clone())
+        return torch.cat(out)
+    started = time.perf_counter()
+    htr, hte = frozen(train[0]), frozen(test[0])
+    last, conv_head, bn1 = net._blocks[-1], net._conv_head, net._bn1
+    act = net._swish
+    head = torch.nn.Linear(net._fc.in_features, k)
+    parts = torch.nn.ModuleList([last, conv_head, bn1, head]).train()
+    opt = torch.optim.Adam(parts.parameters(), lr=lr)
+    ytr = torch.from_numpy(train[1].astype(np.int64))
+    weight = torch.tensor(len(ytr) / (k * np.bincount(train[1], minlength=k)), dtype=torch.float32)
+
+    def forward(h):
+        return head(act(bn1(conv_head(last(h)))).mean((2, 3)))
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(ytr), generator=gen).split(32):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(forward(htr[idx]), ytr[idx], weight=weight).backward()
+            opt.step()
+    parts.eval()
+    with torch.inference_mode():
+        proba = torch.softmax(torch.cat([forward(hte[i:i + 64]) for i in range(0, len(hte), 64)]), 1).numpy()
+    return {"task": task, "part": "finetune", "method": METHODS["finetune"], "budget": None, "seed": seed,
+            "fit_queries": None, "fit_seconds": time.perf_counter() - started, **metrics(test[1], proba)}
+
+
 def report(payload):
     groups = {}
     for r in payload["rows"]:
@@ -153,13 +259,12 @@ def report(payload):
     missing = [f"{p} ({METHODS[p]})" for p in PARTS if not any(r["part"] == p for r in payload["rows"])]
     md = ["# An ImageNet model (EfficientNet-Lite0) reprogrammed for medical tasks\n",
           f"Generated by `benchmarks/reprogram_imagenet.py`. Black box: Lite0 through ONNX Runtime, "
-          f"{payload.get('size', 224)} px, two threads. Test splits; mean (SD over seeds). Machine shared with "
+          f"{payload.get('size', 224)} px, {payload.get('threads', 2)} thread(s). Test splits; mean (SD over seeds). Machine shared with "
           "other jobs, so wall seconds are upper bounds.\n",
           common.md_table(rows, [("task", "task"), ("method", "method"), ("budget", "budget"), ("seeds", "seeds"),
                                  ("accuracy", "acc"), ("balanced_accuracy", "bal. acc"), ("auc", "AUC"),
                                  ("fit_queries", "queries"), ("fit_seconds", "wall s")]),
-          "Parts not run yet: " + ("; ".join(missing) if missing else "none") + ". Not implemented yet: "
-          "fine-tuning Lite0's last block and head; Lite1 and Lite2 as black boxes.\n"]
+          "Parts not run yet: " + ("; ".join(missing) if missing else "none") + ".\n"]
     return "\n".join(md)
 
 
@@ -171,10 +276,15 @@ def main():
     ap.add_argument("--paper-budget", type=int, default=200_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
+    global THREADS, RESULTS, NAME
+    THREADS = args.threads
+    NAME = "reprogram_imagenet" if args.size == 224 else f"reprogram_imagenet_{args.size}"
+    RESULTS = common.RESULTS_DIR / f"{NAME}.json"
     payload = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
-    payload.update(machine=common.machine(), size=args.size, paper_settings=PAPER)
+    payload.update(machine=common.machine(), size=args.size, threads=args.threads, paper_settings=PAPER)
     if not args.report:
         for task, (train, test) in tasks(args.tasks).items():
             for part in args.parts:
@@ -183,7 +293,7 @@ def main():
                     for r in new:
                         print(json.dumps(r), flush=True)
                     payload = merge(payload, new)
-    common.write_results("reprogram_imagenet", payload, report(payload))
+    common.write_results(NAME, payload, report(payload))
 
 
 def merge(payload, new):
@@ -192,7 +302,7 @@ def merge(payload, new):
         payload["rows"] = json.loads(RESULTS.read_text())["rows"]
     done = {(r["task"], r["part"], r["budget"], r["seed"]) for r in new}
     payload["rows"] = [r for r in payload["rows"] if (r["task"], r["part"], r["budget"], r["seed"]) not in done] + new
-    common.write_results("reprogram_imagenet", payload, report(payload))
+    common.write_results(NAME, payload, report(payload))
     return payload
 
 

@@ -29,29 +29,44 @@ from bar_sdk import losses as L
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reprogram import BARClassifier
 from lite0 import lite0
+from reprogram_imagenet import metrics
 
 RUNS = common.RESULTS_DIR / "sweep_imagenet_val_runs.jsonl"
+THREADS = 2
 
 
 def source(name, size):
     if name == "cnn":
         return common.source_model(common.DEFAULT_DATA_DIR, common.TRAINED_SOURCE_CONFIG)[0]
-    return lite0(size)
+    return lite0(size, threads=THREADS)
+
+
+def val_task(task):
+    """``(train, val)``; the brain MRI subset's val split is 400 other training images, never test images."""
+    if task != "brain_tumor_mri_10pct":
+        return common.medmnist_tasks(common.DEFAULT_DATA_DIR, "val")[task]
+    with np.load(common.DEFAULT_DATA_DIR / "brain_tumor_mri_64.npz") as f:
+        X, y = f["train_images"], f["train_labels"].ravel().astype(np.int64)
+    sub = common.stratified_subset(y, 0.1, seed=0)  # the same subset reprogram_imagenet.py trains on
+    seen = {x.tobytes() for x in X[sub]}
+    rest = [i for i in np.setdiff1d(np.arange(len(y)), sub) if X[i].tobytes() not in seen]
+    val = np.sort(np.random.default_rng(0).choice(rest, 400, replace=False))
+    return (X[sub], y[sub]), (X[val], y[val])
 
 
 def readouts(clf, Xva, yva):
     """Val metrics through the label mapping and, when fitted, through the logistic readout (one val pass)."""
     emb = clf.program_obj_.embed(clf.layout_.transform(Xva))
     scores = clf._scores(clf._metered, clf.program_obj_, clf.theta_, emb, "predict")
-    out = {"mapping": common.binary_metrics(yva, L.normalise(clf.mapping_.target_scores(scores)))}
+    out = {"mapping": metrics(yva, L.normalise(clf.mapping_.target_scores(scores)))}
     if clf.readout_ is not None:
-        out["logistic"] = common.binary_metrics(yva, clf.readout_.proba(scores))
+        out["logistic"] = metrics(yva, clf.readout_.proba(scores))
     return out
 
 
 def run(task, settings, budget, seed, src, size):
     model = source(src, size)
-    (Xtr, ytr), (Xva, yva) = common.medmnist_tasks(common.DEFAULT_DATA_DIR, "val")[task]
+    (Xtr, ytr), (Xva, yva) = val_task(task)
     started = time.perf_counter()
     clf = BARClassifier(model, max_queries=budget, random_state=seed, **settings).fit(Xtr, ytr)
     seconds = time.perf_counter() - started
@@ -66,7 +81,8 @@ def run(task, settings, budget, seed, src, size):
 def grey(task, src, size):
     """The untrained grey frame: frequency mappings with 1 and 10 labels per class, and the logistic readout."""
     model = source(src, size)
-    (Xtr, ytr), (Xva, yva) = common.medmnist_tasks(common.DEFAULT_DATA_DIR, "val")[task]
+    (Xtr, ytr), (Xva, yva) = val_task(task)
+    k = int(ytr.max()) + 1
     from bar_sdk.mapping import frequency_mapping, source_frequencies
     clf = BARClassifier(model)
     layout, program = clf._layout_and_program(Xtr, model.input_shape)
@@ -75,9 +91,10 @@ def grey(task, src, size):
     s_va = model.predict_proba(program.apply(theta, program.embed(layout.transform(Xva))))
     out = {}
     for m in (1, 10):
-        mp = frequency_mapping(source_frequencies(s_tr, ytr, 2), m)
-        out[f"frequency m={m}"] = common.binary_metrics(yva, L.normalise(mp.target_scores(s_va)))
-    out["logistic"] = common.binary_metrics(yva, LogisticReadout.fit(s_tr, ytr, 2).proba(s_va))
+        mp = frequency_mapping(source_frequencies(s_tr, ytr, k), m)
+        out[f"frequency m={m}"] = metrics(yva, L.normalise(mp.target_scores(s_va)))
+    out["logistic"] = metrics(yva, LogisticReadout.fit(s_tr, ytr, k).proba(s_va))
+    out["logistic C=auto"] = metrics(yva, LogisticReadout.fit(s_tr, ytr, k, C="auto").proba(s_va))
     return {"task": task, "source": src, "size": size, "settings": "grey frame", "budget": len(ytr), "seed": None,
             "queries": len(ytr), "val": out, "top_prob_mean": float(s_tr.max(1).mean())}
 
@@ -99,7 +116,7 @@ def report():
         groups.setdefault(key(r)[:5], []).append(r)
     rows = []
     for (task, src, size, settings, budget), rs in groups.items():
-        for readout in ("mapping", "logistic", "frequency m=1", "frequency m=10"):
+        for readout in ("mapping", "logistic", "logistic C=auto", "frequency m=1", "frequency m=10"):
             vals = [r["val"][readout] for r in rs if readout in r["val"]]
             if not vals:
                 continue
@@ -129,8 +146,11 @@ def main():
     ap.add_argument("--source", choices=("lite0", "cnn"), default="lite0")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--grey", action="store_true")
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     if not args.report:
         done = {key(r) for r in load_runs()}
         for task in args.tasks:
