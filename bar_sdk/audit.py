@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from bar_sdk._modules import make_callable
 from bar_sdk.attacks import (
     FGSM,
     PGD,
@@ -320,3 +321,6 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         files = write_report(report, x, out_dir, labels=getattr(model, "labels", None), n_examples=n_examples)
         report = dataclasses.replace(report, files=files)
     return report
+
+
+make_callable(__name__)   # bar_sdk.audit(model, x, y) runs audit(); `import bar_sdk.audit` gives this module

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bar_sdk._modules import make_callable
 from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
@@ -191,3 +192,6 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return "n/a" if not np.isfinite(v) else f"{v:.3f}"
     return str(v)
+
+
+make_callable(__name__)   # bar_sdk.transfer.compare(...) runs compare(); the name still gives this module

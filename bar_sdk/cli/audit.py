@@ -37,7 +37,7 @@ __all__ = ["add_parser", "run"]
 logger = logging.getLogger(__name__)
 
 #: where a source checkout finds the shared data (``../shared/data`` beside the repository)
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
