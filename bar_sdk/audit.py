@@ -33,8 +33,9 @@ from bar_sdk.attacks import (
     SquareAttack,
     ZOOAttack,
 )
-from bar_sdk.attacks.base import check_class_labels, is_label_only
-from bar_sdk.contract import check_bool, check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk.attacks.base import is_label_only
+from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
+                              check_model, has_gradients)
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.report import check_out_dir
 

@@ -32,6 +32,8 @@ __all__ = [
     "check_images",
     "check_scores",
     "encode_labels",
+    "check_labels",
+    "check_class_labels",
     "as_input_array",
     "NonNumericInputError",
     "has_gradients",
@@ -219,8 +221,13 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
-def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
-    """Validate integer class labels 0..k-1 (k >= 2); return ``(y, k)``."""
+def _integer_labels(y: Any, n: int, name: str, expected: str) -> np.ndarray:
+    """``y`` as int64 ``(n,)``: a column ``(n, 1)`` is raveled; floats must be whole (``1.0``, not ``0.5``).
+
+    The one rule for integer labels: whole-valued floats are accepted (labels
+    read from CSV or a float array are common), anything else not integer is
+    refused, naming ``expected``.
+    """
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -228,11 +235,15 @@ def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
         raise InvalidInputError(f"{name} has shape {np.asarray(y).shape}; expected ({n},) labels, one per sample")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise InvalidInputError(f"{name} has non-integer values; expected integer labels 0..k-1")
-        arr = arr.astype(np.int64)
+            raise InvalidInputError(f"{name} has non-integer values; expected integer labels {expected}")
     elif arr.dtype.kind not in "iu":
-        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected integer labels 0..k-1")
-    arr = arr.astype(np.int64)
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected integer labels {expected}")
+    return arr.astype(np.int64)
+
+
+def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
+    """Validate training labels 0..k-1 (k >= 2, every label present); return ``(y, k)``."""
+    arr = _integer_labels(y, n, name, "0..k-1")
     classes = np.unique(arr)
     if classes.size < 2:
         raise InvalidInputError(f"{name} holds a single class ({classes.tolist()}); expected at least two classes")
@@ -242,6 +253,17 @@ def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
             "(encode them with sklearn.preprocessing.LabelEncoder)"
         )
     return arr, int(classes.size)
+
+
+def check_class_labels(y: Any, n: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Validate labels of a model's classes: int64 ``(n,)`` in ``0..n_classes-1`` (a column ``(n, 1)`` is accepted)."""
+    arr = _integer_labels(y, n, name, f"0..{n_classes - 1}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise InvalidInputError(
+            f"{name} has labels in [{arr.min()}, {arr.max()}]; expected 0..{n_classes - 1} "
+            f"(model.n_classes={n_classes})"
+        )
+    return arr
 
 
 def encode_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bar_sdk.contract import check_images, check_int, check_model
+from bar_sdk.contract import check_class_labels, check_images, check_int, check_model
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.report import check_out_dir
@@ -308,7 +308,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     xf = check_images(x, "x")
     if xf.shape[1:] != shape:
         raise InvalidInputError(f"x has images shaped {xf.shape[1:]}; expected the models' input_shape={shape}")
-    y = _labels(y, len(xf), n_classes)
+    y = check_class_labels(y, len(xf), n_classes)
     max_target_queries = check_int(max_target_queries, "max_target_queries", low=1, allow_none=True)
     batch_size = check_int(batch_size, "batch_size", low=1, allow_none=True)
     n = len(xf)
@@ -427,17 +427,6 @@ def _bind(template: Any, model: Any, attack: str, source: str) -> Any:
             "expected an attack"
         )
     return bound
-
-
-def _labels(y: Any, n: int, n_classes: int) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.shape != (n,) or arr.dtype.kind not in "iu":
-        raise InvalidInputError(f"y has shape {np.asarray(y).shape} and dtype {arr.dtype}; expected ({n},) integers")
-    if arr.min() < 0 or arr.max() >= n_classes:
-        raise InvalidInputError(f"y has labels in [{arr.min()}, {arr.max()}]; expected 0..{n_classes - 1}")
-    return arr.astype(np.int64)
 
 
 def _index(names: tuple, name: str, kind: str) -> int:
