@@ -30,6 +30,7 @@ __all__ = [
     "GradientModel",
     "check_model",
     "check_images",
+    "check_input_shape",
     "check_scores",
     "encode_labels",
     "check_labels",
@@ -86,6 +87,29 @@ def is_label_only(model: Any) -> bool:
     return False
 
 
+def check_input_shape(value: Any, name: str = "input_shape", *,
+                      error: type[Exception] = InvalidInputError) -> tuple[int, int, int]:
+    """Return ``value`` as ``(C, H, W)``: integers, C in (1, 3), H, W >= 1; or raise ``error`` naming ``name``.
+
+    The one input-shape check: a model's ``input_shape`` (:func:`check_model`,
+    raising :class:`InvalidModelError`) and an adapter's ``input_shape``
+    argument go through it.
+    """
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)
+        or shape[0] not in (1, 3)
+        or min(shape[1:]) < 1
+    ):
+        raise error(f"{name}={value!r}; expected a tuple (C, H, W) of integers with C in (1, 3) and H, W >= 1")
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
 def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, int]]:
     """Check that ``model`` satisfies the contract; return ``(n_classes, input_shape)``."""
     if not callable(getattr(model, "predict_proba", None)):
@@ -96,15 +120,7 @@ def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, i
     n_classes = getattr(model, "n_classes", None)
     if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
         raise InvalidModelError(f"{name}.n_classes={n_classes!r}; expected an integer >= 2")
-    shape = getattr(model, "input_shape", None)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise InvalidModelError(f"{name}.input_shape={shape!r}; expected a tuple (C, H, W)") from None
-    if len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3):
-        raise InvalidModelError(
-            f"{name}.input_shape={shape!r}; expected (C, H, W) with C in (1, 3) and H, W >= 1"
-        )
+    shape = check_input_shape(getattr(model, "input_shape", None), f"{name}.input_shape", error=InvalidModelError)
     labels = getattr(model, "labels", None)
     if labels is not None and len(labels) != n_classes:
         raise InvalidModelError(f"{name}.labels has {len(labels)} names; expected n_classes={n_classes}")
