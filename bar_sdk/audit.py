@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import numbers
 import time
@@ -37,7 +36,8 @@ from bar_sdk.attacks.base import is_label_only
 from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
                               check_model, has_gradients)
 from bar_sdk.errors import InvalidInputError
-from bar_sdk.report import check_out_dir
+from bar_sdk.reporting.files import check_out_dir
+from bar_sdk.reporting.plots import check_plots
 
 __all__ = ["audit", "AuditReport", "ATTACKS"]
 
@@ -175,15 +175,6 @@ def _check_instances(specs: list, model: Any) -> None:
             )
 
 
-def _check_report_needs(out_dir: Any) -> None:
-    """The report's plots need matplotlib: refuse ``out_dir`` without it before any query (and any folder)."""
-    if out_dir is not None and importlib.util.find_spec("matplotlib") is None:
-        raise InvalidInputError(
-            f"out_dir={str(out_dir)!r} asks for a report whose plots need matplotlib, which is not installed; "
-            "expected `pip install 'bar-sdk[report]'`, or out_dir=None (the AuditReport is returned either way)"
-        )
-
-
 def _name(spec: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
@@ -274,7 +265,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
         for attack in plan[name]:
             attack.check(x, y)      # raises before any query is spent
-    _check_report_needs(out_dir)
+    check_plots(out_dir, without="out_dir=None (the AuditReport is returned either way)")
     if executor == "ray":
         from bar_sdk.distributed.audit import check_plan
 
@@ -317,7 +308,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
                      else None) for name, runs in plan.items()},
     )
     if out_dir is not None:
-        from bar_sdk.audit_report import write_report
+        from bar_sdk.reporting.audit import write_report
 
         files = write_report(report, x, out_dir, labels=getattr(model, "labels", None), n_examples=n_examples)
         report = dataclasses.replace(report, files=files)

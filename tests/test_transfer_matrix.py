@@ -231,3 +231,23 @@ def test_labels_follow_the_one_rule_whole_floats_accepted_others_refused_before_
         with pytest.raises(InvalidInputError, match=match):
             FGSM(cnn(), eps=EPS).run(x, bad)
     assert api.seen == seen   # the refused calls sent nothing
+
+
+def test_a_heatmap_without_matplotlib_is_refused_before_any_query(run, tmp_path, monkeypatch):
+    """The one rule for a missing matplotlib (bar_sdk.reporting.plots): refused at the boundary, the extra named."""
+    import sys
+
+    from bar_sdk.errors import MissingDependencyError
+
+    result, x, y, *_ = run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if not installed
+    api = Counting(Constant())
+    with pytest.raises(InvalidInputError, match=r"out_dir=.*matplotlib.*bar-sdk\[report\]"):
+        transfer_matrix({"cnn": cnn()}, {"api": api}, {"fgsm": FGSM(None, eps=EPS)}, x[:4], y[:4],
+                        out_dir=tmp_path / "m")
+    assert api.seen == 0 and not (tmp_path / "m").exists()
+    with pytest.raises(MissingDependencyError, match=r"bar-sdk\[report\]"):
+        result.plot(tmp_path / "heatmap.png")
+    with pytest.raises(InvalidInputError, match="matplotlib"):
+        result.save(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()

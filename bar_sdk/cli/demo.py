@@ -28,8 +28,10 @@ import numpy as np
 
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reprogram import BARClassifier
+from bar_sdk.transfer.metrics import classification_metrics
 from bar_sdk.transfer.programs import program_scores
-from bar_sdk.report import plot_learning_curve, plot_program, write_json
+from bar_sdk.reporting.files import write_json
+from bar_sdk.reporting.plots import check_plots, plot_learning_curve, plot_program
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -87,15 +89,8 @@ def _run_demo(args) -> int:
 
 
 def _metrics(y, proba) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
-
-    pred = proba.argmax(1)
-    out = {"accuracy": accuracy_score(y, pred), "balanced_accuracy": balanced_accuracy_score(y, pred)}
-    if proba.shape[1] == 2:
-        out["auc"] = roc_auc_score(y, proba[:, 1])
-    else:
-        out["auc"] = roc_auc_score(y, proba, multi_class="ovr")
-    return {k: round(float(v), 4) for k, v in out.items()}
+    """The package's classification metrics, rounded for the report."""
+    return {k: round(v, 4) for k, v in classification_metrics(y, proba).items()}
 
 
 def resolve_data(data: str | None) -> str | None:
@@ -232,6 +227,7 @@ def _remote(source: Source, args, out_dir: Path):
 
 def run_demo(args) -> dict:
     """Run the flagship scenario described in the module docstring; return the report document."""
+    check_plots(args.out, "--out", without="run BARClassifier yourself")   # before any query, not after the run
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.resume:  # a checkpoint or cache of another run (another model) must not leak into this one
