@@ -19,19 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from bar_sdk._modules import make_callable
-from bar_sdk.attacks import (
-    FGSM,
-    PGD,
-    Attack,
-    AttackResult,
-    CarliniWagner,
-    HopSkipJump,
-    NESAttack,
-    RayS,
-    SimBA,
-    SquareAttack,
-    ZOOAttack,
-)
+from bar_sdk.attacks import Attack, AttackResult
+from bar_sdk.attacks.registry import ATTACKS as REGISTERED
+from bar_sdk.attacks.registry import AUDIT_ATTACKS
 from bar_sdk.attacks.base import is_label_only
 from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
                               check_model, has_gradients)
@@ -43,11 +33,8 @@ __all__ = ["audit", "AuditReport", "ATTACKS"]
 
 logger = logging.getLogger(__name__)
 
-#: attack names accepted by :func:`audit` (and ``bar audit --attacks``)
-ATTACKS: dict[str, type[Attack]] = {
-    "square": SquareAttack, "simba": SimBA, "nes": NESAttack, "zoo": ZOOAttack,
-    "hopskipjump": HopSkipJump, "rays": RayS, "fgsm": FGSM, "pgd": PGD, "cw": CarliniWagner,
-}
+#: attack names accepted by :func:`audit` (and ``bar audit --attacks``), from :mod:`bar_sdk.attacks.registry`
+ATTACKS: dict[str, type[Attack]] = {name: REGISTERED[name] for name in AUDIT_ATTACKS}
 
 ANY = "any attack"
 
