@@ -110,6 +110,7 @@ class TorchTrainer:
     """
 
     def __init__(self, model: Any):
+        last_linear(model.module)   # a network without a linear head is refused here, before any query
         self.model = model
 
     def _hooked(self, net: Any):
