@@ -16,17 +16,22 @@ from typing import Any
 
 __all__ = ["main"]
 
-#: ``bar`` subcommand -> (module holding its ``add_parser``, the extra that module needs, or None)
+#: ``bar`` subcommand -> the module holding its ``add_parser(subparsers)``
 COMMANDS = {
-    "demo": ("bar_sdk.cli.demo", None),
-    "audit": ("bar_sdk.cli.audit", None),
-    "plan": ("bar_sdk.cli.plan", None),
-    "serve": ("bar_sdk.adapters.server.cli", "server"),
+    "demo": "bar_sdk.cli.demo",
+    "audit": "bar_sdk.cli.audit",
+    "plan": "bar_sdk.cli.plan",
+    "serve": "bar_sdk.adapters.server.cli",
 }
 #: third-party packages of the optional extras (a missing one is a missing extra; anything else is a bug)
 EXTRA_PACKAGES = {"starlette": "server", "uvicorn": "server", "httpx": "remote", "tenacity": "remote",
                   "requests": "remote", "PIL": "remote", "botocore": "remote", "torch": "torch",
                   "onnxruntime": "onnx", "matplotlib": "report", "ray": "ray"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The optional extra whose package ``exc`` did not find, or None (then it is a bug: re-raise it)."""
+    return EXTRA_PACKAGES.get((exc.name or "").split(".")[0])
 
 
 def _missing_extra(command: str, extra: str, exc: ModuleNotFoundError):
@@ -39,11 +44,11 @@ def _missing_extra(command: str, extra: str, exc: ModuleNotFoundError):
 
 def _add_commands(sub: Any) -> None:
     """Register every subcommand; a broken import fails loudly, a missing optional extra says which one."""
-    for command, (module_name, _) in COMMANDS.items():
+    for command, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
-            extra = EXTRA_PACKAGES.get((exc.name or "").split(".")[0])
+            extra = missing_extra(exc)
             if extra is None:
                 raise
             # takes any arguments (no option prefix), so `bar serve --port 1` reaches the message
