@@ -7,29 +7,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bar_sdk.contract import check_images, check_int
+from bar_sdk.contract import check_images, check_input_shape, check_int  # check_input_shape: re-exported
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import checked_batch
 
 __all__ = ["check_input_shape", "check_label_names", "check_batch", "check_per_channel",
            "check_probed_classes"]
-
-
-def check_input_shape(value: Any, name: str = "input_shape") -> tuple[int, int, int]:
-    """Return ``value`` as ``(C, H, W)`` with C in (1, 3) and H, W >= 1, or raise."""
-    try:
-        shape = tuple(value)
-    except TypeError:
-        shape = None
-    if (
-        shape is None
-        or len(shape) != 3
-        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)
-        or shape[0] not in (1, 3)
-        or min(shape[1:]) < 1
-    ):
-        raise InvalidInputError(f"{name}={value!r}; expected a tuple (C, H, W) of integers with C in (1, 3) and H, W >= 1")
-    return tuple(int(s) for s in shape)  # type: ignore[return-value]
 
 
 def check_label_names(labels: Any, n_classes: int, name: str = "labels") -> tuple[str, ...] | None:

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bar_sdk.contract import check_float, check_images, check_int, check_labels
+from bar_sdk.adapters.train import train_module
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["SmallCNN", "MLPNet", "train_classifier", "digits_images"]
@@ -151,19 +152,11 @@ def train_classifier(module: nn.Module, X: Any, y: Any, *, epochs: int, batch_si
     rng = np.random.default_rng(random_state)
     device = torch.device(device)
     module = module.to(device).train()
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
     Xt = torch.from_numpy(X).to(device)
     yt = torch.from_numpy(y).to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(rng.integers(2**62)))
-        for _ in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(X))).to(device)
-            for start in range(0, len(X), batch_size):
-                idx = order[start:start + batch_size]
-                optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(module(Xt[idx]), yt[idx])
-                loss.backward()
-                optimizer.step()
+    seed = int(rng.integers(2**62))
+    train_module(module.parameters(), lambda idx: F.cross_entropy(module(Xt[idx]), yt[idx]), len(X),
+                 epochs=epochs, batch_size=batch_size, lr=lr, rng=rng, device=device, seed=seed)
     return module.eval()
 
 

@@ -7,7 +7,7 @@ without torch, and :class:`TorchModel` is loaded on first use.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from bar_sdk.adapters._checks import (check_batch, check_input_shape, check_labe
                              check_probed_classes)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, ModelOutputError
+
+if TYPE_CHECKING:
+    from bar_sdk.adapters.train import TorchTrainer
 
 __all__ = ["TorchModel"]
 
@@ -140,6 +143,14 @@ class TorchModel:
                     out = torch.softmax(out, dim=1)
                 parts.append(out.cpu().numpy())
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    # -- optional training capability (see bar_sdk.transfer: fine-tuning, distillation) ----
+
+    def transfer_trainer(self) -> "TorchTrainer":
+        """The NumPy-facing trainer ``bar_sdk.transfer`` uses to fine-tune or distil copies of this model."""
+        from bar_sdk.adapters.train import TorchTrainer
+
+        return TorchTrainer(self)
 
     # -- optional white-box capability (see bar_sdk.contract.GradientModel) ----------------
 

@@ -21,7 +21,8 @@ from bar_sdk.errors import (
 )
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier, QuantizationWarning
-from bar_sdk.audit import AuditReport, audit  # noqa: E402  (the function shadows the module name, as documented)
+import bar_sdk.audit as audit  # the module; calling it runs audit.audit (see bar_sdk._modules)
+from bar_sdk.audit import AuditReport
 
 __version__ = "0.2.0"
 

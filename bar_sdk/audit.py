@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import numbers
 import time
@@ -19,33 +18,23 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bar_sdk.attacks import (
-    FGSM,
-    PGD,
-    Attack,
-    AttackResult,
-    CarliniWagner,
-    HopSkipJump,
-    NESAttack,
-    RayS,
-    SimBA,
-    SquareAttack,
-    ZOOAttack,
-)
-from bar_sdk.attacks.base import check_class_labels, is_label_only
-from bar_sdk.contract import check_bool, check_choice, check_float, check_images, check_int, check_model, has_gradients
+from bar_sdk._modules import make_callable
+from bar_sdk.attacks import Attack, AttackResult
+from bar_sdk.attacks.registry import ATTACKS as REGISTERED
+from bar_sdk.attacks.registry import AUDIT_ATTACKS
+from bar_sdk.attacks.base import is_label_only
+from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
+                              check_model, has_gradients)
 from bar_sdk.errors import InvalidInputError
-from bar_sdk.report import check_out_dir
+from bar_sdk.reporting.files import check_out_dir
+from bar_sdk.reporting.plots import check_plots
 
 __all__ = ["audit", "AuditReport", "ATTACKS"]
 
 logger = logging.getLogger(__name__)
 
-#: attack names accepted by :func:`audit` (and ``bar audit --attacks``)
-ATTACKS: dict[str, type[Attack]] = {
-    "square": SquareAttack, "simba": SimBA, "nes": NESAttack, "zoo": ZOOAttack,
-    "hopskipjump": HopSkipJump, "rays": RayS, "fgsm": FGSM, "pgd": PGD, "cw": CarliniWagner,
-}
+#: attack names accepted by :func:`audit` (and ``bar audit --attacks``), from :mod:`bar_sdk.attacks.registry`
+ATTACKS: dict[str, type[Attack]] = {name: REGISTERED[name] for name in AUDIT_ATTACKS}
 
 ANY = "any attack"
 
@@ -173,15 +162,6 @@ def _check_instances(specs: list, model: Any) -> None:
             )
 
 
-def _check_report_needs(out_dir: Any) -> None:
-    """The report's plots need matplotlib: refuse ``out_dir`` without it before any query (and any folder)."""
-    if out_dir is not None and importlib.util.find_spec("matplotlib") is None:
-        raise InvalidInputError(
-            f"out_dir={str(out_dir)!r} asks for a report whose plots need matplotlib, which is not installed; "
-            "expected `pip install 'bar-sdk[report]'`, or out_dir=None (the AuditReport is returned either way)"
-        )
-
-
 def _name(spec: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
@@ -272,7 +252,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
         plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
         for attack in plan[name]:
             attack.check(x, y)      # raises before any query is spent
-    _check_report_needs(out_dir)
+    check_plots(out_dir, without="out_dir=None (the AuditReport is returned either way)")
     if executor == "ray":
         from bar_sdk.distributed.audit import check_plan
 
@@ -315,8 +295,11 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
                      else None) for name, runs in plan.items()},
     )
     if out_dir is not None:
-        from bar_sdk.audit_report import write_report
+        from bar_sdk.reporting.audit import write_report
 
         files = write_report(report, x, out_dir, labels=getattr(model, "labels", None), n_examples=n_examples)
         report = dataclasses.replace(report, files=files)
     return report
+
+
+make_callable(__name__)   # bar_sdk.audit(model, x, y) runs audit(); `import bar_sdk.audit` gives this module

@@ -30,8 +30,11 @@ __all__ = [
     "GradientModel",
     "check_model",
     "check_images",
+    "check_input_shape",
     "check_scores",
     "encode_labels",
+    "check_labels",
+    "check_class_labels",
     "as_input_array",
     "NonNumericInputError",
     "has_gradients",
@@ -84,6 +87,29 @@ def is_label_only(model: Any) -> bool:
     return False
 
 
+def check_input_shape(value: Any, name: str = "input_shape", *,
+                      error: type[Exception] = InvalidInputError) -> tuple[int, int, int]:
+    """Return ``value`` as ``(C, H, W)``: integers, C in (1, 3), H, W >= 1; or raise ``error`` naming ``name``.
+
+    The one input-shape check: a model's ``input_shape`` (:func:`check_model`,
+    raising :class:`InvalidModelError`) and an adapter's ``input_shape``
+    argument go through it.
+    """
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = None
+    if (
+        shape is None
+        or len(shape) != 3
+        or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in shape)
+        or shape[0] not in (1, 3)
+        or min(shape[1:]) < 1
+    ):
+        raise error(f"{name}={value!r}; expected a tuple (C, H, W) of integers with C in (1, 3) and H, W >= 1")
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
 def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, int]]:
     """Check that ``model`` satisfies the contract; return ``(n_classes, input_shape)``."""
     if not callable(getattr(model, "predict_proba", None)):
@@ -94,15 +120,7 @@ def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, i
     n_classes = getattr(model, "n_classes", None)
     if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 2:
         raise InvalidModelError(f"{name}.n_classes={n_classes!r}; expected an integer >= 2")
-    shape = getattr(model, "input_shape", None)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise InvalidModelError(f"{name}.input_shape={shape!r}; expected a tuple (C, H, W)") from None
-    if len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3):
-        raise InvalidModelError(
-            f"{name}.input_shape={shape!r}; expected (C, H, W) with C in (1, 3) and H, W >= 1"
-        )
+    shape = check_input_shape(getattr(model, "input_shape", None), f"{name}.input_shape", error=InvalidModelError)
     labels = getattr(model, "labels", None)
     if labels is not None and len(labels) != n_classes:
         raise InvalidModelError(f"{name}.labels has {len(labels)} names; expected n_classes={n_classes}")
@@ -219,8 +237,13 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
-def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
-    """Validate integer class labels 0..k-1 (k >= 2); return ``(y, k)``."""
+def _integer_labels(y: Any, n: int, name: str, expected: str) -> np.ndarray:
+    """``y`` as int64 ``(n,)``: a column ``(n, 1)`` is raveled; floats must be whole (``1.0``, not ``0.5``).
+
+    The one rule for integer labels: whole-valued floats are accepted (labels
+    read from CSV or a float array are common), anything else not integer is
+    refused, naming ``expected``.
+    """
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
@@ -228,11 +251,15 @@ def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
         raise InvalidInputError(f"{name} has shape {np.asarray(y).shape}; expected ({n},) labels, one per sample")
     if arr.dtype.kind == "f":
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise InvalidInputError(f"{name} has non-integer values; expected integer labels 0..k-1")
-        arr = arr.astype(np.int64)
+            raise InvalidInputError(f"{name} has non-integer values; expected integer labels {expected}")
     elif arr.dtype.kind not in "iu":
-        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected integer labels 0..k-1")
-    arr = arr.astype(np.int64)
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected integer labels {expected}")
+    return arr.astype(np.int64)
+
+
+def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
+    """Validate training labels 0..k-1 (k >= 2, every label present); return ``(y, k)``."""
+    arr = _integer_labels(y, n, name, "0..k-1")
     classes = np.unique(arr)
     if classes.size < 2:
         raise InvalidInputError(f"{name} holds a single class ({classes.tolist()}); expected at least two classes")
@@ -242,6 +269,17 @@ def check_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, int]:
             "(encode them with sklearn.preprocessing.LabelEncoder)"
         )
     return arr, int(classes.size)
+
+
+def check_class_labels(y: Any, n: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Validate labels of a model's classes: int64 ``(n,)`` in ``0..n_classes-1`` (a column ``(n, 1)`` is accepted)."""
+    arr = _integer_labels(y, n, name, f"0..{n_classes - 1}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise InvalidInputError(
+            f"{name} has labels in [{arr.min()}, {arr.max()}]; expected 0..{n_classes - 1} "
+            f"(model.n_classes={n_classes})"
+        )
+    return arr
 
 
 def encode_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarray]:

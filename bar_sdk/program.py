@@ -20,6 +20,7 @@ from a white-box model flow back to ``theta`` without autograd here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -38,11 +39,18 @@ __all__ = [
 ]
 
 
-def interpolation_matrix(n_in: int, n_out: int, mode: str = "bilinear") -> np.ndarray:
-    """The ``(n_out, n_in)`` matrix that resamples a 1-D signal (half-pixel centres)."""
+def interpolation_matrix(n_in: int, n_out: int, mode: str = "bilinear", dtype: Any = np.float32) -> np.ndarray:
+    """The ``(n_out, n_in)`` matrix that resamples a 1-D signal (half-pixel centres).
+
+    The one resampling rule of the package: ``"bilinear"`` matches
+    ``torch.nn.functional.interpolate(..., align_corners=False)`` (the identity
+    when ``n_in == n_out``); ``"area"`` averages when shrinking; ``"nearest"``.
+    Programs, layouts and the attacks' upsampler (:mod:`bar_sdk.attacks.resize`)
+    all use it; weights are computed in float64 and returned as ``dtype``.
+    """
     if mode == "nearest":
         idx = np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(int), n_in - 1)
-        mat = np.zeros((n_out, n_in), dtype=np.float32)
+        mat = np.zeros((n_out, n_in), dtype=dtype)
         mat[np.arange(n_out), idx] = 1.0
         return mat
     if mode == "area" and n_out < n_in:
@@ -51,15 +59,15 @@ def interpolation_matrix(n_in: int, n_out: int, mode: str = "bilinear") -> np.nd
         for i in range(n_out):
             for j in range(int(np.floor(edges[i])), int(np.ceil(edges[i + 1]))):
                 mat[i, j] = min(edges[i + 1], j + 1) - max(edges[i], j)
-        return (mat / mat.sum(1, keepdims=True)).astype(np.float32)
+        return (mat / mat.sum(1, keepdims=True)).astype(dtype)
     pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, n_in - 1)
     frac = pos - lo
-    mat = np.zeros((n_out, n_in), dtype=np.float32)
+    mat = np.zeros((n_out, n_in), dtype=np.float64)
     np.add.at(mat, (np.arange(n_out), lo), 1 - frac)
     np.add.at(mat, (np.arange(n_out), hi), frac)
-    return mat
+    return mat.astype(dtype, copy=False)
 
 
 def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -24,10 +24,11 @@ if str(ROOT) not in sys.path:  # scripts run as `python benchmarks/x.py` from a 
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 
 from bar_sdk.adapters import TorchModel
 from bar_sdk.adapters.nets import SmallCNN, train_classifier
+from bar_sdk.adapters.train import train_module
+from bar_sdk.transfer.metrics import classification_metrics as binary_metrics  # noqa: F401  (the scripts' name)
 
 torch.set_num_threads(1)
 
@@ -143,27 +144,21 @@ def _train_augmented(net: torch.nn.Module, X: np.ndarray, y: np.ndarray, cfg: di
     import torch.nn.functional as F
 
     rng = np.random.default_rng(cfg["seed"])
-    pad, bs = cfg["crop"], cfg["batch_size"]
-    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=cfg["epochs"] * -(-len(X) // bs))
+    pad = cfg["crop"]
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     h, w = X.shape[2:]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg["seed"])
-        net.train()
-        for _ in range(cfg["epochs"]):
-            order = rng.permutation(len(X))
-            for start in range(0, len(X), bs):
-                idx = order[start:start + bs]
-                xb = F.pad(Xt[idx], (pad,) * 4, mode="reflect")
-                dx, dy = rng.integers(0, 2 * pad + 1, 2)
-                xb = xb[:, :, dy:dy + h, dx:dx + w]
-                if rng.random() < 0.5:
-                    xb = xb.flip(3)
-                opt.zero_grad(set_to_none=True)
-                torch.nn.functional.cross_entropy(net(xb), yt[idx]).backward()
-                opt.step()
-                sched.step()
+
+    def loss(idx):
+        xb = F.pad(Xt[idx], (pad,) * 4, mode="reflect")
+        dx, dy = rng.integers(0, 2 * pad + 1, 2)
+        xb = xb[:, :, dy:dy + h, dx:dx + w]
+        if rng.random() < 0.5:
+            xb = xb.flip(3)
+        return F.cross_entropy(net(xb), yt[idx])
+
+    net.train()
+    train_module(net.parameters(), loss, len(X), epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                 rng=rng, seed=cfg["seed"], weight_decay=cfg["weight_decay"], one_cycle=True)
     net.eval()
 
 
@@ -176,14 +171,6 @@ class _Standardize(torch.nn.Module):
 
     def forward(self, x):
         return (x - self.mean) / self.std
-
-
-def binary_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    """Accuracy, balanced accuracy and ROC AUC (on the probability of class 1)."""
-    pred = proba.argmax(1)
-    return {"accuracy": float(accuracy_score(y, pred)),
-            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-            "auc": float(roc_auc_score(y, proba[:, 1]))}
 
 
 def machine() -> dict:

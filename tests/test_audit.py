@@ -194,7 +194,7 @@ def test_a_report_without_matplotlib_is_refused_before_any_query(tmp_path, monke
 
 
 def test_the_json_results_are_written_before_any_plot_and_survive_a_failing_one(tmp_path, monkeypatch):
-    import bar_sdk.audit_report as audit_report
+    import bar_sdk.reporting.audit as audit_report
 
     def broken(*args, **kwargs):
         raise RuntimeError("no display")

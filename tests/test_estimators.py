@@ -14,7 +14,7 @@ from bar_sdk.zo import (
     SPSAEstimator,
     zo_step,
 )
-from bar_sdk.attacks.zo_parts import NormalizedSGD
+from bar_sdk.attacks.normalized_sgd import NormalizedSGD
 
 D = 20
 A = np.linspace(0.5, 2.0, D)

@@ -72,7 +72,7 @@ def test_plan_refuses_what_fit_refuses_and_checks_its_arguments():
 
 def test_bar_plan_command_prints_the_same_plan(capsys):
     from bar_sdk.cli import main
-    from bar_sdk.cli_plan import _ShapeOnly
+    from bar_sdk.cli.plan import _ShapeOnly
 
     argv = ["plan", "--samples", "60", "--image-shape", "1,8,8", "--source-shape", "3,32,32", "--classes", "10",
             "--max-queries", "3000", "--eval", "15", "--price", "0.001", "--rate", "5", "--max-batch", "32"]

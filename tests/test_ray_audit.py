@@ -78,7 +78,7 @@ def test_ray_audits_refuse_what_cannot_be_split_before_any_query(ray_cluster):
 def test_bar_audit_ray_address_runs_the_audit_on_ray(monkeypatch, tmp_path):
     import importlib
 
-    from bar_sdk import cli_audit
+    from bar_sdk.cli import audit as cli_audit
     from bar_sdk.cli import main
 
     x, y = data(4)

@@ -160,3 +160,14 @@ def test_warm_start_study_checks_every_fit_and_the_test_split_before_any_query(b
         warm_start_study(black_box, mlp(), Xa, ya, Xb, yb, budgets=budgets, strategies=("cold", "warm"),
                          surrogate_epochs=1)
     assert black_box.seen == 0
+
+
+def test_a_surrogate_without_a_linear_head_is_refused_before_any_query():
+    """Its head is what distillation replaces and fine-tuning reads: found missing before the black box is paid."""
+    Xa, _, _, _ = breast_cancer()
+    black_box = Counting(cnn())
+    headless = TorchModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Softmax(dim=1)), (1, 16, 16),
+                          outputs="probabilities")
+    with pytest.raises(InvalidInputError, match="no torch.nn.Linear"):
+        distill_surrogate(black_box, headless, Xa, max_queries=100)
+    assert black_box.seen == 0

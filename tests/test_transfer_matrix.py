@@ -214,3 +214,40 @@ def test_ensemble_budget_refuses_a_call_whole_and_non_finite_images_are_never_se
     assert a.seen == b.seen == 5
     with pytest.raises(InvalidInputError, match="max_queries=0"):
         EnsembleModel([a, b], max_queries=0)
+
+
+def test_labels_follow_the_one_rule_whole_floats_accepted_others_refused_before_any_query():
+    """transfer_matrix, an attack and audit read y by one rule (bar_sdk.contract.check_class_labels)."""
+    x, y = _data(8)
+    api = Counting(Constant())
+    small = {"fgsm": FGSM(None, eps=EPS)}
+    as_int = transfer_matrix({"cnn": cnn()}, {"api": api}, small, x, y)
+    as_float = transfer_matrix({"cnn": cnn()}, {"api": Counting(Constant())}, small, x, y.astype(np.float64))
+    np.testing.assert_array_equal(as_int.rates, as_float.rates)
+    seen = api.seen
+    for bad, match in ((y + 0.5, "non-integer"), (y.astype(str), "dtype"), (y[:-1], "shape"), (y + 10, "0..9")):
+        with pytest.raises(InvalidInputError, match=match):
+            transfer_matrix({"cnn": cnn()}, {"api": api}, small, x, bad)
+        with pytest.raises(InvalidInputError, match=match):
+            FGSM(cnn(), eps=EPS).run(x, bad)
+    assert api.seen == seen   # the refused calls sent nothing
+
+
+def test_a_heatmap_without_matplotlib_is_refused_before_any_query(run, tmp_path, monkeypatch):
+    """The one rule for a missing matplotlib (bar_sdk.reporting.plots): refused at the boundary, the extra named."""
+    import sys
+
+    from bar_sdk.errors import MissingDependencyError
+
+    result, x, y, *_ = run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if not installed
+    api = Counting(Constant())
+    with pytest.raises(InvalidInputError, match=r"out_dir=.*matplotlib.*bar-sdk\[report\]"):
+        transfer_matrix({"cnn": cnn()}, {"api": api}, {"fgsm": FGSM(None, eps=EPS)}, x[:4], y[:4],
+                        out_dir=tmp_path / "m")
+    assert api.seen == 0 and not (tmp_path / "m").exists()
+    with pytest.raises(MissingDependencyError, match=r"bar-sdk\[report\]"):
+        result.plot(tmp_path / "heatmap.png")
+    with pytest.raises(InvalidInputError, match="matplotlib"):
+        result.save(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()

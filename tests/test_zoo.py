@@ -264,7 +264,7 @@ def test_bar_audit_attacks_lite0_on_the_imagenet_samples(lite0, imagenet_samples
 def test_bar_audit_takes_a_users_npz_and_resizes_it(lite0, monkeypatch, tmp_path):
     import argparse
 
-    from bar_sdk.cli_audit import add_parser, build
+    from bar_sdk.cli.audit import add_parser, build
 
     _, _, cache = lite0
     monkeypatch.setenv("BAR_SDK_CACHE", str(cache))
@@ -275,7 +275,7 @@ def test_bar_audit_takes_a_users_npz_and_resizes_it(lite0, monkeypatch, tmp_path
     model, x, y = build(args)
     assert x.shape == (3, 3, 224, 224) and x.dtype == np.float32 and list(y) == [1, 2, 3]
     monkeypatch.setenv("BAR_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.setattr("bar_sdk.cli_audit.DEFAULT_DATA_DIR", tmp_path / "absent")
+    monkeypatch.setattr("bar_sdk.cli.audit.DEFAULT_DATA_DIR", tmp_path / "absent")
     args = add_parser(argparse.ArgumentParser().add_subparsers()).parse_args(["--model", "efficientnet-lite0"])
     with pytest.raises(InvalidInputError, match="--data is required"):
         build(args)

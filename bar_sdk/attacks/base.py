@@ -26,37 +26,14 @@ import numpy as np
 from bar_sdk.attacks.driver import RunContext, Sample, Threat, drive, final_image
 from bar_sdk.attacks.geometry import NORMS, distance, project, quantize
 from bar_sdk.attacks.result import AttackResult
-from bar_sdk.contract import (check_bool, check_choice, check_float, check_images, check_int, check_model,
-                              has_gradients, is_label_only)
+from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
+                              check_model, has_gradients, is_label_only)
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
 __all__ = ["Attack", "check_class_labels", "is_label_only", "sample_rngs"]
 
 logger = logging.getLogger(__name__)
-
-
-def check_class_labels(y: Any, n: int, n_classes: int, name: str = "y") -> np.ndarray:
-    """Integer labels ``(n,)`` in ``0..n_classes-1`` (a column ``(n, 1)`` is accepted)."""
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise InvalidInputError(
-            f"{name} has shape {np.asarray(y).shape}; expected ({n},) integer labels, one per image"
-        )
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise InvalidInputError(f"{name} has non-integer values; expected integer labels 0..{n_classes - 1}")
-    elif arr.dtype.kind not in "iu":
-        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected integer labels 0..{n_classes - 1}")
-    arr = arr.astype(np.int64)
-    if arr.min() < 0 or arr.max() >= n_classes:
-        raise InvalidInputError(
-            f"{name} has labels in [{arr.min()}, {arr.max()}]; expected 0..{n_classes - 1} "
-            f"(model.n_classes={n_classes})"
-        )
-    return arr
 
 
 def sample_rngs(random_state: Any, n: int, first_index: int = 0) -> list[np.random.Generator]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.driver import GradientRequest
-from bar_sdk.attacks.losses import margin
+from bar_sdk.attacks.objectives import margin
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.zo import Adam
 

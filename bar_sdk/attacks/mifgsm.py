@@ -14,7 +14,7 @@ import numpy as np
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.driver import GradientRequest, Threat
 from bar_sdk.attacks.geometry import project
-from bar_sdk.attacks.losses import LOSSES
+from bar_sdk.attacks.objectives import LOSSES
 from bar_sdk.attacks.pgd import descent_direction
 from bar_sdk.attacks.resize import bilinear_matrix
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int

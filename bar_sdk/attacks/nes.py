@@ -14,8 +14,8 @@ import numpy as np
 
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.geometry import project
-from bar_sdk.attacks.losses import LOSSES, objective
-from bar_sdk.attacks.zo_parts import build_estimator, build_optimizer, check_zo_params
+from bar_sdk.attacks.objectives import LOSSES, objective
+from bar_sdk.attacks.zo_settings import build_estimator, build_optimizer, check_zo_params
 from bar_sdk.contract import check_choice
 from bar_sdk.zo import zo_ask, zo_tell
 

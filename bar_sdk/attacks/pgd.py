@@ -9,7 +9,7 @@ import numpy as np
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.driver import GradientRequest
 from bar_sdk.attacks.geometry import project
-from bar_sdk.attacks.losses import LOSSES
+from bar_sdk.attacks.objectives import LOSSES
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 
 __all__ = ["PGD", "descent_direction"]

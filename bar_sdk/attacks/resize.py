@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from bar_sdk.program import interpolation_matrix
+
 __all__ = ["bilinear_matrix", "Upsampler"]
 
 
 def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """``(n_out, n_in)`` matrix of 1-D bilinear interpolation (identity when equal)."""
-    if n_out == n_in:
-        return np.eye(n_out)
-    pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
-    pos = np.clip(pos, 0.0, n_in - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = pos - lo
-    m = np.zeros((n_out, n_in))
-    m[np.arange(n_out), lo] += 1.0 - frac
-    m[np.arange(n_out), hi] += frac
-    return m
+    """``(n_out, n_in)`` float64 matrix of 1-D bilinear interpolation (identity when equal).
+
+    :func:`bar_sdk.program.interpolation_matrix` in float64, rows first.
+    """
+    return interpolation_matrix(n_in, n_out, "bilinear", dtype=np.float64)
 
 
 class Upsampler:

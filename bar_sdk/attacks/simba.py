@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
-from bar_sdk.attacks.losses import objective
+from bar_sdk.attacks.objectives import objective
 from bar_sdk.contract import check_choice, check_float, check_int
 
 __all__ = ["SimBA"]

@@ -8,7 +8,7 @@ import numpy as np
 
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.geometry import clip01
-from bar_sdk.attacks.losses import LOSSES, objective
+from bar_sdk.attacks.objectives import LOSSES, objective
 from bar_sdk.contract import check_choice, check_float
 from bar_sdk.errors import InvalidInputError
 

@@ -19,10 +19,10 @@ import numpy as np
 
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.driver import RunContext
-from bar_sdk.attacks.losses import LOSSES, log_scores
+from bar_sdk.attacks.objectives import LOSSES, log_scores
 from bar_sdk.attacks.resize import Upsampler
 from bar_sdk.attacks.result import AttackResult
-from bar_sdk.attacks.zo_parts import build_estimator, build_optimizer, check_zo_params
+from bar_sdk.attacks.zo_settings import build_estimator, build_optimizer, check_zo_params
 from bar_sdk.contract import check_choice, check_float, check_int
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger

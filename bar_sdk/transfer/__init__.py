@@ -15,7 +15,8 @@
 >>> from bar_sdk.transfer import transfer_matrix, compare     # doctest: +SKIP
 """
 
-from bar_sdk.transfer.compare import Comparison, compare, default_methods
+from bar_sdk.transfer import compare  # the module; calling it runs compare.compare (see bar_sdk._modules)
+from bar_sdk.transfer.compare import Comparison, default_methods
 from bar_sdk.transfer.distill import DistilledProgram, DistilledSurrogate, distill_surrogate, distilled_program
 from bar_sdk.transfer.ensemble import EnsembleModel
 from bar_sdk.transfer.local import LocalTransferClassifier

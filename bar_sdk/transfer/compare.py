@@ -16,10 +16,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bar_sdk._modules import make_callable
 from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
-from bar_sdk.transfer.local import LocalTransferClassifier, _is_torch_model
+from bar_sdk.transfer.local import LocalTransferClassifier, trainer_of
 from bar_sdk.transfer.metrics import classification_metrics
 from bar_sdk.transfer.preflight import check_fit, check_test_split
 
@@ -92,7 +93,7 @@ def default_methods(model: Any = None, local_model: Any = None, *, max_queries: 
             out["white-box reprogramming"] = BARClassifier(local_model, estimator="exact", max_epochs=epochs,
                                                            random_state=random_state, **params)
         out["linear probe"] = LocalTransferClassifier(local_model, mode="probe", random_state=random_state)
-        if _is_torch_model(local_model):
+        if trainer_of(local_model) is not None:
             out["fine-tuning"] = LocalTransferClassifier(local_model, mode="finetune", epochs=epochs,
                                                          random_state=random_state)
             out["from scratch"] = LocalTransferClassifier(local_model, mode="scratch", epochs=epochs,
@@ -191,3 +192,6 @@ def _cell(v: Any) -> str:
     if isinstance(v, float):
         return "n/a" if not np.isfinite(v) else f"{v:.3f}"
     return str(v)
+
+
+make_callable(__name__)   # bar_sdk.transfer.compare(...) runs compare(); the name still gives this module

@@ -10,13 +10,13 @@ divergence from the black box's distribution). A program trained white-box
 on the copy (free) is then a warm start for BAR on the black box; the
 distillation's queries are part of what that warm start costs.
 
-torch is imported only when this function runs: the surrogate must be a
-trainable torch model such as :class:`bar_sdk.adapters.TorchModel`.
+The surrogate must be a trainable torch model such as
+:class:`bar_sdk.adapters.TorchModel`: its ``transfer_trainer()`` does the
+training (torch lives in the adapters; this module is NumPy only).
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -27,7 +27,7 @@ from bar_sdk.contract import check_float, check_int, check_model
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier
-from bar_sdk.transfer.local import _is_torch_model, _last_linear
+from bar_sdk.transfer.local import trainer_of
 from bar_sdk.transfer.preflight import StandIn, check_fit
 
 __all__ = ["DistilledProgram", "DistilledSurrogate", "distill_surrogate", "distilled_program"]
@@ -129,9 +129,10 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     """
     n_classes, shape = check_model(model)
     _, s_shape = check_model(surrogate, "surrogate")
-    if not _is_torch_model(surrogate):
+    trainer = trainer_of(surrogate)
+    if trainer is None:
         raise InvalidInputError(f"surrogate={type(surrogate).__name__}; expected a trainable torch model with "
-                                "`module` and `torch_log_proba` (e.g. bar_sdk.adapters.TorchModel)")
+                                "`transfer_trainer()` (e.g. bar_sdk.adapters.TorchModel)")
     if s_shape != shape:
         raise InvalidInputError(f"surrogate has input_shape={s_shape}; expected {shape}, the model's")
     max_queries = check_int(max_queries, "max_queries", low=20)
@@ -145,9 +146,6 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     unknown = sorted(set(params) - set(BARClassifier(None).get_params()))
     if unknown:
         raise InvalidInputError(f"bar_params has {unknown}; expected BARClassifier parameters")
-
-    import torch
-    from torch.nn import functional as F
 
     started = time.perf_counter()
     rng = np.random.default_rng(random_state)
@@ -176,62 +174,11 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
 
     n_hold = int(round(holdout * n_programs)) if n_programs > 1 else 0
     held = owner >= n_programs - n_hold
-    student = copy.deepcopy(surrogate)
-    module = student.module
-    device = _last_linear(module).weight.device
-    seed = int(rng.integers(2**62))
-    x_held = torch.from_numpy(images[held]).to(device)
-    p_held = torch.from_numpy(targets[held]).float().to(device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if student.n_classes != n_classes:
-            head = _last_linear(module)
-            _replace(module, head, torch.nn.Linear(head.in_features, n_classes).to(device))
-            student.n_classes = n_classes
-        before, kl_before = _fidelity(student, x_held, p_held) if n_hold else (None, None)
-        x_train = torch.from_numpy(images[~held]).to(device)
-        p_train = torch.from_numpy(targets[~held]).float().to(device)
-        optimizer = torch.optim.Adam(module.parameters(), lr=learning_rate)
-        # torch_log_proba keeps the module in eval mode: batch-norm statistics and dropout stay as the
-        # surrogate had them, which suits a few thousand images
-        for _ in range(epochs):
-            order = torch.from_numpy(rng.permutation(len(x_train))).to(device)
-            for s in range(0, len(x_train), batch_size):
-                idx = order[s:s + batch_size]
-                loss = F.kl_div(student.torch_log_proba(x_train[idx]), p_train[idx], reduction="batchmean")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+    student, fidelity = trainer.distil(images, targets, held, n_classes, epochs=epochs, batch_size=batch_size,
+                                       learning_rate=learning_rate, rng=rng)
     student.labels = getattr(model, "labels", None)
-    agreement, kl = _fidelity(student, x_held, p_held) if n_hold else (None, None)
     return DistilledSurrogate(model=student, queries=metered.ledger.queries, n_train=int((~held).sum()),
-                              n_holdout=int(held.sum()), agreement=agreement, agreement_before=before, kl=kl,
-                              kl_before=kl_before, seconds=time.perf_counter() - started)
-
-
-def _fidelity(student: Any, x: Any, p: Any) -> tuple[float, float]:
-    """Share of images whose top class is the black box's, and mean ``KL(black box || student)`` per image.
-
-    One pass of the student over ``x``; the KL is the training loss's (``F.kl_div``, batch mean).
-    """
-    import torch
-    from torch.nn import functional as F
-
-    with torch.no_grad():
-        log_q = student.torch_log_proba(x)
-        agreement = (log_q.argmax(1) == p.argmax(1)).double().mean().item()
-        kl = F.kl_div(log_q, p, reduction="batchmean").item()
-    return float(agreement), float(kl)
-
-
-def _replace(module: Any, old: Any, new: Any) -> None:
-    """Swap the submodule ``old`` for ``new`` wherever it sits in ``module``."""
-    for parent in module.modules():
-        for name, child in parent.named_children():
-            if child is old:
-                setattr(parent, name, new)
-                return
-    raise InvalidInputError("could not replace the surrogate's last linear layer")  # pragma: no cover
+                              n_holdout=int(held.sum()), seconds=time.perf_counter() - started, **fidelity)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ for a new task in one of three classic ways:
 - ``"scratch"``: the same network with fresh random weights, trained on the
   target data alone.
 
-torch is imported only when a torch model is used, so ``bar_sdk`` still
-imports without it.
+The core never imports torch: the network's training is the model's own
+capability (``model.transfer_trainer()``, which
+:class:`bar_sdk.adapters.TorchModel` provides), NumPy in and out.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -28,28 +28,22 @@ from bar_sdk.errors import InvalidInputError
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
-__all__ = ["LocalTransferClassifier"]
+__all__ = ["LocalTransferClassifier", "trainer_of"]
 
 logger = logging.getLogger(__name__)
 
 _FLOOR = 1e-30
 
 
-def _is_torch_model(model: Any) -> bool:
-    """A model whose torch module we can train (e.g. ``bar_sdk.adapters.TorchModel``)."""
-    return callable(getattr(model, "torch_log_proba", None)) and hasattr(getattr(model, "module", None), "parameters")
+def trainer_of(model: Any) -> Any:
+    """The model's training capability (``model.transfer_trainer()``), or None for a model without one.
 
-
-def _last_linear(module: Any):
-    import torch
-
-    linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
-    if not linears:
-        raise InvalidInputError(
-            f"model.module={type(module).__name__} has no torch.nn.Linear layer; expected a classifier whose "
-            "last linear layer is its head (its input is used as features)"
-        )
-    return linears[-1]
+    :class:`bar_sdk.adapters.TorchModel` has one (a NumPy-facing
+    ``TorchTrainer``: ``features``, ``fit_head``, ``distil``); torch stays in
+    the adapters.
+    """
+    make = getattr(model, "transfer_trainer", None)
+    return make() if callable(make) else None
 
 
 class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
@@ -61,8 +55,9 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     model : object
-        ``"finetune"`` and ``"scratch"`` need a torch model
-        (``bar_sdk.adapters.TorchModel``: ``module`` and ``torch_log_proba``).
+        ``"finetune"`` and ``"scratch"`` need a trainable torch model
+        (``bar_sdk.adapters.TorchModel``, or any model whose
+        ``transfer_trainer()`` gives such a trainer).
         ``"probe"`` takes any black box: with a torch model the features
         are the input of its last ``nn.Linear``, otherwise its log-scores
         (sent through a ledger, counted in ``queries_``).
@@ -120,7 +115,7 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
         if self.random_state is not None:
             check_int(self.random_state, "random_state", low=0)
         check_model(self.model)
-        if self.mode != "probe" and not _is_torch_model(self.model):
+        if self.mode != "probe" and trainer_of(self.model) is None:
             raise InvalidInputError(
                 f"mode={self.mode!r} trains the network's weights; model={type(self.model).__name__} is not a "
                 "torch model (expected bar_sdk.adapters.TorchModel). Use mode='probe' for other models"
@@ -146,9 +141,9 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ probe
     def _features(self, images: np.ndarray, purpose: str) -> np.ndarray:
-        if _is_torch_model(self.model):
-            net = getattr(self, "net_", None) or self.model
-            return _penultimate(net, images, self.batch_size * 4)
+        trainer = trainer_of(getattr(self, "net_", None) or self.model)
+        if trainer is not None:
+            return trainer.features(images, self.batch_size * 4)
         scores = MeteredModel(self.model, self.ledger_).predict_proba(images, purpose=purpose)
         return np.log(np.maximum(scores, _FLOOR))
 
@@ -163,48 +158,16 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ network
     def _fit_network(self, images, y, k, rng) -> None:
-        import torch
-        from torch.nn import functional as F
-
-        net = copy.deepcopy(self.model)
-        module = net.module
-        old_head = _last_linear(module)
-        device = old_head.weight.device
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**62)))
-            if self.mode == "scratch":
-                for m in module.modules():
-                    if callable(getattr(m, "reset_parameters", None)):
-                        m.reset_parameters()
-            head = torch.nn.Linear(old_head.in_features, k).to(device)
-        skip = {id(p) for p in old_head.parameters()}
-        params = [p for p in module.parameters() if id(p) not in skip] + list(head.parameters())
-        for p in old_head.parameters():
-            p.requires_grad_(False)
-        optimizer = torch.optim.Adam(params, lr=self.learning_rate)
         weight = None
         if self.class_weight == "balanced":
             counts = np.bincount(y, minlength=k).astype(np.float64)
-            weight = torch.tensor(len(y) / (k * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-        captured: dict[str, Any] = {}
-        hook = old_head.register_forward_hook(lambda _m, inputs, _out: captured.__setitem__("f", inputs[0]))
-        try:
-            xt = torch.from_numpy(images).to(device)
-            yt = torch.from_numpy(y).to(device)
-            for _ in range(self.epochs):
-                order = torch.from_numpy(rng.permutation(len(y))).to(device)
-                for start in range(0, len(y), self.batch_size):
-                    idx = order[start:start + self.batch_size]
-                    optimizer.zero_grad(set_to_none=True)
-                    with torch.enable_grad():
-                        net.torch_log_proba(xt[idx])
-                        loss = F.cross_entropy(head(captured["f"]), yt[idx], weight=weight)
-                        loss.backward()
-                    optimizer.step()
-                self.n_train_images_ += len(y)
-        finally:
-            hook.remove()
-        self.net_, self.head_ = net, head.eval()
+            weight = len(y) / (k * np.maximum(counts, 1))
+        fitted = trainer_of(self.model).fit_head(
+            images, y, k, scratch=self.mode == "scratch", epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, class_weight=weight, rng=rng)
+        self.n_train_images_ += fitted.n_images
+        self._fitted = fitted
+        self.net_, self.head_ = fitted.net, fitted.head
 
     # ------------------------------------------------------------------ predict
     def predict_proba(self, X) -> np.ndarray:
@@ -213,31 +176,8 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
         images = self.layout_.transform(X)
         if self.mode == "probe":
             return self.probe_.predict_proba(self._features(images, "predict"))
-        import torch
-
-        feats = torch.from_numpy(_penultimate(self.net_, images, self.batch_size * 4))
-        with torch.inference_mode():
-            return torch.softmax(self.head_(feats.to(self.head_.weight.device)).double(), dim=1).cpu().numpy()
+        return self._fitted.predict_proba(images, self.batch_size * 4)
 
     def predict(self, X) -> np.ndarray:
         """Predicted classes ``(n,)``."""
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-
-def _penultimate(net: Any, images: np.ndarray, batch: int) -> np.ndarray:
-    """The input of ``net``'s last linear layer for every image, float32 ``(n, features)``."""
-    import torch
-
-    head = _last_linear(net.module)
-    device = head.weight.device
-    captured: dict[str, Any] = {}
-    hook = head.register_forward_hook(lambda _m, inputs, _out: captured.__setitem__("f", inputs[0]))
-    parts = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(images), batch):
-                net.torch_log_proba(torch.from_numpy(images[start:start + batch]).to(device))
-                parts.append(captured["f"].reshape(len(images[start:start + batch]), -1).float().cpu().numpy())
-    finally:
-        hook.remove()
-    return np.concatenate(parts)

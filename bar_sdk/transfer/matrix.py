@@ -20,10 +20,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from bar_sdk.contract import check_images, check_int, check_model
+from bar_sdk.contract import check_class_labels, check_images, check_int, check_model
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.report import check_out_dir
+from bar_sdk.reporting.files import check_out_dir
+from bar_sdk.reporting.plots import check_plots
 from bar_sdk.transfer.ensemble import EnsembleModel
 
 __all__ = ["TransferMatrix", "transfer_matrix", "to_uint8"]
@@ -174,42 +175,9 @@ class TransferMatrix:
 
         White-box cells (target is the source) are outlined. Needs matplotlib.
         """
-        import matplotlib
+        from bar_sdk.reporting.plots import plot_transfer_matrix
 
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-
-        n_a, n_s, n_t = self.rates.shape
-        cols = min(3, n_a)
-        rows = -(-n_a // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.6 + (1.0 * n_t + 0.8) * cols, (1.2 + 0.55 * n_s) * rows + 0.6),
-                                 squeeze=False, constrained_layout=True)
-        for ax in axes.flat[n_a:]:
-            ax.set_visible(False)
-        image = None
-        for a, ax in enumerate(axes.flat[:n_a]):
-            image = ax.imshow(np.nan_to_num(self.rates[a], nan=0.0), vmin=0.0, vmax=1.0, cmap="viridis",
-                              aspect="auto")
-            for s in range(n_s):
-                for t in range(n_t):
-                    v = self.rates[a, s, t]
-                    ax.text(t, s, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
-                            color="white" if (np.isnan(v) or v < 0.6) else "black", fontsize=8)
-                    if self.white_box[s, t]:
-                        ax.add_patch(plt.Rectangle((t - 0.5, s - 0.5), 1, 1, fill=False, lw=1.5, color="red"))
-            ax.set_xticks(range(n_t), self.targets, rotation=30, ha="right", fontsize=8)
-            ax.set_yticks(range(n_s), self.sources if a % cols == 0 else [""] * n_s, fontsize=8)
-            ax.set_title(self.attacks[a], fontsize=9)
-            ax.set_xlabel("target", fontsize=8)
-            if a % cols == 0:
-                ax.set_ylabel("source", fontsize=8)
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="success rate (target-correct inputs)")
-        fig.suptitle(title or f"Transfer matrix ({self.n_samples} inputs; red: white-box)", fontsize=10)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return plot_transfer_matrix(self, path, title)
 
     def save(self, out_dir: str | Path, images: bool = True) -> dict[str, Path]:
         """Write ``transfer_matrix.csv``, ``.json``, ``.png`` and the 8-bit images.
@@ -217,12 +185,10 @@ class TransferMatrix:
         Images go to ``adversarial/<attack>__<source>.npz`` (keys ``images``
         uint8 NCHW, ``labels``).
         """
+        check_plots(out_dir, without="result.to_csv(...) / to_json(...)")
         out = check_out_dir(out_dir, allow_none=False)
-        written = {"csv": self.to_csv(out / "transfer_matrix.csv"), "json": self.to_json(out / "transfer_matrix.json")}
-        try:
-            written["png"] = self.plot(out / "transfer_matrix.png")
-        except ImportError:  # matplotlib is an optional extra ("report")
-            logger.warning("matplotlib is not installed: no heatmap written")
+        written = {"csv": self.to_csv(out / "transfer_matrix.csv"), "json": self.to_json(out / "transfer_matrix.json"),
+                   "png": self.plot(out / "transfer_matrix.png")}
         if images:
             folder = out / "adversarial"
             folder.mkdir(parents=True, exist_ok=True)
@@ -308,7 +274,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     xf = check_images(x, "x")
     if xf.shape[1:] != shape:
         raise InvalidInputError(f"x has images shaped {xf.shape[1:]}; expected the models' input_shape={shape}")
-    y = _labels(y, len(xf), n_classes)
+    y = check_class_labels(y, len(xf), n_classes)
     max_target_queries = check_int(max_target_queries, "max_target_queries", low=1, allow_none=True)
     batch_size = check_int(batch_size, "batch_size", low=1, allow_none=True)
     n = len(xf)
@@ -324,6 +290,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     for attack in bound.values():  # every attack's own checks, before the first one runs
         if callable(getattr(attack, "check", None)):
             attack.check(xq, y)
+    check_plots(out_dir)              # the heatmap needs matplotlib: refused now, not after the queries
     out_dir = check_out_dir(out_dir)  # created with the other checks, before the first query
     n_a, n_s, n_t = len(att), len(src), len(tgt)
     adversarial = np.empty((n_a, n_s) + x8.shape, dtype=np.uint8)
@@ -427,17 +394,6 @@ def _bind(template: Any, model: Any, attack: str, source: str) -> Any:
             "expected an attack"
         )
     return bound
-
-
-def _labels(y: Any, n: int, n_classes: int) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.shape != (n,) or arr.dtype.kind not in "iu":
-        raise InvalidInputError(f"y has shape {np.asarray(y).shape} and dtype {arr.dtype}; expected ({n},) integers")
-    if arr.min() < 0 or arr.max() >= n_classes:
-        raise InvalidInputError(f"y has labels in [{arr.min()}, {arr.max()}]; expected 0..{n_classes - 1}")
-    return arr.astype(np.int64)
 
 
 def _index(names: tuple, name: str, kind: str) -> int:

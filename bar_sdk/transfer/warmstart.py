@@ -34,7 +34,7 @@ from bar_sdk.contract import check_int, check_model, has_gradients
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.distill import _OWN, distilled_program
-from bar_sdk.transfer.local import _is_torch_model
+from bar_sdk.transfer.local import trainer_of
 from bar_sdk.transfer.preflight import check_fit, check_test_split
 from bar_sdk.transfer.metrics import classification_metrics
 
@@ -189,7 +189,7 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
 
     distill_queries = check_int(distill_queries, "distill_queries", low=20)
     if "distilled" in strategies:
-        if not _is_torch_model(surrogate):
+        if trainer_of(surrogate) is None:
             raise InvalidInputError(f"surrogate={type(surrogate).__name__} cannot be fine-tuned; expected a torch "
                                     "model (bar_sdk.adapters.TorchModel) for strategy 'distilled'")
         short = [b for b in plan["distilled"] if b <= distill_queries]

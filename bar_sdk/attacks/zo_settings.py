@@ -1,4 +1,4 @@
-"""Building the core's zeroth-order estimator and optimizer for an attack.
+"""An attack's zeroth-order settings: checked, then built into the core's estimator and optimizer.
 
 NES and the universal perturbation take the same ``estimator``,
 ``n_directions``, ``smoothing``, ``optimizer``, ``lr`` and ``lr_decay``
@@ -13,19 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from bar_sdk.attacks.normalized_sgd import NormalizedSGD
 from bar_sdk.contract import check_choice, check_float, check_int
 from bar_sdk.zo import (ESTIMATORS, OPTIMIZERS, GradientEstimator, Optimizer, make_estimator, make_optimizer,
                         validate_instances)
 
-__all__ = ["NormalizedSGD", "check_zo_params", "build_estimator", "build_optimizer"]
-
-
-class NormalizedSGD(Optimizer):
-    """Steps of length ``lr`` along the estimated descent direction (L2 PGD)."""
-
-    def _update(self, theta, grad, progress):
-        norm = float(np.linalg.norm(grad))
-        return theta if norm == 0.0 else theta - self.learning_rate(progress) * grad / norm
+__all__ = ["check_zo_params", "build_estimator", "build_optimizer"]
 
 
 def check_zo_params(attack: Any) -> None:

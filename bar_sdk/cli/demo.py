@@ -22,15 +22,18 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reprogram import BARClassifier
+from bar_sdk.transfer.metrics import classification_metrics
 from bar_sdk.transfer.programs import program_scores
-from bar_sdk.report import plot_learning_curve, plot_program, write_json
+from bar_sdk.reporting.files import write_json
+from bar_sdk.reporting.plots import check_plots, plot_learning_curve, plot_program
 
-__all__ = ["run_demo"]
+__all__ = ["add_parser", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,16 +46,51 @@ MEDMNIST_DIR = Path("~/.medmnist")
 DEFAULT_BUDGETS = {"efficientnet-lite0": (10_000, 300), "digits": (60_000, None)}
 
 
-def _metrics(y, proba) -> dict:
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+def add_parser(sub: Any) -> None:
+    """Register ``demo`` on the ``bar`` command's subparsers."""
+    p = sub.add_parser("demo", help="reprogram a queried classifier for a medical task, end to end (offline)",
+                       description="The main job: BAR through a local cloud-like API, with a report.")
+    p.add_argument("--data", help="a MedMNIST-style .npz (train_images, train_labels, test_images, test_labels), "
+                                  "or the name of one in ~/.medmnist (e.g. breastmnist); default: scikit-learn's "
+                                  "breast-cancer data laid out as a patch")
+    p.add_argument("--source", choices=("efficientnet-lite0", "digits"), default="efficientnet-lite0",
+                   help="the vendor model: EfficientNet-Lite0 with ImageNet weights (default), or a small CNN "
+                        "trained now on scikit-learn digits (a fast run)")
+    p.add_argument("--image-size", type=int, default=128,
+                   help="input side of EfficientNet-Lite0 (default 128: about 3x faster than its native 224)")
+    p.add_argument("--top-k", type=int, default=20,
+                   help="concepts the API returns per image for EfficientNet-Lite0 (default 20)")
+    p.add_argument("--out", default="runs/demo", help="report folder (default: runs/demo)")
+    p.add_argument("--max-queries", type=int,
+                   help="BAR's training budget (default: 10000 for EfficientNet-Lite0, 60000 for digits)")
+    p.add_argument("--whitebox-images", type=int,
+                   help="gradient images of the white-box baseline beyond its passes over the training data "
+                        "(default: 300 for EfficientNet-Lite0, whose exact gradients are slow on a CPU; "
+                        "for digits the same budget as BAR)")
+    p.add_argument("--api-budget", type=int, default=200_000, help="hard cap on billed API queries")
+    p.add_argument("--price", type=float, default=0.0015, help="dollars per image (default: 0.0015)")
+    p.add_argument("--rate", type=float, default=400.0, help="the API's rate limit in requests/s")
+    p.add_argument("--fault-429", type=float, default=0.05, help="share of requests answered 429")
+    p.add_argument("--fault-500", type=float, default=0.02, help="share of requests answered 500")
+    p.add_argument("--fault-malformed", type=float, default=0.01, help="share of malformed answers")
+    p.add_argument("--source-size", type=int, default=16, help="input side of the digits CNN (default 16)")
+    p.add_argument("--local", action="store_true", help="query the model in-process instead of over HTTP")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from --out's checkpoint and answer cache (same settings); "
+                        "without it the run starts afresh")
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bar or summary")
+    p.set_defaults(func=_run_demo)
 
-    pred = proba.argmax(1)
-    out = {"accuracy": accuracy_score(y, pred), "balanced_accuracy": balanced_accuracy_score(y, pred)}
-    if proba.shape[1] == 2:
-        out["auc"] = roc_auc_score(y, proba[:, 1])
-    else:
-        out["auc"] = roc_auc_score(y, proba, multi_class="ovr")
-    return {k: round(float(v), 4) for k, v in out.items()}
+
+def _run_demo(args) -> int:
+    run_demo(args)
+    return 0
+
+
+def _metrics(y, proba) -> dict:
+    """The package's classification metrics, rounded for the report."""
+    return {k: round(v, 4) for k, v in classification_metrics(y, proba).items()}
 
 
 def resolve_data(data: str | None) -> str | None:
@@ -189,6 +227,7 @@ def _remote(source: Source, args, out_dir: Path):
 
 def run_demo(args) -> dict:
     """Run the flagship scenario described in the module docstring; return the report document."""
+    check_plots(args.out, "--out", without="run BARClassifier yourself")   # before any query, not after the run
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.resume:  # a checkpoint or cache of another run (another model) must not leak into this one

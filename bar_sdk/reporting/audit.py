@@ -1,7 +1,7 @@
 """The audit's report: ``report.json``, ``report.md`` and three PNG plots.
 
 matplotlib is imported inside the functions (Agg backend, via
-:mod:`bar_sdk.report`), so importing bar-sdk configures nothing. The JSON
+:mod:`bar_sdk.reporting.plots`), so importing bar-sdk configures nothing. The JSON
 and markdown are written before any plot, so a plot that fails loses none
 of the results the audit paid for.
 """
@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bar_sdk.report import _pyplot, write_json
+from bar_sdk.reporting.files import write_json
+from bar_sdk.reporting.plots import pyplot
 
 __all__ = ["write_report", "success_curve"]
 
@@ -52,7 +53,7 @@ def _label(k: int, labels: Sequence[str] | None) -> str:
 
 
 def _plot_success(report, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     grid = np.unique(np.geomspace(1, max(report.max_queries, 2), 60).astype(int))
     n = len(report.eps)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
@@ -72,7 +73,7 @@ def _plot_success(report, path: Path) -> None:
 
 
 def _plot_robust(report, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     eps = [0.0] + list(report.eps)
     for name, values in report.robust_accuracy.items():
@@ -101,7 +102,7 @@ def _pick_examples(report, n_examples: int) -> list[tuple[int, str, int]]:
 
 
 def _plot_examples(report, x: np.ndarray, picks, path: Path, labels) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(picks), 3, figsize=(6.6, 2.3 * len(picks)), squeeze=False)
     for row, (i, name, k) in zip(axes, picks):
         r = report.results[name][k]

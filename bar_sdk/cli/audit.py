@@ -37,7 +37,7 @@ __all__ = ["add_parser", "run"]
 logger = logging.getLogger(__name__)
 
 #: where a source checkout finds the shared data (``../shared/data`` beside the repository)
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -167,8 +167,14 @@ def _torch_file(path: str, input_shape, labels):
 def _remote(args, input_shape, labels):
     try:
         from bar_sdk.adapters.remote import RemoteModel
-    except ImportError as exc:
-        raise InvalidInputError(f"--remote-preset needs bar_sdk.adapters.remote ({exc})") from None
+    except ModuleNotFoundError as exc:   # a missing extra is named; any other broken import is raised as it is
+        from bar_sdk.cli import missing_extra
+
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        raise InvalidInputError(f"--remote-preset needs the '{extra}' extra (pip install 'bar-sdk[{extra}]'): "
+                                f"{exc}") from None
     if labels is None:
         raise InvalidInputError("--labels is required with --remote-preset (the API's class names, in order)")
     key = None
