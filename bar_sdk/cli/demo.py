@@ -308,9 +308,10 @@ def _baselines(source: Source, xa, ya, xb, yb, args, whitebox_images, max_querie
     untrained.fit(xa, ya)
     untrained.theta_[:] = 0.0  # the grey frame of an untrained program, with its frequency mapping
     out["grey frame + label mapping"] = _metrics(yb, untrained.predict_proba(xb))
-    # the logistic readout alone, on the same grey frame: what BAR's trained program adds beyond it
+    # the logistic readout alone, on the same grey frame (C chosen as BAR's readout chooses it): what BAR's
+    # trained program adds beyond it
     grey_scores, _ = program_scores(untrained, local, xa)
-    untrained.readout_ = LogisticReadout.fit(grey_scores, ya, len(untrained.classes_))
+    untrained.readout_ = LogisticReadout.fit(grey_scores, ya, len(untrained.classes_), C="auto")
     out["grey frame + logistic readout"] = _metrics(yb, untrained.predict_proba(xb))
     out["grey frame + logistic readout"]["seconds"] = round(time.perf_counter() - t0, 1)  # both grey rows
     t0 = time.perf_counter()
