@@ -83,9 +83,9 @@ class ServiceClient:
     """Client of a named service actor; pickles as its name, so it can be shipped to workers.
 
     Subclasses set :attr:`service_class` (built inside the actor from the
-    keyword arguments given to :meth:`create`), call :meth:`_call` for
-    the methods they forward, and check with :meth:`_check_settings` that an
-    existing service they attach to has the settings asked for.
+    settings given to :meth:`_create`) and call :meth:`_call` for the
+    methods they forward; :meth:`_create` refuses to attach to an existing
+    service whose settings differ from those asked for.
 
     Parameters
     ----------
