@@ -75,10 +75,11 @@ class MIFGSM(Attack):
     max_total_queries, quantize, batch_size, random_state, verbose
         As in :class:`~bar_sdk.attacks.PGD`.
 
-    Shape
+    Notes
     -----
-    x : (n, C, H, W) or (n, H, W), uint8 or floats in [0, 1]. Each image costs
-    ``steps + 2`` queries (clean, gradients, final check) without early stop.
+    ``run(x, y)`` takes ``x`` shaped (n, C, H, W) or (n, H, W), uint8 or floats
+    in [0, 1]. Each image costs ``steps + 2`` queries (clean, gradients, final
+    check) without early stop.
 
     Examples
     --------
