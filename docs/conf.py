@@ -24,8 +24,9 @@ import io
 import os
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -118,6 +119,7 @@ PUBLIC_MODULES = {
     "bar_sdk.audit": "bar_sdk.audit: audits of vendor models",
     "bar_sdk.transfer": "bar_sdk.transfer: transfer and baselines",
     "bar_sdk.plan": "bar_sdk.plan: cost before spending",
+    "bar_sdk.report": "bar_sdk.report: report files and plots",
     "bar_sdk.distributed": "bar_sdk.distributed: shared budgets on Ray",
     "bar_sdk.zo": "bar_sdk.zo: zeroth-order estimators and optimizers",
 }
@@ -191,7 +193,7 @@ def generate_api(out: Path) -> list[str]:
             objects[mod, name] = obj
             listed.setdefault(id(obj), []).append(mod)
     problems = []
-    for (mod, name), obj in objects.items():
+    for (_, name), obj in objects.items():
         home = _home(obj, listed[id(obj)])
         CANONICAL[id(obj)] = f"{home}.{name}"
         KEEP.append(obj)
@@ -216,7 +218,7 @@ def generate_api(out: Path) -> list[str]:
             lines.append("")
         if elsewhere:
             lines += ["Also exported here", "------------------", ""]
-            for name, obj, home in elsewhere:
+            for name, _, home in elsewhere:
                 lines.append(f"- ``{name}``: :py:obj:`{home}.{name}`")
             lines.append("")
         if here:
@@ -351,6 +353,9 @@ def _missing_reference(app, env, node, contnode):
         if _resolve(dotted)[1]:
             return contnode
     if inspect.isclass(context) and node["reftype"] == "attr" and _sets_attribute(context, target):
+        return contnode
+    if module and "." not in target and any(   # a name defined in a submodule of the page's package
+            name.startswith(module + ".") and hasattr(sub, target) for name, sub in list(sys.modules.items())):
         return contnode
     return None
 
