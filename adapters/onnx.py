@@ -15,8 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bar_sdk.adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
-                             check_probed_classes)
+from bar_sdk.adapters._checks import (
+    check_batch,
+    check_input_shape,
+    check_label_names,
+    check_per_channel,
+    check_probed_classes,
+)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError
 
@@ -243,7 +248,7 @@ class OnnxModel:
                                         f"{graph_shape}; expected input_shape=(C, H, W)")
             return check_input_shape(tuple(chw)), fixed_batch
         shape = check_input_shape(given)
-        if any(fixed is not None and fixed != want for fixed, want in zip(chw, shape)):
+        if any(fixed is not None and fixed != want for fixed, want in zip(chw, shape, strict=False)):
             raise InvalidInputError(f"input_shape={given!r}; expected one matching the graph's input "
                                     f"{graph_shape} ({self.layout})")
         return shape, fixed_batch

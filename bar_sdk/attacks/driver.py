@@ -189,7 +189,7 @@ def _call_gradients(metered: MeteredModel, items, purpose):
         logp = np.asarray(logp, dtype=np.float64)
         seen["logp"] = logp
         total, grads, start = 0.0, [], 0
-        for (_, req), m in zip(items, sizes):
+        for (_, req), m in zip(items, sizes, strict=False):
             losses, g = req.loss(logp[start:start + m])
             total += float(np.sum(losses))
             grads.append(g)
@@ -262,9 +262,9 @@ def drive(metered: MeteredModel, samples: list[Sample],
         grad_items = [(i, pending[i][1]) for i in order if isinstance(pending[i][1], GradientRequest)]
         answers: dict[int, tuple[Any, np.ndarray]] = {}
         if score_items:
-            answers.update(zip([i for i, _ in score_items], _call_scores(metered, score_items, purpose)))
+            answers.update(zip([i for i, _ in score_items], _call_scores(metered, score_items, purpose), strict=False))
         if grad_items:
-            answers.update(zip([i for i, _ in grad_items], _call_gradients(metered, grad_items, purpose)))
+            answers.update(zip([i for i, _ in grad_items], _call_gradients(metered, grad_items, purpose), strict=False))
         rounds += 1
         for i in order:
             gen, _, rows = pending[i]
