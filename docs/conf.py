@@ -24,9 +24,8 @@ import io
 import os
 import re
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
-
-import tomllib
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
@@ -206,7 +205,8 @@ def generate_api(out: Path) -> list[str]:
                  f".. automodule:: {mod}", "   :no-members:", "", f".. currentmodule:: {mod}", ""]
         if mod == "bar_sdk.errors":
             lines += ["The tree (each error also derives from the builtin in brackets):", ""] + _exception_tree()
-        here, elsewhere = [], []
+        here: list[tuple[str, object, str]] = []
+        elsewhere: list[tuple[str, object, str]] = []
         for name in _public(mod):
             obj = objects[mod, name]
             home = _home(obj, listed[id(obj)])
@@ -250,11 +250,10 @@ def _is_big(obj) -> bool:
 
 
 def generate_cli(out: Path) -> None:
-    """``bar --help`` and ``bar <command> --help``, from the console script's entry point in pyproject.toml."""
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    target = scripts["bar"]
-    mod, func = target.split(":")
-    main = getattr(importlib.import_module(mod), func)
+    """``bar --help`` and ``bar <command> --help``, from the installed console script's entry point."""
+    (script,) = entry_points(group="console_scripts", name="bar")
+    target = script.value
+    main = script.load()
 
     def help_text(argv: list[str]) -> str:
         buf = io.StringIO()

@@ -46,15 +46,15 @@ api = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key="aud
 # alone), two budgets, at most 100 queries per image and run. :func:`~bar_sdk.plan.plan_audit`
 # gives the upper bound; the audit itself refuses bad arguments before its first query.
 x_audit, y_audit = x[:20], y[:20]
-settings = dict(attacks=["square", "hopskipjump"], eps=[0.05, 0.15], max_queries=100)
-print(plan_audit(api, len(x_audit), **settings))
+attacks, eps, cap = ["square", "hopskipjump"], [0.05, 0.15], 100
+print(plan_audit(api, len(x_audit), attacks=attacks, eps=eps, max_queries=cap))
 
 # %%
 # Run it
 # ------
 out_dir = Path(tempfile.mkdtemp(prefix="bar-audit-"))
-report = bar_sdk.audit(api, x_audit, y_audit, **settings, out_dir=out_dir, price_per_query=0.0015,
-                       random_state=0)
+report = bar_sdk.audit(api, x_audit, y_audit, attacks=attacks, eps=eps, max_queries=cap, out_dir=out_dir,
+                       price_per_query=0.0015, random_state=0)
 stack.close()
 
 # %%
