@@ -48,8 +48,8 @@ class MIFGSM(Attack):
     past the boundary is the one that transfers. Success is judged on that
     final image.
 
-    Arguments
-    ---------
+    Parameters
+    ----------
     model : model with ``log_proba_gradient``
         The source (e.g. ``bar_sdk.adapters.TorchModel`` or
         :class:`bar_sdk.transfer.EnsembleModel`).
