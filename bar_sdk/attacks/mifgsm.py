@@ -7,7 +7,7 @@ one you do not.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 import numpy as np
 
@@ -130,7 +130,8 @@ class MIFGSM(Attack):
             ctx = replace(ctx, threat=_FullSchedule(t.norm, t.eps, t.bounded, t.quantize))
         return x, y, target, ctx
 
-    def _diversify(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def _diversify(self, x: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
         """A random shrink-and-pad of ``x`` and the adjoint that maps a gradient back, or None."""
         if self.diversity_prob == 0 or rng.random() >= self.diversity_prob:
             return None
