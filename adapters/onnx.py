@@ -15,8 +15,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bar_sdk.adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
-                             check_probed_classes)
+from bar_sdk.adapters._checks import (
+    check_batch,
+    check_input_shape,
+    check_label_names,
+    check_per_channel,
+    check_probed_classes,
+)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError
 
@@ -190,11 +195,11 @@ class OnnxModel:
             raise InvalidInputError(f"model={self.source}: ONNX Runtime could not load it ({exc}); "
                                     "expected a path to a valid .onnx file or its bytes") from None
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         # An ONNX Runtime session cannot be pickled: a copy (another process, joblib) opens its own.
         return {k: v for k, v in self.__dict__.items() if k != "_session"}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._session = self._open_session()
 
@@ -229,7 +234,7 @@ class OnnxModel:
                                    "expected scores >= 0 (pass outputs='logits' if the graph returns logits)")
         return out
 
-    def _resolve_shape(self, graph_shape: list, given: Any) -> tuple[tuple[int, int, int], int | None]:
+    def _resolve_shape(self, graph_shape: list[Any], given: Any) -> tuple[tuple[int, int, int], int | None]:
         """``(C, H, W)`` from the graph and/or the caller, and the graph's fixed batch size (or None)."""
         if len(graph_shape) != 4:
             raise InvalidInputError(f"model={self.source}: input {self.input_name!r} has shape {graph_shape}; "
@@ -243,7 +248,7 @@ class OnnxModel:
                                         f"{graph_shape}; expected input_shape=(C, H, W)")
             return check_input_shape(tuple(chw)), fixed_batch
         shape = check_input_shape(given)
-        if any(fixed is not None and fixed != want for fixed, want in zip(chw, shape)):
+        if any(fixed is not None and fixed != want for fixed, want in zip(chw, shape, strict=False)):
             raise InvalidInputError(f"input_shape={given!r}; expected one matching the graph's input "
                                     f"{graph_shape} ({self.layout})")
         return shape, fixed_batch
@@ -272,7 +277,7 @@ def _describe(model: Any) -> str:
     return type(model).__name__
 
 
-def _pick(nodes: list, name: str | None, param: str) -> Any:
+def _pick(nodes: list[Any], name: str | None, param: str) -> Any:
     if name is None:
         return nodes[0]
     for node in nodes:

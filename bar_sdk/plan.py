@@ -1,10 +1,25 @@
 """What a BARClassifier run will send, cost and take, before any query is spent.
 
->>> from bar_sdk.plan import plan_bar                       # doctest: +SKIP
->>> plan = plan_bar(BARClassifier(api, max_queries=40_000), X_train, n_eval=len(X_test),
+>>> from sklearn.datasets import load_breast_cancer
+>>> from bar_sdk import BARClassifier
+>>> from bar_sdk.adapters.server import DemoModel            # stands for your vendor's API
+>>> from bar_sdk.plan import plan_bar
+>>> X, y = load_breast_cancer(return_X_y=True)
+>>> plan = plan_bar(BARClassifier(DemoModel((3, 32, 32), 10), max_queries=40_000), X[:400], n_eval=169,
 ...                 price_per_query=0.0015, rate_limit=10)
->>> print(plan)                                             # queries per phase, dollars, hours
->>> plan.queries, plan.dollars, plan.hours
+>>> print(plan)                                             # images per phase, dollars, hours
+phase             images    requests
+mapping              400         400
+train             39,180      39,180
+readout              400         400
+predict              169         169
+total             40,149      40,149
+training steps: 653
+1 image(s) per request at most
+cost: $60.22 at $0.0015 per image (at most: cached images are not billed)
+time: 1.12 h at 10 requests/s (at least: throttles and retries add to it)
+>>> plan.fit_queries <= 40_000
+True
 
 The numbers come from the rules ``fit`` follows (the label-mapping pass, one
 training step of ``batch_size x evaluations`` images while the next step and

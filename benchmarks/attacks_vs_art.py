@@ -101,7 +101,7 @@ class CountingNet(torch.nn.Module):
         dist = (delta.abs().amax(1) if self._norm == "linf" else delta.norm(dim=1)).numpy()
         wrong = logits.argmax(1).numpy() != self._labels[owner]
         fooled = wrong[:, None] & (dist[:, None] <= self._eps[None])
-        for o, hits in zip(owner, fooled):
+        for o, hits in zip(owner, fooled, strict=False):
             self.per_image[o] += 1
             new = hits & (self.first_success[o] < 0)
             self.first_success[o, new] = self.per_image[o]

@@ -175,10 +175,10 @@ def request_breakdown(model, x, datatype):
 
 
 def mlserver_overhead(args):
-    from sklearn.datasets import load_breast_cancer
-
     from _mlserver import mlserver
     from _mlserver_runtime import LABELS as DIGITS, SHAPE, digits_model
+    from sklearn.datasets import load_breast_cancer
+
     from bar_sdk import BARClassifier
 
     data = load_breast_cancer()

@@ -59,9 +59,9 @@ def _warm() -> int:
 
 def audit_speedup(args, ray) -> dict:
     import torch
+    from common import as_float, load_cifar, source_model
 
     from bar_sdk.audit import audit
-    from common import as_float, load_cifar, source_model
 
     torch.set_num_threads(1)
     model, info = source_model(Path(args.data_dir), {"epochs": args.epochs} if args.epochs else None)
@@ -80,7 +80,7 @@ def audit_speedup(args, ray) -> dict:
     spread = audit(model, x, y, executor="ray", chunk_size=args.chunk_size, **kw)
     t_ray = time.perf_counter() - t0
     same = all(np.array_equal(getattr(a, f), getattr(b, f))
-               for name in local.results for a, b in zip(local.results[name], spread.results[name])
+               for name in local.results for a, b in zip(local.results[name], spread.results[name], strict=True)
                for f in ("x_adv", "success", "queries"))
     ex = spread.executor
     workers = int(ray.cluster_resources().get("CPU", 1))

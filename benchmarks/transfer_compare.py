@@ -58,7 +58,7 @@ def report(payload) -> str:
             lines.append(f"| {r['method']} | {r['model']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | "
                          f"{r['auc']:.3f} | {r['queries']:,} | {r['wall_time']:.1f} |")
         lines.append("")
-    lines += [f"One seed (random_state=0); test sets of 156 (BreastMNIST, 73% one class) and 624 images: "
+    lines += ["One seed (random_state=0); test sets of 156 (BreastMNIST, 73% one class) and 624 images: "
               "differences of a few points are noise.", "",
               f"Machine: {payload['machine']['processor']}, {payload['machine']['torch_threads']} torch thread(s); "
               f"{payload['wall_seconds']:.0f} s in all.", ""]

@@ -15,9 +15,9 @@ from sklearn.feature_selection import SelectKBest, f_classif
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
 
+from bar_sdk import BARClassifier
 from bar_sdk.adapters import CallableModel, TorchModel
 from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
-from bar_sdk import BARClassifier
 
 # 1. The model you can only query: a small CNN trained on scikit-learn's digits.
 x, y = digits_images(16)
@@ -48,7 +48,7 @@ grid = {"select__k": [10, 30], "bar__learning_rate": [0.05, 0.2]}
 search = GridSearchCV(pipe, grid, cv=3, scoring="balanced_accuracy", n_jobs=1).fit(X_train, y_train)
 
 print("cross-validated balanced accuracy per candidate:")
-for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
+for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True):
     print(f"  {params}: {mean:.3f}")
 best = search.best_estimator_.named_steps["bar"]
 print(f"best: {search.best_params_}")

@@ -6,9 +6,9 @@ Run: python examples/quickstart.py   (about 15 s on 2 cores)
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
+from bar_sdk import BARClassifier
 from bar_sdk.adapters import TorchModel
 from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
-from bar_sdk import BARClassifier
 
 # 1. A source model: a small CNN trained on scikit-learn's digits (it stands for a model you can only query).
 x, y = digits_images(16)

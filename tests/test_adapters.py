@@ -192,7 +192,7 @@ def test_torch_unusable_device_is_refused_and_the_module_left_where_it_was(devic
     before = [p.detach().clone() for p in net.parameters()]
     with pytest.raises(InvalidInputError, match="device="):
         TorchModel(net, SHAPE, device=device)
-    for p, q in zip(net.parameters(), before):
+    for p, q in zip(net.parameters(), before, strict=True):
         assert p.device.type == "cpu" and torch.equal(p, q)
 
 
@@ -366,7 +366,7 @@ def test_small_cnn_seeded_init_is_reproducible_and_private():
     state = torch.random.get_rng_state()
     a, b = SmallCNN(1, 10, 16, random_state=3), SmallCNN(1, 10, 16, random_state=3)
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_digits_images_in_unit_range():
@@ -390,7 +390,7 @@ def test_train_classifier_learns_digits_deterministically(digits):
     acc = (TorchModel(net, (1, 16, 16)).predict_proba(Xte).argmax(1) == yte).mean()
     assert acc > 0.9
     again = fit()
-    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), again.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), again.parameters(), strict=True))
 
 
 def test_train_classifier_refuses_bad_input(digits):

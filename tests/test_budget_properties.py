@@ -1,13 +1,12 @@
 """Property-based: for any estimator, batch size and budget, the budget holds and counts agree."""
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from _models import fresh_linear
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sklearn.datasets import load_breast_cancer
 
-from _models import fresh_linear
-from bar_sdk.adapters import TopK
 from bar_sdk import BARClassifier, InvalidInputError
+from bar_sdk.adapters import TopK
 
 DATA = load_breast_cancer()
 X, Y = DATA.data[:60], DATA.target[:60]

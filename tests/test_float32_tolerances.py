@@ -36,7 +36,7 @@ def test_every_batch_size_stays_within_the_bound_of_exact_arithmetic(name):
     for size in (1, 2, 3, 7, 16, 60):                      # each a different BLAS path
         answers[size] = np.concatenate([model.predict_proba(q[i:i + size]) for i in range(0, len(q), size)])
         assert_close_f32(answers[size], truth, rtol, evaluations=1)
-    for size, got in answers.items():                      # hence any two within twice the bound
+    for got in answers.values():                           # hence any two within twice the bound
         assert_close_f32(got, answers[60], rtol)
 
 

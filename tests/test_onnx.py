@@ -5,12 +5,12 @@ import pytest
 
 onnx = pytest.importorskip("onnx", reason="the onnx package builds the test graphs")
 pytest.importorskip("onnxruntime", reason="OnnxModel needs the onnx extra")
+from _blocked import run_without  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from bar_sdk.adapters import OnnxModel  # noqa: E402
 from bar_sdk.contract import check_model  # noqa: E402
 from bar_sdk.errors import InvalidInputError, MissingDependencyError, ModelOutputError  # noqa: E402
-from _blocked import run_without  # noqa: E402
 
 RNG = np.random.default_rng(0)
 W = RNG.normal(size=(48, 5)).astype(np.float32)  # (3*4*4) -> 5 classes

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk.adapters.server import DemoModel, serve
-from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.plan import plan_bar
 
 DATA = load_breast_cancer()
@@ -103,7 +103,7 @@ def test_audit_plan_bounds_what_an_audit_spends_through_an_api():
     assert set(plan.queries_by_phase) == {"square@0.02", "square@0.2", "simba@0.02", "simba@0.2"}
     assert plan.queries == 4 * 6 * 30 and plan.dollars == pytest.approx(plan.queries * 0.01)
     spent = {f"{name}@{e:g}": r.total_queries for name, runs in report.results.items()
-             for e, r in zip(report.eps, runs)}
+             for e, r in zip(report.eps, runs, strict=True)}
     assert all(spent[k] <= plan.queries_by_phase[k] for k in spent)
     assert api.ledger.billed == report.total_queries <= plan.queries
     assert requests <= plan.requests

@@ -23,7 +23,7 @@ def data(n=10):
 def assert_same(a, b):
     assert a.robust_accuracy == b.robust_accuracy and a.total_queries == b.total_queries
     for name in a.results:
-        for ra, rb in zip(a.results[name], b.results[name]):
+        for ra, rb in zip(a.results[name], b.results[name], strict=True):
             for field in ("x_adv", "success", "queries", "distortion", "adv_label", "clean_label"):
                 np.testing.assert_array_equal(getattr(ra, field), getattr(rb, field), err_msg=f"{name}.{field}")
             assert ra.status == rb.status and ra.message == rb.message

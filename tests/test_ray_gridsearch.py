@@ -7,9 +7,9 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV
 
+from bar_sdk import BARClassifier
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk.adapters.server import DemoModel, serve
-from bar_sdk import BARClassifier
 
 SHAPE = (1, 8, 8)
 MODEL = DemoModel(SHAPE, n_classes=5, random_state=2)

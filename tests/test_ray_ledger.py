@@ -2,14 +2,13 @@
 
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bar_sdk.adapters.server import DemoModel
 from bar_sdk import MeteredModel, QueryBudgetExceeded
+from bar_sdk.adapters.server import DemoModel
 from bar_sdk.errors import InvalidInputError
 
 ROOT = Path(__file__).resolve().parent.parent

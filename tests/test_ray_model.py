@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bar_sdk.adapters.server import DemoModel
 from bar_sdk import MeteredModel, QueryLedger
+from bar_sdk.adapters.server import DemoModel
 from bar_sdk.attacks import SquareAttack
 from bar_sdk.errors import InvalidInputError
 

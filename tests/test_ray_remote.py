@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
+from bar_sdk import QueryBudgetExceeded
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
 from bar_sdk.adapters.server import DemoModel, serve
-from bar_sdk import QueryBudgetExceeded
 from bar_sdk.errors import InvalidInputError
 
 SHAPE = (1, 8, 8)

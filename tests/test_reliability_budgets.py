@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from _figures import examples, record
 from attacks_models import LabelOnly, held_out, softmax_digits
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk import InvalidInputError, QueryBudgetExceeded
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk.attacks import HopSkipJump, NESAttack, RayS, SimBA, SquareAttack, UniversalPerturbation, ZOOAttack
 
 MODEL = softmax_digits()

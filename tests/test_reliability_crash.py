@@ -21,11 +21,10 @@ import pytest
 from _extras import requires
 from _figures import examples, record, scale
 from _models import fresh_linear
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
-from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk import BARClassifier, CheckpointError
+from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk.checkpoint import read_state
 
 KEY = "reliab-crash-key-Zp4"

@@ -17,10 +17,10 @@ from _extras import requires
 from _figures import record, scale
 from sklearn.datasets import load_breast_cancer
 
+from bar_sdk import BARClassifier
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
 from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk.adapters.server.faults import KINDS
-from bar_sdk import BARClassifier
 from bar_sdk.attacks import HopSkipJump, SquareAttack
 
 pytestmark = requires("server")   # every run goes through the local server

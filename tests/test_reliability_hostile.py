@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 from _extras import preset_params
 from _figures import examples, record
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
+from bar_sdk import BarError, RemoteError, ResponseFormatError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk.adapters.remote.http import HttpResponse
 from bar_sdk.adapters.remote.labels import LabelMapper
 from bar_sdk.adapters.remote.presets import make_preset
-from bar_sdk import BarError, RemoteError, ResponseFormatError
 
 LABELS = ["cat", "dog", "Tiger_cat"]
 SHAPE = (3, 4, 4)

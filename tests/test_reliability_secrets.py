@@ -21,9 +21,9 @@ from _extras import requires
 from _figures import record
 from sklearn.datasets import load_breast_cancer
 
+from bar_sdk import AuthenticationError, BARClassifier, InvalidInputError, QueryBudgetExceeded, RemoteError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
 from bar_sdk.adapters.server import DemoModel, Faults, serve
-from bar_sdk import AuthenticationError, BARClassifier, InvalidInputError, QueryBudgetExceeded, RemoteError
 from bar_sdk.audit import audit
 
 KEY = "sk-live-RELIAB-9f3Kq7ZxW2mPvN8d"

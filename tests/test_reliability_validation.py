@@ -16,15 +16,14 @@ import numpy as np
 import pytest
 from _extras import requires
 from _models import fresh_linear
-from attacks_models import CountedSoftmax as Counted
-from attacks_models import held_out, softmax_digits
+from attacks_models import CountedSoftmax as Counted, held_out, softmax_digits
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
+from bar_sdk import BARClassifier, InvalidInputError, InvalidModelError, MeteredModel, QueryLedger
 from bar_sdk.adapters import CallableModel, LabelOnly, Rounded, SklearnModel, TopK
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, register_preset
 from bar_sdk.adapters.server import Faults, create_app
-from bar_sdk import BARClassifier, InvalidInputError, InvalidModelError, MeteredModel, QueryLedger
 from bar_sdk.attacks import (
     FGSM,
     MIFGSM,
@@ -39,7 +38,6 @@ from bar_sdk.attacks import (
     ZOOAttack,
 )
 from bar_sdk.audit import audit
-from bar_sdk.zo import SGD
 from bar_sdk.transfer import (
     EnsembleModel,
     LocalTransferClassifier,
@@ -48,6 +46,7 @@ from bar_sdk.transfer import (
     transfer_matrix,
     warm_start_study,
 )
+from bar_sdk.zo import SGD
 
 _cancer = load_breast_cancer()
 X, Y = _cancer.data[:40], _cancer.target[:40]

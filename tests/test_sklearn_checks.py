@@ -4,11 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
+from _models import fresh_linear, trained_linear
 from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.estimator_checks import check_estimator
 
-from _models import fresh_linear, trained_linear
 from bar_sdk import BARClassifier, InvalidInputError
 
 

@@ -109,8 +109,8 @@ class RayModel:
             return np.zeros((0, self.n_classes))
         k = max(1, min(self.replicas, n // self.min_batch_per_replica))
         parts = np.array_split(x, k)
-        answers = self._ray.get([a.predict_proba.remote(p) for a, p in zip(self._actors, parts)])
-        return np.concatenate([check_scores(a, len(p), self.n_classes, "replica") for a, p in zip(answers, parts)])
+        answers = self._ray.get([a.predict_proba.remote(p) for a, p in zip(self._actors, parts, strict=False)])
+        return np.concatenate([check_scores(a, len(p), self.n_classes, "replica") for a, p in zip(answers, parts, strict=False)])
 
     def replica_counts(self) -> list[int]:
         """Images each replica has answered (they add up to what the callers' ledgers counted)."""

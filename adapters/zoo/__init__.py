@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from bar_sdk.adapters.zoo.efficientnet_lite import MEAN, MODELS, STD, build_module, check_image_size, checked_weights, spec
+from bar_sdk.adapters.zoo.efficientnet_lite import (
+    MEAN,
+    MODELS,
+    STD,
+    build_module,
+    check_image_size,
+    checked_weights,
+    spec,
+)
 from bar_sdk.adapters.zoo.labels import imagenet_labels
 from bar_sdk.adapters.zoo.onnx_cache import cache_root, onnx_graph
 from bar_sdk.contract import check_choice, check_int
@@ -78,9 +86,9 @@ def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, i
     labels = imagenet_labels()
     shape = (3, size, size)
     if backend == "torch":
-        from bar_sdk.adapters.torch import TorchModel
-
         import torch
+
+        from bar_sdk.adapters.torch import TorchModel
 
         # channels-last: about twice as fast on a CPU for this network's depthwise convolutions, same results
         module = build_module(name, size).to(memory_format=torch.channels_last)

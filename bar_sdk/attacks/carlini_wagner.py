@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
-from bar_sdk.attacks.driver import GradientRequest
+from bar_sdk.attacks.driver import GradientRequest, RunContext, Sample
 from bar_sdk.attacks.objectives import margin
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.zo import Adam
@@ -75,7 +75,7 @@ class CarliniWagner(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_float(self.initial_const, "initial_const", low=0.0, low_open=True)
         check_int(self.binary_search_steps, "binary_search_steps", low=1)
@@ -83,7 +83,7 @@ class CarliniWagner(Attack):
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.confidence, "confidence", low=0.0)
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         x0 = s.x0.astype(np.float64)
         w0 = np.arctanh(np.clip(2.0 * x0 - 1.0, -1 + 1e-6, 1 - 1e-6))
         kappa = float(self.confidence)
@@ -94,7 +94,7 @@ class CarliniWagner(Attack):
             found, best, best_d = False, None, np.inf
             c = const
 
-            def loss(logp, c=c):
+            def loss(logp: np.ndarray, c: float = c) -> tuple[Any, Any]:
                 value, g = margin(logp, s.label, s.target, kappa)
                 return c * value, c * g
 

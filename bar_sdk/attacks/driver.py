@@ -91,7 +91,7 @@ class RunContext:
     n_classes: int
     input_shape: tuple[int, int, int]
     max_queries: int | None
-    cache: dict = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
@@ -169,7 +169,8 @@ def _observe(s: Sample, rows: np.ndarray, labels: np.ndarray, threat: Threat) ->
     s.success = bool(inside(s.best_dist, threat.eps))
 
 
-def _call_scores(metered: MeteredModel, items, purpose):
+def _call_scores(metered: MeteredModel, items: list[tuple[Any, np.ndarray]],
+                 purpose: str) -> list[tuple[np.ndarray, np.ndarray]]:
     x = np.concatenate([req for _, req in items]) if len(items) > 1 else items[0][1]
     scores = metered.predict_proba(x, purpose=purpose)
     out, start = [], 0
@@ -180,16 +181,16 @@ def _call_scores(metered: MeteredModel, items, purpose):
     return out
 
 
-def _call_gradients(metered: MeteredModel, items, purpose):
+def _call_gradients(metered: MeteredModel, items: list[tuple[Any, Any]], purpose: str) -> list[Any]:
     x = np.concatenate([req.x for _, req in items]) if len(items) > 1 else items[0][1].x
     sizes = [len(req.x) for _, req in items]
     seen: dict[str, np.ndarray] = {}
 
-    def loss_fn(logp):
+    def loss_fn(logp: Any) -> tuple[float, np.ndarray]:
         logp = np.asarray(logp, dtype=np.float64)
         seen["logp"] = logp
         total, grads, start = 0.0, [], 0
-        for (_, req), m in zip(items, sizes):
+        for (_, req), m in zip(items, sizes, strict=False):
             losses, g = req.loss(logp[start:start + m])
             total += float(np.sum(losses))
             grads.append(g)
@@ -211,10 +212,10 @@ def drive(metered: MeteredModel, samples: list[Sample],
           attack_one: Callable[[Sample], Generator[Request, Any, None]],
           threat: Threat, purpose: str, progress: Callable[[int], None] | None = None) -> bool:
     """Run ``attack_one`` on every sample, batched; return True if ``max_total_queries`` stopped it."""
-    pending: dict[int, tuple[Generator, Request, np.ndarray]] = {}
+    pending: dict[int, tuple[Generator[Any, Any, Any], Request, np.ndarray]] = {}
     by_index = {s.index: s for s in samples}
 
-    def advance(s: Sample, gen: Generator, answer: Any, first: bool = False) -> None:
+    def advance(s: Sample, gen: Generator[Any, Any, Any], answer: Any, first: bool = False) -> None:
         try:
             req = next(gen) if first else gen.send(answer)
         except StopIteration:
@@ -262,9 +263,9 @@ def drive(metered: MeteredModel, samples: list[Sample],
         grad_items = [(i, pending[i][1]) for i in order if isinstance(pending[i][1], GradientRequest)]
         answers: dict[int, tuple[Any, np.ndarray]] = {}
         if score_items:
-            answers.update(zip([i for i, _ in score_items], _call_scores(metered, score_items, purpose)))
+            answers.update(zip([i for i, _ in score_items], _call_scores(metered, score_items, purpose), strict=False))
         if grad_items:
-            answers.update(zip([i for i, _ in grad_items], _call_gradients(metered, grad_items, purpose)))
+            answers.update(zip([i for i, _ in grad_items], _call_gradients(metered, grad_items, purpose), strict=False))
         rounds += 1
         for i in order:
             gen, _, rows = pending[i]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.geometry import distance
 from bar_sdk.contract import check_float, check_int
 
@@ -66,20 +67,20 @@ class HopSkipJump(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_float(self.gamma, "gamma", low=0.0, low_open=True)
         check_int(self.init_num_evals, "init_num_evals", low=1)
         check_int(self.max_num_evals, "max_num_evals", low=1)
         check_int(self.init_trials, "init_trials", low=1)
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         threat, x0, rng, shape = ctx.threat, s.x0, s.rng, ctx.input_shape
         d = ctx.dim
         l2 = self.norm == "l2"
         theta = self.gamma / (np.sqrt(d) * d) if l2 else self.gamma / d ** 2
 
-        def decide(rows):
+        def decide(rows: np.ndarray) -> np.ndarray:
             return s.is_adversarial(rows.argmax(axis=1))
 
         # 1. a misclassified noise image, blended toward x0
@@ -100,12 +101,12 @@ class HopSkipJump(Attack):
                 low = mid
         perturbed = threat.candidate((1 - high) * x0 + high * noise, x0)
 
-        def blend(image, alpha):
+        def blend(image: np.ndarray, alpha: float) -> np.ndarray:
             if l2:
                 return (1 - alpha) * x0 + alpha * image
             return np.clip(image, x0 - alpha, x0 + alpha)
 
-        def binary_search(image):
+        def binary_search(image: np.ndarray) -> Generator[Any, Any, Any]:
             dist_in = float(distance(image, x0, self.norm))
             if l2:
                 hi, tol = 1.0, theta

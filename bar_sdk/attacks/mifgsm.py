@@ -7,12 +7,12 @@ one you do not.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
-from bar_sdk.attacks.driver import GradientRequest, Threat
+from bar_sdk.attacks.driver import GradientRequest, RunContext, Sample, Threat
 from bar_sdk.attacks.geometry import project
 from bar_sdk.attacks.objectives import LOSSES
 from bar_sdk.attacks.pgd import descent_direction
@@ -48,8 +48,8 @@ class MIFGSM(Attack):
     past the boundary is the one that transfers. Success is judged on that
     final image.
 
-    Arguments
-    ---------
+    Parameters
+    ----------
     model : model with ``log_proba_gradient``
         The source (e.g. ``bar_sdk.adapters.TorchModel`` or
         :class:`bar_sdk.transfer.EnsembleModel`).
@@ -75,10 +75,11 @@ class MIFGSM(Attack):
     max_total_queries, quantize, batch_size, random_state, verbose
         As in :class:`~bar_sdk.attacks.PGD`.
 
-    Shape
+    Notes
     -----
-    x : (n, C, H, W) or (n, H, W), uint8 or floats in [0, 1]. Each image costs
-    ``steps + 2`` queries (clean, gradients, final check) without early stop.
+    ``run(x, y)`` takes ``x`` shaped (n, C, H, W) or (n, H, W), uint8 or floats
+    in [0, 1]. Each image costs ``steps + 2`` queries (clean, gradients, final
+    check) without early stop.
 
     Examples
     --------
@@ -112,7 +113,7 @@ class MIFGSM(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_int(self.steps, "steps", low=1)
         check_float(self.step_size, "step_size", low=0.0, low_open=True, allow_none=True)
@@ -122,14 +123,15 @@ class MIFGSM(Attack):
         check_choice(self.loss, "loss", tuple(LOSSES))
         check_bool(self.early_stop, "early_stop")
 
-    def _validate(self, x, y, target):
+    def _validate(self, x: Any, y: Any, target: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, RunContext]:
         x, y, target, ctx = super()._validate(x, y, target)
         if not self.early_stop:
             t = ctx.threat
             ctx = replace(ctx, threat=_FullSchedule(t.norm, t.eps, t.bounded, t.quantize))
         return x, y, target, ctx
 
-    def _diversify(self, x: np.ndarray, rng: np.random.Generator):
+    def _diversify(self, x: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
         """A random shrink-and-pad of ``x`` and the adjoint that maps a gradient back, or None."""
         if self.diversity_prob == 0 or rng.random() >= self.diversity_prob:
             return None
@@ -148,12 +150,12 @@ class MIFGSM(Attack):
 
         return out, back
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         eps = float(self.eps)
         alpha = self.step_size if self.step_size is not None else eps / self.steps
         loss_fn = LOSSES[self.loss]
 
-        def loss(logp):
+        def loss(logp: np.ndarray) -> Any:
             return loss_fn(logp, s.label, s.target)
 
         x = s.x0.copy()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
-from bar_sdk.attacks.driver import GradientRequest
+from bar_sdk.attacks.driver import GradientRequest, RunContext, Sample
 from bar_sdk.attacks.geometry import project
 from bar_sdk.attacks.objectives import LOSSES
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
@@ -70,7 +70,7 @@ class PGD(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_int(self.steps, "steps", low=1)
         check_float(self.step_size, "step_size", low=0.0, low_open=True, allow_none=True)
@@ -89,12 +89,12 @@ class PGD(Attack):
         r = eps * rng.random() ** (1.0 / x0.size)
         return project(x0 + r * u / np.linalg.norm(u), x0, "l2", eps)
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         eps = float(self.eps)
         alpha = self._alpha(eps)
         loss_fn = LOSSES[self.loss]
 
-        def loss(logp):
+        def loss(logp: np.ndarray) -> Any:
             return loss_fn(logp, s.label, s.target)
 
         x = self._start(s.x0, s.rng, eps)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.contract import check_float
 
 __all__ = ["RayS"]
@@ -56,19 +57,19 @@ class RayS(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_float(self.tol, "tol", low=0.0, low_open=True, allow_none=True)
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         threat, x0, shape = ctx.threat, s.x0, ctx.input_shape
         dim = ctx.dim
         tol = self.tol if self.tol is not None else 1e-3 / np.sqrt(dim)
 
-        def ray(sign, d):
+        def ray(sign: np.ndarray, d: float) -> np.ndarray:
             return threat.candidate(x0 + d * sign.reshape(shape), x0)
 
-        def adversarial(image):
+        def adversarial(image: np.ndarray) -> Generator[Any, Any, bool]:
             return s.is_adversarial((yield image[None]).argmax(axis=1))[0]
 
         sgn = np.ones(dim, dtype=np.float32)

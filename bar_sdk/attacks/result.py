@@ -81,7 +81,7 @@ class AttackResult:
     total_queries: int
     wall_time: float
     access: str = "score"
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("x_adv", "success", "queries", "distortion", "y", "target", "clean_label", "adv_label"):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.objectives import objective
 from bar_sdk.contract import check_choice, check_float, check_int
 
@@ -90,7 +91,7 @@ class SimBA(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_choice(self.basis, "basis", ("dct", "pixel"))
         check_float(self.step, "step", low=0.0, low_open=True)
@@ -98,12 +99,12 @@ class SimBA(Attack):
         check_int(self.freq_dims, "freq_dims", low=1, allow_none=True)
         check_int(self.stride, "stride", low=1, allow_none=True)
 
-    def _prepare(self, ctx):
+    def _prepare(self, ctx: RunContext) -> None:
         _, h, w = ctx.input_shape
         if self.basis == "dct":
             ctx.cache["dct"] = (_dct_matrix(h), _dct_matrix(w))
 
-    def _direction(self, k: int, ctx) -> np.ndarray:
+    def _direction(self, k: int, ctx: RunContext) -> np.ndarray:
         c, h, w = ctx.input_shape
         ch, u, v = np.unravel_index(k, (c, h, w))
         q = np.zeros((c, h, w))
@@ -114,13 +115,13 @@ class SimBA(Attack):
             q[ch] = np.outer(rows[:, u], cols[:, v])
         return q
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         c, h, w = ctx.input_shape
         threat, rng = ctx.threat, s.rng
         anchor = s.target if s.target is not None else s.label
         sign = 1.0 if s.target is None else -1.0
 
-        def loss(scores):
+        def loss(scores: np.ndarray) -> Any:
             if self.loss == "prob":
                 return sign * scores[0, anchor]
             return objective("margin", scores, s.label, s.target)[0]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.geometry import clip01
 from bar_sdk.attacks.objectives import LOSSES, objective
 from bar_sdk.contract import check_choice, check_float
@@ -115,7 +116,7 @@ class SquareAttack(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_float(self.p_init, "p_init", low=0.0, high=1.0, low_open=True)
         if self.loss is not None:
@@ -123,7 +124,7 @@ class SquareAttack(Attack):
         if min(input_shape[1:]) < 2:
             raise InvalidInputError(f"model.input_shape={input_shape}; SquareAttack needs images of at least 2x2")
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         loss_name = self.loss or ("ce" if s.target is not None else "margin")
         threat = ctx.threat
         x0, rng, eps = s.x0, s.rng, float(self.eps)
@@ -146,7 +147,7 @@ class SquareAttack(Attack):
                 s.current = x_best
             i_iter += 1
 
-    def _init(self, x0, rng, eps, c, h, w):
+    def _init(self, x0: np.ndarray, rng: np.random.Generator, eps: float, c: int, h: int, w: int) -> np.ndarray:
         if self.norm == "linf":
             # vertical stripes work best for untargeted attacks (official)
             return x0 + eps * _signs(rng, (c, 1, w))
@@ -165,7 +166,8 @@ class SquareAttack(Attack):
         return x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps
 
     @staticmethod
-    def _linf_step(x0, x_best, p, rng, eps, c, h, w):
+    def _linf_step(x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int,
+                   w: int) -> np.ndarray:
         size = int(round(np.sqrt(p * x0.size / c)))
         size = min(max(size, 1), h - 1, w - 1)
         ch, cw = rng.integers(0, (h - size, w - size))
@@ -180,7 +182,8 @@ class SquareAttack(Attack):
         return clip01(x0 + delta)
 
     @staticmethod
-    def _l2_step(x0, x_best, p, rng, eps, c, h, w):
+    def _l2_step(x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int,
+                 w: int) -> np.ndarray:
         size = max(int(round(np.sqrt(p * x0.size / c))), 3)
         if size % 2 == 0:
             size += 1

@@ -49,7 +49,7 @@ def _check_name(name: Any) -> str:
 class _Refusal:
     """An error the service raised on purpose, in a form that pickles whatever its ``__init__`` takes."""
 
-    def __init__(self, cls: type, args: tuple, attrs: dict):
+    def __init__(self, cls: type[BaseException], args: tuple[Any, ...], attrs: dict[str, Any]):
         self.cls, self.args, self.attrs = cls, args, attrs
 
     def exception(self) -> BaseException:
@@ -62,11 +62,11 @@ class _Refusal:
 class _Host:
     """The actor body: holds one object and calls whitelisted methods on it."""
 
-    def __init__(self, factory: Any, kwargs: dict):
+    def __init__(self, factory: Any, kwargs: dict[str, Any]):
         self._obj = factory(**kwargs)
         self._kwargs = dict(kwargs)
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         return dict(self._kwargs)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -83,9 +83,9 @@ class ServiceClient:
     """Client of a named service actor; pickles as its name, so it can be shipped to workers.
 
     Subclasses set :attr:`service_class` (built inside the actor from the
-    keyword arguments given to :meth:`create`), call :meth:`_call` for
-    the methods they forward, and check with :meth:`_check_settings` that an
-    existing service they attach to has the settings asked for.
+    settings given to :meth:`_create`) and call :meth:`_call` for the
+    methods they forward; :meth:`_create` refuses to attach to an existing
+    service whose settings differ from those asked for.
 
     Parameters
     ----------
@@ -114,7 +114,7 @@ class ServiceClient:
         self._ray = ray
 
     @classmethod
-    def _create(cls, name: str, namespace: str, address: str | None, settings: dict) -> ServiceClient:
+    def _create(cls, name: str, namespace: str, address: str | None, settings: dict[str, Any]) -> ServiceClient:
         ray = _ensure_ray(f"{cls.__name__}.create", address)
         name = _check_name(name)
         actor = ray.remote(_Host).options(name=name, namespace=namespace, lifetime="detached",
@@ -145,10 +145,10 @@ class ServiceClient:
         self._ray.kill(self._handle, no_restart=True)
         _wait_name_free(self._ray, self.name, self.namespace)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ServiceClient], tuple[str, str]]:
         return (type(self), (self.name, self.namespace))
 
-    def __deepcopy__(self, memo: dict) -> ServiceClient:
+    def __deepcopy__(self, memo: dict[int, Any]) -> ServiceClient:
         return self  # copies (sklearn.clone) share the one service
 
     def __copy__(self) -> ServiceClient:
