@@ -26,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from bar_sdk.adapters.remote.cache import image_key  # noqa: E402
 from bar_sdk.adapters.remote.encoding import encode_image  # noqa: E402
+from bar_sdk.adapters.remote.http import HttpResponse  # noqa: E402
+from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, encode_tensors  # noqa: E402
 from bar_sdk.adapters.server import DemoModel, Faults, serve  # noqa: E402
 from bar_sdk.adapters.server.clarifai import ClarifaiShape  # noqa: E402
 
@@ -40,10 +43,14 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--images-per-request", type=int, default=1)
     p.add_argument("--shape", default="1,28,28", help="C,H,W of the served demo model")
-    p.add_argument("--modes", default="async,threads", help="comma list of async, threads")
+    p.add_argument("--modes", default="async,threads", help="comma list of async, threads ('' to skip)")
     p.add_argument("--server-burst", type=int, default=4)
     p.add_argument("--overhead-shapes", default="1,28,28;3,224,224")
     p.add_argument("--overhead-reps", type=int, default=200)
+    p.add_argument("--stage-shapes", default="1,28,28;3,224,224;3,512,512",
+                   help="shapes of the per-stage client timing ('' to skip)")
+    p.add_argument("--stage-reps", type=int, default=60)
+    p.add_argument("--batch", type=int, default=32, help="images per request in the batched client-path timing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "remote_throughput"))
     return p.parse_args(argv)
@@ -92,10 +99,15 @@ def throughput_run(args, mode):
 
 
 def median_us(fn, reps):
+    return median_each(lambda _: fn(), range(reps))
+
+
+def median_each(fn, items):
+    """Median microseconds of ``fn(item)`` over ``items`` (a fresh input each time: no cache helps)."""
     times = []
-    for _ in range(reps):
+    for item in items:
         t0 = time.perf_counter()
-        fn()
+        fn(item)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e6)
 
@@ -126,6 +138,76 @@ def overhead_run(args, shape):
         live.close()
     return {"shape": list(shape), "bare_model_us": round(bare, 1), "encode_png_us": round(encode, 1),
             "client_path_us": round(client_path, 1), "loopback_roundtrip_us": round(roundtrip, 1)}
+
+
+def _canned_clarifai(labels, n):
+    return json.dumps(ClarifaiShape().ok([[(name, 0.1) for name in labels]] * n, {"model_id": "demo"})).encode()
+
+
+def _canned_open_inference(labels, n):
+    scores = np.full((n, len(labels)), 1.0 / len(labels), np.float32)
+    body, n_header = encode_tensors({"model_name": "demo"}, "outputs", [
+        ({"name": "probabilities", "datatype": "FP32", "shape": [n, len(labels)]}, scores)], binary=True)
+    return body, {HEADER_LENGTH: str(n_header)}
+
+
+def _stage_model(preset_name, labels, shape, canned, headers, max_batch):
+    client = httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, content=canned, headers=headers)))
+    if preset_name == "clarifai":
+        options = dict(model_id="demo", batch_size=max_batch, api_key="k")
+    else:
+        options = dict(model_name="demo", input_name="input", datatype="FP32", layout="NCHW",
+                       output_name="probabilities", binary=True, wait_ready=False, max_batch=max_batch)
+    return RemoteModel.from_preset(preset_name, base_url="https://api.example.com", labels=labels,
+                                   input_shape=shape, client=client, max_concurrency=4, **options)
+
+
+def stage_run(args, shape, preset_name):
+    """Per-image client time by stage (medians over fresh images; microseconds), and the whole path."""
+    rng = np.random.default_rng(args.seed)
+    labels = [f"class_{i}" for i in range(10)]
+    reps = args.stage_reps
+    n = args.batch
+    if preset_name == "clarifai":
+        canned1, headers1 = _canned_clarifai(labels, 1), {}
+        cannedn, headersn = _canned_clarifai(labels, n), {}
+    else:
+        canned1, headers1 = _canned_open_inference(labels, 1)
+        cannedn, headersn = _canned_open_inference(labels, n)
+    one = _stage_model(preset_name, labels, shape, canned1, headers1, 1)
+    preset, identity = one.preset, one._identity
+    xs = rng.random((reps, 1, *shape)).astype(np.float32)
+    qs = [quantize(x) for x in xs]
+    tensor = preset.tensor_input
+    encoded = [q[0] if tensor else encode_image(q[0]) for q in qs]
+    response = HttpResponse(200, headers1, canned1)
+    stages = {
+        "quantise": median_each(quantize, xs),
+        "hash": median_each(lambda q: image_key(q[0], identity), qs),
+        "encode": 0.0 if tensor else median_each(lambda q: encode_image(q[0]), qs),
+        "request_build": median_each(lambda e: preset.build_request(one.base_url, [e], one.labels), encoded),
+        "parse": median_us(lambda: [one._mapper.to_vector(a) for a in preset.parse(response, 1)], reps),
+    }
+    fresh = iter(rng.random((reps + 3, 1, *shape)).astype(np.float32))
+    for _ in range(3):
+        one.predict_proba(next(fresh))
+    whole = median_us(lambda: one.predict_proba(next(fresh)), reps)
+    one.close()
+    batch = _stage_model(preset_name, labels, shape, cannedn, headersn, n)
+    batch_reps = max(3, reps // 6)
+    fresh_n = iter(rng.random((batch_reps + 1, n, *shape)).astype(np.float32))
+    batch.predict_proba(next(fresh_n))
+    whole_batch = median_us(lambda: batch.predict_proba(next(fresh_n)), batch_reps) / n
+    batch.close()
+    return {"shape": list(shape), "preset": preset_name,
+            "stages_us": {k: round(v, 1) for k, v in stages.items()},
+            "stages_sum_us": round(sum(stages.values()), 1),
+            "whole_path_us": round(whole, 1),
+            "fixed_overhead_us": round(whole - sum(stages.values()), 1),
+            "quantise_plus_hash_us": round(stages["quantise"] + stages["hash"], 1),
+            "ratio_to_quantise_plus_hash": round(whole / (stages["quantise"] + stages["hash"]), 2),
+            f"whole_path_batch{n}_per_image_us": round(whole_batch, 1)}
 
 
 def write_markdown(result, path):
@@ -184,14 +266,19 @@ def main(argv=None):
                    "server_burst": args.server_burst, "seed": args.seed},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg": [round(v, 2) for v in os.getloadavg()]},
-        "throughput": [], "overhead": [],
+        "throughput": [], "overhead": [], "stages": [],
     }
-    for mode in args.modes.split(","):
+    for text in filter(None, args.stage_shapes.split(";")):
+        for preset_name in ("clarifai", "open_inference"):
+            row = stage_run(args, shape_of(text), preset_name)
+            print(f"stages {row}", flush=True)
+            result["stages"].append(row)
+    for mode in filter(None, args.modes.split(",")):
         row = throughput_run(args, mode)
         print(f"{mode}: {row['throughput_rps']:.2f} req/s = {row['fraction_of_rate']:.1%} of R, lost "
               f"{row['lost_queries']}, billed {row['billed_client']} (server {row['billed_server']})", flush=True)
         result["throughput"].append(row)
-    for text in args.overhead_shapes.split(";"):
+    for text in filter(None, args.overhead_shapes.split(";")):
         row = overhead_run(args, shape_of(text))
         print(f"overhead {row}", flush=True)
         result["overhead"].append(row)
