@@ -97,6 +97,7 @@ class RequestClient:
                  planner: Planner, max_concurrency: int, image_format: str, jpeg_quality: int, png_level: int,
                  sleep: Callable[[float], Any] | None, pool: Callable[[], ThreadPoolExecutor | None]):
         self.preset, self.base_url, self.credentials, self.labels = preset, base_url, credentials, tuple(labels)
+        self._origin = urlsplit(base_url)[:2]   # scheme and host: the only place the credential goes
         self.ledger, self.bucket, self.retry, self.sender = ledger, bucket, retry, sender
         self.cache, self.use_cache, self.planner = cache, use_cache, planner
         self.max_concurrency = max_concurrency
@@ -116,7 +117,7 @@ class RequestClient:
         else:
             encoded = parallel_map(self._pool(), self._encode, images, sum(img.nbytes for img in images))
         request = self.preset.build_request(self.base_url, encoded, self.labels)
-        if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
+        if urlsplit(request.url)[:2] != self._origin:
             raise RemoteError(f"preset {self.preset.name!r} built a request for {request.host!r}; the credential is "
                               f"sent only to base_url's host {urlsplit(self.base_url).netloc!r}")
         return request
@@ -126,7 +127,7 @@ class RequestClient:
 
     def send_unbilled(self, request: HttpRequest) -> HttpResponse:
         """A free request a preset needs (readiness, metadata): to base_url's host only, never billed."""
-        if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
+        if urlsplit(request.url)[:2] != self._origin:
             raise RemoteError(f"preset {self.preset.name!r} asked for {request.host!r}; only base_url's host is "
                               "contacted")
         return self.sender.send(self.preset.authorize(request, self.credentials))
