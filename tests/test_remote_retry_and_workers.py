@@ -166,3 +166,17 @@ def test_png_levels_all_decode_to_the_image_sent():
         np.testing.assert_array_equal(decode_image(encode_image(img, png_level=level)), img)
     with pytest.raises(InvalidInputError, match="png_level"):
         make(Server(), SHAPE, png_level=10)
+
+
+def test_json_body_splices_base64_and_writes_what_json_dumps_writes():
+    from bar_sdk.adapters.remote.presets import base
+
+    rng = np.random.default_rng(4)
+    blobs = [base.b64(rng.bytes(n)) for n in (0, 1, 2, 3, 5000)]
+    obj = {"inputs": [{"data": {"image": {"base64": b}}} for b in blobs],
+           "other": [1, 2.5, None, True, "\u00e9\"\\", (base.b64(b"ab"),)]}
+    assert base.json_body(obj) == json.dumps(obj, separators=(",", ":")).encode()
+    # A user's string that holds the splice mark itself: still exactly json.dumps (the plain way is taken).
+    for evil in ({"a": base._MARK + "0", "b": base.b64(b"xyz")},
+                 {"a": '"' + base._MARK + '0"', "b": [base.b64(b"xyz"), base.b64(b"q")]}):
+        assert base.json_body(evil) == json.dumps(evil, separators=(",", ":")).encode()
