@@ -127,7 +127,7 @@ class RemoteModel:
         bandwidth, not client CPU, is what limits you.
     workers : int, optional
         Threads that quantise, hash and PNG-encode large batches (NumPy,
-        hashlib and zlib release the GIL); ``min(4, os.cpu_count())`` by
+        hashlib and zlib release the GIL); ``min(4, usable CPUs)`` by
         default, 1 for none. Small batches (under 256 kB of pixels) stay on
         the calling thread. Results are ordered and byte-identical either way.
     sleep : callable, optional
@@ -212,6 +212,8 @@ class RemoteModel:
         warn_if_lossy(image_format, jpeg_quality)
         self.image_format = image_format
         self.jpeg_quality = jpeg_quality
+        self.png_level = check_int(png_level, "png_level", low=0, high=9)
+        self.workers = check_int(workers, "workers", low=1, allow_none=True)
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
@@ -225,8 +227,6 @@ class RemoteModel:
         self._bucket = _shared(rate_limiter, "rate_limiter", ("reserve", "refund"), rate_limit=rate_limit)
         if self._bucket is None and rate_limit is not None:
             self._bucket = TokenBucket(rate_limit, burst, clock)
-        self.png_level = check_int(png_level, "png_level", low=0, high=9)
-        self.workers = check_int(workers, "workers", low=1, allow_none=True)
         self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
         self._pool: ThreadPoolExecutor | None = None
@@ -336,7 +336,7 @@ class RemoteModel:
 
     def _worker_pool(self) -> ThreadPoolExecutor | None:
         """The threads that quantise, hash and encode large batches (``workers``), started on first use."""
-        workers = self.workers if self.workers is not None else min(4, os.cpu_count() or 1)
+        workers = self.workers if self.workers is not None else min(4, _usable_cpus())
         if workers < 2:
             return None
         if self._pool is None:
@@ -401,3 +401,11 @@ def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
         raise InvalidInputError(f"{given[0]}={own[given[0]]!r} together with {name}=; expected one of them: "
                                 f"the {name} given holds its own settings")
     return obj
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a ``taskset`` pinning counts), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # no affinity on this platform
+        return os.cpu_count() or 1
