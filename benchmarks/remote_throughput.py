@@ -26,7 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
+from bar_sdk.adapters.remote.cache import image_key  # noqa: E402
 from bar_sdk.adapters.remote.encoding import encode_image  # noqa: E402
+from bar_sdk.adapters.remote.http import HttpResponse  # noqa: E402
+from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, encode_tensors  # noqa: E402
 from bar_sdk.adapters.server import DemoModel, Faults, serve  # noqa: E402
 from bar_sdk.adapters.server.clarifai import ClarifaiShape  # noqa: E402
 
@@ -40,10 +43,15 @@ def parse_args(argv=None):
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--images-per-request", type=int, default=1)
     p.add_argument("--shape", default="1,28,28", help="C,H,W of the served demo model")
-    p.add_argument("--modes", default="async,threads", help="comma list of async, threads")
+    p.add_argument("--modes", default="async,threads", help="comma list of async, threads ('' to skip)")
     p.add_argument("--server-burst", type=int, default=4)
     p.add_argument("--overhead-shapes", default="1,28,28;3,224,224")
     p.add_argument("--overhead-reps", type=int, default=200)
+    p.add_argument("--stage-shapes", default="1,28,28;3,224,224;3,512,512",
+                   help="shapes of the per-stage client timing ('' to skip)")
+    p.add_argument("--stage-reps", type=int, default=60)
+    p.add_argument("--batch", type=int, default=32, help="images per request in the batched client-path timing")
+    p.add_argument("--markdown-from", default=None, help="rewrite the markdown of this results JSON, run nothing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "remote_throughput"))
     return p.parse_args(argv)
@@ -92,12 +100,23 @@ def throughput_run(args, mode):
 
 
 def median_us(fn, reps):
+    return median_each(lambda _: fn(), range(reps))
+
+
+def median_each(fn, items, clock=time.perf_counter):
+    """Median microseconds of ``fn(item)`` over ``items`` (a fresh input each time: no cache helps)."""
     times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+    for item in items:
+        t0 = clock()
+        fn(item)
+        times.append(clock() - t0)
     return float(np.median(times) * 1e6)
+
+
+def cpu_each(fn, items):
+    """Median CPU microseconds of this process (all its threads) per ``fn(item)``: other jobs on a shared
+    core stretch wall time, not this."""
+    return median_each(fn, items, clock=time.process_time)
 
 
 def overhead_run(args, shape):
@@ -128,15 +147,95 @@ def overhead_run(args, shape):
             "client_path_us": round(client_path, 1), "loopback_roundtrip_us": round(roundtrip, 1)}
 
 
+def _canned_clarifai(labels, n):
+    return json.dumps(ClarifaiShape().ok([[(name, 0.1) for name in labels]] * n, {"model_id": "demo"})).encode()
+
+
+def _canned_open_inference(labels, n):
+    scores = np.full((n, len(labels)), 1.0 / len(labels), np.float32)
+    body, n_header = encode_tensors({"model_name": "demo"}, "outputs", [
+        ({"name": "probabilities", "datatype": "FP32", "shape": [n, len(labels)]}, scores)], binary=True)
+    return body, {HEADER_LENGTH: str(n_header)}
+
+
+def _stage_model(preset_name, labels, shape, canned, headers, max_batch):
+    client = httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, content=canned, headers=headers)))
+    if preset_name == "clarifai":
+        options = dict(model_id="demo", batch_size=max_batch, api_key="k")
+    else:
+        options = dict(model_name="demo", input_name="input", datatype="FP32", layout="NCHW",
+                       output_name="probabilities", binary=True, wait_ready=False, max_batch=max_batch)
+    return RemoteModel.from_preset(preset_name, base_url="https://api.example.com", labels=labels,
+                                   input_shape=shape, client=client, max_concurrency=4, **options)
+
+
+def stage_run(args, shape, preset_name):
+    """Per-image client time by stage (medians over fresh images; microseconds), and the whole path."""
+    rng = np.random.default_rng(args.seed)
+    labels = [f"class_{i}" for i in range(10)]
+    reps = args.stage_reps
+    n = args.batch
+    if preset_name == "clarifai":
+        canned1, headers1 = _canned_clarifai(labels, 1), {}
+        cannedn, headersn = _canned_clarifai(labels, n), {}
+    else:
+        canned1, headers1 = _canned_open_inference(labels, 1)
+        cannedn, headersn = _canned_open_inference(labels, n)
+    one = _stage_model(preset_name, labels, shape, canned1, headers1, 1)
+    preset, identity = one.preset, one._identity
+    xs = rng.random((reps, 1, *shape)).astype(np.float32)
+    qs = [quantize(x) for x in xs]
+    tensor = preset.tensor_input
+    encoded = [q[0] if tensor else encode_image(q[0]) for q in qs]
+    response = HttpResponse(200, headers1, canned1)
+    stages = {
+        "quantise": cpu_each(quantize, xs),
+        "hash": cpu_each(lambda q: image_key(q[0], identity), qs),
+        "encode": 0.0 if tensor else cpu_each(lambda q: encode_image(q[0]), qs),
+        "request_build": cpu_each(lambda e: preset.build_request(one.base_url, [e], one.labels), encoded),
+        "parse": cpu_each(lambda _: [one._mapper.to_vector(a) for a in preset.parse(response, 1)], range(reps)),
+    }
+    fresh = rng.random((reps + 3, 1, *shape)).astype(np.float32)
+    for x in fresh[:3]:
+        one.predict_proba(x)
+    whole = cpu_each(one.predict_proba, fresh[3:])
+    whole_wall = median_each(one.predict_proba, rng.random((reps, 1, *shape)).astype(np.float32))
+    one.close()
+    batch = _stage_model(preset_name, labels, shape, cannedn, headersn, n)
+    batch_reps = max(3, reps // 6)
+    fresh_n = rng.random((batch_reps + 1, n, *shape)).astype(np.float32)
+    batch.predict_proba(fresh_n[0])
+    whole_batch = cpu_each(batch.predict_proba, fresh_n[1:]) / n
+    batch.close()
+    return {"shape": list(shape), "preset": preset_name,
+            "stages_us": {k: round(v, 1) for k, v in stages.items()},
+            "stages_sum_us": round(sum(stages.values()), 1),
+            "whole_path_us": round(whole, 1), "whole_path_wall_us": round(whole_wall, 1),
+            "fixed_overhead_us": round(whole - sum(stages.values()), 1),
+            "quantise_plus_hash_us": round(stages["quantise"] + stages["hash"], 1),
+            "ratio_to_quantise_plus_hash": round(whole / (stages["quantise"] + stages["hash"]), 2),
+            f"whole_path_batch{n}_per_image_us": round(whole_batch, 1)}
+
+
 def write_markdown(result, path):
-    cfg = result["config"]
     lines = [
-        "# RemoteModel throughput against the local server",
+        "# RemoteModel throughput against the local server" if result["throughput"] else "# RemoteModel client time",
         "",
         f"Command: `{result['command']}`  ",
         f"Machine: {result['machine']['cpus']} CPUs (shared), Python {result['machine']['python']}, "
         f"load average at start {result['machine']['loadavg']}.",
         "",
+    ]
+    lines += throughput_markdown(result) + overhead_markdown(result) + stage_markdown(result)
+    path.write_text("\n".join(lines))
+
+
+def throughput_markdown(result):
+    cfg, rows = result["config"], result["throughput"]
+    if not rows:
+        return []
+    lines = [
         f"Server limit R = {cfg['rate']:g} requests/s per key (burst {cfg['server_burst']}), injected faults "
         f"{cfg['fault_429']:.0%} 429 (Retry-After 1 s) and {cfg['fault_500']:.0%} 500; client told the same "
         f"limit (token bucket, burst 1), {cfg['concurrency']} requests in flight, "
@@ -147,18 +246,24 @@ def write_markdown(result, path):
         "429 seen | 500 seen |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in result["throughput"]:
+    for r in rows:
         lines.append(
             f"| {r['mode']} | {r['elapsed_s']:.1f} | {r['throughput_rps']:.2f} | {r['fraction_of_rate']:.1%} | "
             f"{r['lost_queries']} | {r['billed_client']} | {r['billed_server']} | {r['client']['retries']} | "
             f"{r['client']['throttled']} | {r['server']['injected']['500']} |")
-    ideal = result["throughput"][0]["requests"] / cfg["rate"] if result["throughput"] else 0.0
-    lines += [
+    return lines + [
         "",
-        f"At exactly R the {result['throughput'][0]['requests'] if result['throughput'] else 0} requests would take "
-        f"{ideal:.1f} s; most of the gap is the end of the run, where the last throttled requests wait out their "
+        f"At exactly R the {rows[0]['requests']} requests would take {rows[0]['requests'] / cfg['rate']:.1f} s; "
+        "most of the gap is the end of the run, where the last throttled requests wait out their "
         "Retry-After after everything else has been answered.",
         "",
+    ]
+
+
+def overhead_markdown(result):
+    if not result["overhead"]:
+        return []
+    lines = [
         "Per-query overhead, one image per request (medians; microseconds):",
         "",
         "| image shape | bare model | quantise + PNG | whole client path (no network) | loopback round trip "
@@ -168,30 +273,68 @@ def write_markdown(result, path):
     for o in result["overhead"]:
         lines.append(f"| {'x'.join(map(str, o['shape']))} | {o['bare_model_us']:.0f} | {o['encode_png_us']:.0f} | "
                      f"{o['client_path_us']:.0f} | {o['loopback_roundtrip_us']:.0f} |")
-    lines += ["", "The whole client path is quantise, hash, cache lookup, PNG + base64, request, parse, label "
-              "mapping and ledger, with an httpx MockTransport in place of the network.", ""]
-    path.write_text("\n".join(lines))
+    return lines + ["", "The whole client path is quantise, hash, cache lookup, PNG + base64, request, parse, label "
+                    "mapping and ledger, with an httpx MockTransport in place of the network.", ""]
+
+
+def stage_markdown(result):
+    """The per-stage table (CPU microseconds per image, medians)."""
+    rows = result.get("stages") or []
+    if not rows:
+        return []
+    n = result["config"].get("batch", 32)
+    lines = [
+        "Client time per image by stage (medians of the process's CPU time, microseconds; one image per "
+        "request unless said). Ran pinned to one core shared with other jobs (`taskset -c 0`), so every figure "
+        "is an upper bound; CPU time rather than wall time, so waiting for the core is not counted.",
+        "",
+        f"| shape | preset | quantise | hash | encode | request build | parse | sum | whole path (CPU) | "
+        f"whole path (wall) | fixed overhead | whole / (quantise + hash) | whole, {n} per request |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        st = r["stages_us"]
+        lines.append(
+            f"| {'x'.join(map(str, r['shape']))} | {r['preset']} | {st['quantise']:.0f} | {st['hash']:.0f} | "
+            f"{st['encode']:.0f} | {st['request_build']:.0f} | {st['parse']:.0f} | {r['stages_sum_us']:.0f} | "
+            f"{r['whole_path_us']:.0f} | {r.get('whole_path_wall_us', float('nan')):.0f} | "
+            f"{r['fixed_overhead_us']:.0f} | {r['ratio_to_quantise_plus_hash']:.1f}x | "
+            f"{r[f'whole_path_batch{n}_per_image_us']:.0f} |")
+    lines += ["", "Stages: quantise to 8 bits; sha256 cache key; PNG (clarifai; none for the tensor protocol); the "
+              "preset's request (base64 + JSON, or the binary tensor body); the preset's parse and the label "
+              "mapping. Fixed overhead = whole path minus the stages: httpx, the cache lookup and write, the "
+              "ledger, retries' bookkeeping, single flight.", ""]
+    return lines
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.markdown_from:
+        source = Path(args.markdown_from)
+        write_markdown(json.loads(source.read_text()), source.with_suffix(".md"))
+        return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = {
         "command": "python benchmarks/remote_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "config": {"rate": args.rate, "seconds": args.seconds, "fault_429": args.fault_429,
                    "fault_500": args.fault_500, "concurrency": args.concurrency,
                    "images_per_request": args.images_per_request, "shape": args.shape,
-                   "server_burst": args.server_burst, "seed": args.seed},
+                   "server_burst": args.server_burst, "seed": args.seed, "batch": args.batch},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg": [round(v, 2) for v in os.getloadavg()]},
-        "throughput": [], "overhead": [],
+        "throughput": [], "overhead": [], "stages": [],
     }
-    for mode in args.modes.split(","):
+    for text in filter(None, args.stage_shapes.split(";")):
+        for preset_name in ("clarifai", "open_inference"):
+            row = stage_run(args, shape_of(text), preset_name)
+            print(f"stages {row}", flush=True)
+            result["stages"].append(row)
+    for mode in filter(None, args.modes.split(",")):
         row = throughput_run(args, mode)
         print(f"{mode}: {row['throughput_rps']:.2f} req/s = {row['fraction_of_rate']:.1%} of R, lost "
               f"{row['lost_queries']}, billed {row['billed_client']} (server {row['billed_server']})", flush=True)
         result["throughput"].append(row)
-    for text in args.overhead_shapes.split(";"):
+    for text in filter(None, args.overhead_shapes.split(";")):
         row = overhead_run(args, shape_of(text))
         print(f"overhead {row}", flush=True)
         result["overhead"].append(row)

@@ -26,7 +26,7 @@ def image_key(img: np.ndarray, identity: str) -> str:
     h = hashlib.sha256()
     h.update(identity.encode())
     h.update(repr(img.shape).encode())
-    h.update(np.ascontiguousarray(img, dtype=np.uint8).tobytes())
+    h.update(memoryview(np.ascontiguousarray(img, dtype=np.uint8)).cast("B"))   # the same bytes, not copied
     return h.hexdigest()
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
 import warnings
+import zlib
 
 import numpy as np
 
@@ -31,6 +33,9 @@ QUANTIZATION_STEP = 1.0 / 255.0
 """The smallest change of a pixel value the API can see (8-bit images)."""
 
 _FORMATS = ("png", "jpeg")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_LEVEL = 0
+"""Default zlib level of the PNGs sent: stored (0), the fastest; see :func:`encode_image`."""
 
 
 def quantize(x: np.ndarray) -> np.ndarray:
@@ -48,23 +53,55 @@ def quantize(x: np.ndarray) -> np.ndarray:
     return y.astype(np.uint8)
 
 
-def encode_image(img: np.ndarray, image_format: str = "png", *, jpeg_quality: int = 95) -> bytes:
-    """Encode one uint8 image ``(C, H, W)`` (C in 1, 3) as PNG (lossless) or JPEG."""
+def encode_image(img: np.ndarray, image_format: str = "png", *, jpeg_quality: int = 95,
+                 png_level: int = PNG_LEVEL) -> bytes:
+    """Encode one uint8 image ``(C, H, W)`` (C in 1, 3) as PNG (lossless) or JPEG.
+
+    ``png_level`` is the zlib level of the PNG (0-9): 0 stores the pixels
+    uncompressed (the fastest by far, ~10x level 1 at 224x224; as large as the
+    raw image), higher levels trade client CPU for a smaller upload. Every
+    level decodes to exactly the same pixels.
+    """
     check_choice(image_format, "image_format", _FORMATS)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[0] not in (1, 3):
         raise InvalidInputError(
             f"image has dtype {img.dtype} and shape {img.shape}; expected uint8 (C, H, W) with C in (1, 3)"
         )
+    if image_format == "png":
+        return _png(img, check_int(png_level, "png_level", low=0, high=9))
     from PIL import Image
 
-    hwc = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
     buf = io.BytesIO()
-    pil = Image.fromarray(np.ascontiguousarray(hwc))
-    if image_format == "png":
-        pil.save(buf, format="PNG", compress_level=1)  # lossless either way; level 1 is fastest
-    else:
-        pil.save(buf, format="JPEG", quality=jpeg_quality)
+    Image.fromarray(_hwc(img)).save(buf, format="JPEG", quality=jpeg_quality)
     return buf.getvalue()
+
+
+def _hwc(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1))
+
+
+def _png(img: np.ndarray, level: int) -> bytes:
+    """A grey or RGB 8-bit PNG written directly: rows with filter 0 (none) or 2 (up), one zlib stream.
+
+    zlib and crc32 release the GIL, so images encode in parallel on threads.
+    """
+    c, h, w = img.shape
+    raw = np.empty((h, w * c + 1), dtype=np.uint8)
+    rows = raw[:, 1:].reshape(h, w, c)
+    for k in range(c):   # one channel at a time: ~10x faster than copying np.moveaxis(img, 0, -1)
+        rows[..., k] = img[k]
+    if level > 0:   # "up" filter: each row minus the one above (mod 256); helps zlib on smooth images
+        raw[0, 0], raw[1:, 0] = 0, 2
+        raw[1:, 1:] -= raw[:-1, 1:]   # NumPy buffers the overlap: each row minus the original row above
+    else:
+        raw[:, 0] = 0
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
+    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", zlib.compress(raw, level)),
+                     _png_chunk(b"IEND", b"")])
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return b"".join([struct.pack(">I", len(data)), kind, data, struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))])
 
 
 def decode_image(data: bytes) -> np.ndarray:

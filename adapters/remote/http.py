@@ -133,9 +133,13 @@ class SyncSender:
         self.client = client
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        if self.session is not None:
-            return _mapped(request, _requests_failure, self._send_requests)
-        return _mapped(request, _httpx_failure, self._send_httpx)
+        send, failure_of = ((self._send_requests, _requests_failure) if self.session is not None
+                            else (self._send_httpx, _httpx_failure))
+        try:
+            return send(request)
+        except Exception as exc:
+            failure = mapped_failure(request, exc, failure_of)
+        raise failure  # outside the handler: see mapped_failure
 
     def _send_httpx(self, request: HttpRequest) -> HttpResponse:
         with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
@@ -173,10 +177,8 @@ class AsyncSender:
         try:
             return await self._send(request)
         except Exception as exc:
-            failure = _httpx_failure(request, exc)
-            if failure is None:
-                raise
-        raise failure  # outside the handler: see _mapped
+            failure = mapped_failure(request, exc, _httpx_failure)
+        raise failure  # outside the handler: see mapped_failure
 
     async def _send(self, request: HttpRequest) -> HttpResponse:
         async with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
@@ -186,20 +188,18 @@ class AsyncSender:
         return HttpResponse(r.status_code, dict(r.headers), body)
 
 
-def _mapped(request: HttpRequest, failure_of: Callable[[HttpRequest, Exception], RemoteError | None],
-            send: Callable[[HttpRequest], HttpResponse]) -> HttpResponse:
-    """``send(request)``, a library's failure raised as the RemoteError ``failure_of`` maps it to.
+def mapped_failure(request: HttpRequest, exc: Exception,
+                   failure_of: Callable[[HttpRequest, Exception], RemoteError | None]) -> RemoteError:
+    """The RemoteError a library's failure ``exc`` maps to (``failure_of``); ``exc`` itself re-raised when it is
+    none of the library's. The one error mapping of both senders, sync and async.
 
-    The RemoteError is raised outside the ``except`` block, so it chains no library error: the
+    The caller raises the RemoteError outside its ``except`` block, so it chains no library error: the
     frames of one hold the request's headers (the credential) in their locals.
     """
-    try:
-        return send(request)
-    except Exception as exc:
-        failure = failure_of(request, exc)
-        if failure is None:
-            raise
-    raise failure
+    failure = failure_of(request, exc)
+    if failure is None:
+        raise exc
+    return failure
 
 
 def _httpx_failure(request: HttpRequest, exc: Exception) -> RemoteError | None:

@@ -12,6 +12,8 @@ from bar_sdk.errors import InvalidInputError, ResponseFormatError
 
 __all__ = ["LabelMapper", "normalize_label"]
 
+_MEMO = 100_000   # most distinct API names remembered (a vendor's vocabulary is far smaller)
+
 
 def normalize_label(name: str) -> str:
     """Case-folded, ``_`` read as a space, runs of spaces collapsed: ``"Tiger_cat " -> "tiger cat"``."""
@@ -43,6 +45,7 @@ class LabelMapper:
         self.missing_score = check_float(missing_score, "missing_score", low=0.0, high=1.0)
         self.label_only = check_bool(label_only, "label_only")
         self._index: dict[str, int] = {}
+        self._exact: dict[str, int | None] = {}
         for i, label in enumerate(self.labels):
             key = normalize_label(label)
             if key in self._index:
@@ -56,7 +59,13 @@ class LabelMapper:
 
     def index(self, name: str) -> int | None:
         """Position of the API label ``name`` in :attr:`labels`, or ``None``."""
-        return self._index.get(normalize_label(name))
+        try:
+            return self._exact[name]   # names repeat in every answer: normalise each one once
+        except KeyError:
+            i = self._index.get(normalize_label(name))
+            if len(self._exact) < _MEMO:
+                self._exact[name] = i
+            return i
 
     def to_vector(self, answer: Mapping[str, float | None]) -> np.ndarray:
         """The score vector (float64, ``len(labels)``) for one image's answer."""

@@ -2,79 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import hashlib
 import inspect
 import json
-import logging
 import os
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from bar_sdk.adapters.remote.cache import AnswerCache, image_key
-from bar_sdk.adapters.remote.encoding import QUANTIZATION_STEP, encode_image, quantize, warn_if_lossy
-from bar_sdk.adapters.remote.flight import Flight
-from bar_sdk.adapters.remote.http import (LOOPBACK_HOSTS, MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, HttpResponse,
-                                  SyncSender)
+from bar_sdk.adapters.remote.cache import AnswerCache
+from bar_sdk.adapters.remote.client import RequestClient, check_base_url
+from bar_sdk.adapters.remote.encoding import PNG_LEVEL, QUANTIZATION_STEP, warn_if_lossy
+from bar_sdk.adapters.remote.http import MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, SyncSender
 from bar_sdk.adapters.remote.labels import LabelMapper
 from bar_sdk.adapters.remote.ledger import RemoteLedger
+from bar_sdk.adapters.remote.planning import Plan, Planner, check_shape
 from bar_sdk.adapters.remote.presets import Preset, make_preset
 from bar_sdk.adapters.remote.ratelimit import TokenBucket
 from bar_sdk.adapters.remote.retry import RetryPolicy
 from bar_sdk.contract import check_bool, check_float, check_images, check_int
-from bar_sdk.errors import (CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError, RemoteError,
-                            ResponseFormatError)
+from bar_sdk.errors import CheckpointError, InvalidInputError
 
 __all__ = ["RemoteModel"]
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Chunk:
-    """The images of one request."""
-
-    keys: list[str]
-    images: list[np.ndarray]
-    reached: bool = False  # an attempt reached the API: it answered (any status), or it may have served it
-
-
-@dataclass
-class _Plan:
-    """One predict call: its images, their answers, what it sends and what it waits for.
-
-    ``sent`` and ``billed`` count, in distinct images, what this call put on the
-    wire (a request that reached the API, whatever it answered) and what of it
-    was billed; a failed call reports them on its exception (see
-    :meth:`RemoteModel._settled`).
-    """
-
-    keys: list[str]                      # one per row of x
-    q: np.ndarray                        # the 8-bit images
-    first: dict[str, int]                # key -> its first row
-    answers: dict[str, dict] = field(default_factory=dict)
-    chunks: list[_Chunk] = field(default_factory=list)
-    owned: dict[str, Flight] = field(default_factory=dict)   # flights this call registered, still to land
-    waits: dict[str, Flight] = field(default_factory=dict)   # images a concurrent call is sending
-    n_own: int = 0                       # distinct images this call meant to send itself
-    n_requests: int = 0
-    sent: int = 0
-    billed: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def count(self, chunk: _Chunk, *, billed: bool) -> None:
-        with self.lock:
-            self.sent += len(chunk.keys) if billed or chunk.reached else 0
-            self.billed += len(chunk.keys) if billed else 0
-
 
 class RemoteModel:
     """A cloud image-classification API that satisfies the black-box contract.
@@ -168,6 +119,17 @@ class RemoteModel:
         :class:`~bar_sdk.errors.ResponseFormatError` (not retried) without being
         read whole; its images count as ``ledger.unconfirmed``, like those of a
         2xx answer that cannot be read.
+    png_level : int
+        zlib level of the PNGs sent (0-9). 0, the default, stores the pixels
+        uncompressed: about ten times faster to write than level 1 and the
+        same pixels once decoded, at the size of the raw image (1.5x a level-1
+        PNG of a smooth photo, the same for noisy ones). Raise it when upload
+        bandwidth, not client CPU, is what limits you.
+    workers : int, optional
+        Threads that quantise, hash and PNG-encode large batches (NumPy,
+        hashlib and zlib release the GIL); ``min(4, usable CPUs)`` by
+        default, 1 for none. Small batches (under 256 kB of pixels) stay on
+        the calling thread. Results are ordered and byte-identical either way.
     sleep : callable, optional
         ``sleep(seconds)`` used for backoff and rate-limit waits (tests inject a
         recorder); it may return an awaitable for :meth:`apredict_proba`.
@@ -228,7 +190,7 @@ class RemoteModel:
                  missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
                  allow_insecure: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
                  sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None,
-                 ledger: Any = None, rate_limiter: Any = None):
+                 ledger: Any = None, rate_limiter: Any = None, png_level: int = PNG_LEVEL, workers: int | None = None):
         self.use_cache = check_bool(use_cache, "use_cache")
         allow_insecure = check_bool(allow_insecure, "allow_insecure")
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
@@ -238,8 +200,8 @@ class RemoteModel:
         self.labels = self._mapper.labels
         self.label_only = self._mapper.label_only
         self.n_classes = len(self.labels)
-        self.input_shape = _check_shape(input_shape)
-        self.base_url = _check_base_url(base_url or self.preset.default_base_url, allow_insecure)
+        self.input_shape = check_shape(input_shape)
+        self.base_url = check_base_url(base_url or self.preset.default_base_url, allow_insecure)
         self.max_concurrency = check_int(max_concurrency, "max_concurrency", low=1)
         self.timeout = check_float(timeout, "timeout", low=0.0, low_open=True)
         self.max_response_bytes = check_int(max_response_bytes, "max_response_bytes", low=1)
@@ -250,6 +212,8 @@ class RemoteModel:
         warn_if_lossy(image_format, jpeg_quality)
         self.image_format = image_format
         self.jpeg_quality = jpeg_quality
+        self.png_level = check_int(png_level, "png_level", low=0, high=9)
+        self.workers = check_int(workers, "workers", low=1, allow_none=True)
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
         if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
@@ -265,16 +229,19 @@ class RemoteModel:
             self._bucket = TokenBucket(rate_limit, burst, clock)
         self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
-        self._sleep = sleep
-        self._rng = np.random.default_rng(self.retry.random_state)
-        self._rng_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._flights: dict[str, Flight] = {}
-        self._flights_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         self._identity = json.dumps({"base_url": self.base_url, "preset": self.preset.identity(),
                                      "labels": self.labels, "image_format": image_format,
                                      "jpeg_quality": jpeg_quality if image_format == "jpeg" else None},
                                     sort_keys=True, default=str)
+        self._planner = Planner(self._cache, self.use_cache, self.ledger, self.preset, self._identity,
+                                self._worker_pool)
+        self._client = RequestClient(self.preset, self.base_url, self._credentials, labels=self.labels,
+                                     ledger=self.ledger, bucket=self._bucket, retry=self.retry, sender=self._sender,
+                                     cache=self._cache, use_cache=self.use_cache, planner=self._planner,
+                                     max_concurrency=self.max_concurrency, image_format=image_format,
+                                     jpeg_quality=jpeg_quality, png_level=self.png_level, sleep=sleep,
+                                     pool=self._worker_pool)
 
     @classmethod
     def from_preset(cls, name: str, *, labels: Sequence[str], input_shape: Sequence[int],
@@ -315,17 +282,17 @@ class RemoteModel:
         errors: list[BaseException] = []
         try:
             while True:
-                self._send_round(plan, errors)
+                self._client.send_round(plan, errors)
                 if not errors:
                     for flight in plan.waits.values():
                         flight.wait()
-                if not self._next_round(plan, errors, asynchronous=False):
+                if not self._planner.next_round(plan, errors, asynchronous=False):
                     break
         finally:
-            self._land(plan, list(plan.owned))  # a flight this call never landed fails: its waiters send it
+            self._planner.land(plan, list(plan.owned))  # a flight this call never landed fails: its waiters send it
         if errors:
-            raise self._settled(errors[0], plan)
-        return self._finish(plan)
+            raise plan.settled(errors[0])
+        return self._planner.finish(plan, self._mapper)
 
     async def apredict_proba(self, x: np.ndarray) -> np.ndarray:
         """Like :meth:`predict_proba`, with up to ``max_concurrency`` requests in flight on
@@ -335,311 +302,46 @@ class RemoteModel:
         try:
             if plan.chunks or plan.waits:
                 if self._async_client is not None:
-                    await self._run_async(plan, AsyncSender(self._async_client, self.timeout,
-                                                            self.max_response_bytes), errors)
+                    await self._rounds(plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes),
+                                       errors)
                 else:
                     import httpx
 
                     limits = httpx.Limits(max_connections=self.max_concurrency)
                     async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
-                        await self._run_async(plan, AsyncSender(client, self.timeout, self.max_response_bytes),
-                                              errors)
+                        await self._rounds(plan, AsyncSender(client, self.timeout, self.max_response_bytes), errors)
         finally:
-            self._land(plan, list(plan.owned))
+            self._planner.land(plan, list(plan.owned))
         if errors:
-            raise self._settled(errors[0], plan)
-        return self._finish(plan)
+            raise plan.settled(errors[0])
+        return self._planner.finish(plan, self._mapper)
 
-    # -- one call -----------------------------------------------------------------------------
-
-    def _plan(self, x: Any, *, asynchronous: bool) -> _Plan:
-        x = check_images(x, "x", allow_nhwc=False)
-        if x.shape[1:] != self.input_shape:
-            raise InvalidInputError(f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})")
-        q = quantize(x)
-        keys = [image_key(img, self._identity) for img in q]
-        first: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        plan = _Plan(keys=keys, q=q, first=first)
-        self._claim(plan, list(first), asynchronous)
-        return plan
-
-    def _claim(self, plan: _Plan, keys: list[str], asynchronous: bool) -> None:
-        """Answer ``keys`` from the cache, wait for those in flight, and reserve and chunk the rest.
-
-        Under one lock with the landing of flights (which follows the cache write), so an image
-        is always found in the cache or in flight once a call has started sending it.
-        """
-        me = threading.get_ident()
-        with self._flights_lock:
-            cached = self._cache.get_many(keys) if self.use_cache else {}
-            mine, waits = [], {}
-            for k in keys:
-                if k in cached:
-                    continue
-                flight = self._flights.get(k)
-                # A blocking call cannot wait for a coroutine of its own thread's event loop: it sends itself.
-                if flight is not None and (asynchronous or flight.owner != me):
-                    waits[k] = flight
-                else:
-                    mine.append(k)
-            # Reserve every image this call sends before the first request leaves: refused whole, nothing sent.
-            self.ledger.reserve(len(mine))
-            for k in mine:
-                if k not in self._flights:
-                    self._flights[k] = plan.owned[k] = Flight()
-        plan.answers.update(cached)
-        plan.waits.update(waits)
-        plan.n_own += len(mine)
-        step = self.preset.max_batch
-        for start in range(0, len(mine), step):
-            part = mine[start:start + step]
-            plan.chunks.append(_Chunk(part, [plan.q[plan.first[k]] for k in part]))
-        plan.n_requests += len(plan.chunks)
-
-    def _next_round(self, plan: _Plan, errors: list[BaseException], *, asynchronous: bool) -> bool:
-        """After the waits: take the answers of landed flights; claim again the images whose flight failed."""
-        again = []
-        for k, flight in plan.waits.items():
-            if flight.answer is not None:
-                plan.answers[k] = flight.answer
-            elif flight.error is not None:
-                errors.append(_copied(flight.error))
-            else:
-                again.append(k)
-        plan.waits.clear()
-        if errors or not again:
-            return False
-        try:
-            self._claim(plan, again, asynchronous)
-        except QueryBudgetExceeded as exc:
-            errors.append(exc)
-            return False
-        return True
-
-    def _land(self, plan: _Plan, keys: list[str], good: Mapping[str, dict] | None = None,
-              refused: Mapping[str, BaseException] | None = None) -> None:
-        """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters."""
-        landed = []
-        with self._flights_lock:
-            for k in keys:
-                flight = plan.owned.pop(k, None)
-                if flight is not None:
-                    if self._flights.get(k) is flight:
-                        del self._flights[k]
-                    landed.append((k, flight))
-        for k, flight in landed:
-            error = (refused or {}).get(k)
-            flight.land((good or {}).get(k), _copied(error) if error is not None else None)
-
-    def _settled(self, exc: BaseException, plan: _Plan) -> BaseException:
-        """``exc`` with what this call put on the wire: ``images_sent``, ``images_billed``, and a true message."""
-        exc.images_sent = plan.sent  # type: ignore[attr-defined]
-        exc.images_billed = plan.billed  # type: ignore[attr-defined]
-        if (plan.sent or plan.n_requests > 1) and exc.args and isinstance(exc.args[0], str):
-            text = exc.args[0].replace(" (nothing was sent)", "")
-            exc.args = (f"{text}. This call sent {plan.sent} of its {plan.n_own} image(s) to send "
-                        f"({plan.billed} billed, {plan.sent - plan.billed} without a usable answer); "
-                        f"the other {plan.n_own - plan.sent} were not sent", *exc.args[1:])
-        return exc
-
-    def _finish(self, plan: _Plan) -> np.ndarray:
-        scores = np.stack([self._mapper.to_vector(plan.answers[k]) for k in plan.keys])
-        self.ledger.record_cache_hits(len(plan.keys) - plan.n_own)
-        return scores
-
-    def _request_for(self, images: list[np.ndarray]) -> HttpRequest:
-        self.preset.prepare(self.base_url, self._send_unbilled, self._sleep or time.sleep)
-        encoded = images if self.preset.tensor_input else [
-            encode_image(img, self.image_format, jpeg_quality=self.jpeg_quality) for img in images]
-        request = self.preset.build_request(self.base_url, encoded, self.labels)
-        if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
-            raise RemoteError(f"preset {self.preset.name!r} built a request for {request.host!r}; the credential is "
-                              f"sent only to base_url's host {urlsplit(self.base_url).netloc!r}")
-        return request
-
-    def _send_round(self, plan: _Plan, errors: list[BaseException]) -> None:
-        """Send the chunks claimed so far, on threads when there are several."""
-        chunks, plan.chunks = plan.chunks, []
-        if len(chunks) <= 1 or self.max_concurrency == 1:
-            for chunk in chunks:
-                self._run_chunk(chunk, plan, errors)
-        else:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="bar-remote")
-            list(self._executor.map(lambda c: self._run_chunk(c, plan, errors), chunks))
-
-    def _send_unbilled(self, request: HttpRequest) -> HttpResponse:
-        """A free request a preset needs (readiness, metadata): to base_url's host only, never billed."""
-        if urlsplit(request.url)[:2] != urlsplit(self.base_url)[:2]:
-            raise RemoteError(f"preset {self.preset.name!r} asked for {request.host!r}; only base_url's host is "
-                              "contacted")
-        return self._sender.send(self.preset.authorize(request, self._credentials))
-
-    def _run_chunk(self, chunk: _Chunk, plan: _Plan, errors: list[BaseException]) -> None:
-        if errors:  # an earlier request failed for good: send nothing more
-            self._give_up(chunk, plan)
-            return
-        try:
-            request = self._request_for(chunk.images)
-            retrying = self.retry.retrying(rng=self._rng, lock=self._rng_lock, sleep=self._sleep or time.sleep,
-                                           what=f"{self.preset.name} request of {len(chunk.keys)} image(s)")
-            for attempt in retrying:
-                with attempt:
-                    results = self._attempt(request, chunk, attempt.retry_state.attempt_number)
-        except BaseException as exc:
-            self._give_up(chunk, plan)
-            errors.append(self._redacted(exc))
-            return
-        self._store(chunk, results, plan, errors)
-
-    async def _run_async(self, plan: _Plan, sender: AsyncSender, errors: list[BaseException]) -> None:
-        gate = asyncio.Semaphore(self.max_concurrency)
-
-        async def run(chunk: _Chunk) -> None:
-            async with gate:
-                if errors:
-                    self._give_up(chunk, plan)
-                    return
-                try:
-                    request = self._request_for(chunk.images)
-                    retrying = self.retry.retrying(rng=self._rng, lock=self._rng_lock,
-                                                   sleep=self._sleep or asyncio.sleep, asynchronous=True,
-                                                   what=f"{self.preset.name} request of {len(chunk.keys)} image(s)")
-                    async for attempt in retrying:
-                        with attempt:
-                            results = await self._aattempt(sender, request, chunk,
-                                                           attempt.retry_state.attempt_number)
-                except BaseException as exc:
-                    self._give_up(chunk, plan)
-                    errors.append(self._redacted(exc))
-                    if not isinstance(exc, Exception):
-                        raise
-                    return
-            self._store(chunk, results, plan, errors)
-
+    async def _rounds(self, plan: Plan, sender: AsyncSender, errors: list[BaseException]) -> None:
         while True:
-            chunks, plan.chunks = plan.chunks, []
-            await asyncio.gather(*(run(chunk) for chunk in chunks))
+            await self._client.run_round(plan, sender, errors)
             if not errors:
                 for flight in plan.waits.values():
                     await flight.wait_async()
-            if not self._next_round(plan, errors, asynchronous=True):
+            if not self._planner.next_round(plan, errors, asynchronous=True):
                 return
 
-    def _give_up(self, chunk: _Chunk, plan: _Plan) -> None:
-        """A request that failed for good, or was never sent: free its room, count what reached the API."""
-        self.ledger.release(len(chunk.keys))
-        plan.count(chunk, billed=False)
-        self._land(plan, chunk.keys)
+    def _plan(self, x: Any, *, asynchronous: bool) -> Plan:
+        x = check_images(x, "x", allow_nhwc=False)
+        if x.shape[1:] != self.input_shape:
+            raise InvalidInputError(f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})")
+        return self._planner.plan(x, asynchronous=asynchronous)
 
-    def _store(self, chunk: _Chunk, results: list, plan: _Plan, errors: list[BaseException]) -> None:
-        keys = chunk.keys
-        good = {k: r for k, r in zip(keys, results) if not isinstance(r, RemoteError)}
-        refused = {k: self._redacted(r) for k, r in zip(keys, results) if isinstance(r, RemoteError)}
-        # The bill and the answers it bought are saved in one transaction: a crash keeps both or neither.
-        self.ledger.record_billed(len(keys), save=False)
-        persisted = self.ledger.store is not None
-        if self.use_cache or persisted:
-            self._cache.put_many(good if self.use_cache else {},
-                                 {"ledger": self.ledger.state_dict} if persisted else None)
-        with plan.lock:
-            plan.answers.update(good)
-        plan.count(chunk, billed=True)
-        self._land(plan, keys, good, refused)
-        if refused:
-            errors.append(next(iter(refused.values())))
+    def _request_for(self, images: list[np.ndarray]) -> HttpRequest:
+        return self._client.request_for(images)
 
-    # -- one attempt ----------------------------------------------------------------------------
-
-    # One request attempt: wait for the rate limit, check and sign, send, then settle what came back.
-    # The sync and async forms differ only in how they sleep and send.
-    def _attempt(self, request: HttpRequest, chunk: _Chunk, number: int) -> list:
-        wait = self._rate_wait()
-        if wait > 0:
-            (self._sleep or time.sleep)(wait)
-        signed = self._before_send(request, len(chunk.keys), number)
-        try:
-            response = self._sender.send(signed)
-        except RemoteError as exc:
-            raise self._unanswered(exc, chunk, number) from None
-        return self._answered(response, chunk, number)
-
-    async def _aattempt(self, sender: AsyncSender, request: HttpRequest, chunk: _Chunk, number: int) -> list:
-        wait = self._rate_wait()
-        if wait > 0:
-            slept = (self._sleep or asyncio.sleep)(wait)
-            if inspect.isawaitable(slept):
-                await slept
-        signed = self._before_send(request, len(chunk.keys), number)
-        try:
-            response = await sender.send(signed)
-        except RemoteError as exc:
-            raise self._unanswered(exc, chunk, number) from None
-        return self._answered(response, chunk, number)
-
-    def _rate_wait(self) -> float:
-        """Seconds to wait before the next request leaves (0 without a rate limit)."""
-        return self._bucket.reserve() if self._bucket is not None else 0.0
-
-    def _unanswered(self, exc: RemoteError, chunk: _Chunk, number: int) -> RemoteError:
-        """The error to raise for a send that failed; the chunk remembers whether it may have reached the API."""
-        chunk.reached = chunk.reached or exc.unconfirmed
-        return self._failed(exc, len(chunk.keys), number)
-
-    def _answered(self, response: HttpResponse, chunk: _Chunk, number: int) -> list:
-        """Count an answered attempt and read it; an unreadable answer raises as failed."""
-        n = len(chunk.keys)
-        chunk.reached = True
-        self.ledger.record_attempt(n, retry=number > 1)
-        try:
-            return self._read(response, n, number)
-        except RemoteError as exc:
-            raise self._failed(exc, n) from None
-
-    def _before_send(self, request: HttpRequest, n: int, number: int) -> HttpRequest:
-        if number > 1:
-            self.ledger.check_retry(n)
-        return self.preset.authorize(request, self._credentials)
-
-    def _read(self, response: HttpResponse, n: int, number: int) -> list:
-        logger.debug("%s: %d image(s) -> HTTP %d (attempt %d)", self.preset.name, n, response.status_code, number)
-        try:
-            self.preset.check(response)
-            results = self.preset.parse(response, n)
-            if len(results) != n:
-                raise ResponseFormatError(f"preset {self.preset.name!r} read {len(results)} answers for {n} images")
-        except ResponseFormatError as exc:
-            err = exc
-        except RemoteError:
-            raise
-        except Exception as exc:  # a preset tripped on an odd value: still a format error, never a raw one
-            err = ResponseFormatError(f"preset {self.preset.name!r} could not read the answer "
-                                      f"({type(exc).__name__}: {exc})")
-        else:
-            return results
-        # A 2xx answer was served, so the vendor may have billed it, though it could not be read.
-        if response.ok:
-            err.unconfirmed = True
-        raise err
-
-    def _failed(self, exc: RemoteError, n: int, number: int | None = None) -> RemoteError:
-        """Count a failed attempt; ``number`` when the sender failed (its attempt is counted here, unless
-        the request could not be put on the wire at all)."""
-        if number is not None and not getattr(exc, "unsent", False):
-            self.ledger.record_attempt(n, retry=number > 1)
-        throttled = isinstance(exc, RateLimitError)
-        if throttled and self._bucket is not None:
-            self._bucket.refund()  # the server refused without serving: its quota was not used
-        # Sent but unanswered (a read timeout, say) or answered 2xx unreadably: the vendor may have billed these n.
-        self.ledger.record_failure(throttled=throttled, unconfirmed=n if exc.unconfirmed else 0)
-        return self._redacted(exc)
-
-    def _redacted(self, exc: BaseException) -> BaseException:
-        if self._credentials is not None:
-            exc.args = tuple(self._credentials.redact(a) if isinstance(a, str) else a for a in exc.args)
-        return exc
+    def _worker_pool(self) -> ThreadPoolExecutor | None:
+        """The threads that quantise, hash and encode large batches (``workers``), started on first use."""
+        workers = self.workers if self.workers is not None else min(4, _usable_cpus())
+        if workers < 2:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="bar-encode")
+        return self._pool
 
     # -- checkpoints, lifetime, copies ------------------------------------------------------------
 
@@ -658,9 +360,10 @@ class RemoteModel:
 
     def close(self) -> None:
         """Close the connections and the cache this model opened (not an injected client)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._client.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._sender.close()
         self._cache.close()
 
@@ -685,14 +388,6 @@ class RemoteModel:
                 f"input_shape={self.input_shape}, label_only={self.label_only}, ledger={self.ledger!r})")
 
 
-def _copied(exc: BaseException) -> BaseException:
-    """A copy of ``exc`` for another call to raise (one exception object is never raised by two threads)."""
-    try:
-        return copy.copy(exc)
-    except Exception:  # an exception type whose constructor does not take its own args back
-        return RemoteError(str(exc))
-
-
 def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
     """``obj`` (a ledger or rate limiter given from outside) checked, or None when not given."""
     if obj is None:
@@ -708,33 +403,9 @@ def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
     return obj
 
 
-def _check_shape(shape: Any) -> tuple[int, int, int]:
+def _usable_cpus() -> int:
+    """CPUs this process may run on (a ``taskset`` pinning counts), at least 1."""
     try:
-        out = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"input_shape={shape!r}; expected (C, H, W)") from None
-    if len(out) != 3 or out[0] not in (1, 3) or min(out) < 1:
-        raise InvalidInputError(f"input_shape={shape!r}; expected (C, H, W) with C in (1, 3) and H, W >= 1")
-    return out  # type: ignore[return-value]
-
-
-def _check_base_url(url: Any, allow_insecure: bool) -> str:
-    if not isinstance(url, str) or not url:
-        raise InvalidInputError(f"base_url={url!r}; this preset has no default, expected e.g. 'https://host'")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
-        raise InvalidInputError(f"base_url={url!r} is not a URL ({exc}); expected e.g. 'https://host'") from None
-    # Never echo user info (``user:password@``): show the URL with it masked.
-    host = parts.netloc.rpartition("@")[2]
-    shown = urlunsplit(parts._replace(netloc="***@" + host)) if "@" in parts.netloc else url
-    if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url={shown!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise InvalidInputError(f"base_url={shown!r} is plain http to a non-loopback host: the credential would "
-                                "travel unencrypted. Use https, or pass allow_insecure=True if you must")
-    if "@" in parts.netloc:
-        raise InvalidInputError(f"base_url={shown!r} holds credentials (user info before '@'); expected a URL without "
-                                "them: pass the credential as api_key= (or the preset's environment variable), "
-                                "which is sent to base_url's host only")
-    return url.rstrip("/")
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # no affinity on this platform
+        return os.cpu_count() or 1

@@ -2,7 +2,8 @@
 
 Built from tenacity's small objects, always with an explicit stop: a request is
 tried at most ``max_attempts`` times and never waits past ``max_delay``
-seconds in total. Retried: throttles (429, vendor throttle bodies), 5xx,
+seconds in total (or as your own tenacity ``stop``, ``wait`` and ``retry``
+objects say; see :class:`RetryPolicy`). Retried: throttles (429, vendor throttle bodies), 5xx,
 timeouts and connection errors, and a malformed body a few times.
 Never retried: 400/401/403 and other client errors.
 """
@@ -22,11 +23,14 @@ import numpy as np
 import tenacity
 
 from bar_sdk.contract import check_float, check_int
-from bar_sdk.errors import RateLimitError, ResponseFormatError, TransientError
+from bar_sdk.errors import InvalidInputError, RateLimitError, ResponseFormatError, TransientError
 
 __all__ = ["RetryPolicy", "parse_retry_after", "retry_after_of"]
 
 logger = logging.getLogger(__name__)
+
+_EXAMPLES = {"stop": "tenacity.stop_after_attempt(3)", "wait": "tenacity.wait_fixed(1)",
+             "retry": "tenacity.retry_if_exception_type(TransientError)"}
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -82,6 +86,27 @@ class RetryPolicy:
         time fails fast.
     random_state : int or None
         Seed of the jitter.
+    stop : tenacity stop, optional
+        Your own stop rule (``tenacity.stop_after_attempt(3)``,
+        ``stop_after_delay(10) | stop_after_attempt(5)``, ...), used instead of
+        ``max_attempts`` and ``max_delay``; ``max_malformed`` still applies.
+    wait : tenacity wait, optional
+        Your own wait rule (``tenacity.wait_fixed(2)``,
+        ``wait_random_exponential(...)``), used instead of ``initial``,
+        ``maximum``, ``exp_base`` and ``jitter``; a wait the server asks for
+        (``Retry-After``) is still the floor.
+    retry : tenacity retry, optional
+        A further condition for retrying (``tenacity.retry_if_exception_type(...)``,
+        ``retry_if_not_exception_message(...)``). It can only narrow the
+        built-in rule: what is never retried (401/403, other client errors) is
+        not retried whatever it says, so no budget is spent on hopeless requests.
+
+    Examples
+    --------
+    >>> import tenacity
+    >>> policy = RetryPolicy(stop=tenacity.stop_after_attempt(2), wait=tenacity.wait_fixed(0.5))
+    >>> RetryPolicy(max_attempts=3, initial=0.1).max_attempts      # numbers work as before
+    3
     """
 
     max_attempts: int = 6
@@ -92,8 +117,16 @@ class RetryPolicy:
     jitter: float = 0.5
     max_malformed: int = 3
     random_state: int | None = None
+    stop: Any = None
+    wait: Any = None
+    retry: Any = None
 
     def __post_init__(self) -> None:
+        for name in ("stop", "wait", "retry"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise InvalidInputError(f"{name}={value!r}; expected a tenacity {name} object (e.g. "
+                                        f"{_EXAMPLES[name]}) or None")
         check_int(self.max_attempts, "max_attempts", low=1)
         check_float(self.max_delay, "max_delay", low=0.0, low_open=True)
         check_float(self.initial, "initial", low=0.0)
@@ -128,8 +161,11 @@ class RetryPolicy:
             return True
 
         def wait(state: tenacity.RetryCallState) -> float:
-            with lock:
-                seconds = self.backoff(state.attempt_number, rng)
+            if self.wait is not None:
+                seconds = float(self.wait(state))
+            else:
+                with lock:
+                    seconds = self.backoff(state.attempt_number, rng)
             floor = retry_after_of(state.outcome.exception()) if state.outcome else None
             return max(seconds, floor) if floor is not None else seconds
 
@@ -148,15 +184,19 @@ class RetryPolicy:
 
         def give_up(state: tenacity.RetryCallState) -> Any:
             exc = state.outcome.exception()
+            limits = (f"stop={self.stop!r}" if self.stop is not None else
+                      f"max_attempts={self.max_attempts}, max_delay={self.max_delay:g} s")
             exc.args = (f"{exc} (gave up after {state.attempt_number} attempt(s) and "
-                        f"{state.idle_for:.1f} s of waiting; max_attempts={self.max_attempts}, "
-                        f"max_delay={self.max_delay:g} s, max_malformed={self.max_malformed})",)
+                        f"{state.idle_for:.1f} s of waiting; {limits}, max_malformed={self.max_malformed})",)
             raise exc
 
+        stops = ((self.stop,) if self.stop is not None
+                 else (tenacity.stop_after_attempt(self.max_attempts), out_of_time))
+        retry: Any = tenacity.retry_if_exception(should_retry)
         options = dict(
-            stop=tenacity.stop_any(tenacity.stop_after_attempt(self.max_attempts), out_of_time, too_many_malformed),
+            stop=tenacity.stop_any(*stops, too_many_malformed),
             wait=wait,
-            retry=tenacity.retry_if_exception(should_retry),
+            retry=retry if self.retry is None else tenacity.retry_all(retry, self.retry),
             before_sleep=before_sleep,
             retry_error_callback=give_up,
         )
