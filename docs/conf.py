@@ -46,6 +46,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "myst_parser",  # the Markdown pages: usage.md, ARCHITECTURE.md, RELIABILITY.md
 ]
 
 html_theme = "furo"
@@ -191,6 +192,8 @@ def generate_api(out: Path) -> list[str]:
         module = _module(mod)
         for name in _public(mod):
             obj = getattr(module, name)
+            if inspect.ismodule(obj):  # a callable module (bar_sdk.audit): its own page documents it
+                continue
             objects[mod, name] = obj
             listed.setdefault(id(obj), []).append(mod)
     problems = []
@@ -209,7 +212,11 @@ def generate_api(out: Path) -> list[str]:
             lines += ["The tree (each error also derives from the builtin in brackets):", ""] + _exception_tree()
         here: list[tuple[str, object, str]] = []
         elsewhere: list[tuple[str, object, str]] = []
+        module = _module(mod)
+        modules = [name for name in _public(mod) if inspect.ismodule(getattr(module, name))]
         for name in _public(mod):
+            if name in modules:
+                continue
             obj = objects[mod, name]
             home = _home(obj, listed[id(obj)])
             (here if home == mod else elsewhere).append((name, obj, home))
@@ -218,10 +225,12 @@ def generate_api(out: Path) -> list[str]:
             for name, obj, _ in here:
                 lines += [f"   * - :py:obj:`{name} <{mod}.{name}>`", f"     - {_first_line(obj) or ' '}"]
             lines.append("")
-        if elsewhere:
+        if elsewhere or modules:
             lines += ["Also exported here", "------------------", ""]
             for name, _, home in elsewhere:
                 lines.append(f"- ``{name}``: :py:obj:`{home}.{name}`")
+            for name in modules:  # a module one calls like a function
+                lines.append(f"- ``{name}``: the callable module :py:mod:`{getattr(module, name).__name__}`")
             lines.append("")
         if here:
             lines += ["Reference", "---------", ""]

@@ -50,6 +50,7 @@ def pyplot():
 
 
 def save(plt, fig, path: str | Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (its folder made if missing), close it; return the path."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
