@@ -71,7 +71,18 @@ def readout_folds(n: int, n_folds: int = READOUT_FOLDS) -> np.ndarray:
 
 
 def _features(scores: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(np.asarray(scores, np.float64), LogisticReadout.FLOOR))
+    """Log-scores; a score a top-k answer left out (an exact zero) is read as half the smallest score the row gave.
+
+    The scores left out are below the row's k-th, not near zero: read as the floor, they would turn the
+    features into a flag of which labels were returned (on Lite0's grey frame with top-10 answers, val splits,
+    this reading scored 4-5 balanced-accuracy points higher on three tasks). Rows with every score given are
+    read unchanged, as ``log(max(score, FLOOR))``.
+    """
+    s = np.asarray(scores, np.float64)
+    if s.size and (s <= 0).any():
+        given = np.where(s > 0, s, np.inf).min(axis=1, keepdims=True)
+        s = np.where(s > 0, s, np.where(np.isfinite(given), given / 2, 0.0))
+    return np.log(np.maximum(s, LogisticReadout.FLOOR))
 
 
 def _check_scores(scores, y, n_target):

@@ -6,7 +6,7 @@ import pytest
 from bar_sdk import InvalidInputError
 from bar_sdk.losses import (balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise,
                             readout_loss_and_logp_gradient)
-from bar_sdk.mapping import (READOUT_C_GRID, CrossFittedReadout, LogisticReadout, choose_readout_C, frequency_mapping,
+from bar_sdk.mapping import (FOLD_TOL, READOUT_C_GRID, _fit_linear, CrossFittedReadout, LogisticReadout, choose_readout_C, frequency_mapping,
                              random_mapping, readout_folds, source_frequencies)
 
 
@@ -169,7 +169,8 @@ def test_cross_fitted_readout_reads_each_row_without_its_fold():
     rows = np.array([0, 7, 13, 59])
     for i, row in zip(rows, cf.proba(scores[rows], rows)):
         out = readout_folds(60) != i % 5
-        alone = LogisticReadout.fit(scores[out], y[out], 2, C=0.3)
+        coef, intercept = _fit_linear(np.log(scores[out]), y[out], 2, 0.3, FOLD_TOL)  # the fold fits' tolerance
+        alone = LogisticReadout(coef, intercept, 0.3)
         np.testing.assert_allclose(row, alone.proba(scores[i:i + 1])[0], rtol=1e-10)
     # a refit keeps the folds and C
     again = cf.refit(scores[::-1].copy(), y[::-1].copy())
@@ -212,3 +213,16 @@ def test_cross_fitted_readout_refuses_a_class_that_one_fold_holds_alone():
     y[[2, 7]] = 1  # both in fold 2
     with pytest.raises(InvalidInputError, match=r"y has 2 sample\(s\) of class 1, all in fold 2"):
         CrossFittedReadout.fit(scores, y, 2)
+
+
+def test_readout_reads_scores_a_top_k_answer_left_out_as_below_its_smallest():
+    """A top-k row's zeros become half its smallest given score; a full row is read as log(max(s, floor))."""
+    full = np.array([[0.5, 0.3, 0.15, 0.05, 1e-9]])
+    top2 = np.array([[0.5, 0.3, 0.0, 0.0, 0.0]])
+    nothing = np.zeros((1, 5))  # an answer with no concept above the API's threshold
+    readout = LogisticReadout(np.eye(5), np.zeros(5))
+    np.testing.assert_array_equal(readout.logits(full), np.log(np.maximum(full, LogisticReadout.FLOOR)))
+    np.testing.assert_allclose(readout.logits(top2), np.log([[0.5, 0.3, 0.15, 0.15, 0.15]]))
+    np.testing.assert_allclose(readout.logits(nothing), np.log(np.full((1, 5), LogisticReadout.FLOOR)))
+    both = readout.logits(np.concatenate([full, top2]))  # each row read on its own
+    np.testing.assert_allclose(both, np.concatenate([readout.logits(full), readout.logits(top2)]))
