@@ -28,11 +28,15 @@ class Wire:
         self.lock = threading.Lock()
         self.requests = []      # (number of images, status)
         self.distinct = set()   # image bytes that reached the API
+        self.arrived = 0        # requests numbered so far (in order of arrival, even while others are answered)
 
     def __call__(self, request):
         imgs = decoded(request)
         with self.lock:
-            number = len(self.requests) + 1
+            # numbered on arrival: counting the answered requests instead gave two concurrent requests the same
+            # number, so with max_concurrency=3 the refused 2nd request was sometimes never refused (1 run in 40)
+            self.arrived += 1
+            number = self.arrived
             self.distinct.update(img.tobytes() for img in imgs)
         response = self.fail(number, request) or clarifai_ok(request)
         with self.lock:
