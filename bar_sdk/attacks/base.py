@@ -136,6 +136,11 @@ class Attack(ABC):
                 or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)):
             raise InvalidInputError(f"random_state={rs!r}; expected None, an integer >= 0 or a numpy Generator")
 
+    def _bound(self) -> float:
+        """``eps`` of a bounded attack as a float (``_check_params`` refused None before any query)."""
+        assert self.eps is not None, "a bounded attack's eps is checked before any query"
+        return float(self.eps)
+
     def _check_model_access(self) -> tuple[int, tuple[int, int, int]]:
         n_classes, shape = check_model(self.model)
         name = type(self).__name__
@@ -185,7 +190,7 @@ class Attack(ABC):
         """Per-run precomputation shared by all samples (stored in ``ctx.cache``)."""
 
     @abstractmethod
-    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator:
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         """Attack one sample: yield query stacks (or GradientRequests), receive answers."""
 
     def run(self, x: Any, y: Any, target: Any = None, *, first_index: int = 0) -> AttackResult:

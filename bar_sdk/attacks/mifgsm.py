@@ -151,7 +151,7 @@ class MIFGSM(Attack):
         return out, back
 
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
-        eps = float(self.eps)
+        eps = self._bound()
         alpha = self.step_size if self.step_size is not None else eps / self.steps
         loss_fn = LOSSES[self.loss]
 

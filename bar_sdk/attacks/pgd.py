@@ -90,7 +90,7 @@ class PGD(Attack):
         return project(x0 + r * u / np.linalg.norm(u), x0, "l2", eps)
 
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
-        eps = float(self.eps)
+        eps = self._bound()
         alpha = self._alpha(eps)
         loss_fn = LOSSES[self.loss]
 

@@ -127,7 +127,7 @@ class SquareAttack(Attack):
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         loss_name = self.loss or ("ce" if s.target is not None else "margin")
         threat = ctx.threat
-        x0, rng, eps = s.x0, s.rng, float(self.eps)
+        x0, rng, eps = s.x0, s.rng, self._bound()
         c, h, w = ctx.input_shape
         n_iters = int(self.max_queries)
         step = self._linf_step if self.norm == "linf" else self._l2_step

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.carlini_wagner import next_const
 from bar_sdk.attacks.objectives import log_scores, margin
 from bar_sdk.attacks.resize import Upsampler
@@ -121,7 +122,7 @@ class ZOOAttack(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_float(self.initial_const, "initial_const", low=0.0, low_open=True)
         check_int(self.binary_search_steps, "binary_search_steps", low=1)
@@ -149,7 +150,7 @@ class ZOOAttack(Attack):
             return image
         return (c, side, max(1, min(w, round(w * side / h))))
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         shape, threat, x0, rng = ctx.input_shape, ctx.threat, s.x0, s.rng
         per_iter = 2 * self.n_coords + 1
         iters = max(1, (int(s.max_queries) - 1) // per_iter // self.binary_search_steps)
