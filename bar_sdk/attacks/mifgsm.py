@@ -146,7 +146,8 @@ class MIFGSM(Attack):
         out[:, top:top + nh, left:left + nw] = np.clip(small, 0.0, 1.0)
 
         def back(grad: np.ndarray) -> np.ndarray:
-            return np.einsum("ih,cij,jw->chw", rows, grad[:, top:top + nh, left:left + nw], cols, optimize=True)
+            pooled: np.ndarray = np.einsum("ih,cij,jw->chw", rows, grad[:, top:top + nh, left:left + nw], cols, optimize=True)
+            return pooled
 
         return out, back
 

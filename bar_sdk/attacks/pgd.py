@@ -18,7 +18,8 @@ __all__ = ["PGD", "descent_direction"]
 def descent_direction(grad: np.ndarray, norm: str) -> np.ndarray:
     """The steepest-descent unit step for ``norm``: ``-sign(g)`` (Linf) or ``-g / ||g||`` (L2)."""
     if norm == "linf":
-        return -np.sign(grad)
+        step: np.ndarray = -np.sign(grad)
+        return step
     n = float(np.linalg.norm(grad))
     return -grad / n if n > 0 else np.zeros_like(grad)
 

@@ -33,7 +33,8 @@ def _importance(theta: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
     if prob.sum() <= 0:
         return np.full(prob.size, 1.0 / prob.size)
     prob = prob + 0.01 * prob.mean()
-    return prob / prob.sum()
+    normalised: np.ndarray = prob / prob.sum()
+    return normalised
 
 
 class ZOOAttack(Attack):
@@ -96,7 +97,7 @@ class ZOOAttack(Attack):
     def __init__(self, model: Any, eps: float | None = None, max_queries: int = 10000, norm: str = "l2",
                  initial_const: float = 10.0, binary_search_steps: int = 1, confidence: float = 0.0,
                  lr: float = 0.01, n_coords: int = 128, h: float = 1e-4, beta1: float = 0.9,
-                 beta2: float = 0.999, resize: int | None = None, hierarchy: tuple = (),
+                 beta2: float = 0.999, resize: int | None = None, hierarchy: tuple[int, ...] = (),
                  importance_sampling: bool = True, early_abort: bool = True,
                  max_total_queries: int | None = None, quantize: bool = False, batch_size: int | None = None,
                  random_state: Any = None, verbose: bool = False):
@@ -153,6 +154,7 @@ class ZOOAttack(Attack):
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         shape, threat, x0, rng = ctx.input_shape, ctx.threat, s.x0, s.rng
         per_iter = 2 * self.n_coords + 1
+        assert s.max_queries is not None  # a score attack's per-image cap (max_queries is required)
         iters = max(1, (int(s.max_queries) - 1) // per_iter // self.binary_search_steps)
         lower, upper, const = 0.0, 1e10, float(self.initial_const)
         kappa = float(self.confidence)
