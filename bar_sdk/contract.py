@@ -160,7 +160,8 @@ def check_images(x: Any, name: str = "X", *, allow_nhwc: bool = True) -> np.ndar
     if min(arr.shape[2:]) < 1:
         raise InvalidInputError(f"{name} has shape {arr.shape}; expected H, W >= 1")
     if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr, dtype=np.float32) / np.float32(255.0)
+        scaled: np.ndarray = np.ascontiguousarray(arr, dtype=np.float32) / np.float32(255.0)
+        return scaled
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise InvalidInputError(f"{name} has {bad} NaN or infinite values; expected floats in [0, 1]")

@@ -390,6 +390,7 @@ default="one_sided"
         self.theta_ = state.theta.copy()
         self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
+        assert state.mapping is not None  # the mapping pass (or the saved file) set it before training
         self.mapping_ = state.mapping
         self.readout_ = state.readout
         if state.readout is None and state.train_readout is not None:  # one readout on what training paid for
@@ -424,8 +425,7 @@ default="one_sided"
         readout: LogisticReadout | None = self.readout_
         if readout is not None:
             return readout.proba(scores)
-        mapping: LabelMapping = self.mapping_  # fit sets a mapping whenever it leaves no readout
-        return L.normalise(mapping.target_scores(scores))
+        return L.normalise(self.mapping_.target_scores(scores))
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted target classes ``(n,)``."""

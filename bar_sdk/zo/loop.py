@@ -219,7 +219,7 @@ class ProgressBar(Callback):
             self.bar = tqdm(total=loop.max_steps, initial=loop.state.step, unit="step", desc=self.desc,
                             mininterval=0.5)
 
-    def _figures(self, loop: TrainLoop) -> dict[str, str]:
+    def _figures(self, loop: TrainLoop) -> dict[str, Any]:
         history = loop.state.history
         if not history["loss"]:
             return {}
