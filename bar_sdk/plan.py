@@ -230,8 +230,9 @@ def plan_audit(model: Any, n_samples: int, *, attacks: Any = "auto", eps: Any = 
             per_image = min(attack.max_queries or max_queries, max_queries)
             total = n_samples * per_image
             rounds = per_image
-            if getattr(attack, "max_total_queries", None) is not None:
-                total = min(total, attack.max_total_queries)
+            total_cap = getattr(attack, "max_total_queries", None)
+            if total_cap is not None:
+                total = min(total, total_cap)
             queries[key] = total
             requests[key] = min(rounds * math.ceil(n_samples / max_batch), total)
     return QueryPlan(queries_by_phase=queries, requests_by_phase=requests, steps=0,

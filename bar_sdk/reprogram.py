@@ -302,7 +302,9 @@ default="one_sided"
         """
         self._validate_params()
         shape = check_model(self.model)[1] if input_shape is None else input_shape
-        return build_program(X, shape, target_size=self.target_size, **self._program_settings())
+        built: tuple[TargetLayout, Any] = build_program(X, shape, target_size=self.target_size,
+                                                        **self._program_settings())
+        return built
 
     _layout_and_program = build_program  # the name other modules called before build_program was public
 
@@ -430,8 +432,8 @@ default="one_sided"
     def predict(self, X: Any) -> np.ndarray:
         """Predicted target classes ``(n,)``."""
         proba = self.predict_proba(X)
-        classes: np.ndarray = self.classes_
-        return classes[proba.argmax(axis=1)]
+        predicted: np.ndarray = self.classes_[proba.argmax(axis=1)]
+        return predicted
 
     # ------------------------------------------------------------------ checkpoints, save / load
     def _fingerprint(self, X: Any, y: Any) -> str:

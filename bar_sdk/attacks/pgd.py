@@ -83,7 +83,8 @@ class PGD(Attack):
 
     def _start(self, x0: np.ndarray, rng: np.random.Generator, eps: float) -> np.ndarray:
         if not self.random_start:
-            return x0.copy()
+            start: np.ndarray = x0.copy()
+            return start
         if self.norm == "linf":
             return project(x0 + rng.uniform(-eps, eps, size=x0.shape), x0, "linf", eps)
         u = rng.standard_normal(x0.shape)

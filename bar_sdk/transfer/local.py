@@ -122,7 +122,7 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
                 "torch model (expected bar_sdk.adapters.TorchModel). Use mode='probe' for other models"
             )
 
-    def fit(self, X: Any, y: Any) -> LocalClassifier:
+    def fit(self, X: Any, y: Any) -> LocalTransferClassifier:
         """Train on ``(X, y)``; return ``self``."""
         self._validate_params()
         _, input_shape = check_model(self.model)
@@ -187,5 +187,5 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted classes ``(n,)``."""
-        classes: np.ndarray = self.classes_
-        return classes[self.predict_proba(X).argmax(axis=1)]
+        predicted: np.ndarray = self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return predicted

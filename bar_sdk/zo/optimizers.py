@@ -42,10 +42,10 @@ def check_weight_decay(weight_decay: Any, lr: float, name: str = "weight_decay",
 
 def check_below_one(value: Any, name: str) -> float:
     """A number in [0, 1): a momentum or moment decay (1 never forgets, and zeroes Adam's bias correction)."""
-    value = check_float(value, name, low=0.0, high=1.0)
-    if value >= 1.0:
-        raise InvalidInputError(f"{name}={value!r}; expected a number in [0, 1)")
-    return value
+    checked = check_float(value, name, low=0.0, high=1.0)
+    if checked >= 1.0:
+        raise InvalidInputError(f"{name}={checked!r}; expected a number in [0, 1)")
+    return checked
 
 
 class Optimizer(Settings, ABC):
@@ -111,7 +111,8 @@ class SignSGD(Optimizer):
     """Descent along the sign of the estimate (ZO-signSGD, Liu et al., 2019)."""
 
     def _update(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
-        return theta - self.learning_rate(progress) * np.sign(grad)
+        new: np.ndarray = theta - self.learning_rate(progress) * np.sign(grad)
+        return new
 
 
 class Adam(Optimizer):
