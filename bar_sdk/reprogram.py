@@ -23,7 +23,7 @@ from bar_sdk.contract import as_input_array, check_model, encode_labels, is_labe
 from bar_sdk.errors import InvalidInputError, NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.mapping import LabelMapping, LogisticReadout, check_mapping_size, check_readout_folds
+from bar_sdk.mapping import LogisticReadout, check_mapping_size, check_readout_folds
 from bar_sdk.reprogram_setup import DEFAULT_EPOCHS, PARAM_SCALE_MAX, check_settings, initial_theta, plan_fit  # noqa: F401
 from bar_sdk.reprogram_steps import BARStep, QuantizationWarning, build_program, make_program  # noqa: F401
 from bar_sdk.reprogram_steps import evidence as _evidence  # noqa: F401

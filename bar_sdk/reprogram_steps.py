@@ -21,8 +21,14 @@ from bar_sdk.errors import NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import NonFiniteImagesError
 from bar_sdk.mapping import CrossFittedReadout, LogisticReadout, frequency_mapping, random_mapping, source_frequencies
-from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization, LowRankParameterization, PadProgram,
-                             Parameterization)
+from bar_sdk.program import (
+    FullFrameProgram,
+    FullResolution,
+    GridParameterization,
+    LowRankParameterization,
+    PadProgram,
+    Parameterization,
+)
 from bar_sdk.train_state import TrainState, in_flight
 from bar_sdk.zo import zo_step
 from bar_sdk.zo.loop import Callback, CheckpointEveryStep, ProgressBar, StepResult, TrainLoop

@@ -7,8 +7,8 @@ from typing import Any, Generator
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
-from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.carlini_wagner import next_const
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.objectives import log_scores, margin
 from bar_sdk.attacks.resize import Upsampler
 from bar_sdk.contract import check_bool, check_float, check_int

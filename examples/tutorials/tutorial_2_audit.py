@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from bar_sdk import audit
 from bar_sdk.adapters import RemoteModel, SklearnModel
 from bar_sdk.adapters.nets import digits_images
 from bar_sdk.adapters.server import serve
+from bar_sdk.audit import audit  # the function: type checkers cannot see that the module is callable
 from bar_sdk.plan import plan_audit
 
 x, y = digits_images(16)
