@@ -34,6 +34,7 @@ def _seed(random_state: Any) -> int:
 
 
 def _hw(input_size: Any) -> tuple[int, int]:
+    size: tuple[int, ...]
     if isinstance(input_size, numbers.Integral) and not isinstance(input_size, bool):
         size = (int(input_size), int(input_size))
     else:
@@ -43,7 +44,7 @@ def _hw(input_size: Any) -> tuple[int, int]:
             size = ()
     if len(size) != 2 or min(size) < 4:
         raise InvalidInputError(f"input_size={input_size!r}; expected an integer or (H, W), each >= 4")
-    return size  # type: ignore[return-value]
+    return size[0], size[1]
 
 
 class SmallCNN(nn.Module):
@@ -79,7 +80,8 @@ class SmallCNN(nn.Module):
             self.head = nn.Linear(2 * width * (h // 4) * (w // 4), n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.features(x), 1))
+        out: torch.Tensor = self.head(torch.flatten(self.features(x), 1))
+        return out
 
 
 class MLPNet(nn.Module):
@@ -110,7 +112,8 @@ class MLPNet(nn.Module):
             self.net = nn.Sequential(nn.Flatten(), nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 def train_classifier(module: nn.Module, X: Any, y: Any, *, epochs: int, batch_size: int = 128, lr: float = 1e-3,

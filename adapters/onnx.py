@@ -220,6 +220,7 @@ class OnnxModel:
         if self._fixed_batch and n < self._fixed_batch:  # pad to the graph's batch with copies of the last image
             feed = np.concatenate([feed, np.repeat(feed[-1:], self._fixed_batch - n, axis=0)])
         feed = np.ascontiguousarray(feed, dtype=self._input_dtype)
+        out: np.ndarray
         (out,) = self._session.run([self.output_name], {self.input_name: feed})
         out = np.asarray(out, dtype=np.float64)[:n]
         if out.ndim > 2 and all(d == 1 for d in out.shape[2:]):  # (n, k, 1, 1) from a convolutional head

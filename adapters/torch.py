@@ -235,7 +235,8 @@ class TorchModel:
     # -- internals ---------------------------------------------------------------------------
 
     def _forward(self, x: "torch.Tensor") -> "torch.Tensor":
-        return self.module((x - self._mean) / self._std)
+        out: torch.Tensor = self.module((x - self._mean) / self._std)
+        return out
 
     def __repr__(self) -> str:
         return (f"TorchModel({type(self.module).__name__}, input_shape={self.input_shape}, "

@@ -73,22 +73,22 @@ class AuditReport:
 
     model: str
     norm: str
-    eps: tuple
+    eps: tuple[float, ...]
     n_samples: int
     clean_accuracy: float
-    results: dict
-    robust_accuracy: dict
-    success_rate: dict
-    median_queries: dict
+    results: dict[str, list[AttackResult]]
+    robust_accuracy: dict[str, list[float]]
+    success_rate: dict[str, list[float | None]]
+    median_queries: dict[str, list[float | None]]
     total_queries: int
     cost: float | None
     price_per_query: float | None
     max_queries: int
     wall_time: float
-    files: dict = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
     #: attack name -> the per-image cap its runs had (``None`` for a budget shared by the run)
-    caps: dict = field(default_factory=dict)
-    executor: dict = field(default_factory=dict)
+    caps: dict[str, int | None] = field(default_factory=dict)
+    executor: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no image arrays)."""
@@ -136,7 +136,7 @@ def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, rando
     return cls(model, **params)
 
 
-def _specs(attacks: Any, model: Any, norm: str) -> list:
+def _specs(attacks: Any, model: Any, norm: str) -> list[Any]:
     """``attacks`` as a list of names and Attack instances (``"auto"`` resolved for ``model``)."""
     expected = (f"expected 'auto', an attack name ({', '.join(ATTACKS)}), an Attack instance or a list of them")
     if isinstance(attacks, str) and attacks == "auto":
@@ -151,7 +151,7 @@ def _specs(attacks: Any, model: Any, norm: str) -> list:
     return list(attacks)
 
 
-def _check_instances(specs: list, model: Any) -> None:
+def _check_instances(specs: list[Any], model: Any) -> None:
     """Refuse an attack instance aimed at another model: it would attack that one under ``model``'s name."""
     for i, spec in enumerate(specs):
         if isinstance(spec, Attack) and spec.model is not model:
@@ -260,7 +260,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     out_dir = check_out_dir(out_dir)      # last check: the folder is created only for a valid call
 
     results: dict[str, list[AttackResult]] = {}
-    info: dict = {}
+    info: dict[str, Any] = {}
     if executor == "ray":
         from bar_sdk.distributed.audit import run_plan
 
@@ -279,7 +279,7 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     fooled_any = [np.any([runs[k].success for runs in results.values()], axis=0) for k in range(len(eps_list))]
     robust[ANY] = [float((clean_correct & ~f).mean()) for f in fooled_any]
 
-    def num(v):
+    def num(v: float) -> float | None:
         return None if not np.isfinite(v) else float(v)
 
     total = int(sum(r.total_queries for runs in results.values() for r in runs))

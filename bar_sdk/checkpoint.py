@@ -33,7 +33,7 @@ def write_state(path: str | os.PathLike, arrays: dict[str, np.ndarray], meta: di
     buf = io.BytesIO()
     payload_arrays = {k: np.asarray(v) for k, v in arrays.items()}
     payload_arrays[_META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
-    np.savez(buf, **payload_arrays)
+    np.savez(buf, **payload_arrays)  # type: ignore[arg-type]  # numpy's stub: a **dict might hold allow_pickle
     payload = buf.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode()
     path = Path(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from typing import Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Literal, Protocol, Sequence, overload, runtime_checkable
 
 import numpy as np
 
@@ -107,7 +107,8 @@ def check_input_shape(value: Any, name: str = "input_shape", *,
         or min(shape[1:]) < 1
     ):
         raise error(f"{name}={value!r}; expected a tuple (C, H, W) of integers with C in (1, 3) and H, W >= 1")
-    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+    c, h, w = (int(s) for s in shape)
+    return c, h, w
 
 
 def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, int]]:
@@ -124,7 +125,7 @@ def check_model(model: Any, name: str = "model") -> tuple[int, tuple[int, int, i
     labels = getattr(model, "labels", None)
     if labels is not None and len(labels) != n_classes:
         raise InvalidModelError(f"{name}.labels has {len(labels)} names; expected n_classes={n_classes}")
-    return int(n_classes), shape  # type: ignore[return-value]
+    return int(n_classes), shape
 
 
 def check_images(x: Any, name: str = "X", *, allow_nhwc: bool = True) -> np.ndarray:
@@ -159,7 +160,8 @@ def check_images(x: Any, name: str = "X", *, allow_nhwc: bool = True) -> np.ndar
     if min(arr.shape[2:]) < 1:
         raise InvalidInputError(f"{name} has shape {arr.shape}; expected H, W >= 1")
     if arr.dtype == np.uint8:
-        return np.ascontiguousarray(arr, dtype=np.float32) / np.float32(255.0)
+        scaled: np.ndarray = np.ascontiguousarray(arr, dtype=np.float32) / np.float32(255.0)
+        return scaled
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise InvalidInputError(f"{name} has {bad} NaN or infinite values; expected floats in [0, 1]")
@@ -196,16 +198,26 @@ def check_scores(scores: Any, n: int, n_classes: int, name: str = "model") -> np
 # --- small parameter checks shared by estimators and attacks -----------------------------
 
 
+@overload
+def check_int(value: Any, name: str, *, low: int | None = ..., high: int | None = ...,
+              allow_none: Literal[False] = ...) -> int: ...
+@overload
+def check_int(value: Any, name: str, *, low: int | None = ..., high: int | None = ...,
+              allow_none: bool) -> int | None: ...
 def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None,
               allow_none: bool = False) -> int | None:
-    """Return ``value`` as int, or raise naming ``name`` and the bounds."""
+    """Return ``value`` as int, or raise naming ``name`` and the bounds.
+
+    ``None`` is returned only for ``value=None`` with ``allow_none=True``.
+    """
     if value is None and allow_none:
         return None
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise InvalidInputError(f"{name}={value!r}; expected an integer" + _bounds(low, high))
-    if (low is not None and value < low) or (high is not None and value > high):
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
         raise InvalidInputError(f"{name}={value!r}; expected an integer" + _bounds(low, high))
-    return int(value)
+    return number
 
 
 def check_bool(value: Any, name: str) -> bool:
@@ -218,16 +230,26 @@ def check_bool(value: Any, name: str) -> bool:
     return bool(value)
 
 
+@overload
+def check_float(value: Any, name: str, *, low: float | None = ..., high: float | None = ...,
+                low_open: bool = ..., allow_none: Literal[False] = ...) -> float: ...
+@overload
+def check_float(value: Any, name: str, *, low: float | None = ..., high: float | None = ...,
+                low_open: bool = ..., allow_none: bool) -> float | None: ...
 def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, allow_none: bool = False) -> float | None:
-    """Return ``value`` as float, or raise naming ``name`` and the bounds."""
+    """Return ``value`` as float, or raise naming ``name`` and the bounds.
+
+    ``None`` is returned only for ``value=None`` with ``allow_none=True``.
+    """
     if value is None and allow_none:
         return None
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(value):
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not np.isfinite(np.asarray(value)):
         raise InvalidInputError(f"{name}={value!r}; expected a finite number" + _bounds(low, high, low_open))
-    if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
+    number = float(value)
+    if (low is not None and (number < low or (low_open and number == low))) or (high is not None and number > high):
         raise InvalidInputError(f"{name}={value!r}; expected a number" + _bounds(low, high, low_open))
-    return float(value)
+    return number
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:

@@ -9,6 +9,7 @@ each feature a block of pixels, as BAR did with brain-correlation matrices.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -29,7 +30,8 @@ class TargetLayout:
                  native_channels=None, n_features=None, low=None, high=None):
         self.kind = kind
         self.channels = channels
-        self.target_hw = tuple(int(v) for v in target_hw)
+        # (H, W) from the constructor's callers and saved layouts; a cast, so a saved value is read as before
+        self.target_hw = cast("tuple[int, int]", tuple(int(v) for v in target_hw))
         self.native_hw = None if native_hw is None else tuple(int(v) for v in native_hw)
         self.native_channels = None if native_channels is None else int(native_channels)
         self.n_features = n_features
@@ -125,9 +127,9 @@ class TargetLayout:
             # the estimator's own scaling: values beyond the training range sit at the patch's ends
             scaled = np.clip((values / 2 - low) / span, 0.0, 1.0)
             side = math.ceil(math.sqrt(self.n_features))
-            patch = np.zeros((len(scaled), side * side), dtype=np.float32)
-            patch[:, : self.n_features] = scaled
-            patch = patch.reshape(-1, 1, side, side)
+            flat = np.zeros((len(scaled), side * side), dtype=np.float32)
+            flat[:, : self.n_features] = scaled
+            patch = flat.reshape(-1, 1, side, side)
             rows = interpolation_matrix(side, self.target_hw[0], "nearest")
             cols = interpolation_matrix(side, self.target_hw[1], "nearest")
             out = np.einsum("Hh,nchw,Ww->ncHW", rows, patch, cols, optimize=True)

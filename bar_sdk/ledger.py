@@ -266,7 +266,8 @@ class MeteredModel:
         self.ledger.reserve(len(x), purpose)
         try:
             with _handing_over(x, in_range):
-                return self.model.log_proba_gradient(x, loss_fn)
+                answer: tuple[float, np.ndarray] = self.model.log_proba_gradient(x, loss_fn)
+                return answer
         except BaseException as exc:
             self.ledger.settle(len(x), purpose, exc)
             raise

@@ -160,6 +160,7 @@ def choose_readout_C(scores: np.ndarray, y: np.ndarray, n_target: int, folds: np
             nll += _weighted_nll(_softmax(features[rows] @ coef + intercept), y[rows], n_target)
         if best is None or nll < best[0]:
             best = (nll, float(C))
+    assert best is not None  # the grid is not empty
     return best[1]
 
 

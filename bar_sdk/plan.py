@@ -103,10 +103,10 @@ def _api_terms(model: Any, price_per_query: Any, rate_limit: Any, max_batch: Any
     check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)
     if price_per_query is None:
         price_per_query = getattr(getattr(model, "ledger", None), "price_per_query", None)
-    check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
+    price = check_float(price_per_query, "price_per_query", low=0.0, allow_none=True)
     if max_batch is None:
         max_batch = int(getattr(getattr(model, "preset", None), "max_batch", 1) or 1)
-    return price_per_query, check_int(max_batch, "max_batch", low=1)
+    return price, check_int(max_batch, "max_batch", low=1)
 
 
 def _requests(calls: list[int], max_batch: int) -> int:
@@ -162,7 +162,7 @@ def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None
     if clf.max_queries is not None and clf.max_queries < mapping + step_cost + readout:
         raise InvalidInputError(f"max_queries={clf.max_queries} is too small for one step (fit would refuse): mapping "
                          f"{mapping} + one step {step_cost} + readout {readout}")
-    from bar_sdk.reprogram import DEFAULT_EPOCHS
+    from bar_sdk.reprogram_setup import DEFAULT_EPOCHS
 
     epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
     total_steps = None if epochs is None else epochs * -(-n // batch)
@@ -230,8 +230,9 @@ def plan_audit(model: Any, n_samples: int, *, attacks: Any = "auto", eps: Any = 
             per_image = min(attack.max_queries or max_queries, max_queries)
             total = n_samples * per_image
             rounds = per_image
-            if getattr(attack, "max_total_queries", None) is not None:
-                total = min(total, attack.max_total_queries)
+            total_cap = getattr(attack, "max_total_queries", None)
+            if total_cap is not None:
+                total = min(total, total_cap)
             queries[key] = total
             requests[key] = min(rounds * math.ceil(n_samples / max_batch), total)
     return QueryPlan(queries_by_phase=queries, requests_by_phase=requests, steps=0,

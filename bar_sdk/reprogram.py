@@ -30,7 +30,9 @@ from bar_sdk.reprogram_steps import evidence as _evidence  # noqa: F401
 from bar_sdk.reprogram_steps import score_programs
 from bar_sdk.train_state import (CRASH_PURPOSE, TrainState, data_record, fingerprint, load_checkpoint, load_fitted,
                                  save_checkpoint, save_fitted)
+from bar_sdk.zo.estimators import GradientEstimator
 from bar_sdk.zo.loop import check_callbacks
+from bar_sdk.zo.optimizers import Optimizer
 
 __all__ = ["BARClassifier", "QuantizationWarning", "NonFiniteProgramError", "SKLEARN_EXPECTED_FAILED_CHECKS"]
 
@@ -233,12 +235,16 @@ default="one_sided"
     >>> clf.fit(X_train, y_train).score(X_test, y_test)                    # doctest: +SKIP
     """
 
-    def __init__(self, model, *, max_queries=None, max_epochs=None, batch_size=10, program="pad",
-                 parameterization="grid", grid_size=16, rank=2, target_size=None, program_strength=0.5,
-                 mapping="frequency", labels_per_class=None, readout="logistic", loss="cross_entropy", gamma=2.0,
-                 estimator="one_sided", n_directions=5, smoothing=0.1, optimizer="adam",
-                 learning_rate=0.05, lr_decay=0.1, weight_decay=0.0, init_scale=0.01, random_state=None,
-                 verbose=False, checkpoint=None, initial_program=None, surrogate=None, prior_weight=0.5):
+    def __init__(self, model: Any, *, max_queries: int | None = None, max_epochs: int | None = None,
+                 batch_size: int = 10, program: str = "pad", parameterization: str = "grid", grid_size: int = 16,
+                 rank: int = 2, target_size: int | tuple[int, int] | None = None, program_strength: float = 0.5,
+                 mapping: str = "frequency", labels_per_class: int | None = None, readout: str = "logistic",
+                 loss: str = "cross_entropy", gamma: float = 2.0, estimator: str | GradientEstimator = "one_sided",
+                 n_directions: int = 5, smoothing: float = 0.1, optimizer: str | Optimizer = "adam",
+                 learning_rate: float = 0.05, lr_decay: float = 0.1, weight_decay: float = 0.0,
+                 init_scale: float = 0.01, random_state: int | None = None, verbose: bool = False,
+                 checkpoint: str | os.PathLike[str] | None = None, initial_program: Any = None,
+                 surrogate: Any = None, prior_weight: float = 0.5) -> None:
         self.model = model
         self.max_queries = max_queries
         self.max_epochs = max_epochs
@@ -269,7 +275,7 @@ default="one_sided"
         self.surrogate = surrogate
         self.prior_weight = prior_weight
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:  # sklearn.utils.Tags (sklearn ships no types)
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True  # images (n, H, W); (n, C, H, W) too
         # The accuracy a black box reaches depends on its query budget and on the model: the training
@@ -282,26 +288,28 @@ default="one_sided"
     def _validate_params(self) -> None:
         check_settings(self)
 
-    def _program_settings(self) -> dict:
+    def _program_settings(self) -> dict[str, Any]:
         return {"program": self.program, "parameterization": self.parameterization, "grid_size": self.grid_size,
                 "rank": self.rank, "program_strength": self.program_strength}
 
-    def _build_program(self, input_shape, layout: TargetLayout):
+    def _build_program(self, input_shape: tuple[int, int, int], layout: TargetLayout) -> Any:
         return make_program(input_shape, layout, **self._program_settings())
 
-    def build_program(self, X, input_shape=None) -> tuple[TargetLayout, Any]:
+    def build_program(self, X: Any, input_shape: tuple[int, int, int] | None = None) -> tuple[TargetLayout, Any]:
         """``(layout, program)`` that fit would build on ``X`` with these settings (checked first); no query.
 
         ``input_shape`` defaults to the model's. See :func:`bar_sdk.reprogram_steps.build_program`.
         """
         self._validate_params()
         shape = check_model(self.model)[1] if input_shape is None else input_shape
-        return build_program(X, shape, target_size=self.target_size, **self._program_settings())
+        built: tuple[TargetLayout, Any] = build_program(X, shape, target_size=self.target_size,
+                                                        **self._program_settings())
+        return built
 
     _layout_and_program = build_program  # the name other modules called before build_program was public
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, callbacks=None):
+    def fit(self, X: Any, y: Any, callbacks: Any = None) -> BARClassifier:
         """Train the program on ``(X, y)``; every query is counted and bounded by ``max_queries``.
 
         Parameters
@@ -348,7 +356,7 @@ default="one_sided"
         state = TrainState(initial_theta(self, program, rng), n_source, k)
         print_ = {"digest": self._fingerprint(X, y), "data": data_record(X, y, classes)}
 
-        def save(flight=None):
+        def save(flight: Any = None) -> Any:
             return save_checkpoint(self.checkpoint, print_, metered, optimizer, estimator, rng, state, flight)
 
         if self.checkpoint is not None and os.path.exists(self.checkpoint):
@@ -378,11 +386,13 @@ default="one_sided"
     CRASH_PURPOSE = CRASH_PURPOSE
     _scores = staticmethod(score_programs)  # the name a benchmark calls
 
-    def _finish(self, program, state, metered, layout, classes, started, surrogate=None, optimizer=None,
-                estimator=None):
+    def _finish(self, program: Any, state: TrainState, metered: MeteredModel, layout: TargetLayout,
+                classes: np.ndarray, started: float, surrogate: Any = None, optimizer: Optimizer | None = None,
+                estimator: GradientEstimator | None = None) -> None:
         self.theta_ = state.theta.copy()
         self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
+        assert state.mapping is not None  # the mapping pass (or the saved file) set it before training
         self.mapping_ = state.mapping
         self.readout_ = state.readout
         if state.readout is None and state.train_readout is not None:  # one readout on what training paid for
@@ -406,7 +416,7 @@ default="one_sided"
         logger.info("BAR fit: %d steps, %d queries, stop: %s", state.step, self.queries_, self.stop_reason_)
 
     # ------------------------------------------------------------------ predict
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Target-class probabilities ``(n, k)``; each image sent is counted in ``ledger_``."""
         check_is_fitted(self, "theta_")
         emb = self.program_obj_.embed(self.layout_.transform(X, type(self).__name__))
@@ -414,27 +424,29 @@ default="one_sided"
 
     def proba_from_scores(self, scores: np.ndarray) -> np.ndarray:
         """Target probabilities from source scores: the fitted readout, else the label mapping."""
-        if self.readout_ is not None:
-            return self.readout_.proba(scores)
+        readout: LogisticReadout | None = self.readout_
+        if readout is not None:
+            return readout.proba(scores)
         return L.normalise(self.mapping_.target_scores(scores))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted target classes ``(n,)``."""
         proba = self.predict_proba(X)
-        return self.classes_[proba.argmax(axis=1)]
+        predicted: np.ndarray = self.classes_[proba.argmax(axis=1)]
+        return predicted
 
     # ------------------------------------------------------------------ checkpoints, save / load
-    def _fingerprint(self, X, y) -> str:
+    def _fingerprint(self, X: Any, y: Any) -> str:
         params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
         return fingerprint(params, self.initial_program, self.surrogate, X, y, self.model)
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the fitted program, mapping and layout to ``path`` (no model, no secrets)."""
         check_is_fitted(self, "theta_")
         save_fitted(path, self)
 
     @classmethod
-    def load(cls, path, model) -> BARClassifier:
+    def load(cls, path: str | os.PathLike[str], model: Any) -> BARClassifier:
         """A fitted classifier from :meth:`save`'s file, querying ``model``."""
         n_source, input_shape = check_model(model)
         params, meta, state, classes = load_fitted(path, model, n_source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import numbers
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -136,18 +137,29 @@ def check_surrogate(surrogate, input_shape):
 
 
 
+@dataclass
 class FitPlan:
     """The parts and prices of one fit: estimator (None for ``"exact"``), optimizer, surrogate (metered or
     None), batch, evaluations per image, and the queries of a step, the mapping pass and the readout pass."""
 
-    def __init__(self, **parts: Any):
-        self.__dict__.update(parts)
+    exact: bool
+    surrogate: Any
+    estimator: GradientEstimator | None
+    optimizer: Optimizer
+    batch: int
+    evaluations: int
+    step_cost: int
+    mapping_cost: int
+    readout_cost: int
+    epochs: int | None
+    total_steps: int | None
 
 
-def plan_fit(clf, program, n: int, input_shape) -> FitPlan:
+def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) -> FitPlan:
     """Build and price ``clf``'s fit of ``n`` samples with ``program``; refuse a ``max_queries`` below one step."""
     exact = clf.estimator == "exact"
     surrogate = check_surrogate(clf.surrogate, input_shape)
+    estimator: GradientEstimator | None
     if surrogate is not None and isinstance(clf.estimator, str) and not exact:
         estimator = GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight)
     else:
@@ -158,7 +170,7 @@ def plan_fit(clf, program, n: int, input_shape) -> FitPlan:
                                 "or an estimator with set_prior (GuidedEstimator)")
     optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
     batch = min(clf.batch_size, n)
-    evaluations = 1 if exact else estimator.evaluations(program.n_params)
+    evaluations = 1 if estimator is None else estimator.evaluations(program.n_params)  # None: exact
     step_cost = batch * evaluations
     mapping_cost = 0 if clf.mapping == "random" else n
     readout_cost = n if clf.readout == "logistic" else 0

@@ -21,7 +21,14 @@ from bar_sdk.errors import NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import NonFiniteImagesError
 from bar_sdk.mapping import CrossFittedReadout, LogisticReadout, frequency_mapping, random_mapping, source_frequencies
-from bar_sdk.program import FullFrameProgram, FullResolution, GridParameterization, LowRankParameterization, PadProgram
+from bar_sdk.program import (
+    FullFrameProgram,
+    FullResolution,
+    GridParameterization,
+    LowRankParameterization,
+    PadProgram,
+    Parameterization,
+)
 from bar_sdk.train_state import TrainState, in_flight
 from bar_sdk.zo import zo_step
 from bar_sdk.zo.loop import Callback, CheckpointEveryStep, ProgressBar, StepResult, TrainLoop
@@ -41,6 +48,7 @@ class QuantizationWarning(UserWarning):
 def make_program(input_shape, layout: TargetLayout, *, program: str = "pad", parameterization: str = "grid",
                  grid_size: int = 16, rank: int = 2, program_strength: float = 0.5):
     """The program of these (already checked) settings on ``layout``."""
+    param: Parameterization
     if parameterization == "grid":
         param = GridParameterization(grid_size)
     elif parameterization == "lowrank":
@@ -108,6 +116,7 @@ def target_proba(state: TrainState, scores: np.ndarray, rows: np.ndarray | None 
     the training rows of ``scores``), else the mapping."""
     if state.train_readout is not None:
         return state.train_readout.proba(scores, rows)
+    assert state.mapping is not None  # the mapping pass runs before the first step
     return L.normalise(state.mapping.target_scores(scores))
 
 
@@ -123,7 +132,8 @@ class BARStep:
     def __init__(self, fit, metered, program, estimator, optimizer, embedded, y, weights, rng, batch,
                  total_steps, evaluations, save):
         self.fit, self.metered, self.program = fit, metered, program
-        self.estimator, self.optimizer, self.guide = estimator, optimizer, None
+        self.estimator, self.optimizer = estimator, optimizer
+        self.guide: tuple[Any, np.ndarray] | None = None
         self.embedded, self.y, self.weights, self.rng = embedded, y, weights, rng
         self.batch, self.total_steps, self.evaluations, self.save = batch, total_steps, evaluations, save
 
@@ -166,11 +176,11 @@ class BARStep:
         reserved from the first step on.
         """
         fit = self.fit
-        hooks = [IterativeMapping(k, per_class, self.metered.labels)] if fit.mapping == "iterative" else []
+        hooks: list[Any] = [IterativeMapping(k, per_class, self.metered.labels)] if fit.mapping == "iterative" else []
         if fit.mapping == "logistic":
             hooks.append(CrossFittedRefit(self.y))
         hooks += callbacks
-        ran = []
+        ran: list[bool] = []
         if fit.verbose:
             hooks.append(ProgressBar("BAR fit", by_queries=bool(fit.max_queries),
                                      postfix=lambda loop: {"readout": "fitted"} if ran else {}))
@@ -266,6 +276,7 @@ class BARStep:
         return float(loss), float((p.argmax(1) == yb).mean()), seen["probs"]
 
     def _surrogate_gradient(self, theta, emb, yb):
+        assert self.guide is not None  # called only when label_mapping set a guide
         surrogate, matrix = self.guide
         images = self.program.apply(theta[None], emb)
 

@@ -140,7 +140,7 @@ def save_checkpoint(path, print_, metered, optimizer, estimator, rng, state: Tra
               "order": state.order if state.order is not None else np.zeros(0, np.int64),
               **readout_arrays(state.readout, state.readout_scores),
               **cross_fitted_arrays(state)}
-    parts = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
+    parts: dict[str, dict[str, Any]] = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
     for part, obj in (("opt", optimizer), ("est", estimator)):
         parts[part] = {}
         for key, value in ({} if obj is None else obj.state_dict()).items():

@@ -95,7 +95,7 @@ class _TrackedLedger:
         state.update(in_flight=self.ledger.in_flight, remaining=self.ledger.remaining, holders=dict(self.held))
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ledger.load_state_dict(state)
 
 
@@ -144,7 +144,7 @@ class SharedRemoteLedger(ServiceClient):
 
     @classmethod
     def create(cls, name: str, max_queries: int | None = None, *, price_per_query: float = 0.0,
-               state_dir: str | os.PathLike | None = None, namespace: str = DEFAULT_NAMESPACE,
+               state_dir: str | os.PathLike[str] | None = None, namespace: str = DEFAULT_NAMESPACE,
                address: str | None = None) -> SharedRemoteLedger:
         """Create the named ledger, or attach to it when it exists with the same settings.
 
@@ -206,15 +206,18 @@ class SharedRemoteLedger(ServiceClient):
 
     def snapshot(self) -> dict[str, Any]:
         """Every count at one instant, plus ``in_flight``, ``remaining`` and ``holders`` (``host:pid`` -> images)."""
-        return self._call("snapshot")
+        value: dict[str, Any] = self._call("snapshot")  # what the actor returned (Ray is untyped)
+        return value
 
     def reclaim(self, holder: str) -> int:
         """Move the in-flight images of ``holder`` (``host:pid`` of a dead worker) to ``unconfirmed``."""
-        return self._call("reclaim", holder)
+        value: int = self._call("reclaim", holder)  # what the actor returned (Ray is untyped)
+        return value
 
     def reclaim_dead(self) -> int:
         """:meth:`reclaim` every holder on the actor's host whose process has ended; return the images moved."""
-        return self._call("reclaim_dead")
+        value: int = self._call("reclaim_dead")  # what the actor returned (Ray is untyped)
+        return value
 
     def __getattr__(self, name: str) -> Any:
         if name in ("billed", "unconfirmed", "in_flight", "attempts", "requests", "cache_hits", "retries",

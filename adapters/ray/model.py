@@ -114,7 +114,8 @@ class RayModel:
 
     def replica_counts(self) -> list[int]:
         """Images each replica has answered (they add up to what the callers' ledgers counted)."""
-        return self._ray.get([a.count.remote() for a in self._actors])
+        counts: list[int] = self._ray.get([a.count.remote() for a in self._actors])  # Ray is untyped
+        return counts
 
     def close(self) -> None:
         """End the replicas."""
@@ -128,7 +129,7 @@ class RayModel:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __deepcopy__(self, memo: dict) -> RayModel:
+    def __deepcopy__(self, memo: dict[int, Any]) -> RayModel:
         return self
 
     def __copy__(self) -> RayModel:

@@ -57,10 +57,11 @@ class PerProcessModel:
 
     @property
     def n_classes(self) -> int:
-        return self.model.n_classes
+        n_classes: int = self.model.n_classes
+        return n_classes
 
     @property
-    def input_shape(self) -> tuple:
+    def input_shape(self) -> tuple[int, ...]:
         return tuple(self.model.input_shape)
 
     @property
@@ -76,17 +77,18 @@ class PerProcessModel:
         return getattr(self.model, "ledger", None)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(x)
+        scores: np.ndarray = self.model.predict_proba(x)
+        return scores
 
     def __getattr__(self, name: str) -> Any:  # anything else the model offers (quantization_step, ...)
         if name.startswith("_") or name in ("factory", "model"):
             raise AttributeError(name)
         return getattr(self.model, name)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[PerProcessModel], tuple[Callable[[], Any]]]:
         return (PerProcessModel, (self.factory,))
 
-    def __deepcopy__(self, memo: dict) -> PerProcessModel:
+    def __deepcopy__(self, memo: dict[int, Any]) -> PerProcessModel:
         return self  # clones share this process's model (one connection, one cache)
 
     def __copy__(self) -> PerProcessModel:

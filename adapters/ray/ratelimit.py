@@ -34,18 +34,22 @@ class SharedTokenBucket(ServiceClient):
 
     @property
     def rate(self) -> float:
-        return self._get("rate")
+        value: float = self._get("rate")  # what the actor returned (Ray is untyped)
+        return value
 
     @property
     def burst(self) -> int:
-        return self._get("burst")
+        value: int = self._get("burst")  # what the actor returned (Ray is untyped)
+        return value
 
     def reserve(self, n: int = 1) -> float:
         """Book ``n`` tokens; return the seconds to wait before sending."""
-        return self._call("reserve", n)
+        value: float = self._call("reserve", n)  # what the actor returned (Ray is untyped)
+        return value
 
     def try_take(self, n: int = 1) -> float:
-        return self._call("try_take", n)
+        value: float = self._call("try_take", n)  # what the actor returned (Ray is untyped)
+        return value
 
     def refund(self, n: int = 1) -> None:
         self._call("refund", n)

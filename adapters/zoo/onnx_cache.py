@@ -98,7 +98,7 @@ def _export(lite: LiteSpec, image_size: int, graph: Path) -> None:
     try:
         with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer warnings
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, torch.zeros(1, 3, image_size, image_size), str(tmp), dynamo=False,
+            torch.onnx.export(module, (torch.zeros(1, 3, image_size, image_size),), str(tmp), dynamo=False,
                               opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}})
         _check_export(module, tmp, image_size)

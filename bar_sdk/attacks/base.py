@@ -19,7 +19,7 @@ import logging
 import numbers
 import time
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Generator
+from typing import TYPE_CHECKING, Any, ClassVar, Generator
 
 import numpy as np
 
@@ -80,6 +80,9 @@ class Attack(ABC):
     random_state: Any
     verbose: bool
 
+    if TYPE_CHECKING:  # the constructor every registered attack has (each subclass defines its own)
+        def __init__(self, model: Any, **params: Any) -> None: ...
+
     # -- parameters (scikit-learn style) ---------------------------------------------------
 
     @classmethod
@@ -133,8 +136,18 @@ class Attack(ABC):
         check_int(self.batch_size, "batch_size", low=1, allow_none=True)
         rs = self.random_state
         if not (rs is None or isinstance(rs, np.random.Generator)
-                or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and rs >= 0)):
+                or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and int(rs) >= 0)):
             raise InvalidInputError(f"random_state={rs!r}; expected None, an integer >= 0 or a numpy Generator")
+
+    def _bound(self) -> float:
+        """``eps`` of a bounded attack as a float (``_check_params`` refused None before any query)."""
+        assert self.eps is not None, "a bounded attack's eps is checked before any query"
+        return float(self.eps)
+
+    def _query_cap(self) -> int:
+        """``max_queries`` of a query attack as an int (``_check_params`` refused None unless access is "gradient")."""
+        assert self.max_queries is not None, "a query attack's max_queries is checked before any query"
+        return int(self.max_queries)
 
     def _check_model_access(self) -> tuple[int, tuple[int, int, int]]:
         n_classes, shape = check_model(self.model)
@@ -185,7 +198,7 @@ class Attack(ABC):
         """Per-run precomputation shared by all samples (stored in ``ctx.cache``)."""
 
     @abstractmethod
-    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator:
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         """Attack one sample: yield query stacks (or GradientRequests), receive answers."""
 
     def run(self, x: Any, y: Any, target: Any = None, *, first_index: int = 0) -> AttackResult:
@@ -220,7 +233,7 @@ class Attack(ABC):
 
     def _execute(self, metered: MeteredModel, x: np.ndarray, y: np.ndarray, target: np.ndarray | None,
                  ctx: RunContext, start: float, shared_queries: int = 0,
-                 extra: dict | None = None, rngs: list | None = None) -> AttackResult:
+                 extra: dict[str, Any] | None = None, rngs: list[np.random.Generator] | None = None) -> AttackResult:
         n = len(x)
         clean = metered.predict_proba(x, purpose="clean")
         clean_label = clean.argmax(axis=1)
@@ -248,7 +261,9 @@ class Attack(ABC):
         return self._result(samples, x, y, target, clean_label, ctx, hit_total,
                             metered.ledger.queries + shared_queries, time.perf_counter() - start, extra or {})
 
-    def _result(self, samples, x, y, target, clean_label, ctx, hit_total, total, wall, extra) -> AttackResult:
+    def _result(self, samples: list[Sample], x: np.ndarray, y: np.ndarray, target: np.ndarray | None,
+                clean_label: np.ndarray, ctx: RunContext, hit_total: bool, total: int, wall: float,
+                extra: dict[str, Any]) -> AttackResult:
         threat = ctx.threat
         x_adv = np.empty_like(x)
         adv_label = np.full(len(x), -1, dtype=np.int64)

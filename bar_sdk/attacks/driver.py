@@ -131,7 +131,8 @@ class Sample:
 
     def is_adversarial(self, labels: np.ndarray) -> np.ndarray:
         labels = np.asarray(labels)
-        return labels == self.target if self.target is not None else labels != self.label
+        fooled: np.ndarray = labels == self.target if self.target is not None else labels != self.label
+        return fooled
 
 
 def _rows(req: Request) -> np.ndarray | None:
@@ -210,7 +211,7 @@ def _call_gradients(metered: MeteredModel, items: list[tuple[Any, Any]], purpose
 
 def drive(metered: MeteredModel, samples: list[Sample],
           attack_one: Callable[[Sample], Generator[Request, Any, None]],
-          threat: Threat, purpose: str, progress: Callable[[int], None] | None = None) -> bool:
+          threat: Threat, purpose: str, progress: Callable[[int], object] | None = None) -> bool:
     """Run ``attack_one`` on every sample, batched; return True if ``max_total_queries`` stopped it."""
     pending: dict[int, tuple[Generator[Any, Any, Any], Request, np.ndarray]] = {}
     by_index = {s.index: s for s in samples}
@@ -259,8 +260,14 @@ def drive(metered: MeteredModel, samples: list[Sample],
             for i in order:
                 pending.pop(i)[0].close()
             return True
-        score_items = [(i, pending[i][1]) for i in order if not isinstance(pending[i][1], GradientRequest)]
-        grad_items = [(i, pending[i][1]) for i in order if isinstance(pending[i][1], GradientRequest)]
+        score_items: list[tuple[int, np.ndarray]] = []
+        grad_items: list[tuple[int, GradientRequest]] = []
+        for i in order:
+            req = pending[i][1]
+            if isinstance(req, GradientRequest):
+                grad_items.append((i, req))
+            else:
+                score_items.append((i, req))
         answers: dict[int, tuple[Any, np.ndarray]] = {}
         if score_items:
             answers.update(zip([i for i, _ in score_items], _call_scores(metered, score_items, purpose), strict=False))

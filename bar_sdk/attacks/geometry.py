@@ -18,7 +18,8 @@ _TOL_REL, _TOL_ABS = 1e-5, 1e-6
 
 def clip01(x: np.ndarray) -> np.ndarray:
     """Clip to [0, 1] (``np.clip`` costs several times more on the tiny arrays of per-sample loops)."""
-    return np.minimum(np.maximum(x, 0.0), 1.0)
+    clipped: np.ndarray = np.minimum(np.maximum(x, 0.0), 1.0)
+    return clipped
 
 
 def _flat(delta: np.ndarray) -> np.ndarray:
@@ -29,10 +30,11 @@ def distance(x: np.ndarray, x0: np.ndarray, norm: str) -> np.ndarray:
     """``||x - x0||`` per image, as float64 ``(m,)`` (a scalar array for one image)."""
     delta = _flat(np.asarray(x, dtype=np.float64) - np.asarray(x0, dtype=np.float64))
     out = np.abs(delta).max(axis=1) if norm == "linf" else np.sqrt((delta * delta).sum(axis=1))
-    return out if np.ndim(x) == 4 else out[0]
+    projected: np.ndarray = out if np.ndim(x) == 4 else out[0]
+    return projected
 
 
-def inside(dist: np.ndarray, eps: float | None) -> np.ndarray:
+def inside(dist: np.ndarray | float, eps: float | None) -> np.ndarray:
     """``dist <= eps`` up to float rounding (always true for ``eps=None``)."""
     if eps is None:
         return np.ones(np.shape(dist), dtype=bool)
@@ -61,7 +63,8 @@ def project(x: np.ndarray, x0: np.ndarray, norm: str, eps: float | None) -> np.n
 def on_grid(x: np.ndarray) -> np.ndarray:
     """True per image when every value is ``k / 255`` (what PNG keeps exactly)."""
     scaled = _flat(np.asarray(x, dtype=np.float64)) * 255.0
-    return np.abs(scaled - np.round(scaled)).max(axis=1) <= 1e-3
+    on_grid: np.ndarray = np.abs(scaled - np.round(scaled)).max(axis=1) <= 1e-3
+    return on_grid
 
 
 def quantize(x: np.ndarray, x0: np.ndarray, norm: str, eps: float | None) -> np.ndarray:

@@ -104,7 +104,8 @@ class HopSkipJump(Attack):
         def blend(image: np.ndarray, alpha: float) -> np.ndarray:
             if l2:
                 return (1 - alpha) * x0 + alpha * image
-            return np.clip(image, x0 - alpha, x0 + alpha)
+            clipped: np.ndarray = np.clip(image, x0 - alpha, x0 + alpha)
+            return clipped
 
         def binary_search(image: np.ndarray) -> Generator[Any, Any, Any]:
             dist_in = float(distance(image, x0, self.norm))

@@ -146,12 +146,13 @@ class MIFGSM(Attack):
         out[:, top:top + nh, left:left + nw] = np.clip(small, 0.0, 1.0)
 
         def back(grad: np.ndarray) -> np.ndarray:
-            return np.einsum("ih,cij,jw->chw", rows, grad[:, top:top + nh, left:left + nw], cols, optimize=True)
+            pooled: np.ndarray = np.einsum("ih,cij,jw->chw", rows, grad[:, top:top + nh, left:left + nw], cols, optimize=True)
+            return pooled
 
         return out, back
 
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
-        eps = float(self.eps)
+        eps = self._bound()
         alpha = self.step_size if self.step_size is not None else eps / self.steps
         loss_fn = LOSSES[self.loss]
 

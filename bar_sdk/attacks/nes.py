@@ -8,11 +8,12 @@ same ask/tell objects that train reprogramming programs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.geometry import project
 from bar_sdk.attacks.objectives import LOSSES, objective
 from bar_sdk.attacks.zo_settings import build_estimator, build_optimizer, check_zo_params
@@ -85,16 +86,16 @@ class NESAttack(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_zo_params(self)
         check_choice(self.loss, "loss", tuple(LOSSES))
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         threat, x0, shape = ctx.threat, s.x0, ctx.input_shape
         d = ctx.dim
         est = build_estimator(self.estimator, self.n_directions, self.smoothing, d)
-        lr = self.lr if self.lr is not None else float(self.eps) / 5
+        lr = self.lr if self.lr is not None else self._bound() / 5
         opt = build_optimizer(self.optimizer, self.norm, lr, self.lr_decay)
         extra_center = self.quantize or not est.includes_center
         theta = np.zeros(d)
@@ -111,7 +112,7 @@ class NESAttack(Attack):
             scores = yield probes
             losses = objective(self.loss, scores, s.label, s.target)
             theta, _ = zo_tell(theta, losses[1:] if extra_center else losses, est, opt, s.queries / budget)
-            x = project(x0 + theta.reshape(shape), x0, self.norm, float(self.eps))
+            x = project(x0 + theta.reshape(shape), x0, self.norm, self._bound())
             theta = (x - x0).reshape(-1).astype(np.float64)
             s.current = x
 

@@ -16,6 +16,6 @@ __all__ = ["NormalizedSGD"]
 class NormalizedSGD(Optimizer):
     """Steps of length ``lr`` along the estimated descent direction (L2 PGD)."""
 
-    def _update(self, theta, grad, progress):
+    def _update(self, theta: np.ndarray, grad: np.ndarray, progress: float) -> np.ndarray:
         norm = float(np.linalg.norm(grad))
         return theta if norm == 0.0 else theta - self.learning_rate(progress) * grad / norm

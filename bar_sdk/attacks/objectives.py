@@ -10,6 +10,8 @@ with a floor, because a top-k API answers 0 for most classes.
 
 from __future__ import annotations
 
+from typing import Protocol, Union
+
 import numpy as np
 
 __all__ = ["log_scores", "margin", "cross_entropy", "objective", "LOSSES"]
@@ -17,19 +19,30 @@ __all__ = ["log_scores", "margin", "cross_entropy", "objective", "LOSSES"]
 _FLOOR = 1e-300
 
 
+#: a class per row, or one class for every row
+Labels = Union[np.ndarray, int]
+
+
+class Loss(Protocol):
+    """``loss(logp, label, target, kappa) -> (loss (m,), dloss/dlogp (m, n_classes))``."""
+
+    def __call__(self, logp: np.ndarray, label: Labels, target: Labels | None,
+                 kappa: float = ...) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def log_scores(scores: np.ndarray) -> np.ndarray:
     """``log(max(scores, 1e-300))`` as float64 (a top-k API answers 0 for most classes)."""
     return np.log(np.maximum(np.asarray(scores, dtype=np.float64), _FLOOR))
 
 
-def _anchor(logp: np.ndarray, anchor) -> tuple[np.ndarray, np.ndarray]:
+def _anchor(logp: np.ndarray, anchor: Labels) -> tuple[np.ndarray, np.ndarray]:
     """Row indices and the class each row is measured against (a scalar is repeated)."""
     rows = np.arange(logp.shape[0])
     anchor = np.asarray(anchor, dtype=np.int64).reshape(-1)
     return rows, (np.repeat(anchor, len(rows)) if anchor.size == 1 else anchor)
 
 
-def margin(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None,
+def margin(logp: np.ndarray, label: Labels, target: Labels | None,
            kappa: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """``max(logp[y] - max_{j != y} logp[j], -kappa)`` (targeted: ``max_{j != t} logp[j] - logp[t]``).
 
@@ -50,10 +63,11 @@ def margin(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None,
     active = loss > -kappa
     grad[rows[active], anchor[active]] = sign
     grad[rows[active], best[active]] = -sign
-    return np.maximum(loss, -kappa), grad
+    clipped: np.ndarray = np.maximum(loss, -kappa)
+    return clipped, grad
 
 
-def cross_entropy(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None,
+def cross_entropy(logp: np.ndarray, label: Labels, target: Labels | None,
                   kappa: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """``logp[y]`` (untargeted: push the true class down) or ``-logp[t]`` (targeted).
 
@@ -67,9 +81,9 @@ def cross_entropy(logp: np.ndarray, label: np.ndarray, target: np.ndarray | None
     return sign * logp[rows, anchor], grad
 
 
-LOSSES = {"margin": margin, "ce": cross_entropy}
+LOSSES: dict[str, Loss] = {"margin": margin, "ce": cross_entropy}
 
 
-def objective(name: str, scores: np.ndarray, label, target) -> np.ndarray:
+def objective(name: str, scores: np.ndarray, label: Labels, target: Labels | None) -> np.ndarray:
     """Loss per row of black-box ``scores`` (no gradient)."""
     return LOSSES[name](log_scores(scores), label, target)[0]

@@ -18,7 +18,8 @@ __all__ = ["PGD", "descent_direction"]
 def descent_direction(grad: np.ndarray, norm: str) -> np.ndarray:
     """The steepest-descent unit step for ``norm``: ``-sign(g)`` (Linf) or ``-g / ||g||`` (L2)."""
     if norm == "linf":
-        return -np.sign(grad)
+        step: np.ndarray = -np.sign(grad)
+        return step
     n = float(np.linalg.norm(grad))
     return -grad / n if n > 0 else np.zeros_like(grad)
 
@@ -82,7 +83,8 @@ class PGD(Attack):
 
     def _start(self, x0: np.ndarray, rng: np.random.Generator, eps: float) -> np.ndarray:
         if not self.random_start:
-            return x0.copy()
+            start: np.ndarray = x0.copy()
+            return start
         if self.norm == "linf":
             return project(x0 + rng.uniform(-eps, eps, size=x0.shape), x0, "linf", eps)
         u = rng.standard_normal(x0.shape)
@@ -90,7 +92,7 @@ class PGD(Attack):
         return project(x0 + r * u / np.linalg.norm(u), x0, "l2", eps)
 
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
-        eps = float(self.eps)
+        eps = self._bound()
         alpha = self._alpha(eps)
         loss_fn = LOSSES[self.loss]
 

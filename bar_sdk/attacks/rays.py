@@ -70,7 +70,8 @@ class RayS(Attack):
             return threat.candidate(x0 + d * sign.reshape(shape), x0)
 
         def adversarial(image: np.ndarray) -> Generator[Any, Any, bool]:
-            return s.is_adversarial((yield image[None]).argmax(axis=1))[0]
+            fooled: bool = s.is_adversarial((yield image[None]).argmax(axis=1))[0]
+            return fooled
 
         sgn = np.ones(dim, dtype=np.float32)
         d_t = np.inf

@@ -27,9 +27,9 @@ def bilinear_matrix(n_out: int, n_in: int) -> np.ndarray:
 class Upsampler:
     """Linear map from a ``(C, h, w)`` grid to ``(C, H, W)`` images."""
 
-    def __init__(self, grid: tuple[int, int, int], image: tuple[int, int, int]):
-        self.grid = tuple(int(v) for v in grid)
-        self.image = tuple(int(v) for v in image)
+    def __init__(self, grid: tuple[int, int, int], image: tuple[int, int, int]) -> None:
+        self.grid = (int(grid[0]), int(grid[1]), int(grid[2]))
+        self.image = (int(image[0]), int(image[1]), int(image[2]))
         self.rows = bilinear_matrix(self.image[1], self.grid[1])
         self.cols = bilinear_matrix(self.image[2], self.grid[2])
         self.identity = self.grid == self.image
@@ -44,7 +44,8 @@ class Upsampler:
         grids = theta.reshape(theta.shape[:-1] + self.grid)
         if self.identity:
             return grids
-        return np.einsum("hi,...cij,wj->...chw", self.rows, grids, self.cols, optimize=True)
+        images: np.ndarray = np.einsum("hi,...cij,wj->...chw", self.rows, grids, self.cols, optimize=True)
+        return images
 
     def basis(self, coords: np.ndarray) -> np.ndarray:
         """``up(e_k)`` for flat grid coordinates ``coords``: ``(k, C, H, W)``."""

@@ -96,13 +96,15 @@ class AttackResult:
     @property
     def clean_correct(self) -> np.ndarray:
         """The model classified the clean image correctly."""
-        return self.clean_label == self.y
+        correct: np.ndarray = self.clean_label == self.y
+        return correct
 
     @property
     def initially_adversarial(self) -> np.ndarray:
         """Samples that needed no attack: already misclassified (or already the target)."""
         if self.target is not None:
-            return self.clean_label == self.target
+            correct: np.ndarray = self.clean_label == self.target
+            return correct
         return ~self.clean_correct
 
     @property

@@ -127,9 +127,9 @@ class SquareAttack(Attack):
     def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         loss_name = self.loss or ("ce" if s.target is not None else "margin")
         threat = ctx.threat
-        x0, rng, eps = s.x0, s.rng, float(self.eps)
+        x0, rng, eps = s.x0, s.rng, self._bound()
         c, h, w = ctx.input_shape
-        n_iters = int(self.max_queries)
+        n_iters = self._query_cap()
         step = self._linf_step if self.norm == "linf" else self._l2_step
 
         x_best = threat.candidate(self._init(x0, rng, eps, c, h, w), x0)
@@ -163,7 +163,8 @@ class SquareAttack(Attack):
                 delta[:, ch:ch + s, cw:cw + s] += bump[:hh, :ww] * _signs(rng, (c, 1, 1))
                 cw += s
             ch += s
-        return x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps
+        candidate: np.ndarray = x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps
+        return candidate
 
     @staticmethod
     def _linf_step(x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
-from bar_sdk.attacks.driver import RunContext
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.objectives import LOSSES, log_scores
 from bar_sdk.attacks.resize import Upsampler
 from bar_sdk.attacks.result import AttackResult
@@ -119,7 +120,7 @@ class UniversalPerturbation(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_zo_params(self)
         check_int(self.batch_images, "batch_images", low=1)
@@ -128,7 +129,7 @@ class UniversalPerturbation(Attack):
         check_float(self.confidence, "confidence", low=0.0)
         self._check_budget(n, input_shape)
 
-    def _check_budget(self, n, input_shape):
+    def _check_budget(self, n: int, input_shape: tuple[int, int, int]) -> None:
         """Refuse, before any query, a budget that cannot pay for what the call will spend.
 
         ``fit`` needs one training step within ``max_queries`` and
@@ -144,7 +145,8 @@ class UniversalPerturbation(Attack):
             evaluations, b = est.evaluations(up.size), min(int(self.batch_images), n)
             per_step = evaluations * b
             why.append(f"one training step costs {per_step} queries ({evaluations} evaluations x {b} images)")
-        name, cap = "max_queries", (int(self.max_queries) if train else None)
+        cap: int | None
+        name, cap = "max_queries", (check_int(self.max_queries, "max_queries", low=1) if train else None)
         total = self.max_total_queries
         if total is not None and (cap is None or total - reserve < cap):
             name, cap = "max_total_queries", int(total) - reserve
@@ -156,20 +158,21 @@ class UniversalPerturbation(Attack):
             raise InvalidInputError(f"{name}={getattr(self, name)}; {' and '.join(why)}: "
                                     f"expected at least {need}{lower}")
 
-    def _parts(self, shape):
+    def _parts(self, shape: tuple[int, int, int]) -> tuple[Upsampler, Any, Any]:
         c, h, w = shape
         r = self.resolution or h
         grid = (c, r, max(1, min(w, round(w * r / h)))) if r < h else shape
         up = Upsampler(grid, shape)
         est = build_estimator(self.estimator, self.n_directions, self.smoothing, up.size)
-        lr = self.lr if self.lr is not None else float(self.eps) / 10
+        lr = self.lr if self.lr is not None else self._bound() / 10
         return up, est, build_optimizer(self.optimizer, self.norm, lr, self.lr_decay)
 
     def _constrain(self, theta: np.ndarray, up: Upsampler) -> np.ndarray:
         """Keep ``up(theta)`` inside the ball (bilinear weights are convex, so Linf clipping suffices)."""
-        eps = float(self.eps)
+        eps = self._bound()
         if self.norm == "linf":
-            return np.clip(theta, -eps, eps)
+            clipped: np.ndarray = np.clip(theta, -eps, eps)
+            return clipped
         n = float(np.linalg.norm(up(theta)))
         return theta if n <= eps else theta * (eps / n)
 
@@ -183,14 +186,15 @@ class UniversalPerturbation(Attack):
         self._fit(x, y, target, ctx)
         return self
 
-    def _fit(self, x, y, target, ctx: RunContext, reserve: int = 0) -> None:
+    def _fit(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None, ctx: RunContext,
+             reserve: int = 0) -> None:
         """Train within ``max_queries`` and ``max_total_queries`` less ``reserve`` (checked by ``_check_budget``)."""
         shape = ctx.input_shape
         up, est, opt = self._parts(shape)
         rng = np.random.default_rng(self.random_state)
         b = min(int(self.batch_images), len(x))
         per_step = est.evaluations(up.size) * b
-        cap = int(self.max_queries)
+        cap = check_int(self.max_queries, "max_queries", low=1)  # checked by _validate already
         if self.max_total_queries is not None:
             cap = min(cap, int(self.max_total_queries) - reserve)
         metered = MeteredModel(self.model, QueryLedger(cap), self.batch_size)
@@ -198,19 +202,20 @@ class UniversalPerturbation(Attack):
         steps = int(metered.ledger.remaining // per_step)
         state = _State(np.zeros(up.size))
 
-        def step(state):
+        def step(state: _State) -> StepResult:
             idx = rng.choice(len(x), size=b, replace=False)
             xb, yb = x[idx], y[idx]
             tb = None if target is None else target[idx]
 
-            def objective(points):
+            def objective(points: np.ndarray) -> np.ndarray:
                 deltas = up(points)                                   # (m, C, H, W)
                 images = np.clip(xb[None] + deltas[:, None], 0.0, 1.0).astype(np.float32)
                 scores = metered.predict_proba(images.reshape((-1,) + shape), purpose="train")
                 m = len(points)
                 losses = loss_fn(log_scores(scores), np.tile(yb, m), None if tb is None else np.tile(tb, m),
                                  kappa)[0]
-                return losses.reshape(m, b).mean(axis=1)
+                mean_losses: np.ndarray = losses.reshape(m, b).mean(axis=1)
+                return mean_losses
 
             new, _, losses = zo_step(state.theta, objective, est, opt, rng, state.step / max(steps, 1))
             new = self._constrain(new, up)
@@ -226,7 +231,8 @@ class UniversalPerturbation(Attack):
         self.fit_queries_ = int(metered.ledger.queries)
         self.history_ = state.history["loss"]
 
-    def run(self, x: Any, y: Any, target: Any = None) -> AttackResult:
+    # no first_index: a universal perturbation is one run over the whole set, never a chunk of one
+    def run(self, x: Any, y: Any, target: Any = None) -> AttackResult:  # type: ignore[override]
         """Apply ``perturbation_`` to every image (fitting it on ``x`` first when not fitted)."""
         start = time.perf_counter()
         x, y, target, ctx = self._validate(x, y, target)
@@ -243,13 +249,13 @@ class UniversalPerturbation(Attack):
         extra = {"perturbation": self.perturbation_, "fit_queries": self.fit_queries_, "history": list(self.history_)}
         return self._execute(metered, x, y, target, ctx, start, shared_queries=shared, extra=extra)
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         yield ctx.threat.candidate(s.x0 + self.perturbation_, s.x0)[None]
 
 
 class _State:
     """The universal perturbation's training state for :class:`~bar_sdk.zo.loop.TrainLoop`."""
 
-    def __init__(self, theta):
+    def __init__(self, theta: np.ndarray) -> None:
         self.theta, self.step, self.done = theta, 0, False
-        self.history: dict[str, list] = {"step": [], "queries": [], "loss": [], "accuracy": []}
+        self.history: dict[str, list[Any]] = {"step": [], "queries": [], "loss": [], "accuracy": []}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generator
 
 import numpy as np
 
 from bar_sdk.attacks.base import Attack
 from bar_sdk.attacks.carlini_wagner import next_const
+from bar_sdk.attacks.driver import RunContext, Sample
 from bar_sdk.attacks.objectives import log_scores, margin
 from bar_sdk.attacks.resize import Upsampler
 from bar_sdk.contract import check_bool, check_float, check_int
@@ -32,7 +33,8 @@ def _importance(theta: np.ndarray, grid: tuple[int, int, int]) -> np.ndarray:
     if prob.sum() <= 0:
         return np.full(prob.size, 1.0 / prob.size)
     prob = prob + 0.01 * prob.mean()
-    return prob / prob.sum()
+    normalised: np.ndarray = prob / prob.sum()
+    return normalised
 
 
 class ZOOAttack(Attack):
@@ -95,7 +97,7 @@ class ZOOAttack(Attack):
     def __init__(self, model: Any, eps: float | None = None, max_queries: int = 10000, norm: str = "l2",
                  initial_const: float = 10.0, binary_search_steps: int = 1, confidence: float = 0.0,
                  lr: float = 0.01, n_coords: int = 128, h: float = 1e-4, beta1: float = 0.9,
-                 beta2: float = 0.999, resize: int | None = None, hierarchy: tuple = (),
+                 beta2: float = 0.999, resize: int | None = None, hierarchy: tuple[int, ...] = (),
                  importance_sampling: bool = True, early_abort: bool = True,
                  max_total_queries: int | None = None, quantize: bool = False, batch_size: int | None = None,
                  random_state: Any = None, verbose: bool = False):
@@ -121,7 +123,7 @@ class ZOOAttack(Attack):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_params(self, n, n_classes, input_shape):
+    def _check_params(self, n: int, n_classes: int, input_shape: tuple[int, int, int]) -> None:
         super()._check_params(n, n_classes, input_shape)
         check_float(self.initial_const, "initial_const", low=0.0, low_open=True)
         check_int(self.binary_search_steps, "binary_search_steps", low=1)
@@ -149,9 +151,10 @@ class ZOOAttack(Attack):
             return image
         return (c, side, max(1, min(w, round(w * side / h))))
 
-    def _attack_sample(self, s, ctx):
+    def _attack_sample(self, s: Sample, ctx: RunContext) -> Generator[Any, Any, Any]:
         shape, threat, x0, rng = ctx.input_shape, ctx.threat, s.x0, s.rng
         per_iter = 2 * self.n_coords + 1
+        assert s.max_queries is not None  # a score attack's per-image cap (max_queries is required)
         iters = max(1, (int(s.max_queries) - 1) // per_iter // self.binary_search_steps)
         lower, upper, const = 0.0, 1e10, float(self.initial_const)
         kappa = float(self.confidence)

@@ -12,7 +12,7 @@ with empty counts, which would be a budget silently reset.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from bar_sdk.errors import BarError, InvalidInputError
 
@@ -79,6 +79,9 @@ class _Host:
         return getattr(self._obj, attr)
 
 
+_Client = TypeVar("_Client", bound="ServiceClient")
+
+
 class ServiceClient:
     """Client of a named service actor; pickles as its name, so it can be shipped to workers.
 
@@ -114,7 +117,8 @@ class ServiceClient:
         self._ray = ray
 
     @classmethod
-    def _create(cls, name: str, namespace: str, address: str | None, settings: dict[str, Any]) -> ServiceClient:
+    def _create(cls: type[_Client], name: str, namespace: str, address: str | None,
+                settings: dict[str, Any]) -> _Client:
         ray = _ensure_ray(f"{cls.__name__}.create", address)
         name = _check_name(name)
         actor = ray.remote(_Host).options(name=name, namespace=namespace, lifetime="detached",

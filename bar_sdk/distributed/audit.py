@@ -59,7 +59,7 @@ def check_plan(plan: dict[str, list[Attack]], random_state: Any) -> None:
 
 
 def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chunk_size: int | None = None,
-             address: str | None = None, max_chunk_retries: int = 2) -> tuple[dict[str, list[AttackResult]], dict]:
+             address: str | None = None, max_chunk_retries: int = 2) -> tuple[dict[str, list[AttackResult]], dict[str, Any]]:
     """Run every attack of ``plan`` on ``(x, y)`` over Ray tasks; return the results and what it took.
 
     Returns

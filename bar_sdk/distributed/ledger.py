@@ -49,22 +49,27 @@ class SharedQueryLedger(ServiceClient):
 
     @property
     def max_queries(self) -> int | None:
-        return self._get("max_queries")
+        value: int | None = self._get("max_queries")  # what the actor returned (Ray is untyped)
+        return value
 
     @property
     def queries(self) -> int:
-        return self._get("queries")
+        value: int = self._get("queries")  # what the actor returned (Ray is untyped)
+        return value
 
     @property
     def remaining(self) -> int | None:
-        return self._get("remaining")
+        value: int | None = self._get("remaining")  # what the actor returned (Ray is untyped)
+        return value
 
     @property
     def by_purpose(self) -> dict[str, int]:
-        return self._get("by_purpose")
+        value: dict[str, int] = self._get("by_purpose")  # what the actor returned (Ray is untyped)
+        return value
 
     def can_afford(self, n: int) -> bool:
-        return self._call("can_afford", n)
+        value: bool = self._call("can_afford", n)  # what the actor returned (Ray is untyped)
+        return value
 
     def reserve(self, n: int, purpose: str) -> None:
         self._call("reserve", n, purpose)
@@ -76,4 +81,5 @@ class SharedQueryLedger(ServiceClient):
         self._call("mark_failed", n)
 
     def state_dict(self) -> dict[str, Any]:
-        return self._call("state_dict")
+        value: dict[str, Any] = self._call("state_dict")  # what the actor returned (Ray is untyped)
+        return value

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from bar_sdk.reporting.files import write_json
 from bar_sdk.reporting.plots import pyplot
+
+if TYPE_CHECKING:
+    from bar_sdk.audit import AuditReport
 
 __all__ = ["write_report", "success_curve"]
 
@@ -52,7 +55,7 @@ def _label(k: int, labels: Sequence[str] | None) -> str:
     return f"{k} ({labels[k]})" if labels is not None else str(k)
 
 
-def _plot_success(report, path: Path) -> None:
+def _plot_success(report: AuditReport, path: Path) -> None:
     plt = pyplot()
     grid = np.unique(np.geomspace(1, max(report.max_queries, 2), 60).astype(int))
     n = len(report.eps)
@@ -72,7 +75,7 @@ def _plot_success(report, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_robust(report, path: Path) -> None:
+def _plot_robust(report: AuditReport, path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.6))
     eps = [0.0] + list(report.eps)
@@ -89,7 +92,7 @@ def _plot_robust(report, path: Path) -> None:
     plt.close(fig)
 
 
-def _pick_examples(report, n_examples: int) -> list[tuple[int, str, int]]:
+def _pick_examples(report: AuditReport, n_examples: int) -> list[tuple[int, str, int]]:
     """``(image index, attack name, eps index)``: for each image the smallest eps at which it fell."""
     chosen: dict[int, tuple[str, int]] = {}
     for k in range(len(report.eps)):
@@ -101,7 +104,8 @@ def _pick_examples(report, n_examples: int) -> list[tuple[int, str, int]]:
     return [(i, chosen[i][0], chosen[i][1]) for i in order]
 
 
-def _plot_examples(report, x: np.ndarray, picks, path: Path, labels) -> None:
+def _plot_examples(report: AuditReport, x: np.ndarray, picks: list[tuple[int, str, int]], path: Path,
+                   labels: Sequence[str] | None) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(len(picks), 3, figsize=(6.6, 2.3 * len(picks)), squeeze=False)
     for row, (i, name, k) in zip(axes, picks):
@@ -124,7 +128,7 @@ def _plot_examples(report, x: np.ndarray, picks, path: Path, labels) -> None:
     plt.close(fig)
 
 
-def _markdown(report, files: dict[str, str], picks) -> str:
+def _markdown(report: AuditReport, files: dict[str, str], picks: list[tuple[int, str, int]]) -> str:
     names = list(report.results)
     lines = [
         "# Robustness audit", "",
@@ -215,7 +219,7 @@ def write_report(report: Any, x: np.ndarray, out_dir: Path, labels: Sequence[str
     return files
 
 
-def _write_text(report: Any, out_dir: Path, files: dict[str, str], picks) -> None:
+def _write_text(report: Any, out_dir: Path, files: dict[str, str], picks: list[tuple[int, str, int]]) -> None:
     """``report.json`` (first) and ``report.md``, listing the ``files`` written so far."""
     document = report.to_dict()
     document["examples"] = [

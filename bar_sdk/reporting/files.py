@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -29,6 +29,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@overload
+def check_out_dir(value: Any, name: str = ..., *, allow_none: Literal[False]) -> Path: ...
+@overload
+def check_out_dir(value: Any, name: str = ..., *, allow_none: bool = ...) -> Path | None: ...
 def check_out_dir(value: Any, name: str = "out_dir", *, allow_none: bool = True) -> Path | None:
     """Return ``value`` as a folder that exists and is writable (created if needed), or None.
 
@@ -55,7 +59,7 @@ def check_out_dir(value: Any, name: str = "out_dir", *, allow_none: bool = True)
     return path
 
 
-def write_json(path: str | Path, document: dict) -> Path:
+def write_json(path: str | Path, document: dict[str, Any]) -> Path:
     """Write ``document`` (NumPy values allowed) as indented JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

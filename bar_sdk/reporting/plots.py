@@ -36,7 +36,7 @@ def check_plots(out_dir: Any, name: str = "out_dir", *, without: str = "out_dir=
         )
 
 
-def pyplot():
+def pyplot() -> Any:  # the matplotlib.pyplot module
     """matplotlib's pyplot on the Agg backend (no display), or :class:`MissingDependencyError` naming the extra."""
     if not plots_available():
         raise MissingDependencyError("plots need matplotlib, which is not installed; expected "
@@ -49,7 +49,7 @@ def pyplot():
     return plt
 
 
-def save(plt, fig, path: str | Path) -> Path:
+def save(plt: Any, fig: Any, path: str | Path) -> Path:
     """Lay ``fig`` out, write it to ``path`` (its folder made if missing), close it; return the path."""
     fig.tight_layout()
     path = Path(path)
@@ -59,7 +59,7 @@ def save(plt, fig, path: str | Path) -> Path:
     return path
 
 
-def plot_learning_curve(path: str | Path, history: dict, title: str = "BAR training") -> Path:
+def plot_learning_curve(path: str | Path, history: dict[str, Any], title: str = "BAR training") -> Path:
     """Loss and minibatch accuracy (smoothed) against queries spent."""
     plt = pyplot()
     q = np.asarray(history["queries"], dtype=float)

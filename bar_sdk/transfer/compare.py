@@ -48,7 +48,7 @@ class Comparison:
     n_train, n_test : int
     """
 
-    rows: tuple
+    rows: tuple[dict[str, Any], ...]
     n_train: int
     n_test: int
 

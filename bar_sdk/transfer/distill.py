@@ -207,7 +207,7 @@ class DistilledProgram:
     queries: int
     surrogate: Any
     classifier: Any
-    rounds: tuple
+    rounds: tuple[Any, ...]
     gradient_calls: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -291,5 +291,6 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
         theta, copy_ = local.theta_, step.model
         calls += local.queries_
         done.append(step)
+    assert theta is not None  # rounds >= 1 (checked), and every round sets it
     return DistilledProgram(theta=theta, queries=sum(s.queries for s in done), surrogate=copy_, classifier=local,
                             rounds=tuple(done), gradient_calls=calls)

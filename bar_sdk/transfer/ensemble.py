@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -59,7 +60,7 @@ class EnsembleModel:
     >>> PGD(source, eps=8 / 255).run(x, y)                         # doctest: +SKIP
     """
 
-    def __new__(cls, models: Any = (), weights: Any = None, max_queries: Any = None):
+    def __new__(cls, models: Any = (), weights: Any = None, max_queries: Any = None) -> EnsembleModel:
         # the white-box capability is there exactly when every member has it (contract.has_gradients)
         members = list(models.values()) if isinstance(models, Mapping) else (
             list(models) if isinstance(models, (list, tuple)) else [])
@@ -112,12 +113,12 @@ class EnsembleModel:
 
     def _admit(self, x: Any, passes: int) -> np.ndarray:
         """``x`` checked (finite) and the whole call's member images checked against ``max_queries``."""
-        x = np.asarray(x)
-        refuse_non_finite(x)
-        need = passes * len(x) * len(self.models)
+        arr = np.asarray(x)
+        refuse_non_finite(arr)
+        need = passes * len(arr) * len(self.models)
         if not self.ledger.can_afford(need):
             raise QueryBudgetExceeded(need, self.ledger.queries, self.ledger.max_queries)  # type: ignore[arg-type]
-        return x
+        return arr
 
     def _ask(self, name: str, call: Callable[[], Any], n: int) -> Any:
         """One member call of ``n`` images, counted under the member's name before it leaves."""
@@ -132,7 +133,7 @@ class EnsembleModel:
             raise
 
     def _member_logp(self, x: np.ndarray) -> list[np.ndarray]:
-        return [np.log(np.maximum(check_scores(self._ask(name, lambda m=m: m.predict_proba(x), len(x)), len(x),
+        return [np.log(np.maximum(check_scores(self._ask(name, functools.partial(m.predict_proba, x), len(x)), len(x),
                                                self.n_classes, name), _FLOOR))
                 for name, m in zip(self.names, self.models)]
 
@@ -145,11 +146,22 @@ class EnsembleModel:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Ensemble probabilities ``(n, n_classes)``: each member queried once (and counted)."""
         _, logp = self._combine(self._member_logp(self._admit(x, 1)))
-        return np.exp(logp)
+        proba: np.ndarray = np.exp(logp)
+        return proba
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}: {w:.3g}" for n, w in zip(self.names, self.weights))
         return f"EnsembleModel({{{parts}}}, n_classes={self.n_classes}, input_shape={self.input_shape})"
+
+
+class _ConstantGradient:
+    """A ``loss_fn`` that returns ``share`` as dloss/dlogp whatever the log-probabilities (back-propagation of it)."""
+
+    def __init__(self, share: np.ndarray) -> None:
+        self.share = share
+
+    def __call__(self, logp: np.ndarray) -> tuple[float, np.ndarray]:
+        return 0.0, self.share
 
 
 class _GradientEnsemble(EnsembleModel):
@@ -167,11 +179,11 @@ class _GradientEnsemble(EnsembleModel):
         for name, m in zip(self.names, self.models):
             seen: dict[str, np.ndarray] = {}
 
-            def read(logp, seen=seen):
+            def read(logp: np.ndarray, seen: dict[str, np.ndarray] = seen) -> tuple[float, np.ndarray]:
                 seen["logp"] = np.asarray(logp, dtype=np.float64)
                 return 0.0, np.zeros_like(seen["logp"])
 
-            self._ask(name, lambda m=m, read=read: m.log_proba_gradient(x, read), len(x))
+            self._ask(name, functools.partial(m.log_proba_gradient, x, read), len(x))
             logps.append(seen["logp"])
         _, logp = self._combine(logps)
         loss, g = loss_fn(logp)
@@ -182,7 +194,7 @@ class _GradientEnsemble(EnsembleModel):
         for name, w, m in zip(self.names, self.weights, self.models):
             if w == 0:
                 continue
-            _, gx = self._ask(name, lambda m=m, share=w * g_mixed: m.log_proba_gradient(
-                x, lambda _logp: (0.0, share)), len(x))
+            _, gx = self._ask(name, functools.partial(m.log_proba_gradient, x, _ConstantGradient(w * g_mixed)),
+                              len(x))
             grad += np.asarray(gx, dtype=np.float64)
         return float(loss), grad.astype(np.float32)

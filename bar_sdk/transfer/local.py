@@ -93,8 +93,9 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
     so dropout is off and batch-norm statistics stay frozen.
     """
 
-    def __init__(self, model, *, mode="finetune", epochs=20, batch_size=64, learning_rate=1e-3, C=1.0,
-                 class_weight=None, random_state=None):
+    def __init__(self, model: Any, *, mode: str = "finetune", epochs: int = 20, batch_size: int = 64,
+                 learning_rate: float = 1e-3, C: float = 1.0, class_weight: str | None = None,
+                 random_state: int | None = None) -> None:
         self.model = model
         self.mode = mode
         self.epochs = epochs
@@ -121,7 +122,7 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
                 "torch model (expected bar_sdk.adapters.TorchModel). Use mode='probe' for other models"
             )
 
-    def fit(self, X, y):
+    def fit(self, X: Any, y: Any) -> LocalTransferClassifier:
         """Train on ``(X, y)``; return ``self``."""
         self._validate_params()
         _, input_shape = check_model(self.model)
@@ -142,12 +143,15 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ probe
     def _features(self, images: np.ndarray, purpose: str) -> np.ndarray:
         trainer = trainer_of(getattr(self, "net_", None) or self.model)
+        feats: np.ndarray
         if trainer is not None:
-            return trainer.features(images, self.batch_size * 4)
-        scores = MeteredModel(self.model, self.ledger_).predict_proba(images, purpose=purpose)
-        return np.log(np.maximum(scores, _FLOOR))
+            feats = trainer.features(images, self.batch_size * 4)
+        else:
+            scores = MeteredModel(self.model, self.ledger_).predict_proba(images, purpose=purpose)
+            feats = np.log(np.maximum(scores, _FLOOR))
+        return feats
 
-    def _fit_probe(self, images, y) -> None:
+    def _fit_probe(self, images: np.ndarray, y: np.ndarray) -> None:
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -157,7 +161,7 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
             C=self.C, max_iter=2000, class_weight=self.class_weight)).fit(feats, y)
 
     # ------------------------------------------------------------------ network
-    def _fit_network(self, images, y, k, rng) -> None:
+    def _fit_network(self, images: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> None:
         weight = None
         if self.class_weight == "balanced":
             counts = np.bincount(y, minlength=k).astype(np.float64)
@@ -170,14 +174,18 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
         self.net_, self.head_ = fitted.net, fitted.head
 
     # ------------------------------------------------------------------ predict
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities ``(n, k)``."""
         check_is_fitted(self, "classes_")
         images = self.layout_.transform(X)
+        proba: np.ndarray
         if self.mode == "probe":
-            return self.probe_.predict_proba(self._features(images, "predict"))
-        return self._fitted.predict_proba(images, self.batch_size * 4)
+            proba = self.probe_.predict_proba(self._features(images, "predict"))
+        else:
+            proba = self._fitted.predict_proba(images, self.batch_size * 4)
+        return proba
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Predicted classes ``(n,)``."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        predicted: np.ndarray = self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return predicted

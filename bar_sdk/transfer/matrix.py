@@ -86,9 +86,9 @@ class TransferMatrix:
         Seconds for the whole run.
     """
 
-    attacks: tuple
-    sources: tuple
-    targets: tuple
+    attacks: tuple[str, ...]
+    sources: tuple[str, ...]
+    targets: tuple[str, ...]
     rates: np.ndarray
     rates_source_correct: np.ndarray
     fooled: np.ndarray
@@ -396,7 +396,7 @@ def _bind(template: Any, model: Any, attack: str, source: str) -> Any:
     return bound
 
 
-def _index(names: tuple, name: str, kind: str) -> int:
+def _index(names: tuple[str, ...], name: str, kind: str) -> int:
     try:
         return names.index(name)
     except ValueError:

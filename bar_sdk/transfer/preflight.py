@@ -27,7 +27,7 @@ class _Trial(Exception):
 class StandIn:
     """A model's contract (classes, input shape, labels, label-only, gradients) without its answers."""
 
-    def __init__(self, n_classes: int, input_shape: tuple, labels: Any = None, label_only: bool = False,
+    def __init__(self, n_classes: int, input_shape: tuple[int, int, int], labels: Any = None, label_only: bool = False,
                  gradients: bool = False):
         self.n_classes, self.input_shape, self.labels = n_classes, tuple(input_shape), labels
         self.label_only = label_only

@@ -47,11 +47,11 @@ class ProgramTransfer:
         predictions come from that readout and this is the mapping it trained with.
     """
 
-    models: tuple
-    metrics: dict
-    queries: dict
+    models: tuple[str, ...]
+    metrics: dict[str, Any]
+    queries: dict[str, Any]
     remapped: bool
-    mappings: dict = field(default_factory=dict)
+    mappings: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         return [{"model": m, **{k: round(v, 6) for k, v in self.metrics[m].items()}, "queries": self.queries[m],

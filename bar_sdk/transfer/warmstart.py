@@ -67,12 +67,12 @@ class WarmStartStudy:
         The strategy whose largest budget sets the level to reach (``"cold"``).
     """
 
-    rows: tuple
-    surrogate_rows: tuple
+    rows: tuple[dict[str, Any], ...]
+    surrogate_rows: tuple[dict[str, Any], ...]
     reference: str = "cold"
 
     @property
-    def strategies(self) -> tuple:
+    def strategies(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r["strategy"] for r in self.rows))
 
     def curve(self, strategy: str, metric: str = "accuracy") -> tuple[np.ndarray, np.ndarray]:
@@ -230,6 +230,7 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
                 extra["surrogate"] = surrogate
             if strategy == "distilled":
                 extra["initial_program"] = programs["distilled"]
+                assert distilled is not None  # made above whenever "distilled" is a strategy
                 spent_before = distilled.queries
             for budget in plan[strategy]:
                 started = time.perf_counter()
@@ -246,7 +247,9 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
     return WarmStartStudy(rows=tuple(rows), surrogate_rows=tuple(surrogate_rows))
 
 
-def _check_plan(model, surrogate, X_train, y_train, X_test, y_test, plan, seed, epochs, params, distill_queries):
+def _check_plan(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any,
+                plan: dict[str, list[int]], seed: int, epochs: int, params: dict[str, Any], distill_queries: int
+                ) -> None:
     """Every fit's checks and the test split's, before the first query of the study.
 
     A fit's checks do not depend on the seed, and a larger budget passes
@@ -264,7 +267,8 @@ def _check_plan(model, surrogate, X_train, y_train, X_test, y_test, plan, seed, 
     check_test_split(X_train, y_train, X_test, y_test, layout)
 
 
-def _surrogate_program(surrogate, X_train, y_train, X_test, y_test, seed, epochs, params):
+def _surrogate_program(surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, seed: int, epochs: int,
+                       params: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """A program trained white-box on ``surrogate`` (free), and a row describing it."""
     started = time.perf_counter()
     local = BARClassifier(surrogate, estimator="exact", max_epochs=epochs, random_state=seed, **params)
@@ -274,7 +278,7 @@ def _surrogate_program(surrogate, X_train, y_train, X_test, y_test, seed, epochs
     return local.theta_, row
 
 
-def _budgets(budgets: Any, strategies: tuple) -> dict[str, list[int]]:
+def _budgets(budgets: Any, strategies: tuple[str, ...]) -> dict[str, list[int]]:
     if isinstance(budgets, Mapping):
         missing = [s for s in strategies if s not in budgets]
         if missing:

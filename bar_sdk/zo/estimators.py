@@ -16,6 +16,7 @@ queries, so a step costs ``n * evaluations(d)`` queries.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,8 @@ __all__ = [
 def unit_sphere(rng: np.random.Generator, q: int, d: int) -> np.ndarray:
     """``q`` directions drawn uniformly on the unit sphere in R^d."""
     u = rng.standard_normal((q, d))
-    return u / np.linalg.norm(u, axis=1, keepdims=True)
+    directions: np.ndarray = u / np.linalg.norm(u, axis=1, keepdims=True)
+    return directions
 
 
 class GradientEstimator(Settings, ABC):
@@ -47,7 +49,7 @@ class GradientEstimator(Settings, ABC):
     #: an unbiased reading of the objective, used for history and accuracy)
     includes_center = False
 
-    def __init__(self, n_directions: int = 5, smoothing: float = 0.01):
+    def __init__(self, n_directions: int = 5, smoothing: float = 0.01) -> None:
         self.n_directions = n_directions
         self.smoothing = smoothing
         self._dirs: np.ndarray | None = None
@@ -71,12 +73,17 @@ class GradientEstimator(Settings, ABC):
     def tell(self, losses: np.ndarray) -> np.ndarray:
         """Turn the losses at the asked points into a gradient estimate ``(d,)``."""
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         """What the estimator carries from one step to the next (for checkpoints); none by default."""
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output."""
+
+    def _asked(self) -> np.ndarray:
+        """The directions of the last :meth:`ask` (``tell`` follows ``ask``)."""
+        assert self._dirs is not None, f"{type(self).__name__}.tell() before ask()"
+        return self._dirs
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n_directions={self.n_directions}, smoothing={self.smoothing})"
@@ -103,12 +110,12 @@ class RandomGradientEstimator(GradientEstimator):
 
     includes_center = True
 
-    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, baseline: str = "center"):
+    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, baseline: str = "center") -> None:
         super().__init__(n_directions, smoothing)
         self.baseline = baseline
         self.validate()
 
-    def validate(self):
+    def validate(self) -> "RandomGradientEstimator":
         super().validate()
         check_choice(self.baseline, self._name("baseline"), ("center", "mean"))
         return self
@@ -116,18 +123,20 @@ class RandomGradientEstimator(GradientEstimator):
     def evaluations(self, d: int) -> int:
         return self.n_directions + 1
 
-    def ask(self, theta, rng):
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.validate()
         self._dirs = unit_sphere(rng, self.n_directions, theta.size)
         return np.vstack([theta[None], theta[None] + self.smoothing * self._dirs])
 
-    def tell(self, losses):
+    def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
-        d = self._dirs.shape[1]
+        dirs = self._asked()
+        d = dirs.shape[1]
         perturbed = losses[1:]
         ref = losses[0] if self.baseline == "center" else perturbed.mean()
         diffs = (perturbed - ref) / self.smoothing
-        return d / self.n_directions * diffs @ self._dirs
+        grad: np.ndarray = d / self.n_directions * diffs @ dirs
+        return grad
 
 
 class AntitheticEstimator(GradientEstimator):
@@ -141,17 +150,19 @@ class AntitheticEstimator(GradientEstimator):
     def evaluations(self, d: int) -> int:
         return 2 * self.n_directions
 
-    def ask(self, theta, rng):
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.validate()
         self._dirs = unit_sphere(rng, self.n_directions, theta.size)
         step = self.smoothing * self._dirs
         return np.vstack([theta[None] + step, theta[None] - step])
 
-    def tell(self, losses):
+    def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
-        q, d = self._dirs.shape
+        dirs = self._asked()
+        q, d = dirs.shape
         diffs = (losses[:q] - losses[q:]) / (2 * self.smoothing)
-        return d / q * diffs @ self._dirs
+        grad: np.ndarray = d / q * diffs @ dirs
+        return grad
 
 
 class SPSAEstimator(GradientEstimator):
@@ -163,17 +174,19 @@ class SPSAEstimator(GradientEstimator):
     def evaluations(self, d: int) -> int:
         return 2 * self.n_directions
 
-    def ask(self, theta, rng):
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.validate()
         self._dirs = rng.choice(np.array([-1.0, 1.0]), size=(self.n_directions, theta.size))
         step = self.smoothing * self._dirs
         return np.vstack([theta[None] + step, theta[None] - step])
 
-    def tell(self, losses):
+    def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
-        q = self._dirs.shape[0]
+        dirs = self._asked()
+        q = dirs.shape[0]
         diffs = (losses[:q] - losses[q:]) / (2 * self.smoothing)
-        return (diffs[:, None] / self._dirs).mean(axis=0)
+        grad: np.ndarray = (diffs[:, None] / dirs).mean(axis=0)
+        return grad
 
 
 class CoordinateEstimator(GradientEstimator):
@@ -187,7 +200,7 @@ class CoordinateEstimator(GradientEstimator):
     def evaluations(self, d: int) -> int:
         return 2 * min(self.n_directions, d)
 
-    def ask(self, theta, rng):
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.validate()
         k = min(self.n_directions, theta.size)
         self._coords = rng.choice(theta.size, size=k, replace=False)
@@ -196,7 +209,7 @@ class CoordinateEstimator(GradientEstimator):
         basis[np.arange(k), self._coords] = self.smoothing
         return np.vstack([theta[None] + basis, theta[None] - basis])
 
-    def tell(self, losses):
+    def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
         k = self._coords.size
         g = np.zeros(self._d)
@@ -221,13 +234,13 @@ class GuidedEstimator(GradientEstimator):
         ``1 - a``: the share of the search energy spent along the prior.
     """
 
-    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, prior_weight: float = 0.5):
+    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, prior_weight: float = 0.5) -> None:
         super().__init__(n_directions, smoothing)
         self.prior_weight = prior_weight
         self._prior: np.ndarray | None = None
         self.validate()
 
-    def validate(self):
+    def validate(self) -> "GuidedEstimator":
         super().validate()
         check_float(self.prior_weight, self._name("prior_weight"), low=0.0, high=1.0)
         return self
@@ -239,7 +252,7 @@ class GuidedEstimator(GradientEstimator):
     def evaluations(self, d: int) -> int:
         return 2 * self.n_directions
 
-    def ask(self, theta, rng):
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.validate()
         d = theta.size
         xi = rng.standard_normal((self.n_directions, d))
@@ -252,11 +265,13 @@ class GuidedEstimator(GradientEstimator):
         step = self.smoothing * self._dirs / np.sqrt(d)  # the same step length as unit-sphere directions
         return np.vstack([theta[None] + step, theta[None] - step])
 
-    def tell(self, losses):
+    def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
-        q, d = self._dirs.shape
+        dirs = self._asked()
+        q, d = dirs.shape
         diffs = (losses[:q] - losses[q:]) / (2 * self.smoothing / np.sqrt(d))
-        return diffs @ self._dirs / q
+        grad: np.ndarray = diffs @ dirs / q
+        return grad
 
 
 class HistoryEstimator(GradientEstimator):
@@ -296,7 +311,7 @@ class HistoryEstimator(GradientEstimator):
     includes_center = True
 
     def __init__(self, n_directions: int = 5, smoothing: float = 0.01, memory: float = 0.9,
-                 explore: float = 1.0):
+                 explore: float = 1.0) -> None:
         super().__init__(n_directions, smoothing)
         self.memory = memory
         self.explore = explore
@@ -304,7 +319,7 @@ class HistoryEstimator(GradientEstimator):
         self._used_prior = False
         self.validate()
 
-    def validate(self):
+    def validate(self) -> "HistoryEstimator":
         super().validate()
         check_float(self.memory, self._name("memory"), low=0.0, high=1.0)
         check_float(self.explore, self._name("explore"), low=0.0, high=1.0, low_open=True)
@@ -313,13 +328,14 @@ class HistoryEstimator(GradientEstimator):
     def evaluations(self, d: int) -> int:
         return self.n_directions + 1
 
-    def ask(self, theta, rng):
+    def ask(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         self.validate()
         q, d = self.n_directions, theta.size
         u = rng.standard_normal((q, d))
         norm = 0.0 if self._mean is None else float(np.linalg.norm(self._mean))
         self._used_prior = q > 1 and d > 1 and bool(np.isfinite(norm)) and norm > 0.0
         if self._used_prior:
+            assert self._mean is not None  # norm > 0 above
             v = self._mean / norm
             u = u[1:] - (u[1:] @ v)[:, None] * v[None]
             u = np.vstack([v[None], u / np.linalg.norm(u, axis=1, keepdims=True)])
@@ -328,23 +344,25 @@ class HistoryEstimator(GradientEstimator):
         self._dirs = u
         return np.vstack([theta[None], theta[None] + self.smoothing * self._dirs])
 
-    def tell(self, losses):
+    def tell(self, losses: np.ndarray) -> np.ndarray:
         losses = np.asarray(losses, dtype=np.float64)
-        q, d = self._dirs.shape
+        dirs = self._asked()
+        q, d = dirs.shape
         diffs = (losses[1:] - losses[0]) / self.smoothing
+        grad: np.ndarray
         if self._used_prior:
-            grad = diffs[0] * self._dirs[0] + self.explore * (d - 1) / (q - 1) * diffs[1:] @ self._dirs[1:]
+            grad = diffs[0] * dirs[0] + self.explore * (d - 1) / (q - 1) * diffs[1:] @ dirs[1:]
         else:
-            grad = d / q * diffs @ self._dirs
+            grad = d / q * diffs @ dirs
         if np.all(np.isfinite(grad)):
             self._mean = (1.0 - self.memory) * grad if self._mean is None else (
                 self.memory * self._mean + (1.0 - self.memory) * grad)
         return grad
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {} if self._mean is None else {"mean": self._mean.copy()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self._mean = None if state.get("mean") is None else np.asarray(state["mean"], dtype=np.float64).copy()
 
     def __repr__(self) -> str:
@@ -352,7 +370,7 @@ class HistoryEstimator(GradientEstimator):
                 f"memory={self.memory}, explore={self.explore})")
 
 
-ESTIMATORS = {
+ESTIMATORS: dict[str, type[GradientEstimator]] = {
     "one_sided": RandomGradientEstimator,
     "antithetic": AntitheticEstimator,
     "spsa": SPSAEstimator,
@@ -362,7 +380,7 @@ ESTIMATORS = {
 }
 
 
-def make_estimator(spec, n_directions: int, smoothing: float) -> GradientEstimator:
+def make_estimator(spec: str | GradientEstimator, n_directions: int, smoothing: float) -> GradientEstimator:
     """An estimator from a name in ``ESTIMATORS`` or an instance (used as is)."""
     if isinstance(spec, GradientEstimator):
         return spec

@@ -48,7 +48,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 __all__ = ["TrainLoop", "StepResult", "Callback", "ProgressBar", "EarlyStopping", "CheckpointEveryStep",
            "check_callbacks"]
@@ -65,7 +68,7 @@ class StepResult:
 
     __slots__ = ("loss", "accuracy", "stop", "info")
 
-    def __init__(self, loss: float, accuracy: float | None = None, stop: str | None = None, **info: Any):
+    def __init__(self, loss: float, accuracy: float | None = None, stop: str | None = None, **info: Any) -> None:
         self.loss, self.accuracy, self.stop, self.info = loss, accuracy, stop, info
 
 
@@ -85,7 +88,7 @@ class Callback:
 _HOOKS = ("on_train_begin", "on_step_end", "on_train_end")
 
 
-def check_callbacks(callbacks: Any, name: str = "callbacks") -> list:
+def check_callbacks(callbacks: Any, name: str = "callbacks") -> list[Any]:
     """``callbacks`` (one, a list, or None) as a list, each callable or with a hook of the protocol, or raise."""
     from bar_sdk.errors import InvalidInputError
 
@@ -99,10 +102,13 @@ def check_callbacks(callbacks: Any, name: str = "callbacks") -> list:
     return items
 
 
-def _hook(callback: Any, name: str) -> Callable | None:
+def _hook(callback: Any, name: str) -> Callable[..., Any] | None:
+    hook: Callable[..., Any] | None
     if name == "on_step_end" and not hasattr(callback, name) and callable(callback):
-        return callback
-    return getattr(callback, name, None)
+        hook = callback  # a plain callable is its own on_step_end
+    else:
+        hook = getattr(callback, name, None)
+    return hook
 
 
 class TrainLoop:
@@ -130,7 +136,8 @@ class TrainLoop:
 
     def __init__(self, step: Callable[[Any], StepResult], ledger: Any, *, step_cost: int, reserve: int = 0,
                  max_steps: int | None = None, callbacks: Iterable[Any] = (), default_reason: str = "budget",
-                 max_steps_reason: str = "max_steps reached", budget_reason: str = "no room for another step"):
+                 max_steps_reason: str = "max_steps reached", budget_reason: str = "no room for another step"
+                 ) -> None:
         self.step, self.ledger = step, ledger
         self.step_cost, self.reserve, self.max_steps = int(step_cost), int(reserve), max_steps
         self.callbacks = list(callbacks)
@@ -139,7 +146,7 @@ class TrainLoop:
         self.state: Any = None
         self.error: BaseException | None = None
 
-    def _call(self, name: str, *args: Any) -> list:
+    def _call(self, name: str, *args: Any) -> list[tuple[Any, Any]]:
         out = []
         for callback in self.callbacks:
             hook = _hook(callback, name)
@@ -197,11 +204,12 @@ class ProgressBar(Callback):
     (a callable of the loop) adds fields at the end (BAR: ``readout=fitted``).
     """
 
-    def __init__(self, desc: str = "fit", by_queries: bool = True, postfix: Callable[[Any], dict] | None = None):
+    def __init__(self, desc: str = "fit", by_queries: bool = True,
+                 postfix: Callable[[Any], dict[str, Any]] | None = None) -> None:
         self.desc, self.by_queries, self.postfix = desc, by_queries, postfix
-        self.bar = None
+        self.bar: tqdm[Any] | None = None
 
-    def on_train_begin(self, loop):
+    def on_train_begin(self, loop: TrainLoop) -> None:
         from tqdm.auto import tqdm
 
         if self.by_queries:
@@ -211,7 +219,7 @@ class ProgressBar(Callback):
             self.bar = tqdm(total=loop.max_steps, initial=loop.state.step, unit="step", desc=self.desc,
                             mininterval=0.5)
 
-    def _figures(self, loop) -> dict:
+    def _figures(self, loop: TrainLoop) -> dict[str, Any]:
         history = loop.state.history
         if not history["loss"]:
             return {}
@@ -220,11 +228,12 @@ class ProgressBar(Callback):
             last["acc"] = f"{history['accuracy'][-1]:.2f}"
         return last
 
-    def on_step_end(self, loop, result):
+    def on_step_end(self, loop: TrainLoop, result: StepResult) -> None:
+        assert self.bar is not None  # on_train_begin made it
         self.bar.update(loop.ledger.queries - self.bar.n if self.by_queries else 1)
         self.bar.set_postfix(**self._figures(loop), queries=f"{loop.ledger.queries:,}", refresh=False)
 
-    def on_train_end(self, loop):
+    def on_train_end(self, loop: TrainLoop) -> None:
         if self.bar is None:
             return
         if loop.error is None:  # what the finish pass spent, and the figures of the last step in view
@@ -244,7 +253,7 @@ class EarlyStopping(Callback):
     it reads the losses the steps already paid for.
     """
 
-    def __init__(self, patience: int = 50, min_delta: float = 0.0, smoothing: float = 0.9):
+    def __init__(self, patience: int = 50, min_delta: float = 0.0, smoothing: float = 0.9) -> None:
         from bar_sdk.contract import check_float, check_int
 
         self.patience = check_int(patience, "patience", low=1)
@@ -252,12 +261,12 @@ class EarlyStopping(Callback):
         self.smoothing = check_float(smoothing, "smoothing", low=0.0, high=1.0)
         self.on_train_begin(None)
 
-    def on_train_begin(self, loop):
+    def on_train_begin(self, loop: TrainLoop | None) -> None:
         self.average: float | None = None
         self.best = float("inf")
         self.waited = 0
 
-    def on_step_end(self, loop, result):
+    def on_step_end(self, loop: TrainLoop, result: StepResult) -> str | None:
         loss = float(result.loss)
         self.average = loss if self.average is None else self.smoothing * self.average + (1 - self.smoothing) * loss
         if self.average < self.best - self.min_delta:
@@ -272,8 +281,8 @@ class EarlyStopping(Callback):
 class CheckpointEveryStep(Callback):
     """Call ``save()`` after every step (last in the list, so it writes what every other callback changed)."""
 
-    def __init__(self, save: Callable[[], Any]):
+    def __init__(self, save: Callable[[], Any]) -> None:
         self.save = save
 
-    def on_step_end(self, loop, result):
+    def on_step_end(self, loop: TrainLoop, result: StepResult) -> None:
         self.save()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+_S = TypeVar("_S", bound="Settings")
+
 
 class Settings:
     """Mixin: ``validate()`` raises :class:`~bar_sdk.errors.InvalidInputError` naming a setting that cannot work.
@@ -15,5 +19,5 @@ class Settings:
         """``Class.param``, as error messages name a setting of an instance."""
         return f"{type(self).__name__}.{param}"
 
-    def validate(self):
+    def validate(self: _S) -> _S:
         return self

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-import bar_sdk
 from bar_sdk.adapters import RemoteModel, SklearnModel
 from bar_sdk.adapters.nets import digits_images
 from bar_sdk.adapters.server import serve
+from bar_sdk.audit import audit  # the function: type checkers cannot see that the module is callable
 from bar_sdk.plan import plan_audit
 
 x, y = digits_images(16)
@@ -53,8 +53,8 @@ print(plan_audit(api, len(x_audit), attacks=attacks, eps=eps, max_queries=cap))
 # Run it
 # ------
 out_dir = Path(tempfile.mkdtemp(prefix="bar-audit-"))
-report = bar_sdk.audit(api, x_audit, y_audit, attacks=attacks, eps=eps, max_queries=cap, out_dir=out_dir,
-                       price_per_query=0.0015, random_state=0)
+report = audit(api, x_audit, y_audit, attacks=attacks, eps=eps, max_queries=cap, out_dir=out_dir,
+               price_per_query=0.0015, random_state=0)
 stack.close()
 
 # %%
