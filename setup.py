@@ -4,6 +4,7 @@ The repository keeps the model adapters in the top-level folder ``adapters/``, b
 ``bar_sdk.adapters``: a top-level ``adapters`` package would collide with the unrelated PyPI package of
 that name (AdapterHub's), which transfer-learning users often have installed.
 """
+
 from setuptools import find_packages, setup
 
 CORE = find_packages(include=["bar_sdk", "bar_sdk.*"])

@@ -11,8 +11,7 @@ from bar_sdk.contract import check_images, check_input_shape, check_int  # check
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import checked_batch
 
-__all__ = ["check_input_shape", "check_label_names", "check_batch", "check_per_channel",
-           "check_probed_classes"]
+__all__ = ["check_input_shape", "check_label_names", "check_batch", "check_per_channel", "check_probed_classes"]
 
 
 def check_label_names(labels: Any, n_classes: int, name: str = "labels") -> tuple[str, ...] | None:
@@ -38,9 +37,7 @@ def check_batch(x: Any, input_shape: tuple[int, int, int], name: str = "x") -> n
         return x
     arr = check_images(x, name, allow_nhwc=False)
     if arr.shape[1:] != tuple(input_shape):
-        raise InvalidInputError(
-            f"{name} has shape {np.shape(x)}; expected (n, {', '.join(map(str, input_shape))})"
-        )
+        raise InvalidInputError(f"{name} has shape {np.shape(x)}; expected (n, {', '.join(map(str, input_shape))})")
     return arr
 
 
@@ -48,7 +45,11 @@ def check_per_channel(value: Any, name: str, channels: int, default: float, *, p
     """Normalisation constants as one float per channel, or raise naming ``name``."""
     if value is None:
         return (default,) * channels
-    values = [value] if isinstance(value, numbers.Real) else (list(value) if isinstance(value, (list, tuple, np.ndarray)) else None)
+    values = (
+        [value]
+        if isinstance(value, numbers.Real)
+        else (list(value) if isinstance(value, (list, tuple, np.ndarray)) else None)
+    )
     expected = f"expected a finite number or {channels} per-channel numbers" + (" > 0" if positive else "")
     if values is None or len(values) not in (1, channels):
         raise InvalidInputError(f"{name}={value!r}; {expected}")

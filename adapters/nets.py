@@ -21,8 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from bar_sdk.contract import check_float, check_images, check_int, check_labels
 from bar_sdk.adapters.train import train_module
+from bar_sdk.contract import check_float, check_images, check_int, check_labels
 from bar_sdk.errors import InvalidInputError
 
 __all__ = ["SmallCNN", "MLPNet", "train_classifier", "digits_images"]
@@ -74,8 +74,12 @@ class SmallCNN(nn.Module):
             if random_state is not None:
                 torch.manual_seed(_seed(random_state))
             self.features = nn.Sequential(
-                nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(in_channels, width, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(width, 2 * width, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
             )
             self.head = nn.Linear(2 * width * (h // 4) * (w // 4), n_classes)
 
@@ -116,8 +120,17 @@ class MLPNet(nn.Module):
         return out
 
 
-def train_classifier(module: nn.Module, X: Any, y: Any, *, epochs: int, batch_size: int = 128, lr: float = 1e-3,
-                     random_state: Any = None, device: Any = "cpu") -> nn.Module:
+def train_classifier(
+    module: nn.Module,
+    X: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    random_state: Any = None,
+    device: Any = "cpu",
+) -> nn.Module:
     """Train ``module`` with Adam on cross-entropy; return it in eval mode.
 
     Deterministic for a given ``random_state`` on CPU (shuffling comes from
@@ -158,8 +171,17 @@ def train_classifier(module: nn.Module, X: Any, y: Any, *, epochs: int, batch_si
     Xt = torch.from_numpy(X).to(device)
     yt = torch.from_numpy(y).to(device)
     seed = int(rng.integers(2**62))
-    train_module(module.parameters(), lambda idx: F.cross_entropy(module(Xt[idx]), yt[idx]), len(X),
-                 epochs=epochs, batch_size=batch_size, lr=lr, rng=rng, device=device, seed=seed)
+    train_module(
+        module.parameters(),
+        lambda idx: F.cross_entropy(module(Xt[idx]), yt[idx]),
+        len(X),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        rng=rng,
+        device=device,
+        seed=seed,
+    )
     return module.eval()
 
 

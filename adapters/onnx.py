@@ -118,10 +118,23 @@ class OnnxModel:
     (8, 1000)
     """
 
-    def __init__(self, model: Any, input_shape: Any = None, *, n_classes: int | None = None, labels: Any = None,
-                 mean: Any = None, std: Any = None, preprocess: Callable[[np.ndarray], Any] | None = None,
-                 outputs: str = "logits", layout: str = "NCHW", batch_size: int = 64, threads: int | None = None,
-                 input_name: str | None = None, output_name: str | None = None):
+    def __init__(
+        self,
+        model: Any,
+        input_shape: Any = None,
+        *,
+        n_classes: int | None = None,
+        labels: Any = None,
+        mean: Any = None,
+        std: Any = None,
+        preprocess: Callable[[np.ndarray], Any] | None = None,
+        outputs: str = "logits",
+        layout: str = "NCHW",
+        batch_size: int = 64,
+        threads: int | None = None,
+        input_name: str | None = None,
+        output_name: str | None = None,
+    ):
         self.outputs = check_choice(outputs, "outputs", ("logits", "probabilities"))
         self.layout = check_choice(layout, "layout", ("NCHW", "NHWC"))
         self.batch_size = check_int(batch_size, "batch_size", low=1)
@@ -140,8 +153,10 @@ class OnnxModel:
         graph_output = _pick(self._session.get_outputs(), output_name, "output_name")
         self.input_name, self.output_name = graph_input.name, graph_output.name
         if graph_input.type not in _INPUT_DTYPES:
-            raise InvalidInputError(f"model={self.source}: input {graph_input.name!r} has type {graph_input.type}; "
-                                    f"expected one of {', '.join(_INPUT_DTYPES)}")
+            raise InvalidInputError(
+                f"model={self.source}: input {graph_input.name!r} has type {graph_input.type}; "
+                f"expected one of {', '.join(_INPUT_DTYPES)}"
+            )
         self._input_dtype = _INPUT_DTYPES[graph_input.type]
         self.input_shape, self._fixed_batch = self._resolve_shape(graph_input.shape, input_shape)
         channels = self.input_shape[0]
@@ -169,7 +184,7 @@ class OnnxModel:
         """Class probabilities, float64 ``(n, n_classes)``, for ``x`` float32 ``(n, C, H, W)`` in [0, 1] (or uint8)."""
         x = check_batch(x, self.input_shape)
         step = self._fixed_batch or self.batch_size
-        parts = [self._run(x[start:start + step]) for start in range(0, len(x), step)]
+        parts = [self._run(x[start : start + step]) for start in range(0, len(x), step)]
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if self.outputs == "logits":
             out = out - out.max(axis=1, keepdims=True)
@@ -192,8 +207,10 @@ class OnnxModel:
         try:
             return ort.InferenceSession(self._graph, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types, not ImportError/OSError
-            raise InvalidInputError(f"model={self.source}: ONNX Runtime could not load it ({exc}); "
-                                    "expected a path to a valid .onnx file or its bytes") from None
+            raise InvalidInputError(
+                f"model={self.source}: ONNX Runtime could not load it ({exc}); "
+                "expected a path to a valid .onnx file or its bytes"
+            ) from None
 
     def __getstate__(self) -> dict[str, Any]:
         # An ONNX Runtime session cannot be pickled: a copy (another process, joblib) opens its own.
@@ -209,8 +226,10 @@ class OnnxModel:
         if self.preprocess is not None:
             feed = np.asarray(self.preprocess(chunk))
             if feed.ndim != 4 or feed.shape[0] != n or feed.shape[1] != self.input_shape[0]:
-                raise InvalidInputError(f"preprocess returned shape {feed.shape} for a batch of shape {chunk.shape}; "
-                                        f"expected ({n}, {self.input_shape[0]}, H, W)")
+                raise InvalidInputError(
+                    f"preprocess returned shape {feed.shape} for a batch of shape {chunk.shape}; "
+                    f"expected ({n}, {self.input_shape[0]}, H, W)"
+                )
             if not np.all(np.isfinite(feed)):
                 raise InvalidInputError("preprocess returned NaN or infinite values; expected finite inputs")
         else:
@@ -226,37 +245,49 @@ class OnnxModel:
         if out.ndim > 2 and all(d == 1 for d in out.shape[2:]):  # (n, k, 1, 1) from a convolutional head
             out = out.reshape(out.shape[:2])
         if out.ndim != 2 or out.shape[1] < 2:
-            raise ModelOutputError(f"model={self.source} returned shape {out.shape} for {n} images; expected "
-                                   f"({n}, n_classes) with n_classes >= 2")
+            raise ModelOutputError(
+                f"model={self.source} returned shape {out.shape} for {n} images; expected "
+                f"({n}, n_classes) with n_classes >= 2"
+            )
         if not np.all(np.isfinite(out)):
-            raise ModelOutputError(f"model={self.source} returned NaN or infinite {self.outputs}; expected finite values")
+            raise ModelOutputError(
+                f"model={self.source} returned NaN or infinite {self.outputs}; expected finite values"
+            )
         if self.outputs == "probabilities" and out.min() < 0:
-            raise ModelOutputError(f"model={self.source} returned a negative probability ({out.min():.4g}); "
-                                   "expected scores >= 0 (pass outputs='logits' if the graph returns logits)")
+            raise ModelOutputError(
+                f"model={self.source} returned a negative probability ({out.min():.4g}); "
+                "expected scores >= 0 (pass outputs='logits' if the graph returns logits)"
+            )
         return out
 
     def _resolve_shape(self, graph_shape: list[Any], given: Any) -> tuple[tuple[int, int, int], int | None]:
         """``(C, H, W)`` from the graph and/or the caller, and the graph's fixed batch size (or None)."""
         if len(graph_shape) != 4:
-            raise InvalidInputError(f"model={self.source}: input {self.input_name!r} has shape {graph_shape}; "
-                                    "expected a 4-d image batch")
+            raise InvalidInputError(
+                f"model={self.source}: input {self.input_name!r} has shape {graph_shape}; expected a 4-d image batch"
+            )
         dims = [d if isinstance(d, int) and d > 0 else None for d in graph_shape]
         fixed_batch = dims[0]
         chw = dims[1:] if self.layout == "NCHW" else [dims[3], dims[1], dims[2]]
         if given is None:
             if None in chw:
-                raise InvalidInputError(f"input_shape=None, but the graph's input {self.input_name!r} has free sizes "
-                                        f"{graph_shape}; expected input_shape=(C, H, W)")
+                raise InvalidInputError(
+                    f"input_shape=None, but the graph's input {self.input_name!r} has free sizes "
+                    f"{graph_shape}; expected input_shape=(C, H, W)"
+                )
             return check_input_shape(tuple(chw)), fixed_batch
         shape = check_input_shape(given)
         if any(fixed is not None and fixed != want for fixed, want in zip(chw, shape, strict=False)):
-            raise InvalidInputError(f"input_shape={given!r}; expected one matching the graph's input "
-                                    f"{graph_shape} ({self.layout})")
+            raise InvalidInputError(
+                f"input_shape={given!r}; expected one matching the graph's input {graph_shape} ({self.layout})"
+            )
         return shape, fixed_batch
 
     def __repr__(self) -> str:
-        return (f"OnnxModel({self.source}, input_shape={self.input_shape}, n_classes={self.n_classes}, "
-                f"outputs='{self.outputs}', threads={self.threads})")
+        return (
+            f"OnnxModel({self.source}, input_shape={self.input_shape}, n_classes={self.n_classes}, "
+            f"outputs='{self.outputs}', threads={self.threads})"
+        )
 
 
 def _model_arg(model: Any) -> Any:

@@ -52,10 +52,13 @@ class SklearnModel:
         try:
             check_is_fitted(estimator)
         except NotFittedError:
-            raise InvalidInputError(f"estimator={type(estimator).__name__} is not fitted; expected a fitted classifier "
-                                    "(call fit first)") from None
+            raise InvalidInputError(
+                f"estimator={type(estimator).__name__} is not fitted; expected a fitted classifier (call fit first)"
+            ) from None
         except TypeError:
-            raise InvalidInputError(f"estimator={type(estimator).__name__}; expected a scikit-learn estimator") from None
+            raise InvalidInputError(
+                f"estimator={type(estimator).__name__}; expected a scikit-learn estimator"
+            ) from None
         classes = getattr(estimator, "classes_", None)
         if classes is None or np.ndim(classes) != 1 or len(classes) < 2:
             raise InvalidInputError(
@@ -80,4 +83,6 @@ class SklearnModel:
         return np.asarray(self.estimator.predict_proba(x.reshape(len(x), -1)), dtype=np.float64)
 
     def __repr__(self) -> str:
-        return f"SklearnModel({type(self.estimator).__name__}, n_classes={self.n_classes}, input_shape={self.input_shape})"
+        return (
+            f"SklearnModel({type(self.estimator).__name__}, n_classes={self.n_classes}, input_shape={self.input_shape})"
+        )

@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
-from bar_sdk.adapters._checks import (check_batch, check_input_shape, check_label_names, check_per_channel,
-                             check_probed_classes)
+from bar_sdk.adapters._checks import (
+    check_batch,
+    check_input_shape,
+    check_label_names,
+    check_per_channel,
+    check_probed_classes,
+)
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError, ModelOutputError
 
@@ -77,9 +82,19 @@ class TorchModel:
     (2, 3)
     """
 
-    def __init__(self, module: Any, input_shape: Any, *, n_classes: int | None = None, device: Any = "cpu",
-                 batch_size: int = 256, mean: Any = None, std: Any = None, outputs: str = "logits",
-                 labels: Any = None):
+    def __init__(
+        self,
+        module: Any,
+        input_shape: Any,
+        *,
+        n_classes: int | None = None,
+        device: Any = "cpu",
+        batch_size: int = 256,
+        mean: Any = None,
+        std: Any = None,
+        outputs: str = "logits",
+        labels: Any = None,
+    ):
         if not isinstance(module, torch.nn.Module):
             raise InvalidInputError(f"module={type(module).__name__}; expected a torch.nn.Module")
         self.input_shape = check_input_shape(input_shape)
@@ -93,14 +108,17 @@ class TorchModel:
         self.mean = check_per_channel(mean, "mean", channels, 0.0, positive=False)
         self.std = check_per_channel(std, "std", channels, 1.0, positive=True)
         if self.device.type == "meta":  # moving the module there would drop the caller's weights
-            raise InvalidInputError(f"device={device!r} holds no data; expected a device that computes, such as "
-                                    "'cpu' or 'cuda:0'")
+            raise InvalidInputError(
+                f"device={device!r} holds no data; expected a device that computes, such as 'cpu' or 'cuda:0'"
+            )
         try:  # the constants first: an unusable device fails here, before the caller's module is moved
             self._mean = torch.tensor(self.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
             self._std = torch.tensor(self.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
             self.module = module.to(self.device).eval()
         except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
-            raise InvalidInputError(f"device={device!r} is not usable here ({exc}); expected an available device") from None
+            raise InvalidInputError(
+                f"device={device!r} is not usable here ({exc}); expected an available device"
+            ) from None
 
         # One forward pass on zeros: infers n_classes and catches a wrong input_shape now, not mid-run.
         try:
@@ -137,7 +155,7 @@ class TorchModel:
         parts = []
         with torch.inference_mode():
             for start in range(0, len(x), self.batch_size):
-                chunk = torch.from_numpy(x[start:start + self.batch_size]).to(self.device)
+                chunk = torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
                 out = self._forward(chunk).double()
                 if self.outputs == "logits":
                     out = torch.softmax(out, dim=1)
@@ -177,8 +195,9 @@ class TorchModel:
             return torch.log_softmax(out, dim=1)
         return torch.log(out.clamp_min(_PROB_FLOOR))
 
-    def log_proba_gradient(self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
-                           ) -> tuple[float, np.ndarray]:
+    def log_proba_gradient(
+        self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
+    ) -> tuple[float, np.ndarray]:
         """Exact gradient of ``loss_fn(log_proba(x))`` with respect to ``x``.
 
         Parameters
@@ -207,10 +226,15 @@ class TorchModel:
             # Forward everything first (loss_fn may couple images, e.g. a mean), then
             # backpropagate chunk by chunk so memory stays bounded by batch_size.
             with torch.inference_mode():
-                logp_np = np.concatenate([
-                    self.torch_log_proba(torch.from_numpy(x[s:s + self.batch_size]).to(self.device)).double().cpu().numpy()
-                    for s in range(0, n, self.batch_size)
-                ])
+                logp_np = np.concatenate(
+                    [
+                        self.torch_log_proba(torch.from_numpy(x[s : s + self.batch_size]).to(self.device))
+                        .double()
+                        .cpu()
+                        .numpy()
+                        for s in range(0, n, self.batch_size)
+                    ]
+                )
         loss, grad_logp = loss_fn(logp_np)
         grad_logp = np.asarray(grad_logp, dtype=np.float64)
         if grad_logp.shape != logp_np.shape or not np.all(np.isfinite(grad_logp)):
@@ -224,10 +248,10 @@ class TorchModel:
             return float(loss), grad_x.cpu().numpy().astype(np.float32, copy=False)
         grads = []
         for s in range(0, n, self.batch_size):
-            xt = torch.from_numpy(x[s:s + self.batch_size]).to(self.device).requires_grad_(True)
+            xt = torch.from_numpy(x[s : s + self.batch_size]).to(self.device).requires_grad_(True)
             with torch.enable_grad():
                 logp = self.torch_log_proba(xt)
-            weights = torch.from_numpy(grad_logp[s:s + self.batch_size]).to(device=self.device, dtype=logp.dtype)
+            weights = torch.from_numpy(grad_logp[s : s + self.batch_size]).to(device=self.device, dtype=logp.dtype)
             (grad_x,) = torch.autograd.grad(logp, xt, grad_outputs=weights)
             grads.append(grad_x.cpu().numpy())
         return float(loss), np.concatenate(grads).astype(np.float32, copy=False)
@@ -239,5 +263,7 @@ class TorchModel:
         return out
 
     def __repr__(self) -> str:
-        return (f"TorchModel({type(self.module).__name__}, input_shape={self.input_shape}, "
-                f"n_classes={self.n_classes}, device='{self.device}', outputs='{self.outputs}')")
+        return (
+            f"TorchModel({type(self.module).__name__}, input_shape={self.input_shape}, "
+            f"n_classes={self.n_classes}, device='{self.device}', outputs='{self.outputs}')"
+        )

@@ -26,9 +26,20 @@ from bar_sdk.errors import InvalidInputError
 __all__ = ["train_module", "TorchTrainer", "FittedHead"]
 
 
-def train_module(parameters: Iterable[torch.nn.Parameter], loss: Callable[[torch.Tensor], torch.Tensor], n: int, *,
-                 epochs: int, batch_size: int, lr: float, rng: np.random.Generator, device: Any = "cpu",
-                 seed: int | None = None, weight_decay: float = 0.0, one_cycle: bool = False) -> int:
+def train_module(
+    parameters: Iterable[torch.nn.Parameter],
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    rng: np.random.Generator,
+    device: Any = "cpu",
+    seed: int | None = None,
+    weight_decay: float = 0.0,
+    one_cycle: bool = False,
+) -> int:
     """Train with Adam for ``epochs`` passes over ``n`` samples; return the samples processed.
 
     Parameters
@@ -58,8 +69,11 @@ def train_module(parameters: Iterable[torch.nn.Parameter], loss: Callable[[torch
     The module's train/eval mode is the caller's to set.
     """
     optimizer = torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    schedule = (torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * -(-n // batch_size))
-                if one_cycle else None)
+    schedule = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * -(-n // batch_size))
+        if one_cycle
+        else None
+    )
     with torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext():
         if seed is not None:
             torch.manual_seed(seed)
@@ -68,7 +82,7 @@ def train_module(parameters: Iterable[torch.nn.Parameter], loss: Callable[[torch
             for start in range(0, n, batch_size):
                 optimizer.zero_grad(set_to_none=True)
                 with torch.enable_grad():
-                    loss(order[start:start + batch_size]).backward()
+                    loss(order[start : start + batch_size]).backward()
                 optimizer.step()
                 if schedule is not None:
                     schedule.step()
@@ -90,9 +104,9 @@ def last_linear(module: torch.nn.Module) -> torch.nn.Linear:
 class FittedHead:
     """A trained copy of the network and the new head trained on its features (see :meth:`TorchTrainer.fit_head`)."""
 
-    net: Any                 # the TorchModel copy (its own head frozen, its features trained)
-    head: torch.nn.Linear    # the new head: features -> the target task's classes
-    n_images: int            # images processed while training
+    net: Any  # the TorchModel copy (its own head frozen, its features trained)
+    head: torch.nn.Linear  # the new head: features -> the target task's classes
+    n_images: int  # images processed while training
 
     def predict_proba(self, images: np.ndarray, batch: int) -> np.ndarray:
         """Class probabilities ``(n, k)``, float64."""
@@ -110,7 +124,7 @@ class TorchTrainer:
     """
 
     def __init__(self, model: Any):
-        last_linear(model.module)   # a network without a linear head is refused here, before any query
+        last_linear(model.module)  # a network without a linear head is refused here, before any query
         self.model = model
 
     def _hooked(self, net: Any):
@@ -128,15 +142,25 @@ class TorchTrainer:
         try:
             with torch.inference_mode():
                 for start in range(0, len(images), batch):
-                    self.model.torch_log_proba(torch.from_numpy(images[start:start + batch]).to(device))
-                    parts.append(captured["f"].reshape(len(images[start:start + batch]), -1).float().cpu().numpy())
+                    self.model.torch_log_proba(torch.from_numpy(images[start : start + batch]).to(device))
+                    parts.append(captured["f"].reshape(len(images[start : start + batch]), -1).float().cpu().numpy())
         finally:
             hook.remove()
         return np.concatenate(parts)
 
-    def fit_head(self, images: np.ndarray, y: np.ndarray, n_classes: int, *, scratch: bool, epochs: int,
-                 batch_size: int, learning_rate: float, class_weight: np.ndarray | None,
-                 rng: np.random.Generator) -> FittedHead:
+    def fit_head(
+        self,
+        images: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        *,
+        scratch: bool,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        class_weight: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> FittedHead:
         """A copy with a new head for ``n_classes``, every weight but the old head's trained on cross-entropy.
 
         ``scratch`` re-initialises the copy's weights first. ``class_weight``
@@ -166,14 +190,25 @@ class TorchTrainer:
             return F.cross_entropy(head(captured["f"]), yt[idx], weight=weight)
 
         try:
-            n_images = train_module(params, loss, len(y), epochs=epochs, batch_size=batch_size, lr=learning_rate,
-                                    rng=rng, device=device)
+            n_images = train_module(
+                params, loss, len(y), epochs=epochs, batch_size=batch_size, lr=learning_rate, rng=rng, device=device
+            )
         finally:
             hook.remove()
         return FittedHead(net=net, head=head.eval(), n_images=n_images)
 
-    def distil(self, images: np.ndarray, targets: np.ndarray, held: np.ndarray, n_classes: int, *, epochs: int,
-               batch_size: int, learning_rate: float, rng: np.random.Generator) -> tuple[Any, dict[str, Any]]:
+    def distil(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        held: np.ndarray,
+        n_classes: int,
+        *,
+        epochs: int,
+        batch_size: int,
+        learning_rate: float,
+        rng: np.random.Generator,
+    ) -> tuple[Any, dict[str, Any]]:
         """A copy trained to match ``targets`` (probabilities) on ``images[~held]``; its fidelity on the held-out rest.
 
         The copy's last linear layer is replaced by a new one when
@@ -204,8 +239,16 @@ class TorchTrainer:
 
             # torch_log_proba keeps the module in eval mode: batch-norm statistics and dropout stay as the
             # surrogate had them, which suits a few thousand images
-            train_module(module.parameters(), loss, len(x_train), epochs=epochs, batch_size=batch_size,
-                         lr=learning_rate, rng=rng, device=device)
+            train_module(
+                module.parameters(),
+                loss,
+                len(x_train),
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=learning_rate,
+                rng=rng,
+                device=device,
+            )
         agreement, kl = _fidelity(student, x_held, p_held) if any_held else (None, None)
         return student, {"agreement": agreement, "agreement_before": before, "kl": kl, "kl_before": kl_before}
 

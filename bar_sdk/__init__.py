@@ -3,6 +3,8 @@
 >>> from bar_sdk import BARClassifier, QueryBudgetExceeded   # doctest: +SKIP
 """
 
+import bar_sdk.audit as audit  # the module; calling it runs audit.audit (see bar_sdk._modules)
+from bar_sdk.audit import AuditReport
 from bar_sdk.contract import BlackBox, GradientModel, check_images, check_model
 from bar_sdk.errors import (
     AuthenticationError,
@@ -21,15 +23,31 @@ from bar_sdk.errors import (
 )
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reprogram import BARClassifier, QuantizationWarning
-import bar_sdk.audit as audit  # the module; calling it runs audit.audit (see bar_sdk._modules)
-from bar_sdk.audit import AuditReport
 
 __version__ = "0.2.0"
 
 __all__ = [
-    "BlackBox", "GradientModel", "check_images", "check_model",
-    "BarError", "InvalidInputError", "ModelOutputError", "InvalidModelError", "QueryBudgetExceeded",
-    "CheckpointError", "NonFiniteProgramError", "MissingDependencyError", "RemoteError", "AuthenticationError",
-    "RateLimitError", "ResponseFormatError",
-    "TransientError", "MeteredModel", "QueryLedger", "BARClassifier", "QuantizationWarning", "audit", "AuditReport",
+    "BlackBox",
+    "GradientModel",
+    "check_images",
+    "check_model",
+    "BarError",
+    "InvalidInputError",
+    "ModelOutputError",
+    "InvalidModelError",
+    "QueryBudgetExceeded",
+    "CheckpointError",
+    "NonFiniteProgramError",
+    "MissingDependencyError",
+    "RemoteError",
+    "AuthenticationError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "TransientError",
+    "MeteredModel",
+    "QueryLedger",
+    "BARClassifier",
+    "QuantizationWarning",
+    "audit",
+    "AuditReport",
 ]

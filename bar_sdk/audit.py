@@ -20,11 +20,18 @@ import numpy as np
 
 from bar_sdk._modules import make_callable
 from bar_sdk.attacks import Attack, AttackResult
-from bar_sdk.attacks.registry import ATTACKS as REGISTERED
-from bar_sdk.attacks.registry import AUDIT_ATTACKS
 from bar_sdk.attacks.base import is_label_only
-from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
-                              check_model, has_gradients)
+from bar_sdk.attacks.registry import ATTACKS as REGISTERED, AUDIT_ATTACKS
+from bar_sdk.contract import (
+    check_bool,
+    check_choice,
+    check_class_labels,
+    check_float,
+    check_images,
+    check_int,
+    check_model,
+    has_gradients,
+)
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.reporting.files import check_out_dir
 from bar_sdk.reporting.plots import check_plots
@@ -93,13 +100,23 @@ class AuditReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no image arrays)."""
         return {
-            "model": self.model, "norm": self.norm, "eps": list(self.eps), "n_samples": self.n_samples,
-            "clean_accuracy": self.clean_accuracy, "max_queries_per_image": self.max_queries,
-            "robust_accuracy": self.robust_accuracy, "success_rate": self.success_rate,
-            "median_queries": self.median_queries, "total_queries": self.total_queries,
-            "price_per_query": self.price_per_query, "cost": self.cost, "wall_time": round(self.wall_time, 3),
-            "runs": {name: [{**r.summary(), "max_queries_per_image": self.caps.get(name)} for r in runs]
-                     for name, runs in self.results.items()},
+            "model": self.model,
+            "norm": self.norm,
+            "eps": list(self.eps),
+            "n_samples": self.n_samples,
+            "clean_accuracy": self.clean_accuracy,
+            "max_queries_per_image": self.max_queries,
+            "robust_accuracy": self.robust_accuracy,
+            "success_rate": self.success_rate,
+            "median_queries": self.median_queries,
+            "total_queries": self.total_queries,
+            "price_per_query": self.price_per_query,
+            "cost": self.cost,
+            "wall_time": round(self.wall_time, 3),
+            "runs": {
+                name: [{**r.summary(), "max_queries_per_image": self.caps.get(name)} for r in runs]
+                for name, runs in self.results.items()
+            },
             **({"executor": dict(self.executor)} if self.executor else {}),
         }
 
@@ -117,9 +134,10 @@ def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, rando
     """The attack run at ``eps``: a name built on ``model``, or a copy of an instance, capped at ``max_queries``."""
     if isinstance(spec, Attack):
         own = spec.max_queries
-        if spec.per_image_budget and (own is None or (isinstance(own, numbers.Integral)
-                                                      and not isinstance(own, bool) and own > max_queries)):
-            own = max_queries   # the audit's cap applies to every attack, white-box ones too
+        if spec.per_image_budget and (
+            own is None or (isinstance(own, numbers.Integral) and not isinstance(own, bool) and own > max_queries)
+        ):
+            own = max_queries  # the audit's cap applies to every attack, white-box ones too
         attack = spec.clone(eps=eps, max_queries=own)
         if "norm" in attack.get_params() and norm in type(attack).norms:
             attack.set_params(norm=norm)
@@ -132,13 +150,13 @@ def _build(spec: Any, model: Any, norm: str, eps: float, max_queries: int, rando
     params = {"eps": eps, "random_state": random_state}
     if "norm" in cls._param_names():
         params["norm"] = norm
-    params["max_queries"] = max_queries       # white-box attacks count their gradient calls too
+    params["max_queries"] = max_queries  # white-box attacks count their gradient calls too
     return cls(model, **params)
 
 
 def _specs(attacks: Any, model: Any, norm: str) -> list[Any]:
     """``attacks`` as a list of names and Attack instances (``"auto"`` resolved for ``model``)."""
-    expected = (f"expected 'auto', an attack name ({', '.join(ATTACKS)}), an Attack instance or a list of them")
+    expected = f"expected 'auto', an attack name ({', '.join(ATTACKS)}), an Attack instance or a list of them"
     if isinstance(attacks, str) and attacks == "auto":
         return _default_attacks(model, norm)
     if isinstance(attacks, (str, Attack)):
@@ -166,11 +184,23 @@ def _name(spec: Any) -> str:
     return spec if isinstance(spec, str) else type(spec).__name__
 
 
-def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float] = (0.01, 0.02, 0.05),
-          norm: str = "linf", max_queries: int = 1000, out_dir: str | Path | None = None,
-          price_per_query: float | None = None, random_state: Any = 0, n_examples: int = 6,
-          verbose: bool = False, executor: str = "local", chunk_size: int | None = None,
-          ray_address: str | None = None) -> AuditReport:
+def audit(
+    model: Any,
+    x: Any,
+    y: Any,
+    attacks: Any = "auto",
+    eps: Sequence[float] = (0.01, 0.02, 0.05),
+    norm: str = "linf",
+    max_queries: int = 1000,
+    out_dir: str | Path | None = None,
+    price_per_query: float | None = None,
+    random_state: Any = 0,
+    n_examples: int = 6,
+    verbose: bool = False,
+    executor: str = "local",
+    chunk_size: int | None = None,
+    ray_address: str | None = None,
+) -> AuditReport:
     """Attack ``model`` on ``(x, y)`` at every ``eps`` with every attack; report.
 
     Everything is validated before the first query (images, labels, every
@@ -248,16 +278,16 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     _check_instances(specs, model)
 
     plan: dict[str, list[Attack]] = {}
-    for spec, name in zip(specs, names):
+    for spec, name in zip(specs, names, strict=False):
         plan[name] = [_build(spec, model, norm, e, max_queries, random_state) for e in eps_list]
         for attack in plan[name]:
-            attack.check(x, y)      # raises before any query is spent
+            attack.check(x, y)  # raises before any query is spent
     check_plots(out_dir, without="out_dir=None (the AuditReport is returned either way)")
     if executor == "ray":
         from bar_sdk.distributed.audit import check_plan
 
         check_plan(plan, random_state)
-    out_dir = check_out_dir(out_dir)      # last check: the folder is created only for a valid call
+    out_dir = check_out_dir(out_dir)  # last check: the folder is created only for a valid call
 
     results: dict[str, list[AttackResult]] = {}
     info: dict[str, Any] = {}
@@ -284,15 +314,25 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
 
     total = int(sum(r.total_queries for runs in results.values() for r in runs))
     report = AuditReport(
-        model=type(model).__name__, norm=norm, eps=tuple(eps_list), n_samples=len(x),
-        clean_accuracy=float(clean_correct.mean()), results=results, robust_accuracy=robust,
+        model=type(model).__name__,
+        norm=norm,
+        eps=tuple(eps_list),
+        n_samples=len(x),
+        clean_accuracy=float(clean_correct.mean()),
+        results=results,
+        robust_accuracy=robust,
         success_rate={name: [num(r.success_rate) for r in runs] for name, runs in results.items()},
         median_queries={name: [num(r.median_queries) for r in runs] for name, runs in results.items()},
-        total_queries=total, cost=None if price_per_query is None else total * float(price_per_query),
-        price_per_query=price_per_query, max_queries=int(max_queries),
-        wall_time=time.perf_counter() - start, executor=info,
-        caps={name: (int(runs[0].max_queries) if runs[0].per_image_budget and runs[0].max_queries is not None
-                     else None) for name, runs in plan.items()},
+        total_queries=total,
+        cost=None if price_per_query is None else total * float(price_per_query),
+        price_per_query=price_per_query,
+        max_queries=int(max_queries),
+        wall_time=time.perf_counter() - start,
+        executor=info,
+        caps={
+            name: (int(runs[0].max_queries) if runs[0].per_image_budget and runs[0].max_queries is not None else None)
+            for name, runs in plan.items()
+        },
     )
     if out_dir is not None:
         from bar_sdk.reporting.audit import write_report
@@ -302,4 +342,4 @@ def audit(model: Any, x: Any, y: Any, attacks: Any = "auto", eps: Sequence[float
     return report
 
 
-make_callable(__name__)   # bar_sdk.audit(model, x, y) runs audit(); `import bar_sdk.audit` gives this module
+make_callable(__name__)  # bar_sdk.audit(model, x, y) runs audit(); `import bar_sdk.audit` gives this module

@@ -66,8 +66,10 @@ def check_writable(path: str | os.PathLike, name: str = "checkpoint") -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise CheckpointError(f"{name}={str(path)!r} cannot be written ({exc.strerror or exc}); "
-                              "expected a path in a folder that exists or can be created, and is writable") from None
+        raise CheckpointError(
+            f"{name}={str(path)!r} cannot be written ({exc.strerror or exc}); "
+            "expected a path in a folder that exists or can be created, and is writable"
+        ) from None
 
 
 def read_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -75,7 +77,7 @@ def read_state(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     raw = Path(path).read_bytes()
     if len(raw) < len(MAGIC) + 64 or not raw.startswith(MAGIC):
         raise CheckpointError(f"checkpoint={str(path)!r} is not a bar-sdk state file (bad header or truncated)")
-    digest, payload = raw[len(MAGIC):len(MAGIC) + 64], raw[len(MAGIC) + 64:]
+    digest, payload = raw[len(MAGIC) : len(MAGIC) + 64], raw[len(MAGIC) + 64 :]
     if hashlib.sha256(payload).hexdigest().encode() != digest:
         raise CheckpointError(
             f"checkpoint={str(path)!r} fails its checksum (corrupt or truncated); refusing to load it. "

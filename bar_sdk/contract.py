@@ -87,8 +87,9 @@ def is_label_only(model: Any) -> bool:
     return False
 
 
-def check_input_shape(value: Any, name: str = "input_shape", *,
-                      error: type[Exception] = InvalidInputError) -> tuple[int, int, int]:
+def check_input_shape(
+    value: Any, name: str = "input_shape", *, error: type[Exception] = InvalidInputError
+) -> tuple[int, int, int]:
     """Return ``value`` as ``(C, H, W)``: integers, C in (1, 3), H, W >= 1; or raise ``error`` naming ``name``.
 
     The one input-shape check: a model's ``input_shape`` (:func:`check_model`,
@@ -138,9 +139,7 @@ def check_images(x: Any, name: str = "X", *, allow_nhwc: bool = True) -> np.ndar
     """
     arr = np.asarray(x)
     if arr.dtype == object or not (arr.dtype == np.uint8 or np.issubdtype(arr.dtype, np.floating)):
-        raise InvalidInputError(
-            f"{name} has dtype {arr.dtype}; expected uint8 or floats in [0, 1]"
-        )
+        raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected uint8 or floats in [0, 1]")
     if arr.ndim == 3:
         arr = arr[:, None]
     elif arr.ndim == 4:
@@ -152,9 +151,7 @@ def check_images(x: Any, name: str = "X", *, allow_nhwc: bool = True) -> np.ndar
                     f"{name} has shape {arr.shape}; expected (n, C, H, W) or (n, H, W, C) with C in (1, 3)"
                 )
     else:
-        raise InvalidInputError(
-            f"{name} has shape {arr.shape}; expected images (n, H, W) or (n, C, H, W)"
-        )
+        raise InvalidInputError(f"{name} has shape {arr.shape}; expected images (n, H, W) or (n, C, H, W)")
     if arr.shape[0] == 0:
         raise InvalidInputError(f"{name} is empty (shape {arr.shape}); expected at least one image")
     if min(arr.shape[2:]) < 1:
@@ -199,13 +196,16 @@ def check_scores(scores: Any, n: int, n_classes: int, name: str = "model") -> np
 
 
 @overload
-def check_int(value: Any, name: str, *, low: int | None = ..., high: int | None = ...,
-              allow_none: Literal[False] = ...) -> int: ...
+def check_int(
+    value: Any, name: str, *, low: int | None = ..., high: int | None = ..., allow_none: Literal[False] = ...
+) -> int: ...
 @overload
-def check_int(value: Any, name: str, *, low: int | None = ..., high: int | None = ...,
-              allow_none: bool) -> int | None: ...
-def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None,
-              allow_none: bool = False) -> int | None:
+def check_int(
+    value: Any, name: str, *, low: int | None = ..., high: int | None = ..., allow_none: bool
+) -> int | None: ...
+def check_int(
+    value: Any, name: str, *, low: int | None = None, high: int | None = None, allow_none: bool = False
+) -> int | None:
     """Return ``value`` as int, or raise naming ``name`` and the bounds.
 
     ``None`` is returned only for ``value=None`` with ``allow_none=True``.
@@ -231,13 +231,28 @@ def check_bool(value: Any, name: str) -> bool:
 
 
 @overload
-def check_float(value: Any, name: str, *, low: float | None = ..., high: float | None = ...,
-                low_open: bool = ..., allow_none: Literal[False] = ...) -> float: ...
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
 @overload
-def check_float(value: Any, name: str, *, low: float | None = ..., high: float | None = ...,
-                low_open: bool = ..., allow_none: bool) -> float | None: ...
-def check_float(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, allow_none: bool = False) -> float | None:
+def check_float(
+    value: Any, name: str, *, low: float | None = ..., high: float | None = ..., low_open: bool = ..., allow_none: bool
+) -> float | None: ...
+def check_float(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
     """Return ``value`` as float, or raise naming ``name`` and the bounds.
 
     ``None`` is returned only for ``value=None`` with ``allow_none=True``.
@@ -317,15 +332,22 @@ def encode_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarr
     from sklearn.utils.multiclass import type_of_target
 
     if y is None:
-        raise InvalidInputError(f"{name}=None: this estimator requires y to be passed, but the target y is None; "
-                                f"expected ({n},) class labels")
+        raise InvalidInputError(
+            f"{name}=None: this estimator requires y to be passed, but the target y is None; "
+            f"expected ({n},) class labels"
+        )
     if _is_sparse(y):
-        raise InvalidInputError(f"{name} is a sparse {type(y).__name__}; sparse labels are not supported, "
-                                f"expected a dense ({n},) array")
+        raise InvalidInputError(
+            f"{name} is a sparse {type(y).__name__}; sparse labels are not supported, expected a dense ({n},) array"
+        )
     arr = np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
-        warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape of y "
-                      "to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=3)
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change the shape of y "
+            "to (n_samples, ), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
         arr = arr[:, 0]
     if arr.ndim != 1 or arr.shape[0] != n:
         raise InvalidInputError(f"{name} has shape {np.asarray(y).shape}; expected ({n},) labels, one per sample")
@@ -336,18 +358,25 @@ def encode_labels(y: Any, n: int, name: str = "y") -> tuple[np.ndarray, np.ndarr
     try:
         kind = type_of_target(arr)
     except TypeError:  # labels that cannot be sorted together
-        raise InvalidInputError(f"{name} mixes label types (strings and numbers); expected labels of one type") \
-            from None
+        raise InvalidInputError(
+            f"{name} mixes label types (strings and numbers); expected labels of one type"
+        ) from None
     if kind == "continuous":
-        raise InvalidInputError(f"{name} has continuous values (Unknown label type: continuous); expected class "
-                                "labels (integers, strings or booleans)")
+        raise InvalidInputError(
+            f"{name} has continuous values (Unknown label type: continuous); expected class "
+            "labels (integers, strings or booleans)"
+        )
     if kind not in ("binary", "multiclass"):
-        raise InvalidInputError(f"{name} has dtype {arr.dtype} (Unknown label type: {kind}); expected class labels "
-                                "(integers, strings or booleans)")
+        raise InvalidInputError(
+            f"{name} has dtype {arr.dtype} (Unknown label type: {kind}); expected class labels "
+            "(integers, strings or booleans)"
+        )
     classes, codes = np.unique(arr, return_inverse=True)
     if classes.size < 2:
-        raise InvalidInputError(f"{name} holds a single class ({classes.tolist()}), and one class cannot be "
-                                "learned; expected at least two classes")
+        raise InvalidInputError(
+            f"{name} holds a single class ({classes.tolist()}), and one class cannot be "
+            "learned; expected at least two classes"
+        )
     return codes.reshape(-1).astype(np.int64), classes
 
 
@@ -370,7 +399,8 @@ def as_input_array(x: Any, name: str = "X") -> np.ndarray:
     if _is_sparse(x):
         raise InvalidInputError(
             f"{name} is a sparse {type(x).__name__}: sparse input is not supported; expected a dense array "
-            f"({name}.toarray())")
+            f"({name}.toarray())"
+        )
     try:
         arr = np.asarray(x)
     except ValueError as exc:  # ragged nested lists
@@ -381,16 +411,19 @@ def as_input_array(x: Any, name: str = "X") -> np.ndarray:
         try:
             arr = arr.astype(np.float64)
         except TypeError as exc:
-            raise NonNumericInputError(f"{name} has dtype object and a value that is not a number ({exc}); "
-                                       "expected numeric values") from None
+            raise NonNumericInputError(
+                f"{name} has dtype object and a value that is not a number ({exc}); expected numeric values"
+            ) from None
         except ValueError as exc:
-            raise InvalidInputError(f"{name} has dtype object and a value that is not a number ({exc}); "
-                                    "expected numeric values") from None
+            raise InvalidInputError(
+                f"{name} has dtype object and a value that is not a number ({exc}); expected numeric values"
+            ) from None
     if arr.ndim < 2:
         raise InvalidInputError(
             f"{name} has shape {arr.shape}; expected rows (n, features) or images (n, H, W) / (n, C, H, W). "
             f"Reshape your data: {name}.reshape(-1, 1) for a single feature, {name}.reshape(1, -1) for a single "
-            "sample")
+            "sample"
+        )
     return arr
 
 

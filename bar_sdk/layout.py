@@ -26,8 +26,18 @@ DEFAULT_TARGET_SHARE = 0.625
 class TargetLayout:
     """Learned on the training data; turns any later X into target images."""
 
-    def __init__(self, kind: str, channels: int, target_hw: tuple[int, int], *, native_hw=None,
-                 native_channels=None, n_features=None, low=None, high=None):
+    def __init__(
+        self,
+        kind: str,
+        channels: int,
+        target_hw: tuple[int, int],
+        *,
+        native_hw=None,
+        native_channels=None,
+        n_features=None,
+        low=None,
+        high=None,
+    ):
         self.kind = kind
         self.channels = channels
         # (H, W) from the constructor's callers and saved layouts; a cast, so a saved value is read as before
@@ -45,8 +55,9 @@ class TargetLayout:
         return cls._fit_checked(_checked(as_input_array(X, "X")), input_shape, target_size, full_frame)
 
     @classmethod
-    def fit_transform(cls, X, input_shape, target_size=None, full_frame: bool = False,
-                      owner: str = "TargetLayout") -> tuple["TargetLayout", np.ndarray]:
+    def fit_transform(
+        cls, X, input_shape, target_size=None, full_frame: bool = False, owner: str = "TargetLayout"
+    ) -> tuple["TargetLayout", np.ndarray]:
         """:meth:`fit` and :meth:`transform` of the same ``X``, which is checked once."""
         arr = as_input_array(X, "X")
         checked = _checked(arr)
@@ -136,7 +147,9 @@ class TargetLayout:
         else:
             images = checked
             if images.shape[1] == 3 and self.channels == 1:
-                raise InvalidInputError(f"X has shape {shape} (3 channels); expected grey images for this one-channel model")
+                raise InvalidInputError(
+                    f"X has shape {shape} (3 channels); expected grey images for this one-channel model"
+                )
             # a layout saved before the channel count was kept checks the size only
             channels_differ = self.native_channels is not None and images.shape[1] != self.native_channels
             if self.native_hw is not None and (images.shape[2:] != self.native_hw or channels_differ):
@@ -151,17 +164,29 @@ class TargetLayout:
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def state(self) -> tuple[dict, dict]:
-        meta = {"kind": self.kind, "channels": self.channels, "target_hw": list(self.target_hw),
-                "native_hw": None if self.native_hw is None else list(self.native_hw),
-                "native_channels": self.native_channels,
-                "n_features": self.n_features}
+        meta = {
+            "kind": self.kind,
+            "channels": self.channels,
+            "target_hw": list(self.target_hw),
+            "native_hw": None if self.native_hw is None else list(self.native_hw),
+            "native_channels": self.native_channels,
+            "n_features": self.n_features,
+        }
         arrays = {} if self.low is None else {"layout.low": self.low, "layout.high": self.high}
         return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict) -> "TargetLayout":
-        return cls(meta["kind"], meta["channels"], tuple(meta["target_hw"]), native_hw=meta["native_hw"],
-                   native_channels=meta.get("native_channels"), n_features=meta["n_features"], low=arrays.get("layout.low"), high=arrays.get("layout.high"))
+        return cls(
+            meta["kind"],
+            meta["channels"],
+            tuple(meta["target_hw"]),
+            native_hw=meta["native_hw"],
+            native_channels=meta.get("native_channels"),
+            n_features=meta["n_features"],
+            low=arrays.get("layout.low"),
+            high=arrays.get("layout.high"),
+        )
 
 
 def _checked(arr: np.ndarray, tabular: bool | None = None) -> np.ndarray:
@@ -175,24 +200,32 @@ def _tabular(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.dtype == bool or arr.dtype.kind == "c":
         raise InvalidInputError(f"{name} has dtype {arr.dtype}; expected numeric features (n, features)")
     if arr.shape[0] == 0:
-        raise InvalidInputError(f"{name} has shape {arr.shape}: 0 sample(s) (shape={arr.shape}) while a minimum of "
-                                "1 is required; expected at least one row")
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}: 0 sample(s) (shape={arr.shape}) while a minimum of "
+            "1 is required; expected at least one row"
+        )
     if arr.shape[1] == 0:
-        raise InvalidInputError(f"{name} has shape {arr.shape}: 0 feature(s) (shape={arr.shape}) while a minimum of "
-                                "1 is required; expected at least one feature")
+        raise InvalidInputError(
+            f"{name} has shape {arr.shape}: 0 feature(s) (shape={arr.shape}) while a minimum of "
+            "1 is required; expected at least one feature"
+        )
     with np.errstate(over="ignore"):  # float128 beyond float64's range becomes inf, refused below
         values = arr.astype(np.float64)
     if not np.all(np.isfinite(values)):
-        raise InvalidInputError(f"{name} has NaN or infinite values (or values beyond float64's range); expected "
-                                "finite features")
+        raise InvalidInputError(
+            f"{name} has NaN or infinite values (or values beyond float64's range); expected finite features"
+        )
     return values
 
 
 def _size(target_size, h, w) -> tuple[int, int]:
     if isinstance(target_size, (int, np.integer)) and not isinstance(target_size, bool):
         size = (int(target_size), int(target_size))
-    elif isinstance(target_size, (tuple, list)) and len(target_size) == 2 and all(
-            isinstance(v, (int, np.integer)) for v in target_size):
+    elif (
+        isinstance(target_size, (tuple, list))
+        and len(target_size) == 2
+        and all(isinstance(v, (int, np.integer)) for v in target_size)
+    ):
         size = (int(target_size[0]), int(target_size[1]))
     else:
         raise InvalidInputError(f"target_size={target_size!r}; expected an int or a pair (height, width)")

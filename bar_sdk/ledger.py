@@ -123,8 +123,13 @@ class QueryLedger:
             self.mark_failed(n)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"max_queries": self.max_queries, "queries": self.queries, "calls": self.calls,
-                "failed": self.failed, "by_purpose": dict(self.by_purpose)}
+        return {
+            "max_queries": self.max_queries,
+            "queries": self.queries,
+            "calls": self.calls,
+            "failed": self.failed,
+            "by_purpose": dict(self.by_purpose),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.queries = int(state["queries"])
@@ -153,8 +158,9 @@ def refuse_non_finite(x: np.ndarray, name: str = "x") -> bool:
     lo, hi = x.min(), x.max()
     if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = int(x.size - np.count_nonzero(np.isfinite(x)))
-        raise NonFiniteImagesError(f"{name} has {bad} NaN or infinite values; expected finite images in [0, 1] "
-                                   "(nothing was sent)")
+        raise NonFiniteImagesError(
+            f"{name} has {bad} NaN or infinite values; expected finite images in [0, 1] (nothing was sent)"
+        )
     return bool(lo >= 0.0 and hi <= 1.0)
 
 
@@ -171,8 +177,13 @@ def checked_batch(x: Any, input_shape: tuple[int, ...]) -> bool:
     (a direct call, a copy, another thread's batch) is scanned as before.
     """
     mine = _CHECKED.get()
-    return (mine is not None and x is mine and x.dtype == np.float32 and x.flags.c_contiguous
-            and x.shape[1:] == tuple(input_shape))
+    return (
+        mine is not None
+        and x is mine
+        and x.dtype == np.float32
+        and x.flags.c_contiguous
+        and x.shape[1:] == tuple(input_shape)
+    )
 
 
 @contextlib.contextmanager
@@ -226,9 +237,7 @@ class MeteredModel:
         """Scores for ``x`` (float32 NCHW in [0, 1]), counted under ``purpose``."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != tuple(self.input_shape):
-            raise InvalidInputError(
-                f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})"
-            )
+            raise InvalidInputError(f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})")
         n = x.shape[0]
         if n == 0:
             return np.zeros((0, self.n_classes))
@@ -238,7 +247,7 @@ class MeteredModel:
         step = self.batch_size or n
         parts = []
         for start in range(0, n, step):
-            chunk = x[start:start + step]
+            chunk = x[start : start + step]
             self.ledger.reserve(len(chunk), purpose)
             try:
                 with _handing_over(chunk, in_range):
@@ -253,8 +262,9 @@ class MeteredModel:
     def has_gradients(self) -> bool:
         return has_gradients(self.model)
 
-    def log_proba_gradient(self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]],
-                           purpose: str = "white-box") -> tuple[float, np.ndarray]:
+    def log_proba_gradient(
+        self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]], purpose: str = "white-box"
+    ) -> tuple[float, np.ndarray]:
         """Exact gradients (white-box), counted like any other query."""
         if not self.has_gradients:
             raise InvalidInputError(

@@ -35,11 +35,11 @@ def focal_loss(p: np.ndarray, y: np.ndarray, weights: np.ndarray, gamma: float =
     w = weights[y]
     one_minus = 1.0 - py
     log_py = np.log(py)
-    loss = -w * one_minus ** gamma * log_py
+    loss = -w * one_minus**gamma * log_py
     if gamma == 0:
         dpy = -w / py
     else:
-        dpy = -w * (-gamma * one_minus ** (gamma - 1) * log_py + one_minus ** gamma / py)
+        dpy = -w * (-gamma * one_minus ** (gamma - 1) * log_py + one_minus**gamma / py)
     return loss, dpy
 
 
@@ -51,8 +51,9 @@ def cross_entropy(p: np.ndarray, y: np.ndarray, weights: np.ndarray, gamma: floa
 LOSSES = {"focal": focal_loss, "cross_entropy": cross_entropy}
 
 
-def loss_and_logp_gradient(scores: np.ndarray, mapping_matrix: np.ndarray, y: np.ndarray,
-                           weights: np.ndarray, loss: str, gamma: float):
+def loss_and_logp_gradient(
+    scores: np.ndarray, mapping_matrix: np.ndarray, y: np.ndarray, weights: np.ndarray, loss: str, gamma: float
+):
     """Mean loss over a batch and its gradient with respect to log-scores (white-box).
 
     ``scores`` are the model's probabilities (n, K). Chain:
@@ -71,8 +72,15 @@ def loss_and_logp_gradient(scores: np.ndarray, mapping_matrix: np.ndarray, y: np
     return float(per.mean()), dscores * scores
 
 
-def readout_loss_and_logp_gradient(scores: np.ndarray, readout, y: np.ndarray, weights: np.ndarray, loss: str,
-                                   gamma: float, rows: np.ndarray | None = None):
+def readout_loss_and_logp_gradient(
+    scores: np.ndarray,
+    readout,
+    y: np.ndarray,
+    weights: np.ndarray,
+    loss: str,
+    gamma: float,
+    rows: np.ndarray | None = None,
+):
     """As :func:`loss_and_logp_gradient`, with the target read by a readout of every source score.
 
     ``readout`` is a :class:`~bar_sdk.mapping.LogisticReadout` or a

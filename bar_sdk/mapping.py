@@ -14,8 +14,18 @@ import numpy as np
 
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["LabelMapping", "LogisticReadout", "CrossFittedReadout", "choose_readout_C", "readout_folds", "check_readout_folds", "random_mapping", "frequency_mapping", "check_mapping_size",
-           "source_frequencies"]
+__all__ = [
+    "LabelMapping",
+    "LogisticReadout",
+    "CrossFittedReadout",
+    "choose_readout_C",
+    "readout_folds",
+    "check_readout_folds",
+    "random_mapping",
+    "frequency_mapping",
+    "check_mapping_size",
+    "source_frequencies",
+]
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,7 @@ class LabelMapping:
 
     def describe(self) -> dict:
         names = self.source_names
-        return {str(t): [names[s] if names is not None else int(s) for s in src]
-                for t, src in enumerate(self.sources)}
+        return {str(t): [names[s] if names is not None else int(s) for s in src] for t, src in enumerate(self.sources)}
 
 
 #: the regularisation strengths (scikit-learn's C, an inverse L2 weight) a readout chooses from with ``C="auto"``
@@ -92,8 +101,9 @@ def _check_scores(scores, y, n_target):
     if y.shape != (len(scores),):
         raise InvalidInputError(f"y has shape {y.shape}; expected ({len(scores)},), one label per row of scores")
     if not np.array_equal(np.unique(y), np.arange(n_target)):
-        raise InvalidInputError(f"y has labels {np.unique(y).tolist()}; expected every label 0..{n_target - 1} "
-                                f"(n_target={n_target})")
+        raise InvalidInputError(
+            f"y has labels {np.unique(y).tolist()}; expected every label 0..{n_target - 1} (n_target={n_target})"
+        )
     return scores, y
 
 
@@ -130,7 +140,8 @@ def check_readout_folds(y: np.ndarray, n_target: int, folds: np.ndarray | None =
             raise InvalidInputError(
                 f"y has {np.sum(y == missing[0])} sample(s) of class {missing[0]}, all in fold {j} of the "
                 f"{folds.max() + 1} folds (row i is in fold i % {folds.max() + 1}); expected every class outside "
-                "every fold: give more samples of it, or use a mapping other than 'logistic'")
+                "every fold: give more samples of it, or use a mapping other than 'logistic'"
+            )
 
 
 #: the solver tolerance of the fold fits (choosing C, training through them): ten times scikit-learn's default,
@@ -141,12 +152,14 @@ FOLD_TOL = 1e-3
 def _fold_fits(features, y, n_target, folds, C):
     """One linear fit per fold, each on the rows outside it."""
     check_readout_folds(y, n_target, folds)
-    return [_fit_linear(features[folds != j], y[folds != j], n_target, C, FOLD_TOL)
-            for j in range(int(folds.max()) + 1)]
+    return [
+        _fit_linear(features[folds != j], y[folds != j], n_target, C, FOLD_TOL) for j in range(int(folds.max()) + 1)
+    ]
 
 
-def choose_readout_C(scores: np.ndarray, y: np.ndarray, n_target: int, folds: np.ndarray | None = None,
-                     grid=READOUT_C_GRID) -> float:
+def choose_readout_C(
+    scores: np.ndarray, y: np.ndarray, n_target: int, folds: np.ndarray | None = None, grid=READOUT_C_GRID
+) -> float:
     """The C of ``grid`` whose out-of-fold readouts give the lowest class-weighted log-loss (no queries)."""
     scores, y = _check_scores(scores, y, n_target)
     features = _features(scores)
@@ -249,8 +262,9 @@ class CrossFittedReadout:
     FLOOR = LogisticReadout.FLOOR
 
     @classmethod
-    def fit(cls, scores: np.ndarray, y: np.ndarray, n_target: int, C: float | str = "auto",
-            n_folds: int = READOUT_FOLDS) -> "CrossFittedReadout":
+    def fit(
+        cls, scores: np.ndarray, y: np.ndarray, n_target: int, C: float | str = "auto", n_folds: int = READOUT_FOLDS
+    ) -> "CrossFittedReadout":
         scores, y = _check_scores(scores, y, n_target)
         folds = readout_folds(len(y), n_folds)
         if C == "auto":
@@ -289,8 +303,9 @@ def check_mapping_size(n_source: int, n_target: int, per_class: int) -> None:
         )
 
 
-def random_mapping(n_source: int, n_target: int, per_class: int, rng: np.random.Generator,
-                   source_names=None) -> LabelMapping:
+def random_mapping(
+    n_source: int, n_target: int, per_class: int, rng: np.random.Generator, source_names=None
+) -> LabelMapping:
     """``per_class`` distinct random source labels per target class."""
     check_mapping_size(n_source, n_target, per_class)
     chosen = rng.permutation(n_source)[: n_target * per_class]

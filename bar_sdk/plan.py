@@ -42,7 +42,7 @@ from bar_sdk.errors import InvalidInputError
 
 __all__ = ["QueryPlan", "plan_bar", "plan_audit"]
 
-_SCORE_CHUNK = 4096   # score_programs' chunk: images per call
+_SCORE_CHUNK = 4096  # score_programs' chunk: images per call
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,15 @@ class QueryPlan:
             lines.append(f"training steps: {self.steps:,}")
         lines.append(f"{self.max_batch} image(s) per request at most")
         if self.dollars is not None:
-            lines.append(f"cost: ${self.dollars:,.2f} at ${self.price_per_query:g} per image (at most: cached "
-                         "images are not billed)")
+            lines.append(
+                f"cost: ${self.dollars:,.2f} at ${self.price_per_query:g} per image (at most: cached "
+                "images are not billed)"
+            )
         if self.hours is not None:
-            lines.append(f"time: {self.hours:,.2f} h at {self.rate_limit:g} requests/s (at least: throttles "
-                         "and retries add to it)")
+            lines.append(
+                f"time: {self.hours:,.2f} h at {self.rate_limit:g} requests/s (at least: throttles "
+                "and retries add to it)"
+            )
         lines += self.notes
         return "\n".join(lines)
 
@@ -119,8 +123,15 @@ def _score_calls(n_images: int, n_programs: int) -> list[int]:
     return [min(per_program, n_images - s) * n_programs for s in range(0, n_images, per_program)]
 
 
-def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None = None,
-             rate_limit: float | None = None, max_batch: int | None = None) -> QueryPlan:
+def plan_bar(
+    clf: Any,
+    X: Any,
+    *,
+    n_eval: int = 0,
+    price_per_query: float | None = None,
+    rate_limit: float | None = None,
+    max_batch: int | None = None,
+) -> QueryPlan:
     """The plan of ``clf.fit(X, y)`` followed by ``clf.predict`` on ``n_eval`` samples.
 
     Parameters
@@ -160,8 +171,10 @@ def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None
     mapping = 0 if clf.mapping == "random" else n
     readout = n if clf.readout == "logistic" else 0
     if clf.max_queries is not None and clf.max_queries < mapping + step_cost + readout:
-        raise InvalidInputError(f"max_queries={clf.max_queries} is too small for one step (fit would refuse): mapping "
-                         f"{mapping} + one step {step_cost} + readout {readout}")
+        raise InvalidInputError(
+            f"max_queries={clf.max_queries} is too small for one step (fit would refuse): mapping "
+            f"{mapping} + one step {step_cost} + readout {readout}"
+        )
     from bar_sdk.reprogram_setup import DEFAULT_EPOCHS
 
     epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
@@ -176,20 +189,38 @@ def plan_bar(clf: Any, X: Any, *, n_eval: int = 0, price_per_query: float | None
         spent += b * evaluations
         steps += 1
         pos = 0 if pos + batch >= n else pos + batch
-    calls = {"mapping": _score_calls(mapping, 1) if mapping else [], "train": train_calls,
-             "readout": [min(clf.READOUT_CHUNK, readout - s) for s in range(0, readout, clf.READOUT_CHUNK)],
-             "predict": _score_calls(n_eval, 1) if n_eval else []}
+    calls = {
+        "mapping": _score_calls(mapping, 1) if mapping else [],
+        "train": train_calls,
+        "readout": [min(clf.READOUT_CHUNK, readout - s) for s in range(0, readout, clf.READOUT_CHUNK)],
+        "predict": _score_calls(n_eval, 1) if n_eval else [],
+    }
     notes = []
     if getattr(clf, "surrogate", None) is not None:
         notes.append("the surrogate's own queries are free (local) and not counted here")
-    return QueryPlan(queries_by_phase={k: sum(v) for k, v in calls.items()},
-                     requests_by_phase={k: _requests(v, max_batch) for k, v in calls.items()}, steps=steps,
-                     price_per_query=price_per_query, rate_limit=rate_limit, max_batch=max_batch, notes=notes)
+    return QueryPlan(
+        queries_by_phase={k: sum(v) for k, v in calls.items()},
+        requests_by_phase={k: _requests(v, max_batch) for k, v in calls.items()},
+        steps=steps,
+        price_per_query=price_per_query,
+        rate_limit=rate_limit,
+        max_batch=max_batch,
+        notes=notes,
+    )
 
 
-def plan_audit(model: Any, n_samples: int, *, attacks: Any = "auto", eps: Any = (0.01, 0.02, 0.05),
-               norm: str = "linf", max_queries: int = 1000, price_per_query: float | None = None,
-               rate_limit: float | None = None, max_batch: int | None = None) -> QueryPlan:
+def plan_audit(
+    model: Any,
+    n_samples: int,
+    *,
+    attacks: Any = "auto",
+    eps: Any = (0.01, 0.02, 0.05),
+    norm: str = "linf",
+    max_queries: int = 1000,
+    price_per_query: float | None = None,
+    rate_limit: float | None = None,
+    max_batch: int | None = None,
+) -> QueryPlan:
     """Upper bounds on what ``bar_sdk.audit(model, x, y, ...)`` sends for ``n_samples`` images.
 
     Every attack run (one per attack and ``eps``) spends at most ``max_queries``
@@ -220,8 +251,10 @@ def plan_audit(model: Any, n_samples: int, *, attacks: Any = "auto", eps: Any = 
         for e in eps_list:
             attack = _build(spec, model, norm, e, max_queries, 0)
             if isinstance(attack, UniversalPerturbation):
-                raise InvalidInputError("attacks holds a UniversalPerturbation, whose max_queries is a total for the "
-                                        "whole run, not per image; plan_audit does not bound it")
+                raise InvalidInputError(
+                    "attacks holds a UniversalPerturbation, whose max_queries is a total for the "
+                    "whole run, not per image; plan_audit does not bound it"
+                )
             key = f"{_name(spec)}@{e:g}"
             if type(attack).access == "gradient":
                 queries[key] = requests[key] = 0
@@ -235,5 +268,12 @@ def plan_audit(model: Any, n_samples: int, *, attacks: Any = "auto", eps: Any = 
                 total = min(total, total_cap)
             queries[key] = total
             requests[key] = min(rounds * math.ceil(n_samples / max_batch), total)
-    return QueryPlan(queries_by_phase=queries, requests_by_phase=requests, steps=0,
-                     price_per_query=price_per_query, rate_limit=rate_limit, max_batch=max_batch, notes=notes)
+    return QueryPlan(
+        queries_by_phase=queries,
+        requests_by_phase=requests,
+        steps=0,
+        price_per_query=price_per_query,
+        rate_limit=rate_limit,
+        max_batch=max_batch,
+        notes=notes,
+    )

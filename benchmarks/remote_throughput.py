@@ -47,8 +47,11 @@ def parse_args(argv=None):
     p.add_argument("--server-burst", type=int, default=4)
     p.add_argument("--overhead-shapes", default="1,28,28;3,224,224")
     p.add_argument("--overhead-reps", type=int, default=200)
-    p.add_argument("--stage-shapes", default="1,28,28;3,224,224;3,512,512",
-                   help="shapes of the per-stage client timing ('' to skip)")
+    p.add_argument(
+        "--stage-shapes",
+        default="1,28,28;3,224,224;3,512,512",
+        help="shapes of the per-stage client timing ('' to skip)",
+    )
     p.add_argument("--stage-reps", type=int, default=60)
     p.add_argument("--batch", type=int, default=32, help="images per request in the batched client-path timing")
     p.add_argument("--markdown-from", default=None, help="rewrite the markdown of this results JSON, run nothing")
@@ -69,14 +72,23 @@ def throughput_run(args, mode):
     faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, retry_after=1, random_state=args.seed)
     with serve(model, rate_limit=args.rate, burst=args.server_burst, faults=faults) as server:
         remote = RemoteModel.from_preset(
-            "clarifai", base_url=server.base_url, api_key=server.api_key, model_id="demo", labels=list(model.labels),
-            input_shape=shape, batch_size=args.images_per_request, rate_limit=args.rate, burst=1,
-            max_concurrency=args.concurrency, retry=RetryPolicy(max_attempts=10, random_state=args.seed))
+            "clarifai",
+            base_url=server.base_url,
+            api_key=server.api_key,
+            model_id="demo",
+            labels=list(model.labels),
+            input_shape=shape,
+            batch_size=args.images_per_request,
+            rate_limit=args.rate,
+            burst=1,
+            max_concurrency=args.concurrency,
+            retry=RetryPolicy(max_attempts=10, random_state=args.seed),
+        )
         error = None
         start = time.perf_counter()
         try:
             p = asyncio.run(remote.apredict_proba(x)) if mode == "async" else remote.predict_proba(x)
-        except Exception as exc:   # a lost query: reported, not hidden
+        except Exception as exc:  # a lost query: reported, not hidden
             p, error = None, f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - start
         stats = server.stats()
@@ -88,13 +100,25 @@ def throughput_run(args, mode):
     led = remote.ledger
     answered_requests = stats.answered
     return {
-        "mode": mode, "rate_limit_rps": args.rate, "requests": n_requests, "images": len(x),
-        "elapsed_s": round(elapsed, 3), "throughput_rps": round(answered_requests / elapsed, 3),
+        "mode": mode,
+        "rate_limit_rps": args.rate,
+        "requests": n_requests,
+        "images": len(x),
+        "elapsed_s": round(elapsed, 3),
+        "throughput_rps": round(answered_requests / elapsed, 3),
         "fraction_of_rate": round(answered_requests / elapsed / args.rate, 4),
-        "lost_queries": lost, "error": error,
-        "billed_client": led.billed, "billed_server": stats.billed, "billed_match": led.billed == stats.billed,
-        "client": {"attempts": led.attempts, "requests": led.requests, "retries": led.retries,
-                   "throttled": led.throttled, "failures": led.failures},
+        "lost_queries": lost,
+        "error": error,
+        "billed_client": led.billed,
+        "billed_server": stats.billed,
+        "billed_match": led.billed == stats.billed,
+        "client": {
+            "attempts": led.attempts,
+            "requests": led.requests,
+            "retries": led.retries,
+            "throttled": led.throttled,
+            "failures": led.failures,
+        },
         "server": stats.as_dict(),
     }
 
@@ -130,21 +154,39 @@ def overhead_run(args, shape):
     # The whole client path without network or server: a MockTransport answering a canned body.
     canned = json.dumps(ClarifaiShape().ok([[(name, 0.1) for name in labels]], {"model_id": "demo"})).encode()
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=canned)))
-    remote = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key="k", model_id="demo",
-                                     labels=labels, input_shape=shape, client=client)
-    fresh = rng.random((reps, 1, *shape)).astype(np.float32)    # a new image each time: cache misses
+    remote = RemoteModel.from_preset(
+        "clarifai",
+        base_url="https://api.example.com",
+        api_key="k",
+        model_id="demo",
+        labels=labels,
+        input_shape=shape,
+        client=client,
+    )
+    fresh = rng.random((reps, 1, *shape)).astype(np.float32)  # a new image each time: cache misses
     it = iter(fresh)
     client_path = median_us(lambda: remote.predict_proba(next(it)), reps)
     with serve(model) as server:
-        live = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key,
-                                       model_id="demo", labels=labels, input_shape=shape)
+        live = RemoteModel.from_preset(
+            "clarifai",
+            base_url=server.base_url,
+            api_key=server.api_key,
+            model_id="demo",
+            labels=labels,
+            input_shape=shape,
+        )
         fresh2 = iter(rng.random((reps + 5, 1, *shape)).astype(np.float32))
         for _ in range(5):
             live.predict_proba(next(fresh2))
         roundtrip = median_us(lambda: live.predict_proba(next(fresh2)), reps)
         live.close()
-    return {"shape": list(shape), "bare_model_us": round(bare, 1), "encode_png_us": round(encode, 1),
-            "client_path_us": round(client_path, 1), "loopback_roundtrip_us": round(roundtrip, 1)}
+    return {
+        "shape": list(shape),
+        "bare_model_us": round(bare, 1),
+        "encode_png_us": round(encode, 1),
+        "client_path_us": round(client_path, 1),
+        "loopback_roundtrip_us": round(roundtrip, 1),
+    }
 
 
 def _canned_clarifai(labels, n):
@@ -153,21 +195,39 @@ def _canned_clarifai(labels, n):
 
 def _canned_open_inference(labels, n):
     scores = np.full((n, len(labels)), 1.0 / len(labels), np.float32)
-    body, n_header = encode_tensors({"model_name": "demo"}, "outputs", [
-        ({"name": "probabilities", "datatype": "FP32", "shape": [n, len(labels)]}, scores)], binary=True)
+    body, n_header = encode_tensors(
+        {"model_name": "demo"},
+        "outputs",
+        [({"name": "probabilities", "datatype": "FP32", "shape": [n, len(labels)]}, scores)],
+        binary=True,
+    )
     return body, {HEADER_LENGTH: str(n_header)}
 
 
 def _stage_model(preset_name, labels, shape, canned, headers, max_batch):
-    client = httpx.Client(transport=httpx.MockTransport(
-        lambda r: httpx.Response(200, content=canned, headers=headers)))
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=canned, headers=headers)))
     if preset_name == "clarifai":
         options = dict(model_id="demo", batch_size=max_batch, api_key="k")
     else:
-        options = dict(model_name="demo", input_name="input", datatype="FP32", layout="NCHW",
-                       output_name="probabilities", binary=True, wait_ready=False, max_batch=max_batch)
-    return RemoteModel.from_preset(preset_name, base_url="https://api.example.com", labels=labels,
-                                   input_shape=shape, client=client, max_concurrency=4, **options)
+        options = dict(
+            model_name="demo",
+            input_name="input",
+            datatype="FP32",
+            layout="NCHW",
+            output_name="probabilities",
+            binary=True,
+            wait_ready=False,
+            max_batch=max_batch,
+        )
+    return RemoteModel.from_preset(
+        preset_name,
+        base_url="https://api.example.com",
+        labels=labels,
+        input_shape=shape,
+        client=client,
+        max_concurrency=4,
+        **options,
+    )
 
 
 def stage_run(args, shape, preset_name):
@@ -208,14 +268,18 @@ def stage_run(args, shape, preset_name):
     batch.predict_proba(fresh_n[0])
     whole_batch = cpu_each(batch.predict_proba, fresh_n[1:]) / n
     batch.close()
-    return {"shape": list(shape), "preset": preset_name,
-            "stages_us": {k: round(v, 1) for k, v in stages.items()},
-            "stages_sum_us": round(sum(stages.values()), 1),
-            "whole_path_us": round(whole, 1), "whole_path_wall_us": round(whole_wall, 1),
-            "fixed_overhead_us": round(whole - sum(stages.values()), 1),
-            "quantise_plus_hash_us": round(stages["quantise"] + stages["hash"], 1),
-            "ratio_to_quantise_plus_hash": round(whole / (stages["quantise"] + stages["hash"]), 2),
-            f"whole_path_batch{n}_per_image_us": round(whole_batch, 1)}
+    return {
+        "shape": list(shape),
+        "preset": preset_name,
+        "stages_us": {k: round(v, 1) for k, v in stages.items()},
+        "stages_sum_us": round(sum(stages.values()), 1),
+        "whole_path_us": round(whole, 1),
+        "whole_path_wall_us": round(whole_wall, 1),
+        "fixed_overhead_us": round(whole - sum(stages.values()), 1),
+        "quantise_plus_hash_us": round(stages["quantise"] + stages["hash"], 1),
+        "ratio_to_quantise_plus_hash": round(whole / (stages["quantise"] + stages["hash"]), 2),
+        f"whole_path_batch{n}_per_image_us": round(whole_batch, 1),
+    }
 
 
 def write_markdown(result, path):
@@ -250,7 +314,8 @@ def throughput_markdown(result):
         lines.append(
             f"| {r['mode']} | {r['elapsed_s']:.1f} | {r['throughput_rps']:.2f} | {r['fraction_of_rate']:.1%} | "
             f"{r['lost_queries']} | {r['billed_client']} | {r['billed_server']} | {r['client']['retries']} | "
-            f"{r['client']['throttled']} | {r['server']['injected']['500']} |")
+            f"{r['client']['throttled']} | {r['server']['injected']['500']} |"
+        )
     return lines + [
         "",
         f"At exactly R the {rows[0]['requests']} requests would take {rows[0]['requests'] / cfg['rate']:.1f} s; "
@@ -271,10 +336,16 @@ def overhead_markdown(result):
         "|---|---|---|---|---|",
     ]
     for o in result["overhead"]:
-        lines.append(f"| {'x'.join(map(str, o['shape']))} | {o['bare_model_us']:.0f} | {o['encode_png_us']:.0f} | "
-                     f"{o['client_path_us']:.0f} | {o['loopback_roundtrip_us']:.0f} |")
-    return lines + ["", "The whole client path is quantise, hash, cache lookup, PNG + base64, request, parse, label "
-                    "mapping and ledger, with an httpx MockTransport in place of the network.", ""]
+        lines.append(
+            f"| {'x'.join(map(str, o['shape']))} | {o['bare_model_us']:.0f} | {o['encode_png_us']:.0f} | "
+            f"{o['client_path_us']:.0f} | {o['loopback_roundtrip_us']:.0f} |"
+        )
+    return lines + [
+        "",
+        "The whole client path is quantise, hash, cache lookup, PNG + base64, request, parse, label "
+        "mapping and ledger, with an httpx MockTransport in place of the network.",
+        "",
+    ]
 
 
 def stage_markdown(result):
@@ -299,11 +370,16 @@ def stage_markdown(result):
             f"{st['encode']:.0f} | {st['request_build']:.0f} | {st['parse']:.0f} | {r['stages_sum_us']:.0f} | "
             f"{r['whole_path_us']:.0f} | {r.get('whole_path_wall_us', float('nan')):.0f} | "
             f"{r['fixed_overhead_us']:.0f} | {r['ratio_to_quantise_plus_hash']:.1f}x | "
-            f"{r[f'whole_path_batch{n}_per_image_us']:.0f} |")
-    lines += ["", "Stages: quantise to 8 bits; sha256 cache key; PNG (clarifai; none for the tensor protocol); the "
-              "preset's request (base64 + JSON, or the binary tensor body); the preset's parse and the label "
-              "mapping. Fixed overhead = whole path minus the stages: httpx, the cache lookup and write, the "
-              "ledger, retries' bookkeeping, single flight.", ""]
+            f"{r[f'whole_path_batch{n}_per_image_us']:.0f} |"
+        )
+    lines += [
+        "",
+        "Stages: quantise to 8 bits; sha256 cache key; PNG (clarifai; none for the tensor protocol); the "
+        "preset's request (base64 + JSON, or the binary tensor body); the preset's parse and the label "
+        "mapping. Fixed overhead = whole path minus the stages: httpx, the cache lookup and write, the "
+        "ledger, retries' bookkeeping, single flight.",
+        "",
+    ]
     return lines
 
 
@@ -316,13 +392,26 @@ def main(argv=None):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     result = {
         "command": "python benchmarks/remote_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "config": {"rate": args.rate, "seconds": args.seconds, "fault_429": args.fault_429,
-                   "fault_500": args.fault_500, "concurrency": args.concurrency,
-                   "images_per_request": args.images_per_request, "shape": args.shape,
-                   "server_burst": args.server_burst, "seed": args.seed, "batch": args.batch},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "loadavg": [round(v, 2) for v in os.getloadavg()]},
-        "throughput": [], "overhead": [], "stages": [],
+        "config": {
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "fault_429": args.fault_429,
+            "fault_500": args.fault_500,
+            "concurrency": args.concurrency,
+            "images_per_request": args.images_per_request,
+            "shape": args.shape,
+            "server_burst": args.server_burst,
+            "seed": args.seed,
+            "batch": args.batch,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg": [round(v, 2) for v in os.getloadavg()],
+        },
+        "throughput": [],
+        "overhead": [],
+        "stages": [],
     }
     for text in filter(None, args.stage_shapes.split(";")):
         for preset_name in ("clarifai", "open_inference"):
@@ -331,8 +420,11 @@ def main(argv=None):
             result["stages"].append(row)
     for mode in filter(None, args.modes.split(",")):
         row = throughput_run(args, mode)
-        print(f"{mode}: {row['throughput_rps']:.2f} req/s = {row['fraction_of_rate']:.1%} of R, lost "
-              f"{row['lost_queries']}, billed {row['billed_client']} (server {row['billed_server']})", flush=True)
+        print(
+            f"{mode}: {row['throughput_rps']:.2f} req/s = {row['fraction_of_rate']:.1%} of R, lost "
+            f"{row['lost_queries']}, billed {row['billed_client']} (server {row['billed_server']})",
+            flush=True,
+        )
         result["throughput"].append(row)
     for text in filter(None, args.overhead_shapes.split(";")):
         row = overhead_run(args, shape_of(text))
@@ -342,8 +434,9 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, out.with_suffix(".md"))
-    ok = all(r["fraction_of_rate"] >= 0.9 and r["lost_queries"] == 0 and r["billed_match"]
-             for r in result["throughput"])
+    ok = all(
+        r["fraction_of_rate"] >= 0.9 and r["lost_queries"] == 0 and r["billed_match"] for r in result["throughput"]
+    )
     return 0 if ok else 1
 
 

@@ -30,32 +30,64 @@ import time
 import common  # first: pins torch to one thread
 import numpy as np
 import torch
-
-from bar_sdk.adapters import TopK
-from bar_sdk.reprogram import BARClassifier
 from lite0 import lite0
 from reprogram_medmnist import PAPER, grey_frame_readout, run_scratch
 
+from bar_sdk.adapters import TopK
+from bar_sdk.reprogram import BARClassifier
+
 NAME = "reprogram_imagenet"
 RESULTS = common.RESULTS_DIR / f"{NAME}.json"
-PARTS = ("grey", "grey_auto", "grey_topk", "default", "logistic", "mapping_readout", "topk", "topk_logistic",
-         "paper", "white_box", "white_box_logistic", "probe", "finetune", "scratch", "lite1", "lite2")
-METHODS = {"grey": "grey frame + logistic readout (no program)",
-           "grey_auto": "grey frame + logistic readout, C by cross-validation (no program)",
-           "grey_topk": "grey frame + logistic readout, top-10 answers (no program)",
-           "default": "BAR, SDK default",
-           "logistic": "BAR, trained through cross-fitted readouts (mapping=\"logistic\")",
-           "topk_logistic": "BAR, mapping=\"logistic\", top-10 answers",
-           "white_box_logistic": "white-box reprogramming, mapping=\"logistic\"",
-           "finetune": "fine-tuning Lite0's last block and head (white box)",
-           "lite1": "BAR, SDK default, EfficientNet-Lite1 as the black box",
-           "lite2": "BAR, SDK default, EfficientNet-Lite2 as the black box",
-           "mapping_readout": "BAR, SDK default read through the label mapping (the default before)",
-           "topk": "BAR, SDK default, top-10 answers", "paper": "BAR, paper settings",
-           "white_box": "white-box reprogramming (default program)", "probe": "linear probe (Lite0 features)",
-           "scratch": "SmallCNN from scratch"}
-SEEDED = {"default", "logistic", "mapping_readout", "topk", "topk_logistic", "paper", "white_box",
-          "white_box_logistic", "finetune", "scratch", "lite1", "lite2"}
+PARTS = (
+    "grey",
+    "grey_auto",
+    "grey_topk",
+    "default",
+    "logistic",
+    "mapping_readout",
+    "topk",
+    "topk_logistic",
+    "paper",
+    "white_box",
+    "white_box_logistic",
+    "probe",
+    "finetune",
+    "scratch",
+    "lite1",
+    "lite2",
+)
+METHODS = {
+    "grey": "grey frame + logistic readout (no program)",
+    "grey_auto": "grey frame + logistic readout, C by cross-validation (no program)",
+    "grey_topk": "grey frame + logistic readout, top-10 answers (no program)",
+    "default": "BAR, SDK default",
+    "logistic": 'BAR, trained through cross-fitted readouts (mapping="logistic")',
+    "topk_logistic": 'BAR, mapping="logistic", top-10 answers',
+    "white_box_logistic": 'white-box reprogramming, mapping="logistic"',
+    "finetune": "fine-tuning Lite0's last block and head (white box)",
+    "lite1": "BAR, SDK default, EfficientNet-Lite1 as the black box",
+    "lite2": "BAR, SDK default, EfficientNet-Lite2 as the black box",
+    "mapping_readout": "BAR, SDK default read through the label mapping (the default before)",
+    "topk": "BAR, SDK default, top-10 answers",
+    "paper": "BAR, paper settings",
+    "white_box": "white-box reprogramming (default program)",
+    "probe": "linear probe (Lite0 features)",
+    "scratch": "SmallCNN from scratch",
+}
+SEEDED = {
+    "default",
+    "logistic",
+    "mapping_readout",
+    "topk",
+    "topk_logistic",
+    "paper",
+    "white_box",
+    "white_box_logistic",
+    "finetune",
+    "scratch",
+    "lite1",
+    "lite2",
+}
 THREADS = 2
 
 
@@ -63,8 +95,12 @@ def tasks(names):
     out = {k: v for k, v in common.medmnist_tasks(common.DEFAULT_DATA_DIR, "test").items() if k in names}
     if "brain_tumor_mri" in names:
         with np.load(common.DEFAULT_DATA_DIR / "brain_tumor_mri_64.npz") as f:
-            Xtr, ytr, Xte, yte = (f["train_images"], f["train_labels"].ravel(), f["test_images"],
-                                  f["test_labels"].ravel())
+            Xtr, ytr, Xte, yte = (
+                f["train_images"],
+                f["train_labels"].ravel(),
+                f["test_images"],
+                f["test_labels"].ravel(),
+            )
         seen = {x.tobytes() for x in Xtr}
         keep = np.array([x.tobytes() not in seen for x in Xte])  # test images that also occur in train dropped
         out["brain_tumor_mri"] = ((Xtr, ytr.astype(np.int64)), (Xte[keep], yte[keep].astype(np.int64)))
@@ -82,6 +118,7 @@ def metrics(y, proba):
 def torch_lite0(size):
     """Lite0 with gradients (white-box rows): the zoo's torch backend."""
     from bar_sdk.adapters.zoo import imagenet_model
+
     return imagenet_model("efficientnet-lite0", backend="torch", image_size=size)
 
 
@@ -89,15 +126,24 @@ def bar(task, part, model, train, test, budget, seed, **params):
     started = time.perf_counter()
     clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(*train)
     seconds = time.perf_counter() - started
-    return {"task": task, "part": part, "method": METHODS[part], "budget": budget, "seed": seed,
-            "fit_queries": clf.queries_, "fit_seconds": seconds, "steps": clf.n_steps_,
-            **metrics(test[1], clf.predict_proba(test[0]))}
+    return {
+        "task": task,
+        "part": part,
+        "method": METHODS[part],
+        "budget": budget,
+        "seed": seed,
+        "fit_queries": clf.queries_,
+        "fit_seconds": seconds,
+        "steps": clf.n_steps_,
+        **metrics(test[1], clf.predict_proba(test[0])),
+    }
 
 
 def black_box(size, name="efficientnet-lite0"):
     if name == "efficientnet-lite0":
         return lite0(size, threads=THREADS)
     from bar_sdk.adapters.zoo import imagenet_model
+
     return imagenet_model(name, backend="onnx", image_size=size, threads=THREADS, batch_size=64)
 
 
@@ -105,14 +151,17 @@ def grey_auto(model, Xtr, ytr):
     """The grey frame's readout with C chosen by cross-validation, as ``mapping="logistic"`` chooses it."""
     from bar_sdk.ledger import MeteredModel, QueryLedger
     from bar_sdk.mapping import LogisticReadout
+
     layout, program = build(model, Xtr)
     grey = np.zeros((1, program.n_params))
 
     def frames(X):
         return program.apply(grey, program.embed(layout.transform(X)))
+
     metered = MeteredModel(model, QueryLedger())
-    readout = LogisticReadout.fit(metered.predict_proba(frames(Xtr), purpose="readout"), ytr, int(ytr.max()) + 1,
-                                  C="auto")
+    readout = LogisticReadout.fit(
+        metered.predict_proba(frames(Xtr), purpose="readout"), ytr, int(ytr.max()) + 1, C="auto"
+    )
     return (lambda X: readout.proba(model.predict_proba(frames(X)))), metered.ledger.queries
 
 
@@ -124,11 +173,21 @@ def run_part(part, task, train, test, budgets, paper_budget, seed, size):
     if part in ("grey", "grey_auto", "grey_topk"):
         started = time.perf_counter()
         model = TopK(lite0(size, threads=THREADS), 10) if part == "grey_topk" else lite0(size, threads=THREADS)
-        proba, queries = (grey_auto if part == "grey_auto" else
-                          lambda m, X, y: grey_frame_readout(m, X, y, {}))(model, *train)
-        return [{"task": task, "part": part, "method": METHODS[part], "budget": queries, "seed": None,
-                 "fit_queries": queries, "fit_seconds": time.perf_counter() - started, **metrics(test[1],
-                                                                                               proba(test[0]))}]
+        proba, queries = (grey_auto if part == "grey_auto" else lambda m, X, y: grey_frame_readout(m, X, y, {}))(
+            model, *train
+        )
+        return [
+            {
+                "task": task,
+                "part": part,
+                "method": METHODS[part],
+                "budget": queries,
+                "seed": None,
+                "fit_queries": queries,
+                "fit_seconds": time.perf_counter() - started,
+                **metrics(test[1], proba(test[0])),
+            }
+        ]
     lite = lite0(size, threads=THREADS)
     if part == "default":
         return [bar(task, part, lite, train, test, b, seed) for b in budgets]
@@ -145,8 +204,9 @@ def run_part(part, task, train, test, budgets, paper_budget, seed, size):
     if part == "white_box":
         return [bar(task, part, torch_lite0(size), train, test, min(budgets), seed, estimator="exact")]
     if part == "white_box_logistic":
-        return [bar(task, part, torch_lite0(size), train, test, min(budgets), seed, estimator="exact",
-                    mapping="logistic")]
+        return [
+            bar(task, part, torch_lite0(size), train, test, min(budgets), seed, estimator="exact", mapping="logistic")
+        ]
     if part in ("lite1", "lite2"):
         return [bar(task, part, black_box(size, f"efficientnet-{part}"), train, test, min(budgets), seed)]
     if part == "finetune":
@@ -164,9 +224,10 @@ def probe(task, train, test, size):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from bar_sdk.program import resize_images
 
     from bar_sdk.adapters.zoo import imagenet_module
+    from bar_sdk.program import resize_images
+
     net = imagenet_module("efficientnet-lite0", size)
 
     def feats(X):
@@ -174,15 +235,24 @@ def probe(task, train, test, size):
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), 32):
-                f = net.extract_features(torch.from_numpy((x[i:i + 32] * 255 - 127) / 128))
+                f = net.extract_features(torch.from_numpy((x[i : i + 32] * 255 - 127) / 128))
                 out.append(f.mean((2, 3)).numpy())
         return np.concatenate(out)
+
     started = time.perf_counter()
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, class_weight="balanced", max_iter=3000))
     clf.fit(feats(train[0]), train[1])
-    return {"task": task, "part": "probe", "method": METHODS["probe"], "budget": None, "seed": None,
-            "fit_queries": None, "fit_seconds": time.perf_counter() - started, "C": 0.01,
-            **metrics(test[1], clf.predict_proba(feats(test[0])))}
+    return {
+        "task": task,
+        "part": "probe",
+        "method": METHODS["probe"],
+        "budget": None,
+        "seed": None,
+        "fit_queries": None,
+        "fit_seconds": time.perf_counter() - started,
+        "C": 0.01,
+        **metrics(test[1], clf.predict_proba(feats(test[0]))),
+    }
 
 
 def finetune(task, train, test, size, seed, epochs=30, lr=1e-3):
@@ -194,6 +264,7 @@ def finetune(task, train, test, size, seed, epochs=30, lr=1e-3):
     """
     from bar_sdk.adapters.zoo import imagenet_module
     from bar_sdk.program import resize_images
+
     torch.manual_seed(seed)
     net = imagenet_module("efficientnet-lite0", size).eval()
     k = int(train[1].max()) + 1
@@ -203,12 +274,13 @@ def finetune(task, train, test, size, seed, epochs=30, lr=1e-3):
         out = []
         with torch.inference_mode():
             for i in range(0, len(x), 32):
-                h = torch.from_numpy((x[i:i + 32] * 255 - 127) / 128)
+                h = torch.from_numpy((x[i : i + 32] * 255 - 127) / 128)
                 h = net._swish(net._bn0(net._conv_stem(h)))
                 for block in net._blocks[:-1]:
                     h = block(h)
                 out.append(h.clone())
         return torch.cat(out)
+
     started = time.perf_counter()
     htr, hte = frozen(train[0]), frozen(test[0])
     last, conv_head, bn1 = net._blocks[-1], net._conv_head, net._bn1
@@ -221,6 +293,7 @@ def finetune(task, train, test, size, seed, epochs=30, lr=1e-3):
 
     def forward(h):
         return head(act(bn1(conv_head(last(h)))).mean((2, 3)))
+
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         for idx in torch.randperm(len(ytr), generator=gen).split(32):
@@ -229,9 +302,17 @@ def finetune(task, train, test, size, seed, epochs=30, lr=1e-3):
             opt.step()
     parts.eval()
     with torch.inference_mode():
-        proba = torch.softmax(torch.cat([forward(hte[i:i + 64]) for i in range(0, len(hte), 64)]), 1).numpy()
-    return {"task": task, "part": "finetune", "method": METHODS["finetune"], "budget": None, "seed": seed,
-            "fit_queries": None, "fit_seconds": time.perf_counter() - started, **metrics(test[1], proba)}
+        proba = torch.softmax(torch.cat([forward(hte[i : i + 64]) for i in range(0, len(hte), 64)]), 1).numpy()
+    return {
+        "task": task,
+        "part": "finetune",
+        "method": METHODS["finetune"],
+        "budget": None,
+        "seed": seed,
+        "fit_queries": None,
+        "fit_seconds": time.perf_counter() - started,
+        **metrics(test[1], proba),
+    }
 
 
 def report(payload):
@@ -252,14 +333,27 @@ def report(payload):
                 row[m] = f"{v.mean():.3f} ({v.std(ddof=1):.3f})" if len(v) > 1 else f"{v.mean():.3f}"
         rows.append(row)
     missing = [f"{p} ({METHODS[p]})" for p in PARTS if not any(r["part"] == p for r in payload["rows"])]
-    md = ["# An ImageNet model (EfficientNet-Lite0) reprogrammed for medical tasks\n",
-          f"Generated by `benchmarks/reprogram_imagenet.py`. Black box: Lite0 through ONNX Runtime, "
-          f"{payload.get('size', 224)} px, {payload.get('threads', 2)} thread(s). Test splits; mean (SD over seeds). Machine shared with "
-          "other jobs, so wall seconds are upper bounds.\n",
-          common.md_table(rows, [("task", "task"), ("method", "method"), ("budget", "budget"), ("seeds", "seeds"),
-                                 ("accuracy", "acc"), ("balanced_accuracy", "bal. acc"), ("auc", "AUC"),
-                                 ("fit_queries", "queries"), ("fit_seconds", "wall s")]),
-          "Parts not run yet: " + ("; ".join(missing) if missing else "none") + ".\n"]
+    md = [
+        "# An ImageNet model (EfficientNet-Lite0) reprogrammed for medical tasks\n",
+        f"Generated by `benchmarks/reprogram_imagenet.py`. Black box: Lite0 through ONNX Runtime, "
+        f"{payload.get('size', 224)} px, {payload.get('threads', 2)} thread(s). Test splits; mean (SD over seeds). Machine shared with "
+        "other jobs, so wall seconds are upper bounds.\n",
+        common.md_table(
+            rows,
+            [
+                ("task", "task"),
+                ("method", "method"),
+                ("budget", "budget"),
+                ("seeds", "seeds"),
+                ("accuracy", "acc"),
+                ("balanced_accuracy", "bal. acc"),
+                ("auc", "AUC"),
+                ("fit_queries", "queries"),
+                ("fit_seconds", "wall s"),
+            ],
+        ),
+        "Parts not run yet: " + ("; ".join(missing) if missing else "none") + ".\n",
+    ]
     return "\n".join(md)
 
 
@@ -283,7 +377,7 @@ def main():
     if not args.report:
         for task, (train, test) in tasks(args.tasks).items():
             for part in args.parts:
-                for seed in (args.seeds if part in SEEDED else [None]):
+                for seed in args.seeds if part in SEEDED else [None]:
                     new = run_part(part, task, train, test, args.budgets, args.paper_budget, seed, args.size)
                     for r in new:
                         print(json.dumps(r), flush=True)

@@ -40,13 +40,25 @@ from bar_sdk.zo.optimizers import SGD
 #: BAR as published (Tsai et al., 2020): one parameter per frame pixel, one-sided random
 #: differences with q = 5 and beta = 0.01, plain SGD (lr 0.05, exponential decay), focal loss,
 #: frequency label mapping, predictions read from the mapping
-PAPER = {"parameterization": "full", "estimator": "one_sided", "n_directions": 5, "smoothing": 0.01,
-         "learning_rate": 0.05, "lr_decay": 0.1, "loss": "focal", "mapping": "frequency", "readout": "mapping"}
+PAPER = {
+    "parameterization": "full",
+    "estimator": "one_sided",
+    "n_directions": 5,
+    "smoothing": 0.01,
+    "learning_rate": 0.05,
+    "lr_decay": 0.1,
+    "loss": "focal",
+    "mapping": "frequency",
+    "readout": "mapping",
+}
 
 #: white-box at 20k (where it has about converged) and at the default's largest budget, so the gap is
 #: also judged against white-box reprogramming given as many queries as the black box
-BUDGETS = {"paper": [25_000, 50_000, 100_000, 200_000], "default": [25_000, 50_000, 100_000, 200_000],
-           "white_box": [20_000, 100_000]}
+BUDGETS = {
+    "paper": [25_000, 50_000, 100_000, 200_000],
+    "default": [25_000, 50_000, 100_000, 200_000],
+    "white_box": [20_000, 100_000],
+}
 QUICK_BUDGETS = {"paper": [2_000, 4_000], "default": [2_000, 4_000], "white_box": [2_000, 4_000]}
 
 
@@ -101,6 +113,7 @@ def tasks(data_dir, quick):
         def part(split, n):
             idx = np.sort(rng.choice(len(split[1]), size=min(n, len(split[1])), replace=False))
             return split[0][idx], split[1][idx]
+
         out = {k: (part(tr, 120), part(te, 80)) for k, (tr, te) in out.items()}
     return out
 
@@ -108,8 +121,16 @@ def tasks(data_dir, quick):
 # ---------------------------------------------------------------------- BAR methods
 def bar_row(task, method, clf, Xte, yte, seconds, extra=None):
     metrics = common.binary_metrics(yte, clf.predict_proba(Xte))
-    return {"task": task, "method": method, "fit_queries": clf.queries_, "fit_seconds": seconds,
-            "steps": clf.n_steps_, "n_params": int(clf.theta_.size), **metrics, **(extra or {})}
+    return {
+        "task": task,
+        "method": method,
+        "fit_queries": clf.queries_,
+        "fit_seconds": seconds,
+        "steps": clf.n_steps_,
+        "n_params": int(clf.theta_.size),
+        **metrics,
+        **(extra or {}),
+    }
 
 
 def run_paper(model, task, train, test, budgets, seed):
@@ -137,8 +158,9 @@ def run_default(model, task, train, test, budgets, seed, overrides, method="BAR,
     for budget in budgets:
         started = time.perf_counter()
         clf = BARClassifier(model, max_queries=budget, random_state=seed, **overrides).fit(*train)
-        rows.append(bar_row(task, method, clf, *test, time.perf_counter() - started,
-                            {"budget": budget, "anytime": False}))
+        rows.append(
+            bar_row(task, method, clf, *test, time.perf_counter() - started, {"budget": budget, "anytime": False})
+        )
     return rows
 
 
@@ -160,6 +182,7 @@ def grey_frame_readout(model, Xtr, ytr, overrides):
 
     def frames(X):
         return program.apply(grey, program.embed(layout.transform(X)))
+
     metered = MeteredModel(model, QueryLedger())  # counts the readout pass
     readout = LogisticReadout.fit(metered.predict_proba(frames(Xtr), purpose="readout"), ytr, int(ytr.max()) + 1)
     return (lambda X: readout.proba(model.predict_proba(frames(X)))), metered.ledger.queries
@@ -170,9 +193,19 @@ def run_readout_only(model, task, train, test, overrides):
     (Xtr, ytr), (Xte, yte) = train, test
     started = time.perf_counter()
     proba, fit_queries = grey_frame_readout(model, Xtr, ytr, overrides)
-    return [{"task": task, "method": "logistic readout on a grey frame (no program)", "fit_queries": fit_queries,
-             "fit_seconds": time.perf_counter() - started, "steps": 0, "n_params": 0,
-             **common.binary_metrics(yte, proba(Xte)), "budget": len(ytr), "anytime": False}]
+    return [
+        {
+            "task": task,
+            "method": "logistic readout on a grey frame (no program)",
+            "fit_queries": fit_queries,
+            "fit_seconds": time.perf_counter() - started,
+            "steps": 0,
+            "n_params": 0,
+            **common.binary_metrics(yte, proba(Xte)),
+            "budget": len(ytr),
+            "anytime": False,
+        }
+    ]
 
 
 def measure_overhead(model, train, budget, seed, overrides):
@@ -182,10 +215,16 @@ def measure_overhead(model, train, budget, seed, overrides):
     clf = BARClassifier(timed, max_queries=budget, random_state=seed, **overrides).fit(*train)
     total = time.perf_counter() - started
     outside = total - timed.seconds
-    return {"budget": budget, "fit_queries": clf.queries_, "model_calls": timed.calls, "fit_seconds": total,
-            "seconds_in_model": timed.seconds, "seconds_outside_model": outside,
-            "overhead_ratio": outside / timed.seconds,
-            "queries_per_second": clf.queries_ / total}
+    return {
+        "budget": budget,
+        "fit_queries": clf.queries_,
+        "model_calls": timed.calls,
+        "fit_seconds": total,
+        "seconds_in_model": timed.seconds,
+        "seconds_outside_model": outside,
+        "overhead_ratio": outside / timed.seconds,
+        "queries_per_second": clf.queries_ / total,
+    }
 
 
 # ---------------------------------------------------------------------- baselines that need the weights
@@ -222,8 +261,16 @@ def run_linear_probe(model, task, train, test, val):
     started = time.perf_counter()
     proba, c = fit_linear_probe(model.module, train, val)
     metrics = common.binary_metrics(test[1], proba(test[0]))
-    return [{"task": task, "method": "linear probe (source features)", "fit_queries": None,
-             "fit_seconds": time.perf_counter() - started, "C": c, **metrics}]
+    return [
+        {
+            "task": task,
+            "method": "linear probe (source features)",
+            "fit_queries": None,
+            "fit_seconds": time.perf_counter() - started,
+            "C": c,
+            **metrics,
+        }
+    ]
 
 
 def _probe(c):
@@ -245,46 +292,86 @@ def run_fine_tune(model, task, train, test, epochs, seed):
     (Xtr, ytr), (Xte, yte) = train, test
     train_classifier(net, source_frame(Xtr), ytr, epochs=epochs, batch_size=32, lr=5e-4, random_state=seed)
     metrics = common.binary_metrics(yte, _torch_proba(net, source_frame(Xte)))
-    return [{"task": task, "method": "fine-tuning (all layers, new head)", "fit_queries": None,
-             "fit_seconds": time.perf_counter() - started, "epochs": epochs, **metrics}]
+    return [
+        {
+            "task": task,
+            "method": "fine-tuning (all layers, new head)",
+            "fit_queries": None,
+            "fit_seconds": time.perf_counter() - started,
+            "epochs": epochs,
+            **metrics,
+        }
+    ]
 
 
 def run_scratch(task, train, test, epochs, seed):
     started = time.perf_counter()
     (Xtr, ytr), (Xte, yte) = train, test
     net = SmallCNN(1, 2, 28, width=16, random_state=seed)
-    train_classifier(net, common.as_float(Xtr)[:, None], ytr, epochs=epochs, batch_size=32, lr=1e-3,
-                     random_state=seed)
+    train_classifier(net, common.as_float(Xtr)[:, None], ytr, epochs=epochs, batch_size=32, lr=1e-3, random_state=seed)
     metrics = common.binary_metrics(yte, _torch_proba(net, common.as_float(Xte)[:, None]))
-    return [{"task": task, "method": "SmallCNN from scratch", "fit_queries": None,
-             "fit_seconds": time.perf_counter() - started, "epochs": epochs, **metrics}]
+    return [
+        {
+            "task": task,
+            "method": "SmallCNN from scratch",
+            "fit_queries": None,
+            "fit_seconds": time.perf_counter() - started,
+            "epochs": epochs,
+            **metrics,
+        }
+    ]
 
 
 # ---------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     common.add_common_args(parser)
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="every method runs once per seed; tables give the mean (and standard deviation); "
-                             "default 0 1 2, or with --only the seeds the results already have")
-    parser.add_argument("--default-overrides", type=json.loads, default={},
-                        help="JSON dict of BARClassifier parameters standing in for defaults not yet set "
-                             "in the library (recorded in the results)")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="every method runs once per seed; tables give the mean (and standard deviation); "
+        "default 0 1 2, or with --only the seeds the results already have",
+    )
+    parser.add_argument(
+        "--default-overrides",
+        type=json.loads,
+        default={},
+        help="JSON dict of BARClassifier parameters standing in for defaults not yet set "
+        "in the library (recorded in the results)",
+    )
     parser.add_argument("--tasks", nargs="*", default=None)
-    parser.add_argument("--default-budgets", type=int, nargs="+", default=None,
-                        help="max_queries of the SDK-default fits (default: 25k, 50k, 100k, 200k); with --only "
-                             "default, rows of other budgets are kept")
-    parser.add_argument("--only", nargs="*", choices=list(GROUPS), default=None,
-                        help="rerun only these parts and merge them into the existing results JSON")
-    parser.add_argument("--add-seeds", action="store_true",
-                        help="with --only: run these seeds and keep the other seeds' rows, to add seeds to a table "
-                             "(deterministic parts are not rerun); without it a rerun part replaces every seed")
+    parser.add_argument(
+        "--default-budgets",
+        type=int,
+        nargs="+",
+        default=None,
+        help="max_queries of the SDK-default fits (default: 25k, 50k, 100k, 200k); with --only "
+        "default, rows of other budgets are kept",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=list(GROUPS),
+        default=None,
+        help="rerun only these parts and merge them into the existing results JSON",
+    )
+    parser.add_argument(
+        "--add-seeds",
+        action="store_true",
+        help="with --only: run these seeds and keep the other seeds' rows, to add seeds to a table "
+        "(deterministic parts are not rerun); without it a rerun part replaces every seed",
+    )
     parser.add_argument("--report", action="store_true", help="only rewrite the markdown from the results JSON")
     args = parser.parse_args()
-    if args.add_seeds and (args.only is None or "overhead" in args.only or args.seeds is None
-                           or not set(args.only) - set(DETERMINISTIC)):
-        parser.error("--add-seeds needs --seeds and --only with the seeded parts to add them to (not overhead, "
-                     f"which runs once, nor only {', '.join(DETERMINISTIC)}, which have no randomness)")
+    if args.add_seeds and (
+        args.only is None or "overhead" in args.only or args.seeds is None or not set(args.only) - set(DETERMINISTIC)
+    ):
+        parser.error(
+            "--add-seeds needs --seeds and --only with the seeded parts to add them to (not overhead, "
+            f"which runs once, nor only {', '.join(DETERMINISTIC)}, which have no randomness)"
+        )
     if args.report:
         payload = json.loads((common.RESULTS_DIR / "reprogram_medmnist.json").read_text())
         order = {t: i for i, t in enumerate(dict.fromkeys(r["task"] for r in payload["rows"]))}
@@ -298,9 +385,11 @@ def main() -> None:
     old = json.loads((common.RESULTS_DIR / "reprogram_medmnist.json").read_text()) if args.only is not None else None
     if old is not None and not args.add_seeds and args.seeds not in (None, old["seeds"]):
         # replacing a part's rows with fewer (or other) seeds would mix means over different seeds
-        parser.error(f"--seeds {' '.join(map(str, args.seeds))}: the results have seeds "
-                     f"{' '.join(map(str, old['seeds']))}; rerun parts with those (the default), or add seeds "
-                     "with --add-seeds")
+        parser.error(
+            f"--seeds {' '.join(map(str, args.seeds))}: the results have seeds "
+            f"{' '.join(map(str, old['seeds']))}; rerun parts with those (the default), or add seeds "
+            "with --add-seeds"
+        )
     seeds = args.seeds or (old["seeds"] if old is not None and not args.add_seeds else [0, 1, 2])
     overrides = args.default_overrides
     seed = seeds[0]  # the overhead measurement's
@@ -308,16 +397,28 @@ def main() -> None:
     model, source = common.source_model(args.data_dir, common.TRAINED_SOURCE_CONFIG)
     all_tasks = tasks(args.data_dir, args.quick)
     vals = {"breastmnist": "breastmnist", "pneumoniamnist": "pneumoniamnist", "pneumoniamnist_10pct": "pneumoniamnist"}
-    payload = {"machine": common.machine(), "source_model": source, "seeds": seeds, "budgets": budgets,
-               "paper_settings": PAPER, "default_overrides": overrides, "rows": [], "overhead": None}
+    payload = {
+        "machine": common.machine(),
+        "source_model": source,
+        "seeds": seeds,
+        "budgets": budgets,
+        "paper_settings": PAPER,
+        "default_overrides": overrides,
+        "rows": [],
+        "overhead": None,
+    }
     only = set(args.only) if args.only is not None else set(GROUPS)
     if args.only is not None:  # keep what is not rerun
         rerun = set(args.tasks or all_tasks)
+
         def rerun_here(r):  # a row is replaced when its task, part and budget are all being rerun
             group = _group(r["method"])
-            return (r["task"] in rerun and group in only
-                    and (r.get("budget") is None or r["budget"] in np.ravel(budgets.get(group, r["budget"])))
-                    and (not args.add_seeds or (group not in DETERMINISTIC and r["seed"] in seeds)))
+            return (
+                r["task"] in rerun
+                and group in only
+                and (r.get("budget") is None or r["budget"] in np.ravel(budgets.get(group, r["budget"])))
+                and (not args.add_seeds or (group not in DETERMINISTIC and r["seed"] in seeds))
+            )
 
         payload["rows"] = [r for r in old["rows"] if not rerun_here(r)]
         payload["overhead"] = None if "overhead" in only else old["overhead"]
@@ -349,15 +450,38 @@ def main() -> None:
             "scratch": lambda: run_scratch(task, train, test, epochs, seed),
             "probe": lambda: run_linear_probe(model, task, train, test, val_split),
             "fine_tune": lambda: run_fine_tune(model, task, train, test, epochs, seed),
-            "white_box": lambda: run_white_box(model, task, train, test, budgets["white_box"], seed, overrides)
-            + (run_white_box(model, task, train, test, budgets["white_box"][:1], seed, overrides, "full")
-               if task == "breastmnist" else []),
+            "white_box": lambda: (
+                run_white_box(model, task, train, test, budgets["white_box"], seed, overrides)
+                + (
+                    run_white_box(model, task, train, test, budgets["white_box"][:1], seed, overrides, "full")
+                    if task == "breastmnist"
+                    else []
+                )
+            ),
             "readout_only": lambda: run_readout_only(model, task, train, test, overrides),
             # readout="logistic", the option: its black-box rows at the default's budgets, and white-box
-            "readout": lambda: run_default(model, task, train, test, budgets["default"], seed,
-                                           {**overrides, "readout": "logistic"}, READOUT_METHODS[0])
-            + run_white_box(model, task, train, test, budgets["white_box"], seed, {**overrides, "readout": "logistic"},
-                            name=READOUT_METHODS[1]),
+            "readout": lambda: (
+                run_default(
+                    model,
+                    task,
+                    train,
+                    test,
+                    budgets["default"],
+                    seed,
+                    {**overrides, "readout": "logistic"},
+                    READOUT_METHODS[0],
+                )
+                + run_white_box(
+                    model,
+                    task,
+                    train,
+                    test,
+                    budgets["white_box"],
+                    seed,
+                    {**overrides, "readout": "logistic"},
+                    name=READOUT_METHODS[1],
+                )
+            ),
             "default": lambda: run_default(model, task, train, test, budgets["default"], seed, overrides),
             "paper": lambda: run_paper(model, task, train, test, budgets["paper"], seed),
         }
@@ -368,18 +492,27 @@ def main() -> None:
                 for row in steps[group]():
                     row["n_train"], row["seed"] = n, seed
                     payload["rows"].append(row)
-                    print(f"{task:<22} {row['method']:<42} seed {seed} q={row.get('fit_queries')} "
-                          f"acc {row['accuracy']:.3f} bal {row['balanced_accuracy']:.3f} AUC {row['auc']:.3f} "
-                          f"({row['fit_seconds'] or 0:.1f} s)", flush=True)
+                    print(
+                        f"{task:<22} {row['method']:<42} seed {seed} q={row.get('fit_queries')} "
+                        f"acc {row['accuracy']:.3f} bal {row['balanced_accuracy']:.3f} AUC {row['auc']:.3f} "
+                        f"({row['fit_seconds'] or 0:.1f} s)",
+                        flush=True,
+                    )
                 save()
 
 
 #: the parts of a run, in table order, and the method names each writes
-GROUPS = {"overhead": (), "scratch": ("SmallCNN from scratch",), "probe": ("linear probe (source features)",),
-          "fine_tune": ("fine-tuning (all layers, new head)",),
-          "white_box": ("white-box reprogramming (default program)", "white-box reprogramming (full frame)"),
-          "default": ("BAR, SDK default",), "paper": ("BAR, paper settings",),
-          "readout_only": ("logistic readout on a grey frame (no program)",), "readout": READOUT_METHODS}
+GROUPS = {
+    "overhead": (),
+    "scratch": ("SmallCNN from scratch",),
+    "probe": ("linear probe (source features)",),
+    "fine_tune": ("fine-tuning (all layers, new head)",),
+    "white_box": ("white-box reprogramming (default program)", "white-box reprogramming (full frame)"),
+    "default": ("BAR, SDK default",),
+    "paper": ("BAR, paper settings",),
+    "readout_only": ("logistic readout on a grey frame (no program)",),
+    "readout": READOUT_METHODS,
+}
 
 
 DETERMINISTIC = ("probe", "readout_only")  #: parts with no randomness: run once, with the first seed
@@ -405,12 +538,21 @@ def aggregate(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["task"], r["method"], r.get("budget"), r.get("anytime", False)), []).append(r)
     out = []
     for (task, method, budget, anytime), rs in groups.items():
-        row = {"task": task, "method": method, "budget": budget, "anytime": anytime, "n_seeds": len(rs),
-               "n_train": rs[0]["n_train"]}
+        row = {
+            "task": task,
+            "method": method,
+            "budget": budget,
+            "anytime": anytime,
+            "n_seeds": len(rs),
+            "n_train": rs[0]["n_train"],
+        }
         for key in ("fit_queries", "fit_seconds"):
             vals = [r[key] for r in rs if r.get(key) is not None]
-            row[key] = round(float(np.mean(vals))) if vals and key == "fit_queries" else (
-                float(np.mean(vals)) if vals else None)
+            row[key] = (
+                round(float(np.mean(vals)))
+                if vals and key == "fit_queries"
+                else (float(np.mean(vals)) if vals else None)
+            )
         for key in METRICS:
             vals = np.array([r[key] for r in rs])
             row[key], row[key + "_std"] = float(vals.mean()), float(vals.std())
@@ -484,36 +626,60 @@ def report(payload) -> str:
         "batch_size=10 (labels_per_class=5, init_scale=0.01 as the SDK's).\n",
     ]
     if payload.get("merged_from_runs"):
-        lines.append(f"Merged from {payload['merged_from_runs']} runs of this script (`--only`); the latest "
-                     + (f"added seed{'s' * (len(payload['added_seeds']) > 1)} "
-                        f"{', '.join(map(str, payload['added_seeds']))} to "
-                        if payload.get("added_seeds") else "reran ")
-                     + ", ".join(payload.get("rerun_parts", []))
-                     + (f" at {', '.join(f'{b:,}' for b in payload['rerun_budgets'])} queries"
-                        if payload.get("rerun_budgets") else "")
-                     + ". Every row comes from a run with the same source model, and with the "
-                     "library's current defaults (a part is rerun whenever a default it uses changes).\n")
+        lines.append(
+            f"Merged from {payload['merged_from_runs']} runs of this script (`--only`); the latest "
+            + (
+                f"added seed{'s' * (len(payload['added_seeds']) > 1)} {', '.join(map(str, payload['added_seeds']))} to "
+                if payload.get("added_seeds")
+                else "reran "
+            )
+            + ", ".join(payload.get("rerun_parts", []))
+            + (
+                f" at {', '.join(f'{b:,}' for b in payload['rerun_budgets'])} queries"
+                if payload.get("rerun_budgets")
+                else ""
+            )
+            + ". Every row comes from a run with the same source model, and with the "
+            "library's current defaults (a part is rerun whenever a default it uses changes).\n"
+        )
     if payload["default_overrides"]:
-        lines.append(f"SDK default here means `BARClassifier(model, max_queries=B, random_state=0, "
-                     f"**{payload['default_overrides']})`: the defaults recommended by the sweep "
-                     "(results/sweep_defaults.md), pending in the library.\n")
-    cols = [("method", "method"), ("budget", "max_queries"), ("fit_queries", "fit queries"),
-            ("n_seeds", "runs"), ("accuracy", "accuracy"), ("balanced_accuracy", "bal. accuracy"), ("auc", "AUC"),
-            ("fit_seconds", "wall s")]
+        lines.append(
+            f"SDK default here means `BARClassifier(model, max_queries=B, random_state=0, "
+            f"**{payload['default_overrides']})`: the defaults recommended by the sweep "
+            "(results/sweep_defaults.md), pending in the library.\n"
+        )
+    cols = [
+        ("method", "method"),
+        ("budget", "max_queries"),
+        ("fit_queries", "fit queries"),
+        ("n_seeds", "runs"),
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "bal. accuracy"),
+        ("auc", "AUC"),
+        ("fit_seconds", "wall s"),
+    ]
     for task in dict.fromkeys(r["task"] for r in payload["rows"]):
-        rows = [dict(r, method=r["method"] + (" (anytime)" if r.get("anytime") else ""),
-                     **{k: f"{r[k]:.3f} ({r[k + '_std']:.3f})" for k in METRICS})
-                for r in aggregate(payload["rows"]) if r["task"] == task]
+        rows = [
+            dict(
+                r,
+                method=r["method"] + (" (anytime)" if r.get("anytime") else ""),
+                **{k: f"{r[k]:.3f} ({r[k + '_std']:.3f})" for k in METRICS},
+            )
+            for r in aggregate(payload["rows"])
+            if r["task"] == task
+        ]
         n = rows[0]["n_train"]
         lines += [f"\n## {task} ({n} training images)\n", common.md_table(rows, cols)]
     ov = payload.get("overhead")
     if ov:
-        lines += ["\n## SDK overhead per query\n",
-                  f"One default fit on BreastMNIST ({ov['fit_queries']:,} queries, {ov['model_calls']} model "
-                  f"calls): {ov['fit_seconds']:.2f} s in fit, {ov['seconds_in_model']:.2f} s inside the bare "
-                  f"model's `predict_proba` on the same batches, {ov['seconds_outside_model']:.2f} s elsewhere "
-                  f"(program, mapping, loss, estimator, ledger, checks). **Overhead ratio "
-                  f"{ov['overhead_ratio']:.3f}** (target <= 0.15); {ov['queries_per_second']:.0f} queries/s.\n"]
+        lines += [
+            "\n## SDK overhead per query\n",
+            f"One default fit on BreastMNIST ({ov['fit_queries']:,} queries, {ov['model_calls']} model "
+            f"calls): {ov['fit_seconds']:.2f} s in fit, {ov['seconds_in_model']:.2f} s inside the bare "
+            f"model's `predict_proba` on the same batches, {ov['seconds_outside_model']:.2f} s elsewhere "
+            f"(program, mapping, loss, estimator, ledger, checks). **Overhead ratio "
+            f"{ov['overhead_ratio']:.3f}** (target <= 0.15); {ov['queries_per_second']:.0f} queries/s.\n",
+        ]
     lines += ["\n## Targets\n", _targets_md(payload.get("targets", {})), NOTES]
     return "\n".join(lines)
 
@@ -577,17 +743,21 @@ def _targets_md(t) -> str:
             continue
         if "paper_final_accuracy" in v:
             first = v["default_first_budget_reaching_it"]
-            out.append(f"- {task}: default reaches the paper-settings final accuracy "
-                       f"({v['paper_final_accuracy']:.3f} at {v['paper_final_queries']:,} queries) with at most "
-                       f"half its queries: "
-                       + (f"first at {first:,} queries" if first else "not within the budgets run")
-                       + f": **{'met' if v['default_half_budget_met'] else 'missed'}**")
+            out.append(
+                f"- {task}: default reaches the paper-settings final accuracy "
+                f"({v['paper_final_accuracy']:.3f} at {v['paper_final_queries']:,} queries) with at most "
+                f"half its queries: "
+                + (f"first at {first:,} queries" if first else "not within the budgets run")
+                + f": **{'met' if v['default_half_budget_met'] else 'missed'}**"
+            )
         if "gap_points" in v:
-            out.append(f"- {task}: black-box default ({v['black_box_accuracy']:.3f} at {v['black_box_budget']:,} "
-                       f"queries) within 3 accuracy points of white-box reprogramming ({v['white_box_accuracy']:.3f} at "
-                       f"{v.get('white_box_budget', 20_000):,} queries, the best white-box run with no more "
-                       "queries): "
-                       f"gap {v['gap_points']:.1f} points: **{'met' if v['within_3_points'] else 'missed'}**")
+            out.append(
+                f"- {task}: black-box default ({v['black_box_accuracy']:.3f} at {v['black_box_budget']:,} "
+                f"queries) within 3 accuracy points of white-box reprogramming ({v['white_box_accuracy']:.3f} at "
+                f"{v.get('white_box_budget', 20_000):,} queries, the best white-box run with no more "
+                "queries): "
+                f"gap {v['gap_points']:.1f} points: **{'met' if v['within_3_points'] else 'missed'}**"
+            )
     return "\n".join(out) + "\n"
 
 

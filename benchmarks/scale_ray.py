@@ -66,7 +66,7 @@ def audit_speedup(args, ray) -> dict:
     torch.set_num_threads(1)
     model, info = source_model(Path(args.data_dir), {"epochs": args.epochs} if args.epochs else None)
     _, _, Xte, yte, _ = load_cifar(Path(args.data_dir))
-    x, y = as_float(Xte[:args.n]), yte[:args.n]
+    x, y = as_float(Xte[: args.n]), yte[: args.n]
     kw = dict(attacks=["square", "hopskipjump"], eps=[args.eps], max_queries=args.max_queries, random_state=0)
     t0 = time.perf_counter()
     local = audit(model, x, y, **kw)
@@ -79,18 +79,31 @@ def audit_speedup(args, ray) -> dict:
     t0 = time.perf_counter()
     spread = audit(model, x, y, executor="ray", chunk_size=args.chunk_size, **kw)
     t_ray = time.perf_counter() - t0
-    same = all(np.array_equal(getattr(a, f), getattr(b, f))
-               for name in local.results for a, b in zip(local.results[name], spread.results[name], strict=True)
-               for f in ("x_adv", "success", "queries"))
+    same = all(
+        np.array_equal(getattr(a, f), getattr(b, f))
+        for name in local.results
+        for a, b in zip(local.results[name], spread.results[name], strict=True)
+        for f in ("x_adv", "success", "queries")
+    )
     ex = spread.executor
     workers = int(ray.cluster_resources().get("CPU", 1))
     overhead = (ex["wall_seconds"] * workers - ex["task_seconds"]) / ex["chunks"]
-    return {"n_images": args.n, "max_queries": args.max_queries, "eps": args.eps, "model": info,
-            "workers": workers, "worker_startup_seconds": round(startup, 2), "local_seconds": round(t_local, 2),
-            "ray_seconds": round(t_ray, 2),
-            "ratio": round(t_ray / t_local, 3), "identical_per_image_results": bool(same),
-            "chunks": ex["chunks"], "chunk_size": ex["chunk_size"],
-            "ray_overhead_per_task_seconds": round(overhead, 4), "total_queries": local.total_queries}
+    return {
+        "n_images": args.n,
+        "max_queries": args.max_queries,
+        "eps": args.eps,
+        "model": info,
+        "workers": workers,
+        "worker_startup_seconds": round(startup, 2),
+        "local_seconds": round(t_local, 2),
+        "ray_seconds": round(t_ray, 2),
+        "ratio": round(t_ray / t_local, 3),
+        "identical_per_image_results": bool(same),
+        "chunks": ex["chunks"],
+        "chunk_size": ex["chunk_size"],
+        "ray_overhead_per_task_seconds": round(overhead, 4),
+        "total_queries": local.total_queries,
+    }
 
 
 class _RemoteWorker:
@@ -100,9 +113,18 @@ class _RemoteWorker:
         from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 
         self.model = RemoteModel.from_preset(
-            "clarifai", base_url=base_url, api_key=api_key, model_id="demo", labels=labels, input_shape=shape,
-            batch_size=batch, ledger=ledger, rate_limiter=bucket, max_concurrency=concurrency,
-            retry=RetryPolicy(initial=0.05, maximum=1.0, max_attempts=12, random_state=seed))
+            "clarifai",
+            base_url=base_url,
+            api_key=api_key,
+            model_id="demo",
+            labels=labels,
+            input_shape=shape,
+            batch_size=batch,
+            ledger=ledger,
+            rate_limiter=bucket,
+            max_concurrency=concurrency,
+            retry=RetryPolicy(initial=0.05, maximum=1.0, max_attempts=12, random_state=seed),
+        )
         self.seed, self.batch, self.shape, self.concurrency = seed, batch, shape, concurrency
 
     def ready(self) -> bool:
@@ -112,11 +134,11 @@ class _RemoteWorker:
         from bar_sdk import QueryBudgetExceeded
 
         x = np.random.default_rng(self.seed).random((n, *self.shape)).astype(np.float32)
-        answered, step = 0, self.concurrency * self.batch    # each call: `concurrency` requests in flight
+        answered, step = 0, self.concurrency * self.batch  # each call: `concurrency` requests in flight
         started = time.time()
         for start in range(0, n, step):
             try:
-                answered += len(self.model.predict_proba(x[start:start + step]))
+                answered += len(self.model.predict_proba(x[start : start + step]))
             except QueryBudgetExceeded:
                 break
         self.model.close()
@@ -136,9 +158,12 @@ def shared_limit(args, ray) -> dict:
     try:
         with serve(model, rate_limit=args.rate, faults=Faults(rate_429=0.1, random_state=0)) as server:
             actor = ray.remote(_RemoteWorker).options(num_cpus=0, max_restarts=0, max_task_retries=0)
-            workers = [actor.remote(server.base_url, server.api_key, ledger, bucket, s, args.batch, labels, shape,
-                                    args.concurrency)
-                       for s in range(args.remote_workers)]
+            workers = [
+                actor.remote(
+                    server.base_url, server.api_key, ledger, bucket, s, args.batch, labels, shape, args.concurrency
+                )
+                for s in range(args.remote_workers)
+            ]
             ray.get([w.ready.remote() for w in workers])
             runs = ray.get([w.run.remote(per_worker) for w in workers])
             answered = [r[0] for r in runs]
@@ -165,16 +190,27 @@ def shared_limit(args, ray) -> dict:
         bucket.kill()
     served = stats.requests - stats.injected.get("429", 0)
     over = stats.throttled  # the server's own limit refused these (injected 429s are counted apart)
-    return {"workers": args.remote_workers, "concurrency_per_worker": args.concurrency, "rate_limit": args.rate,
-            "budget": args.budget, "batch": args.batch,
-            "seconds": round(elapsed, 2), "requests": stats.requests, "served_requests": served,
-            "sustained_fraction_of_limit": round(served / elapsed / args.rate, 3),
-            "over_limit_requests": over, "over_limit_fraction": round(over / max(stats.requests, 1), 4),
-            "injected_429": stats.injected.get("429", 0), "billed_server": stats.billed,
-            "billed_ledger": snap["billed"],
-            "answered_by_workers": int(sum(answered)), "lost": int(snap["billed"] - sum(answered)),
-            "unconfirmed": snap["unconfirmed"], "actor_round_trip_ms": round(actor_rt * 1e3, 3),
-            "http_round_trip_ms": round(http_rt * 1e3, 3)}
+    return {
+        "workers": args.remote_workers,
+        "concurrency_per_worker": args.concurrency,
+        "rate_limit": args.rate,
+        "budget": args.budget,
+        "batch": args.batch,
+        "seconds": round(elapsed, 2),
+        "requests": stats.requests,
+        "served_requests": served,
+        "sustained_fraction_of_limit": round(served / elapsed / args.rate, 3),
+        "over_limit_requests": over,
+        "over_limit_fraction": round(over / max(stats.requests, 1), 4),
+        "injected_429": stats.injected.get("429", 0),
+        "billed_server": stats.billed,
+        "billed_ledger": snap["billed"],
+        "answered_by_workers": int(sum(answered)),
+        "lost": int(snap["billed"] - sum(answered)),
+        "unconfirmed": snap["unconfirmed"],
+        "actor_round_trip_ms": round(actor_rt * 1e3, 3),
+        "http_round_trip_ms": round(http_rt * 1e3, 3),
+    }
 
 
 PAPER = """## Paper estimate: the same audit on 64 GPU workers
@@ -214,10 +250,22 @@ def paper(audit_res: dict | None, remote: dict) -> str:
     actor_rps = 1000 / (5 * 1.9)
     load = round(os.getloadavg()[0] / (os.cpu_count() or 1), 1)
     q10k = int(qpi * 10_000)
-    return PAPER.format(queries=queries, n=n, qpi=qpi, per_gpu=per_gpu, gpu64=64 * per_gpu,
-                        t10k=10_000 / (64 * per_gpu), overhead=overhead, q10k=q10k,
-                        api_hours=q10k / 640 / 3600, actor_ms=actor_ms, load=load, actor_rps=actor_rps,
-                        actor_margin=actor_rps / 20, cost=q10k * 0.0012)
+    return PAPER.format(
+        queries=queries,
+        n=n,
+        qpi=qpi,
+        per_gpu=per_gpu,
+        gpu64=64 * per_gpu,
+        t10k=10_000 / (64 * per_gpu),
+        overhead=overhead,
+        q10k=q10k,
+        api_hours=q10k / 640 / 3600,
+        actor_ms=actor_ms,
+        load=load,
+        actor_rps=actor_rps,
+        actor_margin=actor_rps / 20,
+        cost=q10k * 0.0012,
+    )
 
 
 def main() -> None:
@@ -242,9 +290,20 @@ def main() -> None:
         args.epochs = args.epochs or 2
     import ray
 
-    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, object_store_memory=300 * 1024 ** 2,
-             log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}",
-                                                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}})
+    ray.init(
+        address="local",
+        num_cpus=args.workers,
+        include_dashboard=False,
+        object_store_memory=300 * 1024**2,
+        log_to_driver=False,
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'benchmarks'}",
+                "OMP_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+            }
+        },
+    )
     out = {"small": args.small, "argv": sys.argv[1:]}
     out["audit"] = None if args.skip_audit else audit_speedup(args, ray)
     out["shared_limit"] = shared_limit(args, ray)
@@ -256,28 +315,42 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=2))
     small = " (SMALL version: few images, a briefly trained CNN, a shared machine)" if args.small else ""
-    md = [f"# Scale-out on Ray{small}",
-          "", f"Command: `python benchmarks/scale_ray.py {' '.join(sys.argv[1:])}`", "",
-          f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other jobs "
-          "share the cores: wall-time ratios measure the contention as much as Ray; the speed-up target "
-          "needs two quiet cores). Ray workers were started before the clock (`worker_startup_seconds` "
-          "in the JSON).", ""]
+    md = [
+        f"# Scale-out on Ray{small}",
+        "",
+        f"Command: `python benchmarks/scale_ray.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other jobs "
+        "share the cores: wall-time ratios measure the contention as much as Ray; the speed-up target "
+        "needs two quiet cores). Ray workers were started before the clock (`worker_startup_seconds` "
+        "in the JSON).",
+        "",
+    ]
     if out["audit"]:
         a = out["audit"]
-        md += ["## Audit on a local model (Square + HopSkipJump, CIFAR-subset SmallCNN)", "",
-               "| images | workers | local s | Ray s | ratio | identical per-image results | Ray overhead per task |",
-               "|---|---|---|---|---|---|---|",
-               f"| {a['n_images']} | {a['workers']} | {a['local_seconds']} | {a['ray_seconds']} | {a['ratio']} | "
-               f"{a['identical_per_image_results']} | {a['ray_overhead_per_task_seconds'] * 1e3:.0f} ms |", ""]
+        md += [
+            "## Audit on a local model (Square + HopSkipJump, CIFAR-subset SmallCNN)",
+            "",
+            "| images | workers | local s | Ray s | ratio | identical per-image results | Ray overhead per task |",
+            "|---|---|---|---|---|---|---|",
+            f"| {a['n_images']} | {a['workers']} | {a['local_seconds']} | {a['ray_seconds']} | {a['ratio']} | "
+            f"{a['identical_per_image_results']} | {a['ray_overhead_per_task_seconds'] * 1e3:.0f} ms |",
+            "",
+        ]
     r = out["shared_limit"]
-    md += ["## Remote: one shared limit and budget (local server, 10% injected 429s)", "",
-           "| workers | limit req/s | sustained (share of limit) | over the server's limit | billed (server / ledger) "
-           "| lost | actor round trip | HTTP round trip |", "|---|---|---|---|---|---|---|---|",
-           f"| {r['workers']} | {r['rate_limit']:g} | {r['sustained_fraction_of_limit']:.0%} | "
-           f"{r['over_limit_requests']} ({r['over_limit_fraction']:.2%}) | "
-           f"{r['billed_server']} / {r['billed_ledger']} | "
-           f"{r['lost']} | {r['actor_round_trip_ms']} ms | {r['http_round_trip_ms']} ms |", "",
-           paper(out["audit"], r)]
+    md += [
+        "## Remote: one shared limit and budget (local server, 10% injected 429s)",
+        "",
+        "| workers | limit req/s | sustained (share of limit) | over the server's limit | billed (server / ledger) "
+        "| lost | actor round trip | HTTP round trip |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {r['workers']} | {r['rate_limit']:g} | {r['sustained_fraction_of_limit']:.0%} | "
+        f"{r['over_limit_requests']} ({r['over_limit_fraction']:.2%}) | "
+        f"{r['billed_server']} / {r['billed_ledger']} | "
+        f"{r['lost']} | {r['actor_round_trip_ms']} ms | {r['http_round_trip_ms']} ms |",
+        "",
+        paper(out["audit"], r),
+    ]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
     print("\n".join(md))
 

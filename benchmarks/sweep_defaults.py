@@ -24,9 +24,22 @@ from bar_sdk.reprogram import BARClassifier
 
 #: the baseline: the defaults BARClassifier had when the sweep was written (explicit, so the
 #: sweep means the same thing after the defaults change)
-BASELINE = {"parameterization": "grid", "grid_size": 8, "estimator": "antithetic", "n_directions": 5,
-            "smoothing": 0.05, "optimizer": "adam", "learning_rate": 0.05, "lr_decay": 0.1, "batch_size": 10,
-            "labels_per_class": None, "mapping": "frequency", "loss": "focal", "gamma": 2.0, "init_scale": 0.01}
+BASELINE = {
+    "parameterization": "grid",
+    "grid_size": 8,
+    "estimator": "antithetic",
+    "n_directions": 5,
+    "smoothing": 0.05,
+    "optimizer": "adam",
+    "learning_rate": 0.05,
+    "lr_decay": 0.1,
+    "batch_size": 10,
+    "labels_per_class": None,
+    "mapping": "frequency",
+    "loss": "focal",
+    "gamma": 2.0,
+    "init_scale": 0.01,
+}
 
 #: stage 1: (knob, overrides)
 VARIANTS = [
@@ -68,8 +81,14 @@ def run(model, data, params: dict, budget: int, seed: int) -> dict:
     clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(X, y)
     seconds = time.perf_counter() - started
     metrics = common.binary_metrics(yv, clf.predict_proba(Xv))
-    return {"seed": seed, "fit_queries": clf.queries_, "steps": clf.n_steps_, "fit_seconds": seconds,
-            "n_params": int(clf.theta_.size), **{f"val_{k}": v for k, v in metrics.items()}}
+    return {
+        "seed": seed,
+        "fit_queries": clf.queries_,
+        "steps": clf.n_steps_,
+        "fit_seconds": seconds,
+        "n_params": int(clf.theta_.size),
+        **{f"val_{k}": v for k, v in metrics.items()},
+    }
 
 
 def label(overrides: dict) -> str:
@@ -86,11 +105,17 @@ def main() -> None:
     common.add_common_args(parser)
     parser.add_argument("--budget", type=int, default=60_000)
     parser.add_argument("--finalists", type=int, default=3)
-    parser.add_argument("--check", action="store_true",
-                        help="instead of the sweep: the CHECK settings on PneumoniaMNIST 10%% (train -> val)")
-    parser.add_argument("--program", action="store_true",
-                        help="instead of the sweep: program sizes with the trained source CNN on both val splits, "
-                             "two seeds, 100k queries")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="instead of the sweep: the CHECK settings on PneumoniaMNIST 10%% (train -> val)",
+    )
+    parser.add_argument(
+        "--program",
+        action="store_true",
+        help="instead of the sweep: program sizes with the trained source CNN on both val splits, "
+        "two seeds, 100k queries",
+    )
     args = parser.parse_args()
     budget = 3_000 if args.quick else args.budget
     variants = QUICK_VARIANTS if args.quick else VARIANTS
@@ -101,16 +126,30 @@ def main() -> None:
     if args.check:
         return cross_check(model, source, args, budget)
     data = common.load_medmnist("breastmnist", args.data_dir)
-    payload = {"task": "breastmnist train (546) -> val (78)", "budget": budget, "baseline": BASELINE,
-               "source_model": source, "machine": common.machine(), "stage1": [], "stage2": []}
+    payload = {
+        "task": "breastmnist train (546) -> val (78)",
+        "budget": budget,
+        "baseline": BASELINE,
+        "source_model": source,
+        "machine": common.machine(),
+        "stage1": [],
+        "stage2": [],
+    }
 
     def record(stage, knob, overrides, seed):
-        row = {"knob": knob, "setting": label(overrides), "overrides": overrides,
-               **run(model, data, {**BASELINE, **overrides}, budget, seed)}
+        row = {
+            "knob": knob,
+            "setting": label(overrides),
+            "overrides": overrides,
+            **run(model, data, {**BASELINE, **overrides}, budget, seed),
+        }
         payload[stage].append(row)
-        print(f"[{stage}] {row['setting']:<45} seed {seed}: val AUC {row['val_auc']:.3f} "
-              f"bal.acc {row['val_balanced_accuracy']:.3f} acc {row['val_accuracy']:.3f} "
-              f"({row['fit_seconds']:.1f} s)", flush=True)
+        print(
+            f"[{stage}] {row['setting']:<45} seed {seed}: val AUC {row['val_auc']:.3f} "
+            f"bal.acc {row['val_balanced_accuracy']:.3f} acc {row['val_accuracy']:.3f} "
+            f"({row['fit_seconds']:.1f} s)",
+            flush=True,
+        )
         common.write_results("sweep_defaults", payload, report(payload))
         return row
 
@@ -123,7 +162,7 @@ def main() -> None:
         if score(row) > score(base) and row["knob"] not in helpful:
             helpful[row["knob"]] = row["overrides"]
     combined = {k: v for ov in helpful.values() for k, v in ov.items()}
-    candidates = [{}] + [r["overrides"] for r in sorted(singles, key=score, reverse=True)[:args.finalists]]
+    candidates = [{}] + [r["overrides"] for r in sorted(singles, key=score, reverse=True)[: args.finalists]]
     if len(helpful) > 1:
         candidates.append(combined)
     seen = []
@@ -146,26 +185,49 @@ def cross_check(model, source, args, budget) -> None:
     data = {"train": train, "val": val}
     if args.quick:
         data["train"] = (data["train"][0][::4], data["train"][1][::4])
-    payload = {"task": f"pneumoniamnist 10% train ({len(train[1])}) -> val ({len(val[1])})", "budget": budget,
-               "baseline": BASELINE, "source_model": source, "machine": common.machine(), "rows": []}
+    payload = {
+        "task": f"pneumoniamnist 10% train ({len(train[1])}) -> val ({len(val[1])})",
+        "budget": budget,
+        "baseline": BASELINE,
+        "source_model": source,
+        "machine": common.machine(),
+        "rows": [],
+    }
     for ov in CHECK[:2] if args.quick else CHECK:
         row = {"setting": label(ov), "overrides": ov, **run(model, data, {**BASELINE, **ov}, budget, 0)}
         payload["rows"].append(row)
-        print(f"[check] {row['setting']:<60} val AUC {row['val_auc']:.3f} bal.acc "
-              f"{row['val_balanced_accuracy']:.3f} acc {row['val_accuracy']:.3f} ({row['fit_seconds']:.1f} s)",
-              flush=True)
-        md = ["# Cross-check of the sweep's choice on PneumoniaMNIST 10% (val split)\n",
-              f"{payload['task']}, {budget:,} queries per fit, seed 0, settings on top of the baseline "
-              f"`{label(BASELINE)}`.\n",
-              common.md_table(payload["rows"], [("setting", "setting"), ("n_params", "d"), ("steps", "steps"),
-                                                ("val_auc", "val AUC"), ("val_balanced_accuracy", "val bal. acc"),
-                                                ("val_accuracy", "val acc"), ("fit_seconds", "fit s")])]
+        print(
+            f"[check] {row['setting']:<60} val AUC {row['val_auc']:.3f} bal.acc "
+            f"{row['val_balanced_accuracy']:.3f} acc {row['val_accuracy']:.3f} ({row['fit_seconds']:.1f} s)",
+            flush=True,
+        )
+        md = [
+            "# Cross-check of the sweep's choice on PneumoniaMNIST 10% (val split)\n",
+            f"{payload['task']}, {budget:,} queries per fit, seed 0, settings on top of the baseline "
+            f"`{label(BASELINE)}`.\n",
+            common.md_table(
+                payload["rows"],
+                [
+                    ("setting", "setting"),
+                    ("n_params", "d"),
+                    ("steps", "steps"),
+                    ("val_auc", "val AUC"),
+                    ("val_balanced_accuracy", "val bal. acc"),
+                    ("val_accuracy", "val acc"),
+                    ("fit_seconds", "fit s"),
+                ],
+            ),
+        ]
         common.write_results("sweep_defaults_check", payload, "\n".join(md))
 
 
 #: program sizes compared with the trained source CNN (the sweep above used the undertrained one)
-PROGRAMS = [{"grid_size": 8}, {"grid_size": 16}, {"parameterization": "full"},
-            {"grid_size": 16, "estimator": "one_sided"}]
+PROGRAMS = [
+    {"grid_size": 8},
+    {"grid_size": 16},
+    {"parameterization": "full"},
+    {"grid_size": 16, "estimator": "one_sided"},
+]
 
 
 def program_check(args) -> None:
@@ -173,17 +235,27 @@ def program_check(args) -> None:
     model, source = common.source_model(args.data_dir, common.TRAINED_SOURCE_CONFIG)
     budget, seeds = (3_000, [0]) if args.quick else (100_000, [0, 1])
     splits = common.medmnist_tasks(args.data_dir, "val")
-    tasks = {name: {"train": splits[name][0], "val": splits[name][1]}
-             for name in ("breastmnist", "pneumoniamnist_10pct")}
-    payload = {"budget": budget, "seeds": seeds, "baseline": BASELINE, "source_model": source,
-               "machine": common.machine(), "rows": []}
+    tasks = {
+        name: {"train": splits[name][0], "val": splits[name][1]} for name in ("breastmnist", "pneumoniamnist_10pct")
+    }
+    payload = {
+        "budget": budget,
+        "seeds": seeds,
+        "baseline": BASELINE,
+        "source_model": source,
+        "machine": common.machine(),
+        "rows": [],
+    }
     for task, data in tasks.items():
         for ov in PROGRAMS:
             runs = [run(model, data, {**BASELINE, **ov}, budget, seed) for seed in seeds]
             row = {"task": task, **_mean_row(ov, runs), "n_params": runs[0]["n_params"], "runs": runs}
             payload["rows"].append(row)
-            print(f"[program] {task} {row['setting']:<28} val AUC {row['val_auc']:.3f} bal.acc "
-                  f"{row['val_balanced_accuracy']:.3f} acc {row['val_accuracy']:.3f}", flush=True)
+            print(
+                f"[program] {task} {row['setting']:<28} val AUC {row['val_auc']:.3f} bal.acc "
+                f"{row['val_balanced_accuracy']:.3f} acc {row['val_accuracy']:.3f}",
+                flush=True,
+            )
     common.write_results("sweep_program", payload, program_report(payload, source, budget, seeds))
 
 
@@ -192,20 +264,31 @@ def program_report(payload, source, budget, seeds) -> str:
     for r in payload["rows"]:
         totals[r["setting"]] = totals.get(r["setting"], 0.0) + r["score"]
     best = max(totals, key=totals.get)
-    md = ["# Program size with the trained source CNN (val splits)\n",
-          f"Source: SmallCNN trained on the CIFAR-10 subset, test accuracy {source['test_accuracy']:.3f} "
-          f"(`common.TRAINED_SOURCE_CONFIG`). {budget:,} queries per fit; mean over seeds {seeds}; settings on "
-          f"top of `{label(BASELINE)}`. Fitted on train, scored on val (BreastMNIST 78 images, PneumoniaMNIST "
-          "524). This is what moved the defaults from `grid_size=8, estimator=antithetic` to `grid_size=16, "
-          "estimator=one_sided`.\n",
-          common.md_table(payload["rows"], [("task", "task"), ("setting", "setting"), ("n_params", "d"),
-                                            ("val_auc", "val AUC"), ("val_balanced_accuracy", "val bal. acc"),
-                                            ("val_accuracy", "val acc"), ("score", "AUC + bal. acc"),
-                                            ("fit_seconds", "fit s")]),
-          "\nSum over both tasks of val AUC + val balanced accuracy (what the sweep ranks by): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in sorted(totals.items(), key=lambda kv: -kv[1]))
-          + f". Best: `{best}`. BreastMNIST's val split has 78 images (one image is 1.3 points), "
-          "PneumoniaMNIST's 524.\n"]
+    md = [
+        "# Program size with the trained source CNN (val splits)\n",
+        f"Source: SmallCNN trained on the CIFAR-10 subset, test accuracy {source['test_accuracy']:.3f} "
+        f"(`common.TRAINED_SOURCE_CONFIG`). {budget:,} queries per fit; mean over seeds {seeds}; settings on "
+        f"top of `{label(BASELINE)}`. Fitted on train, scored on val (BreastMNIST 78 images, PneumoniaMNIST "
+        "524). This is what moved the defaults from `grid_size=8, estimator=antithetic` to `grid_size=16, "
+        "estimator=one_sided`.\n",
+        common.md_table(
+            payload["rows"],
+            [
+                ("task", "task"),
+                ("setting", "setting"),
+                ("n_params", "d"),
+                ("val_auc", "val AUC"),
+                ("val_balanced_accuracy", "val bal. acc"),
+                ("val_accuracy", "val acc"),
+                ("score", "AUC + bal. acc"),
+                ("fit_seconds", "fit s"),
+            ],
+        ),
+        "\nSum over both tasks of val AUC + val balanced accuracy (what the sweep ranks by): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in sorted(totals.items(), key=lambda kv: -kv[1]))
+        + f". Best: `{best}`. BreastMNIST's val split has 78 images (one image is 1.3 points), "
+        "PneumoniaMNIST's 524.\n",
+    ]
     return "\n".join(md)
 
 
@@ -229,21 +312,41 @@ def report(payload: dict) -> str:
         f"torch {m['torch']}; shared with other users, so seconds are indicative.\n",
         f"Baseline: `{label(payload['baseline'])}`\n",
         "## Stage 1: one knob at a time (seed 0)\n",
-        common.md_table(payload["stage1"], [("knob", "knob"), ("setting", "setting"), ("n_params", "d"),
-                                            ("steps", "steps"), ("val_auc", "val AUC"),
-                                            ("val_balanced_accuracy", "val bal. acc"),
-                                            ("val_accuracy", "val acc"), ("fit_seconds", "fit s")]),
+        common.md_table(
+            payload["stage1"],
+            [
+                ("knob", "knob"),
+                ("setting", "setting"),
+                ("n_params", "d"),
+                ("steps", "steps"),
+                ("val_auc", "val AUC"),
+                ("val_balanced_accuracy", "val bal. acc"),
+                ("val_accuracy", "val acc"),
+                ("fit_seconds", "fit s"),
+            ],
+        ),
     ]
     if payload.get("finalists"):
-        lines += ["\n## Stage 2: finalists, mean of seeds 0 and 1\n",
-                  common.md_table(payload["finalists"], [("setting", "setting"), ("val_auc", "val AUC"),
-                                                         ("val_balanced_accuracy", "val bal. acc"),
-                                                         ("val_accuracy", "val acc"), ("score", "AUC + bal. acc"),
-                                                         ("fit_seconds", "fit s")])]
+        lines += [
+            "\n## Stage 2: finalists, mean of seeds 0 and 1\n",
+            common.md_table(
+                payload["finalists"],
+                [
+                    ("setting", "setting"),
+                    ("val_auc", "val AUC"),
+                    ("val_balanced_accuracy", "val bal. acc"),
+                    ("val_accuracy", "val acc"),
+                    ("score", "AUC + bal. acc"),
+                    ("fit_seconds", "fit s"),
+                ],
+            ),
+        ]
     if payload.get("winner"):
         lines.append(f"\nWinner (highest mean val AUC + balanced accuracy): `{payload['winner']['setting']}`\n")
-        lines.append("Before changing a default, see `sweep_defaults_check.md` (`--check`): the winner is re-scored "
-                     "on PneumoniaMNIST 10%, whose val split is seven times larger.\n")
+        lines.append(
+            "Before changing a default, see `sweep_defaults_check.md` (`--check`): the winner is re-scored "
+            "on PneumoniaMNIST 10%, whose val split is seven times larger.\n"
+        )
     return "\n".join(lines)
 
 

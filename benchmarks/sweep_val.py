@@ -35,14 +35,36 @@ from bar_sdk.zo.estimators import HistoryEstimator, RandomGradientEstimator
 from bar_sdk.zo.optimizers import Adam
 
 #: the library's defaults when the sweep was written (explicit, so a setting means the same thing later)
-BASELINE = {"parameterization": "grid", "grid_size": 16, "estimator": "one_sided", "n_directions": 5,
-            "smoothing": 0.05, "optimizer": "adam", "learning_rate": 0.05, "lr_decay": 0.1, "batch_size": 10,
-            "labels_per_class": None, "mapping": "frequency", "readout": "mapping", "loss": "focal", "gamma": 2.0,
-            "init_scale": 0.01}
+BASELINE = {
+    "parameterization": "grid",
+    "grid_size": 16,
+    "estimator": "one_sided",
+    "n_directions": 5,
+    "smoothing": 0.05,
+    "optimizer": "adam",
+    "learning_rate": 0.05,
+    "lr_decay": 0.1,
+    "batch_size": 10,
+    "labels_per_class": None,
+    "mapping": "frequency",
+    "readout": "mapping",
+    "loss": "focal",
+    "gamma": 2.0,
+    "init_scale": 0.01,
+}
 
-SETTINGS = [{}, {"loss": "cross_entropy"}, {"batch_size": 5}, {"batch_size": 2}, {"smoothing": 0.02},
-            {"n_directions": 10}, {"batch_size": 5, "learning_rate": 0.03}, {"batch_size": 5, "baseline": "mean"},
-            {"loss": "cross_entropy", "batch_size": 5}, {"loss": "cross_entropy", "batch_size": 2}]
+SETTINGS = [
+    {},
+    {"loss": "cross_entropy"},
+    {"batch_size": 5},
+    {"batch_size": 2},
+    {"smoothing": 0.02},
+    {"n_directions": 10},
+    {"batch_size": 5, "learning_rate": 0.03},
+    {"batch_size": 5, "baseline": "mean"},
+    {"loss": "cross_entropy", "batch_size": 5},
+    {"loss": "cross_entropy", "batch_size": 2},
+]
 TASKS = ("breastmnist", "pneumoniamnist_10pct", "pneumoniamnist")
 HEADLINE_BUDGET = 100_000  # what settings are ranked at
 RUNS = common.RESULTS_DIR / "sweep_val_runs.jsonl"
@@ -68,21 +90,26 @@ class AveragingAdam(Adam):
 def fit_one(model, setting: dict, train, val, seed: int, budget: int) -> dict:
     params = {**BASELINE, **setting}
     if params["optimizer"] == "adam":  # Adam that also averages its iterates (free extra scores)
-        params["optimizer"] = AveragingAdam(lr=params.pop("learning_rate"), lr_decay=params.pop("lr_decay"),
-                                            weight_decay=params.pop("weight_decay", 0.0))
+        params["optimizer"] = AveragingAdam(
+            lr=params.pop("learning_rate"),
+            lr_decay=params.pop("lr_decay"),
+            weight_decay=params.pop("weight_decay", 0.0),
+        )
     if "history" in params:  # HistoryEstimator's own settings, e.g. {"memory": 0.9, "explore": 0.1}
         params["estimator"] = HistoryEstimator(params["n_directions"], params["smoothing"], **params.pop("history"))
     if "baseline" in params:  # the one-sided estimator against the mean of the perturbed losses
-        params["estimator"] = RandomGradientEstimator(params["n_directions"], params["smoothing"],
-                                                      params.pop("baseline"))
+        params["estimator"] = RandomGradientEstimator(
+            params["n_directions"], params["smoothing"], params.pop("baseline")
+        )
     started = time.perf_counter()
     clf = BARClassifier(model, max_queries=budget, random_state=seed, **params).fit(*train)
     out = {"sec": time.perf_counter() - started, "steps": clf.n_steps_, "fit_queries": clf.queries_}
     optimizer = clf.optimizer_  # fit's own copy, in its final state
     programs = {"raw": clf.theta_.copy()}
     if isinstance(optimizer, AveragingAdam) and clf.readout_ is None:  # a learned readout fits the raw program only
-        programs.update(ema=optimizer.ema,
-                        **{f"tail{k}": total / count for k, (total, count) in optimizer.tail.items()})
+        programs.update(
+            ema=optimizer.ema, **{f"tail{k}": total / count for k, (total, count) in optimizer.tail.items()}
+        )
     for name, theta in programs.items():
         clf.theta_ = theta
         out[name] = {k: round(v, 4) for k, v in common.binary_metrics(val[1], clf.predict_proba(val[0])).items()}
@@ -113,41 +140,62 @@ def report(runs: list[dict], budget: int = HEADLINE_BUDGET) -> str:
     """Tables of every run; the ranking only over settings run on all three tasks at ``budget``."""
     rows = aggregate(runs)
     settings = list(dict.fromkeys(r["setting"] for r in rows))
-    lines = ["# Defaults on three val splits (BreastMNIST, PneumoniaMNIST 10%, PneumoniaMNIST)\n",
-             "`python benchmarks/sweep_val.py`. Source black box: the trained CIFAR-subset SmallCNN of "
-             "`reprogram_medmnist.py`. Each setting overrides the baseline "
-             f"`{json.dumps(BASELINE)}`; fit on the train split at {budget:,} queries unless the budget column "
-             "says otherwise, scored on the val split (BreastMNIST 78 images, PneumoniaMNIST 524). Means over "
-             "the seeds listed. "
-             "*score* is the sum over the three tasks of val AUC plus val balanced accuracy (what the "
-             "sweeps rank by). *EMA AUC* scores the exponential moving average of the iterates (decay "
-             "0.99) at no query cost.\n"]
+    lines = [
+        "# Defaults on three val splits (BreastMNIST, PneumoniaMNIST 10%, PneumoniaMNIST)\n",
+        "`python benchmarks/sweep_val.py`. Source black box: the trained CIFAR-subset SmallCNN of "
+        "`reprogram_medmnist.py`. Each setting overrides the baseline "
+        f"`{json.dumps(BASELINE)}`; fit on the train split at {budget:,} queries unless the budget column "
+        "says otherwise, scored on the val split (BreastMNIST 78 images, PneumoniaMNIST 524). Means over "
+        "the seeds listed. "
+        "*score* is the sum over the three tasks of val AUC plus val balanced accuracy (what the "
+        "sweeps rank by). *EMA AUC* scores the exponential moving average of the iterates (decay "
+        "0.99) at no query cost.\n",
+    ]
     totals, seeds = {}, {}
     for s in settings:
         per = [r for r in rows if r["setting"] == s and r["budget"] == budget]
         if len(per) == len(TASKS):
             totals[s] = sum(r["auc"] + r["balanced_accuracy"] for r in per)
             seeds[s] = sorted(set().union(*(r["seeds"] for r in per)))
-    cols = [("task", "task"), ("setting", "setting"), ("budget", "budget"), ("seeds", "seeds"),
-            ("accuracy", "val acc"), ("balanced_accuracy", "val bal. acc"), ("auc", "val AUC"),
-            ("ema_auc", "EMA AUC"), ("sec", "fit s")]
+    cols = [
+        ("task", "task"),
+        ("setting", "setting"),
+        ("budget", "budget"),
+        ("seeds", "seeds"),
+        ("accuracy", "val acc"),
+        ("balanced_accuracy", "val bal. acc"),
+        ("auc", "val AUC"),
+        ("ema_auc", "EMA AUC"),
+        ("sec", "fit s"),
+    ]
     for task in TASKS:
-        part = [dict(r, seeds=" ".join(map(str, r["seeds"])),
-                     **{k: "" if r[k] is None else f"{r[k]:.3f}"
-                        for k in ("accuracy", "balanced_accuracy", "auc", "ema_auc")},
-                     sec=f"{r['sec']:.0f}") for r in rows if r["task"] == task]
+        part = [
+            dict(
+                r,
+                seeds=" ".join(map(str, r["seeds"])),
+                **{
+                    k: "" if r[k] is None else f"{r[k]:.3f}"
+                    for k in ("accuracy", "balanced_accuracy", "auc", "ema_auc")
+                },
+                sec=f"{r['sec']:.0f}",
+            )
+            for r in rows
+            if r["task"] == task
+        ]
         lines += [f"\n## {task}\n", common.md_table(part, cols)]
     lines.append(f"\n## Ranking (all three tasks, {budget:,} queries)\n")
-    lines.append("The top of the ranking is not the library's default. `{\"readout\": \"logistic\"}` ranks "
-                 "first, but its gain over the default, paired by seed, is +0.018 (t 1.3 over four seeds), "
-                 "within the noise. It costs len(y) extra queries, and it did not help on test "
-                 "(`reprogram_medmnist.md`), so it stays an option. The defaults it was compared with "
-                 "were adopted on this ranking alone, and their own paired gains were not beyond the noise "
-                 "either: cross-entropy over focal +0.071 (t 0.7, three seeds), smoothing 0.1 over 0.05 "
-                 "+0.047 (t 1.6, four seeds). Weight decay on the program (`weight_decay` 0.01 to 0.3, "
-                 "chosen by the one-standard-error rule, pre-registered) lowered the score at every value "
-                 "tried, more the larger it was (paired: -0.039 at 0.01, t -1.6; -0.072 at 0.03, t -3.5), "
-                 "so the default stays 0.\n")
+    lines.append(
+        'The top of the ranking is not the library\'s default. `{"readout": "logistic"}` ranks '
+        "first, but its gain over the default, paired by seed, is +0.018 (t 1.3 over four seeds), "
+        "within the noise. It costs len(y) extra queries, and it did not help on test "
+        "(`reprogram_medmnist.md`), so it stays an option. The defaults it was compared with "
+        "were adopted on this ranking alone, and their own paired gains were not beyond the noise "
+        "either: cross-entropy over focal +0.071 (t 0.7, three seeds), smoothing 0.1 over 0.05 "
+        "+0.047 (t 1.6, four seeds). Weight decay on the program (`weight_decay` 0.01 to 0.3, "
+        "chosen by the one-standard-error rule, pre-registered) lowered the score at every value "
+        "tried, more the larger it was (paired: -0.039 at 0.01, t -1.6; -0.072 at 0.03, t -3.5), "
+        "so the default stays 0.\n"
+    )
     for s, total in sorted(totals.items(), key=lambda kv: -kv[1]):
         lines.append(f"- `{s}`: score {total:.3f} (seeds {' '.join(map(str, seeds[s]))})")
     return "\n".join(lines) + "\n"
@@ -172,15 +220,24 @@ def main() -> None:
                 for seed in args.seeds:
                     if (key, task, seed, args.budget) in done:
                         continue
-                    run = {"task": task, "seed": seed, "budget": args.budget, "setting": key,
-                           **fit_one(model, setting, *data[task], seed, args.budget)}
+                    run = {
+                        "task": task,
+                        "seed": seed,
+                        "budget": args.budget,
+                        "setting": key,
+                        **fit_one(model, setting, *data[task], seed, args.budget),
+                    }
                     RUNS.parent.mkdir(parents=True, exist_ok=True)
                     with RUNS.open("a") as f:
                         f.write(json.dumps(run) + "\n")
                     print(task, seed, key, run["raw"], f"{run['sec']:.0f}s", flush=True)
     runs = load_runs()
-    payload = {"baseline": BASELINE, "source_model": common.TRAINED_SOURCE_CONFIG, "machine": common.machine(),
-               "rows": aggregate(runs)}
+    payload = {
+        "baseline": BASELINE,
+        "source_model": common.TRAINED_SOURCE_CONFIG,
+        "machine": common.machine(),
+        "rows": aggregate(runs),
+    }
     common.write_results("sweep_val", payload, report(runs))
 
 

@@ -60,27 +60,33 @@ suppress_warnings: list[str] = []
 # documentation of NumPy, PyTorch, scikit-learn, ... cannot be checked and are left as plain names.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:.*", r"(numpy|np|torch|nn|sklearn|scipy|httpx|requests|ray|onnxruntime|starlette|uvicorn|matplotlib|"
-               r"pathlib|os|abc|typing|collections|concurrent|asyncio|threading|joblib|tqdm)(\..*)?"),
-    (r"py:class", r"(Any|Callable|Sequence|Mapping|Iterable|Iterator|Path|PathLike|ndarray|array-like|optional|"
-                  r"default|callable|Module|int|float|str|bool|dict|list|tuple|None|bytes|object|type|Exception|"
-                  r"ValueError|TypeError|RuntimeError|ImportError|FloatingPointError)"),
+    (
+        r"py:.*",
+        r"(numpy|np|torch|nn|sklearn|scipy|httpx|requests|ray|onnxruntime|starlette|uvicorn|matplotlib|"
+        r"pathlib|os|abc|typing|collections|concurrent|asyncio|threading|joblib|tqdm)(\..*)?",
+    ),
+    (
+        r"py:class",
+        r"(Any|Callable|Sequence|Mapping|Iterable|Iterator|Path|PathLike|ndarray|array-like|optional|"
+        r"default|callable|Module|int|float|str|bool|dict|list|tuple|None|bytes|object|type|Exception|"
+        r"ValueError|TypeError|RuntimeError|ImportError|FloatingPointError)",
+    ),
 ]
 
 # -- autodoc + numpydoc -------------------------------------------------------------------------------------------
 # The docstrings are numpydoc already (Parameters / Returns / Raises / Examples sections), as in NumPy, SciPy and
 # scikit-learn, which this SDK's users read daily; numpydoc renders them as they are.
-autodoc_typehints = "none"          # the numpydoc "Parameters" section carries the types; signatures stay short
+autodoc_typehints = "none"  # the numpydoc "Parameters" section carries the types; signatures stay short
 autodoc_member_order = "bysource"
 autodoc_default_options = {
     "members": True,
     "show-inheritance": True,
     # scikit-learn adds these to every estimator; their docstrings point into scikit-learn's own docs
     "exclude-members": "set_fit_request,set_score_request,set_predict_request,set_predict_proba_request,"
-                       "set_transform_request,get_metadata_routing",
+    "set_transform_request,get_metadata_routing",
 }
 autoclass_content = "class"
-numpydoc_show_class_members = False     # methods are documented by autodoc below each class
+numpydoc_show_class_members = False  # methods are documented by autodoc below each class
 numpydoc_xref_param_type = False
 numpydoc_class_members_toctree = False
 
@@ -92,7 +98,7 @@ doctest_test_doctest_blocks = "default"
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples" / "tutorials"),
     "gallery_dirs": "tutorials",
-    "filename_pattern": r"/tutorial_",      # run every tutorial, not only those named plot_*
+    "filename_pattern": r"/tutorial_",  # run every tutorial, not only those named plot_*
     "ignore_pattern": r"/_",
     "download_all_examples": False,
     "within_subsection_order": "FileNameSortKey",
@@ -127,14 +133,14 @@ PUBLIC_MODULES = {
 }
 
 
-CANONICAL: dict[int, str] = {}         # id(public object) -> the name it is documented under
+CANONICAL: dict[int, str] = {}  # id(public object) -> the name it is documented under
 BY_SHORT_NAME: dict[str, list[str]] = {}
-KEEP: list[object] = []                 # keeps the objects alive, so their ids stay theirs
+KEEP: list[object] = []  # keeps the objects alive, so their ids stay theirs
 
 
 def _module(name: str):
     importlib.import_module(name)
-    return sys.modules[name]   # not getattr: the function bar_sdk.audit shadows its module's name
+    return sys.modules[name]  # not getattr: the function bar_sdk.audit shadows its module's name
 
 
 def _public(name: str) -> list[str]:
@@ -204,10 +210,21 @@ def generate_api(out: Path) -> list[str]:
     for full in set(CANONICAL.values()):
         BY_SHORT_NAME.setdefault(full.rsplit(".", 1)[1], []).append(full)
     for mod, title in PUBLIC_MODULES.items():
-        lines = [title, "=" * len(title), "",
-                 # the docstring examples run in their package's public namespace, as doctest.testmod would
-                 ".. testsetup:: *", "", f"   from {mod} import *", "",
-                 f".. automodule:: {mod}", "   :no-members:", "", f".. currentmodule:: {mod}", ""]
+        lines = [
+            title,
+            "=" * len(title),
+            "",
+            # the docstring examples run in their package's public namespace, as doctest.testmod would
+            ".. testsetup:: *",
+            "",
+            f"   from {mod} import *",
+            "",
+            f".. automodule:: {mod}",
+            "   :no-members:",
+            "",
+            f".. currentmodule:: {mod}",
+            "",
+        ]
         if mod == "bar_sdk.errors":
             lines += ["The tree (each error also derives from the builtin in brackets):", ""] + _exception_tree()
         here: list[tuple[str, object, str]] = []
@@ -246,11 +263,19 @@ def generate_api(out: Path) -> list[str]:
                 lines += [f".. autofunction:: {mod}.{name}", ""]
         page = out / f"{mod}.rst"
         text = "\n".join(lines) + "\n"
-        if not page.exists() or page.read_text() != text:   # unchanged pages keep their time stamp: no rebuild
+        if not page.exists() or page.read_text() != text:  # unchanged pages keep their time stamp: no rebuild
             page.write_text(text)
-    index = ["API reference", "=============", "",
-             "Every public name (each package's ``__all__``), documented on the page of the package",
-             "closest to where it is defined.", "", ".. toctree::", "   :maxdepth: 1", ""]
+    index = [
+        "API reference",
+        "=============",
+        "",
+        "Every public name (each package's ``__all__``), documented on the page of the package",
+        "closest to where it is defined.",
+        "",
+        ".. toctree::",
+        "   :maxdepth: 1",
+        "",
+    ]
     index += [f"   {mod}" for mod in PUBLIC_MODULES]
     (out / "index.rst").write_text("\n".join(index) + "\n")
     return problems
@@ -275,9 +300,19 @@ def generate_cli(out: Path) -> None:
     top = help_text([])
     found = re.search(r"\{([a-z0-9_,-]+)\}", top)
     commands = found.group(1).split(",") if found else []
-    lines = ["Command line", "============", "",
-             f"The ``bar`` console script (entry point ``{target}``). Every text below is its ``--help``,",
-             "captured when these pages were built.", "", "bar", "---", "", ".. code-block:: text", ""]
+    lines = [
+        "Command line",
+        "============",
+        "",
+        f"The ``bar`` console script (entry point ``{target}``). Every text below is its ``--help``,",
+        "captured when these pages were built.",
+        "",
+        "bar",
+        "---",
+        "",
+        ".. code-block:: text",
+        "",
+    ]
     lines += ["   " + line if line else "" for line in top.rstrip().splitlines()] + [""]
     for command in commands:
         lines += [f"bar {command}", "-" * (4 + len(command)), "", ".. code-block:: text", ""]
@@ -285,7 +320,7 @@ def generate_cli(out: Path) -> None:
     (out / "cli.rst").write_text("\n".join(lines) + "\n")
 
 
-os.environ["COLUMNS"] = "100"     # argparse wraps its help at this width: the same page on every machine
+os.environ["COLUMNS"] = "100"  # argparse wraps its help at this width: the same page on every machine
 _PROBLEMS = generate_api(DOCS / "api")
 generate_cli(DOCS)
 
@@ -325,7 +360,7 @@ def _canonical(dotted: str) -> str | None:
     for i, (_, step) in enumerate(trail):
         home = CANONICAL.get(id(step))
         if home is not None:
-            return ".".join([home] + [part for part, _ in trail[i + 1:]])
+            return ".".join([home] + [part for part, _ in trail[i + 1 :]])
     return None
 
 
@@ -364,8 +399,13 @@ def _missing_reference(app, env, node, contnode):
             return contnode
     if inspect.isclass(context) and node["reftype"] == "attr" and _sets_attribute(context, target):
         return contnode
-    if module and "." not in target and any(   # a name defined in a submodule of the page's package
-            name.startswith(module + ".") and hasattr(sub, target) for name, sub in list(sys.modules.items())):
+    if (
+        module
+        and "." not in target
+        and any(  # a name defined in a submodule of the page's package
+            name.startswith(module + ".") and hasattr(sub, target) for name, sub in list(sys.modules.items())
+        )
+    ):
         return contnode
     return None
 

@@ -21,8 +21,10 @@ from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 
 # 1. The model you can only query: a small CNN trained on scikit-learn's digits.
 x, y = digits_images(16)
-net = TorchModel(train_classifier(SmallCNN(1, 10, 16), x, y, epochs=8, lr=3e-3, batch_size=64, random_state=0),
-                 input_shape=(1, 16, 16))
+net = TorchModel(
+    train_classifier(SmallCNN(1, 10, 16), x, y, epochs=8, lr=3e-3, batch_size=64, random_state=0),
+    input_shape=(1, 16, 16),
+)
 
 # GridSearchCV clones the estimator, and cloning deep-copies its model; the counter lives in
 # a function (copied by reference), so every copy adds to the same bill.
@@ -38,12 +40,12 @@ model = CallableModel(api, n_classes=10, input_shape=(1, 16, 16))
 
 # 2. The new task: 30 tabular features (breast-cancer diagnosis), laid out as a patch in the frame.
 data = load_breast_cancer()
-X_train, X_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.3,
-                                                    stratify=data.target, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    data.data, data.target, test_size=0.3, stratify=data.target, random_state=0
+)
 
 # 3. Feature selection then BAR, tuned together by 3-fold cross-validation.
-pipe = Pipeline([("select", SelectKBest(f_classif)),
-                 ("bar", BARClassifier(model, max_queries=4_000, random_state=0))])
+pipe = Pipeline([("select", SelectKBest(f_classif)), ("bar", BARClassifier(model, max_queries=4_000, random_state=0))])
 grid = {"select__k": [10, 30], "bar__learning_rate": [0.05, 0.2]}
 search = GridSearchCV(pipe, grid, cv=3, scoring="balanced_accuracy", n_jobs=1).fit(X_train, y_train)
 
@@ -54,5 +56,7 @@ best = search.best_estimator_.named_steps["bar"]
 print(f"best: {search.best_params_}")
 print(f"test balanced accuracy {search.score(X_test, y_test):.3f}; the final refit used {best.queries_} queries")
 fits = len(search.cv_results_["params"]) * search.n_splits_ + 1
-print(f"the search sent {answered['images']:,} images to the model: {fits} fits of at most 4,000 queries each, "
-      f"plus cross-validation scoring and the final test ({np.asarray(X_test).shape[0]} images)")
+print(
+    f"the search sent {answered['images']:,} images to the model: {fits} fits of at most 4,000 queries each, "
+    f"plus cross-validation scoring and the final test ({np.asarray(X_test).shape[0]} images)"
+)

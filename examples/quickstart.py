@@ -17,11 +17,14 @@ model = TorchModel(net, input_shape=(1, 16, 16))
 
 # 2. A different task: 30 tabular features, laid out as a patch inside the program's frame.
 data = load_breast_cancer()
-X_train, X_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.3,
-                                                    stratify=data.target, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    data.data, data.target, test_size=0.3, stratify=data.target, random_state=0
+)
 
 # 3. Black-box reprogramming under a hard query budget.
 clf = BARClassifier(model, max_queries=60_000, random_state=0, verbose=True).fit(X_train, y_train)
-print(f"test accuracy {clf.score(X_test, y_test):.3f} after {clf.queries_} queries "
-      f"({clf.n_steps_} steps; mapping: {clf.mapping_.describe()})")
+print(
+    f"test accuracy {clf.score(X_test, y_test):.3f} after {clf.queries_} queries "
+    f"({clf.n_steps_} steps; mapping: {clf.mapping_.describe()})"
+)
 print("every image sent, by purpose:", clf.ledger_.by_purpose)

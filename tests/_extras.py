@@ -29,8 +29,10 @@ def absent(*modules: str) -> list[str]:
 
 def reason(extra: str, modules=None) -> str:
     """Why a test of ``extra`` is skipped; also ``pytest.importorskip(name, reason=reason("torch"))``."""
-    return (f"needs {', '.join(modules or EXTRAS[extra])} from the optional '{extra}' extra "
-            f"(pip install -c constraints.txt -e \".[{extra}]\")")
+    return (
+        f"needs {', '.join(modules or EXTRAS[extra])} from the optional '{extra}' extra "
+        f'(pip install -c constraints.txt -e ".[{extra}]")'
+    )
 
 
 def requires(extra: str, *modules: str):
@@ -41,5 +43,7 @@ def requires(extra: str, *modules: str):
 
 def preset_params(names):
     """Preset names as parameters; AWS Rekognition's skips without botocore (its SigV4 signer)."""
-    return [pytest.param(name, marks=requires("remote", "botocore")) if name == "aws_rekognition" else name
-            for name in names]
+    return [
+        pytest.param(name, marks=requires("remote", "botocore")) if name == "aws_rekognition" else name
+        for name in names
+    ]

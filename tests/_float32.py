@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-U = float(np.finfo(np.float32).eps) / 2      # unit roundoff of float32, 2**-24
+U = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32, 2**-24
 U64 = float(np.finfo(np.float64).eps) / 2
 ULPS = 4  # vectorised exp / tanh are within 4 ulp (NumPy documents < 2.6 ulp for its SIMD exp); 1 ulp <= 2u
 
@@ -50,10 +50,10 @@ def dense_logits_error(layers, x_abs, input_error: float = 0.0) -> tuple[float, 
     size = np.asarray(x_abs, np.float64)
     for depth, (w, b) in enumerate(layers):
         w, b = np.abs(np.asarray(w, np.float64)), np.abs(np.asarray(b, np.float64))
-        terms = size @ w + b if size.ndim else size * w.sum(axis=0) + b     # sum_i |W_ij| |h_i| + |b_j|
+        terms = size @ w + b if size.ndim else size * w.sum(axis=0) + b  # sum_i |W_ij| |h_i| + |b_j|
         err = float(w.sum(axis=0).max()) * err + gamma(w.shape[0] + 1) * float(terms.max())
         size = np.float64(terms.max())
-        if depth < len(layers) - 1:                          # the activation
+        if depth < len(layers) - 1:  # the activation
             err, size = err + ULPS * 2 * U, np.float64(1.0)
     return err, float(size)
 
@@ -78,8 +78,13 @@ def assert_close_f32(actual, desired, rtol: float, *, evaluations: int = 2, err_
     ``rtol`` bounds one evaluation's relative error (from :func:`softmax_rtol`); ``evaluations=2``
     when both sides are float32 evaluations, ``1`` when ``desired`` is exact.
     """
-    np.testing.assert_allclose(actual, desired, rtol=evaluations * rtol, atol=0,
-                               err_msg=err_msg or f"beyond float32's bound ({evaluations} x {rtol:.3g} relative)")
+    np.testing.assert_allclose(
+        actual,
+        desired,
+        rtol=evaluations * rtol,
+        atol=0,
+        err_msg=err_msg or f"beyond float32's bound ({evaluations} x {rtol:.3g} relative)",
+    )
 
 
 def demo_model_rtol(model, images_uint8) -> float:

@@ -51,17 +51,32 @@ class MLServerHandle:
 
 
 def _write_repository(folder: Path, http_port: int, grpc_port: int) -> None:
-    settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "metrics_endpoint": None,
-                "parallel_workers": 0, "debug": False, "load_models_at_startup": True}
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_endpoint": None,
+        "parallel_workers": 0,
+        "debug": False,
+        "load_models_at_startup": True,
+    }
     (folder / "settings.json").write_text(json.dumps(settings))
     for name, (datatype, dims, layout, scale) in MODELS.items():
         (folder / name).mkdir()
-        (folder / name / "model-settings.json").write_text(json.dumps({
-            "name": name, "implementation": "_mlserver_runtime.DigitsRuntime",
-            "inputs": [{"name": "pixels", "datatype": datatype, "shape": [-1, *dims]}],
-            "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 10]}],
-            "parameters": {"version": "1", "extra": {"count_file": str(folder / f"{name}.count"),
-                                                     "layout": layout, "scale": scale}}}))
+        (folder / name / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "implementation": "_mlserver_runtime.DigitsRuntime",
+                    "inputs": [{"name": "pixels", "datatype": datatype, "shape": [-1, *dims]}],
+                    "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 10]}],
+                    "parameters": {
+                        "version": "1",
+                        "extra": {"count_file": str(folder / f"{name}.count"), "layout": layout, "scale": scale},
+                    },
+                }
+            )
+        )
 
 
 @contextmanager
@@ -71,11 +86,16 @@ def mlserver(folder: Path, startup_timeout: float = 120.0) -> Iterator[MLServerH
         raise RuntimeError("the mlserver command is not installed (pip install -e '.[test]')")
     http_port, grpc_port = free_ports(2)
     _write_repository(folder, http_port, grpc_port)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
     log = open(folder / "mlserver.log", "wb")
-    proc = subprocess.Popen([exe, "start", str(folder)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [exe, "start", str(folder)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     base_url = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + startup_timeout

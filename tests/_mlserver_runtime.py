@@ -37,7 +37,7 @@ try:
     from mlserver import MLModel
     from mlserver.codecs import NumpyCodec
     from mlserver.types import InferenceRequest, InferenceResponse
-except ImportError:   # imported by the tests without mlserver installed: only digits_model is used
+except ImportError:  # imported by the tests without mlserver installed: only digits_model is used
     MLModel = object
 
 
@@ -56,9 +56,10 @@ class DigitsRuntime(MLModel):
             x = x.transpose(0, 3, 1, 2)
         x = x / np.float32(self._scale)
         p = self._model.predict_proba(x).astype(np.float32)
-        with open(self._count_file, "a") as f:   # one server process, one writer
+        with open(self._count_file, "a") as f:  # one server process, one writer
             f.write(f"{len(x)}\n")
             f.flush()
             os.fsync(f.fileno())
-        return InferenceResponse(model_name=self.name, model_version=self.version,
-                                 outputs=[NumpyCodec.encode_output("probs", p)])
+        return InferenceResponse(
+            model_name=self.name, model_version=self.version, outputs=[NumpyCodec.encode_output("probs", p)]
+        )

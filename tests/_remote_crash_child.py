@@ -12,17 +12,23 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from sklearn.datasets import load_breast_cancer
 
+from bar_sdk import BARClassifier
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 from bar_sdk.adapters.server import DemoModel
-from bar_sdk import BARClassifier
 
 SHAPE = (1, 8, 8)
 LABELS = list(DemoModel(SHAPE, n_classes=6).labels)
 # 16 steps of 30 and the mapping pass: 520 of 600, so a crash's lost step (counted as spent) leaves the
 # program unchanged; tests/test_crash_resume.py kills a run whose budget binds
 BAR = dict(max_queries=600, max_epochs=4, batch_size=10, n_directions=2, smoothing=0.1, random_state=3)
-REMOTE = dict(model_id="demo", labels=LABELS, input_shape=SHAPE, batch_size=4, max_concurrency=2,
-              retry=RetryPolicy(initial=0.002, maximum=0.02, jitter=0.002, max_attempts=15, random_state=0))
+REMOTE = dict(
+    model_id="demo",
+    labels=LABELS,
+    input_shape=SHAPE,
+    batch_size=4,
+    max_concurrency=2,
+    retry=RetryPolicy(initial=0.002, maximum=0.02, jitter=0.002, max_attempts=15, random_state=0),
+)
 
 
 def data():

@@ -155,8 +155,9 @@ def _fitted_mlp():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=200, random_state=0).fit(
-            x[:1200].reshape(1200, -1), y[:1200])
-    return tuple(zip(clf.coefs_, clf.intercepts_))
+            x[:1200].reshape(1200, -1), y[:1200]
+        )
+    return tuple(zip(clf.coefs_, clf.intercepts_, strict=False))
 
 
 def mlp_digits():

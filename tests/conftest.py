@@ -29,12 +29,18 @@ def ray_cluster():
     here = Path(__file__).resolve().parent
     # Workers import test helpers by module name, as pytest does (the worktree root and tests/).
     paths = (str(here.parent), str(here), os.environ.get("PYTHONPATH"))
-    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p),
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
         # address="local": always a fresh cluster of our own, never one a `ray start` left running.
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 ** 2,
-                 namespace="bar_sdk", log_to_driver=False, runtime_env={"env_vars": env})
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=200 * 1024**2,
+            namespace="bar_sdk",
+            log_to_driver=False,
+            runtime_env={"env_vars": env},
+        )
     except Exception as exc:  # no shared memory, no ports, ...: Ray cannot run here
         pytest.skip(f"Ray could not start a local cluster here ({type(exc).__name__}: {exc})")
     yield ray

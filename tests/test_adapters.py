@@ -142,13 +142,13 @@ def test_torch_batching_matches_one_batch():
     many = TorchModel(net, SHAPE, batch_size=5).predict_proba(x)
     rtol = tiny_net_rtol(net, x)
     assert_close_f32(many, one, rtol)
-    with torch.no_grad():                                  # and each within one bound of exact arithmetic
+    with torch.no_grad():  # and each within one bound of exact arithmetic
         exact = torch.softmax(copy.deepcopy(net).double()(torch.from_numpy(x).double()), 1).numpy()
     for p in (one, many):
         assert_close_f32(p, exact, rtol, evaluations=1)
-    for i in range(len(x)):                                # a chunk answering for another image fails
+    for i in range(len(x)):  # a chunk answering for another image fails
         with pytest.raises(AssertionError):
-            assert_close_f32(many[i:i + 1], np.roll(one, 1, axis=0)[i:i + 1], rtol)
+            assert_close_f32(many[i : i + 1], np.roll(one, 1, axis=0)[i : i + 1], rtol)
 
 
 def test_torch_eval_mode_turns_dropout_off():
@@ -167,17 +167,20 @@ def test_torch_infers_and_checks_n_classes():
         TorchModel(tiny_net(k=7), SHAPE, n_classes=5)
 
 
-@pytest.mark.parametrize("kwargs,param", [
-    ({"input_shape": (2, 6, 6)}, "input_shape"),
-    ({"input_shape": (1, 5, 5)}, "input_shape"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"outputs": "scores"}, "outputs"),
-    ({"device": "nonsense"}, "device"),
-    ({"mean": (0.1, 0.2)}, "mean"),
-    ({"std": 0.0}, "std"),
-    ({"std": "big"}, "std"),
-    ({"labels": ["a", "b"]}, "labels"),
-])
+@pytest.mark.parametrize(
+    "kwargs,param",
+    [
+        ({"input_shape": (2, 6, 6)}, "input_shape"),
+        ({"input_shape": (1, 5, 5)}, "input_shape"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"outputs": "scores"}, "outputs"),
+        ({"device": "nonsense"}, "device"),
+        ({"mean": (0.1, 0.2)}, "mean"),
+        ({"std": 0.0}, "std"),
+        ({"std": "big"}, "std"),
+        ({"labels": ["a", "b"]}, "labels"),
+    ],
+)
 def test_torch_bad_arguments_name_the_parameter(kwargs, param):
     args = {"input_shape": SHAPE, **kwargs}
     with pytest.raises(InvalidInputError, match=param):

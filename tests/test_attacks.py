@@ -38,21 +38,24 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("cls,kwargs,label_only,budgets", CASES,
-                         ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    "cls,kwargs,label_only,budgets", CASES, ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(CASES)]
+)
 def test_attack_lowers_accuracy_and_success_rises_with_budget(cls, kwargs, label_only, budgets):
     model = LabelOnly(NET) if label_only else NET
     results = [cls(model, max_queries=q, random_state=0, **kwargs).run(X, Y) for q in budgets]
     rates = [r.success_rate for r in results]
     assert rates == sorted(rates) and rates[-1] > rates[0]
     assert results[-1].robust_accuracy <= 0.5 * results[-1].clean_accuracy
-    assert results[0].clean_accuracy == 1.0          # held_out picks correctly classified digits
+    assert results[0].clean_accuracy == 1.0  # held_out picks correctly classified digits
 
 
 def test_targeted_attacks_reach_the_target():
     target = (Y + 3) % 10
-    for attack in (SquareAttack(NET, eps=0.3, max_queries=500, random_state=0),
-                   NESAttack(NET, eps=0.3, n_directions=5, max_queries=2000, random_state=0)):
+    for attack in (
+        SquareAttack(NET, eps=0.3, max_queries=500, random_state=0),
+        NESAttack(NET, eps=0.3, n_directions=5, max_queries=2000, random_state=0),
+    ):
         result = attack.run(X[:10], Y[:10], target=target[:10])
         assert result.success_rate >= 0.5
         assert np.all(NET.predict_proba(result.x_adv[result.success]).argmax(1) == target[:10][result.success])
@@ -67,8 +70,9 @@ def test_nes_uses_the_core_estimator_and_optimizer_it_is_given():
             return super().ask(theta, rng)
 
     spy = Spy(n_directions=3, smoothing=0.05)
-    result = NESAttack(NET, eps=0.2, estimator=spy, optimizer=SignSGD(lr=0.04), max_queries=70,
-                       random_state=0).run(X[:3], Y[:3])
+    result = NESAttack(NET, eps=0.2, estimator=spy, optimizer=SignSGD(lr=0.04), max_queries=70, random_state=0).run(
+        X[:3], Y[:3]
+    )
     assert asked and set(asked) == {64}
     # each iteration: 2 * 3 probes + the current image; the spy instance itself is left untouched
     assert np.all((result.queries[~result.success] - 1) % 7 == 0)
@@ -104,7 +108,7 @@ def test_white_box_attacks_bound_the_black_box_ones():
     square = SquareAttack(NET, eps=0.15, max_queries=100, random_state=0).run(X, Y)
     assert pgd.success_rate >= fgsm.success_rate > 0.2
     assert pgd.success_rate >= square.success_rate
-    assert np.all(fgsm.queries == 3)                 # clean query, gradient, check
+    assert np.all(fgsm.queries == 3)  # clean query, gradient, check
     assert np.all(pgd.distortion <= 0.15 + 1e-6)
     l2 = PGD(NET, norm="l2", eps=1.0, steps=20, random_state=0).run(X, Y)
     assert l2.success_rate > 0.5 and np.all(l2.distortion <= 1.0 + 1e-6)
@@ -113,8 +117,9 @@ def test_white_box_attacks_bound_the_black_box_ones():
 def test_carlini_wagner_minimises_distortion():
     loose = CarliniWagner(NET, lr=0.1, steps=40, binary_search_steps=3).run(X[:10], Y[:10])
     assert loose.success.all()
-    tight = CarliniWagner(NET, eps=float(np.median(loose.distortion)), lr=0.1, steps=40,
-                          binary_search_steps=3).run(X[:10], Y[:10])
+    tight = CarliniWagner(NET, eps=float(np.median(loose.distortion)), lr=0.1, steps=40, binary_search_steps=3).run(
+        X[:10], Y[:10]
+    )
     # no randomness: the tight run follows the loose one and stops as soon as it is within eps
     assert tight.success.sum() >= 5
     assert np.all(tight.distortion[tight.success] <= np.median(loose.distortion) + 1e-6)
@@ -127,7 +132,7 @@ def test_decision_attacks_shrink_distortion_with_budget():
     lo = LabelOnly(NET)
     small = HopSkipJump(lo, init_num_evals=20, max_queries=100, random_state=0).run(X[:10], Y[:10])
     large = HopSkipJump(lo, init_num_evals=20, max_queries=1000, random_state=0).run(X[:10], Y[:10])
-    assert small.success.all() and large.success.all()     # eps=None: any adversarial counts
+    assert small.success.all() and large.success.all()  # eps=None: any adversarial counts
     assert np.median(large.distortion) < np.median(small.distortion)
     r_small = RayS(lo, max_queries=100, random_state=0).run(X[:10], Y[:10])
     r_large = RayS(lo, max_queries=1000, random_state=0).run(X[:10], Y[:10])
@@ -136,17 +141,15 @@ def test_decision_attacks_shrink_distortion_with_budget():
 
 def test_attacks_on_a_torch_cnn_through_the_adapters():
     pytest.importorskip("torch", reason=reason("torch"))
-    from bar_sdk.adapters import LabelOnly as ApiLabelOnly
-    from bar_sdk.adapters import TorchModel
+    from bar_sdk.adapters import LabelOnly as ApiLabelOnly, TorchModel
     from bar_sdk.adapters.nets import SmallCNN, digits_images, train_classifier
 
     x, y = digits_images(8)
-    net = train_classifier(SmallCNN(1, 10, 8, width=8, random_state=0), x[:1200], y[:1200], epochs=6,
-                           random_state=0)
+    net = train_classifier(SmallCNN(1, 10, 8, width=8, random_state=0), x[:1200], y[:1200], epochs=6, random_state=0)
     model = TorchModel(net, (1, 8, 8))
     ok = model.predict_proba(x[1200:]).argmax(1) == y[1200:]
     xs, ys = x[1200:][ok][:20], y[1200:][ok][:20]
-    pgd = PGD(model, eps=0.2, steps=10, random_state=0).run(xs, ys)          # gradients via log_proba_gradient
+    pgd = PGD(model, eps=0.2, steps=10, random_state=0).run(xs, ys)  # gradients via log_proba_gradient
     square = SquareAttack(model, eps=0.2, max_queries=200, random_state=0).run(xs, ys)
     assert pgd.success_rate >= 0.5 and square.success_rate >= 0.3
     api = ApiLabelOnly(model)
@@ -156,11 +159,14 @@ def test_attacks_on_a_torch_cnn_through_the_adapters():
     assert hsj.success_rate >= 0.3
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(beta1=1.0), r"beta1=1.0; expected a number in \[0, 1\)"),  # Adam's bias correction would divide by 0
-    (dict(beta2=1.0), r"beta2=1.0"),
-    (dict(hierarchy=("a",)), "hierarchy="),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(beta1=1.0), r"beta1=1.0; expected a number in \[0, 1\)"),  # Adam's bias correction would divide by 0
+        (dict(beta2=1.0), r"beta2=1.0"),
+        (dict(hierarchy=("a",)), "hierarchy="),
+    ],
+)
 def test_zoo_parameters_that_would_send_nan_images_or_crash_are_named(kwargs, match):
     model = Counting(NET)
     with pytest.raises(InvalidInputError, match=match):

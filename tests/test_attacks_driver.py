@@ -58,7 +58,7 @@ def test_counts_are_exact_per_sample_and_in_total(cls, kwargs, label_only):
     # one image at a time: the counter around the model sees exactly what the result reports
     for i in (0, 5):
         attack, counter = make(cls, kwargs, label_only)
-        single = attack.run(X[i:i + 1], Y[i:i + 1])
+        single = attack.run(X[i : i + 1], Y[i : i + 1])
         assert counter.seen == single.queries[0] == single.total_queries
 
 
@@ -72,7 +72,7 @@ def test_success_is_real_and_inside_the_budget(cls, kwargs, label_only):
     assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
     if cls.mode == "bounded" or kwargs.get("eps") is not None:
         assert np.all(result.distortion[result.success] <= kwargs["eps"] * (1 + 1e-5) + 1e-6)
-    if cls.mode == "bounded":       # the constraint holds for failures too
+    if cls.mode == "bounded":  # the constraint holds for failures too
         assert np.all(result.distortion <= kwargs["eps"] * (1 + 1e-5) + 1e-6)
 
 
@@ -103,11 +103,11 @@ def test_square_sends_one_query_per_iteration_per_unfinished_image():
     counter = Counting(MODEL)
     result = SquareAttack(counter, eps=0.02, max_queries=50, random_state=0).run(X, Y)
     n = len(X)
-    assert counter.batches[0] == n                     # the clean query, all images at once
-    assert all(b <= n for b in counter.batches[1:])   # then at most one image per unfinished sample
+    assert counter.batches[0] == n  # the clean query, all images at once
+    assert all(b <= n for b in counter.batches[1:])  # then at most one image per unfinished sample
     failed = ~result.success
-    assert np.all(result.queries[failed] == 50)       # failures spend exactly their budget
-    assert len(counter.batches) == 50                 # 1 clean round + 49 rounds (init + 48 iterations)
+    assert np.all(result.queries[failed] == 50)  # failures spend exactly their budget
+    assert len(counter.batches) == 50  # 1 clean round + 49 rounds (init + 48 iterations)
 
 
 def test_batch_size_splits_model_calls():
@@ -139,13 +139,16 @@ def test_targeted_success_means_the_target_class():
     assert np.all(pred[result.success] == target[result.success])
 
 
-@pytest.mark.parametrize("cls,kwargs,label_only", [
-    (SquareAttack, dict(norm="linf", eps=0.1, max_queries=200), False),
-    (SimBA, dict(norm="l2", eps=1.0, max_queries=200), False),
-    (HopSkipJump, dict(norm="l2", eps=1.5, init_num_evals=10, max_queries=300), True),
-    (RayS, dict(eps=0.15, max_queries=300), True),
-    (PGD, dict(eps=0.1, steps=10), False),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs,label_only",
+    [
+        (SquareAttack, dict(norm="linf", eps=0.1, max_queries=200), False),
+        (SimBA, dict(norm="l2", eps=1.0, max_queries=200), False),
+        (HopSkipJump, dict(norm="l2", eps=1.5, init_num_evals=10, max_queries=300), True),
+        (RayS, dict(eps=0.15, max_queries=300), True),
+        (PGD, dict(eps=0.1, steps=10), False),
+    ],
+)
 def test_quantized_adversarials_survive_8_bit_encoding(cls, kwargs, label_only):
     model = LabelOnly(MODEL) if label_only else MODEL
     result = cls(model, quantize=True, random_state=0, **kwargs).run(X, Y)
@@ -170,17 +173,20 @@ def test_result_is_frozen():
 # -- bad input: clear errors before any query -------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(eps=0.0), "eps=0.0"),
-    (dict(eps=1.5), "eps=1.5"),
-    (dict(eps=-0.1), "eps=-0.1"),
-    (dict(eps=None), "eps=None"),
-    (dict(norm="l1"), "norm='l1'"),
-    (dict(max_queries=0), "max_queries=0"),
-    (dict(max_total_queries=3), "max_total_queries=3"),
-    (dict(p_init=2.0), "p_init=2.0"),
-    (dict(random_state="a"), "random_state"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(eps=0.0), "eps=0.0"),
+        (dict(eps=1.5), "eps=1.5"),
+        (dict(eps=-0.1), "eps=-0.1"),
+        (dict(eps=None), "eps=None"),
+        (dict(norm="l1"), "norm='l1'"),
+        (dict(max_queries=0), "max_queries=0"),
+        (dict(max_total_queries=3), "max_total_queries=3"),
+        (dict(p_init=2.0), "p_init=2.0"),
+        (dict(random_state="a"), "random_state"),
+    ],
+)
 def test_bad_parameters_are_refused_before_any_query(kwargs, match):
     counter = Counting(MODEL)
     with pytest.raises(InvalidInputError, match=match):
@@ -188,10 +194,17 @@ def test_bad_parameters_are_refused_before_any_query(kwargs, match):
     assert counter.seen == 0
 
 
-EVERY_ATTACK = [cls for cls in (getattr(bar_sdk.attacks, name) for name in bar_sdk.attacks.__all__)
-                if isinstance(cls, type) and issubclass(cls, Attack) and not inspect.isabstract(cls)]
-BOOLEANS = [(cls, name) for cls in EVERY_ATTACK for name, p in inspect.signature(cls.__init__).parameters.items()
-            if isinstance(p.default, bool)]
+EVERY_ATTACK = [
+    cls
+    for cls in (getattr(bar_sdk.attacks, name) for name in bar_sdk.attacks.__all__)
+    if isinstance(cls, type) and issubclass(cls, Attack) and not inspect.isabstract(cls)
+]
+BOOLEANS = [
+    (cls, name)
+    for cls in EVERY_ATTACK
+    for name, p in inspect.signature(cls.__init__).parameters.items()
+    if isinstance(p.default, bool)
+]
 
 
 @pytest.mark.parametrize("value", ["no", "yes", 1, None])
@@ -211,16 +224,19 @@ def test_check_bool_takes_python_and_numpy_booleans_only():
             check_bool(value, "flag")
 
 
-@pytest.mark.parametrize("x,y,match", [
-    (X[:4] * 2.0, Y[:4], r"x has values in \[0, 2\]"),
-    (X[:4] - 0.5, Y[:4], "x has values"),
-    (X[:4].astype(np.int32), Y[:4], "dtype int32"),
-    (X[:4, :, :4], Y[:4], "input_shape"),
-    (X[:4], Y[:3], r"y has shape \(3,\); expected \(4,\)"),
-    (X[:4], Y[:4, None, None], "y has shape"),
-    (X[:4], Y[:4] + 10, r"0\.\.9"),
-    (X[:4], Y[:4] + 0.5, "non-integer"),
-])
+@pytest.mark.parametrize(
+    "x,y,match",
+    [
+        (X[:4] * 2.0, Y[:4], r"x has values in \[0, 2\]"),
+        (X[:4] - 0.5, Y[:4], "x has values"),
+        (X[:4].astype(np.int32), Y[:4], "dtype int32"),
+        (X[:4, :, :4], Y[:4], "input_shape"),
+        (X[:4], Y[:3], r"y has shape \(3,\); expected \(4,\)"),
+        (X[:4], Y[:4, None, None], "y has shape"),
+        (X[:4], Y[:4] + 10, r"0\.\.9"),
+        (X[:4], Y[:4] + 0.5, "non-integer"),
+    ],
+)
 def test_bad_data_is_refused_before_any_query(x, y, match):
     counter = Counting(MODEL)
     with pytest.raises(InvalidInputError, match=match):
@@ -237,25 +253,39 @@ def test_target_equal_to_label_is_refused():
 
 def universal(model, **kwargs):
     # one training step: 4 antithetic evaluations x 4 images = 16 queries; the evaluation: 2 per image
-    return UniversalPerturbation(model, **{"eps": 0.1, "max_queries": 100, "n_directions": 2, "batch_images": 4,
-                                           "random_state": 0, **kwargs})
+    return UniversalPerturbation(
+        model, **{"eps": 0.1, "max_queries": 100, "n_directions": 2, "batch_images": 4, "random_state": 0, **kwargs}
+    )
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(max_queries=15), (r"max_queries=15; one training step costs 16 queries \(4 evaluations x 4 images\): "
-                            "expected at least 16, or lower batch_images/n_directions")),
-    (dict(max_total_queries=20), (r"max_total_queries=20; one training step costs 16 queries \(4 evaluations x 4 "
-                                  r"images\) and the evaluation keeps 8 \(two per image\): expected at least 24")),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            dict(max_queries=15),
+            (
+                r"max_queries=15; one training step costs 16 queries \(4 evaluations x 4 images\): "
+                "expected at least 16, or lower batch_images/n_directions"
+            ),
+        ),
+        (
+            dict(max_total_queries=20),
+            (
+                r"max_total_queries=20; one training step costs 16 queries \(4 evaluations x 4 "
+                r"images\) and the evaluation keeps 8 \(two per image\): expected at least 24"
+            ),
+        ),
+    ],
+)
 def test_universal_check_refuses_a_budget_too_small_for_training_before_any_query(kwargs, match):
     counter = Counting(MODEL)
     attack = universal(counter, **kwargs)
     with pytest.raises(InvalidInputError, match=match):
-        attack.check(X[:4], Y[:4])           # what audit and transfer_matrix call before any attack runs
+        attack.check(X[:4], Y[:4])  # what audit and transfer_matrix call before any attack runs
     with pytest.raises(InvalidInputError, match=match):
         attack.run(X[:4], Y[:4])
     assert counter.seen == 0
-    result = universal(counter, max_total_queries=24).run(X[:4], Y[:4])        # exactly enough
+    result = universal(counter, max_total_queries=24).run(X[:4], Y[:4])  # exactly enough
     assert counter.seen == result.total_queries == 24 and result.status != "total_budget_exhausted"
 
 
@@ -274,8 +304,11 @@ def test_a_fitted_universal_perturbation_refuses_a_total_budget_below_its_evalua
     fitted = counter.seen
     attack.set_params(max_total_queries=total)
     for call in (attack.check, attack.run):
-        with pytest.raises(InvalidInputError, match=rf"max_total_queries={total}; the evaluation keeps 8 \(two "
-                                                    r"per image\): expected at least 8$"):
+        with pytest.raises(
+            InvalidInputError,
+            match=rf"max_total_queries={total}; the evaluation keeps 8 \(two "
+            r"per image\): expected at least 8$",
+        ):
             call(X[:4], Y[:4])
     assert counter.seen == fitted
     result = attack.set_params(max_total_queries=8).run(X[:4], Y[:4])
@@ -340,16 +373,17 @@ def _diverging_after(steps):
 
 def test_an_attack_whose_iterate_turns_nan_is_stopped_before_sending_it_and_keeps_a_finite_image():
     api = _ForgivingApi(MODEL)
-    r = NESAttack(api, eps=0.1, n_directions=3, optimizer=_diverging_after(2), max_queries=200,
-                  random_state=0).run(X[:4], Y[:4])
-    assert api.non_finite == 0                                   # nothing non-finite left for the model
+    r = NESAttack(api, eps=0.1, n_directions=3, optimizer=_diverging_after(2), max_queries=200, random_state=0).run(
+        X[:4], Y[:4]
+    )
+    assert api.non_finite == 0  # nothing non-finite left for the model
     assert np.all(np.isfinite(r.x_adv)) and np.all(np.isfinite(r.distortion))
     diverged = ~r.success
     assert diverged.any() and r.status == "stopped_non_finite" and "NaN or infinite" in r.message
     # clean query + three finite iterations of 2 * 3 probes and the current image, then stopped unsent
     assert np.all(r.queries[diverged] == 1 + 3 * 7)
     assert r.total_queries == api.seen == int(r.queries.sum())
-    assert np.all(np.abs(r.x_adv - X[:4]).max(axis=(1, 2, 3)) <= 0.1 + 1e-6)   # still inside the ball
+    assert np.all(np.abs(r.x_adv - X[:4]).max(axis=(1, 2, 3)) <= 0.1 + 1e-6)  # still inside the ball
 
 
 def test_the_ledger_refuses_non_finite_images_before_counting_or_sending():
@@ -368,8 +402,9 @@ def test_the_ledger_refuses_non_finite_images_before_counting_or_sending():
 
 def test_universal_training_stops_at_a_non_finite_step_and_keeps_the_last_finite_perturbation():
     api = _ForgivingApi(MODEL)
-    attack = UniversalPerturbation(api, eps=0.1, n_directions=2, batch_images=4, max_queries=400,
-                                   optimizer=_diverging_after(3), random_state=0).fit(X[:8], Y[:8])
+    attack = UniversalPerturbation(
+        api, eps=0.1, n_directions=2, batch_images=4, max_queries=400, optimizer=_diverging_after(3), random_state=0
+    ).fit(X[:8], Y[:8])
     assert api.non_finite == 0 and np.all(np.isfinite(attack.perturbation_))
     assert len(attack.history_) == 4 and attack.fit_queries_ == api.seen == 4 * 2 * 2 * 4
     assert 0 < np.abs(attack.perturbation_).max() <= 0.1 + 1e-7

@@ -49,14 +49,14 @@ def test_register_refuses_a_taken_name_and_a_non_attack():
 def test_a_registered_attack_keeps_its_budget_and_the_ledger_equals_an_independent_count(name):
     cls = ATTACKS[name]
     model = _model(cls)
-    budget = 12 if cls.per_image_budget else 120    # a universal perturbation's budget is for all images
+    budget = 12 if cls.per_image_budget else 120  # a universal perturbation's budget is for all images
     result = cls(model, max_queries=budget, random_state=0).run(X, Y)
     assert isinstance(result, AttackResult)
-    assert result.total_queries == model.seen          # every image sent (gradient calls too) is counted
+    assert result.total_queries == model.seen  # every image sent (gradient calls too) is counted
     if cls.per_image_budget:
         assert np.all(result.queries <= budget) and result.total_queries <= budget * len(X)
     else:
-        assert result.total_queries <= budget + 2 * len(X)   # training, plus a clean and a final answer per image
+        assert result.total_queries <= budget + 2 * len(X)  # training, plus a clean and a final answer per image
     assert result.x_adv.shape == X.shape and np.all((result.x_adv >= 0) & (result.x_adv <= 1))
 
 

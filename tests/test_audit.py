@@ -16,13 +16,21 @@ NET = mlp_digits()
 X, Y = held_out(20, NET)
 
 
-@requires("report")                 # the report's plots
+@requires("report")  # the report's plots
 def test_audit_counts_every_query_and_writes_a_report(tmp_path):
     x_all, y_all = digits()
-    xs, ys = x_all[1200:1230], y_all[1200:1230]           # includes images the model gets wrong
+    xs, ys = x_all[1200:1230], y_all[1200:1230]  # includes images the model gets wrong
     counter = Counting(NET)
-    report = audit(counter, xs, ys, attacks=["square", "simba"], eps=[0.05, 0.2], max_queries=100,
-                   out_dir=tmp_path, price_per_query=0.002)
+    report = audit(
+        counter,
+        xs,
+        ys,
+        attacks=["square", "simba"],
+        eps=[0.05, 0.2],
+        max_queries=100,
+        out_dir=tmp_path,
+        price_per_query=0.002,
+    )
     assert report.total_queries == counter.seen
     assert report.cost == pytest.approx(0.002 * counter.seen)
     truth = NET.predict_proba(xs).argmax(1) == ys
@@ -36,10 +44,10 @@ def test_audit_counts_every_query_and_writes_a_report(tmp_path):
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["total_queries"] == counter.seen and doc["eps"] == [0.05, 0.2]
     assert doc["robust_accuracy"]["any attack"] == report.robust_accuracy["any attack"]
-    for example in doc["examples"]:       # every example shown really fools the model
+    for example in doc["examples"]:  # every example shown really fools the model
         i = example["index"]
         run = report.results[example["attack"]][report.eps.index(example["eps"])]
-        assert NET.predict_proba(run.x_adv[i:i + 1]).argmax(1)[0] == example["adversarial_label"] != ys[i]
+        assert NET.predict_proba(run.x_adv[i : i + 1]).argmax(1)[0] == example["adversarial_label"] != ys[i]
     text = (tmp_path / "report.md").read_text()
     assert "In plain words" in text and "examples.png" in text and f"{counter.seen:,}" in text
 
@@ -48,22 +56,25 @@ def test_auto_attacks_follow_what_the_model_answers():
     label_only = audit(LabelOnly(NET), X[:5], Y[:5], eps=[0.2], max_queries=40)
     assert set(label_only.results) == {"hopskipjump", "rays"}
     scores = audit(NET, X[:5], Y[:5], eps=[0.2], max_queries=40)
-    assert set(scores.results) == {"square", "simba", "pgd"}      # the MLP offers gradients
+    assert set(scores.results) == {"square", "simba", "pgd"}  # the MLP offers gradients
     assert scores.results["pgd"][0].access == "gradient"
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(eps=[0.1, 1.5]), "eps=1.5"),
-    (dict(eps=[]), "eps=..; expected at least one"),
-    (dict(attacks=["square", "bogus"]), "attacks='bogus'"),
-    (dict(attacks=["zoo"]), "norm l2 only"),
-    (dict(attacks=3), "attacks=3; expected 'auto'"),
-    (dict(attacks=["square", SquareAttack]), "attacks=.* holds <class"),      # the class, not an instance
-    (dict(attacks={"square": 1}), "attacks=.*; expected 'auto'"),
-    (dict(max_queries=0), "max_queries=0"),
-    (dict(price_per_query=-1.0), "price_per_query=-1.0"),
-    (dict(verbose="no"), "verbose='no'; expected True or False"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(eps=[0.1, 1.5]), "eps=1.5"),
+        (dict(eps=[]), "eps=..; expected at least one"),
+        (dict(attacks=["square", "bogus"]), "attacks='bogus'"),
+        (dict(attacks=["zoo"]), "norm l2 only"),
+        (dict(attacks=3), "attacks=3; expected 'auto'"),
+        (dict(attacks=["square", SquareAttack]), "attacks=.* holds <class"),  # the class, not an instance
+        (dict(attacks={"square": 1}), "attacks=.*; expected 'auto'"),
+        (dict(max_queries=0), "max_queries=0"),
+        (dict(price_per_query=-1.0), "price_per_query=-1.0"),
+        (dict(verbose="no"), "verbose='no'; expected True or False"),
+    ],
+)
 def test_bad_arguments_cost_nothing(kwargs, match):
     counter = Counting(NET)
     with pytest.raises(InvalidInputError, match=match.replace("..", r"\[\]")):
@@ -80,12 +91,16 @@ def test_bad_out_dir_is_refused_before_any_query(tmp_path):
     counter = Counting(NET)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    for out_dir, match in [(blocker, "out_dir=.*a_file"), (blocker / "below", "out_dir=.*below"), (3, "out_dir=3"),
-                           (BytesPath(), "out_dir=<.*BytesPath.*; expected a folder path")]:
+    for out_dir, match in [
+        (blocker, "out_dir=.*a_file"),
+        (blocker / "below", "out_dir=.*below"),
+        (3, "out_dir=3"),
+        (BytesPath(), "out_dir=<.*BytesPath.*; expected a folder path"),
+    ]:
         with pytest.raises(InvalidInputError, match=match):
             audit(counter, X, Y, attacks=["square"], eps=[0.1], max_queries=5, out_dir=out_dir)
     assert counter.seen == 0
-    with pytest.raises(InvalidInputError, match="eps"):       # a refused call leaves no folder behind
+    with pytest.raises(InvalidInputError, match="eps"):  # a refused call leaves no folder behind
         audit(counter, X, Y, attacks=["square"], eps=[2.0], out_dir=tmp_path / "never")
     assert not (tmp_path / "never").exists() and counter.seen == 0
 
@@ -125,17 +140,46 @@ def test_cli_audits_a_saved_torch_module(tmp_path):
     torch.save(net, tmp_path / "net.pt")
     np.savez(tmp_path / "data.npz", images=(x[1200:1215] * 255).round().astype(np.uint8), labels=y[1200:1215])
     out = tmp_path / "report"
-    code = main(["audit", "--model", str(tmp_path / "net.pt"), "--data", str(tmp_path / "data.npz"),
-                 "--attacks", "hopskipjump,rays", "--eps", "0.1", "--max-queries", "50", "--out", str(out),
-                 "--label-only", "--quiet"])
+    code = main(
+        [
+            "audit",
+            "--model",
+            str(tmp_path / "net.pt"),
+            "--data",
+            str(tmp_path / "data.npz"),
+            "--attacks",
+            "hopskipjump,rays",
+            "--eps",
+            "0.1",
+            "--max-queries",
+            "50",
+            "--out",
+            str(out),
+            "--label-only",
+            "--quiet",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "report.json").read_text())
     assert doc["n_samples"] == 15 and set(doc["runs"]) == {"hopskipjump", "rays"}
     assert all(run["total_queries"] <= 15 * 50 for runs in doc["runs"].values() for run in runs)
     assert (out / "report.md").exists()
     with pytest.raises(InvalidInputError, match="label_only=True"):
-        main(["audit", "--model", str(tmp_path / "net.pt"), "--data", str(tmp_path / "data.npz"),
-              "--attacks", "square", "--label-only", "--out", str(out), "--quiet"])
+        main(
+            [
+                "audit",
+                "--model",
+                str(tmp_path / "net.pt"),
+                "--data",
+                str(tmp_path / "data.npz"),
+                "--attacks",
+                "square",
+                "--label-only",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
 
 
 def test_cli_refuses_two_models_and_missing_data():
@@ -155,17 +199,19 @@ def test_an_attack_instance_runs_under_the_audit_cap_and_the_report_says_what_wa
     assert run.queries.max() <= 10 and counter.seen <= 4 * 10 and report.total_queries == counter.seen
     doc = json.loads((tmp_path / "report.json").read_text())
     assert doc["max_queries_per_image"] == 10 and doc["runs"]["SquareAttack"][0]["max_queries_per_image"] == 10
-    assert square.max_queries == 500                      # the instance given is left as it was
+    assert square.max_queries == 500  # the instance given is left as it was
     smaller = audit(counter, X[:2], Y[:2], attacks=[square.clone(max_queries=5)], eps=[0.01], max_queries=10)
     assert smaller.results["SquareAttack"][0].queries.max() <= 5 and smaller.caps == {"SquareAttack": 5}
 
 
 def test_an_attack_built_on_another_model_is_refused_before_any_query():
     audited, other = Counting(NET), Counting(NET)
-    with pytest.raises(InvalidInputError, match=r"attacks\[1\]=SquareAttack was built on model=Counting, not on the "
-                                                r"audited model"):
-        audit(audited, X[:4], Y[:4], attacks=["simba", SquareAttack(other, max_queries=20)], eps=[0.1],
-              max_queries=20)
+    with pytest.raises(
+        InvalidInputError,
+        match=r"attacks\[1\]=SquareAttack was built on model=Counting, not on the "
+        r"audited model",
+    ):
+        audit(audited, X[:4], Y[:4], attacks=["simba", SquareAttack(other, max_queries=20)], eps=[0.1], max_queries=20)
     assert audited.seen == 0 and other.seen == 0
 
 
@@ -175,7 +221,7 @@ def test_white_box_attacks_count_their_gradient_calls_under_the_audit_cap(spec):
 
     model = CountedSoftmax()
     x, y = held_out(4, model)
-    model.seen = 0                       # choosing the images is not part of the audit
+    model.seen = 0  # choosing the images is not part of the audit
     attack = "pgd" if spec == "pgd" else PGD(model, steps=40)
     report = audit(model, x, y, attacks=[attack], eps=[0.01], max_queries=10)
     run = next(iter(report.results.values()))[0]
@@ -185,7 +231,7 @@ def test_white_box_attacks_count_their_gradient_calls_under_the_audit_cap(spec):
 def test_a_report_without_matplotlib_is_refused_before_any_query(tmp_path, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     counter = Counting(NET)
     with pytest.raises(InvalidInputError, match=r"out_dir=.*matplotlib.*bar-sdk\[report\]"):
         audit(counter, X[:3], Y[:3], attacks=["square"], eps=[0.1], max_queries=10, out_dir=tmp_path / "r")

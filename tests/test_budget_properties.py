@@ -13,14 +13,27 @@ X, Y = DATA.data[:60], DATA.target[:60]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(estimator=st.sampled_from(["antithetic", "one_sided", "spsa", "coordinate", "exact"]),
-       batch_size=st.integers(1, 70), n_directions=st.integers(1, 6), budget=st.integers(1, 3000),
-       mapping=st.sampled_from(["frequency", "random", "iterative"]), seed=st.integers(0, 2 ** 16))
-def test_budget_never_exceeded_and_queries_equal_an_independent_count(estimator, batch_size, n_directions,
-                                                                      budget, mapping, seed):
+@given(
+    estimator=st.sampled_from(["antithetic", "one_sided", "spsa", "coordinate", "exact"]),
+    batch_size=st.integers(1, 70),
+    n_directions=st.integers(1, 6),
+    budget=st.integers(1, 3000),
+    mapping=st.sampled_from(["frequency", "random", "iterative"]),
+    seed=st.integers(0, 2**16),
+)
+def test_budget_never_exceeded_and_queries_equal_an_independent_count(
+    estimator, batch_size, n_directions, budget, mapping, seed
+):
     model = fresh_linear()
-    clf = BARClassifier(model, max_queries=budget, batch_size=batch_size, n_directions=n_directions,
-                        estimator=estimator, mapping=mapping, random_state=seed)
+    clf = BARClassifier(
+        model,
+        max_queries=budget,
+        batch_size=batch_size,
+        n_directions=n_directions,
+        estimator=estimator,
+        mapping=mapping,
+        random_state=seed,
+    )
     try:
         clf.fit(X, Y)
     except InvalidInputError as err:  # a budget too small for the mapping pass and one step

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from _models import fresh_linear
+
 from bar_sdk import BARClassifier, CheckpointError
 
 X13 = np.random.default_rng(0).random((13, 8, 8)).astype(np.float32)
@@ -20,8 +20,10 @@ def test_a_checkpoint_for_other_shaped_data_is_refused_naming_the_shapes(tmp_pat
     path = tmp_path / "run.bar"
     bar(fresh_linear(), path, program=program).fit(X13, Y13)
     model = fresh_linear()
-    with pytest.raises(CheckpointError, match=r"X of shape \(13, 8, 8\), dtype float32 there, of shape "
-                                              + r"\(" + ", ".join(map(str, other)) + r"\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"X of shape \(13, 8, 8\), dtype float32 there, of shape " + r"\(" + ", ".join(map(str, other)) + r"\)",
+    ):
         bar(model, path, program=program).fit(X13.reshape(other), Y13)
     assert model.seen == 0
 
@@ -33,9 +35,9 @@ def test_a_checkpoint_for_other_dtype_or_classes_is_refused_naming_them(tmp_path
     with pytest.raises(CheckpointError, match=r"dtype float32 there, of shape \(13, 8, 8\), dtype float64 here"):
         bar(model, path).fit(X13.astype(np.float64), Y13)
     with pytest.raises(CheckpointError, match=r"classes \['0', '1'\].* there, .*classes \['a', 'b'\]"):
-        bar(model, path).fit(X13, np.array(["a", "b"])[Y13])   # the same codes 0/1, other labels
+        bar(model, path).fit(X13, np.array(["a", "b"])[Y13])  # the same codes 0/1, other labels
     assert model.seen == 0
-    again = bar(model, path).fit(X13, Y13)                      # the same data still resumes, at no cost
+    again = bar(model, path).fit(X13, Y13)  # the same data still resumes, at no cost
     assert model.seen == 0 and again.queries_ > 0
 
 
@@ -73,7 +75,7 @@ def cancer40():
 BINDING = dict(max_queries=400, batch_size=10, random_state=1, readout="mapping")
 
 
-@pytest.mark.parametrize("crash_on", [1, 2, 4, 7])   # the mapping pass, the first, a middle and the last step
+@pytest.mark.parametrize("crash_on", [1, 2, 4, 7])  # the mapping pass, the first, a middle and the last step
 def test_max_queries_holds_across_a_crash_that_loses_paid_answers(tmp_path, crash_on):
     X, y = cancer40()
     reference = BARClassifier(CountingThenLost(), **BINDING).fit(X, y)
@@ -82,9 +84,9 @@ def test_max_queries_holds_across_a_crash_that_loses_paid_answers(tmp_path, cras
     with pytest.raises(Lost):
         BARClassifier(model, checkpoint=str(path), **BINDING).fit(X, y)
     resumed = BARClassifier(model, checkpoint=str(path), **BINDING).fit(X, y)
-    assert model.received <= 400                              # today: 460, the lost step paid again
-    assert resumed.queries_ == model.received <= 400            # the ledger knows every image that left
-    assert resumed.n_steps_ == reference.n_steps_ - 1          # the budget binds: one step fewer
+    assert model.received <= 400  # today: 460, the lost step paid again
+    assert resumed.queries_ == model.received <= 400  # the ledger knows every image that left
+    assert resumed.n_steps_ == reference.n_steps_ - 1  # the budget binds: one step fewer
     lost = 40 if crash_on == 1 else 60
     assert resumed.ledger_.by_purpose[BARClassifier.CRASH_PURPOSE] == lost
 
@@ -93,7 +95,7 @@ def test_a_resume_that_cannot_redo_the_mapping_pass_and_a_step_sends_nothing(tmp
     from bar_sdk import QueryBudgetExceeded
 
     X, y = cancer40()
-    kw = dict(BINDING, max_queries=100)   # the mapping pass (40) and one step (60), nothing to spare
+    kw = dict(BINDING, max_queries=100)  # the mapping pass (40) and one step (60), nothing to spare
     model, path = CountingThenLost(1), tmp_path / "run.bar"
     with pytest.raises(Lost):
         BARClassifier(model, checkpoint=str(path), **kw).fit(X, y)
@@ -104,14 +106,14 @@ def test_a_resume_that_cannot_redo_the_mapping_pass_and_a_step_sends_nothing(tmp
 
 def test_a_crash_when_the_budget_does_not_bind_changes_nothing_but_the_count(tmp_path):
     X, y = cancer40()
-    kw = dict(BINDING, max_epochs=3)   # 12 steps would cost 760: with max_queries=1000 the budget does not bind
+    kw = dict(BINDING, max_epochs=3)  # 12 steps would cost 760: with max_queries=1000 the budget does not bind
     kw["max_queries"] = 1000
     reference = BARClassifier(CountingThenLost(), **kw).fit(X, y)
     model, path = CountingThenLost(5), tmp_path / "run.bar"
     with pytest.raises(Lost):
         BARClassifier(model, checkpoint=str(path), **kw).fit(X, y)
     resumed = BARClassifier(model, checkpoint=str(path), **kw).fit(X, y)
-    np.testing.assert_array_equal(resumed.theta_, reference.theta_)   # the schedule ignores the lost step
+    np.testing.assert_array_equal(resumed.theta_, reference.theta_)  # the schedule ignores the lost step
     assert resumed.queries_ == model.received == reference.queries_ + 60
 
 
@@ -124,7 +126,7 @@ def test_the_journal_is_on_disk_before_the_request_leaves(tmp_path):
 
     class Peeking(CountingThenLost):
         def predict_proba(self, x):
-            _, meta = read_state(path)   # what a SIGKILL now would leave
+            _, meta = read_state(path)  # what a SIGKILL now would leave
             journals.append((meta["in_flight"], meta["ledger"]["queries"]))
             return super().predict_proba(x)
 
@@ -160,7 +162,7 @@ def test_tabular_features_near_the_float64_limits_give_finite_images():
     X, y = cancer40()
     huge = X / X.max(axis=0) * 1.7e308 * np.where(np.arange(40) % 2, 1, -1)[:, None]
     model = FiniteOnly()
-    clf = BARClassifier(model, **BINDING).fit(huge, y)     # today: NaN images
+    clf = BARClassifier(model, **BINDING).fit(huge, y)  # today: NaN images
     assert np.isfinite(clf.predict_proba(huge)).all() and model.received > 400
 
 
@@ -180,9 +182,9 @@ def test_a_program_that_turns_nan_stops_the_run_keeping_the_last_finite_program(
     with pytest.raises(NonFiniteProgramError, match="became NaN or infinite at step 3.*kept the program of step 2"):
         clf.fit(X, y)
     two = BARClassifier(FiniteOnly(), **{**BINDING, "max_queries": 40 + 2 * 60}, optimizer=SGD(lr=0.05)).fit(X, y)
-    np.testing.assert_array_equal(clf.theta_, two.theta_)          # the program of step 2, finite
+    np.testing.assert_array_equal(clf.theta_, two.theta_)  # the program of step 2, finite
     assert "NaN or infinite" in clf.stop_reason_ and np.isfinite(clf.program_).all()
-    assert model.received == 40 + 3 * 60                           # no image after the NaN step
+    assert model.received == 40 + 3 * 60  # no image after the NaN step
 
 
 def test_adam_with_beta1_one_never_sends_a_nan_image():
@@ -192,7 +194,7 @@ def test_adam_with_beta1_one_never_sends_a_nan_image():
 
     X, y = cancer40()
     model = FiniteOnly()
-    with pytest.raises((InvalidInputError, NonFiniteProgramError)):   # refused up front, or stopped at step 1
+    with pytest.raises((InvalidInputError, NonFiniteProgramError)):  # refused up front, or stopped at step 1
         BARClassifier(model, **BINDING, optimizer=Adam(beta1=1.0)).fit(X, y)
     assert model.received <= 40 + 60
 
@@ -213,7 +215,7 @@ def test_a_finite_program_whose_images_overflow_is_refused_before_sending():
     with pytest.raises(NonFiniteProgramError, match="program's images hold NaN or infinite values .parameters up to"):
         clf.fit(X, y)
     assert np.isfinite(clf.theta_).all() and np.abs(clf.theta_).max() > 1e100  # finite, and yet never sent
-    assert model.received == 40 + 3 * 60 and clf.queries_ == model.received   # nothing of step 4 left
+    assert model.received == 40 + 3 * 60 and clf.queries_ == model.received  # nothing of step 4 left
 
 
 # --------------------------------------------------------------------------- checkpoints written by earlier versions
@@ -222,7 +224,7 @@ def test_a_finite_program_whose_images_overflow_is_refused_before_sending():
 OLD_KW = dict(max_queries=1500, max_epochs=3, batch_size=10, random_state=1, mapping="iterative")
 
 
-@pytest.mark.parametrize("crash_on", [5, 14])   # a training step at an epoch's end (remapping), the readout pass
+@pytest.mark.parametrize("crash_on", [5, 14])  # a training step at an epoch's end (remapping), the readout pass
 def test_a_checkpoint_written_by_the_earlier_loop_resumes_to_the_uninterrupted_result(tmp_path, crash_on):
     import shutil
     from pathlib import Path
@@ -234,7 +236,7 @@ def test_a_checkpoint_written_by_the_earlier_loop_resumes_to_the_uninterrupted_r
     model = CountingThenLost()
     resumed = BARClassifier(model, checkpoint=str(path), **OLD_KW).fit(X, y)
     np.testing.assert_array_equal(resumed.theta_, reference.theta_)
-    lost = 60 if crash_on == 5 else 40       # the step or the readout pass in flight, counted as spent
+    lost = 60 if crash_on == 5 else 40  # the step or the readout pass in flight, counted as spent
     assert resumed.ledger_.by_purpose[BARClassifier.CRASH_PURPOSE] == lost
     assert resumed.queries_ == reference.queries_ + lost
     np.testing.assert_array_equal(resumed.readout_.coef, reference.readout_.coef)

@@ -33,15 +33,19 @@ def test_a_broken_import_in_a_command_module_is_raised_not_hidden(monkeypatch):
 
 
 def test_a_missing_module_of_our_own_is_raised_too(monkeypatch):
-    _failing_import(monkeypatch, "bar_sdk.cli.audit",
-                    ModuleNotFoundError("No module named 'bar_sdk.audit_helpers'", name="bar_sdk.audit_helpers"))
+    _failing_import(
+        monkeypatch,
+        "bar_sdk.cli.audit",
+        ModuleNotFoundError("No module named 'bar_sdk.audit_helpers'", name="bar_sdk.audit_helpers"),
+    )
     with pytest.raises(ModuleNotFoundError, match="audit_helpers"):
         cli.main(["audit", "--help"])
 
 
 def test_a_missing_optional_extra_names_the_extra(monkeypatch, capsys):
-    _failing_import(monkeypatch, "bar_sdk.adapters.server.cli",
-                    ModuleNotFoundError("No module named 'starlette'", name="starlette"))
+    _failing_import(
+        monkeypatch, "bar_sdk.adapters.server.cli", ModuleNotFoundError("No module named 'starlette'", name="starlette")
+    )
     assert cli.main(["serve", "--port", "8000"]) == 2
     err = capsys.readouterr().err
     assert "'server' extra" in err and "bar-sdk[server]" in err and "starlette" in err

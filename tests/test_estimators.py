@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bar_sdk.attacks.normalized_sgd import NormalizedSGD
 from bar_sdk.zo import (
     SGD,
     SPSAGC,
@@ -14,7 +15,6 @@ from bar_sdk.zo import (
     SPSAEstimator,
     zo_step,
 )
-from bar_sdk.attacks.normalized_sgd import NormalizedSGD
 
 D = 20
 A = np.linspace(0.5, 2.0, D)
@@ -23,7 +23,7 @@ A = np.linspace(0.5, 2.0, D)
 def quad(points):
     """f(x) = 0.5 * sum a_i x_i^2 (+ a linear term), gradient a * x + c."""
     points = np.atleast_2d(points)
-    return 0.5 * (points ** 2 * A).sum(1) + points @ np.ones(D)
+    return 0.5 * (points**2 * A).sum(1) + points @ np.ones(D)
 
 
 def quad_grad(x):
@@ -38,13 +38,16 @@ def cosine(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("est", [
-    RandomGradientEstimator(n_directions=10, smoothing=1e-3),
-    RandomGradientEstimator(n_directions=10, smoothing=1e-3, baseline="mean"),
-    AntitheticEstimator(n_directions=10, smoothing=1e-3),
-    SPSAEstimator(n_directions=10, smoothing=1e-3),
-    CoordinateEstimator(n_directions=10, smoothing=1e-3),
-])
+@pytest.mark.parametrize(
+    "est",
+    [
+        RandomGradientEstimator(n_directions=10, smoothing=1e-3),
+        RandomGradientEstimator(n_directions=10, smoothing=1e-3, baseline="mean"),
+        AntitheticEstimator(n_directions=10, smoothing=1e-3),
+        SPSAEstimator(n_directions=10, smoothing=1e-3),
+        CoordinateEstimator(n_directions=10, smoothing=1e-3),
+    ],
+)
 def test_estimate_points_along_true_gradient(est):
     rng = np.random.default_rng(0)
     theta = rng.standard_normal(D)
@@ -73,8 +76,10 @@ def test_more_directions_give_better_estimates():
 
 def test_two_sided_removes_offset_at_a_kink():
     """At a kink f(x)=|x|_1-like, one-sided differences share a constant offset."""
+
     def kink(points):
         return np.abs(np.atleast_2d(points)).sum(1)
+
     rng = np.random.default_rng(2)
     theta = np.zeros(D)
     one = RandomGradientEstimator(n_directions=5, smoothing=1e-2)
@@ -87,8 +92,15 @@ def test_two_sided_removes_offset_at_a_kink():
     assert np.mean(norms_two) < 0.5 * np.mean(norms_one)
 
 
-@pytest.mark.parametrize("est", [RandomGradientEstimator(5, 0.01), AntitheticEstimator(5, 0.01),
-                                 SPSAEstimator(5, 0.01), CoordinateEstimator(5, 0.01)])
+@pytest.mark.parametrize(
+    "est",
+    [
+        RandomGradientEstimator(5, 0.01),
+        AntitheticEstimator(5, 0.01),
+        SPSAEstimator(5, 0.01),
+        CoordinateEstimator(5, 0.01),
+    ],
+)
 def test_evaluations_match_points_asked(est):
     theta = np.zeros(D)
     assert est.ask(theta, np.random.default_rng(0)).shape == (est.evaluations(D), D)
@@ -139,11 +151,15 @@ def test_weight_decay_shrinks_by_lr_times_decay_when_the_gradient_is_zero(make):
 def test_sgd_weight_decay_is_an_l2_penalty_and_adam_decay_is_decoupled():
     rng = np.random.default_rng(6)
     theta, g = rng.standard_normal(D), rng.standard_normal(D)
-    np.testing.assert_allclose(SGD(lr=0.1, weight_decay=0.3).step(theta, g, 0.0),
-                               SGD(lr=0.1).step(theta, g + 0.3 * theta, 0.0), rtol=1e-12)
+    np.testing.assert_allclose(
+        SGD(lr=0.1, weight_decay=0.3).step(theta, g, 0.0), SGD(lr=0.1).step(theta, g + 0.3 * theta, 0.0), rtol=1e-12
+    )
     # Adam: the decay is added after the normalised step (AdamW), not fed through the moments
-    np.testing.assert_allclose(Adam(lr=0.1, weight_decay=0.3).step(theta, g, 0.0),
-                               Adam(lr=0.1).step(theta, g, 0.0) - 0.1 * 0.3 * theta, rtol=1e-12)
+    np.testing.assert_allclose(
+        Adam(lr=0.1, weight_decay=0.3).step(theta, g, 0.0),
+        Adam(lr=0.1).step(theta, g, 0.0) - 0.1 * 0.3 * theta,
+        rtol=1e-12,
+    )
     assert "weight_decay=0.3" in repr(Adam(weight_decay=0.3)) and "weight_decay" not in repr(Adam())
 
 

@@ -6,8 +6,10 @@ from _float32 import U, assert_close_f32, demo_model_rtol, gamma
 
 from bar_sdk.adapters.server import DemoModel
 
-MODELS = {"8x8, 5 classes": DemoModel((1, 8, 8), n_classes=5, random_state=2),
-          "3x16x16, 10 classes": DemoModel((3, 16, 16), n_classes=10, random_state=0)}
+MODELS = {
+    "8x8, 5 classes": DemoModel((1, 8, 8), n_classes=5, random_state=2),
+    "3x16x16, 10 classes": DemoModel((3, 16, 16), n_classes=10, random_state=0),
+}
 
 
 def eight_bit(model, n, seed=0):
@@ -24,7 +26,7 @@ def exact(model, q):
 
 def test_gamma_is_highams():
     assert gamma(1) == pytest.approx(U / (1 - U), rel=1e-15) and gamma(64) == pytest.approx(64 * U, rel=1e-5)
-    assert U == 2.0 ** -24
+    assert U == 2.0**-24
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -33,10 +35,10 @@ def test_every_batch_size_stays_within_the_bound_of_exact_arithmetic(name):
     q = eight_bit(model, 60)
     truth, rtol = exact(model, q), demo_model_rtol(model, q)
     answers = {}
-    for size in (1, 2, 3, 7, 16, 60):                      # each a different BLAS path
-        answers[size] = np.concatenate([model.predict_proba(q[i:i + size]) for i in range(0, len(q), size)])
+    for size in (1, 2, 3, 7, 16, 60):  # each a different BLAS path
+        answers[size] = np.concatenate([model.predict_proba(q[i : i + size]) for i in range(0, len(q), size)])
         assert_close_f32(answers[size], truth, rtol, evaluations=1)
-    for got in answers.values():                           # hence any two within twice the bound
+    for got in answers.values():  # hence any two within twice the bound
         assert_close_f32(got, answers[60], rtol)
 
 
@@ -45,7 +47,7 @@ def in_order(model, q, order):
     x = q.reshape(len(q), -1).astype(np.float32) / np.float32(255.0) - np.float32(0.5)
     z = np.zeros((len(q), model.n_classes), np.float32)
     for i in order:
-        z = z + x[:, i:i + 1] * model._w[i]               # float32 throughout: one rounding per product and sum
+        z = z + x[:, i : i + 1] * model._w[i]  # float32 throughout: one rounding per product and sum
     z = z + model._b
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -70,7 +72,7 @@ def test_a_wrong_answer_fails_the_tolerance():
     model = MODELS["8x8, 5 classes"]
     q = eight_bit(model, 24, seed=1)
     right, rtol = model.predict_proba(q), demo_model_rtol(model, q)
-    assert 1e-5 < 2 * rtol < 1e-3                          # loose enough for any summation order, and no looser
+    assert 1e-5 < 2 * rtol < 1e-3  # loose enough for any summation order, and no looser
     # one gray level on one pixel of any image is seen, even on the 8 pixels the model weighs least
     weakest = np.argsort(np.abs(model._w).sum(axis=1))[:8]
     for i in range(len(q)):
@@ -78,9 +80,9 @@ def test_a_wrong_answer_fails_the_tolerance():
             wrong = q[i].copy().reshape(-1)
             wrong[pixel] = wrong[pixel] + 1 if wrong[pixel] < 255 else 254
             with pytest.raises(AssertionError):
-                assert_close_f32(model.predict_proba(wrong.reshape(1, *model.input_shape)), right[i:i + 1], rtol)
+                assert_close_f32(model.predict_proba(wrong.reshape(1, *model.input_shape)), right[i : i + 1], rtol)
     # so are answers for the unrounded images, another image's answer, and one probability off by 1.5 tolerances
-    unrounded = np.clip((q + np.random.default_rng(2).uniform(-0.5, 0.5, q.shape)) / 255.0, 0, 1)   # rounds to q
+    unrounded = np.clip((q + np.random.default_rng(2).uniform(-0.5, 0.5, q.shape)) / 255.0, 0, 1)  # rounds to q
     with pytest.raises(AssertionError):
         assert_close_f32(model.predict_proba(unrounded.astype(np.float32)), right, rtol)
     with pytest.raises(AssertionError):
@@ -89,5 +91,5 @@ def test_a_wrong_answer_fails_the_tolerance():
     off[5, 2] *= 1 + 1.5 * 2 * rtol
     with pytest.raises(AssertionError):
         assert_close_f32(off, right, rtol)
-    off[5, 2] = right[5, 2] * (1 + 0.5 * 2 * rtol)         # half a tolerance off passes: it is what it says
+    off[5, 2] = right[5, 2] * (1 + 0.5 * 2 * rtol)  # half a tolerance off passes: it is what it says
     assert_close_f32(off, right, rtol)

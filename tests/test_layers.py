@@ -29,25 +29,40 @@ def _imported(tree: ast.AST, module: str):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             yield base
             yield from (f"{base}.{alias.name}" for alias in node.names)
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             yield str(node.args[0].value)
 
 
 def _violations(source: str, module: str):
-    return sorted({name for name in _imported(ast.parse(source), module)
-                   if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)})
+    return sorted(
+        {
+            name
+            for name in _imported(ast.parse(source), module)
+            if any(name == bad or name.startswith(bad + ".") for bad in FORBIDDEN)
+        }
+    )
 
 
 def test_the_check_sees_every_way_of_importing():
-    source = ("import torch.nn\nfrom bar_sdk import adapters\nfrom ..adapters.nets import SmallCNN\n"
-              "def f():\n    import importlib\n    importlib.import_module('bar_sdk.adapters.remote')\n")
+    source = (
+        "import torch.nn\nfrom bar_sdk import adapters\nfrom ..adapters.nets import SmallCNN\n"
+        "def f():\n    import importlib\n    importlib.import_module('bar_sdk.adapters.remote')\n"
+    )
     assert _violations(source, "bar_sdk.transfer.local") == [
-        "bar_sdk.adapters", "bar_sdk.adapters.nets", "bar_sdk.adapters.nets.SmallCNN", "bar_sdk.adapters.remote",
-        "torch.nn"]
+        "bar_sdk.adapters",
+        "bar_sdk.adapters.nets",
+        "bar_sdk.adapters.nets.SmallCNN",
+        "bar_sdk.adapters.remote",
+        "torch.nn",
+    ]
     assert _violations("import numpy\nfrom bar_sdk.contract import check_int\n", "bar_sdk.audit") == []
 
 
@@ -60,8 +75,11 @@ def test_no_core_module_imports_torch_the_adapters_or_the_cli(path):
 def _submodules():
     names = []
     for root in ("bar_sdk", "bar_sdk.adapters"):
-        names += [m.name for m in pkgutil.walk_packages(importlib.import_module(root).__path__, root + ".")
-                  if not m.name.endswith("__main__")]
+        names += [
+            m.name
+            for m in pkgutil.walk_packages(importlib.import_module(root).__path__, root + ".")
+            if not m.name.endswith("__main__")
+        ]
     return names
 
 
@@ -69,7 +87,7 @@ def _submodules():
 def test_no_package_attribute_shadows_a_submodule(name):
     try:
         module = importlib.import_module(name)
-    except ImportError as exc:   # an optional extra not installed here
+    except ImportError as exc:  # an optional extra not installed here
         pytest.skip(f"{name}: {exc}")
     parent, _, leaf = name.rpartition(".")
     assert getattr(sys.modules[parent], leaf) is module

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from bar_sdk import InvalidInputError, InvalidModelError, MeteredModel, ModelOutputError, QueryBudgetExceeded, QueryLedger
+from bar_sdk import (
+    InvalidInputError,
+    InvalidModelError,
+    MeteredModel,
+    ModelOutputError,
+    QueryBudgetExceeded,
+    QueryLedger,
+)
 from bar_sdk.contract import check_images, check_labels
 
 
@@ -71,17 +78,21 @@ def test_batch_refused_unsent_by_the_model_is_not_counted():
 def test_a_batch_that_raised_otherwise_stays_counted_as_failed():
     def broken(x):
         raise ConnectionError("lost after sending")
+
     metered = MeteredModel(Counting(broken))
     with pytest.raises(ConnectionError):
         metered.predict_proba(np.zeros((2, 1, 4, 4)))
     assert metered.ledger.queries == metered.ledger.failed == 2
 
 
-@pytest.mark.parametrize("out,match", [
-    (lambda x: np.zeros((len(x), 2)), "shape"),
-    (lambda x: np.full((len(x), 3), np.nan), "NaN"),
-    (lambda x: -np.ones((len(x), 3)), "negative"),
-])
+@pytest.mark.parametrize(
+    "out,match",
+    [
+        (lambda x: np.zeros((len(x), 2)), "shape"),
+        (lambda x: np.full((len(x), 3), np.nan), "NaN"),
+        (lambda x: -np.ones((len(x), 3)), "negative"),
+    ],
+)
 def test_bad_model_outputs_are_named(out, match):
     metered = MeteredModel(Counting(out))
     with pytest.raises(ModelOutputError, match=match):
@@ -93,13 +104,16 @@ def test_objects_without_the_contract_are_refused():
         MeteredModel(object())
 
 
-@pytest.mark.parametrize("x,match", [
-    (np.linspace(0, 1.5, 32).reshape(2, 4, 4), r"values in \[0, 1.5\]"),
-    (np.full((2, 4, 4), np.nan), "NaN"),
-    (np.zeros((2, 4, 4), dtype=np.int64), "dtype int64"),
-    (np.zeros((2, 4)), "shape"),
-    (np.zeros((0, 4, 4)), "empty"),
-])
+@pytest.mark.parametrize(
+    "x,match",
+    [
+        (np.linspace(0, 1.5, 32).reshape(2, 4, 4), r"values in \[0, 1.5\]"),
+        (np.full((2, 4, 4), np.nan), "NaN"),
+        (np.zeros((2, 4, 4), dtype=np.int64), "dtype int64"),
+        (np.zeros((2, 4)), "shape"),
+        (np.zeros((0, 4, 4)), "empty"),
+    ],
+)
 def test_bad_images_are_refused_not_clipped(x, match):
     with pytest.raises(InvalidInputError, match=match):
         check_images(x)
@@ -112,12 +126,15 @@ def test_image_layouts():
     assert x.dtype == np.float32 and x.max() == 1.0
 
 
-@pytest.mark.parametrize("y,match", [
-    ([0, 0, 0], "single class"),
-    ([0, 2, 2], "0..k-1"),
-    ([0.5, 1, 0], "non-integer"),
-    ([0, 1], r"expected \(3,\)"),
-])
+@pytest.mark.parametrize(
+    "y,match",
+    [
+        ([0, 0, 0], "single class"),
+        ([0, 2, 2], "0..k-1"),
+        ([0.5, 1, 0], "non-integer"),
+        ([0, 1], r"expected \(3,\)"),
+    ],
+)
 def test_bad_labels(y, match):
     with pytest.raises(InvalidInputError, match=match):
         check_labels(np.asarray(y), 3)
@@ -145,8 +162,8 @@ def test_an_adapter_does_not_rescan_the_batch_a_metered_model_just_scanned(monke
     model = CallableModel(lambda x: np.full((len(x), 3), 1 / 3), 3, (1, 4, 4))
     x = np.random.default_rng(0).random((5, 1, 4, 4)).astype(np.float32)
     metered = MeteredModel(model, QueryLedger(100), batch_size=2)
-    assert metered.predict_proba(x).shape == (5, 3) and scans == []      # three parts, none scanned again
-    model.predict_proba(x)                                                # a direct call is checked in full
+    assert metered.predict_proba(x).shape == (5, 3) and scans == []  # three parts, none scanned again
+    model.predict_proba(x)  # a direct call is checked in full
     assert scans == [(5, 1, 4, 4)]
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
@@ -164,7 +181,9 @@ def test_a_batch_outside_zero_one_still_meets_the_adapters_range_check(monkeypat
     model = CallableModel(lambda x: np.full((len(x), 3), 1 / 3), 3, (1, 4, 4))
     metered = MeteredModel(model, QueryLedger(100))
     with pytest.raises(InvalidInputError, match=r"values in \[0, 1.5\]; expected floats in \[0, 1\]"):
-        metered.predict_proba(np.full((2, 1, 4, 4), 1.5, np.float32) * np.array([0, 1], np.float32)[:, None, None, None])
+        metered.predict_proba(
+            np.full((2, 1, 4, 4), 1.5, np.float32) * np.array([0, 1], np.float32)[:, None, None, None]
+        )
     assert len(scans) == 1
 
 
@@ -183,8 +202,8 @@ def test_a_bar_fit_scans_each_batch_once_and_its_data_once(monkeypatch):
     model = CallableModel(inner.predict_proba, 10, (1, 16, 16))
     X = np.random.default_rng(1).random((30, 8, 8)).astype(np.float32)
     clf = BARClassifier(model, max_queries=600, batch_size=10, n_directions=2, random_state=0).fit(X, np.arange(30) % 2)
-    assert data_checks == [1]                          # X checked once in fit (TargetLayout not again)
-    assert adapter_scans == []                         # the adapter trusts the batch the ledger scanned
+    assert data_checks == [1]  # X checked once in fit (TargetLayout not again)
+    assert adapter_scans == []  # the adapter trusts the batch the ledger scanned
     assert sum(ledger_scans) == clf.queries_ == inner.seen and len(ledger_scans) == inner.calls
     clf.predict(X[:4])
-    assert data_checks == [1, 1]                       # a public call checks its input
+    assert data_checks == [1, 1]  # a public call checks its input

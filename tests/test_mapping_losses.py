@@ -4,10 +4,26 @@ import numpy as np
 import pytest
 
 from bar_sdk import InvalidInputError
-from bar_sdk.losses import (balanced_weights, cross_entropy, focal_loss, loss_and_logp_gradient, normalise,
-                            readout_loss_and_logp_gradient)
-from bar_sdk.mapping import (FOLD_TOL, READOUT_C_GRID, _fit_linear, CrossFittedReadout, LogisticReadout, choose_readout_C, frequency_mapping,
-                             random_mapping, readout_folds, source_frequencies)
+from bar_sdk.losses import (
+    balanced_weights,
+    cross_entropy,
+    focal_loss,
+    loss_and_logp_gradient,
+    normalise,
+    readout_loss_and_logp_gradient,
+)
+from bar_sdk.mapping import (
+    FOLD_TOL,
+    READOUT_C_GRID,
+    CrossFittedReadout,
+    LogisticReadout,
+    _fit_linear,
+    choose_readout_C,
+    frequency_mapping,
+    random_mapping,
+    readout_folds,
+    source_frequencies,
+)
 
 
 def test_frequency_mapping_follows_the_model():
@@ -31,6 +47,7 @@ def test_rows_with_no_score_vote_for_no_label():
     assert freq[:, 0].argmax() == 3 and freq[0, 0] == 0.0
     assert frequency_mapping(freq, per_class=1).sources.ravel().tolist() == [3, 4]
     from bar_sdk.reprogram import _evidence  # the iterative mapping's per-batch counts
+
     assert _evidence(scores, y, 2)[:, 0].tolist() == [0, 0, 0, 2, 0]
 
 
@@ -55,8 +72,10 @@ def test_target_scores_are_means_and_survive_top_k_zeros():
     assert t[0, 0] == pytest.approx(0.4) and t[0, 1] == 0.0
     p = normalise(t)
     assert p.argmax() == 0 and np.isfinite(p).all()
-    np.testing.assert_allclose(mapping.target_scores(np.eye(10)) @ np.ones(2), np.full(10, 0.5)
-                               * np.isin(np.arange(10), mapping.sources.ravel()))
+    np.testing.assert_allclose(
+        mapping.target_scores(np.eye(10)) @ np.ones(2),
+        np.full(10, 0.5) * np.isin(np.arange(10), mapping.sources.ravel()),
+    )
 
 
 def test_too_many_labels_per_class_is_a_clear_error():
@@ -167,11 +186,11 @@ def test_cross_fitted_readout_reads_each_row_without_its_fold():
     assert cf.C == 0.3 and cf.coefs.shape == (5, 6, 2)
     np.testing.assert_array_equal(cf.folds, readout_folds(60))
     rows = np.array([0, 7, 13, 59])
-    for i, row in zip(rows, cf.proba(scores[rows], rows)):
+    for i, row in zip(rows, cf.proba(scores[rows], rows), strict=False):
         out = readout_folds(60) != i % 5
         coef, intercept = _fit_linear(np.log(scores[out]), y[out], 2, 0.3, FOLD_TOL)  # the fold fits' tolerance
         alone = LogisticReadout(coef, intercept, 0.3)
-        np.testing.assert_allclose(row, alone.proba(scores[i:i + 1])[0], rtol=1e-10)
+        np.testing.assert_allclose(row, alone.proba(scores[i : i + 1])[0], rtol=1e-10)
     # a refit keeps the folds and C
     again = cf.refit(scores[::-1].copy(), y[::-1].copy())
     assert again.C == cf.C and np.array_equal(again.folds, cf.folds)
@@ -184,8 +203,9 @@ def test_cross_fitted_readout_loss_gradient_matches_finite_differences(loss, gam
     rng = np.random.default_rng(4)
     logits = rng.standard_normal((6, 10))
     y = np.array([0, 1, 2, 2, 1, 0])
-    readout = CrossFittedReadout(0.3 * rng.standard_normal((5, 10, 3)), rng.standard_normal((5, 3)),
-                                 readout_folds(20), 1.0)
+    readout = CrossFittedReadout(
+        0.3 * rng.standard_normal((5, 10, 3)), rng.standard_normal((5, 3)), readout_folds(20), 1.0
+    )
     rows = np.array([0, 1, 2, 8, 9, 14])  # six rows, five folds: two rows share fold 4
     w = balanced_weights(np.array([0, 1, 2, 2]), 3)
 

@@ -39,8 +39,12 @@ def _graph(batch="n", layout="NCHW", softmax=False, log=False, conv_head=False):
         inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
         out, out_shape = "z4", [batch, 5, 1, 1]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)], initializer=inits)
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, out_shape)],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return model.SerializeToString()
@@ -153,14 +157,17 @@ def test_non_finite_graph_output_is_an_error():
 
 
 def test_missing_onnxruntime_names_the_extra():
-    out = run_without(["onnxruntime"], """
+    out = run_without(
+        ["onnxruntime"],
+        """
 from bar_sdk.adapters import OnnxModel
 from bar_sdk.errors import MissingDependencyError
 try:
     OnnxModel(b'')
 except MissingDependencyError as exc:
     print(exc)
-""")
+""",
+    )
     assert out.returncode == 0, out.stderr
     assert "pip install 'bar-sdk[onnx]'" in out.stdout
     assert issubclass(MissingDependencyError, ImportError)

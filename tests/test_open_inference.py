@@ -11,10 +11,16 @@ import httpx
 import numpy as np
 import pytest
 
-from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
-from bar_sdk.adapters.remote.presets.open_inference import (HEADER_LENGTH, Levels, OpenInferencePreset, decode_tensors,
-                                                    encode_tensors, parse_classification)
 from bar_sdk import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote.presets.open_inference import (
+    HEADER_LENGTH,
+    Levels,
+    OpenInferencePreset,
+    decode_tensors,
+    encode_tensors,
+    parse_classification,
+)
 
 SHAPE = (3, 4, 5)
 LABELS = ["cat", "dog", "fish"]
@@ -31,11 +37,20 @@ def scores_of(x_nchw):
 class OipServer:
     """A scripted V2 server: readiness, metadata, infer (JSON or binary), with replies to inject."""
 
-    def __init__(self, *, datatype="FP32", dims=(-1, 3, 4, 5), layout="NCHW", binary=False, infer_replies=(),
-                 ready_replies=(), classification_labels=False):
+    def __init__(
+        self,
+        *,
+        datatype="FP32",
+        dims=(-1, 3, 4, 5),
+        layout="NCHW",
+        binary=False,
+        infer_replies=(),
+        ready_replies=(),
+        classification_labels=False,
+    ):
         self.datatype, self.dims, self.layout, self.binary = datatype, list(dims), layout, binary
-        self.infer_replies = list(infer_replies)      # (status, json body) answered before real answers
-        self.ready_replies = list(ready_replies)      # statuses of /ready before 200
+        self.infer_replies = list(infer_replies)  # (status, json body) answered before real answers
+        self.ready_replies = list(ready_replies)  # statuses of /ready before 200
         self.classification_labels = classification_labels
         self.requests, self.inputs = [], []
 
@@ -46,12 +61,25 @@ class OipServer:
             status = self.ready_replies.pop(0) if self.ready_replies else 200
             return httpx.Response(status)
         if path == "/v2":
-            return httpx.Response(200, json={"name": "scripted", "version": "1",
-                                             "extensions": ["classification"] + ["binary_tensor_data"] * self.binary})
+            return httpx.Response(
+                200,
+                json={
+                    "name": "scripted",
+                    "version": "1",
+                    "extensions": ["classification"] + ["binary_tensor_data"] * self.binary,
+                },
+            )
         if request.method == "GET":
-            return httpx.Response(200, json={"name": "m", "versions": ["1"], "platform": "test", "inputs": [
-                {"name": "pixels", "datatype": self.datatype, "shape": self.dims}],
-                "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}]})
+            return httpx.Response(
+                200,
+                json={
+                    "name": "m",
+                    "versions": ["1"],
+                    "platform": "test",
+                    "inputs": [{"name": "pixels", "datatype": self.datatype, "shape": self.dims}],
+                    "outputs": [{"name": "probs", "datatype": "FP32", "shape": [-1, 3]}],
+                },
+            )
         if self.infer_replies:
             status, body = self.infer_replies.pop(0)
             return httpx.Response(status, json=body)
@@ -88,9 +116,17 @@ class OipServer:
 
 def model_for(server, sleeps=None, **kw):
     retry = kw.pop("retry", RetryPolicy(jitter=0, initial=0.01))
-    return RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="m", labels=LABELS,
-                                   input_shape=SHAPE, client=httpx.Client(transport=httpx.MockTransport(server)),
-                                   sleep=sleeps.append if sleeps is not None else (lambda s: None), retry=retry, **kw)
+    return RemoteModel.from_preset(
+        "open_inference",
+        base_url="http://127.0.0.1:9",
+        model_name="m",
+        labels=LABELS,
+        input_shape=SHAPE,
+        client=httpx.Client(transport=httpx.MockTransport(server)),
+        sleep=sleeps.append if sleeps is not None else (lambda s: None),
+        retry=retry,
+        **kw,
+    )
 
 
 # -- the wire format ------------------------------------------------------------------------------
@@ -101,16 +137,18 @@ def test_tensor_codec_round_trips_numbers_and_bytes(binary):
     a = np.random.default_rng(1).random((2, 3, 4)).astype(np.float32)
     b = np.arange(12, dtype=np.uint8).reshape(3, 4)
     s = [b"0.5:1:cat", b"", "\u00e9".encode()]
-    tensors = [({"name": "a", "datatype": "FP32", "shape": [2, 3, 4]}, a),
-               ({"name": "b", "datatype": "UINT8", "shape": [3, 4]}, b),
-               ({"name": "s", "datatype": "BYTES", "shape": [3]}, s)]
+    tensors = [
+        ({"name": "a", "datatype": "FP32", "shape": [2, 3, 4]}, a),
+        ({"name": "b", "datatype": "UINT8", "shape": [3, 4]}, b),
+        ({"name": "s", "datatype": "BYTES", "shape": [3]}, s),
+    ]
     body, n_header = encode_tensors({"id": "7"}, "outputs", tensors, binary)
     assert (n_header is not None) == binary
-    if binary:   # no JSON number list: the raw tensors follow the header
+    if binary:  # no JSON number list: the raw tensors follow the header
         assert b'"data"' not in body[:n_header] and len(body) == n_header + a.nbytes + b.nbytes + 4 * 3 + 9 + 2
     doc, back = decode_tensors(body, n_header, "outputs", "test")
     assert doc["id"] == "7"
-    np.testing.assert_array_equal(np.asarray(back[0][1], dtype=np.float32), a)   # exact: float32 survives JSON
+    np.testing.assert_array_equal(np.asarray(back[0][1], dtype=np.float32), a)  # exact: float32 survives JSON
     np.testing.assert_array_equal(back[1][1], b)
     assert back[2][1] == s
 
@@ -127,16 +165,22 @@ def test_levels_write_exactly_what_the_plain_encoder_writes(datatype, scale):
         assert fast == encode_tensors({}, "inputs", [(meta, plain)], binary)
 
 
-@pytest.mark.parametrize("body, header, match", [
-    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}',
-     None, "does not fit"),
-    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [3], "data": [1, 2]}]}', None, "needs 3"),
-    (b'{"outputs": [{"name": "o", "datatype": "COMPLEX", "shape": [1], "data": [1]}]}', None, "datatype"),
-    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [1], "data": ["x"]}]}', None, "expected numbers"),
-    (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [-1], "data": [1]}]}', None, "non-negative"),
-    (b'{"result": 1}', None, "no 'outputs'"),
-    (b'{"outputs": []}xxxx', "999", "body has"),
-])
+@pytest.mark.parametrize(
+    "body, header, match",
+    [
+        (
+            b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}]}',
+            None,
+            "does not fit",
+        ),
+        (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [3], "data": [1, 2]}]}', None, "needs 3"),
+        (b'{"outputs": [{"name": "o", "datatype": "COMPLEX", "shape": [1], "data": [1]}]}', None, "datatype"),
+        (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [1], "data": ["x"]}]}', None, "expected numbers"),
+        (b'{"outputs": [{"name": "o", "datatype": "FP32", "shape": [-1], "data": [1]}]}', None, "non-negative"),
+        (b'{"result": 1}', None, "no 'outputs'"),
+        (b'{"outputs": []}xxxx', "999", "body has"),
+    ],
+)
 def test_tensor_codec_refuses_bodies_that_do_not_add_up(body, header, match):
     with pytest.raises(ResponseFormatError, match=match):
         decode_tensors(body, header, "outputs", "test")
@@ -145,7 +189,7 @@ def test_tensor_codec_refuses_bodies_that_do_not_add_up(body, header, match):
 def test_classification_strings_with_and_without_labels():
     assert parse_classification(b"0.25:3:tabby cat", "w") == (0.25, 3, "tabby cat")
     assert parse_classification(b"1e-3:0", "w") == (0.001, 0, None)
-    assert parse_classification(b"0.5:2:a:b", "w") == (0.5, 2, "a:b")    # a label may hold colons
+    assert parse_classification(b"0.5:2:a:b", "w") == (0.5, 2, "a:b")  # a label may hold colons
     for bad in (b"cat", b"0.5", b"0.5:x", b"nan:1", b"0.5:-1"):
         with pytest.raises(ResponseFormatError, match="score"):
             parse_classification(bad, "w")
@@ -154,24 +198,30 @@ def test_classification_strings_with_and_without_labels():
 # -- layout and datatype from the metadata ------------------------------------------------------
 
 
-@pytest.mark.parametrize("datatype, dims, layout", [
-    ("FP32", (-1, 3, 4, 5), "NCHW"), ("FP32", (-1, 4, 5, 3), "NHWC"), ("UINT8", (-1, 4, 5, 3), "NHWC"),
-    ("FP64", (-1, 60), "FLAT"), ("UINT8", (-1, 3, -1, -1), "NCHW")])
+@pytest.mark.parametrize(
+    "datatype, dims, layout",
+    [
+        ("FP32", (-1, 3, 4, 5), "NCHW"),
+        ("FP32", (-1, 4, 5, 3), "NHWC"),
+        ("UINT8", (-1, 4, 5, 3), "NHWC"),
+        ("FP64", (-1, 60), "FLAT"),
+        ("UINT8", (-1, 3, -1, -1), "NCHW"),
+    ],
+)
 def test_layout_and_datatype_are_read_from_the_metadata(datatype, dims, layout):
     server = OipServer(datatype=datatype, dims=dims, layout=layout)
     model = model_for(server)
     p = model.predict_proba(X)
-    np.testing.assert_allclose(p, scores_of(Q / 255.0), atol=1e-6)   # float32 output tensor
+    np.testing.assert_allclose(p, scores_of(Q / 255.0), atol=1e-6)  # float32 output tensor
     meta, sent = server.inputs[0]
     assert meta["name"] == "pixels" and meta["datatype"] == datatype
     expect = {"NCHW": Q, "NHWC": Q.transpose(0, 2, 3, 1), "FLAT": Q.reshape(3, -1)}[layout]
     assert list(sent.shape) == list(expect.shape)
     if datatype == "UINT8":
         np.testing.assert_array_equal(sent, expect)
-    else:   # the 8-bit image itself, as k / 255 in the tensor's type: nothing finer than a level is sent
+    else:  # the 8-bit image itself, as k / 255 in the tensor's type: nothing finer than a level is sent
         np.testing.assert_array_equal(np.rint(np.asarray(sent) * 255), expect)
-        np.testing.assert_array_equal(np.asarray(sent, dtype=np.float32),
-                                      expect.astype(np.float32) / np.float32(255))
+        np.testing.assert_array_equal(np.asarray(sent, dtype=np.float32), expect.astype(np.float32) / np.float32(255))
     assert server.paths("GET") == ["/v2/health/ready", "/v2/models/m/ready", "/v2/models/m", "/v2"]
     assert model.ledger.billed == 3 and model.ledger.attempts == 3
 
@@ -209,7 +259,7 @@ def test_same_8bit_image_is_paid_once():
     server = OipServer()
     model = model_for(server)
     level = Q[:1].astype(np.float32) / np.float32(255)
-    nudged = np.clip(level + np.float32(0.3 / 255), 0, 1)   # rounds to the same 8-bit image
+    nudged = np.clip(level + np.float32(0.3 / 255), 0, 1)  # rounds to the same 8-bit image
     model.predict_proba(level)
     model.predict_proba(nudged)
     assert model.ledger.billed == 1 and model.ledger.cache_hits == 1 and len(server.paths("POST")) == 1
@@ -228,7 +278,7 @@ def test_classification_extension_top_k(with_labels):
     for i, row in enumerate(want):
         for j in np.argsort(-row, kind="stable")[:2]:
             top2[i, j] = row[j]
-    np.testing.assert_allclose(p, top2, atol=1e-6)   # the left-out class scores 0
+    np.testing.assert_allclose(p, top2, atol=1e-6)  # the left-out class scores 0
     sent = json.loads(server.requests[-1].content)
     assert sent["outputs"] == [{"name": "probs", "parameters": {"classification": 2}}]
 
@@ -255,8 +305,10 @@ def test_binary_classification_and_forced_json():
 
 
 def test_logits_and_scores_that_are_not_probabilities():
-    logits = {"model_name": "m", "outputs": [{"name": "probs", "datatype": "FP32", "shape": [1, 3],
-                                              "data": [2.0, 0.0, -1.0]}]}
+    logits = {
+        "model_name": "m",
+        "outputs": [{"name": "probs", "datatype": "FP32", "shape": [1, 3], "data": [2.0, 0.0, -1.0]}],
+    }
     p = model_for(OipServer(infer_replies=[(200, logits)]), scores="logits").predict_proba(X[:1])
     e = np.exp([2.0, 0.0, -1.0])
     np.testing.assert_allclose(p[0], e / e.sum(), rtol=1e-12)
@@ -270,11 +322,15 @@ def test_logits_and_scores_that_are_not_probabilities():
 # -- error bodies and overload ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status, error, kind", [
-    (503, "Exceeds maximum queue size", "throttled"),                  # Triton
-    (400, "Model m with version 1 is not ready yet.", "transient"),    # MLServer
-    (500, "queue full", "transient"),                                   # KServe
-    (429, "too many requests", "throttled")])
+@pytest.mark.parametrize(
+    "status, error, kind",
+    [
+        (503, "Exceeds maximum queue size", "throttled"),  # Triton
+        (400, "Model m with version 1 is not ready yet.", "transient"),  # MLServer
+        (500, "queue full", "transient"),  # KServe
+        (429, "too many requests", "throttled"),
+    ],
+)
 def test_overload_is_retried_then_answered(status, error, kind):
     sleeps = []
     server = OipServer(infer_replies=[(status, {"error": error})] * 2)
@@ -294,11 +350,15 @@ def test_overload_stops_at_the_retry_policy():
     assert len(server.paths("POST")) == 3 and model.ledger.billed == 0 and model.ledger.in_flight == 0
 
 
-@pytest.mark.parametrize("status, error, cls", [
-    (400, "unexpected shape for input 'pixels' for model 'm'", RemoteError),
-    (400, "Model m not found", RemoteError),
-    (422, "Unprocessable Entity", RemoteError),
-    (401, "unauthorized", AuthenticationError)])
+@pytest.mark.parametrize(
+    "status, error, cls",
+    [
+        (400, "unexpected shape for input 'pixels' for model 'm'", RemoteError),
+        (400, "Model m not found", RemoteError),
+        (422, "Unprocessable Entity", RemoteError),
+        (401, "unauthorized", AuthenticationError),
+    ],
+)
 def test_client_errors_are_not_retried_and_quote_the_error_body(status, error, cls):
     server = OipServer(infer_replies=[(status, {"error": error})] * 5)
     model = model_for(server, api_key="tok-SECRET")
@@ -318,7 +378,7 @@ def test_not_ready_server_is_polled_before_the_first_paid_request():
     model.predict_proba(X)
     gets = server.paths("GET")
     assert gets[:4] == ["/v2/health/ready"] * 4 and gets[4] == "/v2/models/m/ready"
-    assert len(sleeps) == 3 and sleeps == sorted(sleeps)   # growing pauses
+    assert len(sleeps) == 3 and sleeps == sorted(sleeps)  # growing pauses
     first_post = next(i for i, r in enumerate(server.requests) if r.method == "POST")
     assert first_post > max(i for i, r in enumerate(server.requests) if r.url.path.endswith("/ready"))
 
@@ -334,21 +394,31 @@ def test_a_server_that_never_gets_ready_fails_without_spending():
 
 def test_unknown_model_fails_fast_naming_it():
     def handler(request):
-        return httpx.Response(200 if request.url.path == "/v2/health/ready" else 404,
-                              json={"error": "Model nosuch not found"})
-    model = RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="nosuch",
-                                    labels=LABELS, input_shape=SHAPE,
-                                    client=httpx.Client(transport=httpx.MockTransport(handler)))
+        return httpx.Response(
+            200 if request.url.path == "/v2/health/ready" else 404, json={"error": "Model nosuch not found"}
+        )
+
+    model = RemoteModel.from_preset(
+        "open_inference",
+        base_url="http://127.0.0.1:9",
+        model_name="nosuch",
+        labels=LABELS,
+        input_shape=SHAPE,
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     with pytest.raises(RemoteError, match="model_name='nosuch'"):
         model.predict_proba(X)
 
 
 def test_constructor_checks_name_the_parameter():
-    for kw, match in (({"model_name": ""}, "model_name"), ({"model_name": "m", "datatype": "INT8"}, "datatype"),
-                      ({"model_name": "m", "layout": "CHW"}, "layout"),
-                      ({"model_name": "m", "classification": 0}, "classification"),
-                      ({"model_name": "m", "binary": "yes"}, "binary"),
-                      ({"model_name": "m", "ready_timeout": -1}, "ready_timeout")):
+    for kw, match in (
+        ({"model_name": ""}, "model_name"),
+        ({"model_name": "m", "datatype": "INT8"}, "datatype"),
+        ({"model_name": "m", "layout": "CHW"}, "layout"),
+        ({"model_name": "m", "classification": 0}, "classification"),
+        ({"model_name": "m", "binary": "yes"}, "binary"),
+        ({"model_name": "m", "ready_timeout": -1}, "ready_timeout"),
+    ):
         with pytest.raises(InvalidInputError, match=match):
             OpenInferencePreset(**kw)
 
@@ -358,19 +428,32 @@ def test_quantize_is_the_reference_rounding_at_every_level_boundary(dtype):
     from bar_sdk.adapters.remote import quantize
 
     halves = (np.arange(256)[:, None] + np.array([-0.5, 0.5])[None]).ravel() / 255
-    x = np.clip(np.concatenate([halves, np.nextafter(halves, 2), np.nextafter(halves, -1),
-                                np.random.default_rng(3).random(5000)]), 0, 1).astype(dtype)
+    x = np.clip(
+        np.concatenate(
+            [halves, np.nextafter(halves, 2), np.nextafter(halves, -1), np.random.default_rng(3).random(5000)]
+        ),
+        0,
+        1,
+    ).astype(dtype)
     reference = np.rint(x.astype(np.float32) * np.float32(255.0)).astype(np.uint8)
     np.testing.assert_array_equal(quantize(x), reference)
 
 
 def test_readiness_refused_credentials_fail_at_once_without_the_key():
     def handler(request):
-        return httpx.Response(401, json={"error": "bad token tok-SECRET"})   # a server that echoes the key
+        return httpx.Response(401, json={"error": "bad token tok-SECRET"})  # a server that echoes the key
+
     sleeps = []
-    model = RemoteModel.from_preset("open_inference", base_url="http://127.0.0.1:9", model_name="m", labels=LABELS,
-                                    input_shape=SHAPE, api_key="tok-SECRET", sleep=sleeps.append,
-                                    client=httpx.Client(transport=httpx.MockTransport(handler)))
+    model = RemoteModel.from_preset(
+        "open_inference",
+        base_url="http://127.0.0.1:9",
+        model_name="m",
+        labels=LABELS,
+        input_shape=SHAPE,
+        api_key="tok-SECRET",
+        sleep=sleeps.append,
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     with pytest.raises(AuthenticationError) as info:
         model.predict_proba(X)
     assert "tok-SECRET" not in str(info.value) and sleeps == [] and model.ledger.attempts == 0

@@ -14,8 +14,8 @@ pytest.importorskip("mlserver", reason="MLServer is a test dependency: pip insta
 from _mlserver import mlserver  # noqa: E402
 from _mlserver_runtime import LABELS, SHAPE, digits_model  # noqa: E402
 
-from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
 from bar_sdk import RemoteError  # noqa: E402
+from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize  # noqa: E402
 
 LOCAL = digits_model()
 FAST = RetryPolicy(initial=0.05, jitter=0.05, maximum=0.5, max_attempts=8, random_state=0)
@@ -29,8 +29,9 @@ def server(tmp_path_factory):
 
 def remote(server, name="digits", **kw):
     kw.setdefault("retry", FAST)
-    return RemoteModel.from_preset("open_inference", base_url=server.base_url, model_name=name, labels=LABELS,
-                                   input_shape=SHAPE, **kw)
+    return RemoteModel.from_preset(
+        "open_inference", base_url=server.base_url, model_name=name, labels=LABELS, input_shape=SHAPE, **kw
+    )
 
 
 def digits(n, seed=0):
@@ -47,11 +48,11 @@ def test_answers_are_the_local_models_on_the_8bit_images_and_billing_agrees(serv
     before = server.count(name)
     with remote(server, name, max_concurrency=3, max_batch=16) as model:
         p = model.predict_proba(x)
-        again = model.predict_proba(x[:10])       # answered from the cache, not sent
-        assert model.preset.layout == ("NCHW" if name == "digits" else "NHWC")   # read from MLServer's metadata
+        again = model.predict_proba(x[:10])  # answered from the cache, not sent
+        assert model.preset.layout == ("NCHW" if name == "digits" else "NHWC")  # read from MLServer's metadata
         assert model.preset.datatype == ("FP32" if name == "digits" else "UINT8")
         want = LOCAL.predict_proba(quantize(x).astype(np.float32) / 255)
-        np.testing.assert_allclose(p, want, rtol=1e-5, atol=1e-6)    # float32 output tensor
+        np.testing.assert_allclose(p, want, rtol=1e-5, atol=1e-6)  # float32 output tensor
         np.testing.assert_array_equal(again, p[:10])
         assert model.ledger.billed == server.count(name) - before == 70
         assert model.ledger.cache_hits == 10 and model.ledger.requests == 5
@@ -70,8 +71,8 @@ def test_bar_classifier_through_the_protocol(server):
         clf.predict(X[:10])
         led = model.ledger
         assert clf.queries_ <= 600
-        assert led.billed + led.cache_hits == clf.ledger_.queries     # every image asked for: sent or cached
-        assert led.billed == server.count("digits") - before > 0       # the server saw what we paid for
+        assert led.billed + led.cache_hits == clf.ledger_.queries  # every image asked for: sent or cached
+        assert led.billed == server.count("digits") - before > 0  # the server saw what we paid for
         assert led.in_flight == 0 and led.unconfirmed == 0
 
 
@@ -86,7 +87,7 @@ def test_square_attack_through_the_protocol(server):
         led = model.ledger
         assert res.total_queries == led.billed + led.cache_hits
         assert led.billed == server.count("digits") - before > 0
-        assert res.success.any()                      # eps=0.1 on these digits breaks at least one
+        assert res.success.any()  # eps=0.1 on these digits breaks at least one
 
 
 def test_a_model_mlserver_does_not_hold_fails_fast_and_costs_nothing(server):

@@ -23,8 +23,9 @@ print('ok')
 
 
 def test_core_imports_without_torch():
-    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH.format(root=str(ROOT))], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH.format(root=str(ROOT))], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -60,14 +61,33 @@ def test_built_wheel_installs_one_top_level_package(tmp_path):
     """
     import zipfile
 
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     (wheel,) = tmp_path.glob("bar_sdk-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert top == {"bar_sdk"}, top
-    for module in ("bar_sdk/adapters/__init__.py", "bar_sdk/adapters/remote/model.py",
-                   "bar_sdk/adapters/server/app.py", "bar_sdk/adapters/remote/presets/clarifai.py"):
+    for module in (
+        "bar_sdk/adapters/__init__.py",
+        "bar_sdk/adapters/remote/model.py",
+        "bar_sdk/adapters/server/app.py",
+        "bar_sdk/adapters/remote/presets/clarifai.py",
+    ):
         assert module in names, module
     assert not any(name.startswith("adapters/") for name in names)

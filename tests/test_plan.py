@@ -13,12 +13,15 @@ DATA = load_breast_cancer()
 FAST = RetryPolicy(initial=0.01, jitter=0.01, maximum=0.2, max_attempts=12, random_state=0)
 
 
-@pytest.mark.parametrize("n, options", [
-    (37, dict(max_queries=500, batch_size=10, n_directions=2)),                       # stops at the budget
-    (37, dict(max_epochs=2, batch_size=10, n_directions=3, readout="logistic")),     # a short last batch
-    (25, dict(max_queries=400, batch_size=8, estimator="antithetic", n_directions=2, mapping="random")),
-    (30, dict(max_queries=2000, max_epochs=1, batch_size=30, n_directions=4, readout="logistic")),
-])
+@pytest.mark.parametrize(
+    "n, options",
+    [
+        (37, dict(max_queries=500, batch_size=10, n_directions=2)),  # stops at the budget
+        (37, dict(max_epochs=2, batch_size=10, n_directions=3, readout="logistic")),  # a short last batch
+        (25, dict(max_queries=400, batch_size=8, estimator="antithetic", n_directions=2, mapping="random")),
+        (30, dict(max_queries=2000, max_epochs=1, batch_size=30, n_directions=4, readout="logistic")),
+    ],
+)
 def test_plan_equals_what_fit_and_predict_ask_for(n, options):
     X, y = DATA.data[:n], DATA.target[:n]
     model = DemoModel((1, 8, 8), n_classes=6, random_state=1)
@@ -35,9 +38,18 @@ def test_plan_of_a_paid_run_matches_the_bill_and_the_servers_requests():
     X, y = DATA.data[:40], DATA.target[:40]
     demo = DemoModel((1, 8, 8), n_classes=6, random_state=0)
     with serve(demo) as server:
-        api = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key, model_id="demo",
-                                      labels=list(demo.labels), input_shape=(1, 8, 8), batch_size=16,
-                                      price_per_query=0.002, retry=FAST, use_cache=False)
+        api = RemoteModel.from_preset(
+            "clarifai",
+            base_url=server.base_url,
+            api_key=server.api_key,
+            model_id="demo",
+            labels=list(demo.labels),
+            input_shape=(1, 8, 8),
+            batch_size=16,
+            price_per_query=0.002,
+            retry=FAST,
+            use_cache=False,
+        )
         clf = BARClassifier(api, max_queries=700, batch_size=10, n_directions=2, readout="logistic", random_state=0)
         plan = plan_bar(clf, X, n_eval=20, rate_limit=10)
         clf.fit(X, y)
@@ -63,8 +75,12 @@ def test_plan_refuses_what_fit_refuses_and_checks_its_arguments():
     with pytest.raises(InvalidInputError, match="max_queries=50"):
         clf.fit(X, DATA.target[:30])
     ok = BARClassifier(DemoModel((1, 8, 8), n_classes=6), max_queries=500)
-    for kw, name in (({"n_eval": -1}, "n_eval"), ({"rate_limit": 0}, "rate_limit"), ({"max_batch": 0}, "max_batch"),
-                     ({"price_per_query": -1.0}, "price_per_query")):
+    for kw, name in (
+        ({"n_eval": -1}, "n_eval"),
+        ({"rate_limit": 0}, "rate_limit"),
+        ({"max_batch": 0}, "max_batch"),
+        ({"price_per_query": -1.0}, "price_per_query"),
+    ):
         with pytest.raises(InvalidInputError, match=name):
             plan_bar(ok, X, **kw)
     assert np.isfinite(plan_bar(ok, X, price_per_query=0.001).dollars)
@@ -74,13 +90,33 @@ def test_bar_plan_command_prints_the_same_plan(capsys):
     from bar_sdk.cli import main
     from bar_sdk.cli.plan import _ShapeOnly
 
-    argv = ["plan", "--samples", "60", "--image-shape", "1,8,8", "--source-shape", "3,32,32", "--classes", "10",
-            "--max-queries", "3000", "--eval", "15", "--price", "0.001", "--rate", "5", "--max-batch", "32"]
+    argv = [
+        "plan",
+        "--samples",
+        "60",
+        "--image-shape",
+        "1,8,8",
+        "--source-shape",
+        "3,32,32",
+        "--classes",
+        "10",
+        "--max-queries",
+        "3000",
+        "--eval",
+        "15",
+        "--price",
+        "0.001",
+        "--rate",
+        "5",
+        "--max-batch",
+        "32",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     clf = BARClassifier(_ShapeOnly((3, 32, 32), 10), max_queries=3000)
-    plan = plan_bar(clf, np.zeros((60, 1, 8, 8), np.float32), n_eval=15, price_per_query=0.001, rate_limit=5,
-                    max_batch=32)
+    plan = plan_bar(
+        clf, np.zeros((60, 1, 8, 8), np.float32), n_eval=15, price_per_query=0.001, rate_limit=5, max_batch=32
+    )
     assert f"total{plan.queries:>19,}{plan.requests:>12,}" in out and f"${plan.dollars:,.2f}" in out
     assert main(["plan", "--max-queries", "5"]) == 2 and "max_queries=5" in capsys.readouterr().err
 
@@ -93,17 +129,29 @@ def test_audit_plan_bounds_what_an_audit_spends_through_an_api():
     x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
     y = demo.predict_proba(x).argmax(axis=1)
     with serve(demo) as server:
-        api = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key, model_id="demo",
-                                      labels=list(demo.labels), input_shape=(1, 8, 8), batch_size=4,
-                                      price_per_query=0.01, retry=FAST, use_cache=False)
+        api = RemoteModel.from_preset(
+            "clarifai",
+            base_url=server.base_url,
+            api_key=server.api_key,
+            model_id="demo",
+            labels=list(demo.labels),
+            input_shape=(1, 8, 8),
+            batch_size=4,
+            price_per_query=0.01,
+            retry=FAST,
+            use_cache=False,
+        )
         plan = plan_audit(api, len(x), eps=[0.02, 0.2], max_queries=30, rate_limit=5)
         report = bar_sdk.audit(api, x, y, eps=[0.02, 0.2], max_queries=30)
         requests = server.stats().requests
         api.close()
     assert set(plan.queries_by_phase) == {"square@0.02", "square@0.2", "simba@0.02", "simba@0.2"}
     assert plan.queries == 4 * 6 * 30 and plan.dollars == pytest.approx(plan.queries * 0.01)
-    spent = {f"{name}@{e:g}": r.total_queries for name, runs in report.results.items()
-             for e, r in zip(report.eps, runs, strict=True)}
+    spent = {
+        f"{name}@{e:g}": r.total_queries
+        for name, runs in report.results.items()
+        for e, r in zip(report.eps, runs, strict=True)
+    }
     assert all(spent[k] <= plan.queries_by_phase[k] for k in spent)
     assert api.ledger.billed == report.total_queries <= plan.queries
     assert requests <= plan.requests
@@ -114,7 +162,28 @@ def test_audit_plan_bounds_what_an_audit_spends_through_an_api():
 def test_bar_plan_audit_command(capsys):
     from bar_sdk.cli import main
 
-    assert main(["plan", "--audit", "--samples", "100", "--source-shape", "3,32,32", "--classes", "10", "--eps",
-                 "0.01,0.03", "--max-queries", "500", "--price", "0.001", "--max-batch", "16"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--audit",
+                "--samples",
+                "100",
+                "--source-shape",
+                "3,32,32",
+                "--classes",
+                "10",
+                "--eps",
+                "0.01,0.03",
+                "--max-queries",
+                "500",
+                "--price",
+                "0.001",
+                "--max-batch",
+                "16",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "square@0.01" in out and "simba@0.03" in out and f"{4 * 100 * 500:,}" in out and "$200.00" in out

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from bar_sdk import InvalidInputError
-from bar_sdk.program import (FullFrameProgram, FullResolution, GridParameterization, LowRankParameterization,
-                             PadProgram, interpolation_matrix, resize_images)
+from bar_sdk.program import (
+    FullFrameProgram,
+    FullResolution,
+    GridParameterization,
+    LowRankParameterization,
+    PadProgram,
+    interpolation_matrix,
+    resize_images,
+)
 
 SHAPE = (3, 12, 12)
 
@@ -83,7 +90,7 @@ def test_interpolation_rows_sum_to_one_and_resize_keeps_range():
 
 def test_a_grid_finer_than_bilinear_upsampling_can_use_is_refused_naming_grid_size():
     mask = np.ones((1, 16, 16), dtype=np.float32)
-    assert GridParameterization(32).bind((1, 16, 16), mask).n_params == 32 * 32   # every cell reaches a pixel
+    assert GridParameterization(32).bind((1, 16, 16), mask).n_params == 32 * 32  # every cell reaches a pixel
     with pytest.raises(InvalidInputError, match=r"grid_size=33 for a 16x16 frame; expected an integer in \[1, 32\]"):
         GridParameterization(33).bind((1, 16, 16), mask)
 
@@ -106,4 +113,4 @@ def test_a_rank_above_what_the_frame_can_hold_is_refused_naming_rank():
     with pytest.raises(InvalidInputError, match=r"rank=13 for a 16x12 frame; expected an integer in \[1, 12\]"):
         LowRankParameterization(13).bind((1, 16, 12), mask)
     with pytest.raises(InvalidInputError, match=r"rank=1000000000"):
-        LowRankParameterization(10**9).bind((1, 16, 12), mask)      # was a MemoryError
+        LowRankParameterization(10**9).bind((1, 16, 12), mask)  # was a MemoryError

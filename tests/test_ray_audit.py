@@ -57,7 +57,7 @@ class DiesOnce:
 
 def test_a_chunk_whose_worker_dies_is_redone_and_reported(ray_cluster, tmp_path):
     x, y = data()
-    x[4, 0, 0, 0] = 0.123        # chunk 1 (images 3..5) kills its worker once
+    x[4, 0, 0, 0] = 0.123  # chunk 1 (images 3..5) kills its worker once
     y = MODEL.predict_proba(x).argmax(axis=1)
     kw = dict(KW, attacks=["square"])
     local = audit(MODEL, x, y, **kw)
@@ -78,8 +78,7 @@ def test_ray_audits_refuse_what_cannot_be_split_before_any_query(ray_cluster):
 def test_bar_audit_ray_address_runs_the_audit_on_ray(monkeypatch, tmp_path):
     import importlib
 
-    from bar_sdk.cli import audit as cli_audit
-    from bar_sdk.cli import main
+    from bar_sdk.cli import audit as cli_audit, main
 
     x, y = data(4)
     np.savez(tmp_path / "d.npz", images=x, labels=y)
@@ -92,8 +91,21 @@ def test_bar_audit_ray_address_runs_the_audit_on_ray(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.import_module("bar_sdk.audit"), "audit", fake_audit)
     monkeypatch.setattr(cli_audit, "build", lambda args: (MODEL, x, y))
     with pytest.raises(SystemExit):
-        main(["audit", "--model", "x", "--data", str(tmp_path / "d.npz"), "--ray-address", "auto",
-              "--chunk-size", "2", "--out", str(tmp_path / "out")])
+        main(
+            [
+                "audit",
+                "--model",
+                "x",
+                "--data",
+                str(tmp_path / "d.npz"),
+                "--ray-address",
+                "auto",
+                "--chunk-size",
+                "2",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert seen["executor"] == "ray" and seen["ray_address"] == "auto" and seen["chunk_size"] == 2
 
 
@@ -116,10 +128,20 @@ def test_a_model_that_cannot_travel_is_refused_by_name_before_any_query(ray_clus
         audit(Unpicklable(), x, y, attacks=["square"], eps=[0.1], max_queries=5, executor="ray")
     assert Unpicklable.calls == 0
     # Its recipe travels: each worker builds its own.
-    report = audit(PerProcessModel(lambda: MODEL), x, y, attacks=["square"], eps=[0.1], max_queries=5,
-                   executor="ray", random_state=1)
-    assert report.results["square"][0].total_queries == audit(MODEL, x, y, attacks=["square"], eps=[0.1],
-                                                                 max_queries=5, random_state=1).total_queries
+    report = audit(
+        PerProcessModel(lambda: MODEL),
+        x,
+        y,
+        attacks=["square"],
+        eps=[0.1],
+        max_queries=5,
+        executor="ray",
+        random_state=1,
+    )
+    assert (
+        report.results["square"][0].total_queries
+        == audit(MODEL, x, y, attacks=["square"], eps=[0.1], max_queries=5, random_state=1).total_queries
+    )
 
 
 class _DiesOnItsThirdRequest:
@@ -143,10 +165,18 @@ class _DiesOnItsThirdRequest:
 def _make_remote(base_url, api_key, ledger, cache_dir, marker):
     from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
 
-    return RemoteModel.from_preset("clarifai", base_url=base_url, api_key=api_key, model_id="demo",
-                                   labels=list(MODEL.labels), input_shape=SHAPE, ledger=ledger, cache_dir=cache_dir,
-                                   rate_limiter=None if marker is None else _DiesOnItsThirdRequest(marker),
-                                   retry=RetryPolicy(initial=0.01, maximum=0.1, max_attempts=4, random_state=0))
+    return RemoteModel.from_preset(
+        "clarifai",
+        base_url=base_url,
+        api_key=api_key,
+        model_id="demo",
+        labels=list(MODEL.labels),
+        input_shape=SHAPE,
+        ledger=ledger,
+        cache_dir=cache_dir,
+        rate_limiter=None if marker is None else _DiesOnItsThirdRequest(marker),
+        retry=RetryPolicy(initial=0.01, maximum=0.1, max_attempts=4, random_state=0),
+    )
 
 
 def test_a_remote_audit_on_ray_redoes_a_killed_chunk_from_the_cache_and_bills_nothing_twice(ray_cluster, tmp_path):
@@ -164,8 +194,16 @@ def test_a_remote_audit_on_ray_redoes_a_killed_chunk_from_the_cache_and_bills_no
             local = audit(local_model, x, y, **kw)
             local_model.close()
             before = server.billed
-            shared = PerProcessModel(functools.partial(_make_remote, server.base_url, server.api_key, ledger,
-                                                       str(tmp_path / "shared"), str(tmp_path / "marker")))
+            shared = PerProcessModel(
+                functools.partial(
+                    _make_remote,
+                    server.base_url,
+                    server.api_key,
+                    ledger,
+                    str(tmp_path / "shared"),
+                    str(tmp_path / "marker"),
+                )
+            )
             spread = audit(shared, x, y, executor="ray", chunk_size=2, **kw)
             billed = server.billed - before
         assert (tmp_path / "marker").exists() and spread.executor["chunks_retried"] == 1
@@ -175,7 +213,7 @@ def test_a_remote_audit_on_ray_redoes_a_killed_chunk_from_the_cache_and_bills_no
         # Every image the server billed in the Ray run is in the one ledger, once; the redone chunk's first
         # answers came from the shared cache; the dead worker's unsent request stays counted as unconfirmed.
         assert billed == snap["billed"]
-        assert billed == before          # the same images a local run paid for, each once: no redone image re-paid
+        assert billed == before  # the same images a local run paid for, each once: no redone image re-paid
         assert snap["cache_hits"] >= 2 and snap["unconfirmed"] > 0 and snap["in_flight"] == 0
     finally:
         ledger.kill()

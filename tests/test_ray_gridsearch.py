@@ -17,9 +17,17 @@ MODEL = DemoModel(SHAPE, n_classes=5, random_state=2)
 
 def make_remote(base_url, api_key, ledger):
     """Runs in each worker: its own client, the one shared ledger."""
-    return RemoteModel.from_preset("clarifai", base_url=base_url, api_key=api_key, model_id="demo",
-                                   labels=list(MODEL.labels), input_shape=SHAPE, batch_size=32, ledger=ledger,
-                                   retry=RetryPolicy(initial=0.01, maximum=0.2, max_attempts=8, random_state=0))
+    return RemoteModel.from_preset(
+        "clarifai",
+        base_url=base_url,
+        api_key=api_key,
+        model_id="demo",
+        labels=list(MODEL.labels),
+        input_shape=SHAPE,
+        batch_size=32,
+        ledger=ledger,
+        retry=RetryPolicy(initial=0.01, maximum=0.2, max_attempts=8, random_state=0),
+    )
 
 
 def test_grid_search_on_ray_draws_every_fold_from_one_budget(ray_cluster):
@@ -46,6 +54,6 @@ def test_grid_search_on_ray_draws_every_fold_from_one_budget(ray_cluster):
         assert search.best_params_["grid_size"] in (2, 4)
         # 4 fits (and their scoring) plus the refit, in several processes, all paid from the one budget:
         assert billed == snap["billed"] <= cap
-        assert billed > 4 * 100            # every fold did query (through the shared ledger, not its own)
+        assert billed > 4 * 100  # every fold did query (through the shared ledger, not its own)
     finally:
         ledger.kill()

@@ -39,8 +39,9 @@ print('ok')
 
 
 def test_without_ray_nothing_imports_it_and_every_entry_point_names_the_extra():
-    out = subprocess.run([sys.executable, "-c", BLOCK_RAY.format(root=str(ROOT))], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", BLOCK_RAY.format(root=str(ROOT))], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
@@ -52,7 +53,7 @@ def test_a_batch_that_does_not_fit_is_refused_whole(ray_cluster):
     try:
         model = MeteredModel(DemoModel((1, 4, 4), 3), ledger)
         model.predict_proba(np.zeros((6, 1, 4, 4), np.float32))
-        with pytest.raises(QueryBudgetExceeded):      # the actor's refusal arrives as the ledger's own error
+        with pytest.raises(QueryBudgetExceeded):  # the actor's refusal arrives as the ledger's own error
             model.predict_proba(np.zeros((5, 1, 4, 4), np.float32))
         assert ledger.queries == 6 and ledger.remaining == 4
         model.predict_proba(np.zeros((4, 1, 4, 4), np.float32))
@@ -104,16 +105,20 @@ def test_the_budget_outlives_the_driver_that_made_it_and_a_second_job_attaches_b
     from bar_sdk.distributed import SharedQueryLedger, kill_service
 
     address = ray_cluster.get_runtime_context().gcs_address
-    out = subprocess.run([sys.executable, "-c", SECOND_DRIVER.format(root=str(ROOT), address=address)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SECOND_DRIVER.format(root=str(ROOT), address=address)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "20"
     try:
-        ledger = SharedQueryLedger("t-outlives")          # that driver has exited; its detached actor has not
+        ledger = SharedQueryLedger("t-outlives")  # that driver has exited; its detached actor has not
         assert ledger.queries == 20 and ledger.max_queries == 50
         assert ledger.by_purpose == {"first job": 20}
         with pytest.raises(InvalidInputError, match="max_queries"):
-            SharedQueryLedger.create("t-outlives", max_queries=60)   # same name, other cap: refused, not merged
+            SharedQueryLedger.create("t-outlives", max_queries=60)  # same name, other cap: refused, not merged
         with pytest.raises(InvalidInputError, match="no shared query ledger"):
             SharedQueryLedger("t-no-such-ledger")
     finally:

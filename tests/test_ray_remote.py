@@ -42,16 +42,26 @@ class _DiesOnTokenN:
 
 def _worker(base_url, api_key, ledger, bucket, seed, n, cache_dir=None, kill_at=None):
     """One worker process: its own RemoteModel, the shared ledger and bucket; batches until done or refused."""
-    model = RemoteModel.from_preset("clarifai", base_url=base_url, api_key=api_key, model_id="demo", labels=LABELS,
-                                    input_shape=SHAPE, batch_size=BATCH, ledger=ledger,
-                                    rate_limiter=bucket if kill_at is None else _DiesOnTokenN(bucket, kill_at),
-                                    retry=FAST, cache_dir=cache_dir, max_concurrency=1)
+    model = RemoteModel.from_preset(
+        "clarifai",
+        base_url=base_url,
+        api_key=api_key,
+        model_id="demo",
+        labels=LABELS,
+        input_shape=SHAPE,
+        batch_size=BATCH,
+        ledger=ledger,
+        rate_limiter=bucket if kill_at is None else _DiesOnTokenN(bucket, kill_at),
+        retry=FAST,
+        cache_dir=cache_dir,
+        max_concurrency=1,
+    )
     x = images(n, seed)
     answers = []
     try:
         for start in range(0, n, BATCH):
             try:
-                answers.append(model.predict_proba(x[start:start + BATCH]))
+                answers.append(model.predict_proba(x[start : start + BATCH]))
             except QueryBudgetExceeded:
                 break
     finally:
@@ -77,8 +87,9 @@ def test_four_workers_one_budget_one_rate_limit_against_the_server(ray_cluster):
         with serve(MODEL, rate_limit=rate) as server:
             task = ray_cluster.remote(_worker).options(num_cpus=0.5, max_retries=0)
             t0 = time.monotonic()
-            out = ray_cluster.get([task.remote(server.base_url, server.api_key, ledger, bucket, seed, 300)
-                                   for seed in range(4)])
+            out = ray_cluster.get(
+                [task.remote(server.base_url, server.api_key, ledger, bucket, seed, 300) for seed in range(4)]
+            )
             elapsed = time.monotonic() - t0
             stats = server.stats()
         snap = ledger.snapshot()
@@ -86,7 +97,7 @@ def test_four_workers_one_budget_one_rate_limit_against_the_server(ray_cluster):
         assert stats.billed == snap["billed"] == sum(len(o) for o in out) == 1000
         assert snap["in_flight"] == 0 and snap["unconfirmed"] == 0 and snap["remaining"] == 0
         for seed, o in enumerate(out):
-            np.testing.assert_allclose(o, MODEL.predict_proba(quantize(images(300, seed)[:len(o)])), rtol=1e-6)
+            np.testing.assert_allclose(o, MODEL.predict_proba(quantize(images(300, seed)[: len(o)])), rtol=1e-6)
         # The shared bucket kept the four together under the server's limit: no throttle, and no more than
         # rate * time (+ the first token) requests.
         assert stats.throttled == 0
@@ -107,7 +118,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_bills_nothing_twice(ray_clust
             with pytest.raises(ray_cluster.exceptions.WorkerCrashedError):
                 ray_cluster.get(doomed)
             held = ledger.snapshot()
-            assert held["in_flight"] >= BATCH        # the dead worker's reservation still counts against the cap
+            assert held["in_flight"] >= BATCH  # the dead worker's reservation still counts against the cap
             # Run the killed worker's job again with its answer cache: what it paid for comes back free.
             redo = task.remote(*args, 0, 120, str(tmp_path / "w0"))
             out0, out1 = ray_cluster.get([redo, other])
@@ -120,7 +131,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_bills_nothing_twice(ray_clust
         np.testing.assert_allclose(out1, MODEL.predict_proba(quantize(images(120, 1))), rtol=1e-6)
         # Nothing billed twice: the server billed each of the 240 distinct images once, and the ledger agrees.
         assert stats.billed == snap["billed"] == 240
-        assert snap["cache_hits"] == 3 * BATCH      # the 3 requests answered before the kill were not sent again
+        assert snap["cache_hits"] == 3 * BATCH  # the 3 requests answered before the kill were not sent again
     finally:
         _end(ledger, bucket)
 
@@ -147,10 +158,10 @@ def test_a_shared_ledger_with_a_state_dir_comes_back_with_its_counts(ray_cluster
     first = SharedRemoteLedger.create("t-state", max_queries=100, state_dir=tmp_path)
     first.reserve(30)
     first.record_billed(30)
-    first.kill()                                  # the actor is gone (a cluster restart, say)...
+    first.kill()  # the actor is gone (a cluster restart, say)...
     again = SharedRemoteLedger.create("t-state", max_queries=100, state_dir=tmp_path)
     try:
-        assert again.billed == 30 and again.remaining == 70     # ...its successor starts from the saved counts
+        assert again.billed == 30 and again.remaining == 70  # ...its successor starts from the saved counts
         with pytest.raises(QueryBudgetExceeded):
             again.reserve(71)
     finally:

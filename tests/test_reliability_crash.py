@@ -34,9 +34,10 @@ FAULTS = Faults(rate_429=0.10, rate_500=0.05, retry_after=0, random_state=5)
 # n equal stretches of the run (the first often falls in the label-mapping pass, before any
 # checkpoint exists).
 _N_POINTS = 3 * scale()
-KILL_POINTS = ((np.arange(_N_POINTS) + np.random.default_rng(2020).random(_N_POINTS)) / _N_POINTS * 0.9
-               + 0.05).round(3).tolist()
-IN_FLIGHT = child.REMOTE["batch_size"] * child.REMOTE["max_concurrency"]   # images a kill can strand
+KILL_POINTS = (
+    ((np.arange(_N_POINTS) + np.random.default_rng(2020).random(_N_POINTS)) / _N_POINTS * 0.9 + 0.05).round(3).tolist()
+)
+IN_FLIGHT = child.REMOTE["batch_size"] * child.REMOTE["max_concurrency"]  # images a kill can strand
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def forkserver():
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["_remote_crash_child"])
     here = Path(__file__).resolve().parent
-    with pytest.MonkeyPatch.context() as env:   # the server imports the preload before it sees sys.path
+    with pytest.MonkeyPatch.context() as env:  # the server imports the preload before it sees sys.path
         env.setenv("PYTHONPATH", os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")]))
         multiprocessing.forkserver.ensure_running()
     return ctx
@@ -77,10 +78,10 @@ def test_sigkill_through_the_api_then_resume_pays_almost_nothing_twice(tmp_path,
                 proc.kill()
                 pytest.fail(f"child ended (exit code {proc.exitcode}) before the kill point {target}")
             time.sleep(0.002)
-        proc.kill()                              # SIGKILL: no handler, no cleanup, no flush
+        proc.kill()  # SIGKILL: no handler, no cleanup, no flush
         proc.join()
         assert proc.exitcode == -signal.SIGKILL
-        time.sleep(0.1)                          # a request the server was still answering gets billed
+        time.sleep(0.1)  # a request the server was still answering gets billed
         killed_at = server.billed
         with pytest.MonkeyPatch.context() as env:
             env.setenv("CLARIFAI_PAT", KEY)
@@ -112,8 +113,7 @@ def checkpoint_bytes(tmp_path_factory):
 
     d = load_breast_cancer()
     path = tmp_path_factory.mktemp("ckpt") / "run.bar"
-    BARClassifier(fresh_linear(), max_queries=700, random_state=0, checkpoint=str(path)).fit(d.data[:60],
-                                                                                             d.target[:60])
+    BARClassifier(fresh_linear(), max_queries=700, random_state=0, checkpoint=str(path)).fit(d.data[:60], d.target[:60])
     return path.read_bytes(), (d.data[:60], d.target[:60])
 
 
@@ -133,7 +133,7 @@ def test_a_truncated_or_altered_checkpoint_is_refused_whole_before_any_query(che
     if kind == "truncate":
         bad = raw[:i]
     elif kind == "flip":
-        bad = raw[:i] + bytes([raw[i] ^ value]) + raw[i + 1:]
+        bad = raw[:i] + bytes([raw[i] ^ value]) + raw[i + 1 :]
     else:
         bad = raw + bytes(j % 256 for j in range(value))
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,5 +144,5 @@ def test_a_truncated_or_altered_checkpoint_is_refused_whole_before_any_query(che
         model = fresh_linear()
         with pytest.raises(CheckpointError, match=str(path)):
             BARClassifier(model, max_queries=700, random_state=0, checkpoint=str(path)).fit(X, y)
-        assert model.seen == 0 and path.read_bytes() == bad      # nothing queried, nothing overwritten
+        assert model.seen == 0 and path.read_bytes() == bad  # nothing queried, nothing overwritten
     record("checkpoint_damage", cases=1)

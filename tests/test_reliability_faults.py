@@ -23,15 +23,25 @@ from bar_sdk.adapters.server import DemoModel, Faults, serve
 from bar_sdk.adapters.server.faults import KINDS
 from bar_sdk.attacks import HopSkipJump, SquareAttack
 
-pytestmark = requires("server")   # every run goes through the local server
+pytestmark = requires("server")  # every run goes through the local server
 
 SHAPE = (1, 8, 8)
 DEMO = DemoModel(SHAPE, n_classes=6, random_state=0)
 KEY = "reliab-faults-key-7Qx"
 TIMEOUT, SLOW = 0.4, 0.8  # an injected slow answer outlasts the client's timeout: a real timeout
 # One seed of faults by default; BAR_RELIABILITY_SCALE=n runs every workload under n seeds.
-FAULTS = [Faults(rate_429=0.10, rate_500=0.05, rate_slow=0.02, rate_malformed=0.01, slow_seconds=SLOW,
-                 retry_after=0, random_state=11 + i) for i in range(scale())]
+FAULTS = [
+    Faults(
+        rate_429=0.10,
+        rate_500=0.05,
+        rate_slow=0.02,
+        rate_malformed=0.01,
+        slow_seconds=SLOW,
+        retry_after=0,
+        random_state=11 + i,
+    )
+    for i in range(scale())
+]
 RETRY = RetryPolicy(initial=0.002, maximum=0.02, jitter=0.002, max_attempts=15, random_state=0)
 IMAGES_PER_REQUEST = 4
 
@@ -82,8 +92,7 @@ def _has_outputs(body, n):
 def bar(model):
     clf = BARClassifier(model, max_queries=400, batch_size=10, n_directions=2, smoothing=0.1, random_state=0)
     clf.fit(XB, YB)
-    return {"theta": clf.theta_, "program": clf.program_, "predictions": clf.predict(XB),
-            "queries": clf.queries_}
+    return {"theta": clf.theta_, "program": clf.program_, "predictions": clf.predict(XB), "queries": clf.queries_}
 
 
 def square(model):
@@ -102,12 +111,25 @@ WORKLOADS = {"BARClassifier": (bar, False), "SquareAttack": (square, False), "Ho
 
 def run(workload, label_only, faults):
     wire = Wire()
-    with serve(DEMO, api_keys=[KEY], rate_limit=300, burst=10, label_only=label_only, faults=faults) as server, \
-            httpx.Client(transport=wire) as client:
+    with (
+        serve(DEMO, api_keys=[KEY], rate_limit=300, burst=10, label_only=label_only, faults=faults) as server,
+        httpx.Client(transport=wire) as client,
+    ):
         model = RemoteModel.from_preset(
-            "clarifai", base_url=server.base_url, api_key=KEY, model_id="demo", labels=list(DEMO.labels),
-            input_shape=SHAPE, batch_size=IMAGES_PER_REQUEST, max_concurrency=3, rate_limit=200, timeout=TIMEOUT,
-            retry=RETRY, label_only=label_only, client=client)
+            "clarifai",
+            base_url=server.base_url,
+            api_key=KEY,
+            model_id="demo",
+            labels=list(DEMO.labels),
+            input_shape=SHAPE,
+            batch_size=IMAGES_PER_REQUEST,
+            max_concurrency=3,
+            rate_limit=200,
+            timeout=TIMEOUT,
+            retry=RETRY,
+            label_only=label_only,
+            client=client,
+        )
         out = workload(model)
         ledger = model.ledger
         # Answers the client gave up on are still produced (and billed) when their delay ends.
@@ -124,8 +146,10 @@ def run(workload, label_only, faults):
 @pytest.fixture(scope="module")
 def runs():
     """name -> (the fault-free run, [the run under each seed of faults])."""
-    return {name: (run(fn, label_only, None), [run(fn, label_only, faults) for faults in FAULTS])
-            for name, (fn, label_only) in WORKLOADS.items()}
+    return {
+        name: (run(fn, label_only, None), [run(fn, label_only, faults) for faults in FAULTS])
+        for name, (fn, label_only) in WORKLOADS.items()
+    }
 
 
 @pytest.mark.parametrize("name", list(WORKLOADS))
@@ -165,11 +189,16 @@ def test_every_kind_of_fault_was_injected_and_survived(runs):
     faulty = [r for name in WORKLOADS for r in runs[name][1]]
     injected = {kind: sum(stats.injected[kind] for _, _, stats, _ in faulty) for kind in KINDS}
     assert all(injected[kind] > 0 for kind in KINDS), injected
-    record("faults", runs=len(faulty), requests=sum(stats.requests for _, _, stats, _ in faulty),
-           billed=sum(led.billed for _, led, _, _ in faulty), timeouts=sum(w.timeouts for *_, w in faulty),
-           timed_out_images=sum(w.timed_out_images for *_, w in faulty),
-           server_extra=sum(stats.billed - led.billed for _, led, stats, _ in faulty),
-           **{f"injected_{kind}": n for kind, n in injected.items()})
+    record(
+        "faults",
+        runs=len(faulty),
+        requests=sum(stats.requests for _, _, stats, _ in faulty),
+        billed=sum(led.billed for _, led, _, _ in faulty),
+        timeouts=sum(w.timeouts for *_, w in faulty),
+        timed_out_images=sum(w.timed_out_images for *_, w in faulty),
+        server_extra=sum(stats.billed - led.billed for _, led, stats, _ in faulty),
+        **{f"injected_{kind}": n for kind, n in injected.items()},
+    )
 
 
 def test_the_ledger_bounds_what_the_vendor_may_have_billed(runs):

@@ -30,13 +30,19 @@ SHAPE = (3, 4, 4)
 
 
 def entries(label_key, score_key, scale=1.0):
-    return [{label_key: "cat", score_key: 0.5 * scale}, {label_key: "dog", score_key: 0.25 * scale},
-            {label_key: "tiger cat", score_key: 0.125 * scale}, {label_key: "other", score_key: 0.1 * scale}]
+    return [
+        {label_key: "cat", score_key: 0.5 * scale},
+        {label_key: "dog", score_key: 0.25 * scale},
+        {label_key: "tiger cat", score_key: 0.125 * scale},
+        {label_key: "other", score_key: 0.1 * scale},
+    ]
 
 
 def clarifai_ok(n):
-    return {"status": {"code": 10000, "description": "Ok"},
-            "outputs": [{"status": {"code": 10000}, "data": {"concepts": entries("name", "value")}}] * n}
+    return {
+        "status": {"code": 10000, "description": "Ok"},
+        "outputs": [{"status": {"code": 10000}, "data": {"concepts": entries("name", "value")}}] * n,
+    }
 
 
 def aws_ok(n):
@@ -55,10 +61,20 @@ PRESETS = {
     "huggingface": ({"model": "org/m"}, 1, lambda n: entries("label", "score")),
     "torchserve": ({"model": "m"}, 1, lambda n: {"cat": 0.5, "dog": 0.25, "tiger cat": 0.125}),
     "generic": ({"labels_path": "predictions"}, 1, lambda n: {"predictions": entries("label", "score")}),
-    "generic_batch": ({"path": "/v1", "request_template": {"items": [{"img": "{image_b64}"}]}, "batch_path": "items",
-                       "batch_size": 3, "results_path": "results", "labels_path": "top", "score_key": "p",
-                       "score_scale": 100.0},
-                      3, lambda n: {"results": [{"top": entries("label", "p", 100.0)}] * n}),
+    "generic_batch": (
+        {
+            "path": "/v1",
+            "request_template": {"items": [{"img": "{image_b64}"}]},
+            "batch_path": "items",
+            "batch_size": 3,
+            "results_path": "results",
+            "labels_path": "top",
+            "score_key": "p",
+            "score_scale": 100.0,
+        },
+        3,
+        lambda n: {"results": [{"top": entries("label", "p", 100.0)}] * n},
+    ),
 }
 
 
@@ -69,14 +85,28 @@ def preset(name):
 
 # -- strategies ----------------------------------------------------------------------------------
 
-SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(-10 ** 400, 10 ** 400)
-           | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
-           | st.sampled_from(["cat", "DOG", "tiger_cat", "Tiger Cat", "unknown", "", "NaN", "10000"]))
-ANY_JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=5)
-                        | st.dictionaries(st.text(max_size=8) | st.sampled_from(["status", "code", "outputs",
-                                                                                  "data", "concepts", "name",
-                                                                                  "value", "Labels", "error"]),
-                                          inner, max_size=5), max_leaves=25)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(10**400), 10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.sampled_from(["cat", "DOG", "tiger_cat", "Tiger Cat", "unknown", "", "NaN", "10000"])
+)
+ANY_JSON = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(
+            st.text(max_size=8)
+            | st.sampled_from(["status", "code", "outputs", "data", "concepts", "name", "value", "Labels", "error"]),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=25,
+)
 
 
 def paths(obj, prefix=()):
@@ -119,14 +149,17 @@ def hostile_bodies(draw, name):
         where = draw(st.sampled_from(list(paths(body))))
         how = draw(st.sampled_from(["replace", "replace", "delete", "duplicate"]))
         body = mutate(body, where, how, draw(SCALARS | ANY_JSON))
-    return n, json.dumps(body).encode()      # NaN and Infinity travel as the tokens Python's json accepts
+    return n, json.dumps(body).encode()  # NaN and Infinity travel as the tokens Python's json accepts
 
 
 def raw_bodies(name):
     per_request = PRESETS[name][1]
-    return st.tuples(st.integers(1, per_request),
-                     st.binary(max_size=200) | ANY_JSON.map(lambda v: json.dumps(v).encode())
-                     | st.sampled_from([b"[" * 100_000, b'{"a":' * 50_000, b"1" + b"0" * 400, b"-" * 10]))
+    return st.tuples(
+        st.integers(1, per_request),
+        st.binary(max_size=200)
+        | ANY_JSON.map(lambda v: json.dumps(v).encode())
+        | st.sampled_from([b"[" * 100_000, b'{"a":' * 50_000, b"1" + b"0" * 400, b"-" * 10]),
+    )
 
 
 BODIES = {name: hostile_bodies(name) | raw_bodies(name) for name in PRESETS}
@@ -158,19 +191,27 @@ def check_answers(answers, n):
 @given(data=st.data(), status=st.sampled_from([200] * 8 + [201, 400, 401, 403, 404, 429, 500, 503]))
 def test_every_reader_gives_scores_in_range_or_a_documented_error(name, data, status):
     n, body = data.draw(BODIES[name])
-    headers = data.draw(st.sampled_from([{}, {"Retry-After": "1e999"}, {"Retry-After": "-5"},
-                                         {"Retry-After": "Wed, 21 Oct 2999 07:28:00 GMT"},
-                                         {"x-amzn-ErrorType": "ThrottlingException"}]))
+    headers = data.draw(
+        st.sampled_from(
+            [
+                {},
+                {"Retry-After": "1e999"},
+                {"Retry-After": "-5"},
+                {"Retry-After": "Wed, 21 Oct 2999 07:28:00 GMT"},
+                {"x-amzn-ErrorType": "ThrottlingException"},
+            ]
+        )
+    )
     response = HttpResponse(status, headers, body)
     p = preset(name)
     try:
-        p.check(response)              # any RemoteError: throttled, refused, failed, unreadable
+        p.check(response)  # any RemoteError: throttled, refused, failed, unreadable
     except RemoteError:
         record("fuzz_parsers", cases=1)
         return
     try:
         answers = p.parse(response, n)
-    except ResponseFormatError:        # the one error a reader raises
+    except ResponseFormatError:  # the one error a reader raises
         pass
     else:
         check_answers(answers, n)
@@ -186,10 +227,16 @@ def test_every_reader_gives_scores_in_range_or_a_documented_error(name, data, st
 def test_the_client_returns_valid_scores_or_raises_a_documented_error(name, data):
     n, body = data.draw(BODIES[name])
     key = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG") if name == "aws_rekognition" else "k3y"
-    model = RemoteModel(preset(name), labels=LABELS, input_shape=SHAPE, base_url="https://api.example.com",
-                        api_key=key, retry=RetryPolicy(max_attempts=2, max_malformed=2, jitter=0),
-                        client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body))),
-                        sleep=lambda s: None)
+    model = RemoteModel(
+        preset(name),
+        labels=LABELS,
+        input_shape=SHAPE,
+        base_url="https://api.example.com",
+        api_key=key,
+        retry=RetryPolicy(max_attempts=2, max_malformed=2, jitter=0),
+        client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, content=body))),
+        sleep=lambda s: None,
+    )
     x = np.random.default_rng(0).random((n, *SHAPE)).astype(np.float32)
     with model:
         try:
@@ -207,7 +254,7 @@ def test_huge_and_deeply_nested_numbers_are_format_errors():
     for body in (b'[{"label": "cat", "score": 1' + b"0" * 400 + b"}]", b"[" * 100_000 + b"]" * 100_000):
         with pytest.raises(ResponseFormatError):
             preset("huggingface").parse(HttpResponse(200, {}, body), 1)
-    assert math.isnan(json.loads(b"NaN"))     # why NaN is fuzzed: the reader accepts the token
+    assert math.isnan(json.loads(b"NaN"))  # why NaN is fuzzed: the reader accepts the token
 
 
 # -- size ----------------------------------------------------------------------------------------
@@ -232,10 +279,17 @@ def test_an_oversized_answer_is_refused_without_reading_it_whole(declared):
     stream = Endless(size, chunk=64 << 10)
     headers = {"Content-Length": str(size + 70)} if declared else {}
     model = RemoteModel.from_preset(
-        "clarifai", base_url="https://api.example.com", api_key="k", model_id="m", labels=LABELS,
-        input_shape=SHAPE, max_response_bytes=cap,       # the default RetryPolicy: an oversized answer is not retried
-        client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, headers=headers,
-                                                                                   stream=stream))))
+        "clarifai",
+        base_url="https://api.example.com",
+        api_key="k",
+        model_id="m",
+        labels=LABELS,
+        input_shape=SHAPE,
+        max_response_bytes=cap,  # the default RetryPolicy: an oversized answer is not retried
+        client=httpx.Client(
+            transport=httpx.MockTransport(lambda r: httpx.Response(200, headers=headers, stream=stream))
+        ),
+    )
     with model, pytest.raises(ResponseFormatError, match="max_response_bytes"):
         model.predict_proba(np.zeros((1, *SHAPE), np.float32))
     assert stream.read <= cap + (64 << 10) and (stream.read == 0 or not declared)

@@ -12,10 +12,18 @@ import httpx
 import numpy as np
 import pytest
 
+from bar_sdk import (
+    AuthenticationError,
+    CheckpointError,
+    InvalidInputError,
+    QueryBudgetExceeded,
+    RateLimitError,
+    RemoteError,
+    ResponseFormatError,
+    TransientError,
+)
 from bar_sdk.adapters.remote import AnswerCache, RemoteModel, RetryPolicy, TokenBucket, decode_image, quantize
 from bar_sdk.adapters.remote.labels import LabelMapper
-from bar_sdk import (AuthenticationError, CheckpointError, InvalidInputError, QueryBudgetExceeded, RateLimitError,
-                     RemoteError, ResponseFormatError, TransientError)
 
 KEY = "sk-live-SECRET-4242"
 LABELS = ["normal", "pneumonia", "covid"]
@@ -36,8 +44,11 @@ def clarifai_ok(request):
     outputs = []
     for img in decoded(request):
         m = float(img.mean()) / 255
-        concepts = [{"id": "a", "name": "Normal", "value": m}, {"id": "b", "name": "pneumonia", "value": 1 - m},
-                    {"id": "c", "name": "cat", "value": 0.5}]
+        concepts = [
+            {"id": "a", "name": "Normal", "value": m},
+            {"id": "b", "name": "pneumonia", "value": 1 - m},
+            {"id": "c", "name": "cat", "value": 0.5},
+        ]
         outputs.append({"status": {"code": 10000, "description": "Ok"}, "data": {"concepts": concepts}})
     return httpx.Response(200, json={"status": {"code": 10000, "description": "Ok"}, "outputs": outputs})
 
@@ -70,10 +81,16 @@ def make(handler, sleeps=None, preset="clarifai", retry=None, **kw):
     options = {"model_id": "xray-v1"} if preset == "clarifai" else {}
     options.update(kw)
     return RemoteModel.from_preset(
-        preset, base_url="https://api.example.com", api_key=KEY, labels=LABELS, input_shape=SHAPE,
+        preset,
+        base_url="https://api.example.com",
+        api_key=KEY,
+        labels=LABELS,
+        input_shape=SHAPE,
         client=httpx.Client(transport=httpx.MockTransport(handler)),
         sleep=(sleeps.append if sleeps is not None else None),
-        retry=retry or RetryPolicy(jitter=0.0), **options)
+        retry=retry or RetryPolicy(jitter=0.0),
+        **options,
+    )
 
 
 def err(status, body=None, headers=None):
@@ -90,9 +107,9 @@ def test_scores_follow_labels_and_missing_labels_score_zero():
     p = model.predict_proba(x)
     m = quantize(x).reshape(3, -1).mean(axis=1) / 255
     assert p.shape == (3, 3) and p.dtype == np.float64
-    np.testing.assert_allclose(p[:, 0], m, rtol=1e-6)      # "Normal" matched case-insensitively
+    np.testing.assert_allclose(p[:, 0], m, rtol=1e-6)  # "Normal" matched case-insensitively
     np.testing.assert_allclose(p[:, 1], 1 - m, rtol=1e-6)
-    assert np.all(p[:, 2] == 0)                             # "covid" not returned -> 0; "cat" ignored
+    assert np.all(p[:, 2] == 0)  # "covid" not returned -> 0; "cat" ignored
     assert model.n_classes == 3 and model.labels == tuple(LABELS) and model.input_shape == SHAPE
 
 
@@ -102,7 +119,7 @@ def test_the_api_sees_the_8bit_image_and_the_optimizer_is_told():
     x = images(2)
     model.predict_proba(x)
     sent = np.stack(decoded(rec.requests[0]))
-    np.testing.assert_array_equal(sent, quantize(x))        # lossless PNG of the rounded image
+    np.testing.assert_array_equal(sent, quantize(x))  # lossless PNG of the rounded image
     assert model.quantization_step == pytest.approx(1 / 255)
     # a change below half a level rounds away: same 8-bit image, answered from the cache
     levels = quantize(x) / np.float32(255)
@@ -129,8 +146,9 @@ def test_jpeg_only_on_request_with_a_warning():
     assert model.image_format == "jpeg"
 
 
-@pytest.mark.parametrize("bad", [np.full((1, *SHAPE), 1.5, np.float32), np.zeros((1, 1, 5, 5), np.float32),
-                                 np.zeros((1, *SHAPE), np.int64)])
+@pytest.mark.parametrize(
+    "bad", [np.full((1, *SHAPE), 1.5, np.float32), np.zeros((1, 1, 5, 5), np.float32), np.zeros((1, *SHAPE), np.int64)]
+)
 def test_bad_images_are_refused_before_any_request(bad):
     rec = Recorder()
     with pytest.raises(InvalidInputError):
@@ -156,8 +174,11 @@ def test_exact_backoff_schedule_then_a_clear_give_up():
 def test_backoff_caps_at_maximum_and_jitter_is_seeded():
     def schedule(seed):
         sleeps = []
-        model = make(Recorder(*[err(500)] * 10), sleeps,
-                     retry=RetryPolicy(max_attempts=7, initial=1, maximum=4, jitter=0.5, random_state=seed))
+        model = make(
+            Recorder(*[err(500)] * 10),
+            sleeps,
+            retry=RetryPolicy(max_attempts=7, initial=1, maximum=4, jitter=0.5, random_state=seed),
+        )
         with pytest.raises(TransientError):
             model.predict_proba(images(1))
         return sleeps
@@ -165,7 +186,7 @@ def test_backoff_caps_at_maximum_and_jitter_is_seeded():
     a, b, c = schedule(1), schedule(1), schedule(2)
     assert a == b and a != c
     base = [1, 2, 4, 4, 4, 4]
-    assert all(lo <= s <= lo + 0.5 for s, lo in zip(a, base)) and len(a) == 6
+    assert all(lo <= s <= lo + 0.5 for s, lo in zip(a, base, strict=False)) and len(a) == 6
 
 
 def test_retry_after_is_a_floor_in_seconds_or_http_date():
@@ -173,7 +194,7 @@ def test_retry_after_is_a_floor_in_seconds_or_http_date():
     rec = Recorder(err(429, headers={"Retry-After": "7"}), err(429, headers={"Retry-After": "0"}))
     model = make(rec, sleeps)
     model.predict_proba(images(1))
-    assert sleeps == [7.0, 1.0]            # 7 > backoff 0.5; "0" leaves the backoff (1.0) in place
+    assert sleeps == [7.0, 1.0]  # 7 > backoff 0.5; "0" leaves the backoff (1.0) in place
     assert model.ledger.throttled == 2 and model.ledger.billed == 1
 
     sleeps = []
@@ -189,7 +210,7 @@ def test_total_delay_is_bounded():
     model = make(Recorder(*[err(502)] * 10), sleeps, retry=RetryPolicy(max_attempts=50, max_delay=3.0, jitter=0))
     with pytest.raises(TransientError, match="max_delay=3"):
         model.predict_proba(images(1))
-    assert sleeps == [0.5, 1.0] and sum(sleeps) <= 3.0   # the next wait (2.0) would end past 3 s
+    assert sleeps == [0.5, 1.0] and sum(sleeps) <= 3.0  # the next wait (2.0) would end past 3 s
 
 
 @pytest.mark.parametrize("code", ["CONN_THROTTLED", 11005, "11005"])
@@ -248,8 +269,13 @@ def test_timeouts_and_connection_errors_are_retried():
 def test_requests_that_may_have_been_billed_are_counted_unconfirmed():
     # Sent, no answer (read timeout, dropped connection): the vendor may have billed the images.
     # Never sent (connect error or timeout): it cannot have. A 500 answered: not billed.
-    rec = Recorder(httpx.ReadTimeout("slow"), httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"),
-                   httpx.RemoteProtocolError("dropped"), err(500))
+    rec = Recorder(
+        httpx.ReadTimeout("slow"),
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("slow"),
+        httpx.RemoteProtocolError("dropped"),
+        err(500),
+    )
     model = make(rec, [], retry=RetryPolicy(max_attempts=6, jitter=0.0))
     model.predict_proba(images(3))
     led = model.ledger
@@ -262,10 +288,12 @@ def test_a_requests_session_timeout_is_unconfirmed_and_a_refused_connection_is_n
     import urllib3.exceptions as u3
     from requests.adapters import BaseAdapter
 
-    failures = [requests.ReadTimeout("slow"),
-                requests.ConnectionError(u3.MaxRetryError(None, "/", u3.NewConnectionError(None, "refused"))),
-                requests.ConnectTimeout("slow"),
-                requests.ConnectionError(u3.ProtocolError("Connection aborted."))]
+    failures = [
+        requests.ReadTimeout("slow"),
+        requests.ConnectionError(u3.MaxRetryError(None, "/", u3.NewConnectionError(None, "refused"))),
+        requests.ConnectTimeout("slow"),
+        requests.ConnectionError(u3.ProtocolError("Connection aborted.")),
+    ]
 
     class Adapter(BaseAdapter):
         def send(self, request, **kwargs):
@@ -276,9 +304,17 @@ def test_a_requests_session_timeout_is_unconfirmed_and_a_refused_connection_is_n
 
     session = requests.Session()
     session.mount("https://", Adapter())
-    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
-                                    labels=LABELS, input_shape=SHAPE, session=session, sleep=lambda s: None,
-                                    retry=RetryPolicy(max_attempts=4, jitter=0.0))
+    model = RemoteModel.from_preset(
+        "clarifai",
+        base_url="https://api.example.com",
+        api_key=KEY,
+        model_id="m",
+        labels=LABELS,
+        input_shape=SHAPE,
+        session=session,
+        sleep=lambda s: None,
+        retry=RetryPolicy(max_attempts=4, jitter=0.0),
+    )
     with pytest.raises(TransientError):
         model.predict_proba(images(2))
     assert model.ledger.failures == 4 and model.ledger.unconfirmed == 2 * 2 and model.ledger.billed == 0
@@ -288,8 +324,11 @@ def test_an_unreadable_2xx_answer_counts_as_unconfirmed():
     # A 2xx answer was served, so the vendor may have billed it, though it could not be read (cut
     # JSON, a body without outputs). An error status (500) was not served: not counted.
     def script():
-        return [httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": ['),
-                httpx.Response(200, json={"status": {"code": 10000}}), err(500)]
+        return [
+            httpx.Response(200, content=b'{"status": {"code": 10000}, "outputs": ['),
+            httpx.Response(200, json={"status": {"code": 10000}}),
+            err(500),
+        ]
 
     rec = Recorder(*script())
     model = make(rec, [], retry=RetryPolicy(jitter=0.0))
@@ -297,7 +336,7 @@ def test_an_unreadable_2xx_answer_counts_as_unconfirmed():
     led = model.ledger
     assert len(rec.requests) == led.requests == 4 and led.failures == 3 and led.retries == 3
     assert led.billed == 2 and led.unconfirmed == 2 * 2 and led.in_flight == 0
-    assert led.billed + led.unconfirmed == 3 * 2      # the images of every 2xx answer; the 500 was not served
+    assert led.billed + led.unconfirmed == 3 * 2  # the images of every 2xx answer; the 500 was not served
 
     arec = Recorder(*script())
 
@@ -327,13 +366,18 @@ def test_malformed_json_gives_a_clear_error_after_a_few_attempts():
     assert len(rec.requests) == 3
 
 
-@pytest.mark.parametrize("body,match", [
-    ({"status": {"code": 10000}}, "no field 'outputs'"),
-    ({"status": {"code": 10000}, "outputs": [{"data": {"concepts": [{"value": 0.3}]}}]}, "no 'name' or 'id'"),
-    ({"status": {"code": 10000}, "outputs": [{"data": {"concepts": [{"name": "normal", "value": "high"}]}}]},
-     "expected a number"),
-    ({"status": {"code": 10000}, "outputs": []}, "0 entries for 1 image"),
-])
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ({"status": {"code": 10000}}, "no field 'outputs'"),
+        ({"status": {"code": 10000}, "outputs": [{"data": {"concepts": [{"value": 0.3}]}}]}, "no 'name' or 'id'"),
+        (
+            {"status": {"code": 10000}, "outputs": [{"data": {"concepts": [{"name": "normal", "value": "high"}]}}]},
+            "expected a number",
+        ),
+        ({"status": {"code": 10000}, "outputs": []}, "0 entries for 1 image"),
+    ],
+)
 def test_missing_fields_give_a_clear_error(body, match):
     rec = Recorder(*[httpx.Response(200, json=body)] * 3)
     with pytest.raises(ResponseFormatError, match=match):
@@ -360,11 +404,19 @@ def test_key_sent_as_documented_and_never_in_logs_reprs_or_errors(caplog):
         model.predict_proba(images(1))
     assert rec.requests[0].headers["authorization"] == f"Key {KEY}"
     assert rec.requests[0].url.host == "api.example.com"
-    texts = [caplog.text, repr(model), str(model.preset), repr(model.ledger), json.dumps(model.state_dict()),
-             str(info.value), repr(info.value), repr(model._credentials)]
-    assert "retrying" in caplog.text                     # the logs did say something
+    texts = [
+        caplog.text,
+        repr(model),
+        str(model.preset),
+        repr(model.ledger),
+        json.dumps(model.state_dict()),
+        str(info.value),
+        repr(info.value),
+        repr(model._credentials),
+    ]
+    assert "retrying" in caplog.text  # the logs did say something
     assert all(KEY not in t for t in texts)
-    assert "***" in str(info.value)                      # the echoed key was redacted
+    assert "***" in str(info.value)  # the echoed key was redacted
     with pytest.raises(TypeError):
         pickle.dumps(model._credentials)
 
@@ -375,8 +427,15 @@ def test_key_with_a_trailing_newline_is_stripped_and_a_line_break_inside_refused
     caplog.set_level(logging.DEBUG)
     rec = Recorder()
     model = RemoteModel.from_preset(
-        "clarifai", model_id="xray-v1", base_url="https://api.example.com", api_key=KEY + "\n", labels=LABELS,
-        input_shape=SHAPE, client=httpx.Client(transport=httpx.MockTransport(rec)), retry=RetryPolicy(jitter=0.0))
+        "clarifai",
+        model_id="xray-v1",
+        base_url="https://api.example.com",
+        api_key=KEY + "\n",
+        labels=LABELS,
+        input_shape=SHAPE,
+        client=httpx.Client(transport=httpx.MockTransport(rec)),
+        retry=RetryPolicy(jitter=0.0),
+    )
     model.predict_proba(images(1))  # a key read from a file: sent without its newline
     assert rec.requests[0].headers["authorization"] == f"Key {KEY}"
     with pytest.raises(InvalidInputError, match="control character") as info:
@@ -441,14 +500,21 @@ def test_plain_http_only_to_loopback():
 
 def test_credentials_in_base_url_are_refused_without_echoing_them():
     kw = dict(api_key=KEY, model_id="m", labels=LABELS, input_shape=SHAPE)
-    for url in ("https://user:s3cret-pw@api.example.com", "https://s3cret-pw@api.example.com/v2",
-                "https://:s3cret-pw@127.0.0.1:8000", "http://user:s3cret-pw@api.example.com"):
+    for url in (
+        "https://user:s3cret-pw@api.example.com",
+        "https://s3cret-pw@api.example.com/v2",
+        "https://:s3cret-pw@127.0.0.1:8000",
+        "http://user:s3cret-pw@api.example.com",
+    ):
         with pytest.raises(InvalidInputError, match="base_url.*credentials") as info:
             RemoteModel.from_preset("clarifai", base_url=url, allow_insecure=True, **kw)
         assert "s3cret-pw" not in str(info.value)
     # Refused for another reason first: the password is not echoed either.
-    for url in ("http://user:s3cret-pw@api.example.com", "https://user:s3cret-pw@api.example.com/?q=1",
-                "ftp://user:s3cret-pw@api.example.com"):
+    for url in (
+        "http://user:s3cret-pw@api.example.com",
+        "https://user:s3cret-pw@api.example.com/?q=1",
+        "ftp://user:s3cret-pw@api.example.com",
+    ):
         with pytest.raises(InvalidInputError, match="base_url") as info:
             RemoteModel.from_preset("clarifai", base_url=url, **kw)
         assert "s3cret-pw" not in str(info.value)
@@ -466,7 +532,7 @@ def test_budget_is_checked_before_sending_and_cache_hits_are_free():
     x = images(5)
     model.predict_proba(x)
     assert model.ledger.billed == 5 and model.ledger.cost == pytest.approx(0.01)
-    model.predict_proba(x[::-1])                           # all cached: allowed at the cap, not billed
+    model.predict_proba(x[::-1])  # all cached: allowed at the cap, not billed
     assert model.ledger.billed == 5 and model.ledger.cache_hits == 5
     with pytest.raises(QueryBudgetExceeded):
         model.predict_proba(images(1, seed=9))
@@ -497,12 +563,12 @@ def test_disk_cache_and_ledger_survive_a_restart(tmp_path):
     x = images(4)
     first = make(rec, cache_dir=tmp_path, max_queries=6)
     p = first.predict_proba(x)
-    del first                                            # "crash": nothing closed, nothing saved by hand
+    del first  # "crash": nothing closed, nothing saved by hand
     again = make(rec, cache_dir=tmp_path, max_queries=6)
-    assert again.ledger.billed == 4                      # what was paid is remembered
+    assert again.ledger.billed == 4  # what was paid is remembered
     np.testing.assert_array_equal(again.predict_proba(x), p)
     assert rec.images_sent == 4 and again.ledger.cache_hits == 4
-    with pytest.raises(QueryBudgetExceeded):             # the cap spans the restart
+    with pytest.raises(QueryBudgetExceeded):  # the cap spans the restart
         again.predict_proba(images(3, seed=5))
     assert AnswerCache(tmp_path / "answers.sqlite").load_state("ledger")["billed"] == 4
 
@@ -516,13 +582,13 @@ def test_state_dict_round_trip_never_lowers_counts():
     fresh.load_state_dict(state)
     assert fresh.ledger.billed == 3
     model.predict_proba(images(2, seed=3))
-    model.load_state_dict(state)                         # an older checkpoint cannot hide later spending
+    model.load_state_dict(state)  # an older checkpoint cannot hide later spending
     assert model.ledger.billed == 5
     other = make(Recorder(), max_concepts=2)
     with pytest.raises(CheckpointError, match="another remote model"):
         other.load_state_dict(state)
     older = {**state, "ledger": {k: v for k, v in state["ledger"].items() if k != "unconfirmed"}}
-    fresh.load_state_dict(older)                         # a checkpoint from before `unconfirmed` still loads
+    fresh.load_state_dict(older)  # a checkpoint from before `unconfirmed` still loads
     assert fresh.ledger.billed == 3 and fresh.ledger.unconfirmed == 0
 
 
@@ -564,7 +630,7 @@ def test_threads_split_the_batch_and_respect_the_concurrency_cap():
     def handler(request):
         with gauge:
             try:
-                barrier.wait()      # proves 3 requests really are in flight together
+                barrier.wait()  # proves 3 requests really are in flight together
             except threading.BrokenBarrierError:
                 pass
             return clarifai_ok(request)
@@ -629,8 +695,15 @@ def test_a_requests_session_with_its_own_auth_plugin():
     session.mount("https://", Adapter())
     session.hooks["response"] = []
     session.headers["X-Team"] = "radiology"
-    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
-                                    labels=LABELS, input_shape=SHAPE, session=session)
+    model = RemoteModel.from_preset(
+        "clarifai",
+        base_url="https://api.example.com",
+        api_key=KEY,
+        model_id="m",
+        labels=LABELS,
+        input_shape=SHAPE,
+        session=session,
+    )
     assert model.predict_proba(images(2)).shape == (2, 3)
     request, kwargs = seen[0]
     assert request.headers["X-Team"] == "radiology" and request.headers["Authorization"] == f"Key {KEY}"
@@ -659,12 +732,13 @@ def test_oversized_answers_are_refused_on_the_async_and_requests_paths_too(decla
     cap, kib = 8 * 1024, 64
     headers = {"Content-Length": str(kib * 1024)} if declared else {}
     stream = AsyncSpaces(kib)
-    async_client = httpx.AsyncClient(transport=httpx.MockTransport(
-        lambda r: httpx.Response(200, headers=headers, stream=stream)))
+    async_client = httpx.AsyncClient(
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, headers=headers, stream=stream))
+    )
     model = make(Recorder(), [], async_client=async_client, max_response_bytes=cap)
     with pytest.raises(ResponseFormatError, match="max_response_bytes=8192"):
         asyncio.run(model.apredict_proba(images(2)))
-    assert stream.read == (0 if declared else 9) and model.ledger.requests == 1    # not retried
+    assert stream.read == (0 if declared else 9) and model.ledger.requests == 1  # not retried
     assert model.ledger.unconfirmed == 2 and model.ledger.billed == 0 and model.ledger.in_flight == 0
 
     class Raw(io.BytesIO):
@@ -686,8 +760,16 @@ def test_oversized_answers_are_refused_on_the_async_and_requests_paths_too(decla
 
     session = requests.Session()
     session.mount("https://", Adapter())
-    model = RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
-                                    labels=LABELS, input_shape=SHAPE, session=session, max_response_bytes=cap)
+    model = RemoteModel.from_preset(
+        "clarifai",
+        base_url="https://api.example.com",
+        api_key=KEY,
+        model_id="m",
+        labels=LABELS,
+        input_shape=SHAPE,
+        session=session,
+        max_response_bytes=cap,
+    )
     with pytest.raises(ResponseFormatError, match="max_response_bytes"):
         model.predict_proba(images(1))
     assert raw.read_when_closed <= (0 if declared else cap + 64 * 1024) and model.ledger.requests == 1
@@ -705,7 +787,7 @@ def test_token_bucket_schedule_and_refund():
     assert [bucket.reserve() for _ in range(4)] == [0.0, 0.0, 0.25, 0.5]
     t[0] = 10.0
     assert bucket.try_take() == 0.0 and bucket.try_take() == 0.0
-    assert bucket.try_take() == pytest.approx(0.25)      # nothing taken
+    assert bucket.try_take() == pytest.approx(0.25)  # nothing taken
     bucket.refund()
     assert bucket.try_take() == 0.0
 
@@ -715,7 +797,7 @@ def test_client_rate_limit_spaces_requests():
     t = [0.0]
     model = make(Recorder(), sleeps, rate_limit=2, burst=1, batch_size=1, max_concurrency=1, clock=lambda: t[0])
     model.predict_proba(images(3))
-    assert sleeps == [0.5, 1.0]                          # booked slots at 0, 0.5, 1.0 s of a frozen clock
+    assert sleeps == [0.5, 1.0]  # booked slots at 0, 0.5, 1.0 s of a frozen clock
 
 
 def test_exported_from_adapters():

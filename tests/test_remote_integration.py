@@ -8,11 +8,11 @@ import pytest
 from _extras import requires
 from _float32 import assert_close_f32, demo_model_rtol
 
+from bar_sdk import AuthenticationError, MeteredModel, QueryBudgetExceeded, QueryLedger, TransientError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
 from bar_sdk.adapters.server import DemoModel, Faults, serve
-from bar_sdk import AuthenticationError, MeteredModel, QueryBudgetExceeded, QueryLedger, TransientError
 
-pytestmark = requires("server")   # every test talks to the local server
+pytestmark = requires("server")  # every test talks to the local server
 
 SHAPE = (1, 8, 8)
 MODEL = DemoModel(SHAPE, n_classes=5, random_state=2)
@@ -48,8 +48,9 @@ def remote(server, preset="clarifai", **kw):
     options = {"model_id": "demo"} if preset == "clarifai" else {"model": "org/demo"}
     options.update(kw)
     options.setdefault("retry", FAST)
-    model = RemoteModel.from_preset(preset, base_url=server.base_url, api_key=server.api_key, labels=LABELS,
-                                    input_shape=SHAPE, **options)
+    model = RemoteModel.from_preset(
+        preset, base_url=server.base_url, api_key=server.api_key, labels=LABELS, input_shape=SHAPE, **options
+    )
     OPENED.append(model)
     return model
 
@@ -78,13 +79,20 @@ def test_async_path_against_the_server():
 
 
 def test_zero_lost_queries_under_injected_faults_and_both_sides_agree():
-    faults = Faults(rate_429=0.15, rate_500=0.1, rate_malformed=0.05, rate_slow=0.05, slow_seconds=0.02,
-                    retry_after=0, random_state=7)
+    faults = Faults(
+        rate_429=0.15,
+        rate_500=0.1,
+        rate_malformed=0.05,
+        rate_slow=0.05,
+        slow_seconds=0.02,
+        retry_after=0,
+        random_state=7,
+    )
     x = images(60, seed=2)
     with serve(MODEL, faults=faults) as server, remote(server, batch_size=4, max_concurrency=4) as model:
         p = model.predict_proba(x)
         stats = server.stats()
-    assert_answers(p, x)                                                 # nothing lost, nothing mixed up
+    assert_answers(p, x)  # nothing lost, nothing mixed up
     led = model.ledger
     assert led.billed == stats.billed == 60
     assert led.requests == stats.requests
@@ -100,13 +108,13 @@ def test_server_rate_limit_is_honoured_by_waiting_not_by_losing():
         p = model.predict_proba(x)
         stats = server.stats()
     assert_answers(p, x)
-    assert stats.throttled > 0 and model.ledger.throttled == stats.throttled   # it did push, and backed off
+    assert stats.throttled > 0 and model.ledger.throttled == stats.throttled  # it did push, and backed off
     assert model.ledger.billed == stats.billed == 8
 
 
 def test_client_token_bucket_keeps_under_the_server_limit():
     x = images(10, seed=4)
-    with serve(MODEL, rate_limit=10, burst=5) as server:   # burst >= in-flight requests absorbs jitter
+    with serve(MODEL, rate_limit=10, burst=5) as server:  # burst >= in-flight requests absorbs jitter
         model = remote(server, batch_size=1, max_concurrency=4, rate_limit=10, burst=1)
         model.predict_proba(x)
         assert server.stats().throttled == 0 and model.ledger.throttled == 0
@@ -115,8 +123,9 @@ def test_client_token_bucket_keeps_under_the_server_limit():
 
 def test_wrong_key_fails_once_and_is_not_retried():
     with serve(MODEL, api_keys=["right"]) as server:
-        model = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key="wrong", model_id="demo",
-                                        labels=LABELS, input_shape=SHAPE)
+        model = RemoteModel.from_preset(
+            "clarifai", base_url=server.base_url, api_key="wrong", model_id="demo", labels=LABELS, input_shape=SHAPE
+        )
         OPENED.append(model)
         with pytest.raises(AuthenticationError, match="401"):
             model.predict_proba(images(2))
@@ -130,7 +139,7 @@ def test_budget_holds_and_a_restart_pays_nothing_twice(tmp_path):
         first.predict_proba(x[:8])
         first.close()
         again = remote(server, cache_dir=tmp_path, max_queries=12, price_per_query=0.001)
-        assert_answers(again.predict_proba(x), x)   # 8 cached, 4 new
+        assert_answers(again.predict_proba(x), x)  # 8 cached, 4 new
         with pytest.raises(QueryBudgetExceeded):
             again.predict_proba(images(1, seed=6))
         assert server.billed == again.ledger.billed == 12 and again.ledger.cost == pytest.approx(0.012)
@@ -153,7 +162,7 @@ def test_through_the_sdk_ledger():
         metered = MeteredModel(remote(server), QueryLedger(max_queries=100), batch_size=4)
         metered.predict_proba(x, purpose="train")
         metered.predict_proba(x, purpose="train")
-        assert metered.ledger.queries == 12                  # every image asked for
+        assert metered.ledger.queries == 12  # every image asked for
         assert metered.model.ledger.billed == server.billed == 6 and metered.model.ledger.cache_hits == 6
 
 
@@ -180,16 +189,23 @@ def test_barclassifier_trains_through_the_api_and_the_two_ledgers_agree():
     X, y = data.data[:60], data.target[:60]
     demo = DemoModel((1, 16, 16), n_classes=6, random_state=0)
     with serve(demo, rate_limit=200, burst=50, faults=Faults(rate_429=0.05, rate_500=0.05, retry_after=0)) as server:
-        model = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key=server.api_key,
-                                        model_id="demo", labels=list(demo.labels), input_shape=(1, 16, 16),
-                                        retry=FAST, max_queries=5_000)
+        model = RemoteModel.from_preset(
+            "clarifai",
+            base_url=server.base_url,
+            api_key=server.api_key,
+            model_id="demo",
+            labels=list(demo.labels),
+            input_shape=(1, 16, 16),
+            retry=FAST,
+            max_queries=5_000,
+        )
         OPENED.append(model)
         clf = BARClassifier(model, max_queries=600, batch_size=10, n_directions=2, smoothing=0.1, random_state=0)
         clf.fit(X, y)
         clf.predict(X[:10])
         led = model.ledger
         assert clf.queries_ <= 600
-        assert led.billed + led.cache_hits == clf.ledger_.queries     # every image asked for: sent or cached
+        assert led.billed + led.cache_hits == clf.ledger_.queries  # every image asked for: sent or cached
         assert led.billed == server.billed and led.in_flight == 0
 
 
@@ -214,8 +230,9 @@ def test_a_killed_process_loses_no_paid_answer(tmp_path):
 
     root = str(Path(__file__).resolve().parents[1])
     with serve(MODEL) as server:
-        code = CHILD.format(root=root, url=server.base_url, key=server.api_key, labels=LABELS, shape=SHAPE,
-                            cache=str(tmp_path))
+        code = CHILD.format(
+            root=root, url=server.base_url, key=server.api_key, labels=LABELS, shape=SHAPE, cache=str(tmp_path)
+        )
         child = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
         deadline = time.monotonic() + 60
         while server.billed < 20 and child.poll() is None and time.monotonic() < deadline:
@@ -228,6 +245,6 @@ def test_a_killed_process_loses_no_paid_answer(tmp_path):
         # At most the one request in flight at the kill was answered and not yet recorded.
         assert paid - 2 <= model.ledger.billed <= paid
         done = model.ledger.billed // 2
-        for i in range(done):                       # everything the ledger paid for is answered from disk
+        for i in range(done):  # everything the ledger paid for is answered from disk
             model.predict_proba(np.random.default_rng(i).random((2, *SHAPE)).astype(np.float32))
         assert server.billed == paid and model.ledger.cache_hits == 2 * done

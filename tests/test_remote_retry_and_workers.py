@@ -10,11 +10,17 @@ import numpy as np
 import pytest
 import tenacity
 
-from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, decode_image, encode_image, quantize
-from bar_sdk.adapters.remote import encoding as encoding_module
+from bar_sdk import AuthenticationError, InvalidInputError, TransientError
+from bar_sdk.adapters.remote import (
+    RemoteModel,
+    RetryPolicy,
+    decode_image,
+    encode_image,
+    encoding as encoding_module,
+    quantize,
+)
 from bar_sdk.adapters.remote.cache import image_key
 from bar_sdk.adapters.remote.planning import PARALLEL_BYTES
-from bar_sdk import AuthenticationError, InvalidInputError, TransientError
 
 KEY = "sk-live-SECRET-4242"
 LABELS = ["a", "b"]
@@ -35,31 +41,49 @@ class Server:
             self.bodies.append(request.content)
         if step is not None:
             return step
-        imgs = [decode_image(base64.b64decode(i["data"]["image"]["base64"]))
-                for i in json.loads(request.content)["inputs"]]
+        imgs = [
+            decode_image(base64.b64decode(i["data"]["image"]["base64"])) for i in json.loads(request.content)["inputs"]
+        ]
         with self.lock:
             self.images.extend(imgs)
-        outputs = [{"status": {"code": 10000}, "data": {"concepts": [
-            {"name": "a", "value": float(img.mean()) / 255}, {"name": "b", "value": 1 - float(img.mean()) / 255}]}}
-            for img in imgs]
+        outputs = [
+            {
+                "status": {"code": 10000},
+                "data": {
+                    "concepts": [
+                        {"name": "a", "value": float(img.mean()) / 255},
+                        {"name": "b", "value": 1 - float(img.mean()) / 255},
+                    ]
+                },
+            }
+            for img in imgs
+        ]
         return httpx.Response(200, json={"status": {"code": 10000}, "outputs": outputs})
 
 
 def make(server, shape, sleeps=None, **kw):
-    return RemoteModel.from_preset("clarifai", base_url="https://api.example.com", api_key=KEY, model_id="m",
-                                   labels=LABELS, input_shape=shape,
-                                   client=httpx.Client(transport=httpx.MockTransport(server)),
-                                   sleep=sleeps.append if sleeps is not None else None, **kw)
+    return RemoteModel.from_preset(
+        "clarifai",
+        base_url="https://api.example.com",
+        api_key=KEY,
+        model_id="m",
+        labels=LABELS,
+        input_shape=shape,
+        client=httpx.Client(transport=httpx.MockTransport(server)),
+        sleep=sleeps.append if sleeps is not None else None,
+        **kw,
+    )
 
 
 # -- RetryPolicy: tenacity objects as well as numbers ---------------------------------------------------
+
 
 def test_a_users_stop_after_attempt_is_honoured():
     server, sleeps = Server(*[httpx.Response(503)] * 10), []
     model = make(server, (1, 4, 4), sleeps, retry=RetryPolicy(stop=tenacity.stop_after_attempt(2), jitter=0))
     with pytest.raises(TransientError, match=r"gave up after 2 attempt.*stop=<tenacity.stop.stop_after_attempt"):
         model.predict_proba(np.zeros((1, 1, 4, 4), np.float32))
-    assert len(server.bodies) == 2 and sleeps == [0.5]          # max_attempts=6 by default: the user's stop won
+    assert len(server.bodies) == 2 and sleeps == [0.5]  # max_attempts=6 by default: the user's stop won
     assert (model.ledger.attempts, model.ledger.billed) == (2, 0)
 
 
@@ -74,12 +98,12 @@ def test_a_users_retry_narrows_but_never_widens():
     only_throttles = tenacity.retry_if_exception(lambda e: "throttled" in str(e))
     server = Server(httpx.Response(503), httpx.Response(200))
     model = make(server, (1, 4, 4), [], retry=RetryPolicy(retry=only_throttles, jitter=0))
-    with pytest.raises(TransientError, match="HTTP 503"):        # 503 is retryable, but the user said no
+    with pytest.raises(TransientError, match="HTTP 503"):  # 503 is retryable, but the user said no
         model.predict_proba(np.zeros((1, 1, 4, 4), np.float32))
     assert len(server.bodies) == 1
     server = Server(httpx.Response(401), httpx.Response(200))
     model = make(server, (1, 4, 4), [], retry=RetryPolicy(retry=tenacity.retry_always, jitter=0))
-    with pytest.raises(AuthenticationError):                     # never retried, whatever the user's rule
+    with pytest.raises(AuthenticationError):  # never retried, whatever the user's rule
         model.predict_proba(np.zeros((1, 1, 4, 4), np.float32))
     assert len(server.bodies) == 1
 
@@ -97,7 +121,7 @@ def test_numbers_still_work_and_non_tenacity_values_are_refused():
 
 # -- the worker pool: order, bytes, failures, billing --------------------------------------------------
 
-SHAPE = (3, 64, 64)   # 12 kB per image: a batch of 32 is over PARALLEL_BYTES, so the pool is used
+SHAPE = (3, 64, 64)  # 12 kB per image: a batch of 32 is over PARALLEL_BYTES, so the pool is used
 
 
 def batch(n, seed=0):
@@ -111,10 +135,10 @@ def test_the_pool_keeps_order_and_sends_the_same_bytes_as_the_serial_path():
     serial = make(serial_server, SHAPE, batch_size=32, workers=1)
     pooled = make(pool_server, SHAPE, batch_size=32, workers=4)
     p_serial, p_pool = serial.predict_proba(x), pooled.predict_proba(x)
-    assert pooled._pool is not None and serial._pool is None     # the pool path was really taken
-    assert pool_server.bodies == serial_server.bodies            # same request, byte for byte
+    assert pooled._pool is not None and serial._pool is None  # the pool path was really taken
+    assert pool_server.bodies == serial_server.bodies  # same request, byte for byte
     np.testing.assert_array_equal(p_pool, p_serial)
-    want = quantize(x).reshape(32, -1).mean(axis=1) / 255        # row i answers image i: order kept
+    want = quantize(x).reshape(32, -1).mean(axis=1) / 255  # row i answers image i: order kept
     np.testing.assert_allclose(p_pool[:, 0], want, rtol=1e-12)
     keys = [image_key(img, pooled._identity) for img in quantize(x)]
     assert pooled._planner.cache.get_many(keys).keys() == set(keys)
@@ -125,8 +149,9 @@ def test_the_pool_keeps_order_and_sends_the_same_bytes_as_the_serial_path():
 def test_the_pool_path_gives_the_same_answers_asynchronously():
     x = batch(32, seed=1)
     server = Server()
-    model = make(server, SHAPE, batch_size=8, workers=3,
-                 async_client=httpx.AsyncClient(transport=httpx.MockTransport(server)))
+    model = make(
+        server, SHAPE, batch_size=8, workers=3, async_client=httpx.AsyncClient(transport=httpx.MockTransport(server))
+    )
     p = asyncio.run(model.apredict_proba(x))
     np.testing.assert_allclose(p[:, 0], quantize(x).reshape(32, -1).mean(axis=1) / 255, rtol=1e-12)
     assert model.ledger.billed == 32 == len(server.images)
@@ -149,14 +174,14 @@ def test_a_failing_encode_in_a_worker_is_a_clear_error_and_unsent_images_are_not
     model = make(server, SHAPE, batch_size=32, workers=4, max_concurrency=1, max_queries=100)
     with pytest.raises(MemoryError, match="encoder ran out of memory") as info:
         model.predict_proba(x)
-    assert any(name.startswith("bar-encode") for name in seen_threads)   # it failed in a worker
+    assert any(name.startswith("bar-encode") for name in seen_threads)  # it failed in a worker
     # The first request (images 0-31) went out and was billed; the second never left: not billed, room freed.
     assert len(server.bodies) == 1 and len(server.images) == 32
     led = model.ledger
     assert (led.billed, led.in_flight) == (32, 0)
     assert (info.value.images_sent, info.value.images_billed) == (32, 32)
     assert "the other 32 were not sent" in str(info.value)
-    p = model.predict_proba(x[:32])                                      # paid for: answered from the cache
+    p = model.predict_proba(x[:32])  # paid for: answered from the cache
     assert led.billed == 32 and len(server.bodies) == 1 and p.shape == (32, 2)
 
 
@@ -173,10 +198,14 @@ def test_json_body_splices_base64_and_writes_what_json_dumps_writes():
 
     rng = np.random.default_rng(4)
     blobs = [base.b64(rng.bytes(n)) for n in (0, 1, 2, 3, 5000)]
-    obj = {"inputs": [{"data": {"image": {"base64": b}}} for b in blobs],
-           "other": [1, 2.5, None, True, "\u00e9\"\\", (base.b64(b"ab"),)]}
+    obj = {
+        "inputs": [{"data": {"image": {"base64": b}}} for b in blobs],
+        "other": [1, 2.5, None, True, '\u00e9"\\', (base.b64(b"ab"),)],
+    }
     assert base.json_body(obj) == json.dumps(obj, separators=(",", ":")).encode()
     # A user's string that holds the splice mark itself: still exactly json.dumps (the plain way is taken).
-    for evil in ({"a": base._MARK + "0", "b": base.b64(b"xyz")},
-                 {"a": '"' + base._MARK + '0"', "b": [base.b64(b"xyz"), base.b64(b"q")]}):
+    for evil in (
+        {"a": base._MARK + "0", "b": base.b64(b"xyz")},
+        {"a": '"' + base._MARK + '0"', "b": [base.b64(b"xyz"), base.b64(b"q")]},
+    ):
         assert base.json_body(evil) == json.dumps(evil, separators=(",", ":")).encode()

@@ -10,13 +10,12 @@ import asyncio
 import threading
 
 import httpx
-import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 from test_remote_client import KEY, LABELS, SHAPE, clarifai_ok, decoded, images
 
+from bar_sdk import BARClassifier, QueryBudgetExceeded, RemoteError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
-from bar_sdk import BARClassifier, QueryBudgetExceeded, RemoteError, ResponseFormatError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
 
@@ -24,11 +23,11 @@ class Wire:
     """Counts what reaches the API: every request's images, and which answers a vendor bills (any 200)."""
 
     def __init__(self, fail=None):
-        self.fail = fail or (lambda number, request: None)   # number -> a response replacing the success
+        self.fail = fail or (lambda number, request: None)  # number -> a response replacing the success
         self.lock = threading.Lock()
-        self.requests = []      # (number of images, status)
-        self.distinct = set()   # image bytes that reached the API
-        self.arrived = 0        # requests numbered so far (in order of arrival, even while others are answered)
+        self.requests = []  # (number of images, status)
+        self.distinct = set()  # image bytes that reached the API
+        self.arrived = 0  # requests numbered so far (in order of arrival, even while others are answered)
 
     def __call__(self, request):
         imgs = decoded(request)
@@ -54,11 +53,18 @@ class Wire:
 
 
 def remote(wire, **kw):
-    options = dict(max_concurrency=1, batch_size=4, retry=RetryPolicy(max_attempts=3, jitter=0), sleep=lambda s: None,
-                   input_shape=SHAPE, client=httpx.Client(transport=httpx.MockTransport(wire)))
+    options = dict(
+        max_concurrency=1,
+        batch_size=4,
+        retry=RetryPolicy(max_attempts=3, jitter=0),
+        sleep=lambda s: None,
+        input_shape=SHAPE,
+        client=httpx.Client(transport=httpx.MockTransport(wire)),
+    )
     options.update(kw)
-    return RemoteModel.from_preset("clarifai", model_id="m", base_url="https://api.example.com", api_key=KEY,
-                                   labels=LABELS, **options)
+    return RemoteModel.from_preset(
+        "clarifai", model_id="m", base_url="https://api.example.com", api_key=KEY, labels=LABELS, **options
+    )
 
 
 def unreadable_from(k):
@@ -74,7 +80,7 @@ def test_a_retry_refused_by_the_cap_mid_call_keeps_the_billed_images_counted():
     metered = MeteredModel(model)
     with pytest.raises(QueryBudgetExceeded) as info:
         metered.predict_proba(images(12))
-    assert wire.requests == [(4, 200), (4, 200)]                      # 8 images reached the API, all billable
+    assert wire.requests == [(4, 200), (4, 200)]  # 8 images reached the API, all billable
     assert metered.ledger.queries == wire.sent == len(wire.distinct) == 8
     assert metered.ledger.failed == 4 and metered.ledger.calls == 1
     assert (model.ledger.billed, model.ledger.unconfirmed, model.ledger.in_flight) == (4, 4, 0)
@@ -94,19 +100,19 @@ def test_after_a_request_fails_for_good_only_what_left_is_counted(concurrency):
         metered.predict_proba(images(20))
     assert metered.ledger.queries == wire.sent == len(wire.distinct) == info.value.images_sent
     assert metered.ledger.failed == 4 == wire.sent - model.ledger.billed
-    assert wire.sent < 20 or concurrency > 1       # with one request at a time the 3rd to 5th were skipped
+    assert wire.sent < 20 or concurrency > 1  # with one request at a time the 3rd to 5th were skipped
     assert metered.ledger.remaining == 100 - wire.sent and model.ledger.in_flight == 0
 
 
 def test_cached_and_answered_parts_are_counted_and_a_failure_later_counts_its_own_wire():
     wire = Wire()
     model = remote(wire, batch_size=2)
-    metered = MeteredModel(model, batch_size=4)          # parts of 4, each in requests of 2
+    metered = MeteredModel(model, batch_size=4)  # parts of 4, each in requests of 2
     x = images(12)
-    metered.predict_proba(x[:4])                           # paid: these four come from the cache below
+    metered.predict_proba(x[:4])  # paid: these four come from the cache below
     wire.fail = lambda number, request: httpx.Response(403, json={}) if number == 4 else None
     with pytest.raises(RemoteError):
-        metered.predict_proba(x)    # part 1: cache hits, answered; part 2: requests 3 (ok) and 4 (refused)
+        metered.predict_proba(x)  # part 1: cache hits, answered; part 2: requests 3 (ok) and 4 (refused)
     # 4 (first call) + 4 (part 1, answered from the cache) + 4 (part 2: 2 billed, 2 refused); part 3 never sent
     assert metered.ledger.queries == 12 and metered.ledger.failed == 2
     assert wire.sent == 8 and model.ledger.billed == 6 and model.ledger.cache_hits == 4
@@ -168,16 +174,19 @@ def _said(exc, **attrs):
     return exc
 
 
-@pytest.mark.parametrize("exc,queries,failed,calls", [
-    (_said(RemoteError("x"), images_sent=3, images_billed=1), 3, 2, 1),     # what it says, exactly
-    (_said(RemoteError("x"), images_sent=0, images_billed=0), 0, 0, 0),     # nothing left: given back whole
-    (_said(QueryBudgetExceeded(5, 0, 9), images_sent=2, images_billed=2), 2, 0, 1),
-    (QueryBudgetExceeded(5, 0, 9), 0, 0, 0),                               # says nothing: sent nothing
-    (RuntimeError("boom"), 5, 5, 1),                                       # cannot tell: all may have left
-    (_said(RemoteError("x"), images_sent=9), 5, 5, 1),                     # impossible claims are ignored
-    (_said(RemoteError("x"), images_sent=True), 5, 5, 1),
-    (_said(RemoteError("x"), images_sent=4, images_billed=7), 4, 4, 1),    # a bad billed count: none billed
-])
+@pytest.mark.parametrize(
+    "exc,queries,failed,calls",
+    [
+        (_said(RemoteError("x"), images_sent=3, images_billed=1), 3, 2, 1),  # what it says, exactly
+        (_said(RemoteError("x"), images_sent=0, images_billed=0), 0, 0, 0),  # nothing left: given back whole
+        (_said(QueryBudgetExceeded(5, 0, 9), images_sent=2, images_billed=2), 2, 0, 1),
+        (QueryBudgetExceeded(5, 0, 9), 0, 0, 0),  # says nothing: sent nothing
+        (RuntimeError("boom"), 5, 5, 1),  # cannot tell: all may have left
+        (_said(RemoteError("x"), images_sent=9), 5, 5, 1),  # impossible claims are ignored
+        (_said(RemoteError("x"), images_sent=True), 5, 5, 1),
+        (_said(RemoteError("x"), images_sent=4, images_billed=7), 4, 4, 1),  # a bad billed count: none billed
+    ],
+)
 def test_settle_counts_what_the_model_says_it_sent_and_nothing_it_could_not(exc, queries, failed, calls):
     metered = MeteredModel(Raising(exc), QueryLedger(max_queries=10))
     with pytest.raises(type(exc)):

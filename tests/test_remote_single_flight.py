@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from test_remote_client import KEY, LABELS, SHAPE, clarifai_ok, decoded, images
 
+from bar_sdk import RemoteError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, quantize
 from bar_sdk.adapters.server import DemoModel, Faults, serve
-from bar_sdk import RemoteError
 from bar_sdk.ledger import MeteredModel
 
 
@@ -52,11 +52,23 @@ class SlowWire:
 
 
 def remote(handler, **kw):
-    options = dict(batch_size=4, max_concurrency=4, retry=RetryPolicy(max_attempts=2, jitter=0),
-                   sleep=lambda s: None, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    options = dict(
+        batch_size=4,
+        max_concurrency=4,
+        retry=RetryPolicy(max_attempts=2, jitter=0),
+        sleep=lambda s: None,
+        client=httpx.Client(transport=httpx.MockTransport(handler)),
+    )
     options.update(kw)
-    return RemoteModel.from_preset("clarifai", model_id="m", base_url="https://api.example.com", api_key=KEY,
-                                   labels=LABELS, input_shape=SHAPE, **options)
+    return RemoteModel.from_preset(
+        "clarifai",
+        model_id="m",
+        base_url="https://api.example.com",
+        api_key=KEY,
+        labels=LABELS,
+        input_shape=SHAPE,
+        **options,
+    )
 
 
 def in_threads(fn, args):
@@ -68,7 +80,7 @@ def in_threads(fn, args):
         start.wait()
         try:
             out[i] = fn(arg)
-        except Exception as exc:   # noqa: BLE001 - returned for the test to look at
+        except Exception as exc:  # noqa: BLE001 - returned for the test to look at
             out[i] = exc
 
     threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(args)]
@@ -95,11 +107,11 @@ def test_six_threads_with_overlapping_batches_pay_once_per_distinct_image():
     pool = images(40, seed=1)
     rng = np.random.default_rng(0)
     batches = [rng.choice(40, size=20, replace=False) for _ in range(6)]
-    batches[0] = np.arange(40)                       # every image is asked for at least once
+    batches[0] = np.arange(40)  # every image is asked for at least once
     out = in_threads(lambda ids: model.predict_proba(pool[ids]), batches)
     assert wire.sent == len(wire.seen) == 40 and max(wire.seen.values()) == 1
     alone = remote(SlowWire(delay=0)).predict_proba(pool)
-    for ids, p in zip(batches, out):
+    for ids, p in zip(batches, out, strict=False):
         np.testing.assert_array_equal(p, alone[ids])
     asked = sum(len(b) for b in batches)
     assert model.ledger.billed == 40 and model.ledger.cache_hits == asked - 40
@@ -111,7 +123,7 @@ def test_metered_models_on_threads_count_what_they_asked_and_the_bill_counts_eac
     x = images(8, seed=2)
     meters = [MeteredModel(model) for _ in range(3)]
     in_threads(lambda m: m.predict_proba(x), meters)
-    assert [m.ledger.queries for m in meters] == [8, 8, 8]      # each estimator got (and counts) 8 answers
+    assert [m.ledger.queries for m in meters] == [8, 8, 8]  # each estimator got (and counts) 8 answers
     assert wire.sent == 8 == model.ledger.billed
 
 
@@ -129,7 +141,7 @@ def test_asyncio_gather_pays_once_per_distinct_image():
 
     model, results = asyncio.run(run())
     assert wire.sent == len(wire.seen) == 30 and max(wire.seen.values()) == 1
-    for ids, p in zip(batches, results):
+    for ids, p in zip(batches, results, strict=False):
         np.testing.assert_array_equal(p, results[0][ids])
     assert model.ledger.billed == 30 and model.ledger.in_flight == 0
 
@@ -139,8 +151,10 @@ def test_a_thread_and_a_coroutine_share_one_flight():
     x = images(4, seed=4)
 
     model = remote(wire, async_client=httpx.AsyncClient(transport=httpx.MockTransport(wire.handle_async)))
-    out = in_threads(lambda side: model.predict_proba(x) if side == "thread" else asyncio.run(model.apredict_proba(x)),
-                     ["thread", "coroutine"])
+    out = in_threads(
+        lambda side: model.predict_proba(x) if side == "thread" else asyncio.run(model.apredict_proba(x)),
+        ["thread", "coroutine"],
+    )
     np.testing.assert_array_equal(out[0], out[1])
     assert wire.sent == 4 and model.ledger.billed == 4
 
@@ -154,15 +168,15 @@ def test_a_failed_flight_lets_its_waiter_send_the_images_itself_and_nothing_is_b
     first = threading.Thread(target=lambda: results.append(_call(model, x)))
     results = []
     first.start()
-    while wire.requests == 0:          # the first call's request is in flight
+    while wire.requests == 0:  # the first call's request is in flight
         time.sleep(0.005)
-    second = _call(model, x)            # waits for that flight, which fails, then sends itself
+    second = _call(model, x)  # waits for that flight, which fails, then sends itself
     first.join(10)
     assert isinstance(results[0], RemoteError) and results[0].images_sent == 4
     assert isinstance(second, np.ndarray) and second.shape == (4, 3)
     assert wire.requests == 2 and wire.sent == 8 and set(wire.seen.values()) == {2}
-    assert model.ledger.billed == 4 and model.ledger.in_flight == 0       # only the answered request billed
-    assert model.predict_proba(x) is not None and wire.requests == 2       # now cached
+    assert model.ledger.billed == 4 and model.ledger.in_flight == 0  # only the answered request billed
+    assert model.predict_proba(x) is not None and wire.requests == 2  # now cached
 
 
 def _call(model, x):
@@ -180,14 +194,22 @@ def test_threads_against_the_local_server_pay_once_per_image(n_threads):
     rng = np.random.default_rng(n_threads)
     batches = [np.arange(24)] + [rng.choice(24, size=12, replace=False) for _ in range(n_threads - 1)]
     with serve(demo, api_keys=["loopback-key"], faults=Faults(rate_slow=1.0, slow_seconds=0.05)) as server:
-        with RemoteModel.from_preset("clarifai", model_id="demo", base_url=server.base_url, api_key="loopback-key",
-                                     labels=list(demo.labels), input_shape=shape, batch_size=4, max_concurrency=4,
-                                     retry=RetryPolicy(jitter=0)) as model:
+        with RemoteModel.from_preset(
+            "clarifai",
+            model_id="demo",
+            base_url=server.base_url,
+            api_key="loopback-key",
+            labels=list(demo.labels),
+            input_shape=shape,
+            batch_size=4,
+            max_concurrency=4,
+            retry=RetryPolicy(jitter=0),
+        ) as model:
             out = in_threads(lambda ids: model.predict_proba(pool[ids]), batches)
             assert server.billed == 24 == model.ledger.billed
     expected = demo.predict_proba(quantize(pool))
-    for ids, p in zip(batches, out):
-        np.testing.assert_array_equal(p, out[0][ids])      # one answer per image, whoever asked
+    for ids, p in zip(batches, out, strict=False):
+        np.testing.assert_array_equal(p, out[0][ids])  # one answer per image, whoever asked
         # the server computed in float32 on batches of another size: a few ulps apart
         np.testing.assert_allclose(p, expected[ids], rtol=1e-5, atol=1e-6)
 
@@ -201,9 +223,9 @@ def test_a_blocking_call_on_the_loop_thread_of_the_sending_coroutine_does_not_de
 
     async def both():
         task = asyncio.ensure_future(model.apredict_proba(x))
-        while wire.requests == 0:            # the coroutine's request is in flight
+        while wire.requests == 0:  # the coroutine's request is in flight
             await asyncio.sleep(0.005)
-        blocking = model.predict_proba(x)    # on the loop's own thread
+        blocking = model.predict_proba(x)  # on the loop's own thread
         return blocking, await task
 
     out = []

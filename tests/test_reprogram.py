@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 import pytest
+from _extras import reason
+from _models import digits16, fresh_linear
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import NotFittedError
@@ -11,11 +13,15 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from _extras import reason
-from _models import digits16, fresh_linear
+from bar_sdk import (
+    BARClassifier,
+    CheckpointError,
+    InvalidInputError,
+    ModelOutputError,
+    QuantizationWarning,
+    QueryBudgetExceeded,
+)
 from bar_sdk.adapters import LabelOnly, TopK
-from bar_sdk import (BARClassifier, CheckpointError, InvalidInputError, ModelOutputError, QuantizationWarning,
-                     QueryBudgetExceeded)
 from bar_sdk.mapping import LogisticReadout, choose_readout_C
 from bar_sdk.transfer import program_scores
 
@@ -140,7 +146,7 @@ def test_model_budget_running_out_keeps_the_program(cancer):
     with pytest.raises(QueryBudgetExceeded):
         clf.fit(Xa, ya)
     assert clf.n_steps_ > 0 and clf.program_.shape == (1, 16, 16)
-    capped.cap = 10 ** 9
+    capped.cap = 10**9
     assert clf.score(Xb, yb) > 0.6
 
 
@@ -174,8 +180,9 @@ def test_weight_decay_keeps_the_program_weaker_and_is_free(cancer, tmp_path):
     assert np.abs(decayed.theta_).mean() < 0.7 * np.abs(plain.theta_).mean()
     assert decayed.queries_ == plain.queries_ and decayed.history_["queries"] == plain.history_["queries"]
     # an explicit weight_decay=0.0 is the default: same program, and the same checkpoint resumes
-    np.testing.assert_array_equal(small(fresh_linear(), random_state=3, weight_decay=0.0).fit(Xa, ya).theta_,
-                                  plain.theta_)
+    np.testing.assert_array_equal(
+        small(fresh_linear(), random_state=3, weight_decay=0.0).fit(Xa, ya).theta_, plain.theta_
+    )
     path = tmp_path / "ckpt.bar"
     small(fresh_linear(), random_state=3, checkpoint=str(path)).fit(Xa, ya)
     resumed = small(fresh_linear(), random_state=3, weight_decay=0.0, checkpoint=str(path)).fit(Xa, ya)
@@ -189,8 +196,11 @@ def test_weight_decay_off_keeps_the_fingerprint_of_checkpoints_written_before_it
     clf = small(fresh_linear())
     now = clf._fingerprint(Xa, ya)
     params = BARClassifier.get_params
-    monkeypatch.setattr(BARClassifier, "get_params", lambda self, deep=True: {
-        k: v for k, v in params(self, deep).items() if k != "weight_decay"})  # as before the option existed
+    monkeypatch.setattr(
+        BARClassifier,
+        "get_params",
+        lambda self, deep=True: {k: v for k, v in params(self, deep).items() if k != "weight_decay"},
+    )  # as before the option existed
     assert clf._fingerprint(Xa, ya) == now
 
 
@@ -213,8 +223,9 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("mapping, estimator", [("frequency", "one_sided"), ("iterative", "one_sided"),
-                                                ("frequency", "history")])  # history: the estimator's own state
+@pytest.mark.parametrize(
+    "mapping, estimator", [("frequency", "one_sided"), ("iterative", "one_sided"), ("frequency", "history")]
+)  # history: the estimator's own state
 @pytest.mark.parametrize("crash_after", [1, 3, 15])
 def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, estimator, crash_after):
     Xa, _, ya, _ = cancer
@@ -237,7 +248,7 @@ def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, es
         small(Crashing(), checkpoint=str(path), **kw).fit(Xa, ya)
     spent_before = model.seen
     assert path.exists()
-    model.calls = -10 ** 9  # never crash again
+    model.calls = -(10**9)  # never crash again
     resumed = small(Crashing(), checkpoint=str(path), **kw).fit(Xa, ya)
     np.testing.assert_array_equal(resumed.theta_, reference.theta_)
     # the step in flight at the crash is counted as spent (max_queries holds across crashes), and done again
@@ -295,8 +306,9 @@ def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mappi
     trained_scores, _ = program_scores(learned, fresh_linear(), Xa)
     # with C chosen by cross-validation on those scores (no queries)
     assert learned.readout_.C == choose_readout_C(trained_scores, ya, 2)
-    np.testing.assert_allclose(learned.readout_.coef,
-                               LogisticReadout.fit(trained_scores, ya, 2, C=learned.readout_.C).coef)
+    np.testing.assert_allclose(
+        learned.readout_.coef, LogisticReadout.fit(trained_scores, ya, 2, C=learned.readout_.C).coef
+    )
     np.testing.assert_allclose(learned.predict_proba(Xb).sum(1), 1.0)
     assert learned.score(Xb, yb) > mapped.score(Xb, yb) + 0.05
 
@@ -321,12 +333,15 @@ def test_logistic_mapping_trains_through_cross_fitted_readouts(cancer, estimator
 
     def scores(theta, X):
         return fresh_linear().predict_proba(program.apply(theta[None], program.embed(layout.transform(X))))
+
     np.testing.assert_allclose(clf.predict_proba(Xb), clf.readout_.proba(scores(clf.theta_, Xb)))
     if estimator == "exact":  # exact gradients of the out-of-fold loss lower that loss on the training data
+
         def oof_loss(theta):
             s = scores(theta, Xa)
             readout = CrossFittedReadout.fit(s, ya, 2, C=clf.readout_.C)
             return cross_entropy(readout.proba(s, np.arange(len(ya))), ya, balanced_weights(ya, 2))[0].mean()
+
         theta0 = program.param.init(np.random.default_rng(0), 0.01)
         assert oof_loss(clf.theta_) < oof_loss(theta0)
 
@@ -447,27 +462,30 @@ X_IMG = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
 Y2 = np.arange(20) % 2
 
 
-@pytest.mark.parametrize("X,y,params,match", [
-    (np.where(X_IMG > 0.5, np.nan, X_IMG), Y2, {}, "NaN"),
-    (X_IMG * 2, Y2, {}, r"values in \[0"),
-    (X_IMG.astype(np.int32), Y2, {}, "dtype int32"),
-    (X_IMG[:, :, :, None, None], Y2, {}, "shape"),
-    (X_IMG, np.zeros(20, int), {}, "single class"),
-    (X_IMG, Y2 + 0.5, {}, "continuous"),  # any class labels are accepted (tests/test_sklearn_checks.py)
-    (X_IMG, Y2[:10], {}, r"expected \(20,\)"),
-    (X_IMG, Y2, {"target_size": 17}, "target_size=17"),
-    (X_IMG, Y2, {"estimator": "magic"}, "estimator='magic'"),
-    (X_IMG, Y2, {"batch_size": 0}, "batch_size=0"),
-    (X_IMG, Y2, {"max_queries": -5}, "max_queries=-5"),
-    (X_IMG, Y2, {"labels_per_class": 6}, "labels_per_class=6"),
-    (X_IMG, Y2, {"readout": "softmax"}, "readout='softmax'"),
-    (X_IMG, Y2, {"learning_rate": float("nan")}, "learning_rate=nan"),
-    (np.full((20, 3), np.inf), Y2, {}, "NaN or infinite"),
-    (np.random.default_rng(1).random((20, 8, 8, 3)), Y2, {}, "3 channels"),
-    (np.zeros((20, 3), complex), Y2, {}, "dtype complex"),
-    (np.random.default_rng(2).random((20, 300)), Y2, {}, "300 features"),  # a 18x18 patch, a 16x16 model
-    (np.random.default_rng(2).random((20, 300)), Y2, {"program": "full"}, "300 features"),
-])
+@pytest.mark.parametrize(
+    "X,y,params,match",
+    [
+        (np.where(X_IMG > 0.5, np.nan, X_IMG), Y2, {}, "NaN"),
+        (X_IMG * 2, Y2, {}, r"values in \[0"),
+        (X_IMG.astype(np.int32), Y2, {}, "dtype int32"),
+        (X_IMG[:, :, :, None, None], Y2, {}, "shape"),
+        (X_IMG, np.zeros(20, int), {}, "single class"),
+        (X_IMG, Y2 + 0.5, {}, "continuous"),  # any class labels are accepted (tests/test_sklearn_checks.py)
+        (X_IMG, Y2[:10], {}, r"expected \(20,\)"),
+        (X_IMG, Y2, {"target_size": 17}, "target_size=17"),
+        (X_IMG, Y2, {"estimator": "magic"}, "estimator='magic'"),
+        (X_IMG, Y2, {"batch_size": 0}, "batch_size=0"),
+        (X_IMG, Y2, {"max_queries": -5}, "max_queries=-5"),
+        (X_IMG, Y2, {"labels_per_class": 6}, "labels_per_class=6"),
+        (X_IMG, Y2, {"readout": "softmax"}, "readout='softmax'"),
+        (X_IMG, Y2, {"learning_rate": float("nan")}, "learning_rate=nan"),
+        (np.full((20, 3), np.inf), Y2, {}, "NaN or infinite"),
+        (np.random.default_rng(1).random((20, 8, 8, 3)), Y2, {}, "3 channels"),
+        (np.zeros((20, 3), complex), Y2, {}, "dtype complex"),
+        (np.random.default_rng(2).random((20, 300)), Y2, {}, "300 features"),  # a 18x18 patch, a 16x16 model
+        (np.random.default_rng(2).random((20, 300)), Y2, {"program": "full"}, "300 features"),
+    ],
+)
 def test_bad_input_is_named_before_any_query(X, y, params, match):
     model = fresh_linear()
     with pytest.raises(InvalidInputError, match=match):
@@ -516,11 +534,14 @@ def test_exact_estimator_needs_gradients():
         small(model, estimator="exact").fit(X_IMG, Y2)
 
 
-@pytest.mark.parametrize("answer,match", [
-    (lambda x: np.ones((len(x), 3)), "shape"),
-    (lambda x: np.full((len(x), 10), np.nan), "NaN"),
-    (lambda x: -np.ones((len(x), 10)), "negative"),
-])
+@pytest.mark.parametrize(
+    "answer,match",
+    [
+        (lambda x: np.ones((len(x), 3)), "shape"),
+        (lambda x: np.full((len(x), 10), np.nan), "NaN"),
+        (lambda x: -np.ones((len(x), 10)), "negative"),
+    ],
+)
 def test_bad_model_answers_are_named(answer, match):
     class Bad:
         n_classes, input_shape = 10, (1, 16, 16)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from _extras import requires
 
+from bar_sdk import InvalidInputError
 from bar_sdk.adapters.remote import encode_image
 from bar_sdk.adapters.server import DemoModel, Faults, create_app, serve
 from bar_sdk.adapters.server.cli import add_arguments, add_parser, load_model
-from bar_sdk import InvalidInputError
 
-pytestmark = requires("server")   # the server extra: the app, and the command line that starts it
+pytestmark = requires("server")  # the server extra: the app, and the command line that starts it
 
 SHAPE = (1, 8, 8)
 MODEL = DemoModel(SHAPE, n_classes=6, random_state=1)
@@ -33,7 +33,7 @@ def imgs(n, seed=0):
     return list(np.random.default_rng(seed).integers(0, 256, (n, *SHAPE), dtype=np.uint8))
 
 
-CLIENT = httpx.Client(timeout=10)   # one client: building one per request costs more than the request
+CLIENT = httpx.Client(timeout=10)  # one client: building one per request costs more than the request
 
 
 def teardown_module(module):
@@ -51,13 +51,13 @@ def test_answers_are_the_models_scores_top_k_and_billed_per_image():
         assert r.status_code == 200
         outputs = r.json()["outputs"]
         expected = MODEL.predict_proba(np.stack(x))
-        for out, row in zip(outputs, expected):
+        for out, row in zip(outputs, expected, strict=False):
             concepts = out["data"]["concepts"]
             assert [c["name"] for c in concepts] == [MODEL.labels[i] for i in np.argsort(-row)[:4]]
             np.testing.assert_allclose([c["value"] for c in concepts], np.sort(row)[::-1][:4], rtol=1e-6)
         assert server.billed == 3 and server.stats().answered == 1
         default = post(server, clarifai_body(x[:1])).json()["outputs"][0]["data"]["concepts"]
-        assert len(default) == 6                          # Clarifai's default 20, capped by the model's classes
+        assert len(default) == 6  # Clarifai's default 20, capped by the model's classes
         picked = post(server, clarifai_body(x[:1], select_concepts=[{"name": "class_5"}, {"name": "class_0"}]))
         assert [c["name"] for c in picked.json()["outputs"][0]["data"]["concepts"]] == ["class_5", "class_0"]
 
@@ -85,7 +85,7 @@ def test_per_key_rate_limit_answers_429_with_retry_after():
         r = post(server, clarifai_body(imgs(1)), key="a")
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
         assert r.json()["status"]["code"] == "CONN_THROTTLED"
-        assert post(server, clarifai_body(imgs(1)), key="b").status_code == 200   # another key, its own bucket
+        assert post(server, clarifai_body(imgs(1)), key="b").status_code == 200  # another key, its own bucket
         assert server.billed == 3 and server.stats().throttled == 2
 
 
@@ -95,7 +95,8 @@ def test_label_only_and_server_top_k_cap():
         outputs = post(server, clarifai_body(x, max_concepts=5)).json()["outputs"]
         top = np.argmax(MODEL.predict_proba(np.stack(x)), axis=1)
         assert [o["data"]["concepts"] for o in outputs] == [
-            [{"id": MODEL.labels[i], "name": MODEL.labels[i], "app_id": "main"}] for i in top]
+            [{"id": MODEL.labels[i], "name": MODEL.labels[i], "app_id": "main"}] for i in top
+        ]
     with serve(MODEL, top_k=2) as server:
         concepts = post(server, clarifai_body(x, max_concepts=5)).json()["outputs"][0]["data"]["concepts"]
         assert len(concepts) == 2
@@ -103,8 +104,9 @@ def test_label_only_and_server_top_k_cap():
 
 def test_faults_are_seeded_and_never_billed():
     def run(seed):
-        faults = Faults(rate_429=0.2, rate_500=0.2, rate_malformed=0.2, rate_slow=0.1, slow_seconds=0.01,
-                        random_state=seed)
+        faults = Faults(
+            rate_429=0.2, rate_500=0.2, rate_malformed=0.2, rate_slow=0.1, slow_seconds=0.01, random_state=seed
+        )
         with serve(MODEL, faults=faults) as server:
             codes, broken = [], 0
             for _ in range(30):
@@ -133,7 +135,7 @@ def test_huggingface_shape():
         row = MODEL.predict_proba(np.stack(x))[0]
         assert [d["label"] for d in r.json()] == [MODEL.labels[i] for i in np.argsort(-row)[:3]]
         raw = CLIENT.post(url, content=encode_image(x[0]), headers={**auth, "Content-Type": "image/png"})
-        assert len(raw.json()) == 5                       # the pipeline's default top 5
+        assert len(raw.json()) == 5  # the pipeline's default top 5
         assert CLIENT.post(url, content=b"x", headers={"Authorization": "Key test-key"}).status_code == 401
         assert server.billed == 2
 
@@ -156,7 +158,7 @@ def test_command_line_pieces():
     assert args.command == "serve" and args.rate == 5 and args.fault_429 == 0.1 and callable(args.func)
     assert add_arguments(argparse.ArgumentParser()).parse_args(["--preset", "huggingface"]).preset == "huggingface"
     assert load_model("demo", (3, 4, 4), 3).input_shape == (3, 4, 4)
-    assert load_model("bar_sdk.adapters.server.demo:DemoModel").n_classes == 10      # a factory is called
+    assert load_model("bar_sdk.adapters.server.demo:DemoModel").n_classes == 10  # a factory is called
     with pytest.raises(InvalidInputError, match="could not be loaded"):
         load_model("no.such.module:thing")
     with pytest.raises(InvalidInputError, match="expected 'demo'"):

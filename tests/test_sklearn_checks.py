@@ -53,8 +53,7 @@ def test_a_model_that_counts_its_calls_fails_only_the_declared_check():
     with pytest.raises(AssertionError, match="should not change or mutate"):  # its counters moved, not BAR
         check_estimators_overwrite_params("BARClassifier", clf)
     assert set(SKLEARN_EXPECTED_FAILED_CHECKS) == {"check_estimators_overwrite_params"}
-    check_estimators_overwrite_params("BARClassifier", BARClassifier(FrozenLinear(), max_queries=600,
-                                                                     random_state=0))
+    check_estimators_overwrite_params("BARClassifier", BARClassifier(FrozenLinear(), max_queries=600, random_state=0))
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +67,21 @@ def fit(X, y, model=None, **kw):
     return BARClassifier(model or fresh_linear(), **kw).fit(X, y)
 
 
-@pytest.mark.parametrize("names", [np.array(["benign", "malignant"]), np.array(["benign", "malignant"], object),
-                                   np.array([3, 7]), np.array([-1.0, 2.0]), np.array([False, True])])
+@pytest.mark.parametrize(
+    "names",
+    [
+        np.array(["benign", "malignant"]),
+        np.array(["benign", "malignant"], object),
+        np.array([3, 7]),
+        np.array([-1.0, 2.0]),
+        np.array([False, True]),
+    ],
+)
 def test_any_labels_train_exactly_as_their_positions_and_come_back_as_given(cancer60, names, tmp_path):
     X, y = cancer60
     coded = fit(X, y)
     named = fit(X, names[y])
-    np.testing.assert_array_equal(named.theta_, coded.theta_)   # encoding changes nothing in training
+    np.testing.assert_array_equal(named.theta_, coded.theta_)  # encoding changes nothing in training
     np.testing.assert_array_equal(named.classes_, names)
     assert named.classes_.dtype == np.unique(names[y]).dtype
     pred = named.predict(X)
@@ -102,24 +109,31 @@ def test_a_column_vector_y_is_warned_about_and_raveled(cancer60):
     np.testing.assert_array_equal(col.theta_, fit(X, y).theta_)
 
 
-@pytest.mark.parametrize("X_kind, y_kind, match", [
-    ("dense", "continuous", "continuous"),
-    ("dense", "none", "requires y to be passed"),
-    ("dense", "one", "one class"),
-    ("dense", "multi", r"expected \(120,\)"),
-    ("sparse", "ok", "sparse input is not supported"),
-    ("object_dict", "ok", "not a number"),
-    ("flat", "ok", "Reshape your data"),
-    ("no_features", "ok", r"0 feature\(s\)"),
-])
+@pytest.mark.parametrize(
+    "X_kind, y_kind, match",
+    [
+        ("dense", "continuous", "continuous"),
+        ("dense", "none", "requires y to be passed"),
+        ("dense", "one", "one class"),
+        ("dense", "multi", r"expected \(120,\)"),
+        ("sparse", "ok", "sparse input is not supported"),
+        ("object_dict", "ok", "not a number"),
+        ("flat", "ok", "Reshape your data"),
+        ("no_features", "ok", r"0 feature\(s\)"),
+    ],
+)
 def test_what_scikit_learn_refuses_is_refused_before_any_query(cancer60, X_kind, y_kind, match):
     from scipy import sparse
 
     X, y = cancer60
-    X = {"dense": X, "sparse": sparse.csr_matrix(X), "flat": X[:, 0], "no_features": X[:, :0],
-         "object_dict": np.array([[{"a": 1}] * 3] * 120, dtype=object)}[X_kind]
-    y = {"ok": y, "continuous": y + 0.5, "none": None, "one": np.zeros(120, int),
-         "multi": np.stack([y, y], 1)}[y_kind]
+    X = {
+        "dense": X,
+        "sparse": sparse.csr_matrix(X),
+        "flat": X[:, 0],
+        "no_features": X[:, :0],
+        "object_dict": np.array([[{"a": 1}] * 3] * 120, dtype=object),
+    }[X_kind]
+    y = {"ok": y, "continuous": y + 0.5, "none": None, "one": np.zeros(120, int), "multi": np.stack([y, y], 1)}[y_kind]
     model = fresh_linear()
     with pytest.raises(InvalidInputError, match=match) as err:
         fit(X, y, model)

@@ -22,8 +22,9 @@ def _problem(seed=0):
 
 def _train(net, x, y, **kw):
     loss = lambda idx: torch.nn.functional.cross_entropy(net(x[idx]), y[idx])  # noqa: E731
-    return train_module(net.parameters(), loss, len(x), epochs=5, batch_size=16, lr=0.05,
-                        rng=np.random.default_rng(1), **kw)
+    return train_module(
+        net.parameters(), loss, len(x), epochs=5, batch_size=16, lr=0.05, rng=np.random.default_rng(1), **kw
+    )
 
 
 def test_same_seed_same_weights_and_torch_global_generator_untouched():
@@ -31,10 +32,10 @@ def test_same_seed_same_weights_and_torch_global_generator_untouched():
     b, _, _ = _problem()
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    assert _train(a.train(), x, y, seed=7) == 5 * 64       # samples processed
+    assert _train(a.train(), x, y, seed=7) == 5 * 64  # samples processed
     assert torch.equal(torch.get_rng_state(), before)
     _train(b.train(), x, y, seed=7)
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=False):
         assert torch.equal(p, q)
 
 
@@ -52,15 +53,28 @@ def test_the_trainer_never_modifies_the_model_it_was_given():
     weights = [p.detach().clone() for p in model.module.parameters()]
     rng = np.random.default_rng(0)
     images = rng.random((20, 1, 4, 4)).astype(np.float32)
-    fitted = model.transfer_trainer().fit_head(images, rng.integers(0, 2, 20), 2, scratch=False, epochs=2,
-                                               batch_size=8, learning_rate=1e-2, class_weight=None, rng=rng)
+    fitted = model.transfer_trainer().fit_head(
+        images,
+        rng.integers(0, 2, 20),
+        2,
+        scratch=False,
+        epochs=2,
+        batch_size=8,
+        learning_rate=1e-2,
+        class_weight=None,
+        rng=rng,
+    )
     assert fitted.predict_proba(images, 8).shape == (20, 2)
-    assert all(torch.equal(p, w) for p, w in zip(model.module.parameters(), weights))
+    assert all(torch.equal(p, w) for p, w in zip(model.module.parameters(), weights, strict=False))
     student, fidelity = model.transfer_trainer().distil(
-        images, np.full((20, 5), 0.2), np.arange(20) >= 16, 5, epochs=1, batch_size=8, learning_rate=1e-2, rng=rng)
-    assert student.n_classes == 5 and model.n_classes == 3 and set(fidelity) == {
-        "agreement", "agreement_before", "kl", "kl_before"}
-    assert all(torch.equal(p, w) for p, w in zip(model.module.parameters(), weights))
+        images, np.full((20, 5), 0.2), np.arange(20) >= 16, 5, epochs=1, batch_size=8, learning_rate=1e-2, rng=rng
+    )
+    assert (
+        student.n_classes == 5
+        and model.n_classes == 3
+        and set(fidelity) == {"agreement", "agreement_before", "kl", "kl_before"}
+    )
+    assert all(torch.equal(p, w) for p, w in zip(model.module.parameters(), weights, strict=False))
 
 
 def test_a_network_without_a_linear_head_is_refused_by_name():

@@ -6,10 +6,11 @@ from _extras import reason
 
 torch = pytest.importorskip("torch", reason=reason("torch"))
 
-from bar_sdk import InvalidInputError  # noqa: E402
-from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402
 from _models import fresh_linear  # noqa: E402
 from transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, spoiled_split  # noqa: E402
+
+from bar_sdk import InvalidInputError  # noqa: E402
+from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402
 
 
 def _weights(model):
@@ -51,7 +52,7 @@ def test_trained_baselines_learn_the_task_and_leave_the_users_model_alone(table)
     majority = max(np.mean(breast_cancer()[3]), 1 - np.mean(breast_cancer()[3]))
     assert out.row("fine-tuning")["accuracy"] > majority + 0.1
     assert out.row("linear probe")["accuracy"] > majority + 0.1
-    for p, q in zip(before, _weights(cnn())):
+    for p, q in zip(before, _weights(cnn()), strict=False):
         assert torch.equal(p, q)
 
 
@@ -92,8 +93,17 @@ def test_methods_can_be_added_and_removed():
     from sklearn.linear_model import LogisticRegression
 
     Xa, Xb, ya, yb = breast_cancer()
-    out = compare(Xa, ya, Xb, yb, local_model=fresh_linear(), methods={
-        "logistic regression on raw features": LogisticRegression(max_iter=5000), "white-box reprogramming": None})
+    out = compare(
+        Xa,
+        ya,
+        Xb,
+        yb,
+        local_model=fresh_linear(),
+        methods={
+            "logistic regression on raw features": LogisticRegression(max_iter=5000),
+            "white-box reprogramming": None,
+        },
+    )
     assert [r["method"] for r in out.rows] == ["linear probe", "logistic regression on raw features"]
     assert out.row("logistic regression on raw features")["model"] == "-"
 
@@ -151,7 +161,8 @@ def test_methods_on_the_paid_model_are_fitted_last_and_rows_keep_their_order():
     counting = Counting(fresh_linear())
     with pytest.raises(RuntimeError, match="a free method"):
         compare(Xa, ya, Xb, yb, model=counting, max_queries=800, methods={"broken": Broken()})
-    assert counting.seen == 0                       # the black box had not been asked yet
-    out = compare(Xa, ya, Xb, yb, model=counting, max_queries=800,
-                  methods={"logistic": LogisticRegression(max_iter=5000)})
+    assert counting.seen == 0  # the black box had not been asked yet
+    out = compare(
+        Xa, ya, Xb, yb, model=counting, max_queries=800, methods={"logistic": LogisticRegression(max_iter=5000)}
+    )
     assert [r["method"] for r in out.rows] == ["BAR (black box)", "logistic"]

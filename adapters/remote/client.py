@@ -92,12 +92,29 @@ class RequestClient:
     ``ledger`` and ``cache``; ``planner`` lands the flights of what it settles.
     """
 
-    def __init__(self, preset: Preset, base_url: str, credentials: Any, *, labels: Sequence[str], ledger: Any,
-                 bucket: Any, retry: RetryPolicy, sender: SyncSender, cache: AnswerCache, use_cache: bool,
-                 planner: Planner, max_concurrency: int, image_format: str, jpeg_quality: int, png_level: int,
-                 sleep: Callable[[float], Any] | None, pool: Callable[[], ThreadPoolExecutor | None]):
+    def __init__(
+        self,
+        preset: Preset,
+        base_url: str,
+        credentials: Any,
+        *,
+        labels: Sequence[str],
+        ledger: Any,
+        bucket: Any,
+        retry: RetryPolicy,
+        sender: SyncSender,
+        cache: AnswerCache,
+        use_cache: bool,
+        planner: Planner,
+        max_concurrency: int,
+        image_format: str,
+        jpeg_quality: int,
+        png_level: int,
+        sleep: Callable[[float], Any] | None,
+        pool: Callable[[], ThreadPoolExecutor | None],
+    ):
         self.preset, self.base_url, self.credentials, self.labels = preset, base_url, credentials, tuple(labels)
-        self._origin = urlsplit(base_url)[:2]   # scheme and host: the only place the credential goes
+        self._origin = urlsplit(base_url)[:2]  # scheme and host: the only place the credential goes
         self.ledger, self.bucket, self.retry, self.sender = ledger, bucket, retry, sender
         self.cache, self.use_cache, self.planner = cache, use_cache, planner
         self.max_concurrency = max_concurrency
@@ -118,8 +135,10 @@ class RequestClient:
             encoded = parallel_map(self._pool(), self._encode, images, sum(img.nbytes for img in images))
         request = self.preset.build_request(self.base_url, encoded, self.labels)
         if urlsplit(request.url)[:2] != self._origin:
-            raise RemoteError(f"preset {self.preset.name!r} built a request for {request.host!r}; the credential is "
-                              f"sent only to base_url's host {urlsplit(self.base_url).netloc!r}")
+            raise RemoteError(
+                f"preset {self.preset.name!r} built a request for {request.host!r}; the credential is "
+                f"sent only to base_url's host {urlsplit(self.base_url).netloc!r}"
+            )
         return request
 
     def _encode(self, img: np.ndarray) -> bytes:
@@ -128,8 +147,9 @@ class RequestClient:
     def send_unbilled(self, request: HttpRequest) -> HttpResponse:
         """A free request a preset needs (readiness, metadata): to base_url's host only, never billed."""
         if urlsplit(request.url)[:2] != self._origin:
-            raise RemoteError(f"preset {self.preset.name!r} asked for {request.host!r}; only base_url's host is "
-                              "contacted")
+            raise RemoteError(
+                f"preset {self.preset.name!r} asked for {request.host!r}; only base_url's host is contacted"
+            )
         return self.sender.send(self.preset.authorize(request, self.credentials))
 
     # -- the blocking path ------------------------------------------------------------------------
@@ -154,8 +174,9 @@ class RequestClient:
             request = self.request_for(chunk.images)
             for attempt in self._retrying(chunk, sleep, asynchronous=False):
                 with attempt:
-                    results = drive(self.attempt(request, chunk, attempt.retry_state.attempt_number), sleep,
-                                    self.sender.send)
+                    results = drive(
+                        self.attempt(request, chunk, attempt.retry_state.attempt_number), sleep, self.sender.send
+                    )
         except BaseException as exc:
             self.give_up(chunk, plan)
             errors.append(self.redacted(exc))
@@ -170,8 +191,9 @@ class RequestClient:
         chunks, plan.chunks = plan.chunks, []
         await asyncio.gather(*(self.arun_chunk(chunk, plan, sender, errors, gate) for chunk in chunks))
 
-    async def arun_chunk(self, chunk: Chunk, plan: Plan, sender: AsyncSender, errors: list[BaseException],
-                         gate: asyncio.Semaphore) -> None:
+    async def arun_chunk(
+        self, chunk: Chunk, plan: Plan, sender: AsyncSender, errors: list[BaseException], gate: asyncio.Semaphore
+    ) -> None:
         async with gate:
             if errors:
                 self.give_up(chunk, plan)
@@ -181,8 +203,9 @@ class RequestClient:
                 request = self.request_for(chunk.images)
                 async for attempt in self._retrying(chunk, sleep, asynchronous=True):
                     with attempt:
-                        results = await adrive(self.attempt(request, chunk, attempt.retry_state.attempt_number),
-                                               sleep, sender.send)
+                        results = await adrive(
+                            self.attempt(request, chunk, attempt.retry_state.attempt_number), sleep, sender.send
+                        )
             except BaseException as exc:
                 self.give_up(chunk, plan)
                 errors.append(self.redacted(exc))
@@ -192,8 +215,13 @@ class RequestClient:
         self.store(chunk, results, plan, errors)
 
     def _retrying(self, chunk: Chunk, sleep: Callable[[float], Any], *, asynchronous: bool) -> Any:
-        return self.retry.retrying(rng=self.rng, lock=self.rng_lock, sleep=sleep, asynchronous=asynchronous,
-                                   what=f"{self.preset.name} request of {len(chunk.keys)} image(s)")
+        return self.retry.retrying(
+            rng=self.rng,
+            lock=self.rng_lock,
+            sleep=sleep,
+            asynchronous=asynchronous,
+            what=f"{self.preset.name} request of {len(chunk.keys)} image(s)",
+        )
 
     # -- one attempt ------------------------------------------------------------------------------
 
@@ -209,7 +237,7 @@ class RequestClient:
         try:
             response = yield signed
         except RemoteError as exc:
-            chunk.reached = chunk.reached or exc.unconfirmed   # it may have reached the API
+            chunk.reached = chunk.reached or exc.unconfirmed  # it may have reached the API
             raise self.failed(exc, n, number) from None
         chunk.reached = True
         self.ledger.record_attempt(n, retry=number > 1)
@@ -230,8 +258,9 @@ class RequestClient:
         except RemoteError:
             raise
         except Exception as exc:  # a preset tripped on an odd value: still a format error, never a raw one
-            err = ResponseFormatError(f"preset {self.preset.name!r} could not read the answer "
-                                      f"({type(exc).__name__}: {exc})")
+            err = ResponseFormatError(
+                f"preset {self.preset.name!r} could not read the answer ({type(exc).__name__}: {exc})"
+            )
         else:
             return results
         # A 2xx answer was served, so the vendor may have billed it, though it could not be read.
@@ -261,14 +290,15 @@ class RequestClient:
 
     def store(self, chunk: Chunk, results: list, plan: Plan, errors: list[BaseException]) -> None:
         keys = chunk.keys
-        good = {k: r for k, r in zip(keys, results) if not isinstance(r, RemoteError)}
-        refused = {k: self.redacted(r) for k, r in zip(keys, results) if isinstance(r, RemoteError)}
+        good = {k: r for k, r in zip(keys, results, strict=False) if not isinstance(r, RemoteError)}
+        refused = {k: self.redacted(r) for k, r in zip(keys, results, strict=False) if isinstance(r, RemoteError)}
         # The bill and the answers it bought are saved in one transaction: a crash keeps both or neither.
         self.ledger.record_billed(len(keys), save=False)
         persisted = self.ledger.store is not None
         if self.use_cache or persisted:
-            self.cache.put_many(good if self.use_cache else {},
-                                {"ledger": self.ledger.state_dict} if persisted else None)
+            self.cache.put_many(
+                good if self.use_cache else {}, {"ledger": self.ledger.state_dict} if persisted else None
+            )
         with plan.lock:
             plan.answers.update(good)
         plan.count(chunk, billed=True)
@@ -299,12 +329,18 @@ def check_base_url(url: Any, allow_insecure: bool) -> str:
     host = parts.netloc.rpartition("@")[2]
     shown = urlunsplit(parts._replace(netloc="***@" + host)) if "@" in parts.netloc else url
     if parts.scheme not in ("http", "https") or not host or parts.query or parts.fragment:
-        raise InvalidInputError(f"base_url={shown!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'")
+        raise InvalidInputError(
+            f"base_url={shown!r}; expected an http(s) URL without query, e.g. 'https://host/prefix'"
+        )
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise InvalidInputError(f"base_url={shown!r} is plain http to a non-loopback host: the credential would "
-                                "travel unencrypted. Use https, or pass allow_insecure=True if you must")
+        raise InvalidInputError(
+            f"base_url={shown!r} is plain http to a non-loopback host: the credential would "
+            "travel unencrypted. Use https, or pass allow_insecure=True if you must"
+        )
     if "@" in parts.netloc:
-        raise InvalidInputError(f"base_url={shown!r} holds credentials (user info before '@'); expected a URL without "
-                                "them: pass the credential as api_key= (or the preset's environment variable), "
-                                "which is sent to base_url's host only")
+        raise InvalidInputError(
+            f"base_url={shown!r} holds credentials (user info before '@'); expected a URL without "
+            "them: pass the credential as api_key= (or the preset's environment variable), "
+            "which is sent to base_url's host only"
+        )
     return url.rstrip("/")

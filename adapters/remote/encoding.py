@@ -26,8 +26,7 @@ import numpy as np
 from bar_sdk.contract import check_choice, check_int
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["QUANTIZATION_STEP", "quantize", "encode_image", "decode_image", "decode_base64_image",
-           "warn_if_lossy"]
+__all__ = ["QUANTIZATION_STEP", "quantize", "encode_image", "decode_image", "decode_base64_image", "warn_if_lossy"]
 
 QUANTIZATION_STEP = 1.0 / 255.0
 """The smallest change of a pixel value the API can see (8-bit images)."""
@@ -53,8 +52,9 @@ def quantize(x: np.ndarray) -> np.ndarray:
     return y.astype(np.uint8)
 
 
-def encode_image(img: np.ndarray, image_format: str = "png", *, jpeg_quality: int = 95,
-                 png_level: int = PNG_LEVEL) -> bytes:
+def encode_image(
+    img: np.ndarray, image_format: str = "png", *, jpeg_quality: int = 95, png_level: int = PNG_LEVEL
+) -> bytes:
     """Encode one uint8 image ``(C, H, W)`` (C in 1, 3) as PNG (lossless) or JPEG.
 
     ``png_level`` is the zlib level of the PNG (0-9): 0 stores the pixels
@@ -88,16 +88,22 @@ def _png(img: np.ndarray, level: int) -> bytes:
     c, h, w = img.shape
     raw = np.empty((h, w * c + 1), dtype=np.uint8)
     rows = raw[:, 1:].reshape(h, w, c)
-    for k in range(c):   # one channel at a time: ~10x faster than copying np.moveaxis(img, 0, -1)
+    for k in range(c):  # one channel at a time: ~10x faster than copying np.moveaxis(img, 0, -1)
         rows[..., k] = img[k]
-    if level > 0:   # "up" filter: each row minus the one above (mod 256); helps zlib on smooth images
+    if level > 0:  # "up" filter: each row minus the one above (mod 256); helps zlib on smooth images
         raw[0, 0], raw[1:, 0] = 0, 2
-        raw[1:, 1:] -= raw[:-1, 1:]   # NumPy buffers the overlap: each row minus the original row above
+        raw[1:, 1:] -= raw[:-1, 1:]  # NumPy buffers the overlap: each row minus the original row above
     else:
         raw[:, 0] = 0
     header = struct.pack(">IIBBBBB", w, h, 8, 0 if c == 1 else 2, 0, 0, 0)
-    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", zlib.compress(raw, level)),
-                     _png_chunk(b"IEND", b"")])
+    return b"".join(
+        [
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(raw, level)),
+            _png_chunk(b"IEND", b""),
+        ]
+    )
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -139,5 +145,6 @@ def warn_if_lossy(image_format: str, jpeg_quality: int) -> None:
             f"image_format='jpeg' (quality {jpeg_quality}) is lossy: the API sees a compressed image, "
             "and compression noise is usually larger than the perturbations a zeroth-order optimizer "
             "makes. Use the default 'png' unless the API refuses PNG.",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )

@@ -30,7 +30,7 @@ class Flight:
     __slots__ = ("owner", "answer", "error", "_done", "_lock", "_waiters")
 
     def __init__(self) -> None:
-        self.owner = threading.get_ident()   # the thread of the call sending it
+        self.owner = threading.get_ident()  # the thread of the call sending it
         self.answer: dict | None = None
         self.error: BaseException | None = None
         self._done = threading.Event()

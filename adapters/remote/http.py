@@ -26,8 +26,9 @@ MAX_RESPONSE_BYTES = 16 * 2**20
 _CHUNK = 64 * 2**10
 
 
-_SHOWN_HEADERS = frozenset({"accept", "content-type", "content-length", "user-agent", "x-amz-target",
-                            "x-amz-content-sha256"})
+_SHOWN_HEADERS = frozenset(
+    {"accept", "content-type", "content-length", "user-agent", "x-amz-target", "x-amz-content-sha256"}
+)
 
 
 class Headers(dict):
@@ -104,7 +105,7 @@ class HttpResponse:
         if self._json is None:
             try:
                 self._json = json.loads(self.content)
-            except (ValueError, UnicodeDecodeError, RecursionError) as exc:   # RecursionError: deep nesting
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
                 raise ResponseFormatError(
                     f"HTTP {self.status_code} body is not valid JSON ({exc.__class__.__name__}: {exc}); "
                     f"body starts {self.snippet(120)!r}"
@@ -118,8 +119,13 @@ class HttpResponse:
 class SyncSender:
     """Sends through an ``httpx.Client`` or a ``requests.Session``."""
 
-    def __init__(self, client: Any = None, session: Any = None, timeout: float | None = 30.0,
-                 max_response_bytes: int = MAX_RESPONSE_BYTES):
+    def __init__(
+        self,
+        client: Any = None,
+        session: Any = None,
+        timeout: float | None = 30.0,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ):
         if client is not None and session is not None:
             raise InvalidInputError("give client= (httpx.Client) or session= (requests.Session), not both")
         self.timeout = timeout
@@ -133,8 +139,9 @@ class SyncSender:
         self.client = client
 
     def send(self, request: HttpRequest) -> HttpResponse:
-        send, failure_of = ((self._send_requests, _requests_failure) if self.session is not None
-                            else (self._send_httpx, _httpx_failure))
+        send, failure_of = (
+            (self._send_requests, _requests_failure) if self.session is not None else (self._send_httpx, _httpx_failure)
+        )
         try:
             return send(request)
         except Exception as exc:
@@ -142,15 +149,28 @@ class SyncSender:
         raise failure  # outside the handler: see mapped_failure
 
     def _send_httpx(self, request: HttpRequest) -> HttpResponse:
-        with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
-                                timeout=self.timeout, follow_redirects=False) as r:
+        with self.client.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.content,
+            timeout=self.timeout,
+            follow_redirects=False,
+        ) as r:
             _check_declared(request, r.headers, self.max_response_bytes)
             body = _read_capped(request, r.iter_bytes(), self.max_response_bytes)
         return HttpResponse(r.status_code, dict(r.headers), body)
 
     def _send_requests(self, request: HttpRequest) -> HttpResponse:
-        r = self.session.request(request.method, request.url, headers=request.headers, data=request.content,
-                                 timeout=self.timeout, allow_redirects=False, stream=True)
+        r = self.session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.content,
+            timeout=self.timeout,
+            allow_redirects=False,
+            stream=True,
+        )
         try:
             _check_declared(request, r.headers, self.max_response_bytes)
             # A response a transport adapter built in memory may have no raw stream, only content.
@@ -181,15 +201,22 @@ class AsyncSender:
         raise failure  # outside the handler: see mapped_failure
 
     async def _send(self, request: HttpRequest) -> HttpResponse:
-        async with self.client.stream(request.method, request.url, headers=request.headers, content=request.content,
-                                      timeout=self.timeout, follow_redirects=False) as r:
+        async with self.client.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.content,
+            timeout=self.timeout,
+            follow_redirects=False,
+        ) as r:
             _check_declared(request, r.headers, self.max_response_bytes)
             body = await _aread_capped(request, r.aiter_bytes(), self.max_response_bytes)
         return HttpResponse(r.status_code, dict(r.headers), body)
 
 
-def mapped_failure(request: HttpRequest, exc: Exception,
-                   failure_of: Callable[[HttpRequest, Exception], RemoteError | None]) -> RemoteError:
+def mapped_failure(
+    request: HttpRequest, exc: Exception, failure_of: Callable[[HttpRequest, Exception], RemoteError | None]
+) -> RemoteError:
     """The RemoteError a library's failure ``exc`` maps to (``failure_of``); ``exc`` itself re-raised when it is
     none of the library's. The one error mapping of both senders, sync and async.
 
@@ -265,8 +292,10 @@ def _append_capped(body: bytearray, chunk: bytes, request: HttpRequest, cap: int
 
 def _too_big(request: HttpRequest, cap: int, detail: str) -> ResponseFormatError:
     """Not retried (the next answer would be as big); the request was served, so it may have been billed."""
-    err = ResponseFormatError(f"answer from {request.host} is over max_response_bytes={cap} ({detail}); raise "
-                              "RemoteModel(max_response_bytes=...) if such answers are expected")
+    err = ResponseFormatError(
+        f"answer from {request.host} is over max_response_bytes={cap} ({detail}); raise "
+        "RemoteModel(max_response_bytes=...) if such answers are expected"
+    )
     err.retryable = False
     err.unconfirmed = True
     return err
@@ -277,8 +306,10 @@ def _unsendable(request: HttpRequest, exc: Exception) -> RemoteError:
 
     The library's message is left out: it quotes the header, which may hold the credential.
     """
-    err = RemoteError(f"request to {request.host} could not be sent ({type(exc).__name__}: an illegal header or "
-                      "URL, e.g. a control character in the API key); nothing was sent")
+    err = RemoteError(
+        f"request to {request.host} could not be sent ({type(exc).__name__}: an illegal header or "
+        "URL, e.g. a control character in the API key); nothing was sent"
+    )
     err.retryable = False
     err.unsent = True  # type: ignore[attr-defined]
     return err
@@ -310,8 +341,9 @@ def _before_sending(exc: Exception) -> bool:
     """Whether a transport failure certainly happened before any byte of the request left."""
     import httpx
 
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol,
-                        httpx.ProxyError)):
+    if isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol, httpx.ProxyError)
+    ):
         return True
     if isinstance(exc, httpx.TransportError):
         return False

@@ -12,7 +12,7 @@ from bar_sdk.errors import InvalidInputError, ResponseFormatError
 
 __all__ = ["LabelMapper", "normalize_label"]
 
-_MEMO = 100_000   # most distinct API names remembered (a vendor's vocabulary is far smaller)
+_MEMO = 100_000  # most distinct API names remembered (a vendor's vocabulary is far smaller)
 
 
 def normalize_label(name: str) -> str:
@@ -37,8 +37,13 @@ class LabelMapper:
     name when there are no scores) gets 1 and every other label 0.
     """
 
-    def __init__(self, labels: Sequence[str], aliases: Mapping[str, str] | None = None,
-                 missing_score: float = 0.0, label_only: bool = False):
+    def __init__(
+        self,
+        labels: Sequence[str],
+        aliases: Mapping[str, str] | None = None,
+        missing_score: float = 0.0,
+        label_only: bool = False,
+    ):
         if isinstance(labels, str) or len(labels) < 2 or not all(isinstance(v, str) and v for v in labels):
             raise InvalidInputError(f"labels={labels!r}; expected at least two non-empty label names")
         self.labels = tuple(labels)
@@ -49,8 +54,10 @@ class LabelMapper:
         for i, label in enumerate(self.labels):
             key = normalize_label(label)
             if key in self._index:
-                raise InvalidInputError(f"labels {self.labels[self._index[key]]!r} and {label!r} are the same name "
-                                        "once case and '_' are ignored; expected distinct labels")
+                raise InvalidInputError(
+                    f"labels {self.labels[self._index[key]]!r} and {label!r} are the same name "
+                    "once case and '_' are ignored; expected distinct labels"
+                )
             self._index[key] = i
         for api_name, label in (aliases or {}).items():
             if normalize_label(label) not in self._index:
@@ -60,7 +67,7 @@ class LabelMapper:
     def index(self, name: str) -> int | None:
         """Position of the API label ``name`` in :attr:`labels`, or ``None``."""
         try:
-            return self._exact[name]   # names repeat in every answer: normalise each one once
+            return self._exact[name]  # names repeat in every answer: normalise each one once
         except KeyError:
             i = self._index.get(normalize_label(name))
             if len(self._exact) < _MEMO:
@@ -85,7 +92,8 @@ class LabelMapper:
             if value is None:
                 raise ResponseFormatError(
                     f"the API returned label {name!r} without a score; for an API that answers with names "
-                    "only, pass label_only=True")
+                    "only, pass label_only=True"
+                )
             out[i] = value if not seen[i] else max(out[i], value)
             seen[i] = True
         return out

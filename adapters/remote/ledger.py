@@ -80,8 +80,7 @@ class RemoteLedger:
     cannot hide queries paid after it (which the store remembers).
     """
 
-    def __init__(self, max_queries: int | None = None, price_per_query: float = 0.0,
-                 store: StateStore | None = None):
+    def __init__(self, max_queries: int | None = None, price_per_query: float = 0.0, store: StateStore | None = None):
         self.max_queries = check_int(max_queries, "max_queries", low=1, allow_none=True)
         self.price_per_query = check_float(price_per_query, "price_per_query", low=0.0)
         self.store = store
@@ -124,9 +123,11 @@ class RemoteLedger:
             held = self.billed + self.unconfirmed + self.in_flight
             if self.max_queries is not None and held > self.max_queries:
                 err = QueryBudgetExceeded(n, held - n, self.max_queries)
-                err.args = (f"max_queries={self.max_queries} would be exceeded: the retry of a request of {n} "
-                            "image(s) whose earlier attempt reached the API unanswered (and may have been "
-                            f"billed) was not sent ({held - n} other image(s) billed, unconfirmed or in flight)",)
+                err.args = (
+                    f"max_queries={self.max_queries} would be exceeded: the retry of a request of {n} "
+                    "image(s) whose earlier attempt reached the API unanswered (and may have been "
+                    f"billed) was not sent ({held - n} other image(s) billed, unconfirmed or in flight)",
+                )
                 raise err
 
     def release(self, n: int) -> None:
@@ -176,8 +177,9 @@ class RemoteLedger:
         try:
             loaded = {k: int(state[k] if k not in _SINCE_LATER else state.get(k, 0)) for k in _COUNTS}
         except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"remote ledger state lacks or mangles {exc}; expected the keys "
-                                  f"{', '.join(_COUNTS)}") from None
+            raise CheckpointError(
+                f"remote ledger state lacks or mangles {exc}; expected the keys {', '.join(_COUNTS)}"
+            ) from None
         with self._lock:
             for k, v in loaded.items():
                 setattr(self, k, max(getattr(self, k), v))
@@ -194,5 +196,7 @@ class RemoteLedger:
 
     def __repr__(self) -> str:
         cap = "no cap" if self.max_queries is None else f"max_queries={self.max_queries}"
-        return (f"RemoteLedger(billed={self.billed}, unconfirmed={self.unconfirmed}, attempts={self.attempts}, "
-                f"cache_hits={self.cache_hits}, cost={self.cost:.4g}, {cap})")
+        return (
+            f"RemoteLedger(billed={self.billed}, unconfirmed={self.unconfirmed}, attempts={self.attempts}, "
+            f"cache_hits={self.cache_hits}, cost={self.cost:.4g}, {cap})"
+        )

@@ -27,6 +27,7 @@ from bar_sdk.errors import CheckpointError, InvalidInputError
 
 __all__ = ["RemoteModel"]
 
+
 class RemoteModel:
     """A cloud image-classification API that satisfies the black-box contract.
 
@@ -181,16 +182,40 @@ class RemoteModel:
 
     quantization_step: float = QUANTIZATION_STEP
 
-    def __init__(self, preset: Preset | str, *, labels: Sequence[str], input_shape: Sequence[int],
-                 base_url: str | None = None, api_key: Any = None, max_queries: int | None = None,
-                 price_per_query: float = 0.0, rate_limit: float | None = None, burst: int = 1,
-                 max_concurrency: int = 4, timeout: float = 30.0, retry: RetryPolicy | None = None,
-                 cache_dir: str | os.PathLike | None = None, use_cache: bool = True, image_format: str = "png",
-                 jpeg_quality: int = 95, label_only: bool = False, label_aliases: Mapping[str, str] | None = None,
-                 missing_score: float = 0.0, client: Any = None, async_client: Any = None, session: Any = None,
-                 allow_insecure: bool = False, max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 sleep: Callable[[float], Any] | None = None, clock: Callable[[], float] | None = None,
-                 ledger: Any = None, rate_limiter: Any = None, png_level: int = PNG_LEVEL, workers: int | None = None):
+    def __init__(
+        self,
+        preset: Preset | str,
+        *,
+        labels: Sequence[str],
+        input_shape: Sequence[int],
+        base_url: str | None = None,
+        api_key: Any = None,
+        max_queries: int | None = None,
+        price_per_query: float = 0.0,
+        rate_limit: float | None = None,
+        burst: int = 1,
+        max_concurrency: int = 4,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        use_cache: bool = True,
+        image_format: str = "png",
+        jpeg_quality: int = 95,
+        label_only: bool = False,
+        label_aliases: Mapping[str, str] | None = None,
+        missing_score: float = 0.0,
+        client: Any = None,
+        async_client: Any = None,
+        session: Any = None,
+        allow_insecure: bool = False,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        sleep: Callable[[float], Any] | None = None,
+        clock: Callable[[], float] | None = None,
+        ledger: Any = None,
+        rate_limiter: Any = None,
+        png_level: int = PNG_LEVEL,
+        workers: int | None = None,
+    ):
         self.use_cache = check_bool(use_cache, "use_cache")
         allow_insecure = check_bool(allow_insecure, "allow_insecure")
         self.preset = make_preset(preset) if isinstance(preset, str) else preset
@@ -220,8 +245,13 @@ class RemoteModel:
             raise InvalidInputError(f"cache_dir={cache_dir!r}; expected a folder path (str or os.PathLike) or None")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
-        self.ledger = _shared(ledger, "ledger", ("reserve", "check_retry", "release", "record_billed"),
-                              max_queries=max_queries, price_per_query=price_per_query or None)
+        self.ledger = _shared(
+            ledger,
+            "ledger",
+            ("reserve", "check_retry", "release", "record_billed"),
+            max_queries=max_queries,
+            price_per_query=price_per_query or None,
+        )
         if self.ledger is None:
             self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
         self._bucket = _shared(rate_limiter, "rate_limiter", ("reserve", "refund"), rate_limit=rate_limit)
@@ -230,22 +260,51 @@ class RemoteModel:
         self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
         self._pool: ThreadPoolExecutor | None = None
-        self._identity = json.dumps({"base_url": self.base_url, "preset": self.preset.identity(),
-                                     "labels": self.labels, "image_format": image_format,
-                                     "jpeg_quality": jpeg_quality if image_format == "jpeg" else None},
-                                    sort_keys=True, default=str)
-        self._planner = Planner(self._cache, self.use_cache, self.ledger, self.preset, self._identity,
-                                self._worker_pool)
-        self._client = RequestClient(self.preset, self.base_url, self._credentials, labels=self.labels,
-                                     ledger=self.ledger, bucket=self._bucket, retry=self.retry, sender=self._sender,
-                                     cache=self._cache, use_cache=self.use_cache, planner=self._planner,
-                                     max_concurrency=self.max_concurrency, image_format=image_format,
-                                     jpeg_quality=jpeg_quality, png_level=self.png_level, sleep=sleep,
-                                     pool=self._worker_pool)
+        self._identity = json.dumps(
+            {
+                "base_url": self.base_url,
+                "preset": self.preset.identity(),
+                "labels": self.labels,
+                "image_format": image_format,
+                "jpeg_quality": jpeg_quality if image_format == "jpeg" else None,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        self._planner = Planner(
+            self._cache, self.use_cache, self.ledger, self.preset, self._identity, self._worker_pool
+        )
+        self._client = RequestClient(
+            self.preset,
+            self.base_url,
+            self._credentials,
+            labels=self.labels,
+            ledger=self.ledger,
+            bucket=self._bucket,
+            retry=self.retry,
+            sender=self._sender,
+            cache=self._cache,
+            use_cache=self.use_cache,
+            planner=self._planner,
+            max_concurrency=self.max_concurrency,
+            image_format=image_format,
+            jpeg_quality=jpeg_quality,
+            png_level=self.png_level,
+            sleep=sleep,
+            pool=self._worker_pool,
+        )
 
     @classmethod
-    def from_preset(cls, name: str, *, labels: Sequence[str], input_shape: Sequence[int],
-                    base_url: str | None = None, api_key: Any = None, **options: Any) -> RemoteModel:
+    def from_preset(
+        cls,
+        name: str,
+        *,
+        labels: Sequence[str],
+        input_shape: Sequence[int],
+        base_url: str | None = None,
+        api_key: Any = None,
+        **options: Any,
+    ) -> RemoteModel:
         """Build from a registered preset name.
 
         ``options`` holds both the preset's own fields (``model_id=`` for
@@ -255,8 +314,14 @@ class RemoteModel:
         """
         own = set(inspect.signature(cls.__init__).parameters) - {"self", "preset"}
         preset = make_preset(name, **{k: v for k, v in options.items() if k not in own})
-        return cls(preset, labels=labels, input_shape=input_shape, base_url=base_url, api_key=api_key,
-                   **{k: v for k, v in options.items() if k in own})
+        return cls(
+            preset,
+            labels=labels,
+            input_shape=input_shape,
+            base_url=base_url,
+            api_key=api_key,
+            **{k: v for k, v in options.items() if k in own},
+        )
 
     # -- the black-box contract ------------------------------------------------------------------
 
@@ -302,8 +367,9 @@ class RemoteModel:
         try:
             if plan.chunks or plan.waits:
                 if self._async_client is not None:
-                    await self._rounds(plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes),
-                                       errors)
+                    await self._rounds(
+                        plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes), errors
+                    )
                 else:
                     import httpx
 
@@ -347,15 +413,19 @@ class RemoteModel:
 
     def state_dict(self) -> dict[str, Any]:
         """Ledger counts and a fingerprint of the endpoint (no credentials), for checkpoints."""
-        return {"identity": hashlib.sha256(self._identity.encode()).hexdigest()[:16],
-                "ledger": self.ledger.state_dict()}
+        return {
+            "identity": hashlib.sha256(self._identity.encode()).hexdigest()[:16],
+            "ledger": self.ledger.state_dict(),
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore ledger counts from :meth:`state_dict` (counts only grow, see :class:`RemoteLedger`)."""
         mine = self.state_dict()["identity"]
         if not isinstance(state, Mapping) or state.get("identity") != mine:
-            raise CheckpointError("checkpoint belongs to another remote model (endpoint, preset options or labels "
-                                  "differ); expected the state_dict of this RemoteModel")
+            raise CheckpointError(
+                "checkpoint belongs to another remote model (endpoint, preset options or labels "
+                "differ); expected the state_dict of this RemoteModel"
+            )
         self.ledger.load_state_dict(state["ledger"])
 
     def close(self) -> None:
@@ -380,12 +450,16 @@ class RemoteModel:
         return self
 
     def __getstate__(self) -> None:
-        raise TypeError("RemoteModel cannot be pickled: it holds a connection and a credential. Build it in each "
-                        "process (and use n_jobs=1 with a paid API), or checkpoint model.state_dict()")
+        raise TypeError(
+            "RemoteModel cannot be pickled: it holds a connection and a credential. Build it in each "
+            "process (and use n_jobs=1 with a paid API), or checkpoint model.state_dict()"
+        )
 
     def __repr__(self) -> str:
-        return (f"RemoteModel(preset={self.preset!r}, base_url={self.base_url!r}, n_classes={self.n_classes}, "
-                f"input_shape={self.input_shape}, label_only={self.label_only}, ledger={self.ledger!r})")
+        return (
+            f"RemoteModel(preset={self.preset!r}, base_url={self.base_url!r}, n_classes={self.n_classes}, "
+            f"input_shape={self.input_shape}, label_only={self.label_only}, ledger={self.ledger!r})"
+        )
 
 
 def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
@@ -394,12 +468,15 @@ def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
         return None
     missing = [m for m in methods if not callable(getattr(obj, m, None))]
     if missing:
-        raise InvalidInputError(f"{name}={type(obj).__name__}; expected an object with {', '.join(methods)} "
-                                f"(it lacks {', '.join(missing)})")
+        raise InvalidInputError(
+            f"{name}={type(obj).__name__}; expected an object with {', '.join(methods)} (it lacks {', '.join(missing)})"
+        )
     given = [k for k, v in own.items() if v is not None]
     if given:
-        raise InvalidInputError(f"{given[0]}={own[given[0]]!r} together with {name}=; expected one of them: "
-                                f"the {name} given holds its own settings")
+        raise InvalidInputError(
+            f"{given[0]}={own[given[0]]!r} together with {name}=; expected one of them: "
+            f"the {name} given holds its own settings"
+        )
     return obj
 
 
@@ -407,5 +484,5 @@ def _usable_cpus() -> int:
     """CPUs this process may run on (a ``taskset`` pinning counts), at least 1."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):   # no affinity on this platform
+    except (AttributeError, OSError):  # no affinity on this platform
         return os.cpu_count() or 1

@@ -35,8 +35,7 @@ PARALLEL_BYTES = 256 * 2**10
 """Below this many bytes of work a stage runs serially: a thread hand-off costs more than it saves."""
 
 
-def parallel_map(pool: ThreadPoolExecutor | None, fn: Callable[[T], R], items: Sequence[T],
-                 nbytes: int) -> list[R]:
+def parallel_map(pool: ThreadPoolExecutor | None, fn: Callable[[T], R], items: Sequence[T], nbytes: int) -> list[R]:
     """``[fn(item) for item in items]``, on ``pool`` when there is one and ``nbytes`` of work is worth it.
 
     Order is kept; the first exception of a worker is raised here, in the caller's thread.
@@ -75,14 +74,14 @@ class Plan:
     was billed; a failed call reports them on its exception (see :meth:`Plan.settled`).
     """
 
-    keys: list[str]                      # one per row of x
-    q: np.ndarray                        # the 8-bit images
-    first: dict[str, int]                # key -> its first row
+    keys: list[str]  # one per row of x
+    q: np.ndarray  # the 8-bit images
+    first: dict[str, int]  # key -> its first row
     answers: dict[str, dict] = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list)
-    owned: dict[str, Flight] = field(default_factory=dict)   # flights this call registered, still to land
-    waits: dict[str, Flight] = field(default_factory=dict)   # images a concurrent call is sending
-    n_own: int = 0                       # distinct images this call meant to send itself
+    owned: dict[str, Flight] = field(default_factory=dict)  # flights this call registered, still to land
+    waits: dict[str, Flight] = field(default_factory=dict)  # images a concurrent call is sending
+    n_own: int = 0  # distinct images this call meant to send itself
     n_requests: int = 0
     sent: int = 0
     billed: int = 0
@@ -99,9 +98,12 @@ class Plan:
         exc.images_billed = self.billed  # type: ignore[attr-defined]
         if (self.sent or self.n_requests > 1) and exc.args and isinstance(exc.args[0], str):
             text = exc.args[0].replace(" (nothing was sent)", "")
-            exc.args = (f"{text}. This call sent {self.sent} of its {self.n_own} image(s) to send "
-                        f"({self.billed} billed, {self.sent - self.billed} without a usable answer); "
-                        f"the other {self.n_own - self.sent} were not sent", *exc.args[1:])
+            exc.args = (
+                f"{text}. This call sent {self.sent} of its {self.n_own} image(s) to send "
+                f"({self.billed} billed, {self.sent - self.billed} without a usable answer); "
+                f"the other {self.n_own - self.sent} were not sent",
+                *exc.args[1:],
+            )
         return exc
 
 
@@ -113,8 +115,15 @@ class Planner:
     flight lands only after its answer was cached.
     """
 
-    def __init__(self, cache: AnswerCache, use_cache: bool, ledger: Any, preset: Any, identity: str,
-                 pool: Callable[[], ThreadPoolExecutor | None]):
+    def __init__(
+        self,
+        cache: AnswerCache,
+        use_cache: bool,
+        ledger: Any,
+        preset: Any,
+        identity: str,
+        pool: Callable[[], ThreadPoolExecutor | None],
+    ):
         self.cache, self.use_cache, self.ledger = cache, use_cache, ledger
         self.preset, self.identity, self._pool = preset, identity, pool
         self.flights: dict[str, Flight] = {}
@@ -160,7 +169,7 @@ class Planner:
         plan.n_own += len(mine)
         step = self.preset.max_batch
         for start in range(0, len(mine), step):
-            part = mine[start:start + step]
+            part = mine[start : start + step]
             plan.chunks.append(Chunk(part, [plan.q[plan.first[k]] for k in part]))
         plan.n_requests += len(plan.chunks)
 
@@ -184,8 +193,13 @@ class Planner:
             return False
         return True
 
-    def land(self, plan: Plan, keys: Iterable[str], good: Mapping[str, dict] | None = None,
-             refused: Mapping[str, BaseException] | None = None) -> None:
+    def land(
+        self,
+        plan: Plan,
+        keys: Iterable[str],
+        good: Mapping[str, dict] | None = None,
+        refused: Mapping[str, BaseException] | None = None,
+    ) -> None:
         """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters."""
         landed = []
         with self.lock:

@@ -29,8 +29,11 @@ __all__ = ["RetryPolicy", "parse_retry_after", "retry_after_of"]
 
 logger = logging.getLogger(__name__)
 
-_EXAMPLES = {"stop": "tenacity.stop_after_attempt(3)", "wait": "tenacity.wait_fixed(1)",
-             "retry": "tenacity.retry_if_exception_type(TransientError)"}
+_EXAMPLES = {
+    "stop": "tenacity.stop_after_attempt(3)",
+    "wait": "tenacity.wait_fixed(1)",
+    "retry": "tenacity.retry_if_exception_type(TransientError)",
+}
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -125,8 +128,9 @@ class RetryPolicy:
         for name in ("stop", "wait", "retry"):
             value = getattr(self, name)
             if value is not None and not callable(value):
-                raise InvalidInputError(f"{name}={value!r}; expected a tenacity {name} object (e.g. "
-                                        f"{_EXAMPLES[name]}) or None")
+                raise InvalidInputError(
+                    f"{name}={value!r}; expected a tenacity {name} object (e.g. {_EXAMPLES[name]}) or None"
+                )
         check_int(self.max_attempts, "max_attempts", low=1)
         check_float(self.max_delay, "max_delay", low=0.0, low_open=True)
         check_float(self.initial, "initial", low=0.0)
@@ -141,9 +145,15 @@ class RetryPolicy:
         base = min(self.maximum, self.initial * self.exp_base ** (attempt - 1))
         return base + (float(rng.uniform(0.0, self.jitter)) if rng is not None and self.jitter > 0 else 0.0)
 
-    def retrying(self, *, rng: np.random.Generator, sleep: Callable[[float], Any],
-                 lock: threading.Lock | None = None, asynchronous: bool = False,
-                 what: str = "request") -> tenacity.BaseRetrying:
+    def retrying(
+        self,
+        *,
+        rng: np.random.Generator,
+        sleep: Callable[[float], Any],
+        lock: threading.Lock | None = None,
+        asynchronous: bool = False,
+        what: str = "request",
+    ) -> tenacity.BaseRetrying:
         """A fresh tenacity controller for one request.
 
         ``sleep`` is called with the seconds to wait (it may return an
@@ -179,19 +189,29 @@ class RetryPolicy:
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            logger.info("%s: attempt %d failed (%s: %s); retrying in %.2f s", what, state.attempt_number,
-                        type(exc).__name__, exc, state.upcoming_sleep)
+            logger.info(
+                "%s: attempt %d failed (%s: %s); retrying in %.2f s",
+                what,
+                state.attempt_number,
+                type(exc).__name__,
+                exc,
+                state.upcoming_sleep,
+            )
 
         def give_up(state: tenacity.RetryCallState) -> Any:
             exc = state.outcome.exception()
-            limits = (f"stop={self.stop!r}" if self.stop is not None else
-                      f"max_attempts={self.max_attempts}, max_delay={self.max_delay:g} s")
-            exc.args = (f"{exc} (gave up after {state.attempt_number} attempt(s) and "
-                        f"{state.idle_for:.1f} s of waiting; {limits}, max_malformed={self.max_malformed})",)
+            limits = (
+                f"stop={self.stop!r}"
+                if self.stop is not None
+                else f"max_attempts={self.max_attempts}, max_delay={self.max_delay:g} s"
+            )
+            exc.args = (
+                f"{exc} (gave up after {state.attempt_number} attempt(s) and "
+                f"{state.idle_for:.1f} s of waiting; {limits}, max_malformed={self.max_malformed})",
+            )
             raise exc
 
-        stops = ((self.stop,) if self.stop is not None
-                 else (tenacity.stop_after_attempt(self.max_attempts), out_of_time))
+        stops = (self.stop,) if self.stop is not None else (tenacity.stop_after_attempt(self.max_attempts), out_of_time)
         retry: Any = tenacity.retry_if_exception(should_retry)
         options = dict(
             stop=tenacity.stop_any(*stops, too_many_malformed),
@@ -201,6 +221,7 @@ class RetryPolicy:
             retry_error_callback=give_up,
         )
         if asynchronous:
+
             async def async_sleep(seconds: float) -> None:
                 result = sleep(seconds)
                 if inspect.isawaitable(result):

@@ -26,8 +26,8 @@ def _base64_cores(raw: bytes, alphabet: str) -> Iterable[str]:
     encode = base64.urlsafe_b64encode if alphabet == "url" else base64.b64encode
     for pad in range(3):
         text = encode(b"\0" * pad + raw).decode("ascii")
-        start = -(-8 * pad // 6)                  # first character made of the key's bits only
-        stop = 8 * (pad + len(raw)) // 6          # past the last such character
+        start = -(-8 * pad // 6)  # first character made of the key's bits only
+        stop = 8 * (pad + len(raw)) // 6  # past the last such character
         yield text[start:stop]
 
 
@@ -40,10 +40,20 @@ def encoded_forms(value: str) -> list[str]:
     """
     raw = value.encode("utf-8")
     pct = quote(value, safe="")
-    forms = {value, repr(value)[1:-1], value.encode("unicode_escape").decode("ascii"), json.dumps(value)[1:-1],
-             json.dumps(value)[1:-1].replace("/", "\\/"), html.escape(value), html.escape(value, quote=False),
-             pct, quote(value), quote_plus(value), quote(pct, safe=""),
-             re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), pct)}
+    forms = {
+        value,
+        repr(value)[1:-1],
+        value.encode("unicode_escape").decode("ascii"),
+        json.dumps(value)[1:-1],
+        json.dumps(value)[1:-1].replace("/", "\\/"),
+        html.escape(value),
+        html.escape(value, quote=False),
+        pct,
+        quote(value),
+        quote_plus(value),
+        quote(pct, safe=""),
+        re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), pct),
+    }
     # Encodings to other alphabets only where long enough not to match ordinary text (a 2-letter test key).
     coded = {raw.hex(), raw.hex().upper(), *_base64_cores(raw, "std"), *_base64_cores(raw, "url")}
     forms.update(f for f in coded if len(f) >= _MIN_FORM)
@@ -77,12 +87,15 @@ class Secret:
             raise InvalidInputError("api_key must be a non-empty string")
         value = value.strip()  # a key read from a file or an env file often ends in a newline
         if any(ord(c) < 32 or ord(c) == 127 for c in value):  # the key itself is never echoed
-            raise InvalidInputError("api_key contains a control character (a line break or tab inside it); "
-                                    "expected the key alone")
+            raise InvalidInputError(
+                "api_key contains a control character (a line break or tab inside it); expected the key alone"
+            )
         if not value.isascii():  # HTTP clients encode header values as ASCII: refuse now, not at the first send
-            raise InvalidInputError("api_key contains a non-ASCII character (a typographic quote, an accented "
-                                    "letter or a non-breaking space pasted with it?), which cannot be sent in an "
-                                    "HTTP header; expected the key as the vendor issued it (printable ASCII)")
+            raise InvalidInputError(
+                "api_key contains a non-ASCII character (a typographic quote, an accented "
+                "letter or a non-breaking space pasted with it?), which cannot be sent in an "
+                "HTTP header; expected the key as the vendor issued it (printable ASCII)"
+            )
         self._value = value
 
     def reveal(self) -> str:
@@ -105,8 +118,9 @@ class Secret:
         raise TypeError("a Secret (API key) cannot be pickled; checkpoints never hold credentials")
 
 
-def resolve_secret(value: str | Secret | None, env_vars: Sequence[str], *, required: bool,
-                   name: str = "api_key") -> Secret | None:
+def resolve_secret(
+    value: str | Secret | None, env_vars: Sequence[str], *, required: bool, name: str = "api_key"
+) -> Secret | None:
     """Wrap ``value``, or read the first set variable of ``env_vars``.
 
     ``BAR_API_KEY`` is tried last, only when a key is ``required`` (an

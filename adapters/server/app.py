@@ -23,8 +23,11 @@ from bar_sdk.errors import InvalidInputError
 
 __all__ = ["create_app", "ServerState", "ServerStats", "PRESETS"]
 
-PRESETS: dict[str, type] = {"clarifai": ClarifaiShape, "huggingface": HuggingFaceShape,
-                            "open_inference": OpenInferenceShape}
+PRESETS: dict[str, type] = {
+    "clarifai": ClarifaiShape,
+    "huggingface": HuggingFaceShape,
+    "open_inference": OpenInferenceShape,
+}
 """The API formats the server speaks (named like the client presets that talk to them)."""
 
 
@@ -46,17 +49,32 @@ class ServerStats:
     injected: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"billed": self.billed, "requests": self.requests, "answered": self.answered,
-                "throttled": self.throttled, "unauthorized": self.unauthorized, "bad_requests": self.bad_requests,
-                "injected": dict(self.injected)}
+        return {
+            "billed": self.billed,
+            "requests": self.requests,
+            "answered": self.answered,
+            "throttled": self.throttled,
+            "unauthorized": self.unauthorized,
+            "bad_requests": self.bad_requests,
+            "injected": dict(self.injected),
+        }
 
 
 class ServerState:
     """Counters, rate limiters, fault draws and the model of one server."""
 
-    def __init__(self, model: Any, shape: Shape, api_keys: Sequence[str], admin_key: str,
-                 rate_limit: float | None, burst: int | None, top_k: int | None, label_only: bool,
-                 faults: Faults | None):
+    def __init__(
+        self,
+        model: Any,
+        shape: Shape,
+        api_keys: Sequence[str],
+        admin_key: str,
+        rate_limit: float | None,
+        burst: int | None,
+        top_k: int | None,
+        label_only: bool,
+        faults: Faults | None,
+    ):
         self.model = model
         self.n_classes, self.input_shape = check_model(model)
         self.labels = [str(v) for v in getattr(model, "labels", None) or [f"class_{i}" for i in range(self.n_classes)]]
@@ -73,8 +91,7 @@ class ServerState:
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self._model_lock = threading.Lock()
-        self._counts = dict.fromkeys(("billed", "requests", "answered", "throttled", "unauthorized",
-                                      "bad_requests"), 0)
+        self._counts = dict.fromkeys(("billed", "requests", "answered", "throttled", "unauthorized", "bad_requests"), 0)
         self._injected = dict.fromkeys(KINDS, 0)
 
     def count(self, name: str, n: int = 1) -> None:
@@ -100,7 +117,7 @@ class ServerState:
         return bucket.try_take()
 
     def predict(self, images: list[np.ndarray]) -> np.ndarray:
-        x = np.stack(images)   # uint8 levels (decoded images), or float tensors in [0, 1]
+        x = np.stack(images)  # uint8 levels (decoded images), or float tensors in [0, 1]
         x = x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x.astype(np.float32)
         with self._model_lock:
             out = self.model.predict_proba(x)
@@ -120,10 +137,20 @@ class ServerState:
         return ranked
 
 
-def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] = ("test-key",),
-               admin_key: str | None = None, rate_limit: float | None = None, burst: int | None = None,
-               top_k: int | None = None, label_only: bool = False, faults: Faults | None = None,
-               model_name: str = "model", input_datatype: str = "FP32"):
+def create_app(
+    model: Any,
+    *,
+    preset: str = "clarifai",
+    api_keys: Sequence[str] = ("test-key",),
+    admin_key: str | None = None,
+    rate_limit: float | None = None,
+    burst: int | None = None,
+    top_k: int | None = None,
+    label_only: bool = False,
+    faults: Faults | None = None,
+    model_name: str = "model",
+    input_datatype: str = "FP32",
+):
     """A Starlette app answering in the format of ``preset`` with ``model``'s scores.
 
     Parameters
@@ -179,9 +206,18 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
     check_int(top_k, "top_k", low=1, allow_none=True)
     if faults is not None and not isinstance(faults, Faults):
         raise InvalidInputError(f"faults={faults!r}; expected bar_sdk.adapters.server.Faults")
-    state = ServerState(model, shape, list(api_keys), admin_key or secrets.token_urlsafe(16), rate_limit, burst,
-                        top_k, bool(label_only), faults)
-    if hasattr(shape, "bind"):   # a protocol that describes the model (metadata) needs to know it
+    state = ServerState(
+        model,
+        shape,
+        list(api_keys),
+        admin_key or secrets.token_urlsafe(16),
+        rate_limit,
+        burst,
+        top_k,
+        bool(label_only),
+        faults,
+    )
+    if hasattr(shape, "bind"):  # a protocol that describes the model (metadata) needs to know it
         shape.bind(state, model_name, check_choice(input_datatype, "input_datatype", ("FP32", "UINT8")))
 
     def error(kind: str, message: str, retry_after: float | None = None) -> Response:
@@ -197,7 +233,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
             state.count("unauthorized")
             return error("unauthorized", "missing or invalid credentials")
         fault, where = state.draw_fault()
-        if fault == "429":   # a throttle the limiter did not ask for: it takes no token
+        if fault == "429":  # a throttle the limiter did not ask for: it takes no token
             state.count("429")
             return error("throttled", "injected throttle", retry_after=faults.retry_after)
         wait = state.take_token(key)
@@ -206,12 +242,15 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
             return error("throttled", f"exceeded limit of {rate_limit:g} requests per second", retry_after=wait)
         try:
             raw, wanted = shape.read(await request.body(), request.headers)
-            images = [r if isinstance(r, np.ndarray) else decode_base64_image(r) if isinstance(r, str)
-                      else decode_image(r) for r in raw]
+            images = [
+                r if isinstance(r, np.ndarray) else decode_base64_image(r) if isinstance(r, str) else decode_image(r)
+                for r in raw
+            ]
             bad = [i for i, img in enumerate(images) if img.shape != state.input_shape]
             if bad:
-                raise BadRequest(f"image {bad[0]} has shape {images[bad[0]].shape}; this model takes "
-                                 f"{state.input_shape} (C, H, W)")
+                raise BadRequest(
+                    f"image {bad[0]} has shape {images[bad[0]].shape}; this model takes {state.input_shape} (C, H, W)"
+                )
         except (BadRequest, InvalidInputError) as exc:
             state.count("bad_requests")
             return error("bad_request", str(exc))
@@ -225,12 +264,18 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
             await asyncio.sleep(faults.slow_seconds)
         if fault == "malformed":
             state.count("malformed")
-            return Response(shape.malformed(ranked, request.path_params, cut=where < 0.5), status_code=200,
-                            media_type="application/json")
+            return Response(
+                shape.malformed(ranked, request.path_params, cut=where < 0.5),
+                status_code=200,
+                media_type="application/json",
+            )
         state.count("billed", len(images))
         state.count("answered")
-        body = shape.ok(ranked, request.path_params, wanted) if hasattr(shape, "bind") else \
-            shape.ok(ranked, request.path_params)
+        body = (
+            shape.ok(ranked, request.path_params, wanted)
+            if hasattr(shape, "bind")
+            else shape.ok(ranked, request.path_params)
+        )
         return body if isinstance(body, Response) else JSONResponse(body)
 
     async def stats(request: Request) -> Response:
@@ -243,7 +288,7 @@ def create_app(model: Any, *, preset: str = "clarifai", api_keys: Sequence[str] 
 
     routes = [Route(path, predict, methods=["POST"]) for path in shape.paths]
     routes += [Route("/_stats", stats, methods=["GET"]), Route("/_health", health, methods=["GET"])]
-    routes += list(getattr(shape, "free_routes", lambda: [])())   # health, metadata: no key, never billed
+    routes += list(getattr(shape, "free_routes", lambda: [])())  # health, metadata: no key, never billed
     app = Starlette(routes=routes)
     app.state.bar = state
     return app

@@ -19,9 +19,12 @@ class ClarifaiShape:
     max_batch = 128
     default_k = 20
     max_k = 200
-    paths = ("/v2/models/{model_id}/outputs", "/v2/models/{model_id}/versions/{version_id}/outputs",
-             "/v2/users/{user_id}/apps/{app_id}/models/{model_id}/outputs",
-             "/v2/users/{user_id}/apps/{app_id}/models/{model_id}/versions/{version_id}/outputs")
+    paths = (
+        "/v2/models/{model_id}/outputs",
+        "/v2/models/{model_id}/versions/{version_id}/outputs",
+        "/v2/users/{user_id}/apps/{app_id}/models/{model_id}/outputs",
+        "/v2/users/{user_id}/apps/{app_id}/models/{model_id}/versions/{version_id}/outputs",
+    )
 
     def credential(self, headers: Mapping[str, str]) -> str | None:
         value = headers.get("authorization", "")
@@ -46,24 +49,33 @@ class ClarifaiShape:
     def ok(self, ranked: list[Ranked], path_params: Mapping[str, str]) -> dict[str, Any]:
         outputs = []
         for answer in ranked:
-            concepts = [{"id": name, "name": name, "app_id": "main"} | ({} if value is None else {"value": value})
-                        for name, value in answer]
-            outputs.append({"id": uuid.uuid4().hex, "status": {"code": 10000, "description": "Ok"},
-                            "model": {"id": path_params.get("model_id", "")}, "data": {"concepts": concepts}})
+            concepts = [
+                {"id": name, "name": name, "app_id": "main"} | ({} if value is None else {"value": value})
+                for name, value in answer
+            ]
+            outputs.append(
+                {
+                    "id": uuid.uuid4().hex,
+                    "status": {"code": 10000, "description": "Ok"},
+                    "model": {"id": path_params.get("model_id", "")},
+                    "data": {"concepts": concepts},
+                }
+            )
         return {"status": {"code": 10000, "description": "Ok", "req_id": uuid.uuid4().hex}, "outputs": outputs}
 
     def error(self, kind: str, message: str) -> tuple[int, dict[str, Any]]:
         status, code, description = {
             "unauthorized": (401, 11008, "Invalid API key"),
-            "throttled": (429, "CONN_THROTTLED", "Making too many requests"),   # the string form, as documented
+            "throttled": (429, "CONN_THROTTLED", "Making too many requests"),  # the string form, as documented
             "failure": (500, 10020, "Failure"),
             "bad_request": (400, 30002, "Input failed"),
         }[kind]
-        return status, {"status": {"code": code, "description": description, "details": message,
-                                   "req_id": uuid.uuid4().hex}}
+        return status, {
+            "status": {"code": code, "description": description, "details": message, "req_id": uuid.uuid4().hex}
+        }
 
     def malformed(self, ranked: list[Ranked], path_params: Mapping[str, str], cut: bool) -> bytes:
         if cut:
             whole = json.dumps(self.ok(ranked, path_params)).encode()
             return whole[: len(whole) // 2]
-        return json.dumps({"status": {"code": 10000, "description": "Ok"}}).encode()   # no outputs
+        return json.dumps({"status": {"code": 10000, "description": "Ok"}}).encode()  # no outputs

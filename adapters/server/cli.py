@@ -28,8 +28,14 @@ __all__ = ["main", "add_parser", "add_arguments", "load_model", "build_app", "ru
 DESCRIPTION = "Serve a model over HTTP in the format of a cloud vision API (for rehearsals and tests)."
 
 
-def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int = 10, *, backend: str = "onnx",
-               image_size: int | None = None) -> Any:
+def load_model(
+    spec: str,
+    input_shape: Sequence[int] = (1, 8, 8),
+    n_classes: int = 10,
+    *,
+    backend: str = "onnx",
+    image_size: int | None = None,
+) -> Any:
     """The model named by ``spec``: ``"demo"``, an ImageNet model name or ``"module:attr"``.
 
     ``"module:attr"`` is an object, a class or a factory. ``backend`` and
@@ -45,32 +51,46 @@ def load_model(spec: str, input_shape: Sequence[int] = (1, 8, 8), n_classes: int
         return imagenet_model(spec, backend, image_size=image_size)
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise InvalidInputError(f"--model={spec!r}; expected 'demo', one of {', '.join(IMAGENET_MODELS)} "
-                                "or 'package.module:name'")
+        raise InvalidInputError(
+            f"--model={spec!r}; expected 'demo', one of {', '.join(IMAGENET_MODELS)} or 'package.module:name'"
+        )
     try:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise InvalidInputError(f"--model={spec!r} could not be loaded ({exc})") from None
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "predict_proba")):
-        obj = obj()   # a class or a factory
+        obj = obj()  # a class or a factory
     check_model(obj, name=spec)
     return obj
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--model", default="demo",
-                   help="'demo', an ImageNet model (efficientnet-lite0, -lite1, -lite2) or 'package.module:name' "
-                        "(default: demo)")
-    p.add_argument("--backend", choices=("onnx", "torch"), default="onnx",
-                   help="how an ImageNet model runs (default onnx: ONNX Runtime)")
+    p.add_argument(
+        "--model",
+        default="demo",
+        help="'demo', an ImageNet model (efficientnet-lite0, -lite1, -lite2) or 'package.module:name' (default: demo)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="how an ImageNet model runs (default onnx: ONNX Runtime)",
+    )
     p.add_argument("--image-size", type=int, help="input side of an ImageNet model (default: its native size)")
     p.add_argument("--input-shape", default="1,8,8", help="C,H,W of the demo model (default 1,8,8)")
     p.add_argument("--classes", type=int, default=10, help="classes of the demo model (default 10)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="clarifai", help="API format (default clarifai)")
-    p.add_argument("--model-name", default="model",
-                   help="name the model is served under (open_inference: /v2/models/NAME; default model)")
-    p.add_argument("--input-datatype", choices=("FP32", "UINT8"), default="FP32",
-                   help="open_inference: the input tensor's declared type (default FP32)")
+    p.add_argument(
+        "--model-name",
+        default="model",
+        help="name the model is served under (open_inference: /v2/models/NAME; default model)",
+    )
+    p.add_argument(
+        "--input-datatype",
+        choices=("FP32", "UINT8"),
+        default="FP32",
+        help="open_inference: the input tensor's declared type (default FP32)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", action="append", dest="api_keys", help="accepted key (repeatable)")
@@ -101,12 +121,27 @@ def build_app(args: argparse.Namespace) -> tuple[Any, Any, list[str]]:
     keys = args.api_keys or [k for k in os.environ.get("BAR_SERVER_KEYS", "").split(",") if k] or ["test-key"]
     faults = None
     if args.fault_429 or args.fault_500 or args.fault_slow or args.fault_malformed:
-        faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, rate_slow=args.fault_slow,
-                        rate_malformed=args.fault_malformed, slow_seconds=args.slow_seconds,
-                        random_state=args.seed)
-    app = create_app(model, preset=args.preset, api_keys=keys, admin_key=args.admin_key, rate_limit=args.rate,
-                     burst=args.burst, top_k=args.top_k, label_only=args.label_only, faults=faults,
-                     model_name=args.model_name, input_datatype=args.input_datatype)
+        faults = Faults(
+            rate_429=args.fault_429,
+            rate_500=args.fault_500,
+            rate_slow=args.fault_slow,
+            rate_malformed=args.fault_malformed,
+            slow_seconds=args.slow_seconds,
+            random_state=args.seed,
+        )
+    app = create_app(
+        model,
+        preset=args.preset,
+        api_keys=keys,
+        admin_key=args.admin_key,
+        rate_limit=args.rate,
+        burst=args.burst,
+        top_k=args.top_k,
+        label_only=args.label_only,
+        faults=faults,
+        model_name=args.model_name,
+        input_datatype=args.input_datatype,
+    )
     return app, model, keys
 
 
@@ -119,8 +154,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import uvicorn
 
-    print(f"Serving {model!r} in the {args.preset} format on http://{args.host}:{args.port} "
-          f"({len(keys)} API key(s); stats: GET /_stats with X-Admin-Key; Ctrl-C stops)", file=sys.stderr)
+    print(
+        f"Serving {model!r} in the {args.preset} format on http://{args.host}:{args.port} "
+        f"({len(keys)} API key(s); stats: GET /_stats with X-Admin-Key; Ctrl-C stops)",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

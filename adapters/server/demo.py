@@ -27,8 +27,13 @@ class DemoModel:
         Seed of the weights.
     """
 
-    def __init__(self, input_shape: Sequence[int] = (1, 8, 8), n_classes: int = 10,
-                 labels: Sequence[str] | None = None, random_state: int = 0):
+    def __init__(
+        self,
+        input_shape: Sequence[int] = (1, 8, 8),
+        n_classes: int = 10,
+        labels: Sequence[str] | None = None,
+        random_state: int = 0,
+    ):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_classes = check_int(n_classes, "n_classes", low=2)
         self.labels = tuple(labels) if labels is not None else tuple(f"class_{i}" for i in range(self.n_classes))

@@ -33,8 +33,9 @@ class HuggingFaceShape:
             doc = json.loads(body)
             image = base64.b64decode(doc["inputs"], validate=True)
         except (ValueError, KeyError, TypeError, binascii.Error):
-            raise BadRequest("body must be JSON {'inputs': <base64 image>, 'parameters': {...}} "
-                             "or image bytes") from None
+            raise BadRequest(
+                "body must be JSON {'inputs': <base64 image>, 'parameters': {...}} or image bytes"
+            ) from None
         k = (doc.get("parameters") or {}).get("top_k", self.default_k)
         if not isinstance(k, int) or k < 1:
             raise BadRequest(f"top_k={k!r}; expected a positive integer")

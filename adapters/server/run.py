@@ -46,11 +46,23 @@ class LocalServer:
 
 
 @contextmanager
-def serve(model: Any, *, preset: str = "clarifai", host: str = "127.0.0.1", port: int = 0,
-          api_keys: Sequence[str] = ("test-key",), admin_key: str | None = None, rate_limit: float | None = None,
-          burst: int | None = None, top_k: int | None = None, label_only: bool = False,
-          faults: Faults | None = None, model_name: str = "model", input_datatype: str = "FP32",
-          startup_timeout: float = 10.0) -> Iterator[LocalServer]:
+def serve(
+    model: Any,
+    *,
+    preset: str = "clarifai",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_keys: Sequence[str] = ("test-key",),
+    admin_key: str | None = None,
+    rate_limit: float | None = None,
+    burst: int | None = None,
+    top_k: int | None = None,
+    label_only: bool = False,
+    faults: Faults | None = None,
+    model_name: str = "model",
+    input_datatype: str = "FP32",
+    startup_timeout: float = 10.0,
+) -> Iterator[LocalServer]:
     """Serve ``model`` over real HTTP (uvicorn) while the block runs.
 
     ``port=0`` picks a free port; the handle's ``base_url`` has the real one.
@@ -69,9 +81,19 @@ def serve(model: Any, *, preset: str = "clarifai", host: str = "127.0.0.1", port
     """
     import uvicorn
 
-    app = create_app(model, preset=preset, api_keys=api_keys, admin_key=admin_key, rate_limit=rate_limit,
-                     burst=burst, top_k=top_k, label_only=label_only, faults=faults, model_name=model_name,
-                     input_datatype=input_datatype)
+    app = create_app(
+        model,
+        preset=preset,
+        api_keys=api_keys,
+        admin_key=admin_key,
+        rate_limit=rate_limit,
+        burst=burst,
+        top_k=top_k,
+        label_only=label_only,
+        faults=faults,
+        model_name=model_name,
+        input_datatype=input_datatype,
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
     # and without it every answer waits ~40 ms for a delayed ACK.

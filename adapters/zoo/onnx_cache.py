@@ -55,16 +55,19 @@ def onnx_graph(lite: LiteSpec, image_size: int, weights: Path, cache_dir: Any = 
     both, plus the ``onnx`` package.
     """
     folder = cache_root(cache_dir) / "onnx"
-    key = hashlib.sha256(json.dumps(
-        [lite.name, image_size, lite.sha256, OPSET, EXPORT_VERSION]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([lite.name, image_size, lite.sha256, OPSET, EXPORT_VERSION]).encode()).hexdigest()[
+        :12
+    ]
     graph = folder / f"{lite.name}-{image_size}px-{key}.onnx"
     if _verified(graph):
         return graph
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InvalidInputError(f"cache_dir={str(folder.parent)!r} cannot be written ({exc}); expected a writable "
-                                "folder (set BAR_SDK_CACHE or pass cache_dir)") from None
+        raise InvalidInputError(
+            f"cache_dir={str(folder.parent)!r} cannot be written ({exc}); expected a writable "
+            "folder (set BAR_SDK_CACHE or pass cache_dir)"
+        ) from None
     with _locked(folder / f".{graph.name}.lock"):
         if _verified(graph):  # another process exported it while we waited
             return graph
@@ -90,17 +93,26 @@ def _export(lite: LiteSpec, image_size: int, graph: Path) -> None:
         import onnx  # noqa: F401  (torch's exporter needs it and fails late without it)
         import torch
     except ImportError as exc:
-        raise MissingDependencyError(f"exporting {lite.name} to ONNX needs torch and onnx ({exc.name} is "
-                                     "missing): pip install 'bar-sdk[imagenet]'") from None
+        raise MissingDependencyError(
+            f"exporting {lite.name} to ONNX needs torch and onnx ({exc.name} is "
+            "missing): pip install 'bar-sdk[imagenet]'"
+        ) from None
     module = build_module(lite.name, image_size)
     tmp = graph.with_name(f".{graph.name}.{os.getpid()}.tmp")
     tmp_sum = graph.with_name(f".{graph.name}.sha256.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer warnings
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(1, 3, image_size, image_size),), str(tmp), dynamo=False,
-                              opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}})
+            torch.onnx.export(
+                module,
+                (torch.zeros(1, 3, image_size, image_size),),
+                str(tmp),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "n"}, OUTPUT_NAME: {0: "n"}},
+            )
         _check_export(module, tmp, image_size)
         tmp_sum.write_text(file_sha256(tmp) + "\n")
         os.replace(tmp, graph)  # graph first: a crash between the two leaves an old or no sum -> re-export
@@ -129,8 +141,10 @@ def _check_export(module: Any, path: Path, image_size: int) -> None:
     # Same float32 network, two kernel libraries: differences of order 1e-5 in logits of order 10.
     gap = float(np.abs(got - want).max())
     if not gap <= 1e-3 * max(1.0, float(np.abs(want).max())):
-        raise ModelOutputError(f"the ONNX export of the network differs from it by {gap:.3g} in a logit; "
-                               "expected float32 agreement (a torch exporter problem: try another torch version)")
+        raise ModelOutputError(
+            f"the ONNX export of the network differs from it by {gap:.3g} in a logit; "
+            "expected float32 agreement (a torch exporter problem: try another torch version)"
+        )
 
 
 @contextlib.contextmanager

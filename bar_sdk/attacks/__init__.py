@@ -30,8 +30,19 @@ from bar_sdk.attacks.universal import UniversalPerturbation
 from bar_sdk.attacks.zoo import ZOOAttack
 
 __all__ = [
-    "Attack", "AttackResult", "ATTACKS", "register",
-    "ZOOAttack", "NESAttack", "SquareAttack", "SimBA", "UniversalPerturbation",
-    "HopSkipJump", "RayS",
-    "FGSM", "PGD", "CarliniWagner", "MIFGSM",
+    "Attack",
+    "AttackResult",
+    "ATTACKS",
+    "register",
+    "ZOOAttack",
+    "NESAttack",
+    "SquareAttack",
+    "SimBA",
+    "UniversalPerturbation",
+    "HopSkipJump",
+    "RayS",
+    "FGSM",
+    "PGD",
+    "CarliniWagner",
+    "MIFGSM",
 ]

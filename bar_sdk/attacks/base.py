@@ -26,8 +26,17 @@ import numpy as np
 from bar_sdk.attacks.driver import RunContext, Sample, Threat, drive, final_image
 from bar_sdk.attacks.geometry import NORMS, distance, project, quantize
 from bar_sdk.attacks.result import AttackResult
-from bar_sdk.contract import (check_bool, check_choice, check_class_labels, check_float, check_images, check_int,
-                              check_model, has_gradients, is_label_only)
+from bar_sdk.contract import (
+    check_bool,
+    check_choice,
+    check_class_labels,
+    check_float,
+    check_images,
+    check_int,
+    check_model,
+    has_gradients,
+    is_label_only,
+)
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 
@@ -47,10 +56,13 @@ def sample_rngs(random_state: Any, n: int, first_index: int = 0) -> list[np.rand
     if first_index == 0:
         return np.random.default_rng(random_state).spawn(n)
     if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool):
-        raise InvalidInputError(f"random_state={random_state!r} with first_index={first_index}; expected an integer "
-                                "seed (a chunk of a larger run must derive each image's seed from it)")
-    return [np.random.default_rng(np.random.SeedSequence(int(random_state), spawn_key=(first_index + i,)))
-            for i in range(n)]
+        raise InvalidInputError(
+            f"random_state={random_state!r} with first_index={first_index}; expected an integer "
+            "seed (a chunk of a larger run must derive each image's seed from it)"
+        )
+    return [
+        np.random.default_rng(np.random.SeedSequence(int(random_state), spawn_key=(first_index + i,))) for i in range(n)
+    ]
 
 
 class Attack(ABC):
@@ -81,6 +93,7 @@ class Attack(ABC):
     verbose: bool
 
     if TYPE_CHECKING:  # the constructor every registered attack has (each subclass defines its own)
+
         def __init__(self, model: Any, **params: Any) -> None: ...
 
     # -- parameters (scikit-learn style) ---------------------------------------------------
@@ -99,8 +112,10 @@ class Attack(ABC):
         valid = set(self._param_names())
         for name, value in params.items():
             if name not in valid:
-                raise InvalidInputError(f"{name}={value!r} is not a parameter of {type(self).__name__}; "
-                                        f"expected one of {', '.join(sorted(valid))}")
+                raise InvalidInputError(
+                    f"{name}={value!r} is not a parameter of {type(self).__name__}; "
+                    f"expected one of {', '.join(sorted(valid))}"
+                )
             setattr(self, name, value)
         return self
 
@@ -135,8 +150,11 @@ class Attack(ABC):
         check_bool(self.verbose, "verbose")
         check_int(self.batch_size, "batch_size", low=1, allow_none=True)
         rs = self.random_state
-        if not (rs is None or isinstance(rs, np.random.Generator)
-                or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and int(rs) >= 0)):
+        if not (
+            rs is None
+            or isinstance(rs, np.random.Generator)
+            or (isinstance(rs, numbers.Integral) and not isinstance(rs, bool) and int(rs) >= 0)
+        ):
             raise InvalidInputError(f"random_state={rs!r}; expected None, an integer >= 0 or a numpy Generator")
 
     def _bound(self) -> float:
@@ -183,8 +201,7 @@ class Attack(ABC):
                     "expected target classes different from the true labels"
                 )
         self._check_params(n, n_classes, shape)
-        threat = Threat(self.norm, None if self.eps is None else float(self.eps), self.mode == "bounded",
-                        self.quantize)
+        threat = Threat(self.norm, None if self.eps is None else float(self.eps), self.mode == "bounded", self.quantize)
         ctx = RunContext(threat, n_classes, shape, self.max_queries)
         return x, y, target, ctx
 
@@ -194,7 +211,7 @@ class Attack(ABC):
 
     # -- the run -------------------------------------------------------------------------
 
-    def _prepare(self, ctx: RunContext) -> None:
+    def _prepare(self, ctx: RunContext) -> None:  # noqa: B027 (an optional hook: most attacks need none)
         """Per-run precomputation shared by all samples (stored in ``ctx.cache``)."""
 
     @abstractmethod
@@ -231,16 +248,36 @@ class Attack(ABC):
         metered = MeteredModel(self.model, ledger, self.batch_size)
         return self._execute(metered, x, y, target, ctx, start, rngs=rngs)
 
-    def _execute(self, metered: MeteredModel, x: np.ndarray, y: np.ndarray, target: np.ndarray | None,
-                 ctx: RunContext, start: float, shared_queries: int = 0,
-                 extra: dict[str, Any] | None = None, rngs: list[np.random.Generator] | None = None) -> AttackResult:
+    def _execute(
+        self,
+        metered: MeteredModel,
+        x: np.ndarray,
+        y: np.ndarray,
+        target: np.ndarray | None,
+        ctx: RunContext,
+        start: float,
+        shared_queries: int = 0,
+        extra: dict[str, Any] | None = None,
+        rngs: list[np.random.Generator] | None = None,
+    ) -> AttackResult:
         n = len(x)
         clean = metered.predict_proba(x, purpose="clean")
         clean_label = clean.argmax(axis=1)
         if rngs is None:
             rngs = sample_rngs(self.random_state, n)
-        samples = [Sample(i, x[i], int(y[i]), None if target is None else int(target[i]), clean[i], rngs[i],
-                          ctx.max_queries, current=x[i].copy()) for i in range(n)]
+        samples = [
+            Sample(
+                i,
+                x[i],
+                int(y[i]),
+                None if target is None else int(target[i]),
+                clean[i],
+                rngs[i],
+                ctx.max_queries,
+                current=x[i].copy(),
+            )
+            for i in range(n)
+        ]
         todo = []
         for s in samples:
             if s.is_adversarial(clean_label[s.index]):
@@ -253,17 +290,43 @@ class Attack(ABC):
 
             bar = tqdm(total=n, initial=n - len(todo), desc=type(self).__name__, unit="img")
         try:
-            hit_total = drive(metered, todo, lambda s: self._attack_sample(s, ctx), ctx.threat,
-                              purpose=type(self).__name__, progress=bar.update if bar else None)
+            hit_total = drive(
+                metered,
+                todo,
+                lambda s: self._attack_sample(s, ctx),
+                ctx.threat,
+                purpose=type(self).__name__,
+                progress=bar.update if bar else None,
+            )
         finally:
             if bar:
                 bar.close()
-        return self._result(samples, x, y, target, clean_label, ctx, hit_total,
-                            metered.ledger.queries + shared_queries, time.perf_counter() - start, extra or {})
+        return self._result(
+            samples,
+            x,
+            y,
+            target,
+            clean_label,
+            ctx,
+            hit_total,
+            metered.ledger.queries + shared_queries,
+            time.perf_counter() - start,
+            extra or {},
+        )
 
-    def _result(self, samples: list[Sample], x: np.ndarray, y: np.ndarray, target: np.ndarray | None,
-                clean_label: np.ndarray, ctx: RunContext, hit_total: bool, total: int, wall: float,
-                extra: dict[str, Any]) -> AttackResult:
+    def _result(
+        self,
+        samples: list[Sample],
+        x: np.ndarray,
+        y: np.ndarray,
+        target: np.ndarray | None,
+        clean_label: np.ndarray,
+        ctx: RunContext,
+        hit_total: bool,
+        total: int,
+        wall: float,
+        extra: dict[str, Any],
+    ) -> AttackResult:
         threat = ctx.threat
         x_adv = np.empty_like(x)
         adv_label = np.full(len(x), -1, dtype=np.int64)
@@ -286,25 +349,42 @@ class Attack(ABC):
             status = "stopped_non_finite"
         elif success[attacked].all():
             status = "all_succeeded"
-        elif any(s.exhausted or (not s.success and s.max_queries is not None and s.queries >= s.max_queries)
-                 for s in samples):  # retired by the driver, or an attack that stopped itself at its budget
+        elif any(
+            s.exhausted or (not s.success and s.max_queries is not None and s.queries >= s.max_queries) for s in samples
+        ):  # retired by the driver, or an attack that stopped itself at its budget
             status = "budget_exhausted"
         else:
             status = "finished"
         won = success & attacked
         med = f"{np.median(queries[won]):.0f}" if won.any() else "n/a"
-        message = (f"{int(won.sum())}/{int(attacked.sum())} images fooled "
-                   f"({int(already.sum())} already adversarial); median {med} queries per fooled image, "
-                   f"{total} queries in all")
+        message = (
+            f"{int(won.sum())}/{int(attacked.sum())} images fooled "
+            f"({int(already.sum())} already adversarial); median {med} queries per fooled image, "
+            f"{total} queries in all"
+        )
         if diverged:
-            message += (f"; {diverged} stopped when their iterate became NaN or infinite (nothing non-finite "
-                        "was sent; the last finite image is returned)")
+            message += (
+                f"; {diverged} stopped when their iterate became NaN or infinite (nothing non-finite "
+                "was sent; the last finite image is returned)"
+            )
         logger.info("%s: %s", type(self).__name__, message)
         return AttackResult(
-            attack=type(self).__name__, norm=threat.norm, eps=threat.eps, targeted=target is not None,
-            x_adv=x_adv, success=success, queries=queries,
+            attack=type(self).__name__,
+            norm=threat.norm,
+            eps=threat.eps,
+            targeted=target is not None,
+            x_adv=x_adv,
+            success=success,
+            queries=queries,
             distortion=np.asarray(distance(x_adv, x, threat.norm), dtype=np.float64).reshape(-1),
-            y=y, target=target, clean_label=clean_label.astype(np.int64), adv_label=adv_label,
-            status=status, message=message, total_queries=int(total), wall_time=float(wall),
-            access=self.access, extra=extra,
+            y=y,
+            target=target,
+            clean_label=clean_label.astype(np.int64),
+            adv_label=adv_label,
+            status=status,
+            message=message,
+            total_queries=int(total),
+            wall_time=float(wall),
+            access=self.access,
+            extra=extra,
         )

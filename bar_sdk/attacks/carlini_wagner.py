@@ -56,10 +56,23 @@ class CarliniWagner(Attack):
     mode = "minimal"
     norms = ("l2",)
 
-    def __init__(self, model: Any, eps: float | None = None, norm: str = "l2", initial_const: float = 1.0,
-                 binary_search_steps: int = 5, steps: int = 100, lr: float = 0.01, confidence: float = 0.0,
-                 max_queries: int | None = None, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        eps: float | None = None,
+        norm: str = "l2",
+        initial_const: float = 1.0,
+        binary_search_steps: int = 5,
+        steps: int = 100,
+        lr: float = 0.01,
+        confidence: float = 0.0,
+        max_queries: int | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.eps = eps
         self.norm = norm

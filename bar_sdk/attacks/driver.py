@@ -121,8 +121,8 @@ class Sample:
     best_label: int = -1
     success: bool = False
     exhausted: bool = False
-    diverged: bool = False          # stopped because its next request was not finite
-    last_finite: np.ndarray | None = None   # the iterate when its last finite request left
+    diverged: bool = False  # stopped because its next request was not finite
+    last_finite: np.ndarray | None = None  # the iterate when its last finite request left
 
     @property
     def remaining(self) -> int | float:
@@ -139,8 +139,10 @@ def _rows(req: Request) -> np.ndarray | None:
     """The images of a request, or None when one is not finite (the sample is then stopped, nothing sent)."""
     x = req.x if isinstance(req, GradientRequest) else req
     if not isinstance(x, np.ndarray) or x.ndim != 4 or len(x) == 0:
-        raise RuntimeError(f"an attack yielded {type(x).__name__} {getattr(x, 'shape', '')}; "
-                           "expected a non-empty (m, C, H, W) array (bug in the attack)")
+        raise RuntimeError(
+            f"an attack yielded {type(x).__name__} {getattr(x, 'shape', '')}; "
+            "expected a non-empty (m, C, H, W) array (bug in the attack)"
+        )
     if not np.all(np.isfinite(x)):
         return None
     if x.min() < 0.0 or x.max() > 1.0:
@@ -170,13 +172,14 @@ def _observe(s: Sample, rows: np.ndarray, labels: np.ndarray, threat: Threat) ->
     s.success = bool(inside(s.best_dist, threat.eps))
 
 
-def _call_scores(metered: MeteredModel, items: list[tuple[Any, np.ndarray]],
-                 purpose: str) -> list[tuple[np.ndarray, np.ndarray]]:
+def _call_scores(
+    metered: MeteredModel, items: list[tuple[Any, np.ndarray]], purpose: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
     x = np.concatenate([req for _, req in items]) if len(items) > 1 else items[0][1]
     scores = metered.predict_proba(x, purpose=purpose)
     out, start = [], 0
     for _, req in items:
-        part = scores[start:start + len(req)]
+        part = scores[start : start + len(req)]
         out.append((part, part.argmax(axis=1)))
         start += len(req)
     return out
@@ -192,7 +195,7 @@ def _call_gradients(metered: MeteredModel, items: list[tuple[Any, Any]], purpose
         seen["logp"] = logp
         total, grads, start = 0.0, [], 0
         for (_, req), m in zip(items, sizes, strict=False):
-            losses, g = req.loss(logp[start:start + m])
+            losses, g = req.loss(logp[start : start + m])
             total += float(np.sum(losses))
             grads.append(g)
             start += m
@@ -203,15 +206,20 @@ def _call_gradients(metered: MeteredModel, items: list[tuple[Any, Any]], purpose
     logp = seen["logp"]
     out, start = [], 0
     for m in sizes:
-        part = logp[start:start + m]
-        out.append(((part, grad[start:start + m]), part.argmax(axis=1)))
+        part = logp[start : start + m]
+        out.append(((part, grad[start : start + m]), part.argmax(axis=1)))
         start += m
     return out
 
 
-def drive(metered: MeteredModel, samples: list[Sample],
-          attack_one: Callable[[Sample], Generator[Request, Any, None]],
-          threat: Threat, purpose: str, progress: Callable[[int], object] | None = None) -> bool:
+def drive(
+    metered: MeteredModel,
+    samples: list[Sample],
+    attack_one: Callable[[Sample], Generator[Request, Any, None]],
+    threat: Threat,
+    purpose: str,
+    progress: Callable[[int], object] | None = None,
+) -> bool:
     """Run ``attack_one`` on every sample, batched; return True if ``max_total_queries`` stopped it."""
     pending: dict[int, tuple[Generator[Any, Any, Any], Request, np.ndarray]] = {}
     by_index = {s.index: s for s in samples}
@@ -225,7 +233,7 @@ def drive(metered: MeteredModel, samples: list[Sample],
                 progress(1)
             return
         rows = _rows(req)
-        if rows is None:            # the iterate diverged: stop here, before anything non-finite leaves
+        if rows is None:  # the iterate diverged: stop here, before anything non-finite leaves
             logger.warning("sample %d stopped: its next query holds NaN or infinite values (nothing sent)", s.index)
             s.diverged = True
             gen.close()

@@ -26,12 +26,34 @@ class FGSM(PGD):
         As in :class:`PGD`.
     """
 
-    def __init__(self, model: Any, norm: str = "linf", eps: float = 0.03, loss: str = "ce",
-                 max_queries: int | None = None, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
-        super().__init__(model, norm=norm, eps=eps, steps=1, step_size=None, random_start=False, loss=loss,
-                         max_queries=max_queries, max_total_queries=max_total_queries, quantize=quantize,
-                         batch_size=batch_size, random_state=random_state, verbose=verbose)
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "linf",
+        eps: float = 0.03,
+        loss: str = "ce",
+        max_queries: int | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
+        super().__init__(
+            model,
+            norm=norm,
+            eps=eps,
+            steps=1,
+            step_size=None,
+            random_start=False,
+            loss=loss,
+            max_queries=max_queries,
+            max_total_queries=max_total_queries,
+            quantize=quantize,
+            batch_size=batch_size,
+            random_state=random_state,
+            verbose=verbose,
+        )
 
     def _alpha(self, eps: float) -> float:
         return eps

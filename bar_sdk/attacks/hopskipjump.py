@@ -49,10 +49,22 @@ class HopSkipJump(Attack):
     access = "decision"
     mode = "minimal"
 
-    def __init__(self, model: Any, norm: str = "l2", eps: float | None = None, max_queries: int = 5000,
-                 gamma: float = 1.0, init_num_evals: int = 100, max_num_evals: int = 10000,
-                 init_trials: int = 100, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "l2",
+        eps: float | None = None,
+        max_queries: int = 5000,
+        gamma: float = 1.0,
+        init_num_evals: int = 100,
+        max_num_evals: int = 10000,
+        init_trials: int = 100,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.norm = norm
         self.eps = eps
@@ -78,7 +90,7 @@ class HopSkipJump(Attack):
         threat, x0, rng, shape = ctx.threat, s.x0, s.rng, ctx.input_shape
         d = ctx.dim
         l2 = self.norm == "l2"
-        theta = self.gamma / (np.sqrt(d) * d) if l2 else self.gamma / d ** 2
+        theta = self.gamma / (np.sqrt(d) * d) if l2 else self.gamma / d**2
 
         def decide(rows: np.ndarray) -> np.ndarray:
             return s.is_adversarial(rows.argmax(axis=1))
@@ -136,7 +148,7 @@ class HopSkipJump(Attack):
                 rv = rng.standard_normal((num_evals,) + shape)
             else:
                 rv = rng.uniform(-1.0, 1.0, size=(num_evals,) + shape)
-            rv /= np.sqrt((rv ** 2).sum(axis=(1, 2, 3), keepdims=True))
+            rv /= np.sqrt((rv**2).sum(axis=(1, 2, 3), keepdims=True))
             probes = np.clip(perturbed + delta * rv, 0.0, 1.0).astype(np.float32)
             rv = (probes - perturbed) / delta
             fval = 2.0 * decide((yield probes)) - 1.0

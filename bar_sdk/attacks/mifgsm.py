@@ -91,11 +91,25 @@ class MIFGSM(Attack):
     access = "gradient"
     mode = "bounded"
 
-    def __init__(self, model: Any, norm: str = "linf", eps: float = 8 / 255, steps: int = 10,
-                 step_size: float | None = None, momentum: float = 1.0, diversity_prob: float = 0.0,
-                 diversity_scale: float = 0.9, loss: str = "ce", early_stop: bool = False,
-                 max_queries: int | None = None, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "linf",
+        eps: float = 8 / 255,
+        steps: int = 10,
+        step_size: float | None = None,
+        momentum: float = 1.0,
+        diversity_prob: float = 0.0,
+        diversity_scale: float = 0.9,
+        loss: str = "ce",
+        early_stop: bool = False,
+        max_queries: int | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.norm = norm
         self.eps = eps
@@ -130,8 +144,9 @@ class MIFGSM(Attack):
             ctx = replace(ctx, threat=_FullSchedule(t.norm, t.eps, t.bounded, t.quantize))
         return x, y, target, ctx
 
-    def _diversify(self, x: np.ndarray,
-                   rng: np.random.Generator) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
+    def _diversify(
+        self, x: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None:
         """A random shrink-and-pad of ``x`` and the adjoint that maps a gradient back, or None."""
         if self.diversity_prob == 0 or rng.random() >= self.diversity_prob:
             return None
@@ -143,10 +158,12 @@ class MIFGSM(Attack):
         rows, cols = bilinear_matrix(nh, h), bilinear_matrix(nw, w)
         small = np.einsum("ih,chw,jw->cij", rows, x, cols, optimize=True)
         out = np.zeros_like(x)
-        out[:, top:top + nh, left:left + nw] = np.clip(small, 0.0, 1.0)
+        out[:, top : top + nh, left : left + nw] = np.clip(small, 0.0, 1.0)
 
         def back(grad: np.ndarray) -> np.ndarray:
-            pooled: np.ndarray = np.einsum("ih,cij,jw->chw", rows, grad[:, top:top + nh, left:left + nw], cols, optimize=True)
+            pooled: np.ndarray = np.einsum(
+                "ih,cij,jw->chw", rows, grad[:, top : top + nh, left : left + nw], cols, optimize=True
+            )
             return pooled
 
         return out, back

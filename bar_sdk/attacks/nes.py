@@ -64,11 +64,25 @@ class NESAttack(Attack):
     access = "score"
     mode = "bounded"
 
-    def __init__(self, model: Any, norm: str = "linf", eps: float = 0.05, max_queries: int = 10000,
-                 estimator: Any = "antithetic", n_directions: int = 20, smoothing: float = 0.01,
-                 optimizer: Any = None, lr: float | None = None, lr_decay: float = 1.0, loss: str = "margin",
-                 max_total_queries: int | None = None, quantize: bool = False, batch_size: int | None = None,
-                 random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "linf",
+        eps: float = 0.05,
+        max_queries: int = 10000,
+        estimator: Any = "antithetic",
+        n_directions: int = 20,
+        smoothing: float = 0.01,
+        optimizer: Any = None,
+        lr: float | None = None,
+        lr_decay: float = 1.0,
+        loss: str = "margin",
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.norm = norm
         self.eps = eps
@@ -102,7 +116,7 @@ class NESAttack(Attack):
         budget = max(float(s.max_queries or 1), 1.0)
         cost = est.evaluations(d) + int(extra_center)
         while True:
-            if cost > s.remaining:      # stop before drawing probes it could not send (n_directions=10**9 ...)
+            if cost > s.remaining:  # stop before drawing probes it could not send (n_directions=10**9 ...)
                 s.exhausted = True
                 return
             points = zo_ask(theta, est, opt, s.rng)  # the shared step, split: the probes leave by yield
@@ -115,4 +129,3 @@ class NESAttack(Attack):
             x = project(x0 + theta.reshape(shape), x0, self.norm, self._bound())
             theta = (x - x0).reshape(-1).astype(np.float64)
             s.current = x
-

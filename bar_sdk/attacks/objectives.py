@@ -26,8 +26,9 @@ Labels = Union[np.ndarray, int]
 class Loss(Protocol):
     """``loss(logp, label, target, kappa) -> (loss (m,), dloss/dlogp (m, n_classes))``."""
 
-    def __call__(self, logp: np.ndarray, label: Labels, target: Labels | None,
-                 kappa: float = ...) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(
+        self, logp: np.ndarray, label: Labels, target: Labels | None, kappa: float = ...
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def log_scores(scores: np.ndarray) -> np.ndarray:
@@ -42,8 +43,9 @@ def _anchor(logp: np.ndarray, anchor: Labels) -> tuple[np.ndarray, np.ndarray]:
     return rows, (np.repeat(anchor, len(rows)) if anchor.size == 1 else anchor)
 
 
-def margin(logp: np.ndarray, label: Labels, target: Labels | None,
-           kappa: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+def margin(
+    logp: np.ndarray, label: Labels, target: Labels | None, kappa: float = np.inf
+) -> tuple[np.ndarray, np.ndarray]:
     """``max(logp[y] - max_{j != y} logp[j], -kappa)`` (targeted: ``max_{j != t} logp[j] - logp[t]``).
 
     Returns ``(loss (m,), dloss/dlogp (m, n_classes))``.
@@ -67,8 +69,9 @@ def margin(logp: np.ndarray, label: Labels, target: Labels | None,
     return clipped, grad
 
 
-def cross_entropy(logp: np.ndarray, label: Labels, target: Labels | None,
-                  kappa: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+def cross_entropy(
+    logp: np.ndarray, label: Labels, target: Labels | None, kappa: float = np.inf
+) -> tuple[np.ndarray, np.ndarray]:
     """``logp[y]`` (untargeted: push the true class down) or ``-logp[t]`` (targeted).
 
     Returns ``(loss (m,), dloss/dlogp (m, n_classes))``; ``kappa`` is unused.

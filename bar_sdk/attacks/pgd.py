@@ -53,10 +53,22 @@ class PGD(Attack):
     access = "gradient"
     mode = "bounded"
 
-    def __init__(self, model: Any, norm: str = "linf", eps: float = 0.03, steps: int = 40,
-                 step_size: float | None = None, random_start: bool = True, loss: str = "ce",
-                 max_queries: int | None = None, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "linf",
+        eps: float = 0.03,
+        steps: int = 40,
+        step_size: float | None = None,
+        random_start: bool = True,
+        loss: str = "ce",
+        max_queries: int | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.norm = norm
         self.eps = eps

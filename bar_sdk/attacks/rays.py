@@ -43,9 +43,19 @@ class RayS(Attack):
     mode = "minimal"
     norms = ("linf",)
 
-    def __init__(self, model: Any, eps: float | None = None, max_queries: int = 5000, norm: str = "linf",
-                 tol: float | None = None, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        eps: float | None = None,
+        max_queries: int = 5000,
+        norm: str = "linf",
+        tol: float | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.eps = eps
         self.max_queries = max_queries
@@ -77,7 +87,7 @@ class RayS(Attack):
         d_t = np.inf
         level, block = 0, 0
         while True:
-            size = int(np.ceil(dim / 2 ** level))
+            size = int(np.ceil(dim / 2**level))
             start, end = block * size, min(dim, (block + 1) * size)
             attempt = sgn.copy()
             attempt[start:end] *= -1.0
@@ -95,6 +105,6 @@ class RayS(Attack):
                     d_t, sgn = d_end, attempt
                     s.current = ray(sgn, d_t)
             block += 1
-            if block == 2 ** level or end == dim:
+            if block == 2**level or end == dim:
                 level += 1
                 block = 0

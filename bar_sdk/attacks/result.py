@@ -139,21 +139,33 @@ class AttackResult:
 
     def summary(self) -> dict[str, Any]:
         """Scalars only (JSON-ready): rates, query statistics, status."""
+
         def num(v: float) -> float | None:
             return None if not np.isfinite(v) else round(float(v), 6)
 
         won = self.success & ~self.initially_adversarial
         return {
-            "attack": self.attack, "access": self.access, "norm": self.norm, "eps": self.eps, "targeted": self.targeted,
-            "n_samples": self.n_samples, "clean_accuracy": num(self.clean_accuracy),
-            "success_rate": num(self.success_rate), "robust_accuracy": num(self.robust_accuracy),
-            "median_queries": num(self.median_queries), "mean_queries": num(self.mean_queries),
+            "attack": self.attack,
+            "access": self.access,
+            "norm": self.norm,
+            "eps": self.eps,
+            "targeted": self.targeted,
+            "n_samples": self.n_samples,
+            "clean_accuracy": num(self.clean_accuracy),
+            "success_rate": num(self.success_rate),
+            "robust_accuracy": num(self.robust_accuracy),
+            "median_queries": num(self.median_queries),
+            "mean_queries": num(self.mean_queries),
             "median_distortion": num(float(np.median(self.distortion[won]))) if won.any() else None,
-            "total_queries": int(self.total_queries), "wall_time": round(float(self.wall_time), 3),
-            "status": self.status, "message": self.message,
+            "total_queries": int(self.total_queries),
+            "wall_time": round(float(self.wall_time), 3),
+            "status": self.status,
+            "message": self.message,
         }
 
     def __repr__(self) -> str:
-        return (f"AttackResult({self.attack}, n={self.n_samples}, success_rate={self.success_rate:.3f}, "
-                f"median_queries={self.median_queries:.1f}, total_queries={self.total_queries}, "
-                f"status={self.status!r})")
+        return (
+            f"AttackResult({self.attack}, n={self.n_samples}, success_rate={self.success_rate:.3f}, "
+            f"median_queries={self.median_queries:.1f}, total_queries={self.total_queries}, "
+            f"status={self.status!r})"
+        )

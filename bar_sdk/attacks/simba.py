@@ -21,15 +21,13 @@ def _dct_matrix(n: int) -> np.ndarray:
     return idct(np.eye(n), norm="ortho", axis=0)
 
 
-def _low_frequency_order(c: int, h: int, w: int, freq_dims: int, stride: int,
-                         rng: np.random.Generator) -> np.ndarray:
+def _low_frequency_order(c: int, h: int, w: int, freq_dims: int, stride: int, rng: np.random.Generator) -> np.ndarray:
     """Flat indices ``(c, u, v)``: the ``freq_dims`` square first, then L-shaped bands of width ``stride``.
 
     Random order inside each band, like the official ``block_order``.
     """
     u, v = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    band = np.where((u < freq_dims) & (v < freq_dims), 0,
-                    1 + (np.maximum(u, v) - freq_dims) // stride)
+    band = np.where((u < freq_dims) & (v < freq_dims), 0, 1 + (np.maximum(u, v) - freq_dims) // stride)
     band = np.broadcast_to(band, (c, h, w)).reshape(-1)
     return np.lexsort((rng.random(band.size), band))
 
@@ -72,10 +70,23 @@ class SimBA(Attack):
     access = "score"
     mode = "bounded"
 
-    def __init__(self, model: Any, basis: str = "dct", norm: str = "l2", eps: float = 2.0,
-                 max_queries: int = 1000, step: float = 0.2, loss: str = "margin", freq_dims: int | None = None,
-                 stride: int | None = None, max_total_queries: int | None = None, quantize: bool = False,
-                 batch_size: int | None = None, random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        basis: str = "dct",
+        norm: str = "l2",
+        eps: float = 2.0,
+        max_queries: int = 1000,
+        step: float = 0.2,
+        loss: str = "margin",
+        freq_dims: int | None = None,
+        stride: int | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.basis = basis
         self.norm = norm
@@ -148,5 +159,5 @@ class SimBA(Attack):
                         x, last = cand, value
                         s.current = x
                         break
-            if not asked:       # every trial is clipped away: nothing left to try
+            if not asked:  # every trial is clipped away: nothing left to try
                 return

@@ -19,8 +19,18 @@ __all__ = ["SquareAttack"]
 def p_selection(p_init: float, it: int, n_iters: int) -> float:
     """The official piece-wise constant schedule of the fraction of pixels changed."""
     it = int(it / n_iters * 10000)
-    for upper, div in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64),
-                       (6000, 128), (8000, 256), (10000, 512)):
+    for upper, div in (
+        (10, 1),
+        (50, 2),
+        (200, 4),
+        (500, 8),
+        (1000, 16),
+        (2000, 32),
+        (4000, 64),
+        (6000, 128),
+        (8000, 256),
+        (10000, 512),
+    ):
         if it <= upper:
             return p_init / div
     return p_init
@@ -36,20 +46,21 @@ def _pseudo_gaussian_rectangle(x: int, y: int) -> np.ndarray:
     x_c, y_c = x // 2 + 1, y // 2 + 1
     c0, c1 = x_c - 1, y_c - 1
     for counter in range(max(x_c, y_c)):
-        delta[max(c0, 0):min(c0 + (2 * counter + 1), x), max(0, c1):min(c1 + (2 * counter + 1), y)] += \
+        delta[max(c0, 0) : min(c0 + (2 * counter + 1), x), max(0, c1) : min(c1 + (2 * counter + 1), y)] += (
             1.0 / (counter + 1) ** 2
+        )
         c0 -= 1
         c1 -= 1
-    norm = np.sqrt(np.sum(delta ** 2))
+    norm = np.sqrt(np.sum(delta**2))
     return delta / norm if norm > 0 else delta
 
 
 def _meta_pseudo_gaussian(s: int, rng: np.random.Generator) -> np.ndarray:
     """Two opposite pseudo-Gaussian bumps on an ``s x s`` square (official L2 update)."""
     delta = np.zeros((s, s))
-    delta[:s // 2] = _pseudo_gaussian_rectangle(s // 2, s)
-    delta[s // 2:] = -_pseudo_gaussian_rectangle(s - s // 2, s)
-    delta /= np.sqrt(np.sum(delta ** 2))
+    delta[: s // 2] = _pseudo_gaussian_rectangle(s // 2, s)
+    delta[s // 2 :] = -_pseudo_gaussian_rectangle(s - s // 2, s)
+    delta /= np.sqrt(np.sum(delta**2))
     if rng.random() > 0.5:
         delta = delta.T
     return delta
@@ -100,10 +111,20 @@ class SquareAttack(Attack):
     access = "score"
     mode = "bounded"
 
-    def __init__(self, model: Any, norm: str = "linf", eps: float = 0.05, max_queries: int = 1000,
-                 p_init: float = 0.05, loss: str | None = None, max_total_queries: int | None = None,
-                 quantize: bool = False, batch_size: int | None = None, random_state: Any = None,
-                 verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "linf",
+        eps: float = 0.05,
+        max_queries: int = 1000,
+        p_init: float = 0.05,
+        loss: str | None = None,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.norm = norm
         self.eps = eps
@@ -159,32 +180,34 @@ class SquareAttack(Attack):
             cw = sp_init
             for _ in range(w // s):
                 bump = _meta_pseudo_gaussian(s, rng)
-                hh, ww = delta[:, ch:ch + s, cw:cw + s].shape[1:]
-                delta[:, ch:ch + s, cw:cw + s] += bump[:hh, :ww] * _signs(rng, (c, 1, 1))
+                hh, ww = delta[:, ch : ch + s, cw : cw + s].shape[1:]
+                delta[:, ch : ch + s, cw : cw + s] += bump[:hh, :ww] * _signs(rng, (c, 1, 1))
                 cw += s
             ch += s
-        candidate: np.ndarray = x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps
+        candidate: np.ndarray = x0 + delta / max(np.sqrt(np.sum(delta**2)), 1e-12) * eps
         return candidate
 
     @staticmethod
-    def _linf_step(x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int,
-                   w: int) -> np.ndarray:
+    def _linf_step(
+        x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int, w: int
+    ) -> np.ndarray:
         size = int(round(np.sqrt(p * x0.size / c)))
         size = min(max(size, 1), h - 1, w - 1)
         ch, cw = rng.integers(0, (h - size, w - size))
         delta = (x_best - x0).astype(np.float64)
-        x_win = x0[:, ch:ch + size, cw:cw + size]
-        best_win = x_best[:, ch:ch + size, cw:cw + size]
+        x_win = x0[:, ch : ch + size, cw : cw + size]
+        best_win = x_best[:, ch : ch + size, cw : cw + size]
         # redraw until the window changes the image (official: skip no-op trials)
         for _ in range(100):
-            if not np.all(np.abs(clip01(x_win + delta[:, ch:ch + size, cw:cw + size]) - best_win) < 1e-7):
+            if not np.all(np.abs(clip01(x_win + delta[:, ch : ch + size, cw : cw + size]) - best_win) < 1e-7):
                 break
-            delta[:, ch:ch + size, cw:cw + size] = _signs(rng, (c, 1, 1)) * eps
+            delta[:, ch : ch + size, cw : cw + size] = _signs(rng, (c, 1, 1)) * eps
         return clip01(x0 + delta)
 
     @staticmethod
-    def _l2_step(x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int,
-                 w: int) -> np.ndarray:
+    def _l2_step(
+        x0: np.ndarray, x_best: np.ndarray, p: float, rng: np.random.Generator, eps: float, c: int, h: int, w: int
+    ) -> np.ndarray:
         size = max(int(round(np.sqrt(p * x0.size / c))), 3)
         if size % 2 == 0:
             size += 1
@@ -192,16 +215,19 @@ class SquareAttack(Attack):
         delta = (x_best - x0).astype(np.float64)
         ch, cw, ch2, cw2 = rng.integers(0, (h - size, w - size, h - size, w - size))
         mask1 = np.zeros((1, h, w))
-        mask1[:, ch:ch + size, cw:cw + size] = 1.0
+        mask1[:, ch : ch + size, cw : cw + size] = 1.0
         mask2 = np.zeros((1, h, w))
-        mask2[:, ch2:ch2 + size, cw2:cw2 + size] = 1.0
+        mask2[:, ch2 : ch2 + size, cw2 : cw2 + size] = 1.0
         norm_win1 = np.sqrt(np.sum((delta * mask1) ** 2, axis=(1, 2), keepdims=True))
-        norm_img = np.sqrt(np.sum(delta ** 2))
+        norm_img = np.sqrt(np.sum(delta**2))
         norms_windows = np.sqrt(np.sum((delta * np.maximum(mask1, mask2)) ** 2, axis=(1, 2), keepdims=True))
         new = _meta_pseudo_gaussian(size, rng)[None] * _signs(rng, (c, 1, 1))
-        new = new + delta[:, ch:ch + size, cw:cw + size] / (1e-10 + norm_win1)
-        new = new / np.sqrt(np.sum(new ** 2, axis=(1, 2), keepdims=True)) * np.sqrt(
-            np.maximum(eps ** 2 - norm_img ** 2, 0.0) / c + norms_windows ** 2)
-        delta[:, ch2:ch2 + size, cw2:cw2 + size] = 0.0
-        delta[:, ch:ch + size, cw:cw + size] = new
-        return clip01(x0 + delta / max(np.sqrt(np.sum(delta ** 2)), 1e-12) * eps)
+        new = new + delta[:, ch : ch + size, cw : cw + size] / (1e-10 + norm_win1)
+        new = (
+            new
+            / np.sqrt(np.sum(new**2, axis=(1, 2), keepdims=True))
+            * np.sqrt(np.maximum(eps**2 - norm_img**2, 0.0) / c + norms_windows**2)
+        )
+        delta[:, ch2 : ch2 + size, cw2 : cw2 + size] = 0.0
+        delta[:, ch : ch + size, cw : cw + size] = new
+        return clip01(x0 + delta / max(np.sqrt(np.sum(delta**2)), 1e-12) * eps)

@@ -92,14 +92,30 @@ class UniversalPerturbation(Attack):
     access = "score"
     mode = "bounded"
     per_image_budget = False  # max_queries is the training budget, in total
-    _fitting = False        # True while fit() validates: no evaluation to keep queries for
+    _fitting = False  # True while fit() validates: no evaluation to keep queries for
 
-    def __init__(self, model: Any, norm: str = "linf", eps: float = 0.05, max_queries: int = 20000,
-                 estimator: Any = "antithetic", n_directions: int = 10, smoothing: float = 0.01,
-                 optimizer: Any = None, lr: float | None = None, lr_decay: float = 1.0, batch_images: int = 32,
-                 resolution: int | None = None, loss: str = "margin", confidence: float = 5.0,
-                 max_total_queries: int | None = None, quantize: bool = False, batch_size: int | None = None,
-                 random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        norm: str = "linf",
+        eps: float = 0.05,
+        max_queries: int = 20000,
+        estimator: Any = "antithetic",
+        n_directions: int = 10,
+        smoothing: float = 0.01,
+        optimizer: Any = None,
+        lr: float | None = None,
+        lr_decay: float = 1.0,
+        batch_images: int = 32,
+        resolution: int | None = None,
+        loss: str = "margin",
+        confidence: float = 5.0,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.norm = norm
         self.eps = eps
@@ -155,8 +171,9 @@ class UniversalPerturbation(Attack):
         if cap is not None and per_step > cap:
             need = per_step + (reserve if name == "max_total_queries" else 0)
             lower = ", or lower batch_images/n_directions" if train else ""
-            raise InvalidInputError(f"{name}={getattr(self, name)}; {' and '.join(why)}: "
-                                    f"expected at least {need}{lower}")
+            raise InvalidInputError(
+                f"{name}={getattr(self, name)}; {' and '.join(why)}: expected at least {need}{lower}"
+            )
 
     def _parts(self, shape: tuple[int, int, int]) -> tuple[Upsampler, Any, Any]:
         c, h, w = shape
@@ -186,8 +203,7 @@ class UniversalPerturbation(Attack):
         self._fit(x, y, target, ctx)
         return self
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None, ctx: RunContext,
-             reserve: int = 0) -> None:
+    def _fit(self, x: np.ndarray, y: np.ndarray, target: np.ndarray | None, ctx: RunContext, reserve: int = 0) -> None:
         """Train within ``max_queries`` and ``max_total_queries`` less ``reserve`` (checked by ``_check_budget``)."""
         shape = ctx.input_shape
         up, est, opt = self._parts(shape)
@@ -208,20 +224,22 @@ class UniversalPerturbation(Attack):
             tb = None if target is None else target[idx]
 
             def objective(points: np.ndarray) -> np.ndarray:
-                deltas = up(points)                                   # (m, C, H, W)
+                deltas = up(points)  # (m, C, H, W)
                 images = np.clip(xb[None] + deltas[:, None], 0.0, 1.0).astype(np.float32)
                 scores = metered.predict_proba(images.reshape((-1,) + shape), purpose="train")
                 m = len(points)
-                losses = loss_fn(log_scores(scores), np.tile(yb, m), None if tb is None else np.tile(tb, m),
-                                 kappa)[0]
+                losses = loss_fn(log_scores(scores), np.tile(yb, m), None if tb is None else np.tile(tb, m), kappa)[0]
                 mean_losses: np.ndarray = losses.reshape(m, b).mean(axis=1)
                 return mean_losses
 
             new, _, losses = zo_step(state.theta, objective, est, opt, rng, state.step / max(steps, 1))
             new = self._constrain(new, up)
-            if not np.all(np.isfinite(new)):   # never sent: training stops with the last finite perturbation
-                logger.warning("UniversalPerturbation: the perturbation became NaN or infinite at step %d; "
-                               "training stopped, the last finite one kept", state.step + 1)
+            if not np.all(np.isfinite(new)):  # never sent: training stops with the last finite perturbation
+                logger.warning(
+                    "UniversalPerturbation: the perturbation became NaN or infinite at step %d; "
+                    "training stopped, the last finite one kept",
+                    state.step + 1,
+                )
                 return StepResult(float(np.mean(losses)), stop="the perturbation became NaN or infinite")
             state.theta = new
             return StepResult(float(np.mean(losses)))
@@ -238,11 +256,13 @@ class UniversalPerturbation(Attack):
         x, y, target, ctx = self._validate(x, y, target)
         shared = 0
         if not hasattr(self, "perturbation_"):
-            self._fit(x, y, target, ctx, reserve=2 * len(x))      # leave the evaluation its two queries per image
+            self._fit(x, y, target, ctx, reserve=2 * len(x))  # leave the evaluation its two queries per image
             shared = self.fit_queries_
         if self.perturbation_.shape != ctx.input_shape:
-            raise InvalidInputError(f"perturbation_ has shape {self.perturbation_.shape}; expected "
-                                    f"{ctx.input_shape} (it was fitted for another model)")
+            raise InvalidInputError(
+                f"perturbation_ has shape {self.perturbation_.shape}; expected "
+                f"{ctx.input_shape} (it was fitted for another model)"
+            )
         eval_cap = None if self.max_total_queries is None else self.max_total_queries - shared
         ctx = RunContext(ctx.threat, ctx.n_classes, ctx.input_shape, None)
         metered = MeteredModel(self.model, QueryLedger(eval_cap), self.batch_size)

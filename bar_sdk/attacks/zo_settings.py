@@ -15,8 +15,15 @@ import numpy as np
 
 from bar_sdk.attacks.normalized_sgd import NormalizedSGD
 from bar_sdk.contract import check_choice, check_float, check_int
-from bar_sdk.zo import (ESTIMATORS, OPTIMIZERS, GradientEstimator, Optimizer, make_estimator, make_optimizer,
-                        validate_instances)
+from bar_sdk.zo import (
+    ESTIMATORS,
+    OPTIMIZERS,
+    GradientEstimator,
+    Optimizer,
+    make_estimator,
+    make_optimizer,
+    validate_instances,
+)
 
 __all__ = ["check_zo_params", "build_estimator", "build_optimizer"]
 

@@ -94,13 +94,30 @@ class ZOOAttack(Attack):
     mode = "minimal"
     norms = ("l2",)
 
-    def __init__(self, model: Any, eps: float | None = None, max_queries: int = 10000, norm: str = "l2",
-                 initial_const: float = 10.0, binary_search_steps: int = 1, confidence: float = 0.0,
-                 lr: float = 0.01, n_coords: int = 128, h: float = 1e-4, beta1: float = 0.9,
-                 beta2: float = 0.999, resize: int | None = None, hierarchy: tuple[int, ...] = (),
-                 importance_sampling: bool = True, early_abort: bool = True,
-                 max_total_queries: int | None = None, quantize: bool = False, batch_size: int | None = None,
-                 random_state: Any = None, verbose: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        eps: float | None = None,
+        max_queries: int = 10000,
+        norm: str = "l2",
+        initial_const: float = 10.0,
+        binary_search_steps: int = 1,
+        confidence: float = 0.0,
+        lr: float = 0.01,
+        n_coords: int = 128,
+        h: float = 1e-4,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        resize: int | None = None,
+        hierarchy: tuple[int, ...] = (),
+        importance_sampling: bool = True,
+        early_abort: bool = True,
+        max_total_queries: int | None = None,
+        quantize: bool = False,
+        batch_size: int | None = None,
+        random_state: Any = None,
+        verbose: bool = False,
+    ):
         self.model = model
         self.eps = eps
         self.max_queries = max_queries
@@ -178,24 +195,28 @@ class ZOOAttack(Attack):
                 coords = rng.choice(up.size, size=k, replace=False, p=prob)
                 center = x0 + up(theta)
                 probes = self.h * up.basis(coords)
-                rows = np.concatenate([
-                    threat.candidate(center, x0)[None],
-                    np.clip(center[None] + probes, 0.0, 1.0), np.clip(center[None] - probes, 0.0, 1.0),
-                ]).astype(np.float32)
+                rows = np.concatenate(
+                    [
+                        threat.candidate(center, x0)[None],
+                        np.clip(center[None] + probes, 0.0, 1.0),
+                        np.clip(center[None] - probes, 0.0, 1.0),
+                    ]
+                ).astype(np.float32)
                 scores = yield rows
                 dist2 = ((rows.astype(np.float64) - x0) ** 2).reshape(len(rows), -1).sum(axis=1)
                 f = margin(log_scores(scores), s.label, s.target, kappa)[0]
                 loss = dist2 + const * f
                 found |= bool(f[0] <= 0.0)
-                grad = (loss[1:k + 1] - loss[k + 1:]) / (2 * self.h)
+                grad = (loss[1 : k + 1] - loss[k + 1 :]) / (2 * self.h)
                 # coordinate-wise Adam, each coordinate with its own time step (official ZOO-ADAM); not the shared
                 # zo Adam/zo_step, which update every coordinate under one time step from a full-vector estimate
                 m[coords] = self.beta1 * m[coords] + (1 - self.beta1) * grad
                 v[coords] = self.beta2 * v[coords] + (1 - self.beta2) * grad * grad
                 t = epoch[coords]
-                corr = np.sqrt(1 - self.beta2 ** t) / (1 - self.beta1 ** t)
-                theta[coords] = np.clip(theta[coords] - self.lr * corr * m[coords] / (np.sqrt(v[coords]) + 1e-8),
-                                        -1.0, 1.0)
+                corr = np.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+                theta[coords] = np.clip(
+                    theta[coords] - self.lr * corr * m[coords] / (np.sqrt(v[coords]) + 1e-8), -1.0, 1.0
+                )
                 epoch[coords] += 1
                 s.current = np.clip(x0 + up(theta), 0.0, 1.0).astype(np.float32)
                 if self.early_abort and it % max(1, iters // 10) == 0:

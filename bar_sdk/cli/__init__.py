@@ -24,9 +24,19 @@ COMMANDS = {
     "serve": "bar_sdk.adapters.server.cli",
 }
 #: third-party packages of the optional extras (a missing one is a missing extra; anything else is a bug)
-EXTRA_PACKAGES = {"starlette": "server", "uvicorn": "server", "httpx": "remote", "tenacity": "remote",
-                  "requests": "remote", "PIL": "remote", "botocore": "remote", "torch": "torch",
-                  "onnxruntime": "onnx", "matplotlib": "report", "ray": "ray"}
+EXTRA_PACKAGES = {
+    "starlette": "server",
+    "uvicorn": "server",
+    "httpx": "remote",
+    "tenacity": "remote",
+    "requests": "remote",
+    "PIL": "remote",
+    "botocore": "remote",
+    "torch": "torch",
+    "onnxruntime": "onnx",
+    "matplotlib": "report",
+    "ray": "ray",
+}
 
 
 def missing_extra(exc: ModuleNotFoundError) -> str | None:
@@ -36,9 +46,11 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
 
 def _missing_extra(command: str, extra: str, exc: ModuleNotFoundError):
     def run(args: Any) -> int:
-        print(f"error: `bar {command}` needs the '{extra}' extra (pip install 'bar-sdk[{extra}]'); "
-              f"{exc}", file=sys.stderr)
+        print(
+            f"error: `bar {command}` needs the '{extra}' extra (pip install 'bar-sdk[{extra}]'); {exc}", file=sys.stderr
+        )
         return 2
+
     return run
 
 
@@ -52,8 +64,12 @@ def _add_commands(sub: Any) -> None:
             if extra is None:
                 raise
             # takes any arguments (no option prefix), so `bar serve --port 1` reaches the message
-            p = sub.add_parser(command, help=f"(needs the '{extra}' extra: pip install 'bar-sdk[{extra}]')",
-                               add_help=False, prefix_chars="\0")
+            p = sub.add_parser(
+                command,
+                help=f"(needs the '{extra}' extra: pip install 'bar-sdk[{extra}]')",
+                add_help=False,
+                prefix_chars="\0",
+            )
             p.add_argument("rest", nargs=argparse.REMAINDER)
             p.set_defaults(func=_missing_extra(command, extra, exc))
             continue

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from bar_sdk.mapping import LogisticReadout
+from bar_sdk.reporting.files import write_json
+from bar_sdk.reporting.plots import check_plots, plot_learning_curve, plot_program
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.metrics import classification_metrics
 from bar_sdk.transfer.programs import program_scores
-from bar_sdk.reporting.files import write_json
-from bar_sdk.reporting.plots import check_plots, plot_learning_curve, plot_program
 
 __all__ = ["add_parser", "run_demo"]
 
@@ -48,25 +48,46 @@ DEFAULT_BUDGETS = {"efficientnet-lite0": (10_000, 300), "digits": (60_000, None)
 
 def add_parser(sub: Any) -> None:
     """Register ``demo`` on the ``bar`` command's subparsers."""
-    p = sub.add_parser("demo", help="reprogram a queried classifier for a medical task, end to end (offline)",
-                       description="The main job: BAR through a local cloud-like API, with a report.")
-    p.add_argument("--data", help="a MedMNIST-style .npz (train_images, train_labels, test_images, test_labels), "
-                                  "or the name of one in ~/.medmnist (e.g. breastmnist); default: scikit-learn's "
-                                  "breast-cancer data laid out as a patch")
-    p.add_argument("--source", choices=("efficientnet-lite0", "digits"), default="efficientnet-lite0",
-                   help="the vendor model: EfficientNet-Lite0 with ImageNet weights (default), or a small CNN "
-                        "trained now on scikit-learn digits (a fast run)")
-    p.add_argument("--image-size", type=int, default=128,
-                   help="input side of EfficientNet-Lite0 (default 128: about 3x faster than its native 224)")
-    p.add_argument("--top-k", type=int, default=20,
-                   help="concepts the API returns per image for EfficientNet-Lite0 (default 20)")
+    p = sub.add_parser(
+        "demo",
+        help="reprogram a queried classifier for a medical task, end to end (offline)",
+        description="The main job: BAR through a local cloud-like API, with a report.",
+    )
+    p.add_argument(
+        "--data",
+        help="a MedMNIST-style .npz (train_images, train_labels, test_images, test_labels), "
+        "or the name of one in ~/.medmnist (e.g. breastmnist); default: scikit-learn's "
+        "breast-cancer data laid out as a patch",
+    )
+    p.add_argument(
+        "--source",
+        choices=("efficientnet-lite0", "digits"),
+        default="efficientnet-lite0",
+        help="the vendor model: EfficientNet-Lite0 with ImageNet weights (default), or a small CNN "
+        "trained now on scikit-learn digits (a fast run)",
+    )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=128,
+        help="input side of EfficientNet-Lite0 (default 128: about 3x faster than its native 224)",
+    )
+    p.add_argument(
+        "--top-k", type=int, default=20, help="concepts the API returns per image for EfficientNet-Lite0 (default 20)"
+    )
     p.add_argument("--out", default="runs/demo", help="report folder (default: runs/demo)")
-    p.add_argument("--max-queries", type=int,
-                   help="BAR's training budget (default: 10000 for EfficientNet-Lite0, 60000 for digits)")
-    p.add_argument("--whitebox-images", type=int,
-                   help="gradient images of the white-box baseline beyond its passes over the training data "
-                        "(default: 300 for EfficientNet-Lite0, whose exact gradients are slow on a CPU; "
-                        "for digits the same budget as BAR)")
+    p.add_argument(
+        "--max-queries",
+        type=int,
+        help="BAR's training budget (default: 10000 for EfficientNet-Lite0, 60000 for digits)",
+    )
+    p.add_argument(
+        "--whitebox-images",
+        type=int,
+        help="gradient images of the white-box baseline beyond its passes over the training data "
+        "(default: 300 for EfficientNet-Lite0, whose exact gradients are slow on a CPU; "
+        "for digits the same budget as BAR)",
+    )
     p.add_argument("--api-budget", type=int, default=200_000, help="hard cap on billed API queries")
     p.add_argument("--price", type=float, default=0.0015, help="dollars per image (default: 0.0015)")
     p.add_argument("--rate", type=float, default=400.0, help="the API's rate limit in requests/s")
@@ -75,9 +96,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fault-malformed", type=float, default=0.01, help="share of malformed answers")
     p.add_argument("--source-size", type=int, default=16, help="input side of the digits CNN (default 16)")
     p.add_argument("--local", action="store_true", help="query the model in-process instead of over HTTP")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from --out's checkpoint and answer cache (same settings); "
-                        "without it the run starts afresh")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from --out's checkpoint and answer cache (same settings); "
+        "without it the run starts afresh",
+    )
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--quiet", dest="verbose", action="store_false", help="no progress bar or summary")
     p.set_defaults(func=_run_demo)
@@ -102,9 +126,11 @@ def resolve_data(data: str | None) -> str | None:
     if "/" not in name and (folder / f"{name}.npz").is_file():
         return str(folder / f"{name}.npz")
     found = sorted(p.stem for p in folder.glob("*.npz")) if folder.is_dir() else []
-    raise ValueError(f"--data={data!r} is neither a file nor a MedMNIST file in {folder} "
-                     f"({'it holds ' + ', '.join(found) if found else 'none there'}); expected a MedMNIST-style "
-                     ".npz path or the name of one the medmnist package downloaded (e.g. breastmnist)")
+    raise ValueError(
+        f"--data={data!r} is neither a file nor a MedMNIST file in {folder} "
+        f"({'it holds ' + ', '.join(found) if found else 'none there'}); expected a MedMNIST-style "
+        ".npz path or the name of one the medmnist package downloaded (e.g. breastmnist)"
+    )
 
 
 def load_target(data: str | None, random_state: int):
@@ -116,16 +142,24 @@ def load_target(data: str | None, random_state: int):
         from sklearn.datasets import load_breast_cancer
 
         bc = load_breast_cancer()
-        xa, xb, ya, yb = train_test_split(bc.data, bc.target, test_size=0.3, stratify=bc.target,
-                                          random_state=random_state)
+        xa, xb, ya, yb = train_test_split(
+            bc.data, bc.target, test_size=0.3, stratify=bc.target, random_state=random_state
+        )
         return xa, ya, xb, yb, "Wisconsin breast cancer (scikit-learn), 30 features as a 6x6 patch"
     with np.load(data) as npz:
         keys = set(npz.files)
         if not {"train_images", "train_labels", "test_images", "test_labels"} <= keys:
-            raise ValueError(f"--data {data!r} has keys {sorted(keys)}; expected MedMNIST-style "
-                             "train_images, train_labels, test_images, test_labels")
-        return (npz["train_images"], npz["train_labels"].ravel().astype(np.int64), npz["test_images"],
-                npz["test_labels"].ravel().astype(np.int64), f"{Path(data).name} (MedMNIST-style images)")
+            raise ValueError(
+                f"--data {data!r} has keys {sorted(keys)}; expected MedMNIST-style "
+                "train_images, train_labels, test_images, test_labels"
+            )
+        return (
+            npz["train_images"],
+            npz["train_labels"].ravel().astype(np.int64),
+            npz["test_images"],
+            npz["test_labels"].ravel().astype(np.int64),
+            f"{Path(data).name} (MedMNIST-style images)",
+        )
 
 
 def train_source(size: int, random_state: int):
@@ -136,8 +170,15 @@ def train_source(size: int, random_state: int):
 
     x, y = digits_images(size)
     xa, xb, ya, yb = train_test_split(x, y, test_size=0.25, stratify=y, random_state=random_state)
-    net = train_classifier(SmallCNN(1, 10, size, random_state=random_state), xa, ya, epochs=8, lr=3e-3, batch_size=64,
-                           random_state=random_state)
+    net = train_classifier(
+        SmallCNN(1, 10, size, random_state=random_state),
+        xa,
+        ya,
+        epochs=8,
+        lr=3e-3,
+        batch_size=64,
+        random_state=random_state,
+    )
     from bar_sdk.adapters import TorchModel
 
     model = TorchModel(net, (1, size, size), labels=DIGIT_LABELS)
@@ -189,16 +230,27 @@ class _Twin:
 def build_source(args) -> Source:
     if args.source == "digits":
         local, acc = train_source(args.source_size, args.random_state)
-        return Source("digits", local, f"SmallCNN on scikit-learn digits {args.source_size}x{args.source_size}, "
-                      f"held-out accuracy {acc:.3f}", "digits-cnn", None, whitebox=local)
+        return Source(
+            "digits",
+            local,
+            f"SmallCNN on scikit-learn digits {args.source_size}x{args.source_size}, held-out accuracy {acc:.3f}",
+            "digits-cnn",
+            None,
+            whitebox=local,
+        )
     from bar_sdk.adapters.zoo import imagenet_model
 
     size = args.image_size
     local = imagenet_model("efficientnet-lite0", "onnx", image_size=size)
-    return Source("efficientnet-lite0", local,
-                  f"EfficientNet-Lite0, ImageNet weights (1,000 classes), {size}x{size} px via ONNX Runtime, "
-                  f"answering its top {args.top_k} concepts", "general-image-recognition", args.top_k,
-                  whitebox=lambda: _Twin(local, imagenet_model("efficientnet-lite0", "torch", image_size=size)))
+    return Source(
+        "efficientnet-lite0",
+        local,
+        f"EfficientNet-Lite0, ImageNet weights (1,000 classes), {size}x{size} px via ONNX Runtime, "
+        f"answering its top {args.top_k} concepts",
+        "general-image-recognition",
+        args.top_k,
+        whitebox=lambda: _Twin(local, imagenet_model("efficientnet-lite0", "torch", image_size=size)),
+    )
 
 
 @contextlib.contextmanager
@@ -209,16 +261,35 @@ def _remote(source: Source, args, out_dir: Path):
 
     model = source.local
     key = os.environ.get("BAR_DEMO_API_KEY", "demo-" + os.urandom(8).hex())
-    faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, rate_malformed=args.fault_malformed,
-                    random_state=args.random_state)
+    faults = Faults(
+        rate_429=args.fault_429,
+        rate_500=args.fault_500,
+        rate_malformed=args.fault_malformed,
+        random_state=args.random_state,
+    )
     labels = list(model.labels)
-    with serve(model, preset="clarifai", api_keys=[key], rate_limit=args.rate, burst=max(1, int(args.rate)),
-               top_k=source.top_k, faults=faults) as server:
+    with serve(
+        model,
+        preset="clarifai",
+        api_keys=[key],
+        rate_limit=args.rate,
+        burst=max(1, int(args.rate)),
+        top_k=source.top_k,
+        faults=faults,
+    ) as server:
         remote = RemoteModel.from_preset(
-            "clarifai", base_url=server.base_url, api_key=key, model_id=source.model_id, labels=labels,
-            max_concepts=min(len(labels), source.top_k or 200), input_shape=model.input_shape,
-            max_queries=args.api_budget, price_per_query=args.price, cache_dir=str(out_dir / "cache"),
-            allow_insecure=True)
+            "clarifai",
+            base_url=server.base_url,
+            api_key=key,
+            model_id=source.model_id,
+            labels=labels,
+            max_concepts=min(len(labels), source.top_k or 200),
+            input_shape=model.input_shape,
+            max_queries=args.api_budget,
+            price_per_query=args.price,
+            cache_dir=str(out_dir / "cache"),
+            allow_insecure=True,
+        )
         try:
             yield remote, server
         finally:
@@ -227,7 +298,7 @@ def _remote(source: Source, args, out_dir: Path):
 
 def run_demo(args) -> dict:
     """Run the flagship scenario described in the module docstring; return the report document."""
-    check_plots(args.out, "--out", without="run BARClassifier yourself")   # before any query, not after the run
+    check_plots(args.out, "--out", without="run BARClassifier yourself")  # before any query, not after the run
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.resume:  # a checkpoint or cache of another run (another model) must not leak into this one
@@ -240,8 +311,11 @@ def run_demo(args) -> dict:
     if args.whitebox_images is not None:
         whitebox_images = args.whitebox_images
     say = print if args.verbose else logger.info
-    say("preparing the source model (the first run exports EfficientNet-Lite0 to ONNX, once)"
-        if args.source != "digits" else "training the source model")
+    say(
+        "preparing the source model (the first run exports EfficientNet-Lite0 to ONNX, once)"
+        if args.source != "digits"
+        else "training the source model"
+    )
     source = build_source(args)
     say(f"source model: {source.description}")
     say(f"target task: {description}; {len(ya)} training / {len(yb)} test samples")
@@ -249,32 +323,45 @@ def run_demo(args) -> dict:
     params = dict(max_queries=max_queries, random_state=args.random_state)
     report: dict = {"task": description, "source": source.description, "max_queries": max_queries}
     local = contextlib.nullcontext((source.answers, None))
-    with (local if args.local else _remote(source, args, out_dir)) as (model, server):
+    with local if args.local else _remote(source, args, out_dir) as (model, server):
         if server is not None:
-            say(f"local cloud-like API at {server.base_url} (Clarifai format, {args.rate} req/s, injected faults "
-                f"429 {args.fault_429:.0%}, 500 {args.fault_500:.0%}, malformed {args.fault_malformed:.0%})")
+            say(
+                f"local cloud-like API at {server.base_url} (Clarifai format, {args.rate} req/s, injected faults "
+                f"429 {args.fault_429:.0%}, 500 {args.fault_500:.0%}, malformed {args.fault_malformed:.0%})"
+            )
         clf = BARClassifier(model, verbose=args.verbose, checkpoint=str(out_dir / "checkpoint.bar"), **params)
         clf.fit(xa, ya)
         t_eval = time.perf_counter()
         bar_metrics = _metrics(yb, clf.predict_proba(xb))
-        report["bar"] = {**bar_metrics, "fit_queries": clf.queries_, "predict_queries": clf.ledger_.by_purpose.get(
-            "predict", 0), "steps": clf.n_steps_, "fit_seconds": round(clf.fit_time_, 1),
-            "eval_seconds": round(time.perf_counter() - t_eval, 1), "stop_reason": clf.stop_reason_,
-            "mapping": clf.mapping_.describe()}
+        report["bar"] = {
+            **bar_metrics,
+            "fit_queries": clf.queries_,
+            "predict_queries": clf.ledger_.by_purpose.get("predict", 0),
+            "steps": clf.n_steps_,
+            "fit_seconds": round(clf.fit_time_, 1),
+            "eval_seconds": round(time.perf_counter() - t_eval, 1),
+            "stop_reason": clf.stop_reason_,
+            "mapping": clf.mapping_.describe(),
+        }
         if server is not None:
             led = model.ledger
-            report["api"] = {"billed": led.billed, "attempts": led.attempts, "cache_hits": led.cache_hits,
-                             "retries": led.retries, "cost_usd": round(led.cost, 4),
-                             "price_per_query": args.price, "server_billed": server.billed,
-                             "server_matches_ledger": server.billed == led.billed}
+            report["api"] = {
+                "billed": led.billed,
+                "attempts": led.attempts,
+                "cache_hits": led.cache_hits,
+                "retries": led.retries,
+                "cost_usd": round(led.cost, 4),
+                "price_per_query": args.price,
+                "server_billed": server.billed,
+                "server_matches_ledger": server.billed == led.billed,
+            }
     report["baselines"] = _baselines(source, xa, ya, xb, yb, args, whitebox_images, max_queries)
     report["best_baseline_without_program"] = _best_without_program(report["baselines"])
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out_dir / "report.json", report)
     plot_learning_curve(out_dir / "learning_curve.png", clf.history_, title=f"BAR through the API: {description}")
     examples = clf.program_obj_.apply(clf.theta_, clf.program_obj_.embed(clf.layout_.transform(xb[:3])))
-    plot_program(out_dir / "program.png", clf.program_, examples,
-                 [f"test sample, class {c}" for c in yb[:3]])
+    plot_program(out_dir / "program.png", clf.program_, examples, [f"test sample, class {c}" for c in yb[:3]])
     if args.verbose:
         _print_summary(report, out_dir)
     return report
@@ -292,8 +379,7 @@ def _baselines(source: Source, xa, ya, xb, yb, args, whitebox_images, max_querie
 
     out = {}
     majority = np.bincount(ya).argmax()
-    out["majority class"] = {"accuracy": round(float(np.mean(yb == majority)), 4), "balanced_accuracy": 0.5,
-                             "auc": 0.5}
+    out["majority class"] = {"accuracy": round(float(np.mean(yb == majority)), 4), "balanced_accuracy": 0.5, "auc": 0.5}
     if np.asarray(xa).ndim == 2:
         lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(xa, ya)
         out["logistic regression on raw features"] = _metrics(yb, lr.predict_proba(xb))
@@ -303,8 +389,9 @@ def _baselines(source: Source, xa, ya, xb, yb, args, whitebox_images, max_querie
         out["logistic regression on raw pixels"] = _metrics(yb, lr.fit(flat_a, ya).predict_proba(flat_b))
     local = source.answers
     t0 = time.perf_counter()
-    untrained = BARClassifier(local, readout="mapping", max_queries=len(ya) + 2 * 5 * 10,
-                              random_state=args.random_state, max_epochs=1)
+    untrained = BARClassifier(
+        local, readout="mapping", max_queries=len(ya) + 2 * 5 * 10, random_state=args.random_state, max_epochs=1
+    )
     untrained.fit(xa, ya)
     untrained.theta_[:] = 0.0  # the grey frame of an untrained program, with its frequency mapping
     out["grey frame + label mapping"] = _metrics(yb, untrained.predict_proba(xb))
@@ -321,15 +408,23 @@ def _baselines(source: Source, xa, ya, xb, yb, args, whitebox_images, max_querie
     wb_budget = max_queries if whitebox_images is None else passes * len(ya) + whitebox_images
     wb = BARClassifier(source.whitebox(), estimator="exact", max_queries=wb_budget, random_state=args.random_state)
     wb.fit(xa, ya)
-    name = ("white-box reprogramming (same budget)" if whitebox_images is None else
-            f"white-box reprogramming ({wb.n_steps_} exact steps)")
+    name = (
+        "white-box reprogramming (same budget)"
+        if whitebox_images is None
+        else f"white-box reprogramming ({wb.n_steps_} exact steps)"
+    )
     out[name] = {**_metrics(yb, wb.predict_proba(xb)), "seconds": round(time.perf_counter() - t0, 1)}
     return out
 
 
 #: rows of the baseline table that train no program (the white-box row does)
-_NO_PROGRAM = ("majority class", "logistic regression on raw features", "logistic regression on raw pixels",
-               "grey frame + label mapping", "grey frame + logistic readout")
+_NO_PROGRAM = (
+    "majority class",
+    "logistic regression on raw features",
+    "logistic regression on raw pixels",
+    "grey frame + label mapping",
+    "grey frame + logistic readout",
+)
 
 
 def _best_without_program(baselines: dict) -> str:
@@ -347,12 +442,18 @@ def _print_summary(report: dict, out_dir: Path) -> None:
         print(f"{name:42s} {m['accuracy']:9.3f} {m['balanced_accuracy']:9.3f} {m['auc']:7.3f}")
     print(f"best baseline without a program: {report['best_baseline_without_program']}")
     print()
-    print(f"queries: {bar['fit_queries']} to train ({bar['steps']} steps, stop: {bar['stop_reason']}), "
-          f"{bar['predict_queries']} to evaluate")
+    print(
+        f"queries: {bar['fit_queries']} to train ({bar['steps']} steps, stop: {bar['stop_reason']}), "
+        f"{bar['predict_queries']} to evaluate"
+    )
     api = report.get("api")
     if api:
-        print(f"API ledger: billed {api['billed']}, attempts {api['attempts']}, retries {api['retries']}, "
-              f"cache hits {api['cache_hits']}, cost ${api['cost_usd']:.2f} at ${api['price_per_query']}/image; "
-              f"server counted {api['server_billed']} billed ({'matches' if api['server_matches_ledger'] else 'DIFFERS'})")
-    print(f"report: {out_dir / 'report.json'}, {out_dir / 'learning_curve.png'}, {out_dir / 'program.png'} "
-          f"({report['wall_seconds']} s in all)")
+        print(
+            f"API ledger: billed {api['billed']}, attempts {api['attempts']}, retries {api['retries']}, "
+            f"cache hits {api['cache_hits']}, cost ${api['cost_usd']:.2f} at ${api['price_per_query']}/image; "
+            f"server counted {api['server_billed']} billed ({'matches' if api['server_matches_ledger'] else 'DIFFERS'})"
+        )
+    print(
+        f"report: {out_dir / 'report.json'}, {out_dir / 'learning_curve.png'}, {out_dir / 'program.png'} "
+        f"({report['wall_seconds']} s in all)"
+    )

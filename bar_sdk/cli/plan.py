@@ -20,7 +20,7 @@ class _ShapeOnly:
     def __init__(self, input_shape: tuple[int, ...], n_classes: int):
         self.input_shape, self.n_classes = input_shape, n_classes
 
-    def predict_proba(self, x: Any) -> np.ndarray:   # pragma: no cover - never called by plan_bar
+    def predict_proba(self, x: Any) -> np.ndarray:  # pragma: no cover - never called by plan_bar
         raise RuntimeError("bar plan sends no query")
 
 
@@ -32,8 +32,11 @@ def _shape(text: str, name: str) -> tuple[int, ...]:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("plan", help="queries, dollars and hours of a reprogramming run, before spending any",
-                       description=__doc__.split("\n\n")[0])
+    p = sub.add_parser(
+        "plan",
+        help="queries, dollars and hours of a reprogramming run, before spending any",
+        description=__doc__.split("\n\n")[0],
+    )
     p.add_argument("--samples", type=int, default=500, help="training samples (default 500)")
     p.add_argument("--features", type=int, default=30, help="features per sample of tabular data (default 30)")
     p.add_argument("--image-shape", help="C,H,W of image data instead of tabular features")
@@ -50,8 +53,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--estimator", default="one_sided")
     p.add_argument("--mapping", default="frequency")
     p.add_argument("--readout", default="mapping")
-    p.add_argument("--audit", action="store_true",
-                   help="plan bar_sdk.audit on --samples images instead (upper bounds; --max-queries per image)")
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="plan bar_sdk.audit on --samples images instead (upper bounds; --max-queries per image)",
+    )
     p.add_argument("--attacks", default="auto", help="audit: comma-separated attack names (default auto)")
     p.add_argument("--eps", default="0.01,0.02,0.05", help="audit: comma-separated budgets")
     p.add_argument("--norm", default="linf", help="audit: linf or l2")
@@ -70,17 +76,33 @@ def _run(args: Any) -> int:
             from bar_sdk.plan import plan_audit
 
             attacks = "auto" if args.attacks == "auto" else args.attacks.split(",")
-            plan = plan_audit(model, args.samples, attacks=attacks, eps=[float(e) for e in args.eps.split(",")],
-                              norm=args.norm, max_queries=args.max_queries or 1000, price_per_query=args.price,
-                              rate_limit=args.rate, max_batch=args.max_batch)
+            plan = plan_audit(
+                model,
+                args.samples,
+                attacks=attacks,
+                eps=[float(e) for e in args.eps.split(",")],
+                norm=args.norm,
+                max_queries=args.max_queries or 1000,
+                price_per_query=args.price,
+                rate_limit=args.rate,
+                max_batch=args.max_batch,
+            )
             print(plan)
             return 0
-        clf = BARClassifier(model, max_queries=args.max_queries, max_epochs=args.max_epochs,
-                            batch_size=args.batch_size, n_directions=args.n_directions, estimator=args.estimator,
-                            mapping=args.mapping, readout=args.readout)
+        clf = BARClassifier(
+            model,
+            max_queries=args.max_queries,
+            max_epochs=args.max_epochs,
+            batch_size=args.batch_size,
+            n_directions=args.n_directions,
+            estimator=args.estimator,
+            mapping=args.mapping,
+            readout=args.readout,
+        )
         X = np.zeros((args.samples, *data_shape), dtype=np.float32)
-        plan = plan_bar(clf, X, n_eval=args.eval, price_per_query=args.price, rate_limit=args.rate,
-                        max_batch=args.max_batch)
+        plan = plan_bar(
+            clf, X, n_eval=args.eval, price_per_query=args.price, rate_limit=args.rate, max_batch=args.max_batch
+        )
     except (BarError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

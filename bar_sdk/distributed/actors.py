@@ -112,24 +112,33 @@ class ServiceClient:
             except ValueError:
                 raise InvalidInputError(
                     f"name={self.name!r}: no {self.kind} of that name in namespace {self.namespace!r}; expected one "
-                    f"made by {type(self).__name__}.create(...) (and the same namespace=)") from None
+                    f"made by {type(self).__name__}.create(...) (and the same namespace=)"
+                ) from None
         self._handle = _handle
         self._ray = ray
 
     @classmethod
-    def _create(cls: type[_Client], name: str, namespace: str, address: str | None,
-                settings: dict[str, Any]) -> _Client:
+    def _create(
+        cls: type[_Client], name: str, namespace: str, address: str | None, settings: dict[str, Any]
+    ) -> _Client:
         ray = _ensure_ray(f"{cls.__name__}.create", address)
         name = _check_name(name)
-        actor = ray.remote(_Host).options(name=name, namespace=namespace, lifetime="detached",
-                                          get_if_exists=True, max_restarts=0, max_task_retries=0,
-                                          num_cpus=0)
+        actor = ray.remote(_Host).options(
+            name=name,
+            namespace=namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=0,
+            max_task_retries=0,
+            num_cpus=0,
+        )
         handle = actor.remote(cls.service_class, settings)
         existing = ray.get(handle.settings.remote())
         if existing != settings:
             raise InvalidInputError(
                 f"name={name!r} already names a {cls.kind} with {existing}; expected {settings} "
-                f"(attach to it with {cls.__name__}({name!r}), or pick another name)")
+                f"(attach to it with {cls.__name__}({name!r}), or pick another name)"
+            )
         return cls(name, namespace, _handle=handle)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:

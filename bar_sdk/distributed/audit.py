@@ -42,24 +42,41 @@ def _chunk_task(attack: Attack, x: np.ndarray, y: np.ndarray, first_index: int) 
 
 def check_plan(plan: dict[str, list[Attack]], random_state: Any) -> None:
     """Refuse, before any query, what cannot be split by image."""
-    if random_state is None or isinstance(random_state, np.random.Generator) or isinstance(random_state, bool) \
-            or not isinstance(random_state, (int, np.integer)):
-        raise InvalidInputError(f"random_state={random_state!r} with executor='ray'; expected an integer seed "
-                                "(each image's seed is derived from it and the image's index)")
+    if (
+        random_state is None
+        or isinstance(random_state, np.random.Generator)
+        or isinstance(random_state, bool)
+        or not isinstance(random_state, (int, np.integer))
+    ):
+        raise InvalidInputError(
+            f"random_state={random_state!r} with executor='ray'; expected an integer seed "
+            "(each image's seed is derived from it and the image's index)"
+        )
     for name, runs in plan.items():
         for attack in runs:
             if type(attack).run is not Attack.run:
-                raise InvalidInputError(f"attacks={name!r} works on the whole set at once ({type(attack).__name__} "
-                                        "fits one perturbation for all images); expected per-image attacks with "
-                                        "executor='ray', or run it with executor='local'")
+                raise InvalidInputError(
+                    f"attacks={name!r} works on the whole set at once ({type(attack).__name__} "
+                    "fits one perturbation for all images); expected per-image attacks with "
+                    "executor='ray', or run it with executor='local'"
+                )
             if attack.max_total_queries is not None:
-                raise InvalidInputError(f"attacks={name!r} has max_total_queries={attack.max_total_queries}, a budget "
-                                        "over all images, which chunks cannot share; expected None with "
-                                        "executor='ray' (give a remote model a SharedRemoteLedger instead)")
+                raise InvalidInputError(
+                    f"attacks={name!r} has max_total_queries={attack.max_total_queries}, a budget "
+                    "over all images, which chunks cannot share; expected None with "
+                    "executor='ray' (give a remote model a SharedRemoteLedger instead)"
+                )
 
 
-def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chunk_size: int | None = None,
-             address: str | None = None, max_chunk_retries: int = 2) -> tuple[dict[str, list[AttackResult]], dict[str, Any]]:
+def run_plan(
+    plan: dict[str, list[Attack]],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    chunk_size: int | None = None,
+    address: str | None = None,
+    max_chunk_retries: int = 2,
+) -> tuple[dict[str, list[AttackResult]], dict[str, Any]]:
     """Run every attack of ``plan`` on ``(x, y)`` over Ray tasks; return the results and what it took.
 
     Returns
@@ -81,8 +98,8 @@ def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chu
     task = ray.remote(_chunk_task).options(max_retries=0, retry_exceptions=False, num_cpus=1)
     crashes = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError)
     start_time = time.perf_counter()
-    xs = [ray.put(x[s:s + chunk_size]) for s in starts]
-    ys = [y[s:s + chunk_size] for s in starts]
+    xs = [ray.put(x[s : s + chunk_size]) for s in starts]
+    ys = [y[s : s + chunk_size] for s in starts]
     pending: dict[Any, tuple[str, int, int, Any]] = {}
     attack_refs: dict[tuple[str, int], Any] = {}
     _check_travels({id(a.model): a.model for runs in plan.values() for a in runs}.values(), ray)
@@ -101,10 +118,13 @@ def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chu
             done[name, k, c] = ray.get(ref)
         except crashes as exc:
             if tries >= max_chunk_retries:
-                raise RuntimeError(f"chunk {c} (images {starts[c]}..{starts[c] + len(ys[c]) - 1}) of {name} lost its "
-                                   f"worker {tries + 1} times; last: {type(exc).__name__}") from None
-            logger.warning("audit: the worker of chunk %d of %s died (%s); running it again", c, name,
-                           type(exc).__name__)
+                raise RuntimeError(
+                    f"chunk {c} (images {starts[c]}..{starts[c] + len(ys[c]) - 1}) of {name} lost its "
+                    f"worker {tries + 1} times; last: {type(exc).__name__}"
+                ) from None
+            logger.warning(
+                "audit: the worker of chunk %d of %s died (%s); running it again", c, name, type(exc).__name__
+            )
             retried += 1
             pending[task.remote(attack_refs[name, k], xs[c], ys[c], starts[c])] = (name, k, c, tries + 1)
         except ray.exceptions.RayTaskError as exc:
@@ -114,11 +134,18 @@ def run_plan(plan: dict[str, list[Attack]], x: np.ndarray, y: np.ndarray, *, chu
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-    results = {name: [merge_results([done[name, k, c] for c in range(len(starts))]) for k in range(len(runs))]
-               for name, runs in plan.items()}
-    info = {"executor": "ray", "chunk_size": chunk_size, "chunks": len(starts) * sum(map(len, plan.values())),
-            "chunks_retried": retried, "task_seconds": round(sum(r.wall_time for r in done.values()), 3),
-            "wall_seconds": round(time.perf_counter() - start_time, 3)}
+    results = {
+        name: [merge_results([done[name, k, c] for c in range(len(starts))]) for k in range(len(runs))]
+        for name, runs in plan.items()
+    }
+    info = {
+        "executor": "ray",
+        "chunk_size": chunk_size,
+        "chunks": len(starts) * sum(map(len, plan.values())),
+        "chunks_retried": retried,
+        "task_seconds": round(sum(r.wall_time for r in done.values()), 3),
+        "wall_seconds": round(time.perf_counter() - start_time, 3),
+    }
     return results, info
 
 
@@ -151,12 +178,28 @@ def merge_results(parts: list[AttackResult]) -> AttackResult:
     won = success & ~already
     total = int(sum(p.total_queries for p in parts))
     med = f"{np.median(queries[won]):.0f}" if won.any() else "n/a"
-    message = (f"{int(won.sum())}/{int((~already).sum())} images fooled ({int(already.sum())} already adversarial); "
-               f"median {med} queries per fooled image, {total} queries in all")
+    message = (
+        f"{int(won.sum())}/{int((~already).sum())} images fooled ({int(already.sum())} already adversarial); "
+        f"median {med} queries per fooled image, {total} queries in all"
+    )
     status = min((p.status for p in parts), key=_STATUS_ORDER.index)
     return AttackResult(
-        attack=first.attack, norm=first.norm, eps=first.eps, targeted=first.targeted, x_adv=cat("x_adv"),
-        success=success, queries=queries, distortion=cat("distortion"), y=y, target=target,
-        clean_label=clean_label, adv_label=cat("adv_label"), status=status, message=message, total_queries=total,
-        wall_time=float(sum(p.wall_time for p in parts)), access=first.access, extra=dict(first.extra),
+        attack=first.attack,
+        norm=first.norm,
+        eps=first.eps,
+        targeted=first.targeted,
+        x_adv=cat("x_adv"),
+        success=success,
+        queries=queries,
+        distortion=cat("distortion"),
+        y=y,
+        target=target,
+        clean_label=clean_label,
+        adv_label=cat("adv_label"),
+        status=status,
+        message=message,
+        total_queries=total,
+        wall_time=float(sum(p.wall_time for p in parts)),
+        access=first.access,
+        extra=dict(first.extra),
     )

@@ -35,8 +35,14 @@ class SharedQueryLedger(ServiceClient):
     kind = "shared query ledger"
 
     @classmethod
-    def create(cls, name: str, max_queries: int | None = None, *, namespace: str = DEFAULT_NAMESPACE,
-               address: str | None = None) -> SharedQueryLedger:
+    def create(
+        cls,
+        name: str,
+        max_queries: int | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        address: str | None = None,
+    ) -> SharedQueryLedger:
         """Create the named ledger, or attach to it if it exists with the same ``max_queries``.
 
         ``address`` is the cluster to join when Ray is not started yet

@@ -47,9 +47,9 @@ def check_out_dir(value: Any, name: str = "out_dir", *, allow_none: bool = True)
     try:
         path = Path(value)
         path.mkdir(parents=True, exist_ok=True)
-    except TypeError:            # an os.PathLike whose __fspath__ returns bytes or another non-str
+    except TypeError:  # an os.PathLike whose __fspath__ returns bytes or another non-str
         raise InvalidInputError(not_a_path) from None
-    except OSError as err:       # a file in the way, no permission, read-only file system, ...
+    except OSError as err:  # a file in the way, no permission, read-only file system, ...
         raise InvalidInputError(
             f"{name}={str(value)!r} cannot be created as a folder ({err.strerror or type(err).__name__}); "
             "expected a writable folder"

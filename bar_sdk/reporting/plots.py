@@ -14,8 +14,15 @@ import numpy as np
 
 from bar_sdk.errors import InvalidInputError, MissingDependencyError
 
-__all__ = ["plots_available", "check_plots", "pyplot", "save", "plot_learning_curve", "plot_program",
-           "plot_transfer_matrix"]
+__all__ = [
+    "plots_available",
+    "check_plots",
+    "pyplot",
+    "save",
+    "plot_learning_curve",
+    "plot_program",
+    "plot_transfer_matrix",
+]
 
 
 def plots_available() -> bool:
@@ -39,8 +46,9 @@ def check_plots(out_dir: Any, name: str = "out_dir", *, without: str = "out_dir=
 def pyplot() -> Any:  # the matplotlib.pyplot module
     """matplotlib's pyplot on the Agg backend (no display), or :class:`MissingDependencyError` naming the extra."""
     if not plots_available():
-        raise MissingDependencyError("plots need matplotlib, which is not installed; expected "
-                                     "`pip install 'bar-sdk[report]'`")
+        raise MissingDependencyError(
+            "plots need matplotlib, which is not installed; expected `pip install 'bar-sdk[report]'`"
+        )
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -70,7 +78,7 @@ def plot_learning_curve(path: str | Path, history: dict[str, Any], title: str = 
         if len(v) >= 5:
             k = max(5, len(v) // 30)
             smooth = np.convolve(v, np.ones(k) / k, mode="valid")
-            ax.plot(q[k - 1:], smooth, color="C0", lw=2, label=f"mean of {k} steps")
+            ax.plot(q[k - 1 :], smooth, color="C0", lw=2, label=f"mean of {k} steps")
         ax.set_xlabel("queries spent")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -79,8 +87,9 @@ def plot_learning_curve(path: str | Path, history: dict[str, Any], title: str = 
     return save(plt, fig, path)
 
 
-def plot_program(path: str | Path, program: np.ndarray, examples: np.ndarray | None = None,
-                 titles: list[str] | None = None) -> Path:
+def plot_program(
+    path: str | Path, program: np.ndarray, examples: np.ndarray | None = None, titles: list[str] | None = None
+) -> Path:
     """The program P (in [-1, 1], shown as grey 0.5 = zero) and a few programmed inputs."""
     plt = pyplot()
     panels = [((program + 1) / 2, "program P = tanh(W * M)")]
@@ -89,7 +98,7 @@ def plot_program(path: str | Path, program: np.ndarray, examples: np.ndarray | N
             panels.append((img, titles[i] if titles else f"example {i}"))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
     axes = np.atleast_1d(axes)
-    for ax, (img, title) in zip(axes, panels):
+    for ax, (img, title) in zip(axes, panels, strict=False):
         img = np.clip(np.asarray(img, dtype=float), 0, 1)
         if img.shape[0] == 1:
             ax.imshow(img[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -107,19 +116,30 @@ def plot_transfer_matrix(result: Any, path: str | Path, title: str | None = None
     n_a, n_s, n_t = result.rates.shape
     cols = min(3, n_a)
     rows = -(-n_a // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 + (1.0 * n_t + 0.8) * cols, (1.2 + 0.55 * n_s) * rows + 0.6),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(1.6 + (1.0 * n_t + 0.8) * cols, (1.2 + 0.55 * n_s) * rows + 0.6),
+        squeeze=False,
+        constrained_layout=True,
+    )
     for ax in axes.flat[n_a:]:
         ax.set_visible(False)
     image = None
     for a, ax in enumerate(axes.flat[:n_a]):
-        image = ax.imshow(np.nan_to_num(result.rates[a], nan=0.0), vmin=0.0, vmax=1.0, cmap="viridis",
-                          aspect="auto")
+        image = ax.imshow(np.nan_to_num(result.rates[a], nan=0.0), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         for s in range(n_s):
             for t in range(n_t):
                 v = result.rates[a, s, t]
-                ax.text(t, s, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center",
-                        color="white" if (np.isnan(v) or v < 0.6) else "black", fontsize=8)
+                ax.text(
+                    t,
+                    s,
+                    "n/a" if np.isnan(v) else f"{v:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if (np.isnan(v) or v < 0.6) else "black",
+                    fontsize=8,
+                )
                 if result.white_box[s, t]:
                     ax.add_patch(plt.Rectangle((t - 0.5, s - 0.5), 1, 1, fill=False, lw=1.5, color="red"))
         ax.set_xticks(range(n_t), result.targets, rotation=30, ha="right", fontsize=8)

@@ -26,10 +26,23 @@ from bar_sdk.transfer.programs import ProgramTransfer, evaluate_program, program
 from bar_sdk.transfer.warmstart import STRATEGIES, WarmStartStudy, warm_start_study
 
 __all__ = [
-    "transfer_matrix", "TransferMatrix", "EnsembleModel", "to_uint8",
-    "evaluate_program", "program_scores", "ProgramTransfer",
-    "warm_start_study", "WarmStartStudy", "STRATEGIES",
-    "distill_surrogate", "DistilledSurrogate", "distilled_program", "DistilledProgram",
-    "compare", "Comparison", "default_methods", "LocalTransferClassifier",
+    "transfer_matrix",
+    "TransferMatrix",
+    "EnsembleModel",
+    "to_uint8",
+    "evaluate_program",
+    "program_scores",
+    "ProgramTransfer",
+    "warm_start_study",
+    "WarmStartStudy",
+    "STRATEGIES",
+    "distill_surrogate",
+    "DistilledSurrogate",
+    "distilled_program",
+    "DistilledProgram",
+    "compare",
+    "Comparison",
+    "default_methods",
+    "LocalTransferClassifier",
     "classification_metrics",
 ]

@@ -71,8 +71,15 @@ class Comparison:
         return f"Comparison({len(self.rows)} methods, n_train={self.n_train}, n_test={self.n_test})"
 
 
-def default_methods(model: Any = None, local_model: Any = None, *, max_queries: int = 20_000, epochs: int = 20,
-                    random_state: int | None = 0, bar_params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def default_methods(
+    model: Any = None,
+    local_model: Any = None,
+    *,
+    max_queries: int = 20_000,
+    epochs: int = 20,
+    random_state: int | None = 0,
+    bar_params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The standard line-up, as unfitted scikit-learn estimators.
 
     - ``"BAR (black box)"``: :class:`BARClassifier` on ``model``, ``max_queries``;
@@ -90,20 +97,34 @@ def default_methods(model: Any = None, local_model: Any = None, *, max_queries: 
         out[BLACK_BOX_METHOD] = BARClassifier(model, max_queries=max_queries, random_state=random_state, **params)
     if local_model is not None:
         if has_gradients(local_model):
-            out["white-box reprogramming"] = BARClassifier(local_model, estimator="exact", max_epochs=epochs,
-                                                           random_state=random_state, **params)
+            out["white-box reprogramming"] = BARClassifier(
+                local_model, estimator="exact", max_epochs=epochs, random_state=random_state, **params
+            )
         out["linear probe"] = LocalTransferClassifier(local_model, mode="probe", random_state=random_state)
         if trainer_of(local_model) is not None:
-            out["fine-tuning"] = LocalTransferClassifier(local_model, mode="finetune", epochs=epochs,
-                                                         random_state=random_state)
-            out["from scratch"] = LocalTransferClassifier(local_model, mode="scratch", epochs=epochs,
-                                                          random_state=random_state)
+            out["fine-tuning"] = LocalTransferClassifier(
+                local_model, mode="finetune", epochs=epochs, random_state=random_state
+            )
+            out["from scratch"] = LocalTransferClassifier(
+                local_model, mode="scratch", epochs=epochs, random_state=random_state
+            )
     return out
 
 
-def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any = None, local_model: Any = None,
-            methods: Mapping[str, Any] | None = None, max_queries: int = 20_000, epochs: int = 20,
-            random_state: int | None = 0, bar_params: Mapping[str, Any] | None = None) -> Comparison:
+def compare(
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    *,
+    model: Any = None,
+    local_model: Any = None,
+    methods: Mapping[str, Any] | None = None,
+    max_queries: int = 20_000,
+    epochs: int = 20,
+    random_state: int | None = 0,
+    bar_params: Mapping[str, Any] | None = None,
+) -> Comparison:
     """Fit every method on the same split and return one table.
 
     Parameters
@@ -143,8 +164,9 @@ def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any 
     """
     check_int(max_queries, "max_queries", low=1)
     check_int(epochs, "epochs", low=1)
-    plan = default_methods(model, local_model, max_queries=max_queries, epochs=epochs, random_state=random_state,
-                           bar_params=bar_params)
+    plan = default_methods(
+        model, local_model, max_queries=max_queries, epochs=epochs, random_state=random_state, bar_params=bar_params
+    )
     own: set[str] = set()  # methods the caller passed: their model column is found by identity
     if methods is not None:
         if not isinstance(methods, Mapping):
@@ -153,15 +175,16 @@ def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any 
             if est is None:
                 plan.pop(name, None)
             elif not (callable(getattr(est, "fit", None)) and callable(getattr(est, "predict_proba", None))):
-                raise InvalidInputError(f"methods[{name!r}]={type(est).__name__}; expected an estimator with "
-                                        "fit and predict_proba")
+                raise InvalidInputError(
+                    f"methods[{name!r}]={type(est).__name__}; expected an estimator with fit and predict_proba"
+                )
             else:
                 plan[name] = est
                 own.add(name)
     if not plan:
         raise InvalidInputError("nothing to compare: expected model=, local_model= or methods=")
     bars = [est for est in plan.values() if isinstance(est, BARClassifier)]
-    for est in bars:            # every BAR fit's checks before the first query of any
+    for est in bars:  # every BAR fit's checks before the first query of any
         check_fit(est, X_train, y_train)
     layout = bars[0]._layout_and_program(X_train, check_model(bars[0].model)[1])[0] if bars else None
     check_test_split(X_train, y_train, X_test, y_test, layout)
@@ -179,10 +202,18 @@ def compare(X_train: Any, y_train: Any, X_test: Any, y_test: Any, *, model: Any 
         if name not in own:
             where = "black box" if name == BLACK_BOX_METHOD else "local"
         else:
-            where = "black box" if model is not None and used is model else (
-                "local" if local_model is not None and used is local_model else "-")
-        done[name] = {"method": name, "model": where, **classification_metrics(y_test, proba),
-                      "queries": int(getattr(est, "queries_", 0)), "wall_time": round(wall, 3)}
+            where = (
+                "black box"
+                if model is not None and used is model
+                else ("local" if local_model is not None and used is local_model else "-")
+            )
+        done[name] = {
+            "method": name,
+            "model": where,
+            **classification_metrics(y_test, proba),
+            "queries": int(getattr(est, "queries_", 0)),
+            "wall_time": round(wall, 3),
+        }
         logger.info("%s: %s", name, done[name])
     rows = [done[name] for name in plan]
     return Comparison(rows=tuple(rows), n_train=len(np.asarray(y_train)), n_test=len(y_test))
@@ -194,4 +225,4 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-make_callable(__name__)   # bar_sdk.transfer.compare(...) runs compare(); the name still gives this module
+make_callable(__name__)  # bar_sdk.transfer.compare(...) runs compare(); the name still gives this module

@@ -36,8 +36,7 @@ __all__ = ["DistilledProgram", "DistilledSurrogate", "distill_surrogate", "disti
 _PROGRAM_PARAMS = ("program", "parameterization", "grid_size", "rank", "target_size", "program_strength")
 #: BARClassifier parameters that :func:`distilled_program` and :func:`warm_start_study` set themselves,
 #: refused in ``bar_params`` before any query
-_OWN = ("model", "max_queries", "max_epochs", "random_state", "initial_program", "surrogate", "estimator",
-        "checkpoint")
+_OWN = ("model", "max_queries", "max_epochs", "random_state", "initial_program", "surrogate", "estimator", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -80,15 +79,28 @@ class DistilledSurrogate:
     kl_before: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("queries", "n_train", "n_holdout", "agreement", "agreement_before",
-                                                "kl", "kl_before", "seconds")}
+        return {
+            k: getattr(self, k)
+            for k in ("queries", "n_train", "n_holdout", "agreement", "agreement_before", "kl", "kl_before", "seconds")
+        }
 
 
-def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 4000,
-                      bar_params: Mapping[str, Any] | None = None, program_scale: float = 1.0,
-                      images_per_program: int = 10, epochs: int = 40, batch_size: int = 64,
-                      learning_rate: float = 1e-3, holdout: float = 0.1, center: Any = None,
-                      random_state: Any = None) -> DistilledSurrogate:
+def distill_surrogate(
+    model: Any,
+    surrogate: Any,
+    X: Any,
+    *,
+    max_queries: int = 4000,
+    bar_params: Mapping[str, Any] | None = None,
+    program_scale: float = 1.0,
+    images_per_program: int = 10,
+    epochs: int = 40,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    holdout: float = 0.1,
+    center: Any = None,
+    random_state: Any = None,
+) -> DistilledSurrogate:
     """Fine-tune a copy of ``surrogate`` to match ``model``'s scores on framed images of ``X``.
 
     Parameters
@@ -131,8 +143,10 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     _, s_shape = check_model(surrogate, "surrogate")
     trainer = trainer_of(surrogate)
     if trainer is None:
-        raise InvalidInputError(f"surrogate={type(surrogate).__name__}; expected a trainable torch model with "
-                                "`transfer_trainer()` (e.g. bar_sdk.adapters.TorchModel)")
+        raise InvalidInputError(
+            f"surrogate={type(surrogate).__name__}; expected a trainable torch model with "
+            "`transfer_trainer()` (e.g. bar_sdk.adapters.TorchModel)"
+        )
     if s_shape != shape:
         raise InvalidInputError(f"surrogate has input_shape={s_shape}; expected {shape}, the model's")
     max_queries = check_int(max_queries, "max_queries", low=20)
@@ -160,13 +174,19 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
     if center is not None:
         center = np.asarray(center, dtype=np.float64).ravel()
         if center.shape != (program.n_params,) or not np.all(np.isfinite(center)):
-            raise InvalidInputError(f"center has shape {center.shape}; expected ({program.n_params},) finite "
-                                    "program parameters for these bar_params")
+            raise InvalidInputError(
+                f"center has shape {center.shape}; expected ({program.n_params},) finite "
+                "program parameters for these bar_params"
+            )
         thetas += center
     sizes = np.full(n_programs, per)
     sizes[-1] = max_queries - per * (n_programs - 1)
-    images = np.concatenate([program.apply(thetas[j:j + 1], embedded[rng.integers(0, len(embedded), sizes[j])])
-                             for j in range(n_programs)]).astype(np.float32, copy=False)
+    images = np.concatenate(
+        [
+            program.apply(thetas[j : j + 1], embedded[rng.integers(0, len(embedded), sizes[j])])
+            for j in range(n_programs)
+        ]
+    ).astype(np.float32, copy=False)
     owner = np.repeat(np.arange(n_programs), sizes)
     metered = MeteredModel(model, QueryLedger(max_queries), batch_size=500)
     scores = metered.predict_proba(images, purpose="distill")
@@ -174,11 +194,18 @@ def distill_surrogate(model: Any, surrogate: Any, X: Any, *, max_queries: int = 
 
     n_hold = int(round(holdout * n_programs)) if n_programs > 1 else 0
     held = owner >= n_programs - n_hold
-    student, fidelity = trainer.distil(images, targets, held, n_classes, epochs=epochs, batch_size=batch_size,
-                                       learning_rate=learning_rate, rng=rng)
+    student, fidelity = trainer.distil(
+        images, targets, held, n_classes, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, rng=rng
+    )
     student.labels = getattr(model, "labels", None)
-    return DistilledSurrogate(model=student, queries=metered.ledger.queries, n_train=int((~held).sum()),
-                              n_holdout=int(held.sum()), seconds=time.perf_counter() - started, **fidelity)
+    return DistilledSurrogate(
+        model=student,
+        queries=metered.ledger.queries,
+        n_train=int((~held).sum()),
+        n_holdout=int(held.sum()),
+        seconds=time.perf_counter() - started,
+        **fidelity,
+    )
 
 
 @dataclass(frozen=True)
@@ -211,14 +238,27 @@ class DistilledProgram:
     gradient_calls: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"queries": self.queries, "gradient_calls": self.gradient_calls,
-                "rounds": [r.to_dict() for r in self.rounds]}
+        return {
+            "queries": self.queries,
+            "gradient_calls": self.gradient_calls,
+            "rounds": [r.to_dict() for r in self.rounds],
+        }
 
 
-def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries: int = 4000, rounds: int = 2,
-                      local_scale: float = 0.5, surrogate_epochs: int = 10,
-                      bar_params: Mapping[str, Any] | None = None, distill_params: Mapping[str, Any] | None = None,
-                      random_state: Any = None) -> DistilledProgram:
+def distilled_program(
+    model: Any,
+    surrogate: Any,
+    X: Any,
+    y: Any,
+    *,
+    max_queries: int = 4000,
+    rounds: int = 2,
+    local_scale: float = 0.5,
+    surrogate_epochs: int = 10,
+    bar_params: Mapping[str, Any] | None = None,
+    distill_params: Mapping[str, Any] | None = None,
+    random_state: Any = None,
+) -> DistilledProgram:
     """Train a program on a copy of ``surrogate`` distilled from ``model``, in rounds.
 
     Round one distils on random programs around zero and trains a program
@@ -258,8 +298,10 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
     max_queries = check_int(max_queries, "max_queries", low=20)
     rounds = check_int(rounds, "rounds", low=1)
     if max_queries // rounds < 20:
-        raise InvalidInputError(f"max_queries={max_queries} over rounds={rounds} leaves under 20 images a round; "
-                                "expected at least 20 per round")
+        raise InvalidInputError(
+            f"max_queries={max_queries} over rounds={rounds} leaves under 20 images a round; "
+            "expected at least 20 per round"
+        )
     local_scale = check_float(local_scale, "local_scale", low=0.0, low_open=True)
     check_int(surrogate_epochs, "surrogate_epochs", low=1)
     params = dict(bar_params or {})
@@ -269,8 +311,9 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
         raise InvalidInputError(f"distill_params sets {clash}; expected none of them (distilled_program sets them)")
     own = sorted(set(params) & set(_OWN))
     if own:
-        raise InvalidInputError(f"bar_params sets {own}; expected none of {list(_OWN)} (program and mapping "
-                                "settings only)")
+        raise InvalidInputError(
+            f"bar_params sets {own}; expected none of {list(_OWN)} (program and mapping settings only)"
+        )
     # the white-box fit on each copy (the black box's classes, the surrogate's input), with y and bar_params,
     # is checked now: not after a round of distillation has spent its share of the queries
     n_classes, _ = check_model(model)
@@ -280,17 +323,30 @@ def distilled_program(model: Any, surrogate: Any, X: Any, y: Any, *, max_queries
     rng = np.random.default_rng(random_state)
     shares = [max_queries // rounds + (1 if r < max_queries % rounds else 0) for r in range(rounds)]
     copy_, theta, done, calls = surrogate, None, [], 0
-    for r, share in enumerate(shares):
+    for share in shares:
         kw = dict(extra)
         if theta is not None:
             kw.update(center=theta, program_scale=local_scale)
-        step = distill_surrogate(model, copy_, X, max_queries=share, bar_params=params,
-                                 random_state=int(rng.integers(2**62)), **kw)
-        local = BARClassifier(step.model, estimator="exact", max_epochs=surrogate_epochs,
-                              random_state=int(rng.integers(2**62)), initial_program=theta, **params).fit(X, y)
+        step = distill_surrogate(
+            model, copy_, X, max_queries=share, bar_params=params, random_state=int(rng.integers(2**62)), **kw
+        )
+        local = BARClassifier(
+            step.model,
+            estimator="exact",
+            max_epochs=surrogate_epochs,
+            random_state=int(rng.integers(2**62)),
+            initial_program=theta,
+            **params,
+        ).fit(X, y)
         theta, copy_ = local.theta_, step.model
         calls += local.queries_
         done.append(step)
     assert theta is not None  # rounds >= 1 (checked), and every round sets it
-    return DistilledProgram(theta=theta, queries=sum(s.queries for s in done), surrogate=copy_, classifier=local,
-                            rounds=tuple(done), gradient_calls=calls)
+    return DistilledProgram(
+        theta=theta,
+        queries=sum(s.queries for s in done),
+        surrogate=copy_,
+        classifier=local,
+        rounds=tuple(done),
+        gradient_calls=calls,
+    )

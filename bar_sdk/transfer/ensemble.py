@@ -62,14 +62,21 @@ class EnsembleModel:
 
     def __new__(cls, models: Any = (), weights: Any = None, max_queries: Any = None) -> EnsembleModel:
         # the white-box capability is there exactly when every member has it (contract.has_gradients)
-        members = list(models.values()) if isinstance(models, Mapping) else (
-            list(models) if isinstance(models, (list, tuple)) else [])
+        members = (
+            list(models.values())
+            if isinstance(models, Mapping)
+            else (list(models) if isinstance(models, (list, tuple)) else [])
+        )
         if cls is EnsembleModel and members and all(has_gradients(m) for m in members):
             cls = _GradientEnsemble
         return super().__new__(cls)
 
-    def __init__(self, models: Sequence[Any] | Mapping[str, Any], weights: Sequence[float] | None = None,
-                 max_queries: int | None = None):
+    def __init__(
+        self,
+        models: Sequence[Any] | Mapping[str, Any],
+        weights: Sequence[float] | None = None,
+        max_queries: int | None = None,
+    ):
         if isinstance(models, Mapping):
             names, members = tuple(str(k) for k in models), list(models.values())
         elif isinstance(models, (list, tuple)):
@@ -80,7 +87,7 @@ class EnsembleModel:
         if not members:
             raise InvalidInputError("models is empty; expected at least one model")
         n_classes, shape = check_model(members[0], f"models[{names[0]!r}]")
-        for name, m in zip(names[1:], members[1:]):
+        for name, m in zip(names[1:], members[1:], strict=False):
             k, s = check_model(m, f"models[{name!r}]")
             if (k, s) != (n_classes, shape):
                 raise InvalidInputError(
@@ -133,13 +140,21 @@ class EnsembleModel:
             raise
 
     def _member_logp(self, x: np.ndarray) -> list[np.ndarray]:
-        return [np.log(np.maximum(check_scores(self._ask(name, functools.partial(m.predict_proba, x), len(x)), len(x),
-                                               self.n_classes, name), _FLOOR))
-                for name, m in zip(self.names, self.models)]
+        return [
+            np.log(
+                np.maximum(
+                    check_scores(
+                        self._ask(name, functools.partial(m.predict_proba, x), len(x)), len(x), self.n_classes, name
+                    ),
+                    _FLOOR,
+                )
+            )
+            for name, m in zip(self.names, self.models, strict=False)
+        ]
 
     def _combine(self, logps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """``(mixed, log_softmax(mixed))`` with ``mixed = sum_i w_i logp_i``."""
-        mixed = sum(w * lp for w, lp in zip(self.weights, logps))
+        mixed = sum(w * lp for w, lp in zip(self.weights, logps, strict=False))
         top = mixed.max(axis=1, keepdims=True)
         return mixed, mixed - top - np.log(np.exp(mixed - top).sum(axis=1, keepdims=True))
 
@@ -150,7 +165,7 @@ class EnsembleModel:
         return proba
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{n}: {w:.3g}" for n, w in zip(self.names, self.weights))
+        parts = ", ".join(f"{n}: {w:.3g}" for n, w in zip(self.names, self.weights, strict=False))
         return f"EnsembleModel({{{parts}}}, n_classes={self.n_classes}, input_shape={self.input_shape})"
 
 
@@ -167,8 +182,9 @@ class _ConstantGradient:
 class _GradientEnsemble(EnsembleModel):
     """An ensemble whose members all offer gradients: it offers them too."""
 
-    def log_proba_gradient(self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
-                           ) -> tuple[float, np.ndarray]:
+    def log_proba_gradient(
+        self, x: np.ndarray, loss_fn: Callable[[np.ndarray], tuple[float, np.ndarray]]
+    ) -> tuple[float, np.ndarray]:
         """Exact gradient of ``loss_fn`` of the ensemble's log-probabilities.
 
         Two passes per member: one reads its log-probabilities, one
@@ -176,7 +192,7 @@ class _GradientEnsemble(EnsembleModel):
         """
         x = self._admit(x, 2)
         logps = []
-        for name, m in zip(self.names, self.models):
+        for name, m in zip(self.names, self.models, strict=False):
             seen: dict[str, np.ndarray] = {}
 
             def read(logp: np.ndarray, seen: dict[str, np.ndarray] = seen) -> tuple[float, np.ndarray]:
@@ -191,10 +207,9 @@ class _GradientEnsemble(EnsembleModel):
         # through log_softmax: dL/dmixed = g - softmax * sum(g); then dmixed/dlogp_i = w_i
         g_mixed = g - np.exp(logp) * g.sum(axis=1, keepdims=True)
         grad = np.zeros(x.shape, dtype=np.float64)
-        for name, w, m in zip(self.names, self.weights, self.models):
+        for name, w, m in zip(self.names, self.weights, self.models, strict=False):
             if w == 0:
                 continue
-            _, gx = self._ask(name, functools.partial(m.log_proba_gradient, x, _ConstantGradient(w * g_mixed)),
-                              len(x))
+            _, gx = self._ask(name, functools.partial(m.log_proba_gradient, x, _ConstantGradient(w * g_mixed)), len(x))
             grad += np.asarray(gx, dtype=np.float64)
         return float(loss), grad.astype(np.float32)

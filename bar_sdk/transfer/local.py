@@ -93,9 +93,18 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
     so dropout is off and batch-norm statistics stay frozen.
     """
 
-    def __init__(self, model: Any, *, mode: str = "finetune", epochs: int = 20, batch_size: int = 64,
-                 learning_rate: float = 1e-3, C: float = 1.0, class_weight: str | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        mode: str = "finetune",
+        epochs: int = 20,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        C: float = 1.0,
+        class_weight: str | None = None,
+        random_state: int | None = None,
+    ) -> None:
         self.model = model
         self.mode = mode
         self.epochs = epochs
@@ -157,8 +166,9 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
         from sklearn.preprocessing import StandardScaler
 
         feats = self._features(images, "train")
-        self.probe_ = make_pipeline(StandardScaler(), LogisticRegression(
-            C=self.C, max_iter=2000, class_weight=self.class_weight)).fit(feats, y)
+        self.probe_ = make_pipeline(
+            StandardScaler(), LogisticRegression(C=self.C, max_iter=2000, class_weight=self.class_weight)
+        ).fit(feats, y)
 
     # ------------------------------------------------------------------ network
     def _fit_network(self, images: np.ndarray, y: np.ndarray, k: int, rng: np.random.Generator) -> None:
@@ -167,8 +177,16 @@ class LocalTransferClassifier(ClassifierMixin, BaseEstimator):
             counts = np.bincount(y, minlength=k).astype(np.float64)
             weight = len(y) / (k * np.maximum(counts, 1))
         fitted = trainer_of(self.model).fit_head(
-            images, y, k, scratch=self.mode == "scratch", epochs=self.epochs, batch_size=self.batch_size,
-            learning_rate=self.learning_rate, class_weight=weight, rng=rng)
+            images,
+            y,
+            k,
+            scratch=self.mode == "scratch",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            class_weight=weight,
+            rng=rng,
+        )
         self.n_train_images_ += fitted.n_images
         self._fitted = fitted
         self.net_, self.head_ = fitted.net, fitted.head

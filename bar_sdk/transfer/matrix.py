@@ -116,8 +116,13 @@ class TransferMatrix:
 
     def rate(self, attack: str, source: str, target: str) -> float:
         """``rates[attack, source, target]`` by name."""
-        return float(self.rates[_index(self.attacks, attack, "attack"), _index(self.sources, source, "source"),
-                                _index(self.targets, target, "target")])
+        return float(
+            self.rates[
+                _index(self.attacks, attack, "attack"),
+                _index(self.sources, source, "source"),
+                _index(self.targets, target, "target"),
+            ]
+        )
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat record per (attack, source, target), for tables."""
@@ -125,30 +130,43 @@ class TransferMatrix:
         for a, attack in enumerate(self.attacks):
             for s, source in enumerate(self.sources):
                 for t, target in enumerate(self.targets):
-                    out.append({
-                        "attack": attack, "source": source, "target": target,
-                        "success_rate": _num(self.rates[a, s, t]),
-                        "fooled": int(self.fooled[a, s, t]), "target_correct": int(self.n_correct[t]),
-                        "success_rate_source_correct": _num(self.rates_source_correct[a, s, t]),
-                        "white_box": bool(self.white_box[s, t]),
-                        "source_white_box_rate": _num(self.source_rates[a, s]),
-                        "target_clean_accuracy": _num(self.clean_accuracy[t]),
-                        "max_linf": _num(self.max_linf[a, s]), "mean_l2": _num(self.mean_l2[a, s]),
-                    })
+                    out.append(
+                        {
+                            "attack": attack,
+                            "source": source,
+                            "target": target,
+                            "success_rate": _num(self.rates[a, s, t]),
+                            "fooled": int(self.fooled[a, s, t]),
+                            "target_correct": int(self.n_correct[t]),
+                            "success_rate_source_correct": _num(self.rates_source_correct[a, s, t]),
+                            "white_box": bool(self.white_box[s, t]),
+                            "source_white_box_rate": _num(self.source_rates[a, s]),
+                            "target_clean_accuracy": _num(self.clean_accuracy[t]),
+                            "max_linf": _num(self.max_linf[a, s]),
+                            "mean_l2": _num(self.mean_l2[a, s]),
+                        }
+                    )
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the images, JSON-ready (``nan`` as ``None``)."""
         return {
-            "attacks": list(self.attacks), "sources": list(self.sources), "targets": list(self.targets),
+            "attacks": list(self.attacks),
+            "sources": list(self.sources),
+            "targets": list(self.targets),
             "n_samples": self.n_samples,
-            "rates": _nested(self.rates), "rates_source_correct": _nested(self.rates_source_correct),
-            "fooled": self.fooled.tolist(), "n_correct": self.n_correct.tolist(),
-            "clean_accuracy": _nested(self.clean_accuracy), "white_box": self.white_box.tolist(),
-            "source_rates": _nested(self.source_rates), "source_accuracy": _nested(self.source_accuracy),
+            "rates": _nested(self.rates),
+            "rates_source_correct": _nested(self.rates_source_correct),
+            "fooled": self.fooled.tolist(),
+            "n_correct": self.n_correct.tolist(),
+            "clean_accuracy": _nested(self.clean_accuracy),
+            "white_box": self.white_box.tolist(),
+            "source_rates": _nested(self.source_rates),
+            "source_accuracy": _nested(self.source_accuracy),
             "source_queries": self.source_queries.tolist(),
-            "target_queries": dict(zip(self.targets, self.target_queries.tolist())),
-            "max_linf": _nested(self.max_linf), "mean_l2": _nested(self.mean_l2),
+            "target_queries": dict(zip(self.targets, self.target_queries.tolist(), strict=False)),
+            "max_linf": _nested(self.max_linf),
+            "mean_l2": _nested(self.mean_l2),
             "wall_time": round(float(self.wall_time), 3),
         }
 
@@ -187,8 +205,11 @@ class TransferMatrix:
         """
         check_plots(out_dir, without="result.to_csv(...) / to_json(...)")
         out = check_out_dir(out_dir, allow_none=False)
-        written = {"csv": self.to_csv(out / "transfer_matrix.csv"), "json": self.to_json(out / "transfer_matrix.json"),
-                   "png": self.plot(out / "transfer_matrix.png")}
+        written = {
+            "csv": self.to_csv(out / "transfer_matrix.csv"),
+            "json": self.to_json(out / "transfer_matrix.json"),
+            "png": self.plot(out / "transfer_matrix.png"),
+        }
         if images:
             folder = out / "adversarial"
             folder.mkdir(parents=True, exist_ok=True)
@@ -200,13 +221,23 @@ class TransferMatrix:
         return written
 
     def __repr__(self) -> str:
-        return (f"TransferMatrix(attacks={list(self.attacks)}, sources={list(self.sources)}, "
-                f"targets={list(self.targets)}, n_samples={self.n_samples})")
+        return (
+            f"TransferMatrix(attacks={list(self.attacks)}, sources={list(self.sources)}, "
+            f"targets={list(self.targets)}, n_samples={self.n_samples})"
+        )
 
 
-def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], attacks: Mapping[str, Any], x: Any,
-                    y: Any, *, max_target_queries: int | None = None, batch_size: int | None = None,
-                    out_dir: str | Path | None = None) -> TransferMatrix:
+def transfer_matrix(
+    sources: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    attacks: Mapping[str, Any],
+    x: Any,
+    y: Any,
+    *,
+    max_target_queries: int | None = None,
+    batch_size: int | None = None,
+    out_dir: str | Path | None = None,
+) -> TransferMatrix:
     """Craft adversarial examples on each source with each attack; try them on every target.
 
     Parameters
@@ -262,8 +293,11 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     src = _models(sources, "sources", ensemble=True)
     tgt = _models(targets, "targets", ensemble=False)
     att = _mapping(attacks, "attacks")
-    shapes = {(name, kind): check_model(m, f"{kind}[{name!r}]") for kind, ms in (("sources", src), ("targets", tgt))
-              for name, m in ms.items()}
+    shapes = {
+        (name, kind): check_model(m, f"{kind}[{name!r}]")
+        for kind, ms in (("sources", src), ("targets", tgt))
+        for name, m in ms.items()
+    }
     (first, first_kind), (n_classes, shape) = next(iter(shapes.items()))
     for (name, kind), found in shapes.items():
         if found != (n_classes, shape):
@@ -290,7 +324,7 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     for attack in bound.values():  # every attack's own checks, before the first one runs
         if callable(getattr(attack, "check", None)):
             attack.check(xq, y)
-    check_plots(out_dir)              # the heatmap needs matplotlib: refused now, not after the queries
+    check_plots(out_dir)  # the heatmap needs matplotlib: refused now, not after the queries
     out_dir = check_out_dir(out_dir)  # created with the other checks, before the first query
     n_a, n_s, n_t = len(att), len(src), len(tgt)
     adversarial = np.empty((n_a, n_s) + x8.shape, dtype=np.uint8)
@@ -309,14 +343,20 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
             source_correct[a, s] = correct
             if correct.any():
                 source_rates[a, s] = float(np.asarray(result.success, dtype=bool)[correct].mean())
-            source_queries[a, s] = int(getattr(result, "total_queries", 0)) if members is None else (
-                src[source].ledger.queries - members)
+            source_queries[a, s] = (
+                int(getattr(result, "total_queries", 0)) if members is None else (src[source].ledger.queries - members)
+            )
             delta = (adv8.astype(np.float64) - x8.astype(np.float64)).reshape(n, -1) / 255.0
             max_linf[a, s] = float(np.abs(delta).max()) if delta.size else 0.0
             changed = np.abs(delta).max(axis=1) > 0
             mean_l2[a, s] = float(np.sqrt((delta[changed] ** 2).sum(axis=1)).mean()) if changed.any() else 0.0
-            logger.info("%s on %s: white-box rate %.3f, %d source queries", attack, source, source_rates[a, s],
-                        source_queries[a, s])
+            logger.info(
+                "%s on %s: white-box rate %.3f, %d source queries",
+                attack,
+                source,
+                source_rates[a, s],
+                source_queries[a, s],
+            )
 
     fooled = np.zeros((n_a, n_s, n_t), dtype=np.int64)
     fooled_both = np.zeros((n_a, n_s, n_t), dtype=np.int64)
@@ -330,8 +370,9 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
         n_correct[t], clean_accuracy[t] = int(correct.sum()), float(correct.mean())
         for a, attack in enumerate(att):
             for s, source in enumerate(src):
-                pred = metered.predict_proba(adversarial[a, s].astype(np.float32) / np.float32(255.0),
-                                             purpose=f"{attack}/{source}").argmax(axis=1)
+                pred = metered.predict_proba(
+                    adversarial[a, s].astype(np.float32) / np.float32(255.0), purpose=f"{attack}/{source}"
+                ).argmax(axis=1)
                 wrong = (pred != y) & correct
                 fooled[a, s, t] = int(wrong.sum())
                 fooled_both[a, s, t] = int((wrong & source_correct[a, s]).sum())
@@ -342,15 +383,30 @@ def transfer_matrix(sources: Mapping[str, Any], targets: Mapping[str, Any], atta
     with np.errstate(invalid="ignore", divide="ignore"):
         rates = np.where(n_correct > 0, fooled / np.maximum(n_correct, 1), np.nan)
         rates_both = np.where(both > 0, fooled_both / np.maximum(both, 1), np.nan)
-    white_box = np.array([[(sname == tname) or (src[sname] is tgt[tname]) for tname in tgt] for sname in src],
-                         dtype=bool).reshape(n_s, n_t)
+    white_box = np.array(
+        [[(sname == tname) or (src[sname] is tgt[tname]) for tname in tgt] for sname in src], dtype=bool
+    ).reshape(n_s, n_t)
     source_accuracy = source_correct[0].mean(axis=1)
     result = TransferMatrix(
-        attacks=tuple(att), sources=tuple(src), targets=tuple(tgt), rates=rates, rates_source_correct=rates_both,
-        fooled=fooled, n_correct=n_correct, clean_accuracy=clean_accuracy, white_box=white_box,
-        source_rates=source_rates, source_accuracy=source_accuracy, source_queries=source_queries,
-        target_queries=target_queries, max_linf=max_linf, mean_l2=mean_l2, adversarial=adversarial, y=y,
-        wall_time=time.perf_counter() - started)
+        attacks=tuple(att),
+        sources=tuple(src),
+        targets=tuple(tgt),
+        rates=rates,
+        rates_source_correct=rates_both,
+        fooled=fooled,
+        n_correct=n_correct,
+        clean_accuracy=clean_accuracy,
+        white_box=white_box,
+        source_rates=source_rates,
+        source_accuracy=source_accuracy,
+        source_queries=source_queries,
+        target_queries=target_queries,
+        max_linf=max_linf,
+        mean_l2=mean_l2,
+        adversarial=adversarial,
+        y=y,
+        wall_time=time.perf_counter() - started,
+    )
     if out_dir is not None:
         result.save(out_dir)
     return result

@@ -27,8 +27,14 @@ class _Trial(Exception):
 class StandIn:
     """A model's contract (classes, input shape, labels, label-only, gradients) without its answers."""
 
-    def __init__(self, n_classes: int, input_shape: tuple[int, int, int], labels: Any = None, label_only: bool = False,
-                 gradients: bool = False):
+    def __init__(
+        self,
+        n_classes: int,
+        input_shape: tuple[int, int, int],
+        labels: Any = None,
+        label_only: bool = False,
+        gradients: bool = False,
+    ):
         self.n_classes, self.input_shape, self.labels = n_classes, tuple(input_shape), labels
         self.label_only = label_only
         if gradients:
@@ -67,25 +73,31 @@ def check_test_split(X_train: Any, y_train: Any, X_test: Any, y_test: Any, layou
     """``X_test`` shaped like ``X_train`` (readable by ``layout`` when given), ``y_test`` one known label each."""
     x_train, x_test = np.asarray(X_train), np.asarray(X_test)
     if x_test.ndim != x_train.ndim or x_test.shape[1:] != x_train.shape[1:]:
-        raise InvalidInputError(f"X_test has shape {x_test.shape}; expected samples shaped like X_train's "
-                                f"{x_train.shape[1:]}")
+        raise InvalidInputError(
+            f"X_test has shape {x_test.shape}; expected samples shaped like X_train's {x_train.shape[1:]}"
+        )
     n = len(layout.transform(X_test)) if layout is not None else len(x_test)
     labels = np.asarray(y_test)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or len(labels) != n:
-        raise InvalidInputError(f"y_test has shape {np.asarray(y_test).shape}; expected ({n},) labels, one per "
-                                "X_test sample")
+        raise InvalidInputError(
+            f"y_test has shape {np.asarray(y_test).shape}; expected ({n},) labels, one per X_test sample"
+        )
     known = np.asarray(y_train).ravel()
     numeric = "biuf"
     if (labels.dtype.kind in numeric) != (known.dtype.kind in numeric):
-        raise InvalidInputError(f"y_test has dtype {labels.dtype}; expected labels of the kind y_train holds "
-                                f"({known.dtype})")
+        raise InvalidInputError(
+            f"y_test has dtype {labels.dtype}; expected labels of the kind y_train holds ({known.dtype})"
+        )
     try:
         unknown = np.setdiff1d(np.unique(labels), np.unique(known))
-    except TypeError:           # labels that cannot be compared (mixed objects)
-        raise InvalidInputError("y_test holds labels that cannot be compared with y_train's; expected labels "
-                                "of the same kind") from None
+    except TypeError:  # labels that cannot be compared (mixed objects)
+        raise InvalidInputError(
+            "y_test holds labels that cannot be compared with y_train's; expected labels of the same kind"
+        ) from None
     if unknown.size:
-        raise InvalidInputError(f"y_test has labels {unknown.tolist()[:10]} that y_train does not; expected "
-                                f"labels among {np.unique(known).tolist()[:10]}")
+        raise InvalidInputError(
+            f"y_test has labels {unknown.tolist()[:10]} that y_train does not; expected "
+            f"labels among {np.unique(known).tolist()[:10]}"
+        )

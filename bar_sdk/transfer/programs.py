@@ -54,8 +54,15 @@ class ProgramTransfer:
     mappings: dict[str, Any] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"model": m, **{k: round(v, 6) for k, v in self.metrics[m].items()}, "queries": self.queries[m],
-                 "remapped": self.remapped} for m in self.models]
+        return [
+            {
+                "model": m,
+                **{k: round(v, 6) for k, v in self.metrics[m].items()},
+                "queries": self.queries[m],
+                "remapped": self.remapped,
+            }
+            for m in self.models
+        ]
 
 
 def program_scores(clf: Any, model: Any, X: Any, purpose: str = "predict") -> tuple[np.ndarray, int]:
@@ -74,13 +81,23 @@ def program_scores(clf: Any, model: Any, X: Any, purpose: str = "predict") -> tu
         )
     metered = MeteredModel(model, QueryLedger())
     embedded = program.embed(clf.layout_.transform(X))
-    parts = [metered.predict_proba(program.apply(clf.theta_[None], embedded[i:i + _CHUNK]), purpose=purpose)
-             for i in range(0, len(embedded), _CHUNK)]
+    parts = [
+        metered.predict_proba(program.apply(clf.theta_[None], embedded[i : i + _CHUNK]), purpose=purpose)
+        for i in range(0, len(embedded), _CHUNK)
+    ]
     return np.concatenate(parts), int(metered.ledger.queries)
 
 
-def evaluate_program(clf: Any, models: Mapping[str, Any], X_test: Any, y_test: Any, *, X_map: Any = None,
-                     y_map: Any = None, labels_per_class: int | None = None) -> ProgramTransfer:
+def evaluate_program(
+    clf: Any,
+    models: Mapping[str, Any],
+    X_test: Any,
+    y_test: Any,
+    *,
+    X_map: Any = None,
+    y_map: Any = None,
+    labels_per_class: int | None = None,
+) -> ProgramTransfer:
     """Evaluate ``clf``'s trained program in front of each of ``models``.
 
     Parameters
@@ -132,8 +149,11 @@ def evaluate_program(clf: Any, models: Mapping[str, Any], X_test: Any, y_test: A
         if remap:
             scores, spent = program_scores(clf, model, X_map, purpose="mapping")
             labels = getattr(model, "labels", None)
-            mapping = frequency_mapping(source_frequencies(scores, y_map, k), per_class,
-                                        None if labels is None else tuple(str(v) for v in labels))
+            mapping = frequency_mapping(
+                source_frequencies(scores, y_map, k),
+                per_class,
+                None if labels is None else tuple(str(v) for v in labels),
+            )
         else:
             mapping = clf.mapping_
         scores, used = program_scores(clf, model, X_test)

@@ -35,8 +35,8 @@ from bar_sdk.errors import InvalidInputError
 from bar_sdk.reprogram import BARClassifier
 from bar_sdk.transfer.distill import _OWN, distilled_program
 from bar_sdk.transfer.local import trainer_of
-from bar_sdk.transfer.preflight import check_fit, check_test_split
 from bar_sdk.transfer.metrics import classification_metrics
+from bar_sdk.transfer.preflight import check_fit, check_test_split
 
 __all__ = ["STRATEGIES", "WarmStartStudy", "warm_start_study"]
 
@@ -80,8 +80,10 @@ class WarmStartStudy:
         _check(metric, METRICS, "metric")
         _check(strategy, self.strategies, "strategy")
         budgets = sorted({r["budget"] for r in self.rows if r["strategy"] == strategy})
-        means = [float(np.mean([r[metric] for r in self.rows if r["strategy"] == strategy and r["budget"] == b]))
-                 for b in budgets]
+        means = [
+            float(np.mean([r[metric] for r in self.rows if r["strategy"] == strategy and r["budget"] == b]))
+            for b in budgets
+        ]
         return np.array(budgets), np.array(means)
 
     def reference_level(self, metric: str = "accuracy") -> tuple[int, float]:
@@ -107,22 +109,49 @@ class WarmStartStudy:
         out = {}
         for strategy in self.strategies:
             q = self.queries_to_reach(strategy, metric, level)
-            out[strategy] = {"metric": metric, "level": round(level, 6), "reference_queries": ref_budget,
-                             "queries_to_reach": q, "fraction": None if q is None else round(q / ref_budget, 4)}
+            out[strategy] = {
+                "metric": metric,
+                "level": round(level, 6),
+                "reference_queries": ref_budget,
+                "queries_to_reach": q,
+                "fraction": None if q is None else round(q / ref_budget, 4),
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        curves = {s: {m: dict(zip(map(int, self.curve(s, m)[0]), map(float, self.curve(s, m)[1])))
-                      for m in METRICS} for s in self.strategies}
-        return {"reference": self.reference, "rows": list(self.rows), "surrogate": list(self.surrogate_rows),
-                "curves": curves, "savings": {m: self.savings(m) for m in METRICS}}
+        curves = {
+            s: {
+                m: dict(zip(map(int, self.curve(s, m)[0]), map(float, self.curve(s, m)[1]), strict=False))
+                for m in METRICS
+            }
+            for s in self.strategies
+        }
+        return {
+            "reference": self.reference,
+            "rows": list(self.rows),
+            "surrogate": list(self.surrogate_rows),
+            "curves": curves,
+            "savings": {m: self.savings(m) for m in METRICS},
+        }
 
 
-def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, *,
-                     budgets: Sequence[int] | Mapping[str, Sequence[int]], seeds: Sequence[int] = (0,),
-                     strategies: Sequence[str] = ("cold", "warm", "guided"), surrogate_epochs: int = 10,
-                     bar_params: Mapping[str, Any] | None = None, distill_queries: int = 4000,
-                     distill_rounds: int = 2, distill_params: Mapping[str, Any] | None = None) -> WarmStartStudy:
+def warm_start_study(
+    model: Any,
+    surrogate: Any,
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    *,
+    budgets: Sequence[int] | Mapping[str, Sequence[int]],
+    seeds: Sequence[int] = (0,),
+    strategies: Sequence[str] = ("cold", "warm", "guided"),
+    surrogate_epochs: int = 10,
+    bar_params: Mapping[str, Any] | None = None,
+    distill_queries: int = 4000,
+    distill_rounds: int = 2,
+    distill_params: Mapping[str, Any] | None = None,
+) -> WarmStartStudy:
     """Fit BAR on ``model`` with and without the help of ``surrogate``, at several budgets.
 
     Parameters
@@ -190,35 +219,56 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
     distill_queries = check_int(distill_queries, "distill_queries", low=20)
     if "distilled" in strategies:
         if trainer_of(surrogate) is None:
-            raise InvalidInputError(f"surrogate={type(surrogate).__name__} cannot be fine-tuned; expected a torch "
-                                    "model (bar_sdk.adapters.TorchModel) for strategy 'distilled'")
+            raise InvalidInputError(
+                f"surrogate={type(surrogate).__name__} cannot be fine-tuned; expected a torch "
+                "model (bar_sdk.adapters.TorchModel) for strategy 'distilled'"
+            )
         short = [b for b in plan["distilled"] if b <= distill_queries]
         if short:
-            raise InvalidInputError(f"budgets for 'distilled' include {short}; expected each above "
-                                    f"distill_queries={distill_queries} (the distillation is part of the budget)")
-    _check_plan(model, surrogate, X_train, y_train, X_test, y_test, plan, seeds[0], surrogate_epochs, params,
-                distill_queries)
+            raise InvalidInputError(
+                f"budgets for 'distilled' include {short}; expected each above "
+                f"distill_queries={distill_queries} (the distillation is part of the budget)"
+            )
+    _check_plan(
+        model, surrogate, X_train, y_train, X_test, y_test, plan, seeds[0], surrogate_epochs, params, distill_queries
+    )
 
     rows, surrogate_rows = [], []
     for seed in seeds:
         programs: dict[str, np.ndarray] = {}
         if any(s.startswith("warm") for s in strategies):
-            programs["warm"], row = _surrogate_program(surrogate, X_train, y_train, X_test, y_test, seed,
-                                                       surrogate_epochs, params)
+            programs["warm"], row = _surrogate_program(
+                surrogate, X_train, y_train, X_test, y_test, seed, surrogate_epochs, params
+            )
             surrogate_rows.append({"surrogate": "as given", **row})
         distilled = None
         if "distilled" in strategies:
             started = time.perf_counter()
-            distilled = distilled_program(model, surrogate, X_train, y_train, max_queries=distill_queries,
-                                          rounds=distill_rounds, surrogate_epochs=surrogate_epochs, bar_params=params,
-                                          distill_params=distill_params, random_state=seed)
+            distilled = distilled_program(
+                model,
+                surrogate,
+                X_train,
+                y_train,
+                max_queries=distill_queries,
+                rounds=distill_rounds,
+                surrogate_epochs=surrogate_epochs,
+                bar_params=params,
+                distill_params=distill_params,
+                random_state=seed,
+            )
             programs["distilled"] = distilled.theta
             last = distilled.rounds[-1]
-            surrogate_rows.append({
-                "surrogate": "distilled", "seed": seed,
-                **classification_metrics(y_test, distilled.classifier.predict_proba(X_test)),
-                "fit_seconds": time.perf_counter() - started, **distilled.to_dict(),
-                "agreement": last.agreement, "agreement_before": last.agreement_before})
+            surrogate_rows.append(
+                {
+                    "surrogate": "distilled",
+                    "seed": seed,
+                    **classification_metrics(y_test, distilled.classifier.predict_proba(X_test)),
+                    "fit_seconds": time.perf_counter() - started,
+                    **distilled.to_dict(),
+                    "agreement": last.agreement,
+                    "agreement_before": last.agreement_before,
+                }
+            )
         for strategy in strategies:
             extra: dict[str, Any] = {}
             spent_before = 0
@@ -238,43 +288,70 @@ def warm_start_study(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_t
                 clf.fit(X_train, y_train)
                 fit_seconds = time.perf_counter() - started
                 scores = classification_metrics(y_test, clf.predict_proba(X_test))
-                rows.append({"strategy": strategy, "seed": seed, "budget": budget,
-                             "queries": clf.queries_ + spent_before, "distill_queries": spent_before,
-                             "eval_queries": clf.ledger_.by_purpose.get("predict", 0),
-                             "surrogate_queries": clf.surrogate_queries_, **scores,
-                             "fit_seconds": round(fit_seconds, 3)})
+                rows.append(
+                    {
+                        "strategy": strategy,
+                        "seed": seed,
+                        "budget": budget,
+                        "queries": clf.queries_ + spent_before,
+                        "distill_queries": spent_before,
+                        "eval_queries": clf.ledger_.by_purpose.get("predict", 0),
+                        "surrogate_queries": clf.surrogate_queries_,
+                        **scores,
+                        "fit_seconds": round(fit_seconds, 3),
+                    }
+                )
                 logger.info("%s seed %d budget %d: %s", strategy, seed, budget, scores)
     return WarmStartStudy(rows=tuple(rows), surrogate_rows=tuple(surrogate_rows))
 
 
-def _check_plan(model: Any, surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any,
-                plan: dict[str, list[int]], seed: int, epochs: int, params: dict[str, Any], distill_queries: int
-                ) -> None:
+def _check_plan(
+    model: Any,
+    surrogate: Any,
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    plan: dict[str, list[int]],
+    seed: int,
+    epochs: int,
+    params: dict[str, Any],
+    distill_queries: int,
+) -> None:
     """Every fit's checks and the test split's, before the first query of the study.
 
     A fit's checks do not depend on the seed, and a larger budget passes
     wherever the smallest does, so each strategy is tried at its smallest.
     """
-    check_fit(BARClassifier(surrogate, estimator="exact", max_epochs=epochs, random_state=seed, **params),
-              X_train, y_train)
+    check_fit(
+        BARClassifier(surrogate, estimator="exact", max_epochs=epochs, random_state=seed, **params), X_train, y_train
+    )
     for strategy, budgets in plan.items():
         extra = {"surrogate": surrogate} if strategy in ("guided", "warm+guided") else {}
         spent = distill_queries if strategy == "distilled" else 0
-        check_fit(BARClassifier(model, max_queries=min(budgets) - spent, random_state=seed, **params, **extra),
-                  X_train, y_train)
+        check_fit(
+            BARClassifier(model, max_queries=min(budgets) - spent, random_state=seed, **params, **extra),
+            X_train,
+            y_train,
+        )
     shaper = BARClassifier(model, **params)
     layout, _ = shaper._layout_and_program(X_train, check_model(model)[1])
     check_test_split(X_train, y_train, X_test, y_test, layout)
 
 
-def _surrogate_program(surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, seed: int, epochs: int,
-                       params: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+def _surrogate_program(
+    surrogate: Any, X_train: Any, y_train: Any, X_test: Any, y_test: Any, seed: int, epochs: int, params: dict[str, Any]
+) -> tuple[np.ndarray, dict[str, Any]]:
     """A program trained white-box on ``surrogate`` (free), and a row describing it."""
     started = time.perf_counter()
     local = BARClassifier(surrogate, estimator="exact", max_epochs=epochs, random_state=seed, **params)
     local.fit(X_train, y_train)
-    row = {"seed": seed, **classification_metrics(y_test, local.predict_proba(X_test)),
-           "gradient_calls": local.queries_, "fit_seconds": time.perf_counter() - started}
+    row = {
+        "seed": seed,
+        **classification_metrics(y_test, local.predict_proba(X_test)),
+        "gradient_calls": local.queries_,
+        "fit_seconds": time.perf_counter() - started,
+    }
     return local.theta_, row
 
 

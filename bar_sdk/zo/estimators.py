@@ -310,8 +310,9 @@ class HistoryEstimator(GradientEstimator):
 
     includes_center = True
 
-    def __init__(self, n_directions: int = 5, smoothing: float = 0.01, memory: float = 0.9,
-                 explore: float = 1.0) -> None:
+    def __init__(
+        self, n_directions: int = 5, smoothing: float = 0.01, memory: float = 0.9, explore: float = 1.0
+    ) -> None:
         super().__init__(n_directions, smoothing)
         self.memory = memory
         self.explore = explore
@@ -355,8 +356,11 @@ class HistoryEstimator(GradientEstimator):
         else:
             grad = d / q * diffs @ dirs
         if np.all(np.isfinite(grad)):
-            self._mean = (1.0 - self.memory) * grad if self._mean is None else (
-                self.memory * self._mean + (1.0 - self.memory) * grad)
+            self._mean = (
+                (1.0 - self.memory) * grad
+                if self._mean is None
+                else (self.memory * self._mean + (1.0 - self.memory) * grad)
+            )
         return grad
 
     def state_dict(self) -> dict[str, Any]:
@@ -366,8 +370,10 @@ class HistoryEstimator(GradientEstimator):
         self._mean = None if state.get("mean") is None else np.asarray(state["mean"], dtype=np.float64).copy()
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(n_directions={self.n_directions}, smoothing={self.smoothing}, "
-                f"memory={self.memory}, explore={self.explore})")
+        return (
+            f"{type(self).__name__}(n_directions={self.n_directions}, smoothing={self.smoothing}, "
+            f"memory={self.memory}, explore={self.explore})"
+        )
 
 
 ESTIMATORS: dict[str, type[GradientEstimator]] = {

@@ -53,8 +53,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-__all__ = ["TrainLoop", "StepResult", "Callback", "ProgressBar", "EarlyStopping", "CheckpointEveryStep",
-           "check_callbacks"]
+__all__ = [
+    "TrainLoop",
+    "StepResult",
+    "Callback",
+    "ProgressBar",
+    "EarlyStopping",
+    "CheckpointEveryStep",
+    "check_callbacks",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +104,10 @@ def check_callbacks(callbacks: Any, name: str = "callbacks") -> list[Any]:
     items = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
     for item in items:
         if not (callable(item) or any(hasattr(item, hook) for hook in _HOOKS)):
-            raise InvalidInputError(f"{name} holds {item!r}; expected callables or objects with on_step_end, "
-                                    "on_train_begin or on_train_end (see bar_sdk.zo.loop)")
+            raise InvalidInputError(
+                f"{name} holds {item!r}; expected callables or objects with on_step_end, "
+                "on_train_begin or on_train_end (see bar_sdk.zo.loop)"
+            )
     return items
 
 
@@ -134,10 +143,19 @@ class TrainLoop:
         when ``max_steps`` is reached, when the budget has no room.
     """
 
-    def __init__(self, step: Callable[[Any], StepResult], ledger: Any, *, step_cost: int, reserve: int = 0,
-                 max_steps: int | None = None, callbacks: Iterable[Any] = (), default_reason: str = "budget",
-                 max_steps_reason: str = "max_steps reached", budget_reason: str = "no room for another step"
-                 ) -> None:
+    def __init__(
+        self,
+        step: Callable[[Any], StepResult],
+        ledger: Any,
+        *,
+        step_cost: int,
+        reserve: int = 0,
+        max_steps: int | None = None,
+        callbacks: Iterable[Any] = (),
+        default_reason: str = "budget",
+        max_steps_reason: str = "max_steps reached",
+        budget_reason: str = "no room for another step",
+    ) -> None:
         self.step, self.ledger = step, ledger
         self.step_cost, self.reserve, self.max_steps = int(step_cost), int(reserve), max_steps
         self.callbacks = list(callbacks)
@@ -171,8 +189,12 @@ class TrainLoop:
                     break
                 result = self.step(state)
                 state.step += 1
-                for key, value in (("step", state.step), ("queries", self.ledger.queries), ("loss", result.loss),
-                                   ("accuracy", result.accuracy)):
+                for key, value in (
+                    ("step", state.step),
+                    ("queries", self.ledger.queries),
+                    ("loss", result.loss),
+                    ("accuracy", result.accuracy),
+                ):
                     state.history[key].append(value)
                 asked = [(cb, stop) for cb, stop in self._call("on_step_end", result) if stop]
                 if result.stop is not None:
@@ -204,8 +226,9 @@ class ProgressBar(Callback):
     (a callable of the loop) adds fields at the end (BAR: ``readout=fitted``).
     """
 
-    def __init__(self, desc: str = "fit", by_queries: bool = True,
-                 postfix: Callable[[Any], dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, desc: str = "fit", by_queries: bool = True, postfix: Callable[[Any], dict[str, Any]] | None = None
+    ) -> None:
         self.desc, self.by_queries, self.postfix = desc, by_queries, postfix
         self.bar: tqdm[Any] | None = None
 
@@ -213,11 +236,16 @@ class ProgressBar(Callback):
         from tqdm.auto import tqdm
 
         if self.by_queries:
-            self.bar = tqdm(total=loop.ledger.max_queries, initial=loop.ledger.queries, unit="q", desc=self.desc,
-                            mininterval=0.5, unit_scale=True)
+            self.bar = tqdm(
+                total=loop.ledger.max_queries,
+                initial=loop.ledger.queries,
+                unit="q",
+                desc=self.desc,
+                mininterval=0.5,
+                unit_scale=True,
+            )
         else:
-            self.bar = tqdm(total=loop.max_steps, initial=loop.state.step, unit="step", desc=self.desc,
-                            mininterval=0.5)
+            self.bar = tqdm(total=loop.max_steps, initial=loop.state.step, unit="step", desc=self.desc, mininterval=0.5)
 
     def _figures(self, loop: TrainLoop) -> dict[str, Any]:
         history = loop.state.history

@@ -30,13 +30,16 @@ from bar_sdk.zo.settings import Settings
 __all__ = ["Optimizer", "SGD", "Adam", "SignSGD", "SPSAGC", "make_optimizer"]
 
 
-def check_weight_decay(weight_decay: Any, lr: float, name: str = "weight_decay",
-                       lr_name: str = "learning_rate") -> float:
+def check_weight_decay(
+    weight_decay: Any, lr: float, name: str = "weight_decay", lr_name: str = "learning_rate"
+) -> float:
     """``weight_decay`` >= 0 with ``lr * weight_decay < 1`` (larger pushes the parameters past zero each step)."""
     decay = check_float(weight_decay, name, low=0.0)
     if lr * decay >= 1.0:
-        raise InvalidInputError(f"{name}={weight_decay!r} with {lr_name}={lr!r}; expected "
-                                f"{lr_name} * weight_decay < 1 (a larger decay overshoots zero every step)")
+        raise InvalidInputError(
+            f"{name}={weight_decay!r} with {lr_name}={lr!r}; expected "
+            f"{lr_name} * weight_decay < 1 (a larger decay overshoots zero every step)"
+        )
     return decay
 
 
@@ -118,8 +121,15 @@ class SignSGD(Optimizer):
 class Adam(Optimizer):
     """ZO-AdaMM (Chen et al., 2019): Adam with the AMSGrad max of second moments."""
 
-    def __init__(self, lr: float = 0.05, lr_decay: float = 1.0, beta1: float = 0.9, beta2: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self,
+        lr: float = 0.05,
+        lr_decay: float = 1.0,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
         super().__init__(lr, lr_decay, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m: np.ndarray | None = None
@@ -130,7 +140,7 @@ class Adam(Optimizer):
 
     def validate(self) -> "Adam":
         super().validate()
-        check_below_one(self.beta1, self._name("beta1"))   # 1: the bias correction divides by zero (NaN)
+        check_below_one(self.beta1, self._name("beta1"))  # 1: the bias correction divides by zero (NaN)
         check_below_one(self.beta2, self._name("beta2"))
         check_float(self.eps, self._name("eps"), low=0.0, low_open=True)
         return self
@@ -145,8 +155,8 @@ class Adam(Optimizer):
         self.m = self.beta1 * self.m + (1 - self.beta1) * grad
         self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
         self.vmax = np.maximum(self.vmax, self.v)
-        m_hat = self.m / (1 - self.beta1 ** self.t)
-        v_hat = self.vmax / (1 - self.beta2 ** self.t)
+        m_hat = self.m / (1 - self.beta1**self.t)
+        v_hat = self.vmax / (1 - self.beta2**self.t)
         return theta - self.learning_rate(progress) * m_hat / (np.sqrt(v_hat) + self.eps)
 
     def state_dict(self) -> dict[str, Any]:
@@ -165,8 +175,9 @@ class SPSAGC(Optimizer):
     ``theta <- theta + m``.
     """
 
-    def __init__(self, lr: float = 0.05, lr_decay: float = 1.0, momentum: float = 0.9,
-                 weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 0.05, lr_decay: float = 1.0, momentum: float = 0.9, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(lr, lr_decay, weight_decay)
         self.momentum = momentum
         self.m: np.ndarray | None = None
@@ -201,4 +212,5 @@ def make_optimizer(spec: str | Optimizer, lr: float, lr_decay: float, weight_dec
     if isinstance(spec, Optimizer):
         return spec
     return OPTIMIZERS[check_choice(spec, "optimizer", tuple(OPTIMIZERS))](
-        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
+        lr=lr, lr_decay=lr_decay, weight_decay=weight_decay
+    )

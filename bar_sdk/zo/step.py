@@ -11,9 +11,14 @@ from bar_sdk.zo.optimizers import Optimizer
 from bar_sdk.zo.settings import Settings
 
 
-def zo_step(theta: np.ndarray, objective: Callable[[np.ndarray], np.ndarray],
-            estimator: GradientEstimator, optimizer: Optimizer,
-            rng: np.random.Generator, progress: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def zo_step(
+    theta: np.ndarray,
+    objective: Callable[[np.ndarray], np.ndarray],
+    estimator: GradientEstimator,
+    optimizer: Optimizer,
+    rng: np.random.Generator,
+    progress: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimate the gradient of ``objective`` near ``theta`` and take one step.
 
     ``objective`` maps a ``(m, d)`` stack of parameter vectors to ``m``
@@ -27,14 +32,16 @@ def zo_step(theta: np.ndarray, objective: Callable[[np.ndarray], np.ndarray],
     return new, grad, losses
 
 
-def zo_ask(theta: np.ndarray, estimator: GradientEstimator, optimizer: Optimizer,
-           rng: np.random.Generator) -> np.ndarray:
+def zo_ask(
+    theta: np.ndarray, estimator: GradientEstimator, optimizer: Optimizer, rng: np.random.Generator
+) -> np.ndarray:
     """The ``(m, d)`` points whose losses the step needs (around the optimizer's look-ahead point)."""
     return estimator.ask(optimizer.lookahead(theta), rng)
 
 
-def zo_tell(theta: np.ndarray, losses: np.ndarray, estimator: GradientEstimator, optimizer: Optimizer,
-            progress: float) -> tuple[np.ndarray, np.ndarray]:
+def zo_tell(
+    theta: np.ndarray, losses: np.ndarray, estimator: GradientEstimator, optimizer: Optimizer, progress: float
+) -> tuple[np.ndarray, np.ndarray]:
     """``(new_theta, gradient)`` from the losses of :func:`zo_ask`'s points."""
     grad = estimator.tell(losses)
     return optimizer.step(theta, grad, progress), grad

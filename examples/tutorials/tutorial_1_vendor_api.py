@@ -42,13 +42,17 @@ from bar_sdk.reporting.plots import plot_learning_curve
 
 x_digits, y_digits = digits_images(16)
 concepts = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-vendor = SklearnModel(LogisticRegression(max_iter=300).fit(x_digits.reshape(len(x_digits), -1), y_digits),
-                      input_shape=(1, 16, 16), labels=concepts)
+vendor = SklearnModel(
+    LogisticRegression(max_iter=300).fit(x_digits.reshape(len(x_digits), -1), y_digits),
+    input_shape=(1, 16, 16),
+    labels=concepts,
+)
 
 # Your task: 30 tabular features per patient (benign or malignant), laid out as a patch in the frame.
 data = load_breast_cancer()
-X_train, X_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.3,
-                                                    stratify=data.target, random_state=0)
+X_train, X_test, y_train, y_test = train_test_split(
+    data.data, data.target, test_size=0.3, stratify=data.target, random_state=0
+)
 work = Path(tempfile.mkdtemp(prefix="bar-tutorial-"))
 
 # %%
@@ -64,29 +68,42 @@ work = Path(tempfile.mkdtemp(prefix="bar-tutorial-"))
 # (In a script, ``with serve(...) as server:`` around the run; the page splits it into cells, so
 # an ExitStack holds it open until the end.)
 stack = ExitStack()
-server = stack.enter_context(serve(vendor, preset="clarifai", api_keys=["rehearsal-key"], rate_limit=500,
-                                   faults=Faults(rate_429=0.05, rate_500=0.02)))
+server = stack.enter_context(
+    serve(
+        vendor,
+        preset="clarifai",
+        api_keys=["rehearsal-key"],
+        rate_limit=500,
+        faults=Faults(rate_429=0.05, rate_500=0.02),
+    )
+)
 
 
 def vendor_api(max_queries):
     """The client; for the paid run: base_url="https://api.clarifai.com", api_key=None (read from BAR_API_KEY)."""
     return RemoteModel.from_preset(
-        "clarifai", base_url=server.base_url, api_key="rehearsal-key", model_id="general-image-recognition",
-        labels=concepts, input_shape=(1, 16, 16), max_queries=max_queries, price_per_query=0.0015,
-        cache_dir=work / "cache")
+        "clarifai",
+        base_url=server.base_url,
+        api_key="rehearsal-key",
+        model_id="general-image-recognition",
+        labels=concepts,
+        input_shape=(1, 16, 16),
+        max_queries=max_queries,
+        price_per_query=0.0015,
+        cache_dir=work / "cache",
+    )
 
 
 print(server)
-print(vendor_api(10))          # the key prints as ***
+print(vendor_api(10))  # the key prints as ***
 
 # %%
 # The bill, before any query
 # --------------------------
 # :func:`~bar_sdk.plan.plan_bar` walks the rules ``fit`` follows (mapping pass, training steps,
 # readout pass, then predictions) and prints the images, requests, dollars and hours.
-clf = BARClassifier(vendor_api(10), max_queries=1_500, batch_size=10, random_state=0,
-                    checkpoint=work / "bar.ckpt")
-print(plan_bar(clf, X_train, n_eval=len(X_test), rate_limit=10))     # at the vendor's 10 requests/s
+clf = BARClassifier(vendor_api(10), max_queries=1_500, batch_size=10, random_state=0, checkpoint=work / "bar.ckpt")
+print(plan_bar(clf, X_train, n_eval=len(X_test), rate_limit=10))  # at the vendor's 10 requests/s
 
 # %%
 # A run that hits the API budget
@@ -114,17 +131,25 @@ clf.set_params(model=api)
 clf.fit(X_train, y_train)
 accuracy = clf.score(X_test, y_test)
 print(f"test accuracy {accuracy:.3f}; stop reason: {clf.stop_reason_}")
-print(f"the client's ledger: {api.ledger.billed} images billed in both runs, ${api.ledger.cost:.2f}, "
-      f"{api.ledger.cache_hits} answered from the cache; the server billed {server.billed}")
+print(
+    f"the client's ledger: {api.ledger.billed} images billed in both runs, ${api.ledger.cost:.2f}, "
+    f"{api.ledger.cache_hits} answered from the cache; the server billed {server.billed}"
+)
 print("every image the estimator sent, by purpose:", clf.ledger_.by_purpose)
-assert server.billed <= 2_500          # the cap held on what the vendor counted
+assert server.billed <= 2_500  # the cap held on what the vendor counted
 
 # %%
 # The report
 # ----------
 # A JSON document with what the run cost and scored, and the learning curve.
-report = {"test_accuracy": accuracy, "fit_queries": clf.queries_, "billed": api.ledger.billed,
-          "dollars": api.ledger.cost, "by_purpose": clf.ledger_.by_purpose, "stop_reason": clf.stop_reason_}
+report = {
+    "test_accuracy": accuracy,
+    "fit_queries": clf.queries_,
+    "billed": api.ledger.billed,
+    "dollars": api.ledger.cost,
+    "by_purpose": clf.ledger_.by_purpose,
+    "stop_reason": clf.stop_reason_,
+}
 print(write_json(work / "report.json", report).read_text())
 plot_learning_curve(work / "learning_curve.png", clf.history_, title="BAR through the vendor API")
-stack.close()     # stops the server
+stack.close()  # stops the server

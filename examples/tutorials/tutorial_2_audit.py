@@ -30,14 +30,24 @@ from bar_sdk.plan import plan_audit
 
 x, y = digits_images(16)
 concepts = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-vendor = SklearnModel(LogisticRegression(max_iter=300).fit(x[200:].reshape(len(x) - 200, -1), y[200:]),
-                      input_shape=(1, 16, 16), labels=concepts)
+vendor = SklearnModel(
+    LogisticRegression(max_iter=300).fit(x[200:].reshape(len(x) - 200, -1), y[200:]),
+    input_shape=(1, 16, 16),
+    labels=concepts,
+)
 
-stack = ExitStack()             # in a script: ``with serve(...) as server:``
+stack = ExitStack()  # in a script: ``with serve(...) as server:``
 server = stack.enter_context(serve(vendor, preset="clarifai", api_keys=["audit-key"], rate_limit=1_000))
-api = RemoteModel.from_preset("clarifai", base_url=server.base_url, api_key="audit-key", model_id="digits",
-                              labels=concepts, input_shape=(1, 16, 16), max_queries=20_000,
-                              price_per_query=0.0015)
+api = RemoteModel.from_preset(
+    "clarifai",
+    base_url=server.base_url,
+    api_key="audit-key",
+    model_id="digits",
+    labels=concepts,
+    input_shape=(1, 16, 16),
+    max_queries=20_000,
+    price_per_query=0.0015,
+)
 
 # %%
 # What the audit may cost, before it runs
@@ -53,8 +63,17 @@ print(plan_audit(api, len(x_audit), attacks=attacks, eps=eps, max_queries=cap))
 # Run it
 # ------
 out_dir = Path(tempfile.mkdtemp(prefix="bar-audit-"))
-report = audit(api, x_audit, y_audit, attacks=attacks, eps=eps, max_queries=cap, out_dir=out_dir,
-               price_per_query=0.0015, random_state=0)
+report = audit(
+    api,
+    x_audit,
+    y_audit,
+    attacks=attacks,
+    eps=eps,
+    max_queries=cap,
+    out_dir=out_dir,
+    price_per_query=0.0015,
+    random_state=0,
+)
 stack.close()
 
 # %%
@@ -78,8 +97,10 @@ assert report.total_queries <= api.ledger.billed + api.ledger.cache_hits
 # %%
 # Each run keeps its per-image results: how many queries each image took and whether it was fooled.
 square = report.results["square"][-1]
-print(f"square at eps={report.eps[-1]:g}: fooled {int(np.sum(square.success))} of {len(square.success)}, "
-      f"queries per image {square.queries.tolist()}")
+print(
+    f"square at eps={report.eps[-1]:g}: fooled {int(np.sum(square.success))} of {len(square.success)}, "
+    f"queries per image {square.queries.tolist()}"
+)
 
 # %%
 # The files: ``report.json`` (the numbers above), ``report.md`` (the same in plain words, for the

@@ -29,8 +29,9 @@ from bar_sdk.adapters import CallableModel, SklearnModel
 from bar_sdk.adapters.nets import digits_images
 
 x_digits, y_digits = digits_images(16)
-vendor = SklearnModel(LogisticRegression(max_iter=300).fit(x_digits.reshape(len(x_digits), -1), y_digits),
-                      input_shape=(1, 16, 16))
+vendor = SklearnModel(
+    LogisticRegression(max_iter=300).fit(x_digits.reshape(len(x_digits), -1), y_digits), input_shape=(1, 16, 16)
+)
 tally = {"images": 0, "calls": 0}
 
 
@@ -49,8 +50,7 @@ model = CallableModel(query, n_classes=10, input_shape=(1, 16, 16))
 # laid out by BAR as a patch in the model's input frame.
 X, y = load_wine(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
-pipe = make_pipeline(StandardScaler(), PCA(random_state=0),
-                     BARClassifier(model, max_queries=600, random_state=0))
+pipe = make_pipeline(StandardScaler(), PCA(random_state=0), BARClassifier(model, max_queries=600, random_state=0))
 print(pipe)
 
 # %%
@@ -60,12 +60,17 @@ print(pipe)
 # the training data. ``n_jobs=1``: the counter above lives in this process (for workers sharing one
 # budget, see ``bar_sdk.adapters.ray.PerProcessModel`` and a shared ledger).
 grid = {"pca__n_components": [4, 10], "barclassifier__learning_rate": [0.05, 0.2]}
-search = GridSearchCV(pipe, grid, cv=StratifiedKFold(2, shuffle=True, random_state=0),
-                      scoring="balanced_accuracy", n_jobs=1)
+search = GridSearchCV(
+    pipe, grid, cv=StratifiedKFold(2, shuffle=True, random_state=0), scoring="balanced_accuracy", n_jobs=1
+)
 search.fit(X_train, y_train)
 
-for params, mean, std in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"],
-                             search.cv_results_["std_test_score"], strict=True):
+for params, mean, std in zip(
+    search.cv_results_["params"],
+    search.cv_results_["mean_test_score"],
+    search.cv_results_["std_test_score"],
+    strict=True,
+):
     print(f"{params}: balanced accuracy {mean:.3f} +/- {std:.3f}")
 print("best:", search.best_params_)
 
@@ -78,11 +83,15 @@ best = search.best_estimator_[-1]
 print(f"test balanced accuracy {score:.3f} (chance: {1 / 3:.3f})")
 print(f"the refit used {best.queries_} queries; by purpose: {best.ledger_.by_purpose}")
 fits = len(search.cv_results_["params"]) * search.n_splits_ + 1
-print(f"the search sent {searched:,} images in {tally['calls']:,} calls: {fits} fits of at most 600 "
-      f"queries each plus the scoring of every fold; the test score sent {tally['images'] - searched} more")
+print(
+    f"the search sent {searched:,} images in {tally['calls']:,} calls: {fits} fits of at most 600 "
+    f"queries each plus the scoring of every fold; the test score sent {tally['images'] - searched} more"
+)
 n_candidates = len(search.cv_results_["params"])
 # each fit stays within its 600; scoring shows each training sample once per candidate (in its test fold)
 assert searched <= fits * 600 + n_candidates * len(X_train)
 assert tally["images"] - searched == len(X_test)
-print("learning curve of the refit (queries, minibatch accuracy):",
-      [(int(q), round(float(a), 2)) for q, a in zip(best.history_["queries"], best.history_["accuracy"], strict=True)])
+print(
+    "learning curve of the refit (queries, minibatch accuracy):",
+    [(int(q), round(float(a), 2)) for q, a in zip(best.history_["queries"], best.history_["accuracy"], strict=True)],
+)

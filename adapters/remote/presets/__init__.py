@@ -28,9 +28,20 @@ from bar_sdk.adapters.remote.presets.open_inference import OpenInferencePreset
 from bar_sdk.adapters.remote.presets.torchserve import TorchServePreset
 from bar_sdk.errors import InvalidInputError
 
-__all__ = ["Preset", "register_preset", "make_preset", "available_presets", "ClarifaiPreset",
-           "GoogleVisionPreset", "AwsRekognitionPreset", "AzureVisionPreset", "HuggingFacePreset",
-           "TorchServePreset", "GenericJSONPreset", "OpenInferencePreset"]
+__all__ = [
+    "Preset",
+    "register_preset",
+    "make_preset",
+    "available_presets",
+    "ClarifaiPreset",
+    "GoogleVisionPreset",
+    "AwsRekognitionPreset",
+    "AzureVisionPreset",
+    "HuggingFacePreset",
+    "TorchServePreset",
+    "GenericJSONPreset",
+    "OpenInferencePreset",
+]
 
 _REGISTRY: dict[str, Callable[..., Preset]] = {}
 _LOCK = threading.Lock()
@@ -60,18 +71,29 @@ def make_preset(name: str, **options: Any) -> Preset:
     with _LOCK:
         factory = _REGISTRY.get(name)
     if factory is None:
-        raise InvalidInputError(f"preset={name!r} is not registered; expected one of {', '.join(available_presets())}"
-                                " (or register your own with register_preset)")
+        raise InvalidInputError(
+            f"preset={name!r} is not registered; expected one of {', '.join(available_presets())}"
+            " (or register your own with register_preset)"
+        )
     try:
         preset = factory(**options)
     except TypeError as exc:
-        raise InvalidInputError(f"preset {name!r} does not accept these options ({exc}); "
-                                f"see help({getattr(factory, '__name__', factory)})") from None
+        raise InvalidInputError(
+            f"preset {name!r} does not accept these options ({exc}); see help({getattr(factory, '__name__', factory)})"
+        ) from None
     if not isinstance(preset, Preset):
         raise InvalidInputError(f"preset {name!r} factory returned {type(preset).__name__}; expected a Preset")
     return preset
 
 
-for _cls in (ClarifaiPreset, GoogleVisionPreset, AwsRekognitionPreset, AzureVisionPreset, HuggingFacePreset,
-             TorchServePreset, GenericJSONPreset, OpenInferencePreset):
+for _cls in (
+    ClarifaiPreset,
+    GoogleVisionPreset,
+    AwsRekognitionPreset,
+    AzureVisionPreset,
+    HuggingFacePreset,
+    TorchServePreset,
+    GenericJSONPreset,
+    OpenInferencePreset,
+):
     register_preset(_cls.name, _cls)

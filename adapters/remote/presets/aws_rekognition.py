@@ -13,8 +13,17 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
-from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, read_entries,
-                                          throttle, transient)
+from bar_sdk.adapters.remote.presets.base import (
+    Answer,
+    Preset,
+    b64,
+    classify_status,
+    dig,
+    json_body,
+    read_entries,
+    throttle,
+    transient,
+)
 from bar_sdk.adapters.remote.secret import redact_all
 from bar_sdk.contract import check_float, check_int
 from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError
@@ -22,8 +31,14 @@ from bar_sdk.errors import AuthenticationError, InvalidInputError, RemoteError, 
 __all__ = ["AwsRekognitionPreset", "AwsCredentials"]
 
 _THROTTLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"}
-_AUTH = {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-         "ExpiredTokenException", "MissingAuthenticationTokenException", "IncompleteSignatureException"}
+_AUTH = {
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+}
 _TRANSIENT = {"InternalServerError", "ServiceUnavailableException"}
 
 
@@ -99,13 +114,17 @@ class AwsRekognitionPreset(Preset):
 
             creds = botocore.session.get_session().get_credentials()
             if creds is None:
-                raise InvalidInputError("api_key=None and botocore found no AWS credentials (environment, "
-                                        "~/.aws, role); pass api_key=(access_key_id, secret_access_key)")
+                raise InvalidInputError(
+                    "api_key=None and botocore found no AWS credentials (environment, "
+                    "~/.aws, role); pass api_key=(access_key_id, secret_access_key)"
+                )
             return AwsCredentials(creds)
         if hasattr(api_key, "get_frozen_credentials"):
             return AwsCredentials(api_key)
-        raise InvalidInputError("api_key for aws_rekognition must be (access_key_id, secret_access_key[, "
-                                "session_token]), botocore Credentials or None")
+        raise InvalidInputError(
+            "api_key for aws_rekognition must be (access_key_id, secret_access_key[, "
+            "session_token]), botocore Credentials or None"
+        )
 
     def build_request(self, base_url: str, images: Sequence[bytes], labels: Sequence[str]) -> HttpRequest:
         body: dict[str, Any] = {"Image": {"Bytes": b64(images[0])}}
@@ -139,16 +158,19 @@ class AwsRekognitionPreset(Preset):
         if kind in _THROTTLE:
             raise throttle(f"aws_rekognition throttled the request (HTTP {response.status_code}, {detail})")
         if kind in _AUTH:
-            raise AuthenticationError(f"aws_rekognition refused the credentials (HTTP {response.status_code}, "
-                                      f"{detail}); check api_key and region; not retried")
+            raise AuthenticationError(
+                f"aws_rekognition refused the credentials (HTTP {response.status_code}, "
+                f"{detail}); check api_key and region; not retried"
+            )
         if kind in _TRANSIENT:
             raise transient(f"aws_rekognition failed (HTTP {response.status_code}, {detail})")
         raise classify_status(response, "aws_rekognition", detail if kind else None)
 
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
         labels = dig(response.json(), "Labels", "aws_rekognition response")
-        answer = read_entries(labels, "aws_rekognition response Labels", label_keys=("Name",),
-                              score_key="Confidence", scale=100.0)
+        answer = read_entries(
+            labels, "aws_rekognition response Labels", label_keys=("Name",), score_key="Confidence", scale=100.0
+        )
         # Newer responses list aliases under a label; an alias carries the label's confidence.
         for label in labels:
             for alias in label["Aliases"] if isinstance(label.get("Aliases"), list) else []:

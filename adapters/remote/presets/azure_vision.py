@@ -51,12 +51,15 @@ class AzureVisionPreset(Preset):
         if self.api_version == "v3.2":
             path, query = "/vision/v3.2/analyze", {"visualFeatures": "Tags"}
         else:
-            path, query = "/computervision/imageanalysis:analyze", {"api-version": self.api_version,
-                                                                     "features": "tags"}
+            path, query = "/computervision/imageanalysis:analyze", {"api-version": self.api_version, "features": "tags"}
         if self.language:
             query["language"] = self.language
-        return HttpRequest("POST", f"{base_url}{path}?{urlencode(query)}",
-                           {"Content-Type": "application/octet-stream"}, bytes(images[0]))
+        return HttpRequest(
+            "POST",
+            f"{base_url}{path}?{urlencode(query)}",
+            {"Content-Type": "application/octet-stream"},
+            bytes(images[0]),
+        )
 
     def authorize(self, request: HttpRequest, credentials: Secret | None) -> HttpRequest:
         return request.with_headers(**{"Ocp-Apim-Subscription-Key": credentials.reveal()})
@@ -64,5 +67,11 @@ class AzureVisionPreset(Preset):
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
         body = response.json()
         path = "tags" if self.api_version == "v3.2" else "tagsResult.values"
-        return [read_entries(dig(body, path, "azure_vision response"), f"azure_vision response {path}",
-                             label_keys=("name",), score_key="confidence")]
+        return [
+            read_entries(
+                dig(body, path, "azure_vision response"),
+                f"azure_vision response {path}",
+                label_keys=("name",),
+                score_key="confidence",
+            )
+        ]

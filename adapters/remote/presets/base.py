@@ -13,8 +13,20 @@ from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.adapters.remote.secret import Secret, resolve_secret
 from bar_sdk.errors import AuthenticationError, RateLimitError, RemoteError, ResponseFormatError, TransientError
 
-__all__ = ["Preset", "Answer", "dig", "per_image", "read_entries", "read_mapping", "b64", "path_part", "json_body",
-           "throttle", "transient", "classify_status"]
+__all__ = [
+    "Preset",
+    "Answer",
+    "dig",
+    "per_image",
+    "read_entries",
+    "read_mapping",
+    "b64",
+    "path_part",
+    "json_body",
+    "throttle",
+    "transient",
+    "classify_status",
+]
 
 Answer = dict[str, "float | None"]
 """One image's answer: API label name -> score in [0, 1] (``None`` when the API gives names only)."""
@@ -59,7 +71,7 @@ def score(value: Any, scale: float, where: str) -> float:
     """A score read from the body, divided by ``scale`` (100 for percentages)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ResponseFormatError(f"{where} is {value!r}; expected a number")
-    if not 0.0 <= value <= scale:    # compared before float(): a huge integer must not overflow
+    if not 0.0 <= value <= scale:  # compared before float(): a huge integer must not overflow
         raise ResponseFormatError(f"{where} is {value!r}; expected a score in [0, {scale:g}]")
     return float(value) / scale
 
@@ -72,8 +84,9 @@ def per_image(items: Any, n_images: int, where: str) -> list:
     return items
 
 
-def read_entries(entries: Any, where: str, *, label_keys: Sequence[str], score_key: str | None,
-                 scale: float = 1.0) -> Answer:
+def read_entries(
+    entries: Any, where: str, *, label_keys: Sequence[str], score_key: str | None, scale: float = 1.0
+) -> Answer:
     """An answer from a list of ``{label: ..., score: ...}`` objects.
 
     The label is the first of ``label_keys`` present; a label listed twice
@@ -88,8 +101,9 @@ def read_entries(entries: Any, where: str, *, label_keys: Sequence[str], score_k
             raise ResponseFormatError(f"{where}.{j} is {entry!r}; expected an object with {label_keys[0]!r}")
         name = next((entry[k] for k in label_keys if isinstance(entry.get(k), str)), None)
         if name is None:
-            raise ResponseFormatError(f"{where}.{j} has no {' or '.join(map(repr, label_keys))}; "
-                                      f"keys there: {sorted(entry)[:8]}")
+            raise ResponseFormatError(
+                f"{where}.{j} has no {' or '.join(map(repr, label_keys))}; keys there: {sorted(entry)[:8]}"
+            )
         value = None
         if score_key is not None and score_key in entry:
             value = score(entry[score_key], scale, f"{where}.{j}.{score_key}")
@@ -165,8 +179,9 @@ class Preset:
 
     # -- defaults ---------------------------------------------------------------------------------
 
-    def prepare(self, base_url: str, send: Callable[[HttpRequest], HttpResponse],
-                sleep: Callable[[float], Any]) -> None:
+    def prepare(
+        self, base_url: str, send: Callable[[HttpRequest], HttpResponse], sleep: Callable[[float], Any]
+    ) -> None:
         """Called before each request is built; a protocol that must first check readiness or read
         metadata does it here, once (``send`` is free: not billed, not counted, credentials added)."""
 
@@ -204,15 +219,17 @@ def classify_status(response: HttpResponse, vendor: str, detail: str | None = No
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     if status in (401, 403):
         return AuthenticationError(
-            f"{vendor} refused the credentials (HTTP {status}): {detail}. Check api_key and base_url; "
-            "not retried")
+            f"{vendor} refused the credentials (HTTP {status}): {detail}. Check api_key and base_url; not retried"
+        )
     if status == 429:
         return throttle(f"{vendor} throttled the request (HTTP 429): {detail}", retry_after)
     if status in (408, 425) or status >= 500:
         return transient(f"{vendor} failed (HTTP {status}): {detail}", retry_after)
     if 300 <= status < 400:
-        return RemoteError(f"{vendor} answered HTTP {status} redirecting to {response.headers.get('location')!r}; "
-                           "redirects are not followed (credentials stay with base_url's host)")
+        return RemoteError(
+            f"{vendor} answered HTTP {status} redirecting to {response.headers.get('location')!r}; "
+            "redirects are not followed (credentials stay with base_url's host)"
+        )
     return RemoteError(f"{vendor} rejected the request (HTTP {status}): {detail}; not retried")
 
 
@@ -240,12 +257,12 @@ def json_body(obj: Any) -> bytes:
     skeleton = swap(obj)
     text = json.dumps(skeleton, separators=(",", ":"))
     pieces = text.split(f'"{_MARK}')
-    if not blobs or len(pieces) != len(blobs) + 1:   # none, or a mark found in the data itself: the plain way
+    if not blobs or len(pieces) != len(blobs) + 1:  # none, or a mark found in the data itself: the plain way
         return json.dumps(obj, separators=(",", ":")).encode()
     out = [pieces[0].encode()]
     for i, piece in enumerate(pieces[1:]):
         head = f'{i}"'
         if not piece.startswith(head):
             return json.dumps(obj, separators=(",", ":")).encode()
-        out += [b'"', blobs[i].encode("ascii"), b'"', piece[len(head):].encode()]
+        out += [b'"', blobs[i].encode("ascii"), b'"', piece[len(head) :].encode()]
     return b"".join(out)

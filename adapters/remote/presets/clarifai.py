@@ -12,8 +12,19 @@ import warnings
 from typing import Any, Sequence
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
-from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, path_part,
-                                          per_image, read_entries, throttle, transient)
+from bar_sdk.adapters.remote.presets.base import (
+    Answer,
+    Preset,
+    b64,
+    classify_status,
+    dig,
+    json_body,
+    path_part,
+    per_image,
+    read_entries,
+    throttle,
+    transient,
+)
 from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.adapters.remote.secret import Secret
 from bar_sdk.contract import check_bool, check_float, check_int
@@ -23,15 +34,25 @@ __all__ = ["ClarifaiPreset"]
 
 SUCCESS, MIXED_STATUS = 10000, 10010
 _NAMES = {
-    "SUCCESS": 10000, "MIXED_STATUS": 10010,
-    "CONN_TOKEN_INVALID": 11001, "CONN_CREDENTIALS_INVALID": 11002, "CONN_EXCEED_HOURLY_LIMIT": 11003,
-    "CONN_EXCEED_MONTHLY_LIMIT": 11004, "CONN_THROTTLED": 11005, "CONN_EXCEEDS_LIMITS": 11006,
-    "CONN_KEY_INVALID": 11008, "MODEL_DOES_NOT_EXIST": 21200, "MODEL_INVALID_ARGUMENT": 21202,
-    "MODEL_BUSY_PLEASE_RETRY": 21354, "INPUT_FAILED": 30002, "INPUT_OVER_LIMIT": 30105,
-    "ALL_INPUT_INVALID_BYTES": 30300, "RPC_REQUEST_QUEUE_FULL": 40030,
+    "SUCCESS": 10000,
+    "MIXED_STATUS": 10010,
+    "CONN_TOKEN_INVALID": 11001,
+    "CONN_CREDENTIALS_INVALID": 11002,
+    "CONN_EXCEED_HOURLY_LIMIT": 11003,
+    "CONN_EXCEED_MONTHLY_LIMIT": 11004,
+    "CONN_THROTTLED": 11005,
+    "CONN_EXCEEDS_LIMITS": 11006,
+    "CONN_KEY_INVALID": 11008,
+    "MODEL_DOES_NOT_EXIST": 21200,
+    "MODEL_INVALID_ARGUMENT": 21202,
+    "MODEL_BUSY_PLEASE_RETRY": 21354,
+    "INPUT_FAILED": 30002,
+    "INPUT_OVER_LIMIT": 30105,
+    "ALL_INPUT_INVALID_BYTES": 30300,
+    "RPC_REQUEST_QUEUE_FULL": 40030,
 }
 _AUTH = {11001, 11002, 11008}
-_LIMITS = {11003, 11004, 11006}      # hourly / monthly / account limits: waiting seconds will not help
+_LIMITS = {11003, 11004, 11006}  # hourly / monthly / account limits: waiting seconds will not help
 _BUSY = {21354, 40030}
 MAX_BATCH = 128
 MAX_CONCEPTS = 200
@@ -77,9 +98,18 @@ class ClarifaiPreset(Preset):
     key_env = ("CLARIFAI_PAT", "CLARIFAI_API_KEY")
     default_base_url = "https://api.clarifai.com"
 
-    def __init__(self, model_id: str, *, user_id: str | None = None, app_id: str | None = None,
-                 version_id: str | None = None, max_concepts: int | None = None, min_value: float | None = None,
-                 select_concepts: bool = False, batch_size: int = MAX_BATCH):
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        user_id: str | None = None,
+        app_id: str | None = None,
+        version_id: str | None = None,
+        max_concepts: int | None = None,
+        min_value: float | None = None,
+        select_concepts: bool = False,
+        batch_size: int = MAX_BATCH,
+    ):
         if not isinstance(model_id, str) or not model_id:
             raise InvalidInputError(f"model_id={model_id!r}; expected the Clarifai model id, a non-empty string")
         if (user_id is None) != (app_id is None):
@@ -95,9 +125,12 @@ class ClarifaiPreset(Preset):
 
     def check_labels(self, labels: Sequence[str]) -> None:
         if self.max_concepts is None and not self.select_concepts and len(labels) > MAX_CONCEPTS:
-            warnings.warn(f"{len(labels)} labels but Clarifai returns at most {MAX_CONCEPTS} concepts per image; "
-                          "labels outside the top 200 score 0 (or pass select_concepts=True)",
-                          UserWarning, stacklevel=4)
+            warnings.warn(
+                f"{len(labels)} labels but Clarifai returns at most {MAX_CONCEPTS} concepts per image; "
+                "labels outside the top 200 score 0 (or pass select_concepts=True)",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def build_request(self, base_url: str, images: Sequence[bytes], labels: Sequence[str]) -> HttpRequest:
         path = f"/models/{path_part(self.model_id)}"
@@ -112,10 +145,13 @@ class ClarifaiPreset(Preset):
             config["max_concepts"] = self.max_concepts or min(len(labels), MAX_CONCEPTS)
         if self.min_value is not None:
             config["min_value"] = self.min_value
-        body = {"inputs": [{"data": {"image": {"base64": b64(img)}}} for img in images],
-                "model": {"output_info": {"output_config": config}}}
-        return HttpRequest("POST", f"{base_url}/v2{path}/outputs", {"Content-Type": "application/json"},
-                           json_body(body))
+        body = {
+            "inputs": [{"data": {"image": {"base64": b64(img)}}} for img in images],
+            "model": {"output_info": {"output_config": config}},
+        }
+        return HttpRequest(
+            "POST", f"{base_url}/v2{path}/outputs", {"Content-Type": "application/json"}, json_body(body)
+        )
 
     def authorize(self, request: HttpRequest, credentials: Secret | None) -> HttpRequest:
         return request.with_headers(Authorization=f"Key {credentials.reveal()}")
@@ -135,11 +171,16 @@ class ClarifaiPreset(Preset):
         if code == 11005:
             raise throttle(f"clarifai throttled the request (HTTP {response.status_code}, {detail})", retry_after)
         if code in _LIMITS:
-            raise throttle(f"clarifai account limit reached (HTTP {response.status_code}, {detail}); "
-                           "retrying within seconds will not help", retry_after, retryable=False)
+            raise throttle(
+                f"clarifai account limit reached (HTTP {response.status_code}, {detail}); "
+                "retrying within seconds will not help",
+                retry_after,
+                retryable=False,
+            )
         if code in _AUTH:
-            raise AuthenticationError(f"clarifai refused the credentials (HTTP {response.status_code}, {detail}); "
-                                      "check api_key; not retried")
+            raise AuthenticationError(
+                f"clarifai refused the credentials (HTTP {response.status_code}, {detail}); check api_key; not retried"
+            )
         if code in _BUSY:
             raise transient(f"clarifai is busy (HTTP {response.status_code}, {detail})", retry_after)
         if response.ok:
@@ -147,8 +188,7 @@ class ClarifaiPreset(Preset):
         raise classify_status(response, "clarifai", detail if code is not None else None)
 
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
-        outputs = per_image(dig(response.json(), "outputs", "clarifai response"), n_images,
-                            "clarifai response outputs")
+        outputs = per_image(dig(response.json(), "outputs", "clarifai response"), n_images, "clarifai response outputs")
         answers: list[Answer | RemoteError] = []
         for i, out in enumerate(outputs):
             where = f"clarifai response outputs.{i}"
@@ -158,6 +198,7 @@ class ClarifaiPreset(Preset):
                 continue
             data = dig(out, "data", where)
             concepts = data.get("concepts", []) if isinstance(data, dict) else dig(data, "concepts", where)
-            answers.append(read_entries(concepts, f"{where}.data.concepts", label_keys=("name", "id"),
-                                        score_key="value"))
+            answers.append(
+                read_entries(concepts, f"{where}.data.concepts", label_keys=("name", "id"), score_key="value")
+            )
         return answers

@@ -7,7 +7,16 @@ import json
 from typing import Any, Sequence
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
-from bar_sdk.adapters.remote.presets.base import Answer, Preset, b64, dig, json_body, per_image, read_entries, read_mapping
+from bar_sdk.adapters.remote.presets.base import (
+    Answer,
+    Preset,
+    b64,
+    dig,
+    json_body,
+    per_image,
+    read_entries,
+    read_mapping,
+)
 from bar_sdk.adapters.remote.secret import Secret, resolve_secret
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 from bar_sdk.errors import InvalidInputError, RemoteError
@@ -76,22 +85,37 @@ class GenericJSONPreset(Preset):
     """
 
     name = "generic"
-    key_env = ()   # the credential comes from api_key, or BAR_API_KEY when key_required
+    key_env = ()  # the credential comes from api_key, or BAR_API_KEY when key_required
 
-    def __init__(self, *, path: str = "", request_template: dict | None = None, batch_path: str | None = None,
-                 batch_size: int = 1, results_path: str | None = None, labels_path: str = "",
-                 label_key: str = "label", score_key: str | None = "score", score_scale: float = 1.0,
-                 auth_header: str = "Authorization", auth_scheme: str = "Bearer", key_required: bool = True,
-                 method: str = "POST"):
+    def __init__(
+        self,
+        *,
+        path: str = "",
+        request_template: dict | None = None,
+        batch_path: str | None = None,
+        batch_size: int = 1,
+        results_path: str | None = None,
+        labels_path: str = "",
+        label_key: str = "label",
+        score_key: str | None = "score",
+        score_scale: float = 1.0,
+        auth_header: str = "Authorization",
+        auth_scheme: str = "Bearer",
+        key_required: bool = True,
+        method: str = "POST",
+    ):
         template = {"image": IMAGE_PLACEHOLDER} if request_template is None else request_template
         try:
             template = json.loads(json.dumps(template))
         except (TypeError, ValueError):
-            raise InvalidInputError("request_template must be JSON-serialisable (dicts, lists, strings, "
-                                    "numbers)") from None
+            raise InvalidInputError(
+                "request_template must be JSON-serialisable (dicts, lists, strings, numbers)"
+            ) from None
         if _count_placeholders(template) != 1:
-            raise InvalidInputError(f"request_template must hold the placeholder {IMAGE_PLACEHOLDER!r} exactly "
-                                    f"once as a whole value; found {_count_placeholders(template)}")
+            raise InvalidInputError(
+                f"request_template must hold the placeholder {IMAGE_PLACEHOLDER!r} exactly "
+                f"once as a whole value; found {_count_placeholders(template)}"
+            )
         self.path = path
         self.method = check_choice(method, "method", ("POST", "PUT"))
         self.request_template = template
@@ -100,11 +124,14 @@ class GenericJSONPreset(Preset):
         if batch_path is not None:
             items = dig(template, batch_path, "request_template")
             if not isinstance(items, list) or len(items) != 1 or _count_placeholders(items[0]) != 1:
-                raise InvalidInputError(f"batch_path={batch_path!r} must point at a list with one element holding "
-                                        f"{IMAGE_PLACEHOLDER!r}")
+                raise InvalidInputError(
+                    f"batch_path={batch_path!r} must point at a list with one element holding {IMAGE_PLACEHOLDER!r}"
+                )
         if self.max_batch > 1 and (batch_path is None or results_path is None):
-            raise InvalidInputError(f"batch_size={batch_size} needs batch_path= (where images go) and "
-                                    "results_path= (where per-image answers come back)")
+            raise InvalidInputError(
+                f"batch_size={batch_size} needs batch_path= (where images go) and "
+                "results_path= (where per-image answers come back)"
+            )
         self.results_path = results_path
         self.labels_path = labels_path
         self.label_key = label_key
@@ -136,8 +163,7 @@ class GenericJSONPreset(Preset):
             key = int(last) if isinstance(parent, list) else last
             element = parent[key][0]
             parent[key] = [_fill(element, image) for image in encoded]
-        return HttpRequest(self.method, f"{base_url}{self.path}", {"Content-Type": "application/json"},
-                           json_body(body))
+        return HttpRequest(self.method, f"{base_url}{self.path}", {"Content-Type": "application/json"}, json_body(body))
 
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
         body = response.json()
@@ -152,9 +178,15 @@ class GenericJSONPreset(Preset):
             if isinstance(found, dict):
                 answers.append(read_mapping(found, where, scale=self.score_scale))
             elif isinstance(found, list) and all(isinstance(v, str) for v in found):
-                answers.append({v: None for v in found})   # label names only
+                answers.append({v: None for v in found})  # label names only
             else:
-                answers.append(read_entries(found, f"{where} {self.labels_path}".rstrip(),
-                                            label_keys=(self.label_key,), score_key=self.score_key,
-                                            scale=self.score_scale))
+                answers.append(
+                    read_entries(
+                        found,
+                        f"{where} {self.labels_path}".rstrip(),
+                        label_keys=(self.label_key,),
+                        score_key=self.score_key,
+                        scale=self.score_scale,
+                    )
+                )
         return answers

@@ -12,8 +12,17 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
-from bar_sdk.adapters.remote.presets.base import (Answer, Preset, b64, classify_status, dig, json_body, per_image,
-                                          read_entries, throttle)
+from bar_sdk.adapters.remote.presets.base import (
+    Answer,
+    Preset,
+    b64,
+    classify_status,
+    dig,
+    json_body,
+    per_image,
+    read_entries,
+    throttle,
+)
 from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.adapters.remote.secret import Secret
 from bar_sdk.contract import check_choice, check_int
@@ -45,8 +54,14 @@ class GoogleVisionPreset(Preset):
     key_env = ("GOOGLE_VISION_API_KEY", "GOOGLE_API_KEY")
     default_base_url = "https://vision.googleapis.com"
 
-    def __init__(self, *, max_results: int | None = None, auth: str = "api_key", user_project: str | None = None,
-                 batch_size: int = MAX_BATCH):
+    def __init__(
+        self,
+        *,
+        max_results: int | None = None,
+        auth: str = "api_key",
+        user_project: str | None = None,
+        batch_size: int = MAX_BATCH,
+    ):
         self.max_results = check_int(max_results, "max_results", low=1, allow_none=True)
         self.auth = check_choice(auth, "auth", ("api_key", "bearer"))
         self.user_project = user_project
@@ -73,13 +88,16 @@ class GoogleVisionPreset(Preset):
         except (ResponseFormatError, AttributeError):
             error = {}
         if isinstance(error, dict) and error.get("status") == "RESOURCE_EXHAUSTED":
-            raise throttle(f"google_vision quota exhausted (HTTP {response.status_code}): {error.get('message')!r}",
-                           parse_retry_after(response.headers.get("retry-after")))
+            raise throttle(
+                f"google_vision quota exhausted (HTTP {response.status_code}): {error.get('message')!r}",
+                parse_retry_after(response.headers.get("retry-after")),
+            )
         raise classify_status(response, "google_vision")
 
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
-        items = per_image(dig(response.json(), "responses", "google_vision response"), n_images,
-                          "google_vision response responses")
+        items = per_image(
+            dig(response.json(), "responses", "google_vision response"), n_images, "google_vision response responses"
+        )
         answers: list[Answer | RemoteError] = []
         for i, item in enumerate(items):
             where = f"google_vision response responses.{i}"
@@ -89,6 +107,12 @@ class GoogleVisionPreset(Preset):
                 answers.append(RemoteError(f"google_vision refused image {i}: {item['error']!r}"))
                 continue
             # No labelAnnotations at all means no label was found for this image.
-            answers.append(read_entries(item.get("labelAnnotations", []), f"{where}.labelAnnotations",
-                                        label_keys=("description",), score_key="score"))
+            answers.append(
+                read_entries(
+                    item.get("labelAnnotations", []),
+                    f"{where}.labelAnnotations",
+                    label_keys=("description",),
+                    score_key="score",
+                )
+            )
         return answers

@@ -37,14 +37,26 @@ from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
 from bar_sdk.adapters.remote.presets.base import Answer, Preset, classify_status, path_part, throttle, transient
 from bar_sdk.adapters.remote.presets.open_inference_answers import parse_classification, read_answers
 from bar_sdk.adapters.remote.presets.open_inference_metadata import INPUT_TYPES, ServerMetadata, error_text
-from bar_sdk.adapters.remote.presets.open_inference_tensors import (DATATYPES, HEADER_LENGTH, Levels,
-                                                                    decode_tensors, encode_tensors)
+from bar_sdk.adapters.remote.presets.open_inference_tensors import (
+    DATATYPES,
+    HEADER_LENGTH,
+    Levels,
+    decode_tensors,
+    encode_tensors,
+)
 from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
 from bar_sdk.errors import InvalidInputError, RemoteError
 
-__all__ = ["OpenInferencePreset", "Levels", "encode_tensors", "decode_tensors", "parse_classification", "DATATYPES",
-           "HEADER_LENGTH"]
+__all__ = [
+    "OpenInferencePreset",
+    "Levels",
+    "encode_tensors",
+    "decode_tensors",
+    "parse_classification",
+    "DATATYPES",
+    "HEADER_LENGTH",
+]
 
 _LAYOUTS = ("NCHW", "NHWC", "FLAT")
 
@@ -95,13 +107,29 @@ class OpenInferencePreset(ServerMetadata, Preset):
     key_required = False
     tensor_input = True
 
-    def __init__(self, model_name: str, *, model_version: str | None = None, input_name: str | None = None,
-                 datatype: str | None = None, layout: str | None = None, value_range: str = "unit",
-                 output_name: str | None = None, scores: str = "probabilities", classification: int | None = None,
-                 binary: bool | None = None, max_batch: int = 32, ready_timeout: float = 60.0,
-                 wait_ready: bool = True):
-        for value, what in ((model_name, "model_name"), (model_version, "model_version"),
-                            (input_name, "input_name"), (output_name, "output_name")):
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        model_version: str | None = None,
+        input_name: str | None = None,
+        datatype: str | None = None,
+        layout: str | None = None,
+        value_range: str = "unit",
+        output_name: str | None = None,
+        scores: str = "probabilities",
+        classification: int | None = None,
+        binary: bool | None = None,
+        max_batch: int = 32,
+        ready_timeout: float = 60.0,
+        wait_ready: bool = True,
+    ):
+        for value, what in (
+            (model_name, "model_name"),
+            (model_version, "model_version"),
+            (input_name, "input_name"),
+            (output_name, "output_name"),
+        ):
             if (value is not None or what == "model_name") and (not isinstance(value, str) or not value):
                 raise InvalidInputError(f"{what}={value!r}; expected a non-empty string (the name on the server)")
         self.model_name = model_name
@@ -118,7 +146,7 @@ class OpenInferencePreset(ServerMetadata, Preset):
         self._ready_timeout = check_float(ready_timeout, "ready_timeout", low=0.0)
         self._wait_ready = check_bool(wait_ready, "wait_ready")
         self._labels: tuple[str, ...] = ()
-        self._dims: list[int] | None = None   # the input's declared shape, batch dimension removed
+        self._dims: list[int] | None = None  # the input's declared shape, batch dimension removed
         self._batched = True
         self._prepared = False
         self._lock = threading.Lock()
@@ -133,8 +161,9 @@ class OpenInferencePreset(ServerMetadata, Preset):
         path = f"/v2/models/{path_part(self.model_name)}"
         return path + (f"/versions/{path_part(self.model_version)}" if self.model_version is not None else "")
 
-    def prepare(self, base_url: str, send: Callable[[HttpRequest], HttpResponse],
-                sleep: Callable[[float], Any]) -> None:
+    def prepare(
+        self, base_url: str, send: Callable[[HttpRequest], HttpResponse], sleep: Callable[[float], Any]
+    ) -> None:
         """Wait for readiness and read what the user left out (once; free requests, not billed)."""
         if self._prepared:
             return
@@ -144,7 +173,8 @@ class OpenInferencePreset(ServerMetadata, Preset):
             if self._wait_ready:
                 self._poll_ready(base_url, send, sleep)
             if None in (self.input_name, self.datatype, self.layout) or (
-                    self.output_name is None and self.classification is not None):
+                self.output_name is None and self.classification is not None
+            ):
                 self._read_metadata(self._get_json(send, base_url + self.model_path, "model metadata"))
             if self._binary is None:
                 self._binary = self._offers_binary(base_url, send)
@@ -158,8 +188,10 @@ class OpenInferencePreset(ServerMetadata, Preset):
         if x.dtype != np.uint8:
             raise InvalidInputError(f"open_inference got {x.dtype} images; expected the quantised uint8 images")
         if self.input_name is None or self.datatype is None or self.layout is None:
-            raise InvalidInputError("open_inference: input_name, datatype and layout are unknown (the metadata was "
-                                    "not read); pass them, or let RemoteModel call prepare() first")
+            raise InvalidInputError(
+                "open_inference: input_name, datatype and layout are unknown (the metadata was "
+                "not read); pass them, or let RemoteModel call prepare() first"
+            )
         if self.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
         elif self.layout == "FLAT":
@@ -167,8 +199,10 @@ class OpenInferencePreset(ServerMetadata, Preset):
         self._check_dims(x.shape[1:], images[0].shape)
         if not self._batched:
             if len(x) != 1:
-                raise InvalidInputError(f"model {self.model_name!r} input {self.input_name!r} has no batch dimension "
-                                        f"(shape {self._dims}); expected max_batch=1, got {self.max_batch}")
+                raise InvalidInputError(
+                    f"model {self.model_name!r} input {self.input_name!r} has no batch dimension "
+                    f"(shape {self._dims}); expected max_batch=1, got {self.max_batch}"
+                )
             x = x[0]
         tensor = Levels(x, self.datatype, 255.0 if self.datatype != "UINT8" and self.value_range == "unit" else 1.0)
         doc: dict[str, Any] = {}
@@ -177,7 +211,7 @@ class OpenInferencePreset(ServerMetadata, Preset):
             if self.classification is not None:
                 params["classification"] = self.classification
             doc["outputs"] = [{"name": self.output_name, "parameters": params}]
-        elif self._binary:   # every output, in binary
+        elif self._binary:  # every output, in binary
             doc["parameters"] = {"binary_data_output": True}
         meta = {"name": self.input_name, "shape": tensor.shape, "datatype": self.datatype}
         body, n_header = encode_tensors(doc, "inputs", [(meta, tensor)], binary=bool(self._binary))
@@ -189,10 +223,12 @@ class OpenInferencePreset(ServerMetadata, Preset):
     def _check_dims(self, dims: tuple[int, ...], chw: tuple[int, ...]) -> None:
         if self._dims is None:
             return
-        if len(dims) != len(self._dims) or any(d != -1 and d != g for d, g in zip(self._dims, dims)):
-            raise InvalidInputError(f"model {self.model_name!r} input {self.input_name!r} takes shape {self._dims} "
-                                    f"per image (its metadata); input_shape={tuple(chw)} in layout {self.layout} "
-                                    f"gives {list(dims)}")
+        if len(dims) != len(self._dims) or any(d != -1 and d != g for d, g in zip(self._dims, dims, strict=False)):
+            raise InvalidInputError(
+                f"model {self.model_name!r} input {self.input_name!r} takes shape {self._dims} "
+                f"per image (its metadata); input_shape={tuple(chw)} in layout {self.layout} "
+                f"gives {list(dims)}"
+            )
 
     def check(self, response: HttpResponse) -> None:
         if response.ok:
@@ -205,12 +241,21 @@ class OpenInferencePreset(ServerMetadata, Preset):
         if response.status_code == 400 and "not ready" in lowered:
             raise transient(f"open_inference model is not ready (HTTP 400): {text}", retry_after)
         raise classify_status(response, "open_inference", detail=text)
+
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
-        return read_answers(response, n_images, output_name=self.output_name, labels=self._labels,
-                            scores=self.scores)
+        return read_answers(response, n_images, output_name=self.output_name, labels=self._labels, scores=self.scores)
 
     def identity(self) -> dict[str, Any]:
         # What changes the answers; not how they travel (binary, batch size) nor how long to wait.
-        keep = ("model_name", "model_version", "input_name", "datatype", "layout", "value_range", "output_name",
-                "scores", "classification")
+        keep = (
+            "model_name",
+            "model_version",
+            "input_name",
+            "datatype",
+            "layout",
+            "value_range",
+            "output_name",
+            "scores",
+            "classification",
+        )
         return {"preset": self.name, **{k: getattr(self, k) for k in keep}}

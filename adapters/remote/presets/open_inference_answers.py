@@ -28,11 +28,13 @@ def parse_classification(entry: bytes, where: str) -> tuple[float, int, str | No
     return value, index, parts[2] if len(parts) == 3 else None
 
 
-def read_answers(response: HttpResponse, n_images: int, *, output_name: str | None, labels: Sequence[str],
-                 scores: str) -> list[Answer]:
+def read_answers(
+    response: HttpResponse, n_images: int, *, output_name: str | None, labels: Sequence[str], scores: str
+) -> list[Answer]:
     """One answer per image from an infer response (``scores``: "probabilities" or "logits")."""
-    doc, tensors = decode_tensors(response.content, response.headers.get(HEADER_LENGTH.lower()), "outputs",
-                                  "open_inference response")
+    doc, tensors = decode_tensors(
+        response.content, response.headers.get(HEADER_LENGTH.lower()), "outputs", "open_inference response"
+    )
     if not tensors:
         raise ResponseFormatError("open_inference response has an empty 'outputs' list")
     names = [meta.get("name") for meta, _ in tensors]
@@ -48,18 +50,22 @@ def read_answers(response: HttpResponse, n_images: int, *, output_name: str | No
     rows = np.asarray(values, dtype=np.float64)
     rows = rows.reshape(n_images, -1) if rows.size % max(n_images, 1) == 0 else rows
     if rows.ndim != 2 or rows.shape != (n_images, len(labels)):
-        raise ResponseFormatError(f"{where} has shape {meta['shape']} for {n_images} image(s); expected "
-                                  f"{len(labels)} scores per image, one per label (labels must list the "
-                                  "model's classes in output order)")
+        raise ResponseFormatError(
+            f"{where} has shape {meta['shape']} for {n_images} image(s); expected "
+            f"{len(labels)} scores per image, one per label (labels must list the "
+            "model's classes in output order)"
+        )
     if not np.all(np.isfinite(rows)):
         raise ResponseFormatError(f"{where} holds a non-finite score")
     if scores == "logits":
         rows = np.exp(rows - rows.max(axis=1, keepdims=True))
         rows /= rows.sum(axis=1, keepdims=True)
     elif rows.min() < 0.0 or rows.max() > 1.0:
-        raise ResponseFormatError(f"{where} holds scores in [{rows.min():g}, {rows.max():g}]; expected "
-                                  "probabilities in [0, 1] (pass scores='logits' for a model that outputs logits)")
-    return [dict(zip(labels, map(float, row))) for row in rows]
+        raise ResponseFormatError(
+            f"{where} holds scores in [{rows.min():g}, {rows.max():g}]; expected "
+            "probabilities in [0, 1] (pass scores='logits' for a model that outputs logits)"
+        )
+    return [dict(zip(labels, map(float, row), strict=False)) for row in rows]
 
 
 def _read_classes(values: list[bytes], n_images: int, where: str, labels: Sequence[str], scores: str) -> list[Answer]:
@@ -71,13 +77,15 @@ def _read_classes(values: list[bytes], n_images: int, where: str, labels: Sequen
     answers: list[Answer] = []
     for i in range(n_images):
         answer: Answer = {}
-        for j, entry in enumerate(values[i * k:(i + 1) * k]):
+        for j, entry in enumerate(values[i * k : (i + 1) * k]):
             value, index, label = parse_classification(entry, f"{where} entry {i * k + j}")
             if not 0.0 <= value <= 1.0 and scores == "probabilities":
                 raise ResponseFormatError(f"{where} entry {i * k + j} scores {value:g}; expected [0, 1]")
             if index >= len(labels):
-                raise ResponseFormatError(f"{where} entry {i * k + j} names class {index} ({label!r}); labels "
-                                          f"has {len(labels)} (labels must list every class in order)")
+                raise ResponseFormatError(
+                    f"{where} entry {i * k + j} names class {index} ({label!r}); labels "
+                    f"has {len(labels)} (labels must list every class in order)"
+                )
             answer[labels[index]] = value
         answers.append(answer)
     return answers

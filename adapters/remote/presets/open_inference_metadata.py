@@ -42,11 +42,13 @@ class ServerMetadata:
                 if last is None:
                     break
                 if max(time.monotonic() - start, slept) + pause > self._ready_timeout:
-                    raise TransientError(f"open_inference: {url} did not answer ready within "
-                                         f"ready_timeout={self._ready_timeout:g} s (last: {last}); is the server "
-                                         "up and the model loaded?")
+                    raise TransientError(
+                        f"open_inference: {url} did not answer ready within "
+                        f"ready_timeout={self._ready_timeout:g} s (last: {last}); is the server "
+                        "up and the model loaded?"
+                    )
                 result = sleep(pause)
-                if hasattr(result, "close"):   # an async sleep handed to a sync step: not awaited here
+                if hasattr(result, "close"):  # an async sleep handed to a sync step: not awaited here
                     result.close()
                     time.sleep(pause)
                 slept += pause
@@ -56,14 +58,16 @@ class ServerMetadata:
         """``None`` when ``url`` says ready, else what it said; raises on answers that will not change."""
         try:
             response = send(HttpRequest("GET", url))
-        except TransientError as exc:   # not listening yet, or a dropped connection
+        except TransientError as exc:  # not listening yet, or a dropped connection
             return str(exc)
         if response.status_code in (401, 403):
             raise classify_status(response, "open_inference")
         if response.status_code == 404:
-            raise RemoteError(f"open_inference: {url} answered 404 ({response.snippet(200)}); check model_name="
-                              f"{self.model_name!r} and model_version={self.model_version!r} (the server lists "
-                              "its models at POST /v2/repository/index)")
+            raise RemoteError(
+                f"open_inference: {url} answered 404 ({response.snippet(200)}); check model_name="
+                f"{self.model_name!r} and model_version={self.model_version!r} (the server lists "
+                "its models at POST /v2/repository/index)"
+            )
         if not response.ok:
             return f"HTTP {response.status_code} {response.snippet(200)}"
         try:
@@ -86,7 +90,7 @@ class ServerMetadata:
         try:
             meta = self._get_json(send, base_url + "/v2", "server metadata")
         except RemoteError:
-            return False   # no server metadata: stay with plain JSON, which every server reads
+            return False  # no server metadata: stay with plain JSON, which every server reads
         extensions = meta.get("extensions") if isinstance(meta, dict) else None
         return isinstance(extensions, list) and "binary_tensor_data" in extensions
 
@@ -98,8 +102,10 @@ class ServerMetadata:
         names = [t.get("name") for t in inputs]
         if self.input_name is None:
             if len(inputs) > 1:
-                raise InvalidInputError(f"input_name=None but model {self.model_name!r} has inputs {names}; "
-                                        "expected input_name= naming the image input")
+                raise InvalidInputError(
+                    f"input_name=None but model {self.model_name!r} has inputs {names}; "
+                    "expected input_name= naming the image input"
+                )
             entry = inputs[0]
         elif self.input_name in names:
             entry = inputs[names.index(self.input_name)]
@@ -111,9 +117,11 @@ class ServerMetadata:
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
             raise ResponseFormatError(f"{where}: input {entry['name']!r} shape={shape!r}; expected a list of ints")
         if self.datatype is None and entry.get("datatype") not in INPUT_TYPES:
-            raise InvalidInputError(f"model {self.model_name!r} input {entry['name']!r} takes datatype "
-                                    f"{entry.get('datatype')!r}; this preset sends one of {', '.join(INPUT_TYPES)} "
-                                    "(pass datatype= to override)")
+            raise InvalidInputError(
+                f"model {self.model_name!r} input {entry['name']!r} takes datatype "
+                f"{entry.get('datatype')!r}; this preset sends one of {', '.join(INPUT_TYPES)} "
+                "(pass datatype= to override)"
+            )
         self.input_name = entry["name"]
         self.datatype = self.datatype or entry["datatype"]
         self._batched = len(shape) in (2, 4)
@@ -121,9 +129,14 @@ class ServerMetadata:
         if self.layout is None:
             self.layout = _layout_of(self._dims, self.model_name, entry["name"])
         outputs = meta.get("outputs")
-        if self.output_name is None and isinstance(outputs, list) and outputs and isinstance(outputs[0], dict) \
-                and isinstance(outputs[0].get("name"), str):
-            self.output_name = outputs[0]["name"]   # the first output holds the scores, unless told otherwise
+        if (
+            self.output_name is None
+            and isinstance(outputs, list)
+            and outputs
+            and isinstance(outputs[0], dict)
+            and isinstance(outputs[0].get("name"), str)
+        ):
+            self.output_name = outputs[0]["name"]  # the first output holds the scores, unless told otherwise
         if self.output_name is None and self.classification is not None:
             raise ResponseFormatError(f"{where} has no 'outputs'; pass output_name= for classification=")
 
@@ -137,8 +150,10 @@ def _layout_of(dims: list[int], model: str, name: str) -> str:
             return "NCHW"
         if last and not first:
             return "NHWC"
-    raise InvalidInputError(f"model {model!r} input {name!r} has shape {dims} per image, which does not say its "
-                            "layout; expected layout='NCHW', 'NHWC' or 'FLAT'")
+    raise InvalidInputError(
+        f"model {model!r} input {name!r} has shape {dims} per image, which does not say its "
+        "layout; expected layout='NCHW', 'NHWC' or 'FLAT'"
+    )
 
 
 def error_text(response: HttpResponse) -> str:

@@ -20,9 +20,20 @@ __all__ = ["Levels", "encode_tensors", "decode_tensors", "DATATYPES", "HEADER_LE
 HEADER_LENGTH = "Inference-Header-Content-Length"
 """Header of the binary tensor extension: bytes of JSON before the raw tensors."""
 
-DATATYPES: dict[str, str] = {"BOOL": "|b1", "UINT8": "|u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8",
-                             "INT8": "|i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2",
-                             "FP32": "<f4", "FP64": "<f8"}
+DATATYPES: dict[str, str] = {
+    "BOOL": "|b1",
+    "UINT8": "|u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "|i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
 """The protocol's numeric datatypes as little-endian NumPy dtypes (``BYTES`` is handled apart)."""
 
 _INPUT_TYPES = ("FP32", "FP64", "UINT8")
@@ -66,13 +77,14 @@ def _level_table(datatype: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
     dtype = np.dtype(DATATYPES[datatype])
     values = np.arange(256, dtype=dtype)
     if scale != 1.0:
-        values = values / dtype.type(scale)    # one correctly rounded division, as x.astype(dtype) / 255
+        values = values / dtype.type(scale)  # one correctly rounded division, as x.astype(dtype) / 255
     text = np.array([json.dumps(v) for v in values.tolist()], dtype=object)
     return values, text
 
 
-def encode_tensors(doc: dict[str, Any], key: str, tensors: Sequence[tuple[dict[str, Any], Any]],
-                   binary: bool) -> tuple[bytes, int | None]:
+def encode_tensors(
+    doc: dict[str, Any], key: str, tensors: Sequence[tuple[dict[str, Any], Any]], binary: bool
+) -> tuple[bytes, int | None]:
     """An inference request or response body, and the JSON header's length when ``binary``.
 
     ``doc`` holds the other fields (``id``, ``outputs`` wanted, ...); ``key``
@@ -84,8 +96,11 @@ def encode_tensors(doc: dict[str, Any], key: str, tensors: Sequence[tuple[dict[s
     for j, (meta, values) in enumerate(tensors):
         entry = dict(meta)
         if binary:
-            blob = (memoryview(np.ascontiguousarray(values.values())) if isinstance(values, Levels)
-                    else _to_bytes(meta["datatype"], values))
+            blob = (
+                memoryview(np.ascontiguousarray(values.values()))
+                if isinstance(values, Levels)
+                else _to_bytes(meta["datatype"], values)
+            )
             entry["parameters"] = {**entry.get("parameters", {}), "binary_data_size": blob.nbytes}
             blobs.append(blob)
         elif isinstance(values, Levels):
@@ -122,11 +137,14 @@ def decode_tensors(body: bytes, header_length: Any, key: str, what: str) -> tupl
     try:
         doc = json.loads(body[:n_header])
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ResponseFormatError(f"{what}: the JSON part is not valid JSON ({type(exc).__name__}); starts "
-                                  f"{body[:120]!r}") from None
+        raise ResponseFormatError(
+            f"{what}: the JSON part is not valid JSON ({type(exc).__name__}); starts {body[:120]!r}"
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
-        raise ResponseFormatError(f"{what} has no {key!r} list (keys there: "
-                                  f"{sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__})")
+        raise ResponseFormatError(
+            f"{what} has no {key!r} list (keys there: "
+            f"{sorted(doc)[:8] if isinstance(doc, dict) else type(doc).__name__})"
+        )
     offset, tensors = n_header, []
     for j, entry in enumerate(doc[key]):
         where = f"{what} {key}.{j}"
@@ -135,15 +153,17 @@ def decode_tensors(body: bytes, header_length: Any, key: str, what: str) -> tupl
         datatype, shape = entry.get("datatype"), entry.get("shape")
         if datatype != "BYTES" and datatype not in DATATYPES:
             raise ResponseFormatError(f"{where}.datatype={datatype!r}; expected one of BYTES, {', '.join(DATATYPES)}")
-        if (not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                    for d in shape)):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise ResponseFormatError(f"{where}.shape={shape!r}; expected a list of non-negative integers")
         size = (entry.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(body):
-                raise ResponseFormatError(f"{where}: binary_data_size={size!r} does not fit the "
-                                          f"{len(body) - offset} bytes left in the body")
-            values = _from_bytes(datatype, body[offset:offset + size], shape, where)
+                raise ResponseFormatError(
+                    f"{where}: binary_data_size={size!r} does not fit the {len(body) - offset} bytes left in the body"
+                )
+            values = _from_bytes(datatype, body[offset : offset + size], shape, where)
             offset += size
         elif "data" in entry:
             values = _from_json(datatype, entry["data"], shape, where)
@@ -173,15 +193,16 @@ def _from_bytes(datatype: str, raw: bytes, shape: list[int], where: str) -> Any:
             (length,) = struct.unpack_from("<I", raw, pos)
             if pos + 4 + length > len(raw):
                 raise ResponseFormatError(f"{where}: a BYTES element of {length} bytes runs past the tensor")
-            out.append(raw[pos + 4:pos + 4 + length])
+            out.append(raw[pos + 4 : pos + 4 + length])
             pos += 4 + length
         if len(out) != n:
             raise ResponseFormatError(f"{where} holds {len(out)} BYTES elements; shape {shape} needs {n}")
         return out
     dtype = np.dtype(DATATYPES[datatype])
     if len(raw) != n * dtype.itemsize:
-        raise ResponseFormatError(f"{where} has {len(raw)} bytes; shape {shape} of {datatype} needs "
-                                  f"{n * dtype.itemsize}")
+        raise ResponseFormatError(
+            f"{where} has {len(raw)} bytes; shape {shape} of {datatype} needs {n * dtype.itemsize}"
+        )
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
@@ -209,6 +230,6 @@ def _flatten(data: Any, where: str) -> list:
     if not any(isinstance(v, list) for v in data):
         return data
     out: list = []
-    for v in data:   # the protocol allows nested lists in row-major order
+    for v in data:  # the protocol allows nested lists in row-major order
         out.extend(_flatten(v, where) if isinstance(v, list) else [v])
     return out
