@@ -162,8 +162,12 @@ def choose_readout_C(
 ) -> float:
     """The C of ``grid`` whose out-of-fold readouts give the lowest class-weighted log-loss (no queries)."""
     scores, y = _check_scores(scores, y, n_target)
-    features = _features(scores)
     folds = readout_folds(len(y)) if folds is None else np.asarray(folds)
+    return _search_C(_features(scores), y, n_target, folds, grid)[0]
+
+
+def _search_C(features, y, n_target, folds, grid=READOUT_C_GRID):
+    """``(C, its fold fits)``: the C of ``grid`` with the lowest out-of-fold class-weighted log-loss."""
     best = None
     for C in grid:
         fits = _fold_fits(features, y, n_target, folds, C)
@@ -172,9 +176,9 @@ def choose_readout_C(
             rows = folds == j
             nll += _weighted_nll(_softmax(features[rows] @ coef + intercept), y[rows], n_target)
         if best is None or nll < best[0]:
-            best = (nll, float(C))
+            best = (nll, float(C), fits)
     assert best is not None  # the grid is not empty
-    return best[1]
+    return best[1], best[2]
 
 
 @dataclass(frozen=True)
@@ -267,9 +271,11 @@ class CrossFittedReadout:
     ) -> "CrossFittedReadout":
         scores, y = _check_scores(scores, y, n_target)
         folds = readout_folds(len(y), n_folds)
-        if C == "auto":
-            C = choose_readout_C(scores, y, n_target, folds)
-        fits = _fold_fits(_features(scores), y, n_target, folds, C)
+        features = _features(scores)
+        if C == "auto":  # the search's fits of the chosen C are the readouts: not fitted twice
+            C, fits = _search_C(features, y, n_target, folds)
+        else:
+            fits = _fold_fits(features, y, n_target, folds, C)
         return cls(np.stack([c for c, _ in fits]), np.stack([b for _, b in fits]), folds, float(C))
 
     def refit(self, scores: np.ndarray, y: np.ndarray) -> "CrossFittedReadout":
