@@ -318,7 +318,7 @@ def main() -> None:
     md = [
         f"# Scale-out on Ray{small}",
         "",
-        f"Command: `python benchmarks/scale_ray.py {' '.join(sys.argv[1:])}`",
+        f"Command: `{' '.join(['python', 'benchmarks/scale_ray.py', *sys.argv[1:]])}`",
         "",
         f"Machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end (other jobs "
         "share the cores: wall-time ratios measure the contention as much as Ray; the speed-up target "
