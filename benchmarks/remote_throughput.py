@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -56,6 +57,19 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=32, help="images per request in the batched client-path timing")
     p.add_argument("--markdown-from", default=None, help="rewrite the markdown of this results JSON, run nothing")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--server",
+        choices=("thread", "process"),
+        default="thread",
+        help="the server as a thread of this process, or `bar serve` in a child process (off the client's GIL)",
+    )
+    p.add_argument("--server-cpu", default=None, help="with --server process: pin the server to these CPUs (taskset)")
+    p.add_argument(
+        "--chunk-requests",
+        type=int,
+        default=0,
+        help="send the run in calls of this many requests, two overlapping (0: one call; large images need it)",
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "remote_throughput"))
     return p.parse_args(argv)
 
@@ -64,13 +78,104 @@ def shape_of(text):
     return tuple(int(v) for v in text.split(","))
 
 
+def distinct_images(shape, n, seed, pool=64):
+    """``n`` images, distinct after 8-bit quantisation, made on demand from a pool of random ones.
+
+    Image i is pool image i % pool with its first three pixels set to i's base-256 digits, so no two
+    share a cache key; a chunk costs a copy, not a fresh draw, and the whole run never sits in memory.
+    """
+    base = np.random.default_rng(seed).random((pool, *shape), dtype=np.float32)
+
+    def chunk(start, stop):
+        idx = np.arange(start, stop)
+        out = base[idx % pool].copy()
+        flat = out.reshape(len(out), -1)
+        for d in range(3):
+            flat[:, d] = ((idx // 256**d) % 256) / 255.0
+        return out
+
+    return chunk
+
+
+class _ServerProcess:
+    """``bar serve`` in a child process: the server's work off this process's GIL, as a vendor's is."""
+
+    def __init__(self, args, shape):
+        import secrets
+        import socket
+        import subprocess
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.api_key, self.admin_key = secrets.token_urlsafe(12), secrets.token_urlsafe(12)
+        self.base_url = f"http://127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "bar_sdk.cli", "serve", "--input-shape", ",".join(map(str, shape))]
+        cmd += ["--port", str(port), "--api-key", self.api_key, "--admin-key", self.admin_key]
+        cmd += ["--rate", str(args.rate), "--burst", str(args.server_burst), "--seed", str(args.seed)]
+        cmd += ["--fault-429", str(args.fault_429), "--fault-500", str(args.fault_500)]
+        if args.server_cpu is not None:
+            cmd = ["taskset", "-c", args.server_cpu, *cmd]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):
+            try:
+                if httpx.get(self.base_url + "/_health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            self.proc.kill()
+            raise RuntimeError("bar serve did not come up")
+
+    def stats(self):
+        from types import SimpleNamespace
+
+        d = httpx.get(self.base_url + "/_stats", headers={"x-admin-key": self.admin_key}, timeout=10).json()
+        return SimpleNamespace(answered=d["answered"], billed=d["billed"], as_dict=lambda: d)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _predict_stream(remote, images, n, chunk, mode):
+    """Answer images 0..n-1, ``chunk`` at a time with two calls overlapping (so the pipeline never drains
+    between chunks); returns, per chunk, (start, probabilities). One call for everything when chunk >= n."""
+    starts = list(range(0, n, chunk))
+    if mode == "async":
+
+        async def run():
+            gate = asyncio.Semaphore(2)
+
+            async def one(start):
+                async with gate:
+                    return start, await remote.apredict_proba(images(start, min(start + chunk, n)))
+
+            return await asyncio.gather(*(one(s) for s in starts))
+
+        return asyncio.run(run())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda s: (s, remote.predict_proba(images(s, min(s + chunk, n)))), starts))
+
+
 def throughput_run(args, mode):
     shape = shape_of(args.shape)
     model = DemoModel(shape, n_classes=10, random_state=args.seed)
     n_requests = int(round(args.rate * args.seconds))
-    x = np.random.default_rng(args.seed + 1).random((n_requests * args.images_per_request, *shape)).astype(np.float32)
-    faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, retry_after=1, random_state=args.seed)
-    with serve(model, rate_limit=args.rate, burst=args.server_burst, faults=faults) as server:
+    n = n_requests * args.images_per_request
+    images = distinct_images(shape, n, args.seed + 1)
+    chunk = args.chunk_requests * args.images_per_request if args.chunk_requests else n
+    stack = contextlib.ExitStack()
+    if args.server == "process":
+        server = _ServerProcess(args, shape)
+        stack.callback(server.close)
+        model = DemoModel(shape, n_classes=10)  # the one `bar serve` builds
+    else:
+        faults = Faults(rate_429=args.fault_429, rate_500=args.fault_500, retry_after=1, random_state=args.seed)
+        server = stack.enter_context(serve(model, rate_limit=args.rate, burst=args.server_burst, faults=faults))
+    with stack:
         remote = RemoteModel.from_preset(
             "clarifai",
             base_url=server.base_url,
@@ -84,27 +189,35 @@ def throughput_run(args, mode):
             max_concurrency=args.concurrency,
             retry=RetryPolicy(max_attempts=10, random_state=args.seed),
         )
-        error = None
-        start = time.perf_counter()
+        error, answers = None, None
+        cpu0, start = time.process_time(), time.perf_counter()
         try:
-            p = asyncio.run(remote.apredict_proba(x)) if mode == "async" else remote.predict_proba(x)
+            answers = _predict_stream(remote, images, n, chunk, mode)
         except Exception as exc:  # a lost query: reported, not hidden
-            p, error = None, f"{type(exc).__name__}: {exc}"
-        elapsed = time.perf_counter() - start
+            error = f"{type(exc).__name__}: {exc}"
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
         stats = server.stats()
         remote.close()
     # An image is lost when no answer came back or the answer is not its own (float32 batch-order noise
     # is ~1e-7; another image's scores differ by far more than the tolerance).
-    want = model.predict_proba(quantize(x))
-    lost = len(x) if p is None else int(np.sum(~np.all(np.isclose(p, want, rtol=1e-4, atol=1e-7), axis=1)))
+    lost = n
+    if answers is not None:
+        lost = 0
+        for s, p in answers:
+            want = model.predict_proba(quantize(images(s, s + len(p))))
+            lost += int(np.sum(~np.all(np.isclose(p, want, rtol=1e-4, atol=1e-7), axis=1)))
+        lost += n - sum(len(p) for _, p in answers)
     led = remote.ledger
     answered_requests = stats.answered
     return {
         "mode": mode,
+        "server": args.server,
         "rate_limit_rps": args.rate,
         "requests": n_requests,
-        "images": len(x),
+        "images": n,
+        "chunk_images": chunk,
         "elapsed_s": round(elapsed, 3),
+        "client_cpu_s": round(cpu, 3),
         "throughput_rps": round(answered_requests / elapsed, 3),
         "fraction_of_rate": round(answered_requests / elapsed / args.rate, 4),
         "lost_queries": lost,
@@ -119,7 +232,7 @@ def throughput_run(args, mode):
             "throttled": led.throttled,
             "failures": led.failures,
         },
-        "server": stats.as_dict(),
+        "server_stats": stats.as_dict(),
     }
 
 
@@ -306,23 +419,35 @@ def throughput_markdown(result):
         f"{cfg['images_per_request']} image(s) of shape {cfg['shape']} per request. Throughput counts answered "
         "requests over the whole run; target: at least 90% of R, zero lost queries, billed == server count.",
         "",
-        "| mode | run (s) | answered req/s | fraction of R | lost | billed client | billed server | retries | "
-        "429 seen | 500 seen |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| mode | server | run (s) | answered req/s | fraction of R | lost | billed client | billed server | "
+        "retries | 429 seen | 500 seen | client CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        stats = r.get("server_stats") or r["server"]  # older results kept the server's counts under "server"
+        where = r["server"] if isinstance(r["server"], str) else "thread"
         lines.append(
-            f"| {r['mode']} | {r['elapsed_s']:.1f} | {r['throughput_rps']:.2f} | {r['fraction_of_rate']:.1%} | "
-            f"{r['lost_queries']} | {r['billed_client']} | {r['billed_server']} | {r['client']['retries']} | "
-            f"{r['client']['throttled']} | {r['server']['injected']['500']} |"
+            f"| {r['mode']} | {where} | {r['elapsed_s']:.1f} | {r['throughput_rps']:.2f} | "
+            f"{r['fraction_of_rate']:.1%} | {r['lost_queries']} | {r['billed_client']} | {r['billed_server']} | "
+            f"{r['client']['retries']} | {r['client']['throttled']} | {stats['injected']['500']} | "
+            f"{r.get('client_cpu_s', '')} |"
         )
-    return lines + [
+    lines += [
         "",
         f"At exactly R the {rows[0]['requests']} requests would take {rows[0]['requests'] / cfg['rate']:.1f} s; "
-        "most of the gap is the end of the run, where the last throttled requests wait out their "
-        "Retry-After after everything else has been answered.",
-        "",
+        "at the end of a run the last throttled requests wait out their Retry-After after everything else "
+        "has been answered.",
     ]
+    offered = cfg["rate"] * cfg["images_per_request"]
+    for r in rows:
+        if r.get("client_cpu_s"):
+            per = r["client_cpu_s"] / r["images"]
+            lines.append(
+                f"- {r['mode']}: the client process spent {per * 1e3:.2f} ms of CPU per image"
+                + (" (the in-process server's included)" if r.get("server") == "thread" else "")
+                + f"; the {offered:g} images/s offered need {per * offered:.2f} cores of client CPU."
+            )
+    return lines + [""]
 
 
 def overhead_markdown(result):
