@@ -42,7 +42,7 @@ def run_tests(scale: int, tmp: Path) -> tuple[dict, Counter, float]:
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_reliability_*.py"))
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "promises").glob("test_reliability_*.py"))
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *files],

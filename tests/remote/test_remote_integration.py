@@ -228,7 +228,7 @@ def test_a_killed_process_loses_no_paid_answer(tmp_path):
     import sys
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     with serve(MODEL) as server:
         code = CHILD.format(
             root=root, url=server.base_url, key=server.api_key, labels=LABELS, shape=SHAPE, cache=str(tmp_path)

@@ -8,7 +8,7 @@ environment (``CLARIFAI_PAT``), as a user would set it.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from sklearn.datasets import load_breast_cancer
 
