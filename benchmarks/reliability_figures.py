@@ -2,9 +2,9 @@
 
     python benchmarks/reliability_figures.py --scale 3
 
-Runs tests/test_reliability_*.py in a child pytest with ``BAR_RELIABILITY_SCALE`` (hypothesis
+Runs tests/promises/test_reliability_*.py in a child pytest with ``BAR_RELIABILITY_SCALE`` (hypothesis
 examples, fault seeds and kill points multiplied by it) and ``BAR_RELIABILITY_FIGURES`` (the tests
-append what they injected and survived, one JSON line each; see tests/_figures.py), then writes
+append what they injected and survived, one JSON line each; see tests/helpers/_figures.py), then writes
 benchmarks/results/reliability.json and .md. The test outcome is part of the figures: a figure
 from a failing run is not reported as survived.
 """

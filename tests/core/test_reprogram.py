@@ -470,7 +470,7 @@ Y2 = np.arange(20) % 2
         (X_IMG.astype(np.int32), Y2, {}, "dtype int32"),
         (X_IMG[:, :, :, None, None], Y2, {}, "shape"),
         (X_IMG, np.zeros(20, int), {}, "single class"),
-        (X_IMG, Y2 + 0.5, {}, "continuous"),  # any class labels are accepted (tests/test_sklearn_checks.py)
+        (X_IMG, Y2 + 0.5, {}, "continuous"),  # any class labels are accepted (tests/core/test_sklearn_checks.py)
         (X_IMG, Y2[:10], {}, r"expected \(20,\)"),
         (X_IMG, Y2, {"target_size": 17}, "target_size=17"),
         (X_IMG, Y2, {"estimator": "magic"}, "estimator='magic'"),

@@ -1,4 +1,4 @@
-"""Start Seldon MLServer on loopback with our custom runtime (tests/_mlserver_runtime.py), and stop it.
+"""Start Seldon MLServer on loopback with our custom runtime (tests/helpers/_mlserver_runtime.py), and stop it.
 
 Free ports are picked by binding port 0; readiness is polled on
 ``/v2/health/ready`` for at most ``startup_timeout`` seconds; the server's log

@@ -1,6 +1,6 @@
 """Crash and resume through the API, and checkpoints that are damaged.
 
-tests/test_crash_resume.py kills a fit on a local model; here the model is a paid API
+tests/promises/test_crash_resume.py kills a fit on a local model; here the model is a paid API
 (RemoteModel against the local server, with faults) and the run keeps its answers in
 ``cache_dir``: a BAR fit killed with SIGKILL at random points and resumed from its checkpoint
 ends with the same program (the budget does not bind), and the server billed at most the requests in
