@@ -24,6 +24,7 @@ from bar_sdk import (
 from bar_sdk.adapters import LabelOnly, TopK
 from bar_sdk.mapping import LogisticReadout, choose_readout_C
 from bar_sdk.transfer import program_scores
+from bar_sdk.zo import ESTIMATORS
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_pipeline_and_grid_search(cancer):
 
 # --------------------------------------------------------------------------- queries and budget
 @pytest.mark.parametrize("budget", [1000, 1234, 2999])
-@pytest.mark.parametrize("estimator", ["antithetic", "one_sided", "spsa", "coordinate", "exact"])
+@pytest.mark.parametrize("estimator", [*ESTIMATORS, "exact"])  # every registered estimator
 @pytest.mark.parametrize("readout", ["mapping", "logistic"])
 def test_queries_match_an_independent_count_and_never_exceed_budget(cancer, budget, estimator, readout):
     Xa, Xb, ya, _ = cancer
