@@ -54,7 +54,7 @@ logger = logging.getLogger(__name__)
 #: scikit-learn checks that a BARClassifier may fail through its model, not itself, with the reason:
 #: pass them as ``check_estimator(clf, expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)`` or
 #: ``parametrize_with_checks([clf], expected_failed_checks=lambda est: SKLEARN_EXPECTED_FAILED_CHECKS)``.
-#: With a model that keeps no state every check passes (``tests/test_sklearn_checks.py``).
+#: With a model that keeps no state every check passes (``tests/core/test_sklearn_checks.py``).
 SKLEARN_EXPECTED_FAILED_CHECKS = {
     "check_estimators_overwrite_params": (
         "the model is a parameter the estimator only queries: a model that counts its own calls (a ledger, "

@@ -2,9 +2,9 @@
 
     python benchmarks/reliability_figures.py --scale 3
 
-Runs tests/test_reliability_*.py in a child pytest with ``BAR_RELIABILITY_SCALE`` (hypothesis
+Runs tests/promises/test_reliability_*.py in a child pytest with ``BAR_RELIABILITY_SCALE`` (hypothesis
 examples, fault seeds and kill points multiplied by it) and ``BAR_RELIABILITY_FIGURES`` (the tests
-append what they injected and survived, one JSON line each; see tests/_figures.py), then writes
+append what they injected and survived, one JSON line each; see tests/helpers/_figures.py), then writes
 benchmarks/results/reliability.json and .md. The test outcome is part of the figures: a figure
 from a failing run is not reported as survived.
 """
@@ -42,7 +42,7 @@ def run_tests(scale: int, tmp: Path) -> tuple[dict, Counter, float]:
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_reliability_*.py"))
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "promises").glob("test_reliability_*.py"))
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *files],

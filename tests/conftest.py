@@ -27,8 +27,10 @@ def ray_cluster():
     except ImportError:
         pytest.skip("Ray is not installed (pip install 'bar-sdk[ray]')")
     here = Path(__file__).resolve().parent
-    # Workers import test helpers by module name, as pytest does (the worktree root and tests/).
-    paths = (str(here.parent), str(here), os.environ.get("PYTHONPATH"))
+    # Workers import by module name what pytest imported so: the helpers and the test modules whose
+    # functions and classes they run (the worktree root, tests/helpers/, and each folder of tests).
+    folders = sorted(str(p) for p in here.iterdir() if p.is_dir() and any(p.glob("test_*.py")))
+    paths = (str(here.parent), str(here / "helpers"), *folders, os.environ.get("PYTHONPATH"))
     env = {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     try:
         # address="local": always a fresh cluster of our own, never one a `ray start` left running.

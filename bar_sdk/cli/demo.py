@@ -213,7 +213,7 @@ class _Twin:
 
     The white-box baseline's passes over the data (mapping, evaluation) need
     no gradients; ONNX Runtime gives the same answers (to float32 rounding,
-    ``tests/test_zoo.py``) for about a fifth of the CPU.
+    ``tests/adapters/test_zoo.py``) for about a fifth of the CPU.
     """
 
     def __init__(self, answers, gradients):

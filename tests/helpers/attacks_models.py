@@ -1,7 +1,7 @@
 """Tiny real models for the attack tests: scikit-learn digits, fitted in a second.
 
-Not a test module (no ``test_`` prefix); imported by tests/test_attacks*.py
-and tests/test_audit.py.
+Not a test module (no ``test_`` prefix); imported by tests/attacks/test_attacks*.py
+and tests/attacks/test_audit.py.
 """
 
 from __future__ import annotations

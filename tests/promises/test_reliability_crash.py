@@ -1,6 +1,6 @@
 """Crash and resume through the API, and checkpoints that are damaged.
 
-tests/test_crash_resume.py kills a fit on a local model; here the model is a paid API
+tests/promises/test_crash_resume.py kills a fit on a local model; here the model is a paid API
 (RemoteModel against the local server, with faults) and the run keeps its answers in
 ``cache_dir``: a BAR fit killed with SIGKILL at random points and resumed from its checkpoint
 ends with the same program (the budget does not bind), and the server billed at most the requests in
@@ -45,9 +45,9 @@ def forkserver():
     """Processes forked from a server that imported the child's code once (no threads in it)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["_remote_crash_child"])
-    here = Path(__file__).resolve().parent
+    helpers, root = Path(child.__file__).resolve().parent, Path(__file__).resolve().parents[2]
     with pytest.MonkeyPatch.context() as env:  # the server imports the preload before it sees sys.path
-        env.setenv("PYTHONPATH", os.pathsep.join([str(here), str(here.parent), os.environ.get("PYTHONPATH", "")]))
+        env.setenv("PYTHONPATH", os.pathsep.join([str(helpers), str(root), os.environ.get("PYTHONPATH", "")]))
         multiprocessing.forkserver.ensure_running()
     return ctx
 

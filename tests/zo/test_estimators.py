@@ -5,6 +5,7 @@ import pytest
 
 from bar_sdk.attacks.normalized_sgd import NormalizedSGD
 from bar_sdk.zo import (
+    ESTIMATORS,
     SGD,
     SPSAGC,
     Adam,
@@ -92,15 +93,7 @@ def test_two_sided_removes_offset_at_a_kink():
     assert np.mean(norms_two) < 0.5 * np.mean(norms_one)
 
 
-@pytest.mark.parametrize(
-    "est",
-    [
-        RandomGradientEstimator(5, 0.01),
-        AntitheticEstimator(5, 0.01),
-        SPSAEstimator(5, 0.01),
-        CoordinateEstimator(5, 0.01),
-    ],
-)
+@pytest.mark.parametrize("est", [cls(5, 0.01) for cls in ESTIMATORS.values()])  # every registered estimator
 def test_evaluations_match_points_asked(est):
     theta = np.zeros(D)
     assert est.ask(theta, np.random.default_rng(0)).shape == (est.evaluations(D), D)

@@ -5,7 +5,7 @@ parameter name or a wrong type. Expected: the documented error (InvalidInputErro
 InvalidModelError from bar_sdk.errors; Python's own TypeError for an unknown keyword in a
 constructor; scikit-learn's ValueError from ``set_params``), a message that names the
 parameter, and not a single query spent. Rows already covered by the per-module tables
-(tests/test_reprogram.py, test_attacks_driver.py, test_adapters.py, test_audit.py,
+(tests/core/test_reprogram.py, test_attacks_driver.py, test_adapters.py, test_audit.py,
 test_transfer_*.py) are not repeated here.
 """
 
@@ -25,6 +25,7 @@ from bar_sdk.adapters import CallableModel, LabelOnly, Rounded, SklearnModel, To
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy, register_preset
 from bar_sdk.adapters.server import Faults, create_app
 from bar_sdk.attacks import (
+    ATTACKS,
     FGSM,
     MIFGSM,
     PGD,
@@ -196,15 +197,6 @@ CASES = [
     ("cw-initial_const", lambda m: CarliniWagner(m, initial_const=0).run(XA, YA), InvalidInputError, "initial_const"),
     ("mifgsm-momentum", lambda m: MIFGSM(m, momentum=-1.0).run(XA, YA), InvalidInputError, "momentum"),
     ("mifgsm-diversity_prob", lambda m: MIFGSM(m, diversity_prob=2.0).run(XA, YA), InvalidInputError, "diversity_prob"),
-    # -- attacks: data the shared checks refuse, on attacks other than SquareAttack
-    ("nes-x-NaN", lambda m: NESAttack(m).run(np.full_like(XA, np.nan), YA), InvalidInputError, "x"),
-    ("simba-x-empty", lambda m: SimBA(m).run(XA[:0], YA[:0]), InvalidInputError, "x"),
-    ("zoo-x-strings", lambda m: ZOOAttack(m).run(XA.astype(str), YA), InvalidInputError, "x"),
-    ("hopskipjump-y-None", lambda m: HopSkipJump(m).run(XA, None), InvalidInputError, "y"),
-    ("rays-y-negative", lambda m: RayS(m, eps=0.1).run(XA, -YA - 1), InvalidInputError, "y"),
-    ("pgd-target-shape", lambda m: PGD(m).run(XA, YA, target=YA[:2]), InvalidInputError, "target"),
-    ("universal-model", lambda m: UniversalPerturbation(None).run(XA, YA), InvalidModelError, "model"),
-    ("attack-unknown-keyword", lambda m: SimBA(m, epsilon=0.1), TypeError, "epsilon"),
     # -- audit
     ("audit-eps-empty", lambda m: audit(m, XA, YA, eps=[]), InvalidInputError, "eps"),
     ("audit-eps-strings", lambda m: audit(m, XA, YA, eps=["a"]), InvalidInputError, "eps"),
@@ -367,11 +359,32 @@ CASES = [
     ("server-top_k", lambda m: create_app(m, top_k=0), InvalidInputError, "top_k"),
 ]
 
+# The data the attacks' shared checks refuse, on every attack of the registry (bar_sdk.attacks.ATTACKS):
+# registering an attack gives it these rows. (what, call(attack class, model), expected error, parameter)
+ATTACK_DATA = [
+    ("x-NaN", lambda cls, m: cls(m).run(np.full_like(XA, np.nan), YA), InvalidInputError, "x"),
+    ("x-empty", lambda cls, m: cls(m).run(XA[:0], YA[:0]), InvalidInputError, "x"),
+    ("x-strings", lambda cls, m: cls(m).run(XA.astype(str), YA), InvalidInputError, "x"),
+    ("y-None", lambda cls, m: cls(m).run(XA, None), InvalidInputError, "y"),
+    ("y-negative", lambda cls, m: cls(m).run(XA, -YA - 1), InvalidInputError, "y"),
+    ("target-shape", lambda cls, m: cls(m).run(XA, YA, target=YA[:2]), InvalidInputError, "target"),
+    ("model", lambda cls, m: cls(None).run(XA, YA), InvalidModelError, "model"),
+    ("unknown-keyword", lambda cls, m: cls(m, epsilon=0.1), TypeError, "epsilon"),
+]
+REGISTERED_ATTACK_CASES = [
+    (f"{short}-{what}", lambda m, cls=cls, call=call: call(cls, m), error, name)
+    for short, cls in ATTACKS.items()
+    for what, call, error, name in ATTACK_DATA
+]
+
 
 @pytest.mark.parametrize(
     "ident,call,error,name",
-    [pytest.param(*case, marks=requires("server")) if case[0].startswith("server-") else case for case in CASES],
-    ids=[case[0] for case in CASES],
+    [
+        pytest.param(*case, marks=requires("server")) if case[0].startswith("server-") else case
+        for case in CASES + REGISTERED_ATTACK_CASES
+    ],
+    ids=[case[0] for case in CASES + REGISTERED_ATTACK_CASES],
 )
 def test_bad_input_gets_the_documented_error_naming_the_parameter(ident, call, error, name):
     model = fresh_linear() if ident.startswith("bar-") else Counted()
@@ -385,8 +398,8 @@ def test_the_table_covers_every_public_entry_point():
     import bar_sdk.adapters
     import bar_sdk.attacks
 
-    covered = " ".join(c[0] for c in CASES)
-    for short in bar_sdk.attacks.ATTACKS:  # the registry: a registered attack must have its rows here
+    covered = " ".join(c[0] for c in CASES)  # the rows written by hand, not those the registry adds
+    for short in bar_sdk.attacks.ATTACKS:  # a registered attack must have rows of its own parameters here
         assert f"{short}-" in covered, short
     for function in ("transfer_matrix", "evaluate_program", "warm_start_study", "compare"):
         assert f"{function}-" in covered, function

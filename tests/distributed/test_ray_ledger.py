@@ -11,7 +11,7 @@ from bar_sdk import MeteredModel, QueryBudgetExceeded
 from bar_sdk.adapters.server import DemoModel
 from bar_sdk.errors import InvalidInputError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 BLOCK_RAY = """
 import sys

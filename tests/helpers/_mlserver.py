@@ -1,4 +1,4 @@
-"""Start Seldon MLServer on loopback with our custom runtime (tests/_mlserver_runtime.py), and stop it.
+"""Start Seldon MLServer on loopback with our custom runtime (tests/helpers/_mlserver_runtime.py), and stop it.
 
 Free ports are picked by binding port 0; readiness is polled on
 ``/v2/health/ready`` for at most ``startup_timeout`` seconds; the server's log
@@ -21,7 +21,7 @@ from typing import Iterator
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # The models the server holds: name -> (input datatype, per-image shape, layout, scale)
 MODELS = {"digits": ("FP32", [1, 8, 8], "NCHW", 1.0), "digits_nhwc_u8": ("UINT8", [8, 8, 1], "NHWC", 255.0)}
@@ -88,7 +88,7 @@ def mlserver(folder: Path, startup_timeout: float = 120.0) -> Iterator[MLServerH
     _write_repository(folder, http_port, grpc_port)
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "helpers"), str(ROOT)]),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
     }

@@ -17,7 +17,7 @@ weights, and two evaluations of the same answer differ by at most twice it.
 
 Each bound is a worst case, far above what a run shows (rounding errors mostly cancel), and still
 small next to a wrong answer: for the demo model of the remote tests, one gray level on one pixel
-moves a probability by many times the bound (tests/test_float32_tolerances.py checks that, that
+moves a probability by many times the bound (tests/promises/test_float32_tolerances.py checks that, that
 the bound holds against exact arithmetic, and that a wrong answer fails).
 """
 

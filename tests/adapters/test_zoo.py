@@ -15,7 +15,7 @@ from _blocked import run_without
 
 from bar_sdk.errors import CheckpointError, InvalidInputError, MissingDependencyError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT.parent / "shared" / "data" / "foolbox_samples.npz"
 NEEDED = (
     "torch",

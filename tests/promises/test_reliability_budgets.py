@@ -1,5 +1,5 @@
 """Property-based budgets for the attacks and for RemoteModel (BARClassifier's are in
-tests/test_budget_properties.py): whatever the attack, the budgets and the batch size, no budget
+tests/promises/test_budget_properties.py): whatever the attack, the budgets and the batch size, no budget
 is ever exceeded, and the counts reported equal counts taken independently, around the model."""
 
 import httpx

@@ -1,4 +1,4 @@
-"""The float32 tolerances of tests/_float32.py hold against exact arithmetic, and a wrong answer still fails them."""
+"""The float32 tolerances of tests/helpers/_float32.py hold against exact arithmetic; a wrong answer fails them."""
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ import pytest
 
 from bar_sdk import BARClassifier
 
-CHILD = Path(__file__).with_name("_crash_child.py")
+CHILD = Path(child.__file__)
 
 
 def billed(log: Path) -> int:

@@ -1,11 +1,13 @@
 """Estimator and optimizer settings: refused when built, and again before any query when changed later."""
 
+import inspect
+
 import numpy as np
 import pytest
 from attacks_models import CountedSoftmax, held_out
 
 from bar_sdk import BARClassifier, InvalidInputError
-from bar_sdk.attacks import NESAttack, UniversalPerturbation
+from bar_sdk.attacks import ATTACKS, NESAttack, UniversalPerturbation
 from bar_sdk.zo import (
     SGD,
     SPSAGC,
@@ -19,6 +21,8 @@ from bar_sdk.zo import (
 )
 
 XA, YA = held_out(4)
+#: the registered attacks that take an estimator and an optimizer: registering one puts it in the tests below
+ZO_ATTACKS = [cls for cls in ATTACKS.values() if {"estimator", "optimizer"} <= set(inspect.signature(cls).parameters)]
 
 
 @pytest.mark.parametrize(
@@ -89,7 +93,7 @@ def test_bar_classifier_refuses_a_spoiled_instance_before_the_mapping_pass(kind)
 
 
 @pytest.mark.parametrize("kind", ["n_directions", "lr", "beta1"])
-@pytest.mark.parametrize("attack", [NESAttack, UniversalPerturbation])
+@pytest.mark.parametrize("attack", ZO_ATTACKS, ids=lambda cls: cls.__name__)
 def test_attacks_refuse_a_spoiled_instance_before_the_clean_query(attack, kind):
     model = CountedSoftmax()
     param = "estimator" if kind == "n_directions" else "optimizer"
@@ -97,6 +101,10 @@ def test_attacks_refuse_a_spoiled_instance_before_the_clean_query(attack, kind):
     with pytest.raises(InvalidInputError, match=kind):
         attack(model, eps=0.1, max_queries=200, **extra, **{param: _spoiled(kind)}).run(XA, YA)
     assert model.seen == 0
+
+
+def test_the_zeroth_order_attacks_are_read_from_the_registry():
+    assert {NESAttack, UniversalPerturbation} <= set(ZO_ATTACKS)  # the two known today are found
 
 
 def test_universal_perturbation_with_zero_directions_is_a_named_error_not_a_zero_division():

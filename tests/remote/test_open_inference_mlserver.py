@@ -1,7 +1,7 @@
 """The open_inference preset against a server we did not write: Seldon MLServer on loopback.
 
 MLServer (a test-only dependency) is started once per session with a custom
-runtime (tests/_mlserver_runtime.py) serving a logistic regression on
+runtime (tests/helpers/_mlserver_runtime.py) serving a logistic regression on
 scikit-learn's digits; the runtime counts every image it answers, in its own
 process, and the client's ledger must equal that count.
 """

@@ -24,6 +24,7 @@ from bar_sdk import (
 from bar_sdk.adapters import LabelOnly, TopK
 from bar_sdk.mapping import LogisticReadout, choose_readout_C
 from bar_sdk.transfer import program_scores
+from bar_sdk.zo import ESTIMATORS
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,7 @@ def test_pipeline_and_grid_search(cancer):
 
 # --------------------------------------------------------------------------- queries and budget
 @pytest.mark.parametrize("budget", [1000, 1234, 2999])
-@pytest.mark.parametrize("estimator", ["antithetic", "one_sided", "spsa", "coordinate", "exact"])
+@pytest.mark.parametrize("estimator", [*ESTIMATORS, "exact"])  # every registered estimator
 @pytest.mark.parametrize("readout", ["mapping", "logistic"])
 def test_queries_match_an_independent_count_and_never_exceed_budget(cancer, budget, estimator, readout):
     Xa, Xb, ya, _ = cancer
@@ -470,7 +471,7 @@ Y2 = np.arange(20) % 2
         (X_IMG.astype(np.int32), Y2, {}, "dtype int32"),
         (X_IMG[:, :, :, None, None], Y2, {}, "shape"),
         (X_IMG, np.zeros(20, int), {}, "single class"),
-        (X_IMG, Y2 + 0.5, {}, "continuous"),  # any class labels are accepted (tests/test_sklearn_checks.py)
+        (X_IMG, Y2 + 0.5, {}, "continuous"),  # any class labels are accepted (tests/core/test_sklearn_checks.py)
         (X_IMG, Y2[:10], {}, r"expected \(20,\)"),
         (X_IMG, Y2, {"target_size": 17}, "target_size=17"),
         (X_IMG, Y2, {"estimator": "magic"}, "estimator='magic'"),

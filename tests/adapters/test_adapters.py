@@ -125,7 +125,7 @@ def test_torch_normalisation_is_applied_per_channel():
 
 
 def tiny_net_rtol(net, x):
-    """float32's bound on one evaluation of ``tiny_net``'s probabilities for ``x`` (see tests/_float32.py).
+    """float32's bound on one evaluation of ``tiny_net``'s probabilities for ``x`` (see tests/helpers/_float32.py).
 
     Its two Linear layers and tanh run in float32; TorchModel takes the softmax in float64.
     """

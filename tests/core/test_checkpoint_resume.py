@@ -233,7 +233,7 @@ def test_a_checkpoint_written_by_the_earlier_loop_resumes_to_the_uninterrupted_r
 
     X, y = cancer40()
     path = tmp_path / "old.bar"
-    shutil.copy(Path(__file__).parent / "fixtures" / "checkpoints" / f"crash_on_{crash_on}.bar", path)
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "checkpoints" / f"crash_on_{crash_on}.bar", path)
     # The files were written with single-threaded BLAS. A training trajectory amplifies any rounding
     # difference, and a matrix product split over two threads rounds differently. So both runs here use
     # the fixture's arithmetic, one BLAS thread; otherwise the programs part after a few steps on a

@@ -113,7 +113,7 @@ def test_transfer_imports_without_torch():
     import sys
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     code = (
         "import builtins, sys\n"
         "real = builtins.__import__\n"

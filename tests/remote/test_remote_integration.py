@@ -35,8 +35,8 @@ def assert_answers(p, x):
     The server scores each request's images as one batch (3, 1, ...), ``expected`` scores them all
     at once: BLAS sums the logits in another order, so the answers may differ in the last bits (an
     AMD EPYC machine saw 1.3e-6). The tolerance is float32's bound for this model and these images
-    (tests/_float32.py); one gray level on one pixel moves a probability by several times it
-    (tests/test_float32_tolerances.py).
+    (tests/helpers/_float32.py); one gray level on one pixel moves a probability by several times it
+    (tests/promises/test_float32_tolerances.py).
     """
     assert_close_f32(p, expected(x), demo_model_rtol(MODEL, quantize(x)))
 
@@ -228,7 +228,7 @@ def test_a_killed_process_loses_no_paid_answer(tmp_path):
     import sys
     from pathlib import Path
 
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     with serve(MODEL) as server:
         code = CHILD.format(
             root=root, url=server.base_url, key=server.api_key, labels=LABELS, shape=SHAPE, cache=str(tmp_path)

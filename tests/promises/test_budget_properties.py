@@ -7,6 +7,7 @@ from sklearn.datasets import load_breast_cancer
 
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.adapters import TopK
+from bar_sdk.zo import ESTIMATORS
 
 DATA = load_breast_cancer()
 X, Y = DATA.data[:60], DATA.target[:60]
@@ -14,7 +15,7 @@ X, Y = DATA.data[:60], DATA.target[:60]
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    estimator=st.sampled_from(["antithetic", "one_sided", "spsa", "coordinate", "exact"]),
+    estimator=st.sampled_from([*ESTIMATORS, "exact"]),  # every registered estimator, and exact gradients
     batch_size=st.integers(1, 70),
     n_directions=st.integers(1, 6),
     budget=st.integers(1, 3000),

@@ -20,7 +20,7 @@ from bar_sdk.adapters.remote.http import HttpResponse
 from bar_sdk.adapters.remote.presets import ClarifaiPreset, make_preset
 from bar_sdk.adapters.remote.presets.base import read_entries
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "api"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "api"
 SHAPE = (3, 4, 4)
 X = np.random.default_rng(0).random((1, *SHAPE)).astype(np.float32)
 
@@ -521,7 +521,7 @@ def test_every_fixture_names_its_documented_example_and_parses():
 
 
 def test_fixtures_use_only_the_fields_the_vendors_document():
-    shared = Path(__file__).resolve().parents[2] / "shared" / "api_fixtures"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "api_fixtures"
     if not shared.is_dir():
         pytest.skip(
             f"{shared} is absent: the vendors' own examples are not part of the repository; this only checks "

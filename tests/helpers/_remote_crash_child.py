@@ -1,4 +1,4 @@
-"""The run killed by tests/test_reliability_crash.py: a BAR fit over HTTP with a checkpoint and a cache.
+"""The run killed by tests/promises/test_reliability_crash.py: a BAR fit over HTTP with a checkpoint and a cache.
 
 Not a test module. :func:`main` is the child process (started from a forkserver that has
 imported this module once, so each child starts in milliseconds); the API key comes from the
@@ -8,7 +8,7 @@ environment (``CLARIFAI_PAT``), as a user would set it.
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from sklearn.datasets import load_breast_cancer
 
@@ -19,7 +19,7 @@ from bar_sdk.adapters.server import DemoModel
 SHAPE = (1, 8, 8)
 LABELS = list(DemoModel(SHAPE, n_classes=6).labels)
 # 16 steps of 30 and the mapping pass: 520 of 600, so a crash's lost step (counted as spent) leaves the
-# program unchanged; tests/test_crash_resume.py kills a run whose budget binds
+# program unchanged; tests/promises/test_crash_resume.py kills a run whose budget binds
 BAR = dict(max_queries=600, max_epochs=4, batch_size=10, n_directions=2, smoothing=0.1, random_state=3)
 REMOTE = dict(
     model_id="demo",
