@@ -203,7 +203,7 @@ class RemoteModel:
         max_concurrency: int = 4,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         use_cache: bool = True,
         image_format: str = "png",
         jpeg_quality: int = 95,
@@ -221,7 +221,7 @@ class RemoteModel:
         rate_limiter: Any = None,
         png_level: int = PNG_LEVEL,
         workers: int | None = None,
-    ):
+    ) -> None:
         self.use_cache = check_bool(use_cache, "use_cache")
         allow_insecure = check_bool(allow_insecure, "allow_insecure")
         self.preset = check_preset(preset)
@@ -396,7 +396,7 @@ class RemoteModel:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __deepcopy__(self, memo: dict) -> RemoteModel:
+    def __deepcopy__(self, memo: dict[int, Any]) -> RemoteModel:
         return self  # clones share one connection, cache and budget (see Notes)
 
     def __copy__(self) -> RemoteModel:
