@@ -21,20 +21,27 @@ import pytest
 
 PACKAGES = (
     "bar_sdk",
+    "bar_sdk.errors",
     "bar_sdk.attacks",
     "bar_sdk.transfer",
     "bar_sdk.zo",
+    "bar_sdk.plan",
     "bar_sdk.reporting",
+    "bar_sdk.reporting.files",
+    "bar_sdk.reporting.plots",
+    "bar_sdk.reporting.audit",
     "bar_sdk.distributed",
     "bar_sdk.audit",
     "bar_sdk.adapters",
+    "bar_sdk.adapters.nets",
     "bar_sdk.adapters.remote",
     "bar_sdk.adapters.remote.presets",
     "bar_sdk.adapters.ray",
     "bar_sdk.adapters.zoo",
     "bar_sdk.adapters.server",
 )
-"""The public packages: their ``__all__`` is the API users import."""
+"""The public packages and modules (those docs/conf.py renders as API pages): their ``__all__`` is the API
+users import."""
 
 _OWN_DUNDERS = ("__init__", "__call__")
 
