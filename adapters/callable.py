@@ -37,7 +37,7 @@ class CallableModel:
     array([[0., 1.]])
     """
 
-    def __init__(self, fn: Callable[[np.ndarray], Any], n_classes: int, input_shape: Any, labels: Any = None):
+    def __init__(self, fn: Callable[[np.ndarray], Any], n_classes: int, input_shape: Any, labels: Any = None) -> None:
         if not callable(fn):
             raise InvalidInputError(f"fn={fn!r}; expected a callable taking an image batch and returning scores")
         self.fn = fn

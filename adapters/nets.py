@@ -64,7 +64,9 @@ class SmallCNN(nn.Module):
         Seeds the initial weights without touching torch's global generator.
     """
 
-    def __init__(self, in_channels: int, n_classes: int, input_size: Any, width: int = 16, random_state: Any = None):
+    def __init__(
+        self, in_channels: int, n_classes: int, input_size: Any, width: int = 16, random_state: Any = None
+    ) -> None:
         super().__init__()
         in_channels = check_int(in_channels, "in_channels", low=1)
         n_classes = check_int(n_classes, "n_classes", low=2)
@@ -103,7 +105,7 @@ class MLPNet(nn.Module):
         Seeds the initial weights without touching torch's global generator.
     """
 
-    def __init__(self, input_shape: Any, n_classes: int, hidden: int = 128, random_state: Any = None):
+    def __init__(self, input_shape: Any, n_classes: int, hidden: int = 128, random_state: Any = None) -> None:
         super().__init__()
         from bar_sdk.adapters._checks import check_input_shape
 

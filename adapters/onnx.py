@@ -134,7 +134,7 @@ class OnnxModel:
         threads: int | None = None,
         input_name: str | None = None,
         output_name: str | None = None,
-    ):
+    ) -> None:
         self.outputs = check_choice(outputs, "outputs", ("logits", "probabilities"))
         self.layout = check_choice(layout, "layout", ("NCHW", "NHWC"))
         self.batch_size = check_int(batch_size, "batch_size", low=1)

@@ -30,7 +30,7 @@ __all__ = ["TopK", "Rounded", "LabelOnly"]
 class _Restricted:
     """Shared plumbing: hold the inner model and pass its description through."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any) -> None:
         self.n_classes, self.input_shape = check_model(model)
         self.model = model
         self.labels = getattr(model, "labels", None)
@@ -57,7 +57,7 @@ class TopK(_Restricted):
         lower class index, so exactly ``k`` entries are kept.
     """
 
-    def __init__(self, model: Any, k: int):
+    def __init__(self, model: Any, k: int) -> None:
         super().__init__(model)
         self.k = check_int(k, "k", low=1, high=self.n_classes)
 
@@ -83,7 +83,7 @@ class Rounded(_Restricted):
         Decimal places kept, >= 0.
     """
 
-    def __init__(self, model: Any, decimals: int = 2):
+    def __init__(self, model: Any, decimals: int = 2) -> None:
         super().__init__(model)
         self.decimals = check_int(decimals, "decimals", low=0)
 
@@ -101,7 +101,7 @@ class LabelOnly(_Restricted):
     attacks refuse it. Ties go to the lower class index.
     """
 
-    def __init__(self, model: Any):
+    def __init__(self, model: Any) -> None:
         super().__init__(model)
         self.label_only = True
 

@@ -43,7 +43,7 @@ class SklearnModel:
     (2, 10)
     """
 
-    def __init__(self, estimator: Any, input_shape: Any, labels: Any = None):
+    def __init__(self, estimator: Any, input_shape: Any, labels: Any = None) -> None:
         if not callable(getattr(estimator, "predict_proba", None)):
             raise InvalidInputError(
                 f"estimator={type(estimator).__name__} has no predict_proba; expected a fitted classifier "

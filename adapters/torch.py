@@ -94,7 +94,7 @@ class TorchModel:
         std: Any = None,
         outputs: str = "logits",
         labels: Any = None,
-    ):
+    ) -> None:
         if not isinstance(module, torch.nn.Module):
             raise InvalidInputError(f"module={type(module).__name__}; expected a torch.nn.Module")
         self.input_shape = check_input_shape(input_shape)

@@ -71,7 +71,7 @@ class QueryBudgetExceeded(BarError, RuntimeError):
         The budget.
     """
 
-    def __init__(self, requested: int, spent: int, max_queries: int, what: str = "max_queries"):
+    def __init__(self, requested: int, spent: int, max_queries: int, what: str = "max_queries") -> None:
         self.requested = int(requested)
         self.spent = int(spent)
         self.max_queries = int(max_queries)

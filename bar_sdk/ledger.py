@@ -48,7 +48,7 @@ class QueryLedger:
         ``queries`` too: an image that left may have been billed.
     """
 
-    def __init__(self, max_queries: int | None = None):
+    def __init__(self, max_queries: int | None = None) -> None:
         self.max_queries = check_int(max_queries, "max_queries", low=1, allow_none=True)
         self.queries = 0
         self.calls = 0
@@ -226,7 +226,7 @@ class MeteredModel:
     reached the API; the parts after it are never sent, nor counted.
     """
 
-    def __init__(self, model: Any, ledger: QueryLedger | None = None, batch_size: int | None = None):
+    def __init__(self, model: Any, ledger: QueryLedger | None = None, batch_size: int | None = None) -> None:
         self.n_classes, self.input_shape = check_model(model)
         self.model = model
         self.ledger = ledger if ledger is not None else QueryLedger()

@@ -16,7 +16,7 @@ __all__ = ["RayModel"]
 class _Replica:
     """The actor body: one copy of the model, and a count of the images it answered."""
 
-    def __init__(self, factory: Callable[[], Any]):
+    def __init__(self, factory: Callable[[], Any]) -> None:
         from bar_sdk.contract import check_model
 
         self.model = factory()
@@ -90,7 +90,7 @@ class RayModel:
         num_gpus: float = 0,
         min_batch_per_replica: int = 1,
         address: str | None = None,
-    ):
+    ) -> None:
         if not callable(model_factory):
             raise InvalidInputError(f"model_factory={model_factory!r}; expected a function that builds the model")
         self.replicas = check_int(replicas, "replicas", low=1)

@@ -39,7 +39,7 @@ class PerProcessModel:
     >>> GridSearchCV(BARClassifier(PerProcessModel(make), ...), grid, n_jobs=-1)       # doctest: +SKIP
     """
 
-    def __init__(self, factory: Callable[[], Any]):
+    def __init__(self, factory: Callable[[], Any]) -> None:
         if not callable(factory):
             raise InvalidInputError(f"factory={factory!r}; expected a function that builds the model")
         self.factory = factory

@@ -8,13 +8,13 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
 
 __all__ = ["AnswerCache", "image_key"]
 
-State = Union[dict, Callable[[], dict]]
+State = Union[dict[str, Any], Callable[[], dict[str, Any]]]
 
 
 def image_key(img: np.ndarray, identity: str) -> str:
@@ -26,7 +26,7 @@ def image_key(img: np.ndarray, identity: str) -> str:
     h = hashlib.sha256()
     h.update(identity.encode())
     h.update(repr(img.shape).encode())
-    h.update(memoryview(np.ascontiguousarray(img, dtype=np.uint8)).cast("B"))  # the same bytes, not copied
+    h.update(np.ascontiguousarray(img, dtype=np.uint8).data.cast("B"))  # the same bytes, not copied
     return h.hexdigest()
 
 
@@ -45,7 +45,7 @@ class AnswerCache:
         stored or absent; a commit costs about 0.1 ms, not an fsync.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ class AnswerCache:
                 raise
             self._db.execute("COMMIT")
 
-    def load_state(self, name: str) -> dict | None:
+    def load_state(self, name: str) -> dict[str, Any] | None:
         """The state saved under ``name``, or ``None``."""
         with self._lock:
             row = self._db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()

@@ -21,7 +21,8 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Generator, Sequence, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -31,6 +32,7 @@ from bar_sdk.adapters.remote.encoding import encode_image
 from bar_sdk.adapters.remote.http import LOOPBACK_HOSTS, AsyncSender, HttpRequest, HttpResponse, SyncSender
 from bar_sdk.adapters.remote.planning import Chunk, Plan, Planner, parallel_map
 from bar_sdk.adapters.remote.presets import Preset
+from bar_sdk.adapters.remote.presets.base import Answer
 from bar_sdk.adapters.remote.retry import RetryPolicy
 from bar_sdk.errors import InvalidInputError, RateLimitError, RemoteError, ResponseFormatError
 
@@ -38,23 +40,36 @@ __all__ = ["RequestClient", "check_base_url", "drive", "adrive"]
 
 logger = logging.getLogger(__name__)
 
-Steps = Generator[Any, Any, list]
-"""An attempt's steps: yields a float (seconds to wait) or an HttpRequest (to send); returns the answers."""
+Results = Sequence[Union[Answer, RemoteError]]
+"""One request's answers, one per image: an answer, or the error of an image the API refused."""
+
+Steps = Generator[Union[float, HttpRequest], HttpResponse, Results]
+"""An attempt's steps: yields a float (seconds to wait) or an HttpRequest (to send), is sent the
+response; returns the answers."""
+
+E = TypeVar("E", bound=BaseException)
 
 
-def _advance(steps: Steps, reply: Any) -> tuple[bool, Any]:
-    """Hand ``reply`` (an answer, or the RemoteError a send raised) to the steps: ``(done, next step or result)``."""
+@dataclass(frozen=True)
+class _Done:
+    results: Results
+
+
+def _advance(steps: Steps, reply: HttpResponse | RemoteError | None) -> float | HttpRequest | _Done:
+    """Hand ``reply`` (an answer, or the RemoteError a send raised) to the steps: their next step, or done."""
     try:
-        return False, steps.throw(reply) if isinstance(reply, RemoteError) else steps.send(reply)
+        if isinstance(reply, RemoteError):
+            return steps.throw(reply)
+        return next(steps) if reply is None else steps.send(reply)  # None: a start, or after a wait
     except StopIteration as done:
-        return True, done.value
+        return _Done(done.value)
 
 
-def drive(steps: Steps, sleep: Callable[[float], Any], send: Callable[[HttpRequest], HttpResponse]) -> list:
+def drive(steps: Steps, sleep: Callable[[float], Any], send: Callable[[HttpRequest], HttpResponse]) -> Results:
     """Run an attempt's steps, blocking."""
-    done, step = _advance(steps, None)
-    while not done:
-        reply: Any = None
+    step = _advance(steps, None)
+    while not isinstance(step, _Done):
+        reply: HttpResponse | RemoteError | None = None
         if isinstance(step, HttpRequest):
             try:
                 reply = send(step)
@@ -62,15 +77,17 @@ def drive(steps: Steps, sleep: Callable[[float], Any], send: Callable[[HttpReque
                 reply = exc
         else:
             sleep(step)
-        done, step = _advance(steps, reply)
-    return step
+        step = _advance(steps, reply)
+    return step.results
 
 
-async def adrive(steps: Steps, sleep: Callable[[float], Any], send: Callable[[HttpRequest], Any]) -> list:
+async def adrive(
+    steps: Steps, sleep: Callable[[float], Any], send: Callable[[HttpRequest], Awaitable[HttpResponse]]
+) -> Results:
     """Run an attempt's steps on the event loop (``sleep`` may return an awaitable)."""
-    done, step = _advance(steps, None)
-    while not done:
-        reply: Any = None
+    step = _advance(steps, None)
+    while not isinstance(step, _Done):
+        reply: HttpResponse | RemoteError | None = None
         if not isinstance(step, HttpRequest):
             slept = sleep(step)
             if inspect.isawaitable(slept):
@@ -80,8 +97,8 @@ async def adrive(steps: Steps, sleep: Callable[[float], Any], send: Callable[[Ht
                 reply = await send(step)
             except RemoteError as exc:
                 reply = exc
-        done, step = _advance(steps, reply)
-    return step
+        step = _advance(steps, reply)
+    return step.results
 
 
 class RequestClient:
@@ -112,7 +129,7 @@ class RequestClient:
         png_level: int,
         sleep: Callable[[float], Any] | None,
         pool: Callable[[], ThreadPoolExecutor | None],
-    ):
+    ) -> None:
         self.preset, self.base_url, self.credentials, self.labels = preset, base_url, credentials, tuple(labels)
         self._origin = urlsplit(base_url)[:2]  # scheme and host: the only place the credential goes
         self.ledger, self.bucket, self.retry, self.sender = ledger, bucket, retry, sender
@@ -130,7 +147,7 @@ class RequestClient:
         """The unsigned request for ``images`` (encoded on the worker pool when it pays off)."""
         self.preset.prepare(self.base_url, self.send_unbilled, self.sleep or time.sleep)
         if self.preset.tensor_input:
-            encoded: list = images
+            encoded: list[Any] = images
         else:
             encoded = parallel_map(self._pool(), self._encode, images, sum(img.nbytes for img in images))
         request = self.preset.build_request(self.base_url, encoded, self.labels)
@@ -246,7 +263,7 @@ class RequestClient:
         except RemoteError as exc:
             raise self.failed(exc, n) from None
 
-    def read(self, response: HttpResponse, n: int, number: int) -> list:
+    def read(self, response: HttpResponse, n: int, number: int) -> Results:
         logger.debug("%s: %d image(s) -> HTTP %d (attempt %d)", self.preset.name, n, response.status_code, number)
         try:
             self.preset.check(response)
@@ -288,7 +305,7 @@ class RequestClient:
         plan.count(chunk, billed=False)
         self.planner.land(plan, chunk.keys)
 
-    def store(self, chunk: Chunk, results: list, plan: Plan, errors: list[BaseException]) -> None:
+    def store(self, chunk: Chunk, results: Results, plan: Plan, errors: list[BaseException]) -> None:
         keys = chunk.keys
         good = {k: r for k, r in zip(keys, results, strict=False) if not isinstance(r, RemoteError)}
         refused = {k: self.redacted(r) for k, r in zip(keys, results, strict=False) if isinstance(r, RemoteError)}
@@ -306,7 +323,7 @@ class RequestClient:
         if refused:
             errors.append(next(iter(refused.values())))
 
-    def redacted(self, exc: BaseException) -> BaseException:
+    def redacted(self, exc: E) -> E:
         if self.credentials is not None:
             exc.args = tuple(self.credentials.redact(a) if isinstance(a, str) else a for a in exc.args)
         return exc

@@ -47,7 +47,7 @@ def quantize(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x
     # = np.rint(x.astype(np.float32) * 255).astype(np.uint8), in two passes over the data instead of four
-    y = np.multiply(x, np.float32(255.0), dtype=np.float32)
+    y: np.ndarray = np.multiply(x, np.float32(255.0), dtype=np.float32)
     np.rint(y, out=y)
     return y.astype(np.uint8)
 
@@ -100,7 +100,7 @@ def _png(img: np.ndarray, level: int) -> bytes:
         [
             _PNG_SIGNATURE,
             _png_chunk(b"IHDR", header),
-            _png_chunk(b"IDAT", zlib.compress(raw, level)),
+            _png_chunk(b"IDAT", zlib.compress(raw.data, level)),
             _png_chunk(b"IEND", b""),
         ]
     )
@@ -115,7 +115,7 @@ def decode_image(data: bytes) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        pil = Image.open(io.BytesIO(data))
+        pil: Image.Image = Image.open(io.BytesIO(data))
         pil.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InvalidInputError(f"image bytes could not be decoded ({exc}); expected PNG or JPEG") from None

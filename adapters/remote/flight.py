@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+
+from bar_sdk.adapters.remote.presets.base import Answer
 
 __all__ = ["Flight"]
 
@@ -31,17 +32,17 @@ class Flight:
 
     def __init__(self) -> None:
         self.owner = threading.get_ident()  # the thread of the call sending it
-        self.answer: dict | None = None
+        self.answer: Answer | None = None
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     @property
     def done(self) -> bool:
         return self._done.is_set()
 
-    def land(self, answer: dict | None = None, error: BaseException | None = None) -> None:
+    def land(self, answer: Answer | None = None, error: BaseException | None = None) -> None:
         with self._lock:
             self.answer, self.error = answer, error
             self._done.set()
@@ -67,6 +68,6 @@ class Flight:
         await future
 
 
-def _resolve(future: Any) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)

@@ -31,7 +31,7 @@ _SHOWN_HEADERS = frozenset(
 )
 
 
-class Headers(dict):
+class Headers(dict[str, str]):
     """Request headers whose repr masks every value but a few harmless ones.
 
     Credentials travel in headers (``Authorization``, ``x-goog-api-key``, a
@@ -46,7 +46,7 @@ class Headers(dict):
 
     __str__ = __repr__
 
-    def __reduce__(self):  # a copy or a pickle keeps the masking type
+    def __reduce__(self) -> tuple[type[Headers], tuple[dict[str, str]]]:  # a copy or a pickle keeps the masking type
         return (Headers, (dict(self),))
 
 
@@ -85,7 +85,7 @@ class HttpResponse:
 
     __slots__ = ("status_code", "headers", "content", "_json")
 
-    def __init__(self, status_code: int, headers: dict[str, str], content: bytes):
+    def __init__(self, status_code: int, headers: Mapping[str, str], content: bytes) -> None:
         self.status_code = int(status_code)
         self.headers = {k.lower(): v for k, v in headers.items()}
         self.content = content
@@ -125,7 +125,7 @@ class SyncSender:
         session: Any = None,
         timeout: float | None = 30.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
-    ):
+    ) -> None:
         if client is not None and session is not None:
             raise InvalidInputError("give client= (httpx.Client) or session= (requests.Session), not both")
         self.timeout = timeout
@@ -188,7 +188,7 @@ class SyncSender:
 class AsyncSender:
     """Sends through an ``httpx.AsyncClient``."""
 
-    def __init__(self, client: Any, timeout: float | None = 30.0, max_response_bytes: int = MAX_RESPONSE_BYTES):
+    def __init__(self, client: Any, timeout: float | None = 30.0, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.client = client
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes

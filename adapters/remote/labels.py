@@ -43,7 +43,7 @@ class LabelMapper:
         aliases: Mapping[str, str] | None = None,
         missing_score: float = 0.0,
         label_only: bool = False,
-    ):
+    ) -> None:
         if isinstance(labels, str) or len(labels) < 2 or not all(isinstance(v, str) and v for v in labels):
             raise InvalidInputError(f"labels={labels!r}; expected at least two non-empty label names")
         self.labels = tuple(labels)

@@ -21,7 +21,7 @@ class StateStore(Protocol):  # pragma: no cover - protocol
     under its own lock, so concurrent saves never store an older count last.
     """
 
-    def load_state(self, name: str) -> dict | None: ...
+    def load_state(self, name: str) -> dict[str, Any] | None: ...
 
     def save_state(self, name: str, state: Any) -> None: ...
 
@@ -80,7 +80,9 @@ class RemoteLedger:
     cannot hide queries paid after it (which the store remembers).
     """
 
-    def __init__(self, max_queries: int | None = None, price_per_query: float = 0.0, store: StateStore | None = None):
+    def __init__(
+        self, max_queries: int | None = None, price_per_query: float = 0.0, store: StateStore | None = None
+    ) -> None:
         self.max_queries = check_int(max_queries, "max_queries", low=1, allow_none=True)
         self.price_per_query = check_float(price_per_query, "price_per_query", low=0.0)
         self.store = store

@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from bar_sdk.adapters.remote import rounds
 from bar_sdk.adapters.remote.cache import AnswerCache
 from bar_sdk.adapters.remote.client import RequestClient, check_base_url
 from bar_sdk.adapters.remote.encoding import PNG_LEVEL, QUANTIZATION_STEP, warn_if_lossy
-from bar_sdk.adapters.remote.http import MAX_RESPONSE_BYTES, AsyncSender, HttpRequest, SyncSender
+from bar_sdk.adapters.remote.http import MAX_RESPONSE_BYTES, HttpRequest, SyncSender
 from bar_sdk.adapters.remote.labels import LabelMapper
-from bar_sdk.adapters.remote.ledger import RemoteLedger
 from bar_sdk.adapters.remote.planning import Plan, Planner, check_shape
 from bar_sdk.adapters.remote.presets import Preset, make_preset
-from bar_sdk.adapters.remote.ratelimit import TokenBucket
 from bar_sdk.adapters.remote.retry import RetryPolicy
+from bar_sdk.adapters.remote.settings import (
+    check_cache_dir,
+    check_preset,
+    check_retry,
+    default_workers,
+    endpoint_identity,
+    ledger_for,
+    rate_limiter_for,
+)
 from bar_sdk.contract import check_bool, check_float, check_images, check_int
 from bar_sdk.errors import CheckpointError, InvalidInputError
 
@@ -197,7 +203,7 @@ class RemoteModel:
         max_concurrency: int = 4,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        cache_dir: str | os.PathLike | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
         use_cache: bool = True,
         image_format: str = "png",
         jpeg_quality: int = 95,
@@ -215,12 +221,10 @@ class RemoteModel:
         rate_limiter: Any = None,
         png_level: int = PNG_LEVEL,
         workers: int | None = None,
-    ):
+    ) -> None:
         self.use_cache = check_bool(use_cache, "use_cache")
         allow_insecure = check_bool(allow_insecure, "allow_insecure")
-        self.preset = make_preset(preset) if isinstance(preset, str) else preset
-        if not isinstance(self.preset, Preset):
-            raise InvalidInputError(f"preset={preset!r}; expected a Preset or a registered preset name")
+        self.preset = check_preset(preset)
         self._mapper = LabelMapper(labels, label_aliases, missing_score, label_only)  # checks label_only
         self.labels = self._mapper.labels
         self.label_only = self._mapper.label_only
@@ -231,9 +235,7 @@ class RemoteModel:
         self.timeout = check_float(timeout, "timeout", low=0.0, low_open=True)
         self.max_response_bytes = check_int(max_response_bytes, "max_response_bytes", low=1)
         check_float(rate_limit, "rate_limit", low=0.0, low_open=True, allow_none=True)  # by the name given
-        self.retry = retry if retry is not None else RetryPolicy()
-        if not isinstance(self.retry, RetryPolicy):
-            raise InvalidInputError(f"retry={retry!r}; expected a RetryPolicy")
+        self.retry = check_retry(retry)
         warn_if_lossy(image_format, jpeg_quality)
         self.image_format = image_format
         self.jpeg_quality = jpeg_quality
@@ -241,36 +243,19 @@ class RemoteModel:
         self.workers = check_int(workers, "workers", low=1, allow_none=True)
         self.preset.check_labels(self.labels)
         self._credentials = self.preset.resolve_credentials(api_key)
-        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-            raise InvalidInputError(f"cache_dir={cache_dir!r}; expected a folder path (str or os.PathLike) or None")
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache_dir = check_cache_dir(cache_dir)
         self._cache = AnswerCache(self.cache_dir / "answers.sqlite" if self.cache_dir else None)
-        self.ledger = _shared(
+        self.ledger = ledger_for(
             ledger,
-            "ledger",
-            ("reserve", "check_retry", "release", "record_billed"),
             max_queries=max_queries,
-            price_per_query=price_per_query or None,
+            price_per_query=price_per_query,
+            store=self._cache if self.cache_dir else None,
         )
-        if self.ledger is None:
-            self.ledger = RemoteLedger(max_queries, price_per_query, self._cache if self.cache_dir else None)
-        self._bucket = _shared(rate_limiter, "rate_limiter", ("reserve", "refund"), rate_limit=rate_limit)
-        if self._bucket is None and rate_limit is not None:
-            self._bucket = TokenBucket(rate_limit, burst, clock)
+        self._bucket = rate_limiter_for(rate_limiter, rate_limit=rate_limit, burst=burst, clock=clock)
         self._sender = SyncSender(client, session, self.timeout, self.max_response_bytes)
         self._async_client = async_client
         self._pool: ThreadPoolExecutor | None = None
-        self._identity = json.dumps(
-            {
-                "base_url": self.base_url,
-                "preset": self.preset.identity(),
-                "labels": self.labels,
-                "image_format": image_format,
-                "jpeg_quality": jpeg_quality if image_format == "jpeg" else None,
-            },
-            sort_keys=True,
-            default=str,
-        )
+        self._identity = endpoint_identity(self.base_url, self.preset, self.labels, image_format, jpeg_quality)
         self._planner = Planner(
             self._cache, self.use_cache, self.ledger, self.preset, self._identity, self._worker_pool
         )
@@ -343,53 +328,21 @@ class RemoteModel:
         ones billed); :class:`~bar_sdk.ledger.MeteredModel` counts exactly these.
         Images answered by another call's request in flight are waited for.
         """
-        plan = self._plan(x, asynchronous=False)
-        errors: list[BaseException] = []
-        try:
-            while True:
-                self._client.send_round(plan, errors)
-                if not errors:
-                    for flight in plan.waits.values():
-                        flight.wait()
-                if not self._planner.next_round(plan, errors, asynchronous=False):
-                    break
-        finally:
-            self._planner.land(plan, list(plan.owned))  # a flight this call never landed fails: its waiters send it
-        if errors:
-            raise plan.settled(errors[0])
-        return self._planner.finish(plan, self._mapper)
+        return rounds.predict(self._plan(x, asynchronous=False), self._planner, self._client, self._mapper)
 
     async def apredict_proba(self, x: np.ndarray) -> np.ndarray:
         """Like :meth:`predict_proba`, with up to ``max_concurrency`` requests in flight on
         one event loop (an ``httpx.AsyncClient``)."""
-        plan = self._plan(x, asynchronous=True)
-        errors: list[BaseException] = []
-        try:
-            if plan.chunks or plan.waits:
-                if self._async_client is not None:
-                    await self._rounds(
-                        plan, AsyncSender(self._async_client, self.timeout, self.max_response_bytes), errors
-                    )
-                else:
-                    import httpx
-
-                    limits = httpx.Limits(max_connections=self.max_concurrency)
-                    async with httpx.AsyncClient(timeout=self.timeout, limits=limits) as client:
-                        await self._rounds(plan, AsyncSender(client, self.timeout, self.max_response_bytes), errors)
-        finally:
-            self._planner.land(plan, list(plan.owned))
-        if errors:
-            raise plan.settled(errors[0])
-        return self._planner.finish(plan, self._mapper)
-
-    async def _rounds(self, plan: Plan, sender: AsyncSender, errors: list[BaseException]) -> None:
-        while True:
-            await self._client.run_round(plan, sender, errors)
-            if not errors:
-                for flight in plan.waits.values():
-                    await flight.wait_async()
-            if not self._planner.next_round(plan, errors, asynchronous=True):
-                return
+        return await rounds.apredict(
+            self._plan(x, asynchronous=True),
+            self._planner,
+            self._client,
+            self._mapper,
+            async_client=self._async_client,
+            timeout=self.timeout,
+            max_response_bytes=self.max_response_bytes,
+            max_concurrency=self.max_concurrency,
+        )
 
     def _plan(self, x: Any, *, asynchronous: bool) -> Plan:
         x = check_images(x, "x", allow_nhwc=False)
@@ -402,7 +355,7 @@ class RemoteModel:
 
     def _worker_pool(self) -> ThreadPoolExecutor | None:
         """The threads that quantise, hash and encode large batches (``workers``), started on first use."""
-        workers = self.workers if self.workers is not None else min(4, _usable_cpus())
+        workers = default_workers(self.workers)
         if workers < 2:
             return None
         if self._pool is None:
@@ -443,7 +396,7 @@ class RemoteModel:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def __deepcopy__(self, memo: dict) -> RemoteModel:
+    def __deepcopy__(self, memo: dict[int, Any]) -> RemoteModel:
         return self  # clones share one connection, cache and budget (see Notes)
 
     def __copy__(self) -> RemoteModel:
@@ -460,29 +413,3 @@ class RemoteModel:
             f"RemoteModel(preset={self.preset!r}, base_url={self.base_url!r}, n_classes={self.n_classes}, "
             f"input_shape={self.input_shape}, label_only={self.label_only}, ledger={self.ledger!r})"
         )
-
-
-def _shared(obj: Any, name: str, methods: tuple[str, ...], **own: Any) -> Any:
-    """``obj`` (a ledger or rate limiter given from outside) checked, or None when not given."""
-    if obj is None:
-        return None
-    missing = [m for m in methods if not callable(getattr(obj, m, None))]
-    if missing:
-        raise InvalidInputError(
-            f"{name}={type(obj).__name__}; expected an object with {', '.join(methods)} (it lacks {', '.join(missing)})"
-        )
-    given = [k for k, v in own.items() if v is not None]
-    if given:
-        raise InvalidInputError(
-            f"{given[0]}={own[given[0]]!r} together with {name}=; expected one of them: "
-            f"the {name} given holds its own settings"
-        )
-    return obj
-
-
-def _usable_cpus() -> int:
-    """CPUs this process may run on (a ``taskset`` pinning counts), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # no affinity on this platform
-        return os.cpu_count() or 1

@@ -24,6 +24,7 @@ from bar_sdk.adapters.remote.cache import AnswerCache, image_key
 from bar_sdk.adapters.remote.encoding import quantize
 from bar_sdk.adapters.remote.flight import Flight
 from bar_sdk.adapters.remote.labels import LabelMapper
+from bar_sdk.adapters.remote.presets.base import Answer
 from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded, RemoteError
 
 __all__ = ["Chunk", "Plan", "Planner", "check_shape", "parallel_map", "PARALLEL_BYTES"]
@@ -53,7 +54,7 @@ def check_shape(shape: Any) -> tuple[int, int, int]:
         raise InvalidInputError(f"input_shape={shape!r}; expected (C, H, W)") from None
     if len(out) != 3 or out[0] not in (1, 3) or min(out) < 1:
         raise InvalidInputError(f"input_shape={shape!r}; expected (C, H, W) with C in (1, 3) and H, W >= 1")
-    return out  # type: ignore[return-value]
+    return out
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Plan:
     keys: list[str]  # one per row of x
     q: np.ndarray  # the 8-bit images
     first: dict[str, int]  # key -> its first row
-    answers: dict[str, dict] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)
     chunks: list[Chunk] = field(default_factory=list)
     owned: dict[str, Flight] = field(default_factory=dict)  # flights this call registered, still to land
     waits: dict[str, Flight] = field(default_factory=dict)  # images a concurrent call is sending
@@ -123,7 +124,7 @@ class Planner:
         preset: Any,
         identity: str,
         pool: Callable[[], ThreadPoolExecutor | None],
-    ):
+    ) -> None:
         self.cache, self.use_cache, self.ledger = cache, use_cache, ledger
         self.preset, self.identity, self._pool = preset, identity, pool
         self.flights: dict[str, Flight] = {}
@@ -197,7 +198,7 @@ class Planner:
         self,
         plan: Plan,
         keys: Iterable[str],
-        good: Mapping[str, dict] | None = None,
+        good: Mapping[str, Answer] | None = None,
         refused: Mapping[str, BaseException] | None = None,
     ) -> None:
         """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters."""

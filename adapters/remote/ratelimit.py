@@ -37,7 +37,7 @@ class TokenBucket:
     [0.0, 0.5, 1.0]
     """
 
-    def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] | None = None):
+    def __init__(self, rate: float, burst: int = 1, clock: Callable[[], float] | None = None) -> None:
         self.rate = check_float(rate, "rate", low=0.0, low_open=True)
         self.burst = check_int(burst, "burst", low=1)
         self._clock = clock or time.monotonic

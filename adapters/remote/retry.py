@@ -17,7 +17,7 @@ import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 import tenacity
@@ -176,7 +176,8 @@ class RetryPolicy:
             else:
                 with lock:
                     seconds = self.backoff(state.attempt_number, rng)
-            floor = retry_after_of(state.outcome.exception()) if state.outcome else None
+            failure = state.outcome.exception() if state.outcome else None
+            floor = retry_after_of(failure) if failure is not None else None
             return max(seconds, floor) if floor is not None else seconds
 
         def out_of_time(state: tenacity.RetryCallState) -> bool:
@@ -198,8 +199,10 @@ class RetryPolicy:
                 state.upcoming_sleep,
             )
 
-        def give_up(state: tenacity.RetryCallState) -> Any:
-            exc = state.outcome.exception()
+        def give_up(state: tenacity.RetryCallState) -> NoReturn:
+            exc = state.outcome.exception() if state.outcome else None
+            if exc is None:  # not reached: tenacity gives up only after a failed attempt, which holds its error
+                raise RuntimeError(f"{what}: retrying stopped without an error to raise")
             limits = (
                 f"stop={self.stop!r}"
                 if self.stop is not None
@@ -211,10 +214,16 @@ class RetryPolicy:
             )
             raise exc
 
-        stops = (self.stop,) if self.stop is not None else (tenacity.stop_after_attempt(self.max_attempts), out_of_time)
+        stops: tuple[Callable[[tenacity.RetryCallState], bool], ...] = (
+            (self.stop,) if self.stop is not None else (tenacity.stop_after_attempt(self.max_attempts), out_of_time)
+        )
+
+        def stop(state: tenacity.RetryCallState) -> bool:  # tenacity.stop_any(*stops, too_many_malformed)
+            return any(rule(state) for rule in stops) or too_many_malformed(state)
+
         retry: Any = tenacity.retry_if_exception(should_retry)
-        options = dict(
-            stop=tenacity.stop_any(*stops, too_many_malformed),
+        options: dict[str, Any] = dict(
+            stop=stop,
             wait=wait,
             retry=retry if self.retry is None else tenacity.retry_all(retry, self.retry),
             before_sleep=before_sleep,

@@ -7,7 +7,7 @@ import html
 import json
 import os
 import re
-from typing import Iterable, Sequence
+from typing import Iterable, NoReturn, Sequence
 from urllib.parse import quote, quote_plus
 
 from bar_sdk.errors import InvalidInputError
@@ -82,7 +82,7 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str):
+    def __init__(self, value: str) -> None:
         if not isinstance(value, str) or not value.strip():
             raise InvalidInputError("api_key must be a non-empty string")
         value = value.strip()  # a key read from a file or an env file often ends in a newline
@@ -114,7 +114,7 @@ class Secret:
     def __format__(self, spec: str) -> str:
         return "***"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Secret (API key) cannot be pickled; checkpoints never hold credentials")
 
 

@@ -7,7 +7,7 @@ import math
 import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from bar_sdk.adapters.server.open_inference import OpenInferenceShape
 from bar_sdk.adapters.server.shape import BadRequest, Ranked, Shape, Wanted
 from bar_sdk.contract import check_choice, check_float, check_int, check_model, check_scores
 from bar_sdk.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = ["create_app", "ServerState", "ServerStats", "PRESETS"]
 
@@ -74,7 +77,7 @@ class ServerState:
         top_k: int | None,
         label_only: bool,
         faults: Faults | None,
-    ):
+    ) -> None:
         self.model = model
         self.n_classes, self.input_shape = check_model(model)
         self.labels = [str(v) for v in getattr(model, "labels", None) or [f"class_{i}" for i in range(self.n_classes)]]
@@ -131,10 +134,9 @@ class ServerState:
         else:
             k = min(wanted.k, self.top_k or wanted.k, self.n_classes)
             idx = [int(i) for i in np.argsort(-row, kind="stable")[:k]]
-        ranked = [(self.labels[i], float(row[i])) for i in idx]
-        if wanted.min_value is not None:
-            ranked = [(name, v) for name, v in ranked if v >= wanted.min_value]
-        return ranked
+        scores = [(self.labels[i], float(row[i])) for i in idx]
+        floor = wanted.min_value
+        return [(name, v) for name, v in scores if floor is None or v >= floor]
 
 
 def create_app(
@@ -150,7 +152,7 @@ def create_app(
     faults: Faults | None = None,
     model_name: str = "model",
     input_datatype: str = "FP32",
-):
+) -> Starlette:
     """A Starlette app answering in the format of ``preset`` with ``model``'s scores.
 
     Parameters
@@ -233,7 +235,7 @@ def create_app(
             state.count("unauthorized")
             return error("unauthorized", "missing or invalid credentials")
         fault, where = state.draw_fault()
-        if fault == "429":  # a throttle the limiter did not ask for: it takes no token
+        if fault == "429" and faults is not None:  # a throttle the limiter did not ask for: it takes no token
             state.count("429")
             return error("throttled", "injected throttle", retry_after=faults.retry_after)
         wait = state.take_token(key)
@@ -259,7 +261,7 @@ def create_app(
             return error("failure", "injected internal error")
         scores = await run_in_threadpool(state.predict, images)
         ranked = [state.rank(row, wanted) for row in scores]
-        if fault == "slow":
+        if fault == "slow" and faults is not None:
             state.count("slow")
             await asyncio.sleep(faults.slow_seconds)
         if fault == "malformed":

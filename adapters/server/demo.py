@@ -33,7 +33,7 @@ class DemoModel:
         n_classes: int = 10,
         labels: Sequence[str] | None = None,
         random_state: int = 0,
-    ):
+    ) -> None:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.n_classes = check_int(n_classes, "n_classes", low=2)
         self.labels = tuple(labels) if labels is not None else tuple(f"class_{i}" for i in range(self.n_classes))
@@ -47,7 +47,8 @@ class DemoModel:
         logits = (x.reshape(len(x), -1) - 0.5) @ self._w + self._b
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
-        return p / p.sum(axis=1, keepdims=True)
+        probs: np.ndarray = p / p.sum(axis=1, keepdims=True)
+        return probs
 
     def __repr__(self) -> str:
         return f"DemoModel(input_shape={self.input_shape}, n_classes={self.n_classes})"

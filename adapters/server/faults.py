@@ -66,7 +66,7 @@ class FaultInjector:
     other's draws: the n-th request to arrive always meets the n-th fault.
     """
 
-    def __init__(self, faults: Faults):
+    def __init__(self, faults: Faults) -> None:
         self.faults = faults
         self._edges = np.cumsum([getattr(faults, f"rate_{k}") for k in KINDS])
         self._rng = np.random.default_rng(faults.random_state)

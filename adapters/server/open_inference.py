@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, decode_tensors, encode_tensors
 from bar_sdk.adapters.server.shape import BadRequest, Ranked, Wanted
 from bar_sdk.errors import ResponseFormatError
+
+if TYPE_CHECKING:
+    from starlette.routing import Route
 
 __all__ = ["OpenInferenceShape"]
 
@@ -139,7 +142,7 @@ class OpenInferenceShape:
                 for answer in ranked
                 for name, v in answer
             ]  # every image gets the same k entries
-            out = ({"name": OUTPUT, "datatype": "BYTES", "shape": [n, k]}, strings)
+            out: tuple[dict[str, Any], Any] = ({"name": OUTPUT, "datatype": "BYTES", "shape": [n, k]}, strings)
         else:
             scores = np.zeros((n, len(labels)), dtype=np.float32)
             for i, answer in enumerate(ranked):
@@ -190,7 +193,7 @@ class OpenInferenceShape:
             "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, self.state.n_classes]}],
         }
 
-    def free_routes(self) -> list:
+    def free_routes(self) -> list[Route]:
         from starlette.responses import JSONResponse
         from starlette.routing import Route
 
@@ -198,7 +201,7 @@ class OpenInferenceShape:
 
         def known(request: Any) -> bool:
             p = request.path_params
-            return p["name"] == self.model_name and p.get("version", VERSION) == VERSION
+            return bool(p["name"] == self.model_name and p.get("version", VERSION) == VERSION)
 
         def not_found(request: Any) -> JSONResponse:
             p = request.path_params

@@ -27,7 +27,7 @@ class LocalServer:
         Key of ``GET /_stats`` (header ``X-Admin-Key``).
     """
 
-    def __init__(self, base_url: str, state: ServerState, api_key: str):
+    def __init__(self, base_url: str, state: ServerState, api_key: str) -> None:
         self.base_url = base_url
         self.api_key = api_key
         self.admin_key = state.admin_key

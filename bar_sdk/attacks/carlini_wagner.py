@@ -72,7 +72,7 @@ class CarliniWagner(Attack):
         batch_size: int | None = None,
         random_state: Any = None,
         verbose: bool = False,
-    ):
+    ) -> None:
         self.model = model
         self.eps = eps
         self.norm = norm

@@ -38,7 +38,7 @@ class FGSM(PGD):
         batch_size: int | None = None,
         random_state: Any = None,
         verbose: bool = False,
-    ):
+    ) -> None:
         super().__init__(
             model,
             norm=norm,

@@ -64,7 +64,7 @@ class HopSkipJump(Attack):
         batch_size: int | None = None,
         random_state: Any = None,
         verbose: bool = False,
-    ):
+    ) -> None:
         self.model = model
         self.norm = norm
         self.eps = eps

@@ -86,7 +86,7 @@ class SimBA(Attack):
         batch_size: int | None = None,
         random_state: Any = None,
         verbose: bool = False,
-    ):
+    ) -> None:
         self.model = model
         self.basis = basis
         self.norm = norm

@@ -124,7 +124,7 @@ class SquareAttack(Attack):
         batch_size: int | None = None,
         random_state: Any = None,
         verbose: bool = False,
-    ):
+    ) -> None:
         self.model = model
         self.norm = norm
         self.eps = eps

@@ -117,7 +117,7 @@ class ZOOAttack(Attack):
         batch_size: int | None = None,
         random_state: Any = None,
         verbose: bool = False,
-    ):
+    ) -> None:
         self.model = model
         self.eps = eps
         self.max_queries = max_queries

@@ -49,7 +49,7 @@ def _check_name(name: Any) -> str:
 class _Refusal:
     """An error the service raised on purpose, in a form that pickles whatever its ``__init__`` takes."""
 
-    def __init__(self, cls: type[BaseException], args: tuple[Any, ...], attrs: dict[str, Any]):
+    def __init__(self, cls: type[BaseException], args: tuple[Any, ...], attrs: dict[str, Any]) -> None:
         self.cls, self.args, self.attrs = cls, args, attrs
 
     def exception(self) -> BaseException:
@@ -62,7 +62,7 @@ class _Refusal:
 class _Host:
     """The actor body: holds one object and calls whitelisted methods on it."""
 
-    def __init__(self, factory: Any, kwargs: dict[str, Any]):
+    def __init__(self, factory: Any, kwargs: dict[str, Any]) -> None:
         self._obj = factory(**kwargs)
         self._kwargs = dict(kwargs)
 
@@ -102,7 +102,7 @@ class ServiceClient:
     service_class: Any = None
     kind = "service"
 
-    def __init__(self, name: str, namespace: str = DEFAULT_NAMESPACE, *, _handle: Any = None):
+    def __init__(self, name: str, namespace: str = DEFAULT_NAMESPACE, *, _handle: Any = None) -> None:
         self.name = _check_name(name)
         self.namespace = namespace
         ray = _ensure_ray(type(self).__name__)

@@ -76,7 +76,7 @@ class EnsembleModel:
         models: Sequence[Any] | Mapping[str, Any],
         weights: Sequence[float] | None = None,
         max_queries: int | None = None,
-    ):
+    ) -> None:
         if isinstance(models, Mapping):
             names, members = tuple(str(k) for k in models), list(models.values())
         elif isinstance(models, (list, tuple)):

@@ -10,7 +10,7 @@ Requests are signed with botocore's ``SigV4Auth`` before every attempt
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
 from bar_sdk.adapters.remote.presets.base import (
@@ -47,7 +47,7 @@ class AwsCredentials:
 
     __slots__ = ("_creds",)
 
-    def __init__(self, creds: Any):
+    def __init__(self, creds: Any) -> None:
         self._creds = creds
 
     def reveal(self) -> Any:
@@ -62,7 +62,7 @@ class AwsCredentials:
 
     __str__ = __repr__
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("AWS credentials cannot be pickled; checkpoints never hold credentials")
 
 
@@ -91,7 +91,7 @@ class AwsRekognitionPreset(Preset):
 
     name = "aws_rekognition"
 
-    def __init__(self, region: str, *, max_labels: int | None = None, min_confidence: float | None = None):
+    def __init__(self, region: str, *, max_labels: int | None = None, min_confidence: float | None = None) -> None:
         if not isinstance(region, str) or not region:
             raise InvalidInputError(f"region={region!r}; expected an AWS region such as 'us-east-1'")
         self.region = region

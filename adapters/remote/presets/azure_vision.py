@@ -14,7 +14,7 @@ from typing import Sequence
 from urllib.parse import urlencode
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
-from bar_sdk.adapters.remote.presets.base import Answer, Preset, dig, read_entries
+from bar_sdk.adapters.remote.presets.base import Answer, Preset, dig, read_entries, revealed
 from bar_sdk.adapters.remote.secret import Secret
 from bar_sdk.contract import check_choice
 from bar_sdk.errors import RemoteError
@@ -42,7 +42,7 @@ class AzureVisionPreset(Preset):
     name = "azure_vision"
     key_env = ("AZURE_VISION_KEY", "VISION_KEY")
 
-    def __init__(self, *, api_version: str = "2024-02-01", language: str | None = None):
+    def __init__(self, *, api_version: str = "2024-02-01", language: str | None = None) -> None:
         self.api_version = check_choice(api_version, "api_version", ("2024-02-01", "2023-10-01", "v3.2"))
         self.language = language
 
@@ -62,7 +62,7 @@ class AzureVisionPreset(Preset):
         )
 
     def authorize(self, request: HttpRequest, credentials: Secret | None) -> HttpRequest:
-        return request.with_headers(**{"Ocp-Apim-Subscription-Key": credentials.reveal()})
+        return request.with_headers(**{"Ocp-Apim-Subscription-Key": revealed(credentials, self.name)})
 
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
         body = response.json()

@@ -11,7 +11,14 @@ from urllib.parse import quote
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
 from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.adapters.remote.secret import Secret, resolve_secret
-from bar_sdk.errors import AuthenticationError, RateLimitError, RemoteError, ResponseFormatError, TransientError
+from bar_sdk.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    RateLimitError,
+    RemoteError,
+    ResponseFormatError,
+    TransientError,
+)
 
 __all__ = [
     "Preset",
@@ -26,6 +33,7 @@ __all__ = [
     "throttle",
     "transient",
     "classify_status",
+    "revealed",
 ]
 
 Answer = dict[str, "float | None"]
@@ -76,7 +84,7 @@ def score(value: Any, scale: float, where: str) -> float:
     return float(value) / scale
 
 
-def per_image(items: Any, n_images: int, where: str) -> list:
+def per_image(items: Any, n_images: int, where: str) -> list[Any]:
     """``items`` checked to be a list with one entry per image sent."""
     if not isinstance(items, list) or len(items) != n_images:
         got = f"{len(items)} entries" if isinstance(items, list) else f"a {type(items).__name__}"
@@ -132,6 +140,13 @@ def transient(message: str, retry_after: float | None = None) -> TransientError:
     return err
 
 
+def revealed(credentials: Secret | None, vendor: str) -> str:
+    """The key of a preset that needs one (``resolve_credentials`` found it, or raised)."""
+    if credentials is None:
+        raise InvalidInputError(f"credentials=None; the {vendor} preset sends an API key with every request")
+    return credentials.reveal()
+
+
 class Preset:
     """One vendor's request and response format.
 
@@ -158,7 +173,7 @@ class Preset:
 
     name: ClassVar[str] = "preset"
     key_env: ClassVar[tuple[str, ...]] = ()
-    key_required: ClassVar[bool] = True
+    key_required: bool = True  # an instance may set its own (the generic preset)
     default_base_url: ClassVar[str | None] = None
     max_batch: int = 1
     tensor_input: ClassVar[bool] = False
@@ -171,7 +186,7 @@ class Preset:
         """The request for encoded ``images`` (PNG/JPEG bytes), without credentials."""
         raise NotImplementedError
 
-    def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
+    def parse(self, response: HttpResponse, n_images: int) -> Sequence[Answer | RemoteError]:
         """One answer per image of a successful response (or an error for an image the API
         refused inside a successful response). Raise ResponseFormatError on a body that
         cannot be read."""

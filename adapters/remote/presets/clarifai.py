@@ -22,6 +22,7 @@ from bar_sdk.adapters.remote.presets.base import (
     path_part,
     per_image,
     read_entries,
+    revealed,
     throttle,
     transient,
 )
@@ -109,7 +110,7 @@ class ClarifaiPreset(Preset):
         min_value: float | None = None,
         select_concepts: bool = False,
         batch_size: int = MAX_BATCH,
-    ):
+    ) -> None:
         if not isinstance(model_id, str) or not model_id:
             raise InvalidInputError(f"model_id={model_id!r}; expected the Clarifai model id, a non-empty string")
         if (user_id is None) != (app_id is None):
@@ -134,7 +135,7 @@ class ClarifaiPreset(Preset):
 
     def build_request(self, base_url: str, images: Sequence[bytes], labels: Sequence[str]) -> HttpRequest:
         path = f"/models/{path_part(self.model_id)}"
-        if self.user_id is not None:
+        if self.user_id is not None and self.app_id is not None:  # both or neither
             path = f"/users/{path_part(self.user_id)}/apps/{path_part(self.app_id)}{path}"
         if self.version_id is not None:
             path += f"/versions/{path_part(self.version_id)}"
@@ -154,7 +155,7 @@ class ClarifaiPreset(Preset):
         )
 
     def authorize(self, request: HttpRequest, credentials: Secret | None) -> HttpRequest:
-        return request.with_headers(Authorization=f"Key {credentials.reveal()}")
+        return request.with_headers(Authorization=f"Key {revealed(credentials, self.name)}")
 
     def check(self, response: HttpResponse) -> None:
         try:

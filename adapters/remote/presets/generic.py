@@ -91,7 +91,7 @@ class GenericJSONPreset(Preset):
         self,
         *,
         path: str = "",
-        request_template: dict | None = None,
+        request_template: dict[str, Any] | None = None,
         batch_path: str | None = None,
         batch_size: int = 1,
         results_path: str | None = None,
@@ -103,7 +103,7 @@ class GenericJSONPreset(Preset):
         auth_scheme: str = "Bearer",
         key_required: bool = True,
         method: str = "POST",
-    ):
+    ) -> None:
         template = {"image": IMAGE_PLACEHOLDER} if request_template is None else request_template
         try:
             template = json.loads(json.dumps(template))

@@ -21,6 +21,7 @@ from bar_sdk.adapters.remote.presets.base import (
     json_body,
     per_image,
     read_entries,
+    revealed,
     throttle,
 )
 from bar_sdk.adapters.remote.retry import parse_retry_after
@@ -61,7 +62,7 @@ class GoogleVisionPreset(Preset):
         auth: str = "api_key",
         user_project: str | None = None,
         batch_size: int = MAX_BATCH,
-    ):
+    ) -> None:
         self.max_results = check_int(max_results, "max_results", low=1, allow_none=True)
         self.auth = check_choice(auth, "auth", ("api_key", "bearer"))
         self.user_project = user_project
@@ -77,8 +78,8 @@ class GoogleVisionPreset(Preset):
 
     def authorize(self, request: HttpRequest, credentials: Secret | None) -> HttpRequest:
         if self.auth == "bearer":
-            return request.with_headers(Authorization=f"Bearer {credentials.reveal()}")
-        return request.with_headers(**{"x-goog-api-key": credentials.reveal()})
+            return request.with_headers(Authorization=f"Bearer {revealed(credentials, self.name)}")
+        return request.with_headers(**{"x-goog-api-key": revealed(credentials, self.name)})
 
     def check(self, response: HttpResponse) -> None:
         if response.ok:

@@ -58,7 +58,7 @@ class HuggingFacePreset(Preset):
         function_to_apply: str | None = None,
         use_cache: bool = False,
         wait_for_model: bool = False,
-    ):
+    ) -> None:
         if not isinstance(model, str) or not model:
             raise InvalidInputError(
                 f"model={model!r}; expected a model repository such as 'google/vit-base-patch16-224'"

@@ -46,7 +46,7 @@ from bar_sdk.adapters.remote.presets.open_inference_tensors import (
 )
 from bar_sdk.adapters.remote.retry import parse_retry_after
 from bar_sdk.contract import check_bool, check_choice, check_float, check_int
-from bar_sdk.errors import InvalidInputError, RemoteError
+from bar_sdk.errors import InvalidInputError
 
 __all__ = [
     "OpenInferencePreset",
@@ -123,7 +123,7 @@ class OpenInferencePreset(ServerMetadata, Preset):
         max_batch: int = 32,
         ready_timeout: float = 60.0,
         wait_ready: bool = True,
-    ):
+    ) -> None:
         for value, what in (
             (model_name, "model_name"),
             (model_version, "model_version"),
@@ -242,7 +242,7 @@ class OpenInferencePreset(ServerMetadata, Preset):
             raise transient(f"open_inference model is not ready (HTTP 400): {text}", retry_after)
         raise classify_status(response, "open_inference", detail=text)
 
-    def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
+    def parse(self, response: HttpResponse, n_images: int) -> list[Answer]:
         return read_answers(response, n_images, output_name=self.output_name, labels=self._labels, scores=self.scores)
 
     def identity(self) -> dict[str, Any]:

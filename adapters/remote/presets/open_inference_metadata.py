@@ -18,6 +18,9 @@ __all__ = ["ServerMetadata", "INPUT_TYPES", "error_text"]
 
 INPUT_TYPES = ("FP32", "FP64", "UINT8")
 
+Send = Callable[[HttpRequest], HttpResponse]
+"""A free request to the server (not billed, not counted; credentials added), as ``Preset.prepare`` gets it."""
+
 
 class ServerMetadata:
     """Readiness polling and metadata reading (the preset's fields: model name and version, input, output)."""
@@ -29,12 +32,16 @@ class ServerMetadata:
     layout: str | None
     output_name: str | None
     classification: int | None
-    model_path: str
     _ready_timeout: float
     _batched: bool
     _dims: list[int] | None
 
-    def _poll_ready(self, base_url: str, send: Callable, sleep: Callable) -> None:
+    @property
+    def model_path(self) -> str:
+        """``/v2/models/{name}[/versions/{v}]``: the preset's own."""
+        raise NotImplementedError
+
+    def _poll_ready(self, base_url: str, send: Send, sleep: Callable[[float], Any]) -> None:
         start, slept, pause = time.monotonic(), 0.0, 0.05
         for url in (f"{base_url}/v2/health/ready", f"{base_url}{self.model_path}/ready"):
             while True:
@@ -54,7 +61,7 @@ class ServerMetadata:
                 slept += pause
                 pause = min(2.0, pause * 2)
 
-    def _ready_once(self, send: Callable, url: str) -> str | None:
+    def _ready_once(self, send: Send, url: str) -> str | None:
         """``None`` when ``url`` says ready, else what it said; raises on answers that will not change."""
         try:
             response = send(HttpRequest("GET", url))
@@ -78,7 +85,7 @@ class ServerMetadata:
             return f"HTTP {response.status_code} {response.snippet(200)}"
         return None
 
-    def _get_json(self, send: Callable, url: str, what: str) -> Any:
+    def _get_json(self, send: Send, url: str, what: str) -> Any:
         response = send(HttpRequest("GET", url))
         if not response.ok:
             err = classify_status(response, "open_inference", detail=error_text(response))
@@ -86,7 +93,7 @@ class ServerMetadata:
             raise err
         return response.json()
 
-    def _offers_binary(self, base_url: str, send: Callable) -> bool:
+    def _offers_binary(self, base_url: str, send: Send) -> bool:
         try:
             meta = self._get_json(send, base_url + "/v2", "server metadata")
         except RemoteError:
@@ -163,5 +170,6 @@ def error_text(response: HttpResponse) -> str:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return response.snippet(300)
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:300]
+        message: str = body["error"]
+        return message[:300]
     return response.snippet(300)

@@ -52,7 +52,7 @@ class Levels:
 
     __slots__ = ("levels", "datatype", "scale")
 
-    def __init__(self, levels: np.ndarray, datatype: str, scale: float = 1.0):
+    def __init__(self, levels: np.ndarray, datatype: str, scale: float = 1.0) -> None:
         if levels.dtype != np.uint8:
             raise InvalidInputError(f"levels have dtype {levels.dtype}; expected uint8")
         self.levels, self.datatype, self.scale = levels, datatype, float(scale)
@@ -66,7 +66,8 @@ class Levels:
         if self.scale == 1.0:
             return self.levels.astype(dtype)
         # One pass, and the same correctly rounded quotient as the table (3x faster than a gather).
-        return np.divide(self.levels, dtype.type(self.scale), dtype=dtype)
+        quotient: np.ndarray = np.divide(self.levels, dtype.type(self.scale), dtype=dtype)
+        return quotient
 
     def json_text(self) -> str:
         return "[" + ",".join(_level_table(self.datatype, self.scale)[1][self.levels.ravel()]) + "]"
@@ -97,7 +98,7 @@ def encode_tensors(
         entry = dict(meta)
         if binary:
             blob = (
-                memoryview(np.ascontiguousarray(values.values()))
+                np.ascontiguousarray(values.values()).data
                 if isinstance(values, Levels)
                 else _to_bytes(meta["datatype"], values)
             )
@@ -119,7 +120,9 @@ def encode_tensors(
     return (b"".join([header, *blobs]), len(header)) if binary else (header, None)
 
 
-def decode_tensors(body: bytes, header_length: Any, key: str, what: str) -> tuple[dict[str, Any], list]:
+def decode_tensors(
+    body: bytes, header_length: Any, key: str, what: str
+) -> tuple[dict[str, Any], list[tuple[dict[str, Any], Any]]]:
     """``(doc, [(meta, values), ...])`` from a body :func:`encode_tensors` wrote (or a server did).
 
     ``values`` is a NumPy array shaped as ``meta["shape"]`` for numeric types
@@ -180,7 +183,7 @@ def _count(shape: Sequence[int]) -> int:
 def _to_bytes(datatype: str, values: Any) -> memoryview:
     if datatype == "BYTES":
         return memoryview(b"".join(struct.pack("<I", len(v)) + v for v in values))
-    return memoryview(np.ascontiguousarray(values, dtype=DATATYPES[datatype]))
+    return np.ascontiguousarray(values, dtype=DATATYPES[datatype]).data
 
 
 def _from_bytes(datatype: str, raw: bytes, shape: list[int], where: str) -> Any:
@@ -224,12 +227,12 @@ def _from_json(datatype: str, data: Any, shape: list[int], where: str) -> Any:
         raise ResponseFormatError(f"{where}.data cannot be read as {datatype} ({exc})") from None
 
 
-def _flatten(data: Any, where: str) -> list:
+def _flatten(data: Any, where: str) -> list[Any]:
     if not isinstance(data, list):
         raise ResponseFormatError(f"{where}.data is {type(data).__name__}; expected a list")
     if not any(isinstance(v, list) for v in data):
         return data
-    out: list = []
+    out: list[Any] = []
     for v in data:  # the protocol allows nested lists in row-major order
         out.extend(_flatten(v, where) if isinstance(v, list) else [v])
     return out

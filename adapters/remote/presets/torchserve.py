@@ -8,7 +8,7 @@ credential by default; with one, ``Authorization: Bearer <key>`` is sent
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
 from bar_sdk.adapters.remote.presets.base import Answer, Preset, path_part, read_mapping
@@ -33,7 +33,7 @@ class TorchServePreset(Preset):
     key_required = False
     default_base_url = "http://127.0.0.1:8080"
 
-    def __init__(self, model: str, *, version: str | None = None):
+    def __init__(self, model: str, *, version: str | None = None) -> None:
         if not isinstance(model, str) or not model:
             raise InvalidInputError(f"model={model!r}; expected the registered TorchServe model name")
         self.model = model
@@ -48,7 +48,7 @@ class TorchServePreset(Preset):
     def parse(self, response: HttpResponse, n_images: int) -> list[Answer | RemoteError]:
         body = response.json()
         if isinstance(body, list) and all(isinstance(item, dict) for item in body):
-            merged: dict = {}
+            merged: dict[str, Any] = {}
             for item in body:
                 merged.update(item)
             body = merged
