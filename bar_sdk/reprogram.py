@@ -24,10 +24,16 @@ from bar_sdk.errors import InvalidInputError, NonFiniteProgramError, QueryBudget
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import LogisticReadout, check_mapping_size, check_readout_folds
-from bar_sdk.reprogram_setup import DEFAULT_EPOCHS, PARAM_SCALE_MAX, check_settings, initial_theta, plan_fit  # noqa: F401
+from bar_sdk.reprogram_setup import (  # noqa: F401
+    DEFAULT_EPOCHS,
+    PARAM_SCALE_MAX,
+    QuantizationWarning,
+    check_settings,
+    initial_theta,
+    plan_fit,
+)
 from bar_sdk.reprogram_steps import (  # noqa: F401
     BARStep,
-    QuantizationWarning,
     build_program,
     evidence as _evidence,  # noqa: F401
     make_program,

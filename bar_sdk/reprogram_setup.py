@@ -4,7 +4,8 @@
 :func:`plan_fit` builds the estimator and the optimizer (copies: fit never
 changes an instance given as a parameter) and prices one step, the
 label-mapping pass and the readout pass, refusing a ``max_queries`` that
-cannot pay for them.
+cannot pay for them; :func:`check_quantization` warns when the probes are
+finer than the model's input quantisation.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,6 @@ from bar_sdk.contract import (
 )
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.reprogram_steps import check_quantization
 from bar_sdk.zo import (
     ESTIMATORS,
     OPTIMIZERS,
@@ -47,6 +48,8 @@ __all__ = [
     "FitPlan",
     "DEFAULT_EPOCHS",
     "PARAM_SCALE_MAX",
+    "check_quantization",
+    "QuantizationWarning",
 ]
 
 #: epochs trained when neither max_queries nor max_epochs is given
@@ -55,6 +58,10 @@ DEFAULT_EPOCHS = 20
 #: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
 #: saturates within a few units, and parameters past float32's range would turn the images to NaN
 PARAM_SCALE_MAX = 100.0
+
+
+class QuantizationWarning(UserWarning):
+    """The smoothing step is too small to survive the model's input quantisation."""
 
 
 def check_settings(clf) -> None:
@@ -217,3 +224,22 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
         epochs=epochs,
         total_steps=None if epochs is None else epochs * -(-n // batch),
     )
+
+
+def check_quantization(model, program, estimator, rng, init_scale: float, smoothing: float) -> None:
+    """Warn (:class:`QuantizationWarning`) when the probes' pixel changes are below the model's quantisation step."""
+    step = getattr(model, "quantization_step", None)
+    if not step:
+        return
+    theta = program.param.init(rng, init_scale)
+    points = estimator.ask(theta, rng)
+    frames = (program.frame(points) + 1) * 0.5  # pixel values of the frame
+    change = np.abs(frames[1:] - frames[:1]).max(axis=(1, 2, 3))
+    if np.median(change) < step:
+        warnings.warn(
+            f"smoothing={smoothing} moves frame pixels by at most {np.median(change):.2g} (median), "
+            f"below the model's quantization_step={step:.3g}: most perturbations vanish when the image "
+            "is quantised to 8 bits. Raise smoothing.",
+            QuantizationWarning,
+            stacklevel=3,
+        )
