@@ -5,7 +5,8 @@
 changes an instance given as a parameter) and prices one step, the
 label-mapping pass and the readout pass, refusing a ``max_queries`` that
 cannot pay for them; :func:`check_quantization` warns when the probes are
-finer than the model's input quantisation.
+finer than the model's input quantisation. :func:`prepare_fit` checks the
+data and builds all of a fit (:class:`FitRun`) from these parts.
 """
 
 from __future__ import annotations
@@ -14,22 +15,31 @@ import copy
 import numbers
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from bar_sdk import losses as L
+from bar_sdk.checkpoint import check_writable
 from bar_sdk.contract import (
+    as_input_array,
     check_bool,
     check_choice,
     check_float,
     check_int,
     check_model,
+    encode_labels,
     has_gradients,
+    is_label_only,
 )
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
+from bar_sdk.mapping import check_mapping_size, check_readout_folds
+from bar_sdk.reprogram_steps import BARStep
+from bar_sdk.train_state import TrainState, data_record, load_checkpoint, save_checkpoint
 from bar_sdk.zo import (
     ESTIMATORS,
     OPTIMIZERS,
@@ -46,6 +56,8 @@ __all__ = [
     "check_surrogate",
     "plan_fit",
     "FitPlan",
+    "prepare_fit",
+    "FitRun",
     "DEFAULT_EPOCHS",
     "PARAM_SCALE_MAX",
     "check_quantization",
@@ -224,6 +236,81 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
         epochs=epochs,
         total_steps=None if epochs is None else epochs * -(-n // batch),
     )
+
+
+@dataclass
+class FitRun:
+    """One fit, built before any query: the layout and program on ``X``, the encoded ``classes`` (``k`` of
+    them, ``per_class`` source labels each), the plan, the metered model, the train state (resumed from the
+    checkpoint when there is one), the training step and the checkpoint's ``save``."""
+
+    layout: TargetLayout
+    program: Any
+    classes: np.ndarray
+    k: int
+    per_class: int
+    plan: FitPlan
+    metered: MeteredModel
+    state: TrainState
+    step: BARStep
+    save: Callable[..., Any]
+
+
+def prepare_fit(clf: Any, X: Any, y: Any) -> FitRun:
+    """``clf``'s fit on ``(X, y)``, built and checked once (the model, ``X``, ``y``, the budget, the checkpoint
+    path) before any query; a checkpoint of this fit is resumed."""
+    n_source, input_shape = check_model(clf.model)
+    if is_label_only(clf.model):
+        raise InvalidInputError(
+            f"model={type(clf.model).__name__} answers labels only (label_only=True); expected a model "
+            "that returns scores (reprogramming estimates gradients from score differences)"
+        )
+    X = as_input_array(X, "X")
+    layout, targets = TargetLayout.fit_transform(
+        X, input_shape, clf.target_size, clf.program == "full", type(clf).__name__
+    )  # X is checked once, here
+    program = clf._build_program(input_shape, layout)
+    y, classes = encode_labels(y, len(targets))
+    k = len(classes)
+    per_class = clf.labels_per_class or max(1, min(n_source // k, 10))
+    check_mapping_size(n_source, k, per_class)
+    if clf.mapping == "logistic":  # before any query: the cross-fitted readout needs every class in each fit
+        check_readout_folds(y, k)
+    plan = plan_fit(clf, program, len(y), input_shape)
+    if clf.checkpoint is not None:  # a path that cannot be written fails now, not after the paid mapping pass
+        check_writable(clf.checkpoint)
+    metered = MeteredModel(clf.model, QueryLedger(clf.max_queries))
+    embedded = program.embed(targets)
+    weights = L.balanced_weights(y, k)
+    rng = np.random.default_rng(clf.random_state)
+
+    state = TrainState(initial_theta(clf, program, rng), n_source, k)
+    print_ = {"digest": clf._fingerprint(X, y), "data": data_record(X, y, classes)}
+
+    def save(flight: Any = None) -> Any:
+        return save_checkpoint(clf.checkpoint, print_, metered, plan.optimizer, plan.estimator, rng, state, flight)
+
+    if clf.checkpoint is not None and os.path.exists(clf.checkpoint):
+        state = load_checkpoint(
+            clf.checkpoint, print_, metered, plan.optimizer, plan.estimator, rng, program.n_params, n_source
+        )
+    state.y = y
+    step = BARStep(
+        clf,
+        metered,
+        program,
+        plan.estimator,
+        plan.optimizer,
+        embedded,
+        y,
+        weights,
+        rng,
+        plan.batch,
+        plan.total_steps,
+        plan.evaluations,
+        save,
+    )
+    return FitRun(layout, program, classes, k, per_class, plan, metered, state, step, save)
 
 
 def check_quantization(model, program, estimator, rng, init_scale: float, smoothing: float) -> None:
