@@ -3,8 +3,9 @@
 :func:`check_settings` refuses a parameter that cannot work, naming it;
 :func:`plan_fit` builds the estimator and the optimizer (copies: fit never
 changes an instance given as a parameter) and prices one step, the
-label-mapping pass and the readout pass, refusing a ``max_queries`` that
-cannot pay for them; :func:`check_quantization` warns when the probes are
+label-mapping pass and the readout pass (:func:`fit_costs`, which
+:func:`bar_sdk.plan.plan_bar` prices with too), refusing a ``max_queries``
+that cannot pay for them; :func:`check_quantization` warns when the probes are
 finer than the model's input quantisation. :func:`prepare_fit` checks the
 data and builds all of a fit (:class:`FitRun`) from these parts.
 """
@@ -16,7 +17,7 @@ import numbers
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,9 @@ __all__ = [
     "check_surrogate",
     "plan_fit",
     "FitPlan",
+    "fit_estimator",
+    "fit_costs",
+    "FitCosts",
     "prepare_fit",
     "FitRun",
     "DEFAULT_EPOCHS",
@@ -167,15 +171,22 @@ def check_surrogate(surrogate, input_shape):
     return MeteredModel(surrogate, QueryLedger())
 
 
-@dataclass
-class FitPlan:
-    """The parts and prices of one fit: estimator (None for ``"exact"``), optimizer, surrogate (metered or
-    None), batch, evaluations per image, and the queries of a step, the mapping pass and the readout pass."""
+def fit_estimator(clf: Any, guided: bool) -> GradientEstimator | None:
+    """The gradient estimator ``clf``'s fit trains with: None for ``estimator="exact"``, the guided one where a
+    surrogate (``guided``) steers a named estimator, else a copy of the named or given one."""
+    if clf.estimator == "exact":
+        return None
+    if guided and isinstance(clf.estimator, str):
+        return GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight)
+    # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
+    return copy.deepcopy(make_estimator(clf.estimator, clf.n_directions, clf.smoothing))
 
-    exact: bool
-    surrogate: Any
-    estimator: GradientEstimator | None
-    optimizer: Optimizer
+
+@dataclass(frozen=True)
+class FitCosts:
+    """The queries of one fit: a step of ``batch`` samples at ``evaluations`` images each (``step_cost``), the
+    label-mapping and readout passes, and the steps ``max_epochs`` allows (None: ``max_queries`` decides)."""
+
     batch: int
     evaluations: int
     step_cost: int
@@ -185,24 +196,12 @@ class FitPlan:
     total_steps: int | None
 
 
-def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) -> FitPlan:
-    """Build and price ``clf``'s fit of ``n`` samples with ``program``; refuse a ``max_queries`` below one step."""
-    exact = clf.estimator == "exact"
-    surrogate = check_surrogate(clf.surrogate, input_shape)
-    estimator: GradientEstimator | None
-    if surrogate is not None and isinstance(clf.estimator, str) and not exact:
-        estimator = GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight)
-    else:
-        # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
-        estimator = None if exact else copy.deepcopy(make_estimator(clf.estimator, clf.n_directions, clf.smoothing))
-    if surrogate is not None and not hasattr(estimator, "set_prior"):
-        raise InvalidInputError(
-            f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
-            "or an estimator with set_prior (GuidedEstimator)"
-        )
-    optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
+def fit_costs(clf: Any, n: int, estimator: GradientEstimator | None, n_params: int) -> FitCosts:
+    """Price ``clf``'s fit of ``n`` samples with ``estimator`` (None: exact gradients) on ``n_params`` program
+    parameters; refuse a ``max_queries`` below the two passes and one step. Fit and :func:`bar_sdk.plan.plan_bar`
+    price alike."""
     batch = min(clf.batch_size, n)
-    evaluations = 1 if estimator is None else estimator.evaluations(program.n_params)  # None: exact
+    evaluations = 1 if estimator is None else estimator.evaluations(n_params)  # None: exact
     step_cost = batch * evaluations
     mapping_cost = 0 if clf.mapping == "random" else n
     readout_cost = n if clf.readout == "logistic" else 0
@@ -213,6 +212,34 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
             f"evaluations) and the readout pass {readout_cost} (readout={clf.readout!r}); expected "
             f"max_queries >= {mapping_cost + step_cost + readout_cost}"
         )
+    epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
+    total_steps = None if epochs is None else epochs * -(-n // batch)
+    return FitCosts(batch, evaluations, step_cost, mapping_cost, readout_cost, epochs, total_steps)
+
+
+@dataclass(frozen=True)
+class FitPlan(FitCosts):
+    """The parts and prices of one fit: the costs (:class:`FitCosts`), the estimator (None for ``"exact"``),
+    the optimizer and the surrogate (metered, or None)."""
+
+    exact: bool
+    surrogate: Any
+    estimator: GradientEstimator | None
+    optimizer: Optimizer
+
+
+def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) -> FitPlan:
+    """Build and price ``clf``'s fit of ``n`` samples with ``program``; refuse a ``max_queries`` below one step."""
+    exact = clf.estimator == "exact"
+    surrogate = check_surrogate(clf.surrogate, input_shape)
+    estimator = fit_estimator(clf, guided=surrogate is not None)
+    if surrogate is not None and not hasattr(estimator, "set_prior"):
+        raise InvalidInputError(
+            f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
+            "or an estimator with set_prior (GuidedEstimator)"
+        )
+    optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
+    costs = fit_costs(clf, n, estimator, program.n_params)
     if exact and not has_gradients(clf.model):
         raise InvalidInputError(
             f"estimator='exact' needs a model with gradients; model={type(clf.model).__name__} has no "
@@ -222,20 +249,7 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
         check_quantization(
             clf.model, program, estimator, np.random.default_rng(clf.random_state), clf.init_scale, clf.smoothing
         )
-    epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
-    return FitPlan(
-        exact=exact,
-        surrogate=surrogate,
-        estimator=estimator,
-        optimizer=optimizer,
-        batch=batch,
-        evaluations=evaluations,
-        step_cost=step_cost,
-        mapping_cost=mapping_cost,
-        readout_cost=readout_cost,
-        epochs=epochs,
-        total_steps=None if epochs is None else epochs * -(-n // batch),
-    )
+    return FitPlan(exact=exact, surrogate=surrogate, estimator=estimator, optimizer=optimizer, **asdict(costs))
 
 
 @dataclass
