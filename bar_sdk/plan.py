@@ -149,8 +149,7 @@ def plan_bar(
     max_batch : int, optional
         Images per request; default the remote model's preset's ``max_batch`` (1 otherwise).
     """
-    from bar_sdk.zo import make_estimator
-    from bar_sdk.zo.estimators import GuidedEstimator
+    from bar_sdk.reprogram_setup import fit_costs, fit_estimator
 
     n_eval = check_int(n_eval, "n_eval", low=0)
     model = clf.model
@@ -159,26 +158,10 @@ def plan_bar(
     _, input_shape = check_model(model)
     layout, program = clf.build_program(X, input_shape)
     n = len(layout.transform(X))
-    exact = clf.estimator == "exact"
-    if exact:
-        evaluations = 1
-    elif getattr(clf, "surrogate", None) is not None and isinstance(clf.estimator, str):
-        evaluations = GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight).evaluations(program.n_params)
-    else:
-        evaluations = make_estimator(clf.estimator, clf.n_directions, clf.smoothing).evaluations(program.n_params)
-    batch = min(clf.batch_size, n)
-    step_cost = batch * evaluations
-    mapping = 0 if clf.mapping == "random" else n
-    readout = n if clf.readout == "logistic" else 0
-    if clf.max_queries is not None and clf.max_queries < mapping + step_cost + readout:
-        raise InvalidInputError(
-            f"max_queries={clf.max_queries} is too small for one step (fit would refuse): mapping "
-            f"{mapping} + one step {step_cost} + readout {readout}"
-        )
-    from bar_sdk.reprogram_setup import DEFAULT_EPOCHS
-
-    epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
-    total_steps = None if epochs is None else epochs * -(-n // batch)
+    # priced as fit prices itself (the same refusal of a max_queries below one step)
+    costs = fit_costs(clf, n, fit_estimator(clf, guided=getattr(clf, "surrogate", None) is not None), program.n_params)
+    batch, evaluations, step_cost = costs.batch, costs.evaluations, costs.step_cost
+    mapping, readout, total_steps = costs.mapping_cost, costs.readout_cost, costs.total_steps
     spent, steps, pos, train_calls = mapping, 0, 0, []
     # fit's loop: a step goes out while it and the reserved readout pass fit in max_queries
     while total_steps is None or steps < total_steps:

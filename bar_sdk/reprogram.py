@@ -3,12 +3,14 @@
 Glue only: the program (:mod:`bar_sdk.program`), the label mapping
 (:mod:`bar_sdk.mapping`), the losses (:mod:`bar_sdk.losses`), the
 zeroth-order strategies (:mod:`bar_sdk.zo`) and the ledger
-(:mod:`bar_sdk.ledger`) do the work.
+(:mod:`bar_sdk.ledger`) do the work. A fit is checked and built by
+:mod:`bar_sdk.reprogram_setup` (:func:`~bar_sdk.reprogram_setup.prepare_fit`),
+trained by :mod:`bar_sdk.reprogram_steps`, and its state, checkpoints,
+saved files and fitted attributes live in :mod:`bar_sdk.train_state`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import Any
@@ -18,38 +20,33 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bar_sdk import losses as L
-from bar_sdk.checkpoint import check_writable
-from bar_sdk.contract import as_input_array, check_model, encode_labels, is_label_only
-from bar_sdk.errors import InvalidInputError, NonFiniteProgramError, QueryBudgetExceeded
+from bar_sdk.contract import check_model
+from bar_sdk.errors import NonFiniteProgramError, QueryBudgetExceeded
 from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.mapping import LogisticReadout, check_mapping_size, check_readout_folds
-from bar_sdk.reprogram_setup import DEFAULT_EPOCHS, PARAM_SCALE_MAX, check_settings, initial_theta, plan_fit  # noqa: F401
+from bar_sdk.mapping import LogisticReadout
+from bar_sdk.reprogram_setup import (  # noqa: F401
+    DEFAULT_EPOCHS,
+    PARAM_SCALE_MAX,
+    QuantizationWarning,
+    check_settings,
+    initial_theta,
+    plan_fit,
+    prepare_fit,
+)
 from bar_sdk.reprogram_steps import (  # noqa: F401
     BARStep,
-    QuantizationWarning,
     build_program,
     evidence as _evidence,  # noqa: F401
     make_program,
     score_programs,
 )
-from bar_sdk.train_state import (
-    CRASH_PURPOSE,
-    TrainState,
-    data_record,
-    fingerprint,
-    load_checkpoint,
-    load_fitted,
-    save_checkpoint,
-    save_fitted,
-)
+from bar_sdk.train_state import CRASH_PURPOSE, fingerprint, load_fitted, save_fitted, set_fitted
 from bar_sdk.zo.estimators import GradientEstimator
 from bar_sdk.zo.loop import check_callbacks
 from bar_sdk.zo.optimizers import Optimizer
 
 __all__ = ["BARClassifier", "QuantizationWarning", "NonFiniteProgramError", "SKLEARN_EXPECTED_FAILED_CHECKS"]
-
-logger = logging.getLogger(__name__)
 
 #: scikit-learn checks that a BARClassifier may fail through its model, not itself, with the reason:
 #: pass them as ``check_estimator(clf, expected_failed_checks=SKLEARN_EXPECTED_FAILED_CHECKS)`` or
@@ -372,72 +369,21 @@ default="one_sided"
         started = time.perf_counter()
         self._validate_params()
         callbacks = check_callbacks(callbacks)
-        n_source, input_shape = check_model(self.model)
-        if is_label_only(self.model):
-            raise InvalidInputError(
-                f"model={type(self.model).__name__} answers labels only (label_only=True); expected a model "
-                "that returns scores (reprogramming estimates gradients from score differences)"
-            )
-        X = as_input_array(X, "X")
-        layout, targets = TargetLayout.fit_transform(
-            X, input_shape, self.target_size, self.program == "full", type(self).__name__
-        )  # X is checked once, here
-        program = self._build_program(input_shape, layout)
-        y, classes = encode_labels(y, len(targets))
-        k = len(classes)
-        per_class = self.labels_per_class or max(1, min(n_source // k, 10))
-        check_mapping_size(n_source, k, per_class)
-        if self.mapping == "logistic":  # before any query: the cross-fitted readout needs every class in each fit
-            check_readout_folds(y, k)
-        plan = plan_fit(self, program, len(y), input_shape)
-        estimator, optimizer, surrogate, batch = plan.estimator, plan.optimizer, plan.surrogate, plan.batch
-        if self.checkpoint is not None:  # a path that cannot be written fails now, not after the paid mapping pass
-            check_writable(self.checkpoint)
-        metered = MeteredModel(self.model, QueryLedger(self.max_queries))
-        embedded = program.embed(targets)
-        weights = L.balanced_weights(y, k)
-        rng = np.random.default_rng(self.random_state)
-
-        state = TrainState(initial_theta(self, program, rng), n_source, k)
-        print_ = {"digest": self._fingerprint(X, y), "data": data_record(X, y, classes)}
-
-        def save(flight: Any = None) -> Any:
-            return save_checkpoint(self.checkpoint, print_, metered, optimizer, estimator, rng, state, flight)
-
-        if self.checkpoint is not None and os.path.exists(self.checkpoint):
-            state = load_checkpoint(
-                self.checkpoint, print_, metered, optimizer, estimator, rng, program.n_params, n_source
-            )
-        state.y = y
-        step = BARStep(
-            self,
-            metered,
-            program,
-            estimator,
-            optimizer,
-            embedded,
-            y,
-            weights,
-            rng,
-            batch,
-            plan.total_steps,
-            plan.evaluations,
-            save,
-        )
-        step.label_mapping(state, k, per_class, plan, surrogate)
+        run = prepare_fit(self, X, y)  # X, y and the model are checked once, here; no query yet
+        run.step.label_mapping(run.state, run.k, run.per_class, run.plan, run.plan.surrogate)
         try:
-            self.stop_reason_ = step.train(state, k, per_class, plan, callbacks)
+            self.stop_reason_ = run.step.train(run.state, run.k, run.per_class, run.plan, callbacks)
         except (QueryBudgetExceeded, NonFiniteProgramError) as exc:
             # the model's own budget (e.g. a paid API) ran out, or the program turned NaN: keep the program so far
             self.stop_reason_ = (
                 str(exc) if isinstance(exc, NonFiniteProgramError) else "the model's own query budget ran out"
             )
-            self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
+            set_fitted(self, run.program, run.state, run.metered, run.layout, run.classes, started, run.plan)
             raise
-        state.done = True
+        run.state.done = True
         if self.checkpoint is not None:
-            save()
-        self._finish(program, state, metered, layout, classes, started, surrogate, optimizer, estimator)
+            run.save()
+        set_fitted(self, run.program, run.state, run.metered, run.layout, run.classes, started, run.plan)
         return self
 
     #: images per readout-pass call; the checkpoint is written after each, so a crash re-sends at most one
@@ -445,45 +391,6 @@ default="one_sided"
     #: the ledger's purpose for images in flight at a crash, counted as spent on resume
     CRASH_PURPOSE = CRASH_PURPOSE
     _scores = staticmethod(score_programs)  # the name a benchmark calls
-
-    def _finish(
-        self,
-        program: Any,
-        state: TrainState,
-        metered: MeteredModel,
-        layout: TargetLayout,
-        classes: np.ndarray,
-        started: float,
-        surrogate: Any = None,
-        optimizer: Optimizer | None = None,
-        estimator: GradientEstimator | None = None,
-    ) -> None:
-        self.theta_ = state.theta.copy()
-        self.optimizer_, self.estimator_ = optimizer, estimator
-        self.program_ = program.frame(state.theta[None])[0]
-        assert state.mapping is not None  # the mapping pass (or the saved file) set it before training
-        self.mapping_ = state.mapping
-        self.readout_ = state.readout
-        if state.readout is None and state.train_readout is not None:  # one readout on what training paid for
-            self.readout_ = LogisticReadout.fit(
-                state.train_scores, state.y, state.train_readout.coefs.shape[2], C=state.train_readout.C
-            )
-        self.queries_ = int(metered.ledger.queries)
-        self.history_ = {key: list(v) for key, v in state.history.items()}
-        self.n_steps_ = state.step
-        self.classes_ = classes
-        self.layout_ = layout
-        self.program_obj_ = program
-        self.fit_time_ = time.perf_counter() - started
-        metered.ledger.max_queries = None  # max_queries bounds fit only; predictions are still counted
-        self.ledger_ = metered.ledger
-        self.surrogate_queries_ = 0 if surrogate is None else surrogate.ledger.queries
-        self._metered = metered
-        if layout.kind == "tabular":
-            self.n_features_in_ = layout.n_features
-        else:  # not left over from an earlier tabular fit of this instance
-            self.__dict__.pop("n_features_in_", None)
-        logger.info("BAR fit: %d steps, %d queries, stop: %s", state.step, self.queries_, self.stop_reason_)
 
     # ------------------------------------------------------------------ predict
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -523,13 +430,7 @@ default="one_sided"
         clf = cls(model, **params)
         layout = TargetLayout.from_state(meta["layout"], meta["arrays"])
         clf.stop_reason_ = meta["stop_reason"]
-        clf._finish(
-            clf._build_program(input_shape, layout),
-            state,
-            MeteredModel(model, QueryLedger()),
-            layout,
-            classes,
-            time.perf_counter(),
-        )
+        program, metered = clf._build_program(input_shape, layout), MeteredModel(model, QueryLedger())
+        set_fitted(clf, program, state, metered, layout, classes, time.perf_counter())
         clf.queries_ = meta["queries"]
         return clf

@@ -3,8 +3,11 @@
 :func:`check_settings` refuses a parameter that cannot work, naming it;
 :func:`plan_fit` builds the estimator and the optimizer (copies: fit never
 changes an instance given as a parameter) and prices one step, the
-label-mapping pass and the readout pass, refusing a ``max_queries`` that
-cannot pay for them.
+label-mapping pass and the readout pass (:func:`fit_costs`, which
+:func:`bar_sdk.plan.plan_bar` prices with too), refusing a ``max_queries``
+that cannot pay for them; :func:`check_quantization` warns when the probes are
+finer than the model's input quantisation. :func:`prepare_fit` checks the
+data and builds all of a fit (:class:`FitRun`) from these parts.
 """
 
 from __future__ import annotations
@@ -12,23 +15,32 @@ from __future__ import annotations
 import copy
 import numbers
 import os
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from bar_sdk import losses as L
+from bar_sdk.checkpoint import check_writable
 from bar_sdk.contract import (
+    as_input_array,
     check_bool,
     check_choice,
     check_float,
     check_int,
     check_model,
+    encode_labels,
     has_gradients,
+    is_label_only,
 )
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.layout import TargetLayout
 from bar_sdk.ledger import MeteredModel, QueryLedger
-from bar_sdk.reprogram_steps import check_quantization
+from bar_sdk.mapping import check_mapping_size, check_readout_folds
+from bar_sdk.reprogram_steps import BARStep
+from bar_sdk.train_state import TrainState, data_record, load_checkpoint, save_checkpoint
 from bar_sdk.zo import (
     ESTIMATORS,
     OPTIMIZERS,
@@ -45,8 +57,15 @@ __all__ = [
     "check_surrogate",
     "plan_fit",
     "FitPlan",
+    "fit_estimator",
+    "fit_costs",
+    "FitCosts",
+    "prepare_fit",
+    "FitRun",
     "DEFAULT_EPOCHS",
     "PARAM_SCALE_MAX",
+    "check_quantization",
+    "QuantizationWarning",
 ]
 
 #: epochs trained when neither max_queries nor max_epochs is given
@@ -55,6 +74,10 @@ DEFAULT_EPOCHS = 20
 #: the largest init_scale, smoothing and learning_rate accepted: the program passes through tanh, which
 #: saturates within a few units, and parameters past float32's range would turn the images to NaN
 PARAM_SCALE_MAX = 100.0
+
+
+class QuantizationWarning(UserWarning):
+    """The smoothing step is too small to survive the model's input quantisation."""
 
 
 def check_settings(clf) -> None:
@@ -148,15 +171,22 @@ def check_surrogate(surrogate, input_shape):
     return MeteredModel(surrogate, QueryLedger())
 
 
-@dataclass
-class FitPlan:
-    """The parts and prices of one fit: estimator (None for ``"exact"``), optimizer, surrogate (metered or
-    None), batch, evaluations per image, and the queries of a step, the mapping pass and the readout pass."""
+def fit_estimator(clf: Any, guided: bool) -> GradientEstimator | None:
+    """The gradient estimator ``clf``'s fit trains with: None for ``estimator="exact"``, the guided one where a
+    surrogate (``guided``) steers a named estimator, else a copy of the named or given one."""
+    if clf.estimator == "exact":
+        return None
+    if guided and isinstance(clf.estimator, str):
+        return GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight)
+    # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
+    return copy.deepcopy(make_estimator(clf.estimator, clf.n_directions, clf.smoothing))
 
-    exact: bool
-    surrogate: Any
-    estimator: GradientEstimator | None
-    optimizer: Optimizer
+
+@dataclass(frozen=True)
+class FitCosts:
+    """The queries of one fit: a step of ``batch`` samples at ``evaluations`` images each (``step_cost``), the
+    label-mapping and readout passes, and the steps ``max_epochs`` allows (None: ``max_queries`` decides)."""
+
     batch: int
     evaluations: int
     step_cost: int
@@ -166,24 +196,12 @@ class FitPlan:
     total_steps: int | None
 
 
-def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) -> FitPlan:
-    """Build and price ``clf``'s fit of ``n`` samples with ``program``; refuse a ``max_queries`` below one step."""
-    exact = clf.estimator == "exact"
-    surrogate = check_surrogate(clf.surrogate, input_shape)
-    estimator: GradientEstimator | None
-    if surrogate is not None and isinstance(clf.estimator, str) and not exact:
-        estimator = GuidedEstimator(clf.n_directions, clf.smoothing, clf.prior_weight)
-    else:
-        # a copy: an instance given as a parameter is never changed by fit, so fits do not share state
-        estimator = None if exact else copy.deepcopy(make_estimator(clf.estimator, clf.n_directions, clf.smoothing))
-    if surrogate is not None and not hasattr(estimator, "set_prior"):
-        raise InvalidInputError(
-            f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
-            "or an estimator with set_prior (GuidedEstimator)"
-        )
-    optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
+def fit_costs(clf: Any, n: int, estimator: GradientEstimator | None, n_params: int) -> FitCosts:
+    """Price ``clf``'s fit of ``n`` samples with ``estimator`` (None: exact gradients) on ``n_params`` program
+    parameters; refuse a ``max_queries`` below the two passes and one step. Fit and :func:`bar_sdk.plan.plan_bar`
+    price alike."""
     batch = min(clf.batch_size, n)
-    evaluations = 1 if estimator is None else estimator.evaluations(program.n_params)  # None: exact
+    evaluations = 1 if estimator is None else estimator.evaluations(n_params)  # None: exact
     step_cost = batch * evaluations
     mapping_cost = 0 if clf.mapping == "random" else n
     readout_cost = n if clf.readout == "logistic" else 0
@@ -194,6 +212,34 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
             f"evaluations) and the readout pass {readout_cost} (readout={clf.readout!r}); expected "
             f"max_queries >= {mapping_cost + step_cost + readout_cost}"
         )
+    epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
+    total_steps = None if epochs is None else epochs * -(-n // batch)
+    return FitCosts(batch, evaluations, step_cost, mapping_cost, readout_cost, epochs, total_steps)
+
+
+@dataclass(frozen=True)
+class FitPlan(FitCosts):
+    """The parts and prices of one fit: the costs (:class:`FitCosts`), the estimator (None for ``"exact"``),
+    the optimizer and the surrogate (metered, or None)."""
+
+    exact: bool
+    surrogate: Any
+    estimator: GradientEstimator | None
+    optimizer: Optimizer
+
+
+def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) -> FitPlan:
+    """Build and price ``clf``'s fit of ``n`` samples with ``program``; refuse a ``max_queries`` below one step."""
+    exact = clf.estimator == "exact"
+    surrogate = check_surrogate(clf.surrogate, input_shape)
+    estimator = fit_estimator(clf, guided=surrogate is not None)
+    if surrogate is not None and not hasattr(estimator, "set_prior"):
+        raise InvalidInputError(
+            f"estimator={clf.estimator!r} cannot use a surrogate's prior; expected a name "
+            "or an estimator with set_prior (GuidedEstimator)"
+        )
+    optimizer = copy.deepcopy(make_optimizer(clf.optimizer, clf.learning_rate, clf.lr_decay, clf.weight_decay))
+    costs = fit_costs(clf, n, estimator, program.n_params)
     if exact and not has_gradients(clf.model):
         raise InvalidInputError(
             f"estimator='exact' needs a model with gradients; model={type(clf.model).__name__} has no "
@@ -203,17 +249,98 @@ def plan_fit(clf: Any, program: Any, n: int, input_shape: tuple[int, int, int]) 
         check_quantization(
             clf.model, program, estimator, np.random.default_rng(clf.random_state), clf.init_scale, clf.smoothing
         )
-    epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)
-    return FitPlan(
-        exact=exact,
-        surrogate=surrogate,
-        estimator=estimator,
-        optimizer=optimizer,
-        batch=batch,
-        evaluations=evaluations,
-        step_cost=step_cost,
-        mapping_cost=mapping_cost,
-        readout_cost=readout_cost,
-        epochs=epochs,
-        total_steps=None if epochs is None else epochs * -(-n // batch),
+    return FitPlan(exact=exact, surrogate=surrogate, estimator=estimator, optimizer=optimizer, **asdict(costs))
+
+
+@dataclass
+class FitRun:
+    """One fit, built before any query: the layout and program on ``X``, the encoded ``classes`` (``k`` of
+    them, ``per_class`` source labels each), the plan, the metered model, the train state (resumed from the
+    checkpoint when there is one), the training step and the checkpoint's ``save``."""
+
+    layout: TargetLayout
+    program: Any
+    classes: np.ndarray
+    k: int
+    per_class: int
+    plan: FitPlan
+    metered: MeteredModel
+    state: TrainState
+    step: BARStep
+    save: Callable[..., Any]
+
+
+def prepare_fit(clf: Any, X: Any, y: Any) -> FitRun:
+    """``clf``'s fit on ``(X, y)``, built and checked once (the model, ``X``, ``y``, the budget, the checkpoint
+    path) before any query; a checkpoint of this fit is resumed."""
+    n_source, input_shape = check_model(clf.model)
+    if is_label_only(clf.model):
+        raise InvalidInputError(
+            f"model={type(clf.model).__name__} answers labels only (label_only=True); expected a model "
+            "that returns scores (reprogramming estimates gradients from score differences)"
+        )
+    X = as_input_array(X, "X")
+    layout, targets = TargetLayout.fit_transform(
+        X, input_shape, clf.target_size, clf.program == "full", type(clf).__name__
+    )  # X is checked once, here
+    program = clf._build_program(input_shape, layout)
+    y, classes = encode_labels(y, len(targets))
+    k = len(classes)
+    per_class = clf.labels_per_class or max(1, min(n_source // k, 10))
+    check_mapping_size(n_source, k, per_class)
+    if clf.mapping == "logistic":  # before any query: the cross-fitted readout needs every class in each fit
+        check_readout_folds(y, k)
+    plan = plan_fit(clf, program, len(y), input_shape)
+    if clf.checkpoint is not None:  # a path that cannot be written fails now, not after the paid mapping pass
+        check_writable(clf.checkpoint)
+    metered = MeteredModel(clf.model, QueryLedger(clf.max_queries))
+    embedded = program.embed(targets)
+    weights = L.balanced_weights(y, k)
+    rng = np.random.default_rng(clf.random_state)
+
+    state = TrainState(initial_theta(clf, program, rng), n_source, k)
+    print_ = {"digest": clf._fingerprint(X, y), "data": data_record(X, y, classes)}
+
+    def save(flight: Any = None) -> Any:
+        return save_checkpoint(clf.checkpoint, print_, metered, plan.optimizer, plan.estimator, rng, state, flight)
+
+    if clf.checkpoint is not None and os.path.exists(clf.checkpoint):
+        state = load_checkpoint(
+            clf.checkpoint, print_, metered, plan.optimizer, plan.estimator, rng, program.n_params, n_source
+        )
+    state.y = y
+    step = BARStep(
+        clf,
+        metered,
+        program,
+        plan.estimator,
+        plan.optimizer,
+        embedded,
+        y,
+        weights,
+        rng,
+        plan.batch,
+        plan.total_steps,
+        plan.evaluations,
+        save,
     )
+    return FitRun(layout, program, classes, k, per_class, plan, metered, state, step, save)
+
+
+def check_quantization(model, program, estimator, rng, init_scale: float, smoothing: float) -> None:
+    """Warn (:class:`QuantizationWarning`) when the probes' pixel changes are below the model's quantisation step."""
+    step = getattr(model, "quantization_step", None)
+    if not step:
+        return
+    theta = program.param.init(rng, init_scale)
+    points = estimator.ask(theta, rng)
+    frames = (program.frame(points) + 1) * 0.5  # pixel values of the frame
+    change = np.abs(frames[1:] - frames[:1]).max(axis=(1, 2, 3))
+    if np.median(change) < step:
+        warnings.warn(
+            f"smoothing={smoothing} moves frame pixels by at most {np.median(change):.2g} (median), "
+            f"below the model's quantization_step={step:.3g}: most perturbations vanish when the image "
+            "is quantised to 8 bits. Raise smoothing.",
+            QuantizationWarning,
+            stacklevel=3,
+        )

@@ -10,7 +10,6 @@ inside :class:`bar_sdk.zo.loop.TrainLoop`.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,16 +39,10 @@ __all__ = [
     "BARStep",
     "IterativeMapping",
     "readout_pass",
-    "check_quantization",
-    "QuantizationWarning",
 ]
 
 #: images per call when scoring (all programs of a call times the images of each)
 SCORE_CHUNK = 4096
-
-
-class QuantizationWarning(UserWarning):
-    """The smoothing step is too small to survive the model's input quantisation."""
 
 
 # ---------------------------------------------------------------------- the program
@@ -433,22 +426,3 @@ def readout_pass(metered, program, state: TrainState, embedded, y, k, save, chec
     state.readout = LogisticReadout.fit(state.readout_scores, y, k, C=C)
     state.readout_scores = state.readout_scores[:0]
     return True
-
-
-def check_quantization(model, program, estimator, rng, init_scale: float, smoothing: float) -> None:
-    """Warn (:class:`QuantizationWarning`) when the probes' pixel changes are below the model's quantisation step."""
-    step = getattr(model, "quantization_step", None)
-    if not step:
-        return
-    theta = program.param.init(rng, init_scale)
-    points = estimator.ask(theta, rng)
-    frames = (program.frame(points) + 1) * 0.5  # pixel values of the frame
-    change = np.abs(frames[1:] - frames[:1]).max(axis=(1, 2, 3))
-    if np.median(change) < step:
-        warnings.warn(
-            f"smoothing={smoothing} moves frame pixels by at most {np.median(change):.2g} (median), "
-            f"below the model's quantization_step={step:.3g}: most perturbations vanish when the image "
-            "is quantised to 8 bits. Raise smoothing.",
-            QuantizationWarning,
-            stacklevel=3,
-        )

@@ -1,4 +1,4 @@
-"""What a BARClassifier fit carries from step to step, and its checkpoint format.
+"""What a BARClassifier fit carries from step to step, its checkpoint format, and what it leaves.
 
 :class:`TrainState` is everything that changes during fit. A checkpoint
 (:func:`save_checkpoint`, :func:`load_checkpoint`) is one
@@ -12,6 +12,8 @@ so do files written by this one in those versions.
 
 :func:`in_flight` journals the images of a request before it leaves, so a
 crash counts them as spent (``max_queries`` holds across crashes).
+:func:`set_fitted` turns a finished state into the estimator's fitted
+attributes, after fit and for a file :func:`load_fitted` read.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +42,7 @@ __all__ = [
     "in_flight",
     "readout_arrays",
     "readout_from",
+    "set_fitted",
     "save_fitted",
     "load_fitted",
 ]
@@ -285,6 +289,42 @@ def in_flight(path, save, metered, n: int, purpose: str) -> Iterator[None]:
         sent = metered.ledger.queries - before
         write_state(path, arrays, dict(meta, in_flight={"images": sent, "purpose": purpose}))
         raise
+
+
+# ---------------------------------------------------------------------- the fitted attributes
+def set_fitted(clf, program, state: TrainState, metered, layout, classes, started: float, plan=None) -> None:
+    """Set ``clf``'s fitted attributes (``theta_``, ``mapping_``, ``readout_``, ``ledger_``, ...) from ``state``.
+
+    After a fit (``plan``: its :class:`~bar_sdk.reprogram_setup.FitPlan`, for the
+    optimizer, the estimator and the surrogate) or a :func:`load_fitted` file (no plan).
+    """
+    surrogate = None if plan is None else plan.surrogate
+    clf.theta_ = state.theta.copy()
+    clf.optimizer_, clf.estimator_ = (None, None) if plan is None else (plan.optimizer, plan.estimator)
+    clf.program_ = program.frame(state.theta[None])[0]
+    assert state.mapping is not None  # the mapping pass (or the saved file) set it before training
+    clf.mapping_ = state.mapping
+    clf.readout_ = state.readout
+    if state.readout is None and state.train_readout is not None:  # one readout on what training paid for
+        clf.readout_ = LogisticReadout.fit(
+            state.train_scores, state.y, state.train_readout.coefs.shape[2], C=state.train_readout.C
+        )
+    clf.queries_ = int(metered.ledger.queries)
+    clf.history_ = {key: list(v) for key, v in state.history.items()}
+    clf.n_steps_ = state.step
+    clf.classes_ = classes
+    clf.layout_ = layout
+    clf.program_obj_ = program
+    clf.fit_time_ = time.perf_counter() - started
+    metered.ledger.max_queries = None  # max_queries bounds fit only; predictions are still counted
+    clf.ledger_ = metered.ledger
+    clf.surrogate_queries_ = 0 if surrogate is None else surrogate.ledger.queries
+    clf._metered = metered
+    if layout.kind == "tabular":
+        clf.n_features_in_ = layout.n_features
+    else:  # not left over from an earlier tabular fit of this instance
+        clf.__dict__.pop("n_features_in_", None)
+    logger.info("BAR fit: %d steps, %d queries, stop: %s", state.step, clf.queries_, clf.stop_reason_)
 
 
 # ---------------------------------------------------------------------- saved fitted estimators

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bar_sdk.cli.demo_summary import best_without_program, print_summary
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reporting.files import write_json
 from bar_sdk.reporting.plots import check_plots, plot_learning_curve, plot_program
@@ -356,14 +357,14 @@ def run_demo(args) -> dict:
                 "server_matches_ledger": server.billed == led.billed,
             }
     report["baselines"] = _baselines(source, xa, ya, xb, yb, args, whitebox_images, max_queries)
-    report["best_baseline_without_program"] = _best_without_program(report["baselines"])
+    report["best_baseline_without_program"] = best_without_program(report["baselines"])
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_json(out_dir / "report.json", report)
     plot_learning_curve(out_dir / "learning_curve.png", clf.history_, title=f"BAR through the API: {description}")
     examples = clf.program_obj_.apply(clf.theta_, clf.program_obj_.embed(clf.layout_.transform(xb[:3])))
     plot_program(out_dir / "program.png", clf.program_, examples, [f"test sample, class {c}" for c in yb[:3]])
     if args.verbose:
-        _print_summary(report, out_dir)
+        print_summary(report, out_dir)
     return report
 
 
@@ -415,45 +416,3 @@ def _baselines(source: Source, xa, ya, xb, yb, args, whitebox_images, max_querie
     )
     out[name] = {**_metrics(yb, wb.predict_proba(xb)), "seconds": round(time.perf_counter() - t0, 1)}
     return out
-
-
-#: rows of the baseline table that train no program (the white-box row does)
-_NO_PROGRAM = (
-    "majority class",
-    "logistic regression on raw features",
-    "logistic regression on raw pixels",
-    "grey frame + label mapping",
-    "grey frame + logistic readout",
-)
-
-
-def _best_without_program(baselines: dict) -> str:
-    """The row without a trained program with the highest AUC (balanced accuracy breaks ties)."""
-    rows = [(m["auc"], m["balanced_accuracy"], name) for name, m in baselines.items() if name in _NO_PROGRAM]
-    return max(rows)[2]
-
-
-def _print_summary(report: dict, out_dir: Path) -> None:
-    bar = report["bar"]
-    rows = [("BAR (black box, this run)", bar)] + list(report["baselines"].items())
-    print()
-    print(f"{'method':42s} {'accuracy':>9s} {'bal. acc':>9s} {'AUC':>7s}")
-    for name, m in rows:
-        print(f"{name:42s} {m['accuracy']:9.3f} {m['balanced_accuracy']:9.3f} {m['auc']:7.3f}")
-    print(f"best baseline without a program: {report['best_baseline_without_program']}")
-    print()
-    print(
-        f"queries: {bar['fit_queries']} to train ({bar['steps']} steps, stop: {bar['stop_reason']}), "
-        f"{bar['predict_queries']} to evaluate"
-    )
-    api = report.get("api")
-    if api:
-        print(
-            f"API ledger: billed {api['billed']}, attempts {api['attempts']}, retries {api['retries']}, "
-            f"cache hits {api['cache_hits']}, cost ${api['cost_usd']:.2f} at ${api['price_per_query']}/image; "
-            f"server counted {api['server_billed']} billed ({'matches' if api['server_matches_ledger'] else 'DIFFERS'})"
-        )
-    print(
-        f"report: {out_dir / 'report.json'}, {out_dir / 'learning_curve.png'}, {out_dir / 'program.png'} "
-        f"({report['wall_seconds']} s in all)"
-    )

@@ -5,5 +5,6 @@
   (:func:`~bar_sdk.reporting.plots.check_plots` refuses a report that needs plots before any query;
   :func:`~bar_sdk.reporting.plots.pyplot` raises :class:`~bar_sdk.errors.MissingDependencyError` naming
   ``pip install 'bar-sdk[report]'`` where a plot is drawn directly);
-- :mod:`bar_sdk.reporting.audit`: the audit's ``report.json``, ``report.md`` and plots.
+- :mod:`bar_sdk.reporting.audit`: the audit's ``report.json``, ``report.md`` and plots;
+- :mod:`bar_sdk.reporting.transfer`: a transfer matrix's rows, JSON document, CSV and saved folder.
 """

@@ -9,10 +9,7 @@ to 8-bit images (what an API receives), and sent to every target through a
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +21,14 @@ from bar_sdk.contract import check_class_labels, check_images, check_int, check_
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.reporting.files import check_out_dir
-from bar_sdk.reporting.plots import check_plots
+from bar_sdk.reporting.plots import check_plots, plot_transfer_matrix
+from bar_sdk.reporting.transfer import (
+    save_transfer_matrix,
+    transfer_document,
+    transfer_rows,
+    write_transfer_csv,
+    write_transfer_json,
+)
 from bar_sdk.transfer.ensemble import EnsembleModel
 
 __all__ = ["TransferMatrix", "transfer_matrix", "to_uint8"]
@@ -126,75 +130,25 @@ class TransferMatrix:
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat record per (attack, source, target), for tables."""
-        out = []
-        for a, attack in enumerate(self.attacks):
-            for s, source in enumerate(self.sources):
-                for t, target in enumerate(self.targets):
-                    out.append(
-                        {
-                            "attack": attack,
-                            "source": source,
-                            "target": target,
-                            "success_rate": _num(self.rates[a, s, t]),
-                            "fooled": int(self.fooled[a, s, t]),
-                            "target_correct": int(self.n_correct[t]),
-                            "success_rate_source_correct": _num(self.rates_source_correct[a, s, t]),
-                            "white_box": bool(self.white_box[s, t]),
-                            "source_white_box_rate": _num(self.source_rates[a, s]),
-                            "target_clean_accuracy": _num(self.clean_accuracy[t]),
-                            "max_linf": _num(self.max_linf[a, s]),
-                            "mean_l2": _num(self.mean_l2[a, s]),
-                        }
-                    )
-        return out
+        return transfer_rows(self)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the images, JSON-ready (``nan`` as ``None``)."""
-        return {
-            "attacks": list(self.attacks),
-            "sources": list(self.sources),
-            "targets": list(self.targets),
-            "n_samples": self.n_samples,
-            "rates": _nested(self.rates),
-            "rates_source_correct": _nested(self.rates_source_correct),
-            "fooled": self.fooled.tolist(),
-            "n_correct": self.n_correct.tolist(),
-            "clean_accuracy": _nested(self.clean_accuracy),
-            "white_box": self.white_box.tolist(),
-            "source_rates": _nested(self.source_rates),
-            "source_accuracy": _nested(self.source_accuracy),
-            "source_queries": self.source_queries.tolist(),
-            "target_queries": dict(zip(self.targets, self.target_queries.tolist(), strict=False)),
-            "max_linf": _nested(self.max_linf),
-            "mean_l2": _nested(self.mean_l2),
-            "wall_time": round(float(self.wall_time), 3),
-        }
+        return transfer_document(self)
 
     def to_csv(self, path: str | Path) -> Path:
         """Write :meth:`rows` as CSV."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = self.rows()
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        return path
+        return write_transfer_csv(self, path)
 
     def to_json(self, path: str | Path) -> Path:
         """Write :meth:`to_dict` as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return write_transfer_json(self, path)
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """A heatmap PNG: one panel per attack, sources down, targets across.
 
         White-box cells (target is the source) are outlined. Needs matplotlib.
         """
-        from bar_sdk.reporting.plots import plot_transfer_matrix
-
         return plot_transfer_matrix(self, path, title)
 
     def save(self, out_dir: str | Path, images: bool = True) -> dict[str, Path]:
@@ -203,22 +157,7 @@ class TransferMatrix:
         Images go to ``adversarial/<attack>__<source>.npz`` (keys ``images``
         uint8 NCHW, ``labels``).
         """
-        check_plots(out_dir, without="result.to_csv(...) / to_json(...)")
-        out = check_out_dir(out_dir, allow_none=False)
-        written = {
-            "csv": self.to_csv(out / "transfer_matrix.csv"),
-            "json": self.to_json(out / "transfer_matrix.json"),
-            "png": self.plot(out / "transfer_matrix.png"),
-        }
-        if images:
-            folder = out / "adversarial"
-            folder.mkdir(parents=True, exist_ok=True)
-            for a, attack in enumerate(self.attacks):
-                for s, source in enumerate(self.sources):
-                    path = folder / f"{_slug(attack)}__{_slug(source)}.npz"
-                    np.savez_compressed(path, images=self.adversarial[a, s], labels=self.y)
-                    written[f"{attack}/{source}"] = path
-        return written
+        return save_transfer_matrix(self, out_dir, images)
 
     def __repr__(self) -> str:
         return (
@@ -457,16 +396,3 @@ def _index(names: tuple[str, ...], name: str, kind: str) -> int:
         return names.index(name)
     except ValueError:
         raise InvalidInputError(f"{kind}={name!r}; expected one of {list(names)}") from None
-
-
-def _num(v: float) -> float | None:
-    return None if not np.isfinite(v) else round(float(v), 6)
-
-
-def _nested(a: Any) -> Any:
-    a = np.asarray(a)
-    return _num(a) if a.ndim == 0 else [_nested(v) for v in a]
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "unnamed"
