@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from _float32 import assert_close_f32, demo_model_rtol
 
 from bar_sdk import MeteredModel, QueryLedger
 from bar_sdk.adapters.server import DemoModel
@@ -29,7 +30,10 @@ def test_batches_are_split_over_the_replicas_and_answered_in_order(replicated):
     before = sum(replicated.replica_counts())
     ledger = QueryLedger()
     p = MeteredModel(replicated, ledger).predict_proba(x)
-    np.testing.assert_array_equal(p, factory().predict_proba(x))
+    # each replica computes its share as its own float32 batch, and a matrix product of another height may
+    # round otherwise (seen: 3e-8 on 4 of 185 scores): the same answers within float32's bound, in order
+    local = factory()
+    assert_close_f32(p, local.predict_proba(x), demo_model_rtol(local, x * 255.0))
     counts = replicated.replica_counts()
     assert sum(counts) - before == ledger.queries == 37
     assert replicated.n_classes == 5 and replicated.input_shape == SHAPE
