@@ -126,7 +126,8 @@ def _softmax(logits):
 
 
 def _weighted_nll(proba, y, n_target):
-    w = len(y) / (n_target * np.bincount(y, minlength=n_target))
+    # a class absent from these rows gets no weight to use; max(count, 1) keeps its entry finite
+    w = len(y) / (n_target * np.maximum(np.bincount(y, minlength=n_target), 1))
     return float(np.sum(-w[y] * np.log(np.maximum(proba[np.arange(len(y)), y], 1e-12))))
 
 
