@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
+from _attack_models import Counting, LabelOnly, held_out, mlp_digits
 from _extras import reason
-from attacks_models import Counting, LabelOnly, held_out, mlp_digits
 
 from bar_sdk.attacks import (
     FGSM,

@@ -4,7 +4,7 @@ import inspect
 
 import numpy as np
 import pytest
-from attacks_models import CountedSoftmax, Counting, LabelOnly, digits, held_out, softmax_digits
+from _attack_models import CountedSoftmax, Counting, LabelOnly, digits, held_out, softmax_digits
 
 import bar_sdk.attacks
 from bar_sdk.attacks import (

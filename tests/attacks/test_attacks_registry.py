@@ -7,7 +7,7 @@ import inspect
 
 import numpy as np
 import pytest
-from attacks_models import CountedSoftmax, LabelOnly, held_out
+from _attack_models import CountedSoftmax, LabelOnly, held_out
 
 import bar_sdk.attacks
 from bar_sdk.attacks import ATTACKS, Attack, AttackResult, register

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 import pytest
+from _attack_models import Counting, LabelOnly, digits, held_out, mlp_digits
 from _extras import reason, requires
-from attacks_models import Counting, LabelOnly, digits, held_out, mlp_digits
 
 from bar_sdk.attacks import PGD, SquareAttack, UniversalPerturbation
 from bar_sdk.audit import audit
@@ -217,7 +217,7 @@ def test_an_attack_built_on_another_model_is_refused_before_any_query():
 
 @pytest.mark.parametrize("spec", ["pgd", "instance"])
 def test_white_box_attacks_count_their_gradient_calls_under_the_audit_cap(spec):
-    from attacks_models import CountedSoftmax
+    from _attack_models import CountedSoftmax
 
     model = CountedSoftmax()
     x, y = held_out(4, model)

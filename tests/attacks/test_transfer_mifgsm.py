@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from attacks_models import Counting, held_out, softmax_digits
+from _attack_models import Counting, held_out, softmax_digits
 
 from bar_sdk import InvalidInputError
 from bar_sdk.attacks import PGD

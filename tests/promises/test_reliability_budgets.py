@@ -5,8 +5,8 @@ is ever exceeded, and the counts reported equal counts taken independently, arou
 import httpx
 import numpy as np
 import pytest
+from _attack_models import LabelOnly, held_out, softmax_digits
 from _figures import examples, record
-from attacks_models import LabelOnly, held_out, softmax_digits
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from bar_sdk import InvalidInputError, QueryBudgetExceeded

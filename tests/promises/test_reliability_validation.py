@@ -14,9 +14,9 @@ import re
 import httpx
 import numpy as np
 import pytest
+from _attack_models import CountedSoftmax as Counted, held_out, softmax_digits
 from _extras import requires
 from _models import fresh_linear
-from attacks_models import CountedSoftmax as Counted, held_out, softmax_digits
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 

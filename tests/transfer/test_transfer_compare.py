@@ -7,7 +7,7 @@ from _extras import reason
 torch = pytest.importorskip("torch", reason=reason("torch"))
 
 from _models import fresh_linear  # noqa: E402
-from transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, spoiled_split  # noqa: E402
+from _transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, spoiled_split  # noqa: E402
 
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.transfer import LocalTransferClassifier, compare  # noqa: E402

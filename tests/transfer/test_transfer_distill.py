@@ -6,7 +6,7 @@ from _extras import reason
 
 torch = pytest.importorskip("torch", reason=reason("torch"))
 
-from transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, mlp, spoiled_split  # noqa: E402
+from _transfer_models import SPOILED_SPLITS, Counting, breast_cancer, cnn, mlp, spoiled_split  # noqa: E402
 
 from bar_sdk import InvalidInputError  # noqa: E402
 from bar_sdk.adapters import TorchModel  # noqa: E402

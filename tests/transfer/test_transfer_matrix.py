@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from _extras import requires
 from _models import fresh_linear
-from transfer_models import Counting, cnn, digits, mlp
+from _transfer_models import Counting, cnn, digits, mlp
 
 from bar_sdk import InvalidInputError, QueryBudgetExceeded
 from bar_sdk.attacks import FGSM, PGD

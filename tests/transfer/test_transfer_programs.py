@@ -2,7 +2,7 @@
 
 import pytest
 from _extras import requires
-from transfer_models import Counting, breast_cancer, cnn, mlp
+from _transfer_models import Counting, breast_cancer, cnn, mlp
 
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.transfer import WarmStartStudy, evaluate_program, warm_start_study

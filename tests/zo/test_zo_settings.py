@@ -4,7 +4,7 @@ import inspect
 
 import numpy as np
 import pytest
-from attacks_models import CountedSoftmax, held_out
+from _attack_models import CountedSoftmax, held_out
 
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.attacks import ATTACKS, NESAttack, UniversalPerturbation
