@@ -37,6 +37,10 @@ PNG_LEVEL = 0
 """Default zlib level of the PNGs sent: stored (0), the fastest; see :func:`encode_image`."""
 
 
+_QUANTIZE_BLOCK = 1 << 18
+"""Values quantised per pass (1 MB of float32 scratch: it stays in cache)."""
+
+
 def quantize(x: np.ndarray) -> np.ndarray:
     """Round float images in [0, 1] (or pass uint8 through) to uint8, same shape.
 
@@ -46,10 +50,18 @@ def quantize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype == np.uint8:
         return x
-    # = np.rint(x.astype(np.float32) * 255).astype(np.uint8), in two passes over the data instead of four
-    y: np.ndarray = np.multiply(x, np.float32(255.0), dtype=np.float32)
-    np.rint(y, out=y)
-    return y.astype(np.uint8)
+    # = np.rint(x.astype(np.float32) * 255).astype(np.uint8), a block at a time through one float32 scratch
+    # buffer: a whole-batch temporary (770 MB for 1,280 images of 3x224x224) is fresh memory, and its page
+    # faults cost ten times the arithmetic
+    flat, out = x.reshape(-1), np.empty(x.shape, np.uint8)
+    dest = out.reshape(-1)
+    scratch = np.empty(min(_QUANTIZE_BLOCK, flat.size), np.float32)
+    for start in range(0, flat.size, _QUANTIZE_BLOCK):
+        block = scratch[: min(_QUANTIZE_BLOCK, flat.size - start)]
+        np.multiply(flat[start : start + len(block)], np.float32(255.0), out=block, dtype=np.float32)
+        np.rint(block, out=block)
+        dest[start : start + len(block)] = block  # in 0..255 after the caller's range check: astype's values
+    return out
 
 
 def encode_image(
