@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bar_sdk.errors import InvalidInputError
+from bar_sdk.logistic import fit_logistic
 
 __all__ = [
     "LabelMapping",
@@ -109,14 +110,7 @@ def _check_scores(scores, y, n_target):
 
 def _fit_linear(features, y, n_target, C, tol=1e-4):
     """Class-weighted L2 logistic regression: ``(coef (n_source, k), intercept (k,))``."""
-    from sklearn.linear_model import LogisticRegression
-
-    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, tol=tol).fit(features, y)
-    coef, intercept = lr.coef_.T, lr.intercept_
-    if n_target == 2:  # scikit-learn keeps one column for two classes: the logit of class 1
-        coef = np.concatenate([np.zeros_like(coef), coef], axis=1)
-        intercept = np.concatenate([[0.0], intercept])
-    return np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+    return fit_logistic(features, y, n_target, [C], np.ones((1, len(y)), bool), tol)[0][0]
 
 
 def _softmax(logits):
@@ -145,17 +139,20 @@ def check_readout_folds(y: np.ndarray, n_target: int, folds: np.ndarray | None =
             )
 
 
-#: the solver tolerance of the fold fits (choosing C, training through them): ten times scikit-learn's default,
-#: which halves their time on 1,000 scores while moving the chosen C and the loss far less than the folds do
+#: lbfgs's tolerance in the fold fits (choosing C, training through them) where scikit-learn solves them (1,000
+#: scores): ten times its default, which halves their time while moving the chosen C and the loss far less than
+#: the folds do; small problems are solved by Newton's method to the optimum (:mod:`bar_sdk.logistic`)
 FOLD_TOL = 1e-3
+
+
+def _fold_masks(folds):
+    return np.stack([folds != j for j in range(int(folds.max()) + 1)])
 
 
 def _fold_fits(features, y, n_target, folds, C):
     """One linear fit per fold, each on the rows outside it."""
     check_readout_folds(y, n_target, folds)
-    return [
-        _fit_linear(features[folds != j], y[folds != j], n_target, C, FOLD_TOL) for j in range(int(folds.max()) + 1)
-    ]
+    return fit_logistic(features, y, n_target, [C], _fold_masks(folds), FOLD_TOL)[0]
 
 
 def choose_readout_C(
@@ -169,9 +166,9 @@ def choose_readout_C(
 
 def _search_C(features, y, n_target, folds, grid=READOUT_C_GRID):
     """``(C, its fold fits)``: the C of ``grid`` with the lowest out-of-fold class-weighted log-loss."""
+    check_readout_folds(y, n_target, folds)
     best = None
-    for C in grid:
-        fits = _fold_fits(features, y, n_target, folds, C)
+    for C, fits in zip(grid, fit_logistic(features, y, n_target, grid, _fold_masks(folds), FOLD_TOL), strict=True):
         nll = 0.0
         for j, (coef, intercept) in enumerate(fits):
             rows = folds == j
@@ -189,7 +186,8 @@ class LogisticReadout:
     Where a :class:`LabelMapping` averages fixed groups of source scores, this
     weighs every source label (``softmax(log(scores) @ coef + intercept)``), so
     labels that say little about the target count little. Fitted by
-    class-weighted, L2-regularised logistic regression (scikit-learn's) on the
+    class-weighted, L2-regularised logistic regression (scikit-learn's objective,
+    :func:`bar_sdk.logistic.fit_logistic`) on the
     scores of the training data under the trained program.
 
     Attributes
