@@ -20,6 +20,7 @@ from a white-box model flow back to ``theta`` without autograd here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from bar_sdk.errors import InvalidInputError
 __all__ = [
     "interpolation_matrix",
     "resize_images",
+    "einsum_order",
     "Parameterization",
     "FullResolution",
     "GridParameterization",
@@ -79,6 +81,13 @@ def resize_images(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     cols = interpolation_matrix(w, size[1], "area" if size[1] < w else "bilinear")
     out = np.einsum("Hh,nchw,Ww->ncHW", rows, x.astype(np.float32, copy=False), cols, optimize=True)
     return np.clip(out, 0.0, 1.0)  # interpolation of values in [0, 1] stays there up to rounding
+
+
+@lru_cache(maxsize=64)
+def einsum_order(subscripts: str, *shapes: tuple[int, ...]) -> list:
+    """The order ``np.einsum(..., optimize=True)`` would choose for these shapes, searched once per shapes
+    (the search cost more than the products in a step; the same order gives the same numbers)."""
+    return np.einsum_path(subscripts, *(np.empty(s, np.float32) for s in shapes), optimize="greedy")[0]
 
 
 class Parameterization(ABC):
@@ -166,7 +175,8 @@ class GridParameterization(Parameterization):
         full = np.zeros((theta.shape[0], c * g * g), dtype=np.float32)
         full[:, self._keep] = theta
         grid = full.reshape(theta.shape[0], c, g, g)
-        frame = np.einsum("Hi,mcij,Wj->mcHW", self._rows, grid, self._cols, optimize=True)
+        path = einsum_order("Hi,mcij,Wj->mcHW", self._rows.shape, grid.shape, self._cols.shape)
+        frame = np.einsum("Hi,mcij,Wj->mcHW", self._rows, grid, self._cols, optimize=path)
         return frame * self.mask
 
     def adjoint(self, theta, grad_w):

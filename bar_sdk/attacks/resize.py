@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bar_sdk.program import interpolation_matrix
+from bar_sdk.program import einsum_order, interpolation_matrix
 
 __all__ = ["bilinear_matrix", "Upsampler"]
 
@@ -44,7 +44,8 @@ class Upsampler:
         grids = theta.reshape(theta.shape[:-1] + self.grid)
         if self.identity:
             return grids
-        images: np.ndarray = np.einsum("hi,...cij,wj->...chw", self.rows, grids, self.cols, optimize=True)
+        path = einsum_order("hi,...cij,wj->...chw", self.rows.shape, grids.shape, self.cols.shape)
+        images: np.ndarray = np.einsum("hi,...cij,wj->...chw", self.rows, grids, self.cols, optimize=path)
         return images
 
     def basis(self, coords: np.ndarray) -> np.ndarray:
