@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from typing import Any, Mapping
+
+import pybase64
 
 from bar_sdk.adapters.server.shape import BadRequest, Ranked, Wanted
 
@@ -31,7 +32,7 @@ class HuggingFaceShape:
             return [body], Wanted(k=self.default_k)
         try:
             doc = json.loads(body)
-            image = base64.b64decode(doc["inputs"], validate=True)
+            image = pybase64.b64decode(doc["inputs"], validate=True)
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise BadRequest(
                 "body must be JSON {'inputs': <base64 image>, 'parameters': {...}} or image bytes"
