@@ -132,6 +132,12 @@ class Planner:
 
     def plan(self, x: np.ndarray, *, asynchronous: bool) -> Plan:
         """Quantise and hash the checked images ``x`` and claim what they need."""
+        plan = self.prepare(x)
+        self.claim(plan, list(plan.first), asynchronous)
+        return plan
+
+    def prepare(self, x: np.ndarray) -> Plan:
+        """The images ``x`` quantised and hashed, nothing claimed yet (CPU work only: any thread may do it)."""
         pool = self._pool()
         if pool is not None and len(x) > 1 and x.dtype != np.uint8 and x.nbytes >= PARALLEL_BYTES:
             q = np.concatenate(list(pool.map(quantize, np.array_split(x, min(len(x), pool._max_workers)))))
@@ -141,9 +147,7 @@ class Planner:
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        plan = Plan(keys=keys, q=q, first=first)
-        self.claim(plan, list(first), asynchronous)
-        return plan
+        return Plan(keys=keys, q=q, first=first)
 
     def claim(self, plan: Plan, keys: list[str], asynchronous: bool) -> None:
         """Answer ``keys`` from the cache, wait for those in flight, and reserve and chunk the rest."""

@@ -659,6 +659,42 @@ def test_async_path_bounds_concurrency():
     np.testing.assert_allclose(p, make(Recorder()).predict_proba(images(12)))
 
 
+def test_async_path_does_its_cpu_work_off_the_event_loop(monkeypatch):
+    """Checking, quantising, hashing and encoding run on threads, so the loop keeps sending other requests on
+    time; the flights are claimed on the loop's own thread (a blocking call there must not wait for them)."""
+    from bar_sdk.adapters.remote.client import RequestClient
+    from bar_sdk.adapters.remote.planning import Planner
+
+    threads = {}
+    for cls, name in ((Planner, "prepare"), (RequestClient, "request_for")):
+        real = getattr(cls, name)
+
+        def spy(self, *args, _real=real, _name=name, **kwargs):
+            threads.setdefault(_name, set()).add(threading.get_ident())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(clarifai_ok)) as client:
+            model = make(Recorder(), async_client=client, batch_size=2)
+            owners = []
+            real_claim = model._planner.claim
+
+            def claim(plan, keys, asynchronous):
+                real_claim(plan, keys, asynchronous)
+                owners.extend(flight.owner for flight in plan.owned.values())
+
+            model._planner.claim = claim
+            return threading.get_ident(), owners, await model.apredict_proba(images(6))
+
+    loop_thread, owners, p = asyncio.run(run())
+    assert p.shape == (6, 3)
+    assert threads["prepare"] and loop_thread not in threads["prepare"]
+    assert threads["request_for"] and loop_thread not in threads["request_for"]
+    assert len(owners) == 6 and set(owners) == {loop_thread}
+
+
 def test_async_retries_use_the_same_policy():
     sleeps = []
     rec = Recorder(err(503), err(429, headers={"Retry-After": "3"}))
