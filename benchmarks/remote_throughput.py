@@ -70,7 +70,15 @@ def parse_args(argv=None):
         "--chunk-requests",
         type=int,
         default=0,
-        help="send the run in calls of this many requests, two overlapping (0: one call; large images need it)",
+        help="send the run in calls of this many requests, --calls-in-flight overlapping (0: one call; large "
+        "images need it)",
+    )
+    p.add_argument(
+        "--calls-in-flight",
+        type=int,
+        default=2,
+        help="with --chunk-requests: calls overlapping. A call ends by waiting out its last throttled request "
+        "(Retry-After); with two, both often wait at once and nothing is sent (a timeline showed 1 s gaps)",
     )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "remote_throughput"))
     return p.parse_args(argv)
@@ -157,24 +165,25 @@ class _ServerProcess:
         self.proc.wait(timeout=30)
 
 
-def _predict_stream(remote, images, n, chunk, mode):
-    """Answer images 0..n-1, ``chunk`` at a time with two calls overlapping (so the pipeline never drains
+def _predict_stream(remote, images, n, chunk, mode, calls=2):
+    """Answer images 0..n-1, ``chunk`` at a time with ``calls`` calls overlapping (so the pipeline never drains
     between chunks); returns, per chunk, (start, probabilities). One call for everything when chunk >= n.
-    Two buffers, one per call in flight, are filled again for each chunk."""
+    One buffer per call in flight, filled again for each chunk."""
     starts = list(range(0, n, chunk))
     free = queue.SimpleQueue()
-    for _ in range(2):
+    for _ in range(calls):
         free.put(np.empty((min(chunk, n), *images.base.shape[1:]), np.float32))
     if mode == "async":
 
         async def run():
-            gate = asyncio.Semaphore(2)
+            gate = asyncio.Semaphore(calls)
 
             async def one(start):
                 async with gate:
                     buffer = free.get()
-                    try:
-                        return start, await remote.apredict_proba(images(start, min(start + chunk, n), buffer))
+                    try:  # the images are made on a thread, as in threads mode: the loop is the client's alone
+                        x = await asyncio.to_thread(images, start, min(start + chunk, n), buffer)
+                        return start, await remote.apredict_proba(x)
                     finally:
                         free.put(buffer)
 
@@ -190,7 +199,7 @@ def _predict_stream(remote, images, n, chunk, mode):
         finally:
             free.put(buffer)
 
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(calls) as pool:
         return list(pool.map(one, starts))
 
 
@@ -227,7 +236,7 @@ def throughput_run(args, mode):
         server_cpu0 = server.cpu_seconds() if args.server == "process" else None
         cpu0, start = time.process_time(), time.perf_counter()
         try:
-            answers = _predict_stream(remote, images, n, chunk, mode)
+            answers = _predict_stream(remote, images, n, chunk, mode, args.calls_in_flight)
         except Exception as exc:  # a lost query: reported, not hidden
             error = f"{type(exc).__name__}: {exc}"
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0 - images.seconds
@@ -439,7 +448,7 @@ def write_markdown(result, path):
         "# RemoteModel throughput against the local server" if result["throughput"] else "# RemoteModel client time",
         "",
         f"Command: `{result['command']}`  ",
-        f"Machine: {result['machine']['cpus']} CPUs (shared), Python {result['machine']['python']}, "
+        f"Machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}, "
         f"load average at start {result['machine']['loadavg']}.",
         "",
     ]
@@ -454,8 +463,14 @@ def throughput_markdown(result):
     lines = [
         f"Server limit R = {cfg['rate']:g} requests/s per key (burst {cfg['server_burst']}), injected faults "
         f"{cfg['fault_429']:.0%} 429 (Retry-After 1 s) and {cfg['fault_500']:.0%} 500; client told the same "
-        f"limit (token bucket, burst 1), {cfg['concurrency']} requests in flight, "
-        f"{cfg['images_per_request']} image(s) of shape {cfg['shape']} per request. Throughput counts answered "
+        f"limit (token bucket, burst 1), {cfg['concurrency']} requests in flight per call, "
+        f"{cfg['images_per_request']} image(s) of shape {cfg['shape']} per request"
+        + (
+            f", calls of {cfg['chunk_requests']} requests, {cfg['calls_in_flight']} overlapping"
+            if cfg.get("chunk_requests")
+            else ""
+        )
+        + ". Throughput counts answered "
         "requests over the whole run; target: at least 90% of R, zero lost queries, billed == server count.",
         "",
         "| mode | server | run (s) | answered req/s | fraction of R | lost | billed client | billed server | "
@@ -532,8 +547,13 @@ def stage_markdown(result):
     n = result["config"].get("batch", 32)
     lines = [
         "Client time per image by stage (medians of the process's CPU time, microseconds; one image per "
-        "request unless said). Ran pinned to one core shared with other jobs (`taskset -c 0`), so every figure "
-        "is an upper bound; CPU time rather than wall time, so waiting for the core is not counted.",
+        "request unless said). "
+        + (
+            f"Ran on CPU(s) {', '.join(map(str, result['machine']['affinity']))} of the machine; "
+            if result["machine"].get("affinity")
+            else ""
+        )
+        + "CPU time rather than wall time, so waiting for a shared core is not counted.",
         "",
         f"| shape | preset | quantise | hash | encode | request build | parse | sum | whole path (CPU) | "
         f"whole path (wall) | fixed overhead | whole / (quantise + hash) | whole, {n} per request |",
@@ -579,11 +599,14 @@ def main(argv=None):
             "server_burst": args.server_burst,
             "seed": args.seed,
             "batch": args.batch,
+            "chunk_requests": args.chunk_requests,
+            "calls_in_flight": args.calls_in_flight if args.chunk_requests else 1,
         },
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "loadavg": [round(v, 2) for v in os.getloadavg()],
+            "affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         },
         "throughput": [],
         "overhead": [],
