@@ -307,7 +307,7 @@ def run_fine_tune(model, task, train, test, epochs, seed):
 def run_scratch(task, train, test, epochs, seed):
     started = time.perf_counter()
     (Xtr, ytr), (Xte, yte) = train, test
-    net = SmallCNN(1, 2, 28, width=16, random_state=seed)
+    net = SmallCNN(1, int(ytr.max()) + 1, Xtr.shape[1:3], width=16, random_state=seed)  # 28 px, 2 classes on MedMNIST
     train_classifier(net, common.as_float(Xtr)[:, None], ytr, epochs=epochs, batch_size=32, lr=1e-3, random_state=seed)
     metrics = common.binary_metrics(yte, _torch_proba(net, common.as_float(Xte)[:, None]))
     return [
