@@ -353,10 +353,12 @@ class RemoteModel:
         )
 
     def _checked(self, x: Any) -> np.ndarray:
-        x = check_images(x, "x", allow_nhwc=False)
-        if x.shape[1:] != self.input_shape:
-            raise InvalidInputError(f"x has shape {x.shape}; expected (n, {', '.join(map(str, self.input_shape))})")
-        return x
+        images = check_images(x, "x", allow_nhwc=False)
+        if images.shape[1:] != self.input_shape:
+            raise InvalidInputError(
+                f"x has shape {images.shape}; expected (n, {', '.join(map(str, self.input_shape))})"
+            )
+        return images
 
     def _request_for(self, images: list[np.ndarray]) -> HttpRequest:
         return self._client.request_for(images)
