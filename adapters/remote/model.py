@@ -335,7 +335,8 @@ class RemoteModel:
 
     async def apredict_proba(self, x: np.ndarray) -> np.ndarray:
         """Like :meth:`predict_proba`, with up to ``max_concurrency`` requests in flight on
-        one event loop (an ``httpx.AsyncClient``)."""
+        one event loop (an ``httpx.AsyncClient``). The call's CPU work (checks, quantising,
+        hashing, encoding) runs on threads, so the loop stays free for other coroutines."""
         # Checking, quantising and hashing a batch is CPU work (~0.2 s for 1,280 images of 3x224x224): on a
         # thread, so that the event loop keeps sending other calls' requests on time meanwhile. The claim stays
         # on the loop's thread, which owns the flights it claims.
