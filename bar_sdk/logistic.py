@@ -103,6 +103,9 @@ def _newton(features, y, n_target, Cs, masks):
             if not worse.any():
                 break
             t = np.where(worse, t / 2, t)
+        else:  # a step that still raises its objective is not taken (and f, z stay those of the theta kept)
+            t = np.where(worse, 0.0, t)
+            new_f, new_z = objective(theta - t[:, None, None] * step)
         theta = theta - t[:, None, None] * step
         f, z = new_f, new_z
         if np.max(np.abs(t[:, None, None] * step)) < NEWTON_STEP_TOL:
