@@ -14,6 +14,7 @@ problems (1,000 ImageNet scores) go to scikit-learn's lbfgs one by one.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit, logsumexp, softmax
 
 __all__ = ["fit_logistic"]
 
@@ -78,7 +79,7 @@ def _newton(features, y, n_target, Cs, masks):
         if n_out == 1:
             nll = np.logaddexp(0.0, z[..., 0]) - z[..., 0] * Y[:, 0]
         else:
-            nll = _logsumexp(z) - (z * Y).sum(axis=2)
+            nll = logsumexp(z, axis=2) - (z * Y).sum(axis=2)
         return (sw * nll).sum(axis=1) + 0.5 * (lam * th * th).sum(axis=(1, 2)), z
 
     P = (d + 1) * n_out
@@ -114,15 +115,7 @@ def _newton(features, y, n_target, Cs, masks):
 
 
 def _probabilities(z, n_out):
-    if n_out == 1:
-        return 0.5 * (1.0 + np.tanh(0.5 * z))  # the logistic function, without overflow
-    e = np.exp(z - z.max(axis=2, keepdims=True))
-    return e / e.sum(axis=2, keepdims=True)
-
-
-def _logsumexp(z):
-    top = z.max(axis=2)
-    return top + np.log(np.exp(z - top[..., None]).sum(axis=2))
+    return expit(z) if n_out == 1 else softmax(z, axis=2)
 
 
 def _hessian(X, sw, p):
