@@ -114,3 +114,20 @@ def test_a_rank_above_what_the_frame_can_hold_is_refused_naming_rank():
         LowRankParameterization(13).bind((1, 16, 12), mask)
     with pytest.raises(InvalidInputError, match=r"rank=1000000000"):
         LowRankParameterization(10**9).bind((1, 16, 12), mask)  # was a MemoryError
+
+
+@pytest.mark.parametrize("m", [1, 5, 17])
+def test_grid_decode_and_the_upsampler_give_einsums_own_numbers_with_the_cached_order(m):
+    """The contraction order is searched once per shape; the products, and so the numbers, are einsum's own."""
+    from bar_sdk.attacks.resize import Upsampler
+
+    grid = GridParameterization(6).bind((3, 32, 32), np.zeros((3, 32, 32), np.float32) + 1)
+    theta = np.random.default_rng(m).standard_normal((m, grid.n_params))
+    full = np.zeros((m, 3 * 36), np.float32)
+    full[:, grid._keep] = theta
+    want = np.einsum("Hi,mcij,Wj->mcHW", grid._rows, full.reshape(m, 3, 6, 6), grid._cols, optimize=True)
+    np.testing.assert_array_equal(grid.decode(theta), want * grid.mask)
+    up = Upsampler((3, 8, 8), (3, 32, 32))
+    flat = np.random.default_rng(m + 1).standard_normal((m, 3 * 64))
+    grids = flat.reshape(m, 3, 8, 8)
+    np.testing.assert_array_equal(up(flat), np.einsum("hi,...cij,wj->...chw", up.rows, grids, up.cols, optimize=True))
