@@ -1,0 +1,62 @@
+"""A count outside the SDK for the ImageNet table: rows reaching Lite0, against the ledger and the committed row.
+
+    python benchmarks/imagenet_count_check.py
+
+One default 5k fit (PneumoniaMNIST 10%, seed 0, Lite0 at 128 px through ONNX Runtime, one thread) through a
+wrapper that counts every row handed to the model; prints that count for the fit and for the test predictions
+beside the SDK's ledger (``clf.queries_``), the row committed in ``results/reprogram_imagenet_128.json``, and
+the metrics of both. About a minute on one core.
+"""
+
+from __future__ import annotations
+
+import json
+
+import reprogram_imagenet as ri  # first: pins torch to one thread
+
+from bar_sdk.reprogram import BARClassifier
+
+
+class RowCounter:
+    """The black box, with a count of the rows it was sent (the SDK's ledger is not consulted)."""
+
+    def __init__(self, model):
+        self.model, self.rows = model, 0
+        self.n_classes, self.input_shape = model.n_classes, model.input_shape
+        self.labels = getattr(model, "labels", None)
+
+    def predict_proba(self, x):
+        self.rows += len(x)
+        return self.model.predict_proba(x)
+
+
+def main():
+    ri.THREADS = 1
+    task = "pneumoniamnist_10pct"
+    train, test = ri.tasks([task])[task]
+    counter = RowCounter(ri.lite0(128, threads=1))
+    clf = BARClassifier(counter, max_queries=5000, random_state=0).fit(*train)
+    fit_rows = counter.rows
+    got = ri.metrics(test[1], clf.predict_proba(test[0]))
+    rows = json.loads((ri.common.RESULTS_DIR / "reprogram_imagenet_128.json").read_text())["rows"]
+    (row,) = [r for r in rows if (r["task"], r["part"], r["budget"], r["seed"]) == (task, "default", 5000, 0)]
+    print(
+        json.dumps(
+            {
+                "rows_counted_fit": fit_rows,
+                "ledger_fit": clf.queries_,
+                "committed_fit_queries": row["fit_queries"],
+                "rows_counted_predict": counter.rows - fit_rows,
+                "test_images": len(test[1]),
+                "balanced_accuracy": got["balanced_accuracy"],
+                "committed_balanced_accuracy": row["balanced_accuracy"],
+                "auc": got["auc"],
+                "committed_auc": row["auc"],
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
