@@ -207,3 +207,17 @@ def test_a_bar_fit_scans_each_batch_once_and_its_data_once(monkeypatch):
     assert sum(ledger_scans) == clf.queries_ == inner.seen and len(ledger_scans) == inner.calls
     clf.predict(X[:4])
     assert data_checks == [1, 1]  # a public call checks its input
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 37, -1])
+def test_check_images_refuses_one_non_finite_value_anywhere(dtype, bad, where):
+    # The check reads min and max only; NaN must propagate through both, an infinity show in one.
+    x = np.full((3, 1, 5, 5), 0.5, dtype=dtype)
+    x.reshape(-1)[where] = bad
+    with pytest.raises(InvalidInputError, match="X has 1 NaN or infinite values"):
+        check_images(x)
+    with pytest.raises(InvalidInputError, match="2 NaN or infinite values"):
+        x.reshape(-1)[1] = np.nan
+        check_images(x)
