@@ -11,8 +11,10 @@ Writes benchmarks/results/open_inference.json and .md.
   parse, and the whole predict_proba path, for the open_inference preset (binary
   and JSON tensors) beside the PNG path of the clarifai preset.
 - throughput: open_inference (binary tensors) against `bar serve --preset
-  open_inference` in this process, R requests/s with 10% injected 429s and
-  32 images of 3x224x224 per request: answered images/s, lost, billed == server.
+  open_inference`, in this process (`--server thread`) and in its own process
+  (`--server process`), R requests/s with 10% injected 429s and 32 images of
+  3x224x224 per request: answered requests/s over the whole call and in steady
+  state (between 10% and 90% of the images billed), lost, billed == server.
 - mlserver: BARClassifier queries/s through the protocol to MLServer (our
   digits model in a custom runtime) vs the same model in-process, one run each.
 """
@@ -23,9 +25,12 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -138,62 +143,148 @@ def stages(args):
 
 
 def throughput(args):
-    from bar_sdk.adapters.server import DemoModel, Faults, serve
+    """One run per server mode in ``args.server``: ``thread`` (in this process) or ``process`` (``bar serve``)."""
+    return [throughput_run(args, mode) for mode in args.server.split(",")]
+
+
+@contextmanager
+def server_process(rate, model_name, datatype):
+    """``bar serve --preset open_inference`` in its own process on a free port: ``(base_url, api_key, stats)``."""
+    from _mlserver import free_ports
+
+    port = free_ports(1)[0]
+    api_key, admin_key = "bench-key", "bench-admin"
+    cmd = [
+        sys.executable, "-m", "bar_sdk.adapters.server", "--model", "demo", "--input-shape", "3,224,224",
+        "--classes", "10", "--preset", "open_inference", "--model-name", model_name,
+        "--input-datatype", datatype, "--rate", f"{rate:g}", "--burst", "4", "--fault-429", "0.1",
+        "--seed", "0", "--api-key", api_key, "--admin-key", admin_key, "--port", str(port),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base_url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"bar serve did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+
+        def stats():
+            return httpx.get(f"{base_url}/_stats", headers={"X-Admin-Key": admin_key}, timeout=5).json()
+
+        yield base_url, api_key, stats
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def server_thread(model, rate, model_name, datatype):
+    from bar_sdk.adapters.server import Faults, serve
+
+    faults = Faults(rate_429=0.10, retry_after=1, random_state=0)
+    with serve(
+        model,
+        preset="open_inference",
+        model_name=model_name,
+        rate_limit=rate,
+        burst=4,
+        faults=faults,
+        input_datatype=datatype,
+    ) as server:
+        yield server.base_url, server.api_key, lambda: server.stats().as_dict()
+
+
+def throughput_run(args, mode):
+    from bar_sdk.adapters.server import DemoModel
 
     shape = (3, 224, 224)
     model = DemoModel(shape, n_classes=10, random_state=0)
     per_request = 32
     n_requests = int(round(args.rate * args.seconds))
     x = np.random.default_rng(1).random((n_requests * per_request, *shape)).astype(np.float32)
-    faults = Faults(rate_429=0.10, retry_after=1, random_state=0)
-    with serve(
-        model,
-        preset="open_inference",
-        model_name="m",
-        rate_limit=args.rate,
-        burst=4,
-        faults=faults,
-        input_datatype=args.datatype,
-    ) as server:
+    if mode == "process":
+        server = server_process(args.rate, "m", args.datatype)
+    else:
+        server = server_thread(model, args.rate, "m", args.datatype)
+    with server as (base_url, api_key, stats):
         remote = RemoteModel.from_preset(
             "open_inference",
-            base_url=server.base_url,
-            api_key=server.api_key,
+            base_url=base_url,
+            api_key=api_key,
             model_name="m",
             labels=list(model.labels),
             input_shape=shape,
             max_batch=per_request,
             rate_limit=args.rate,
-            max_concurrency=8,
+            max_concurrency=args.concurrency,
             retry=RetryPolicy(max_attempts=12, random_state=0),
             use_cache=False,
         )
         remote.predict_proba(x[:1])  # readiness and metadata, outside the timed run
-        start = time.perf_counter()
+        trace, done = [], threading.Event()
+        start, cpu_start = time.perf_counter(), time.process_time()
+
+        def sample():  # (seconds since start, images billed): when the answers came, for the steady rate
+            while not done.wait(0.02):
+                trace.append((time.perf_counter() - start, remote.ledger.billed))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         p = remote.predict_proba(x[1:])
         wall = time.perf_counter() - start
-        stats = server.stats()
+        cpu = time.process_time() - cpu_start
+        done.set()
+        sampler.join()
+        served = stats()
         remote.close()
     lost = int(len(x) - 1 - np.isfinite(p).all(axis=1).sum())
     breakdown = request_breakdown(model, x[:per_request], args.datatype)
     row = {
+        "server": mode,
+        **steady(trace, remote.ledger.billed - 1, per_request, args.rate),
         "rate_limit": args.rate,
         "images_per_request": per_request,
         "datatype": args.datatype,
         "requests_planned": n_requests,
+        "max_concurrency": args.concurrency,
         "seconds": wall,
-        "answered_requests_per_s": (stats.answered - 1) / wall,
-        "fraction_of_rate": (stats.answered - 1) / wall / args.rate,
+        "client_cpu_seconds": cpu,
+        "answered_requests_per_s": (served["answered"] - 1) / wall,
+        "fraction_of_rate": (served["answered"] - 1) / wall / args.rate,
         "images_per_s": (len(x) - 1) / wall,
         "lost": lost,
         "billed_client": remote.ledger.billed,
-        "billed_server": stats.billed,
+        "billed_server": served["billed"],
         "throttled": remote.ledger.throttled,
-        "injected_429": stats.injected["429"],
+        "injected_429": served["injected"]["429"],
         "breakdown_ms": breakdown,
     }
     print(json.dumps(row), flush=True)
     return row
+
+
+def steady(trace, total, per_request, rate):
+    """The answers' timing: the first one, the rate between 10% and 90% of the images billed, the tail.
+
+    The steady rate leaves out the call's start (checking, quantising and hashing every image before the
+    first request: ~0.35 ms per 3x224x224 float image) and its end (the last throttled requests waiting
+    out their Retry-After after everything else was answered)."""
+    t = np.array([s for s, _ in trace])
+    billed = np.array([b for _, b in trace]) - 1  # the warm-up image was billed before the timed call
+    t10, t90 = t[np.argmax(billed >= 0.1 * total)], t[np.argmax(billed >= 0.9 * total)]
+    per_s = 0.8 * total / per_request / (t90 - t10)
+    return {
+        "first_answer_s": float(t[np.argmax(billed > 0)]),
+        "steady_requests_per_s": float(per_s),
+        "steady_fraction_of_rate": float(per_s / rate),
+        "last_answer_s": float(t[np.argmax(billed >= total)]),
+    }
 
 
 def request_breakdown(model, x, datatype):
@@ -304,24 +395,47 @@ def markdown(result):
             "",
         ]
     if "throughput" in result:
-        t = result["throughput"]
+        runs = result["throughput"]
+        runs = [dict(runs, server="thread")] if isinstance(runs, dict) else runs
+        t = runs[0]
         lines += [
             f"## Against the local server (open_inference, binary {t['datatype']} tensors)",
             "",
-            f"R = {t['rate_limit']:g} requests/s, {t['images_per_request']} images of 3x224x224 per request, "
-            f"10% injected 429s (Retry-After 1 s): {t['answered_requests_per_s']:.2f} answered requests/s "
-            f"= {100 * t['fraction_of_rate']:.1f}% of R, {t['images_per_s']:.0f} images/s over "
-            f"{t['seconds']:.1f} s; lost {t['lost']}; billed {t['billed_client']} (client) vs "
-            f"{t['billed_server']} (server); {t['throttled']} throttles seen, {t['injected_429']} injected.",
+            f"R = {t['rate_limit']:g} requests/s, {t['images_per_request']} images of 3x224x224 per request "
+            f"({t['rate_limit'] * t['images_per_request']:.0f} images/s offered), 10% injected 429s "
+            "(Retry-After 1 s). `thread`: the server runs in the client's process (one GIL); `process`: "
+            "`bar serve` in its own process, as a real API runs apart from its client.",
             "",
+            "| server | run (s) | first answer (s) | answered req/s | fraction of R | steady req/s (10-90% billed) "
+            "| steady fraction of R | images/s | lost | billed client | billed server | 429 seen | 429 injected "
+            "| client CPU s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        b = t["breakdown_ms"]
+        for t in runs:
+            cpu = t.get("client_cpu_seconds")
+            first = f"{t['first_answer_s']:.1f}" if "first_answer_s" in t else ""
+            steady_rate = f"{t['steady_requests_per_s']:.2f}" if "steady_requests_per_s" in t else ""
+            steady_share = f"{100 * t['steady_fraction_of_rate']:.1f}%" if "steady_fraction_of_rate" in t else ""
+            lines.append(
+                f"| {t['server']} | {t['seconds']:.1f} | {first} | {t['answered_requests_per_s']:.2f} | "
+                f"{100 * t['fraction_of_rate']:.1f}% | {steady_rate} | {steady_share} | "
+                f"{t['images_per_s']:.0f} | {t['lost']} | "
+                f"{t['billed_client']} | {t['billed_server']} | {t['throttled']} | {t['injected_429']} | "
+                + (f"{cpu:.1f} |" if cpu is not None else "|")
+            )
+        b = runs[0]["breakdown_ms"]
         lines += [
+            "",
             f"Where the time goes, per request ({b['body_mb']:.1f} MB body; ms of CPU, medians, no HTTP): "
             + ", ".join(f"{k} {v:.0f}" for k, v in b.items() if k != "body_mb")
-            + ". The server runs in the client's process (one GIL) on a machine shared with other jobs; the "
-            "rest is the body moved through Python's HTTP stacks (httpx, h11) on both sides (UINT8 tensors "
-            "carry a quarter of FP32's bytes).",
+            + ". The timed call is one `predict_proba` of "
+            f"{t['requests_planned'] * t['images_per_request'] - 1} float images "
+            f"({(t['requests_planned'] * t['images_per_request'] - 1) * 3 * 224 * 224 * 4 / 1e9:.1f} GB of "
+            "float32): it checks, quantises and hashes all of them before its first request (so that a call "
+            "over the budget is refused whole, before anything is sent), which is the wait before the first "
+            "answer; from then on the steady rate is what the client sustains. The whole-call fraction counts "
+            "that start and the last throttled requests' Retry-After. Client CPU s counts this process's CPU "
+            "time over the timed run, which in `thread` mode includes the server's.",
             "",
         ]
     if "mlserver" in result:
@@ -346,6 +460,12 @@ def main(argv=None):
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--datatype", default="UINT8", help="throughput: the server's declared input type")
+    p.add_argument("--concurrency", type=int, default=8, help="throughput: the client's max_concurrency")
+    p.add_argument(
+        "--server",
+        default="thread,process",
+        help="throughput: where the server runs, 'thread' (this process, one GIL) and/or 'process' (bar serve)",
+    )
     p.add_argument("--bar-queries", type=int, default=4000)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "open_inference"))
     p.add_argument("--merge", action="store_true", help="keep the other parts' results from the last run")
