@@ -368,8 +368,14 @@ def markdown(result):
         "# Open Inference Protocol client",
         "",
         f"Commands: {commands}  ",
-        f"Machine: {os.cpu_count()} CPUs (shared with other jobs), Python {platform.python_version()}, load "
-        f"average at the start of the last run {result['load']}.",
+        f"Machine: {os.cpu_count()} CPUs (shared with other jobs), Python {platform.python_version()}; load "
+        "average at the start of each part's run: "
+        + (
+            ", ".join(f"{part} {load}" for part, load in result["load_by_part"].items())
+            if "load_by_part" in result
+            else f"{result['load']} (the last run)"
+        )
+        + ".",
         "",
     ]
     if "stages" in result:
@@ -473,7 +479,9 @@ def main(argv=None):
     parts = args.parts.split(",")
     out = Path(args.out)
     result = json.loads(out.with_suffix(".json").read_text()) if args.merge else {}
-    result.update({"load": [round(v, 2) for v in os.getloadavg()], "args": vars(args)})
+    load = [round(v, 2) for v in os.getloadavg()]
+    result.update({"load": load, "args": vars(args)})
+    result.setdefault("load_by_part", {}).update({part: load for part in parts})
     if "stages" in parts:
         result["stages"] = stages(args)
     if "throughput" in parts:
