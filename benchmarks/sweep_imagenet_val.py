@@ -13,7 +13,8 @@ refitted logistic readout, so both readouts of the same program are compared. Th
 Lite0 runs through ONNX Runtime at 224 px with two threads (``--size`` to change the input side). Runs are
 appended to results/sweep_imagenet_val_runs.jsonl (a run already recorded is skipped); the tables go
 to results/sweep_imagenet_val.{json,md}. ``--source cnn`` runs a setting on the CIFAR-subset CNN instead,
-to check that a default chosen here still works there.
+to check that a default chosen here still works there; ``--top-k 10`` makes the source answer its ten
+largest scores only, as a vision API does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from lite0 import lite0
 from reprogram_imagenet import metrics
 
 from bar_sdk import losses as L
+from bar_sdk.adapters import TopK
 from bar_sdk.mapping import LogisticReadout
 from bar_sdk.reprogram import BARClassifier
 
@@ -36,9 +38,13 @@ THREADS = 2
 
 
 def source(name, size):
-    if name == "cnn":
-        return common.source_model(common.DEFAULT_DATA_DIR, common.TRAINED_SOURCE_CONFIG)[0]
-    return lite0(size, threads=THREADS)
+    """``cnn``, ``lite0``, or either as a top-k API (``lite0 top-10``: only the 10 largest scores answered)."""
+    base, _, top = name.partition(" top-")
+    if base == "cnn":
+        model = common.source_model(common.DEFAULT_DATA_DIR, common.TRAINED_SOURCE_CONFIG)[0]
+    else:
+        model = lite0(size, threads=THREADS)
+    return TopK(model, int(top)) if top else model
 
 
 def val_task(task):
@@ -185,12 +191,15 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--source", choices=("lite0", "cnn"), default="lite0")
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--top-k", type=int, help="the source answers its K largest scores only (as an API)")
     ap.add_argument("--grey", action="store_true")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     global THREADS
     THREADS = args.threads
+    if args.top_k:
+        args.source = f"{args.source} top-{args.top_k}"
     if not args.report:
         done = {key(r) for r in load_runs()}
         for task in args.tasks:
