@@ -93,14 +93,17 @@ def run(task, settings, budget, seed, src, size):
     }
 
 
-def grey(task, src, size):
-    """The untrained grey frame: frequency mappings with 1 and 10 labels per class, and the logistic readout."""
+def grey(task, src, size, settings=None):
+    """The untrained grey frame: frequency mappings with 1 and 10 labels per class, and the logistic readout.
+
+    ``settings`` (overrides such as ``{"program": "full"}``) choose the layout and program form whose zero
+    parameters are read; the default's when empty."""
     model = source(src, size)
     (Xtr, ytr), (Xva, yva) = val_task(task)
     k = int(ytr.max()) + 1
     from bar_sdk.mapping import frequency_mapping, source_frequencies
 
-    clf = BARClassifier(model)
+    clf = BARClassifier(model, **(settings or {}))
     layout, program = clf._layout_and_program(Xtr, model.input_shape)
     theta = np.zeros((1, program.n_params))
     s_tr = model.predict_proba(program.apply(theta, program.embed(layout.transform(Xtr))))
@@ -115,7 +118,7 @@ def grey(task, src, size):
         "task": task,
         "source": src,
         "size": size,
-        "settings": "grey frame",
+        "settings": "grey frame" + (f" {json.dumps(settings, sort_keys=True)}" if settings else ""),
         "budget": len(ytr),
         "seed": None,
         "queries": len(ytr),
@@ -204,7 +207,7 @@ def main():
         done = {key(r) for r in load_runs()}
         for task in args.tasks:
             if args.grey:
-                jobs = [lambda: grey(task, args.source, args.size)]
+                jobs = [(lambda s=s: grey(task, args.source, args.size, s)) for s in map(json.loads, args.settings)]
             else:
                 jobs = [
                     (lambda s=s, seed=seed: run(task, s, args.budget, seed, args.source, args.size))
