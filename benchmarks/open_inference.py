@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -150,37 +149,17 @@ def throughput(args):
 @contextmanager
 def server_process(rate, model_name, datatype):
     """``bar serve --preset open_inference`` in its own process on a free port: ``(base_url, api_key, stats)``."""
-    from _mlserver import free_ports
+    from types import SimpleNamespace
 
-    port = free_ports(1)[0]
-    api_key, admin_key = "bench-key", "bench-admin"
-    cmd = [
-        sys.executable, "-m", "bar_sdk.adapters.server", "--model", "demo", "--input-shape", "3,224,224",
-        "--classes", "10", "--preset", "open_inference", "--model-name", model_name,
-        "--input-datatype", datatype, "--rate", f"{rate:g}", "--burst", "4", "--fault-429", "0.1",
-        "--seed", "0", "--api-key", api_key, "--admin-key", admin_key, "--port", str(port),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base_url = f"http://127.0.0.1:{port}"
+    from benchmarks.remote_throughput import _ServerProcess
+
+    options = SimpleNamespace(rate=rate, server_burst=4, seed=0, fault_429=0.1, fault_500=0.0, server_cpu=None)
+    extra = ["--classes", "10", "--preset", "open_inference", "--model-name", model_name, "--input-datatype", datatype]
+    server = _ServerProcess(options, (3, 224, 224), extra)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base_url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bar serve did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
-
-        def stats():
-            return httpx.get(f"{base_url}/_stats", headers={"X-Admin-Key": admin_key}, timeout=5).json()
-
-        yield base_url, api_key, stats
+        yield server.base_url, server.api_key, lambda: server.stats().as_dict()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.close()
 
 
 @contextmanager
@@ -241,6 +220,7 @@ def throughput_run(args, mode):
         cpu = time.process_time() - cpu_start
         done.set()
         sampler.join()
+        trace.append((wall, remote.ledger.billed))  # the end: every image billed
         served = stats()
         remote.close()
     lost = int(len(x) - 1 - np.isfinite(p).all(axis=1).sum())
@@ -270,11 +250,10 @@ def throughput_run(args, mode):
 
 
 def steady(trace, total, per_request, rate):
-    """The answers' timing: the first one, the rate between 10% and 90% of the images billed, the tail.
+    """The answers' timing: the first one, the rate between 10% and 90% of the images billed, the last one.
 
     The steady rate leaves out the call's start (checking, quantising and hashing every image before the
-    first request: ~0.35 ms per 3x224x224 float image) and its end (the last throttled requests waiting
-    out their Retry-After after everything else was answered)."""
+    first request) and its end (the last throttled requests waiting out their Retry-After)."""
     t = np.array([s for s, _ in trace])
     billed = np.array([b for _, b in trace]) - 1  # the warm-up image was billed before the timed call
     t10, t90 = t[np.argmax(billed >= 0.1 * total)], t[np.argmax(billed >= 0.9 * total)]
@@ -370,11 +349,7 @@ def markdown(result):
         f"Commands: {commands}  ",
         f"Machine: {os.cpu_count()} CPUs (shared with other jobs), Python {platform.python_version()}; load "
         "average at the start of each part's run: "
-        + (
-            ", ".join(f"{part} {load}" for part, load in result["load_by_part"].items())
-            if "load_by_part" in result
-            else f"{result['load']} (the last run)"
-        )
+        + ", ".join(f"{part} {load}" for part, load in result["load_by_part"].items())
         + ".",
         "",
     ]
@@ -402,7 +377,6 @@ def markdown(result):
         ]
     if "throughput" in result:
         runs = result["throughput"]
-        runs = [dict(runs, server="thread")] if isinstance(runs, dict) else runs
         t = runs[0]
         lines += [
             f"## Against the local server (open_inference, binary {t['datatype']} tensors)",
@@ -418,16 +392,12 @@ def markdown(result):
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for t in runs:
-            cpu = t.get("client_cpu_seconds")
-            first = f"{t['first_answer_s']:.1f}" if "first_answer_s" in t else ""
-            steady_rate = f"{t['steady_requests_per_s']:.2f}" if "steady_requests_per_s" in t else ""
-            steady_share = f"{100 * t['steady_fraction_of_rate']:.1f}%" if "steady_fraction_of_rate" in t else ""
             lines.append(
-                f"| {t['server']} | {t['seconds']:.1f} | {first} | {t['answered_requests_per_s']:.2f} | "
-                f"{100 * t['fraction_of_rate']:.1f}% | {steady_rate} | {steady_share} | "
-                f"{t['images_per_s']:.0f} | {t['lost']} | "
-                f"{t['billed_client']} | {t['billed_server']} | {t['throttled']} | {t['injected_429']} | "
-                + (f"{cpu:.1f} |" if cpu is not None else "|")
+                f"| {t['server']} | {t['seconds']:.1f} | {t['first_answer_s']:.1f} | "
+                f"{t['answered_requests_per_s']:.2f} | {100 * t['fraction_of_rate']:.1f}% | "
+                f"{t['steady_requests_per_s']:.2f} | {100 * t['steady_fraction_of_rate']:.1f}% | "
+                f"{t['images_per_s']:.0f} | {t['lost']} | {t['billed_client']} | {t['billed_server']} | "
+                f"{t['throttled']} | {t['injected_429']} | {t['client_cpu_seconds']:.1f} |"
             )
         b = runs[0]["breakdown_ms"]
         lines += [
@@ -480,7 +450,7 @@ def main(argv=None):
     out = Path(args.out)
     result = json.loads(out.with_suffix(".json").read_text()) if args.merge else {}
     load = [round(v, 2) for v in os.getloadavg()]
-    result.update({"load": load, "args": vars(args)})
+    result["args"] = vars(args)
     result.setdefault("load_by_part", {}).update({part: load for part in parts})
     if "stages" in parts:
         result["stages"] = stages(args)

@@ -117,9 +117,11 @@ class DistinctImages:
 
 
 class _ServerProcess:
-    """``bar serve`` in a child process: the server's work off this process's GIL, as a vendor's is."""
+    """``bar serve`` in a child process: the server's work off this process's GIL, as a vendor's is.
 
-    def __init__(self, args, shape):
+    ``extra``: more ``bar serve`` options (``--preset open_inference``, ...)."""
+
+    def __init__(self, args, shape, extra=()):
         import secrets
         import socket
         import subprocess
@@ -132,7 +134,7 @@ class _ServerProcess:
         cmd = [sys.executable, "-m", "bar_sdk.cli", "serve", "--input-shape", ",".join(map(str, shape))]
         cmd += ["--port", str(port), "--api-key", self.api_key, "--admin-key", self.admin_key]
         cmd += ["--rate", str(args.rate), "--burst", str(args.server_burst), "--seed", str(args.seed)]
-        cmd += ["--fault-429", str(args.fault_429), "--fault-500", str(args.fault_500)]
+        cmd += ["--fault-429", str(args.fault_429), "--fault-500", str(args.fault_500), *extra]
         if args.server_cpu is not None:
             cmd = ["taskset", "-c", args.server_cpu, *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
