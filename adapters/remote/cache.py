@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
 
-__all__ = ["AnswerCache", "image_key"]
+__all__ = ["AnswerCache", "image_key", "image_keys"]
 
 State = Union[dict[str, Any], Callable[[], dict[str, Any]]]
 
@@ -28,6 +28,24 @@ def image_key(img: np.ndarray, identity: str) -> str:
     h.update(repr(img.shape).encode())
     h.update(np.ascontiguousarray(img, dtype=np.uint8).data.cast("B"))  # the same bytes, not copied
     return h.hexdigest()
+
+
+def image_keys(images: np.ndarray, identity: str) -> list[str]:
+    """:func:`image_key` of every image of the uint8 batch ``images`` (one shape), equal to it key for key.
+
+    The identity and the shape are hashed once for the batch; each image then costs one copy of that
+    hash state and the pass over its own bytes.
+    """
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    prefix = hashlib.sha256()
+    prefix.update(identity.encode())
+    prefix.update(repr(images.shape[1:]).encode())
+    keys = []
+    for img in images:
+        h = prefix.copy()
+        h.update(img.data.cast("B"))
+        keys.append(h.hexdigest())
+    return keys
 
 
 class AnswerCache:

@@ -3,8 +3,8 @@
 The answer cache is consulted before a request leaves, but an image whose
 request has not come back yet is not in the cache: without this register, two
 threads (or two coroutines) asking for the same image at once would both pay
-for it. :class:`RemoteModel` registers every image it sends as a :class:`Flight`,
-under the same lock as its cache lookup; a call that finds an image there
+for it. :class:`RemoteModel` registers every request it sends as a :class:`Flight`,
+under each of its images, under the same lock as its cache lookup; a call that finds an image there
 waits for that request (a ``threading.Event`` for threads, a future on its own
 event loop for coroutines) instead of sending it again.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Mapping
 
 from bar_sdk.adapters.remote.presets.base import Answer
 
@@ -20,20 +21,22 @@ __all__ = ["Flight"]
 
 
 class Flight:
-    """One image being sent by one call.
+    """The images of one request, being sent by one call.
 
-    :meth:`land` is called once by the call that sends it, with the answer
-    (the request was billed and answered), with ``error`` (the API refused this
-    image inside a billed answer) or with neither (the request failed or was
-    never sent: a waiter then sends the image itself, under its own budget).
+    :meth:`land` is called once by the call that sends them, with the answers
+    of those the API answered (the request was billed), the errors of those it
+    refused inside a billed answer, and neither for the rest (the request failed
+    or was never sent: a waiter then sends such an image itself, under its own
+    budget). One flight covers every image of its request, so a batch of
+    thousands costs one event, not thousands.
     """
 
-    __slots__ = ("owner", "answer", "error", "_done", "_lock", "_waiters")
+    __slots__ = ("owner", "answers", "errors", "_done", "_lock", "_waiters")
 
     def __init__(self) -> None:
         self.owner = threading.get_ident()  # the thread of the call sending it
-        self.answer: Answer | None = None
-        self.error: BaseException | None = None
+        self.answers: Mapping[str, Answer] = {}
+        self.errors: Mapping[str, BaseException] = {}
         self._done = threading.Event()
         self._lock = threading.Lock()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -42,9 +45,11 @@ class Flight:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def land(self, answer: Answer | None = None, error: BaseException | None = None) -> None:
+    def land(
+        self, answers: Mapping[str, Answer] | None = None, errors: Mapping[str, BaseException] | None = None
+    ) -> None:
         with self._lock:
-            self.answer, self.error = answer, error
+            self.answers, self.errors = answers or {}, errors or {}
             self._done.set()
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -63,6 +64,9 @@ class LabelMapper:
             if normalize_label(label) not in self._index:
                 raise InvalidInputError(f"label_aliases maps {api_name!r} to {label!r}, which is not in labels")
             self._index[normalize_label(api_name)] = self._index[normalize_label(label)]
+        # An answer naming every label once, in order (a dense score tensor read back, or its cached copy),
+        # maps onto the labels as it is, unless an alias sends one of those names to another label.
+        self._in_order = all(self._index[normalize_label(label)] == i for i, label in enumerate(self.labels))
 
     def index(self, name: str) -> int | None:
         """Position of the API label ``name`` in :attr:`labels`, or ``None``."""
@@ -73,6 +77,27 @@ class LabelMapper:
             if len(self._exact) < _MEMO:
                 self._exact[name] = i
             return i
+
+    def to_matrix(self, answers: Sequence[Mapping[str, float | None]]) -> np.ndarray:
+        """The score rows (float64, ``(len(answers), len(labels))``), equal to stacking :meth:`to_vector`'s.
+
+        Answers that name every label once, in order, are read in one pass over their values (a
+        1,000-class answer costs microseconds instead of a thousand name lookups); the others row by row.
+        """
+        n, width = len(answers), len(self.labels)
+        if self._in_order and not self.label_only and n:
+            if all(len(a) == width and tuple(a) == self.labels for a in answers):
+                try:
+                    values = np.fromiter(chain.from_iterable(a.values() for a in answers), np.float64, n * width)
+                except (TypeError, ValueError):  # a value that is not a number: the row path says which
+                    values = None
+                # NumPy reads None as NaN: a row with a NaN goes the row path, which refuses a None score
+                if values is not None and not np.isnan(values).any():
+                    return values.reshape(n, width)
+        out = np.empty((n, width), dtype=np.float64)
+        for i, answer in enumerate(answers):
+            out[i] = self.to_vector(answer)
+        return out
 
     def to_vector(self, answer: Mapping[str, float | None]) -> np.ndarray:
         """The score vector (float64, ``len(labels)``) for one image's answer."""

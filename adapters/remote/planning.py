@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from bar_sdk.adapters.remote.cache import AnswerCache, image_key
+from bar_sdk.adapters.remote.cache import AnswerCache, image_keys
 from bar_sdk.adapters.remote.encoding import quantize
 from bar_sdk.adapters.remote.flight import Flight
 from bar_sdk.adapters.remote.labels import LabelMapper
@@ -143,7 +143,11 @@ class Planner:
             q = np.concatenate(list(pool.map(quantize, np.array_split(x, min(len(x), pool._max_workers)))))
         else:
             q = quantize(x)
-        keys = parallel_map(pool, lambda img: image_key(img, self.identity), list(q), q.nbytes)
+        if pool is not None and len(q) > 1 and q.nbytes >= PARALLEL_BYTES:
+            parts = np.array_split(q, min(len(q), pool._max_workers))
+            keys = [key for part in pool.map(lambda part: image_keys(part, self.identity), parts) for key in part]
+        else:
+            keys = image_keys(q, self.identity)
         first: dict[str, int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
@@ -166,15 +170,17 @@ class Planner:
                     mine.append(k)
             # Reserve every image this call sends before the first request leaves: refused whole, nothing sent.
             self.ledger.reserve(len(mine))
-            for k in mine:
-                if k not in self.flights:
-                    self.flights[k] = plan.owned[k] = Flight()
+            step = self.preset.max_batch
+            parts = [mine[start : start + step] for start in range(0, len(mine), step)]
+            for part in parts:  # one flight per request, under each of its images
+                flight = Flight()
+                for k in part:
+                    if k not in self.flights:
+                        self.flights[k] = plan.owned[k] = flight
         plan.answers.update(cached)
         plan.waits.update(waits)
         plan.n_own += len(mine)
-        step = self.preset.max_batch
-        for start in range(0, len(mine), step):
-            part = mine[start : start + step]
+        for part in parts:
             plan.chunks.append(Chunk(part, [plan.q[plan.first[k]] for k in part]))
         plan.n_requests += len(plan.chunks)
 
@@ -182,10 +188,10 @@ class Planner:
         """After the waits: take the answers of landed flights; claim again the images whose flight failed."""
         again = []
         for k, flight in plan.waits.items():
-            if flight.answer is not None:
-                plan.answers[k] = flight.answer
-            elif flight.error is not None:
-                errors.append(copied(flight.error))
+            if k in flight.answers:
+                plan.answers[k] = flight.answers[k]
+            elif k in flight.errors:
+                errors.append(copied(flight.errors[k]))
             else:
                 again.append(k)
         plan.waits.clear()
@@ -205,22 +211,25 @@ class Planner:
         good: Mapping[str, Answer] | None = None,
         refused: Mapping[str, BaseException] | None = None,
     ) -> None:
-        """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters."""
-        landed = []
+        """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters.
+
+        ``keys`` covers whole requests (a flight is one request), so each flight lands once, with
+        ``good`` and ``refused`` for its waiters to read their own image from.
+        """
+        landed: dict[int, Flight] = {}
         with self.lock:
             for k in keys:
                 flight = plan.owned.pop(k, None)
                 if flight is not None:
                     if self.flights.get(k) is flight:
                         del self.flights[k]
-                    landed.append((k, flight))
-        for k, flight in landed:
-            error = (refused or {}).get(k)
-            flight.land((good or {}).get(k), copied(error) if error is not None else None)
+                    landed[id(flight)] = flight
+        for flight in landed.values():
+            flight.land(good, refused)
 
     def finish(self, plan: Plan, mapper: LabelMapper) -> np.ndarray:
         """The score rows, in the order of ``x``; the images this call did not send count as cache hits."""
-        scores = np.stack([mapper.to_vector(plan.answers[k]) for k in plan.keys])
+        scores = mapper.to_matrix([plan.answers[k] for k in plan.keys])
         self.ledger.record_cache_hits(len(plan.keys) - plan.n_own)
         return scores
 

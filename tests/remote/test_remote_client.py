@@ -140,6 +140,51 @@ def test_label_mapper_rules():
         LabelMapper(["a", "b"]).to_vector({"a": None})
 
 
+def _stacked(mapper, answers):
+    return np.stack([mapper.to_vector(a) for a in answers])
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [{"a": 0.2, "b": 0.7, "c": 0.1}, {"a": 1.0, "b": 0.0, "c": 0.0}],  # every label, in order: one pass
+        [{"a": 0.2, "b": 0.7, "c": 0.1}, {"c": 0.3, "a": 0.6, "b": 0.1}],  # one row in another order
+        [{"a": 0.2, "b": 0.7, "c": 0.1}, {"a": 0.5, "b": 0.5}],  # one row leaves a label out
+        [{"a": 0.2, "b": 0.7, "c": 0.1}, {"A": 0.5, "b": 0.4, "c": 0.1}],  # a name in another case
+    ],
+)
+def test_label_mapper_matrix_equals_the_stacked_vectors(answers):
+    mapper = LabelMapper(["a", "b", "c"], missing_score=0.05)
+    np.testing.assert_array_equal(mapper.to_matrix(answers), _stacked(mapper, answers))
+    assert mapper.to_matrix([]).shape == (0, 3)
+
+
+def test_label_mapper_matrix_keeps_the_rules_of_aliases_label_only_and_missing_scores():
+    # an alias that sends one label's name to another label: in-order answers must not be read as they are
+    aliased = LabelMapper(["a", "b"], aliases={"a": "b"})
+    answers = [{"a": 0.9, "b": 0.1}]
+    np.testing.assert_array_equal(aliased.to_matrix(answers), _stacked(aliased, answers))
+    np.testing.assert_array_equal(aliased.to_matrix(answers), [[0.0, 0.9]])
+    only = LabelMapper(["a", "b"], label_only=True)
+    np.testing.assert_array_equal(only.to_matrix([{"a": 0.2, "b": 0.7}, {"a": 0.9, "b": 0.1}]), [[0, 1], [1, 0]])
+    with pytest.raises(ResponseFormatError, match="label_only=True"):
+        LabelMapper(["a", "b"]).to_matrix([{"a": 0.5, "b": 0.5}, {"a": None, "b": 0.5}])
+
+
+def test_image_keys_of_a_batch_equal_each_image_key():
+    from bar_sdk.adapters.remote.cache import image_key, image_keys
+
+    rng = np.random.default_rng(3)
+    for shape in [(5, 1, 28, 28), (3, 3, 7, 9), (1, 1, 1, 1)]:
+        q = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert image_keys(q, "model é") == [image_key(img, "model é") for img in q]
+        strided = q[:, :, ::2]  # not contiguous: the same bytes hashed as a copy would be
+        assert image_keys(strided, "m") == [image_key(img, "m") for img in strided]
+    q = rng.integers(0, 256, (2, 1, 4, 4), dtype=np.uint8)
+    assert len(set(image_keys(q, "m") + image_keys(q, "other"))) == 4  # the identity is part of the key
+    assert image_keys(q[:, :, :2], "m") != image_keys(q[:, :, :2].reshape(2, 1, 1, 8), "m")  # and the shape
+
+
 def test_jpeg_only_on_request_with_a_warning():
     with pytest.warns(UserWarning, match="lossy"):
         model = make(Recorder(), image_format="jpeg")

@@ -236,3 +236,37 @@ def test_a_blocking_call_on_the_loop_thread_of_the_sending_coroutine_does_not_de
     blocking, awaited = out[0]
     np.testing.assert_array_equal(blocking, awaited)
     assert wire.sent == 8 and model.ledger.in_flight == 0
+
+
+def test_waiters_on_one_partly_refused_request_get_their_own_image_answer_or_refusal():
+    # One flight covers the four images of the first call's request; the API refuses image 2 inside
+    # its billed answer. A call waiting for images 0-1 gets their answers; one waiting for image 2
+    # gets that refusal; neither sends anything, and the bill is the one request's four images.
+    def refuse_third(request):
+        answer = clarifai_ok(request)
+        body = answer.json()
+        body["status"] = {"code": 10010}
+        body["outputs"][2] = {"status": {"code": 30300, "description": "bad bytes"}}
+        return httpx.Response(200, json=body)
+
+    class RefusingWire(SlowWire):
+        def __call__(self, request):
+            self._count(request)
+            time.sleep(self.delay)
+            return refuse_third(request)
+
+    wire = RefusingWire(delay=0.2)
+    model = remote(wire)
+    x = images(4, seed=6)
+    first = []
+    sender = threading.Thread(target=lambda: first.append(_call(model, x)))
+    sender.start()
+    while wire.requests == 0:  # the first call's request is in flight
+        time.sleep(0.005)
+    waiting = in_threads(lambda ids: _call(model, x[ids]), [[0, 1], [2]])
+    sender.join(10)
+    assert isinstance(first[0], RemoteError) and "refused image 2" in str(first[0])
+    np.testing.assert_array_equal(waiting[0], remote(SlowWire(delay=0)).predict_proba(x[[0, 1]]))
+    assert isinstance(waiting[1], RemoteError) and "refused image 2" in str(waiting[1])
+    assert wire.requests == 1 and wire.sent == 4
+    assert model.ledger.billed == 4 and model.ledger.in_flight == 0

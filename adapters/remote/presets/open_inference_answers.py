@@ -65,7 +65,7 @@ def read_answers(
             f"{where} holds scores in [{rows.min():g}, {rows.max():g}]; expected "
             "probabilities in [0, 1] (pass scores='logits' for a model that outputs logits)"
         )
-    return [dict(zip(labels, map(float, row), strict=False)) for row in rows]
+    return [dict(zip(labels, row, strict=False)) for row in rows.tolist()]
 
 
 def _read_classes(values: list[bytes], n_images: int, where: str, labels: Sequence[str], scores: str) -> list[Answer]:
