@@ -8,6 +8,7 @@ refitted logistic readout, so both readouts of the same program are compared. Th
 
     python benchmarks/sweep_imagenet_val.py --budget 4000 --seeds 0 --settings '{}' '{"mapping": "logistic"}'
     python benchmarks/sweep_imagenet_val.py --grey              # the untrained frame's readouts
+    python benchmarks/sweep_imagenet_val.py --grey --views 2 4  # ... each image read from 2 and 4 views
     python benchmarks/sweep_imagenet_val.py --report            # tables from the runs recorded so far
 
 Lite0 runs through ONNX Runtime at 224 px with two threads (``--size`` to change the input side). Runs are
@@ -93,21 +94,40 @@ def run(task, settings, budget, seed, src, size):
     }
 
 
-def grey(task, src, size, settings=None):
+VIEWS = (
+    ("as is", lambda x: x),
+    ("flipped", lambda x: x[..., ::-1]),
+    ("right 4", lambda x: np.roll(x, 4, axis=-1)),
+    ("down 4", lambda x: np.roll(x, 4, axis=-2)),
+    ("left 4", lambda x: np.roll(x, -4, axis=-1)),
+    ("up 4", lambda x: np.roll(x, -4, axis=-2)),
+)
+"""Views of a target image for ``--views``: itself, mirrored, and shifted 4 px (wrapping) of its own side."""
+
+
+def grey(task, src, size, settings=None, views=1):
     """The untrained grey frame: frequency mappings with 1 and 10 labels per class, and the logistic readout.
 
     ``settings`` (overrides such as ``{"program": "full"}``) choose the layout and program form whose zero
-    parameters are read; the default's when empty."""
+    parameters are read; the default's when empty. With ``views`` > 1 each image is read from that many
+    of :data:`VIEWS` (one query each), its log-scores (a top-k answer's left-out scores read as the
+    readouts read them) averaged over the views."""
     model = source(src, size)
     (Xtr, ytr), (Xva, yva) = val_task(task)
     k = int(ytr.max()) + 1
-    from bar_sdk.mapping import frequency_mapping, source_frequencies
+    from bar_sdk.mapping import _features, frequency_mapping, source_frequencies
 
     clf = BARClassifier(model, **(settings or {}))
     layout, program = clf._layout_and_program(Xtr, model.input_shape)
     theta = np.zeros((1, program.n_params))
-    s_tr = model.predict_proba(program.apply(theta, program.embed(layout.transform(Xtr))))
-    s_va = model.predict_proba(program.apply(theta, program.embed(layout.transform(Xva))))
+
+    def scores(X):
+        read = [
+            model.predict_proba(program.apply(theta, program.embed(layout.transform(v(X))))) for _, v in VIEWS[:views]
+        ]
+        return np.exp(np.mean([_features(s) for s in read], axis=0)) if views > 1 else read[0]
+
+    s_tr, s_va = scores(Xtr), scores(Xva)
     out = {}
     for m in (1, 10):
         mp = frequency_mapping(source_frequencies(s_tr, ytr, k), m)
@@ -118,10 +138,12 @@ def grey(task, src, size, settings=None):
         "task": task,
         "source": src,
         "size": size,
-        "settings": "grey frame" + (f" {json.dumps(settings, sort_keys=True)}" if settings else ""),
-        "budget": len(ytr),
+        "settings": "grey frame"
+        + (f" {json.dumps(settings, sort_keys=True)}" if settings else "")
+        + (f", {views} views" if views > 1 else ""),
+        "budget": len(ytr) * views,
         "seed": None,
-        "queries": len(ytr),
+        "queries": len(ytr) * views,
         "val": out,
         "top_prob_mean": float(s_tr.max(1).mean()),
     }
@@ -196,6 +218,7 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--top-k", type=int, help="the source answers its K largest scores only (as an API)")
     ap.add_argument("--grey", action="store_true")
+    ap.add_argument("--views", type=int, nargs="+", default=[1], help="--grey: read each image from N views")
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
@@ -207,7 +230,11 @@ def main():
         done = {key(r) for r in load_runs()}
         for task in args.tasks:
             if args.grey:
-                jobs = [(lambda s=s: grey(task, args.source, args.size, s)) for s in map(json.loads, args.settings)]
+                jobs = [
+                    (lambda s=s, v=v: grey(task, args.source, args.size, s, v))
+                    for s in map(json.loads, args.settings)
+                    for v in args.views
+                ]
             else:
                 jobs = [
                     (lambda s=s, seed=seed: run(task, s, args.budget, seed, args.source, args.size))
