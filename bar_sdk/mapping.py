@@ -80,7 +80,7 @@ def readout_folds(n: int, n_folds: int = READOUT_FOLDS) -> np.ndarray:
     return np.arange(n) % n_folds
 
 
-def _features(scores: np.ndarray) -> np.ndarray:
+def log_features(scores: np.ndarray) -> np.ndarray:
     """Log-scores; a score a top-k answer left out (an exact zero) is read as half the smallest score the row gave.
 
     The scores left out are below the row's k-th, not near zero: read as the floor, they would turn the
@@ -161,7 +161,7 @@ def choose_readout_C(
     """The C of ``grid`` whose out-of-fold readouts give the lowest class-weighted log-loss (no queries)."""
     scores, y = _check_scores(scores, y, n_target)
     folds = readout_folds(len(y)) if folds is None else np.asarray(folds)
-    return _search_C(_features(scores), y, n_target, folds, grid)[0]
+    return _search_C(log_features(scores), y, n_target, folds, grid)[0]
 
 
 def _search_C(features, y, n_target, folds, grid=READOUT_C_GRID):
@@ -215,16 +215,16 @@ class LogisticReadout:
         scores, y = _check_scores(scores, y, n_target)
         if C == "auto":
             C = choose_readout_C(scores, y, n_target)
-        coef, intercept = _fit_linear(_features(scores), y, n_target, C)
+        coef, intercept = _fit_linear(log_features(scores), y, n_target, C)
         return cls(coef, intercept, float(C))
 
     @classmethod
     def _features(cls, scores: np.ndarray) -> np.ndarray:
-        return _features(scores)
+        return log_features(scores)
 
     def logits(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """``(n, k)`` target logits; ``rows`` (ignored here) as in :class:`CrossFittedReadout`."""
-        return _features(scores) @ self.coef + self.intercept
+        return log_features(scores) @ self.coef + self.intercept
 
     def backward(self, dlogits: np.ndarray, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """The gradient on the log-scores ``(n, n_source)`` from one on the logits ``(n, k)``."""
@@ -270,7 +270,7 @@ class CrossFittedReadout:
     ) -> "CrossFittedReadout":
         scores, y = _check_scores(scores, y, n_target)
         folds = readout_folds(len(y), n_folds)
-        features = _features(scores)
+        features = log_features(scores)
         if C == "auto":  # the search's fits of the chosen C are the readouts: not fitted twice
             C, fits = _search_C(features, y, n_target, folds)
         else:
@@ -282,7 +282,7 @@ class CrossFittedReadout:
         return type(self).fit(scores, y, self.coefs.shape[2], self.C, self.coefs.shape[0])
 
     def logits(self, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        f = _features(scores)
+        f = log_features(scores)
         if rows is None:
             return f @ self.coefs.mean(0) + self.intercepts.mean(0)
         fold = self.folds[np.asarray(rows)]

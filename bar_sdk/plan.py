@@ -162,6 +162,7 @@ def plan_bar(
     costs = fit_costs(clf, n, fit_estimator(clf, guided=getattr(clf, "surrogate", None) is not None), program.n_params)
     batch, evaluations, step_cost = costs.batch, costs.evaluations, costs.step_cost
     mapping, readout, total_steps = costs.mapping_cost, costs.readout_cost, costs.total_steps
+    views = clf.views
     spent, steps, pos, train_calls = mapping, 0, 0, []
     # fit's loop: a step goes out while it and the reserved readout pass fit in max_queries
     while total_steps is None or steps < total_steps:
@@ -175,8 +176,9 @@ def plan_bar(
     calls = {
         "mapping": _score_calls(mapping, 1) if mapping else [],
         "train": train_calls,
-        "readout": [min(clf.READOUT_CHUNK, readout - s) for s in range(0, readout, clf.READOUT_CHUNK)],
-        "predict": _score_calls(n_eval, 1) if n_eval else [],
+        # the readout pass sends READOUT_CHUNK images a call, each read from every view
+        "readout": [min(clf.READOUT_CHUNK, n - s) * views for s in range(0, n, clf.READOUT_CHUNK)] if readout else [],
+        "predict": _score_calls(n_eval, views) if n_eval else [],
     }
     notes = []
     if getattr(clf, "surrogate", None) is not None:

@@ -41,6 +41,7 @@ from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import check_mapping_size, check_readout_folds
 from bar_sdk.reprogram_steps import BARStep
 from bar_sdk.train_state import TrainState, data_record, load_checkpoint, save_checkpoint
+from bar_sdk.views import MAX_VIEWS
 from bar_sdk.zo import (
     ESTIMATORS,
     OPTIMIZERS,
@@ -93,6 +94,7 @@ def check_settings(clf) -> None:
     check_choice(clf.mapping, "mapping", ("frequency", "iterative", "random", "logistic"))
     check_int(clf.labels_per_class, "labels_per_class", low=1, allow_none=True)
     check_choice(clf.readout, "readout", ("mapping", "logistic"))
+    check_int(clf.views, "views", low=1, high=MAX_VIEWS)
     check_choice(clf.loss, "loss", tuple(L.LOSSES))
     check_float(clf.gamma, "gamma", low=0.0)
     if not isinstance(clf.estimator, GradientEstimator):
@@ -204,12 +206,12 @@ def fit_costs(clf: Any, n: int, estimator: GradientEstimator | None, n_params: i
     evaluations = 1 if estimator is None else estimator.evaluations(n_params)  # None: exact
     step_cost = batch * evaluations
     mapping_cost = 0 if clf.mapping == "random" else n
-    readout_cost = n if clf.readout == "logistic" else 0
+    readout_cost = n * clf.views if clf.readout == "logistic" else 0
     if clf.max_queries is not None and clf.max_queries < mapping_cost + step_cost + readout_cost:
         raise InvalidInputError(
             f"max_queries={clf.max_queries} is too small for one step: the label-mapping pass costs "
             f"{mapping_cost}, one step {step_cost} (batch_size={batch} x {evaluations} "
-            f"evaluations) and the readout pass {readout_cost} (readout={clf.readout!r}); expected "
+            f"evaluations) and the readout pass {readout_cost} (readout={clf.readout!r}, views={clf.views}); expected "
             f"max_queries >= {mapping_cost + step_cost + readout_cost}"
         )
     epochs = clf.max_epochs if clf.max_epochs is not None else (None if clf.max_queries else DEFAULT_EPOCHS)

@@ -29,6 +29,7 @@ from bar_sdk.program import (
     Parameterization,
 )
 from bar_sdk.train_state import TrainState, in_flight
+from bar_sdk.views import combine_views, view_images
 from bar_sdk.zo import zo_step
 from bar_sdk.zo.loop import Callback, CheckpointEveryStep, ProgressBar, StepResult, TrainLoop
 
@@ -36,6 +37,7 @@ __all__ = [
     "build_program",
     "make_program",
     "score_programs",
+    "score_views",
     "BARStep",
     "IterativeMapping",
     "readout_pass",
@@ -135,6 +137,22 @@ def score_programs(metered, program, thetas, embedded, purpose: str, chunk: int 
             scores = metered.predict_proba(_apply(program, thetas, part), purpose=purpose)
         outs.append(scores.reshape(len(thetas), len(part), -1))
     return np.concatenate(outs, axis=1).reshape(-1, outs[0].shape[-1])
+
+
+def score_views(metered, program, theta, embedded, purpose: str, views: int, chunk: int = SCORE_CHUNK) -> np.ndarray:
+    """One score row per embedded target under the program ``theta``, each read from ``views`` views
+    (:mod:`bar_sdk.views`, one query each) and combined; with one view, :func:`score_programs`.
+
+    A call sends ``chunk // views`` targets' views, so a call's size is as :func:`score_programs` makes it for
+    ``views`` programs (which is how :func:`bar_sdk.plan.plan_bar` prices it)."""
+    if views == 1:
+        return score_programs(metered, program, theta, embedded, purpose, chunk)
+    per = max(1, chunk // views)
+    outs = []
+    for start in range(0, len(embedded), per):
+        part = view_images(program, embedded[start : start + per], views)
+        outs.append(combine_views(score_programs(metered, program, theta, part, purpose, chunk=len(part)), views))
+    return np.concatenate(outs)
 
 
 def target_proba(state: TrainState, scores: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
@@ -258,6 +276,7 @@ class BARStep:
                     self.save,
                     fit.checkpoint,
                     fit.READOUT_CHUNK,
+                    fit.views,
                 ):
                     loop.stop_reason += (
                         "; the readout pass did not fit in what a crash left of max_queries "
@@ -405,20 +424,24 @@ class CrossFittedRefit(Callback):
 
 
 # ---------------------------------------------------------------------- after training
-def readout_pass(metered, program, state: TrainState, embedded, y, k, save, checkpoint, chunk: int) -> bool:
+def readout_pass(
+    metered, program, state: TrainState, embedded, y, k, save, checkpoint, chunk: int, views: int = 1
+) -> bool:
     """Score the training data with the trained program (resuming a pass cut short), fit the readout.
 
-    ``chunk`` images a call; with a ``checkpoint`` the state is saved after
-    each, so a crash re-sends at most one. False when the pass no longer
-    fits in ``max_queries`` (a crash counted a part of it twice).
+    ``chunk`` images a call (each read from ``views`` views, ``chunk * views``
+    queries); with a ``checkpoint`` the state is saved after each, so a crash
+    re-sends at most one. False when the pass no longer fits in
+    ``max_queries`` (a crash counted a part of it twice).
     """
     for start in range(len(state.readout_scores), len(embedded), chunk):
-        part = embedded[start : start + chunk]
+        part = view_images(program, embedded[start : start + chunk], views)
         if not metered.ledger.can_afford(len(part)):
             return False
         with in_flight(checkpoint, save, metered, len(part), "readout"):
             scores = score_programs(metered, program, state.theta[None], part, "readout", chunk=len(part))
-        state.readout_scores = np.concatenate([state.readout_scores, scores.reshape(len(part), -1)])
+        scores = combine_views(scores.reshape(len(part), -1), views)
+        state.readout_scores = np.concatenate([state.readout_scores, scores])
         if checkpoint is not None:
             save()
     # C chosen by cross-validation on these scores (CPU only), or the one chosen when training through readouts

@@ -20,6 +20,8 @@ FAST = RetryPolicy(initial=0.01, jitter=0.01, maximum=0.2, max_attempts=12, rand
         (37, dict(max_epochs=2, batch_size=10, n_directions=3, readout="logistic")),  # a short last batch
         (25, dict(max_queries=400, batch_size=8, estimator="antithetic", n_directions=2, mapping="random")),
         (30, dict(max_queries=2000, max_epochs=1, batch_size=30, n_directions=4, readout="logistic")),
+        (37, dict(max_queries=900, batch_size=10, n_directions=2, views=3)),  # views in the readout and predict
+        (30, dict(max_epochs=1, batch_size=10, n_directions=2, readout="mapping", views=6)),  # predict only
     ],
 )
 def test_plan_equals_what_fit_and_predict_ask_for(n, options):

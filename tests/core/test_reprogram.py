@@ -5,9 +5,8 @@ import os
 import numpy as np
 import pytest
 from _extras import reason
-from _models import digits16, fresh_linear
+from _models import cancer_split, digits16, fresh_linear
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import Pipeline
@@ -29,8 +28,7 @@ from bar_sdk.zo import ESTIMATORS
 
 @pytest.fixture(scope="module")
 def cancer():
-    data = load_breast_cancer()
-    return train_test_split(data.data, data.target, test_size=0.3, random_state=0, stratify=data.target)
+    return cancer_split()
 
 
 def small(model, **kw):
@@ -264,13 +262,16 @@ def test_resume_after_crash_gives_the_same_program(cancer, tmp_path, mapping, es
     assert model.seen == seen and np.array_equal(again.theta_, reference.theta_)
 
 
-def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path, monkeypatch):
+@pytest.mark.parametrize("views", [1, 3])
+def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path, monkeypatch, views):
     Xa, _, ya, _ = cancer
     monkeypatch.setattr(BARClassifier, "READOUT_CHUNK", 100)  # the pass in four calls
-    kw = dict(max_queries=6000, max_epochs=2, batch_size=25, readout="logistic")
+    per_call = 100 * views  # each image of a call read from every view
+    kw = dict(max_queries=8000, max_epochs=2, batch_size=25, readout="logistic", views=views)
     reference = small(fresh_linear(), **kw).fit(Xa, ya)
     model = fresh_linear()
-    training_done = reference.queries_ - len(ya)  # the readout pass comes last
+    training_done = reference.queries_ - len(ya) * views  # the readout pass comes last
+    assert reference.ledger_.by_purpose["readout"] == len(ya) * views
 
     class Crashing:
         n_classes, input_shape = model.n_classes, model.input_shape
@@ -278,21 +279,21 @@ def test_crash_in_the_readout_pass_resumes_without_retraining(cancer, tmp_path, 
 
         def predict_proba(self, x):
             out = model.predict_proba(x)  # answered (and paid for), then lost before the checkpoint
-            if self.crash and model.seen > training_done + 200:
+            if self.crash and model.seen > training_done + 2 * per_call:
                 raise Crash("simulated crash in the readout pass's third call")
             return out
 
     path, crashing = tmp_path / "ckpt.bar", Crashing()
     with pytest.raises(Crash):
         small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
-    assert model.seen == training_done + 300
+    assert model.seen == training_done + 3 * per_call
     crashing.crash = False
     resumed = small(crashing, checkpoint=str(path), **kw).fit(Xa, ya)
     # no training step again, and of the readout pass only the lost call: the first two were checkpointed
-    assert model.seen == reference.queries_ + 100
+    assert model.seen == reference.queries_ + per_call
     np.testing.assert_array_equal(resumed.theta_, reference.theta_)
     np.testing.assert_array_equal(resumed.readout_.coef, reference.readout_.coef)
-    assert resumed.queries_ == reference.queries_ + 100  # the lost call counted as spent, then sent again
+    assert resumed.queries_ == reference.queries_ + per_call  # the lost call counted as spent, then sent again
 
 
 def test_logistic_readout_is_fitted_on_the_trained_program_and_beats_a_bad_mapping(cancer):

@@ -6,12 +6,19 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.model_selection import train_test_split
 
 from bar_sdk.program import resize_images
 
 
 @functools.lru_cache(maxsize=None)
+def cancer_split():
+    """The Wisconsin breast-cancer table split 70/30, stratified: ``(Xa, Xb, ya, yb)``."""
+    data = load_breast_cancer()
+    return train_test_split(data.data, data.target, test_size=0.3, random_state=0, stratify=data.target)
+
+
 def digits16():
     d = load_digits()
     x = resize_images((d.images / 16.0).astype(np.float32)[:, None], (16, 16))
