@@ -63,8 +63,7 @@ def val_task(task):
 
 def readouts(clf, Xva, yva):
     """Val metrics through the label mapping and, when fitted, through the logistic readout (one val pass)."""
-    emb = clf.program_obj_.embed(clf.layout_.transform(Xva))
-    scores = clf._scores(clf._metered, clf.program_obj_, clf.theta_, emb, "predict")
+    scores = clf.source_scores(Xva)  # each image read from the fit's views
     out = {"mapping": metrics(yva, L.normalise(clf.mapping_.target_scores(scores)))}
     if clf.readout_ is not None:
         out["logistic"] = metrics(yva, clf.readout_.proba(scores))
@@ -115,7 +114,7 @@ def grey(task, src, size, settings=None, views=1):
     model = source(src, size)
     (Xtr, ytr), (Xva, yva) = val_task(task)
     k = int(ytr.max()) + 1
-    from bar_sdk.mapping import _features, frequency_mapping, source_frequencies
+    from bar_sdk.mapping import frequency_mapping, log_features, source_frequencies
 
     clf = BARClassifier(model, **(settings or {}))
     layout, program = clf._layout_and_program(Xtr, model.input_shape)
@@ -125,7 +124,7 @@ def grey(task, src, size, settings=None, views=1):
         read = [
             model.predict_proba(program.apply(theta, program.embed(layout.transform(v(X))))) for _, v in VIEWS[:views]
         ]
-        return np.exp(np.mean([_features(s) for s in read], axis=0)) if views > 1 else read[0]
+        return np.exp(np.mean([log_features(s) for s in read], axis=0)) if views > 1 else read[0]
 
     s_tr, s_va = scores(Xtr), scores(Xva)
     out = {}
