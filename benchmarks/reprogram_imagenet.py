@@ -5,9 +5,13 @@ The black box is Lite0 through ONNX Runtime (two threads) at 224 px (``--size``)
 test images that also occur in train dropped). Rows, each a part (``--parts``):
 
 - ``grey``: a logistic readout of the grey frame's 1,000 log-scores, no program (one pass);
+- ``grey_auto``, ``grey_topk_auto``: the same with C by cross-validation, full scores and top-10 answers;
+- ``grey_views``, ``grey_topk_views``: those read from four views of each image (as ``views=4`` reads them);
 - ``default``: BARClassifier's defaults at ``--budgets``;
 - ``mapping_readout``: the defaults but ``readout="mapping"`` (the default before), at the smallest budget;
 - ``topk``: the defaults with top-10 answers only (``bar_sdk.adapters.TopK``), at the smallest budget;
+- ``views`` and ``topk_views``: the defaults with ``views=4`` (readout pass and predictions read each image
+  from four views), full scores and top-10 answers, at the smallest budget;
 - ``paper``: BAR's published settings at ``--paper-budget``;
 - ``white_box``: the defaults' program trained with Lite0's own gradients (torch backend), same budget;
 - ``probe``: a linear probe on Lite0's pooled penultimate features (target resized to the input);
@@ -42,11 +46,16 @@ PARTS = (
     "grey",
     "grey_auto",
     "grey_topk",
+    "grey_topk_auto",
+    "grey_views",
+    "grey_topk_views",
     "default",
     "logistic",
     "mapping_readout",
     "topk",
     "topk_logistic",
+    "views",
+    "topk_views",
     "paper",
     "white_box",
     "white_box_logistic",
@@ -60,6 +69,9 @@ METHODS = {
     "grey": "grey frame + logistic readout (no program)",
     "grey_auto": "grey frame + logistic readout, C by cross-validation (no program)",
     "grey_topk": "grey frame + logistic readout, top-10 answers (no program)",
+    "grey_topk_auto": "grey frame + logistic readout, C by cross-validation, top-10 answers (no program)",
+    "grey_views": "grey frame + logistic readout, C by cross-validation, 4 views (no program)",
+    "grey_topk_views": "grey frame + logistic readout, C by cross-validation, 4 views, top-10 answers (no program)",
     "default": "BAR, SDK default",
     "logistic": 'BAR, trained through cross-fitted readouts (mapping="logistic")',
     "topk_logistic": 'BAR, mapping="logistic", top-10 answers',
@@ -69,6 +81,8 @@ METHODS = {
     "lite2": "BAR, SDK default, EfficientNet-Lite2 as the black box",
     "mapping_readout": "BAR, SDK default read through the label mapping (the default before)",
     "topk": "BAR, SDK default, top-10 answers",
+    "views": "BAR, SDK default with views=4",
+    "topk_views": "BAR, SDK default with views=4, top-10 answers",
     "paper": "BAR, paper settings",
     "white_box": "white-box reprogramming (default program)",
     "probe": "linear probe (Lite0 features)",
@@ -80,6 +94,8 @@ SEEDED = {
     "mapping_readout",
     "topk",
     "topk_logistic",
+    "views",
+    "topk_views",
     "paper",
     "white_box",
     "white_box_logistic",
@@ -147,22 +163,25 @@ def black_box(size, name="efficientnet-lite0"):
     return imagenet_model(name, backend="onnx", image_size=size, threads=THREADS, batch_size=64)
 
 
-def grey_auto(model, Xtr, ytr):
-    """The grey frame's readout with C chosen by cross-validation, as ``mapping="logistic"`` chooses it."""
+def grey_auto(model, Xtr, ytr, views=1):
+    """The grey frame's readout with C chosen by cross-validation, as ``mapping="logistic"`` chooses it;
+    each image read from ``views`` views as ``BARClassifier(views=...)`` reads them."""
     from bar_sdk.ledger import MeteredModel, QueryLedger
     from bar_sdk.mapping import LogisticReadout
+    from bar_sdk.views import combine_views, view_images
 
     layout, program = build(model, Xtr)
     grey = np.zeros((1, program.n_params))
 
-    def frames(X):
-        return program.apply(grey, program.embed(layout.transform(X)))
+    def scores(X, read):
+        frames = program.apply(grey, view_images(program, program.embed(layout.transform(X)), views))
+        return combine_views(read(frames), views)
 
     metered = MeteredModel(model, QueryLedger())
     readout = LogisticReadout.fit(
-        metered.predict_proba(frames(Xtr), purpose="readout"), ytr, int(ytr.max()) + 1, C="auto"
+        scores(Xtr, lambda x: metered.predict_proba(x, purpose="readout")), ytr, int(ytr.max()) + 1, C="auto"
     )
-    return (lambda X: readout.proba(model.predict_proba(frames(X)))), metered.ledger.queries
+    return (lambda X: readout.proba(scores(X, model.predict_proba))), metered.ledger.queries
 
 
 def build(model, X):
@@ -170,12 +189,16 @@ def build(model, X):
 
 
 def run_part(part, task, train, test, budgets, paper_budget, seed, size):
-    if part in ("grey", "grey_auto", "grey_topk"):
+    if part in ("grey", "grey_auto", "grey_topk", "grey_topk_auto", "grey_views", "grey_topk_views"):
         started = time.perf_counter()
-        model = TopK(lite0(size, threads=THREADS), 10) if part == "grey_topk" else lite0(size, threads=THREADS)
-        proba, queries = (grey_auto if part == "grey_auto" else lambda m, X, y: grey_frame_readout(m, X, y, {}))(
-            model, *train
-        )
+        model = lite0(size, threads=THREADS)
+        model = TopK(model, 10) if part in ("grey_topk", "grey_topk_auto", "grey_topk_views") else model
+        if part in ("grey_topk_auto", "grey_views", "grey_topk_views"):
+            proba, queries = grey_auto(model, *train, views=1 if part == "grey_topk_auto" else 4)
+        else:
+            proba, queries = (grey_auto if part == "grey_auto" else lambda m, X, y: grey_frame_readout(m, X, y, {}))(
+                model, *train
+            )
         return [
             {
                 "task": task,
@@ -199,6 +222,10 @@ def run_part(part, task, train, test, budgets, paper_budget, seed, size):
         return [bar(task, part, TopK(lite, 10), train, test, min(budgets), seed)]
     if part == "topk_logistic":
         return [bar(task, part, TopK(lite, 10), train, test, min(budgets), seed, mapping="logistic")]
+    if part == "views":
+        return [bar(task, part, lite, train, test, min(budgets), seed, views=4)]
+    if part == "topk_views":
+        return [bar(task, part, TopK(lite, 10), train, test, min(budgets), seed, views=4)]
     if part == "paper":
         return [bar(task, part, lite, train, test, paper_budget, seed, **PAPER)]
     if part == "white_box":
@@ -382,7 +409,7 @@ def main():
                     for r in new:
                         print(json.dumps(r), flush=True)
                     payload = merge(payload, new)
-    common.write_results(NAME, payload, report(payload))
+    merge(payload, [])  # re-read first: a part running beside this one may have written since
 
 
 def merge(payload, new):
