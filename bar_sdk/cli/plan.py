@@ -52,7 +52,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--n-directions", type=int, default=5)
     p.add_argument("--estimator", default="one_sided")
     p.add_argument("--mapping", default="frequency")
-    p.add_argument("--readout", default="mapping")
+    p.add_argument("--readout", default="logistic", help="mapping or logistic (default logistic, as BARClassifier's)")
+    p.add_argument("--views", type=int, default=1, help="views of each image in the readout pass and predictions")
     p.add_argument(
         "--audit",
         action="store_true",
@@ -98,6 +99,7 @@ def _run(args: Any) -> int:
             estimator=args.estimator,
             mapping=args.mapping,
             readout=args.readout,
+            views=args.views,
         )
         X = np.zeros((args.samples, *data_shape), dtype=np.float32)
         plan = plan_bar(

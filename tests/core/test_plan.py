@@ -112,14 +112,17 @@ def test_bar_plan_command_prints_the_same_plan(capsys):
         "5",
         "--max-batch",
         "32",
+        "--views",
+        "3",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    clf = BARClassifier(_ShapeOnly((3, 32, 32), 10), max_queries=3000)
+    clf = BARClassifier(_ShapeOnly((3, 32, 32), 10), max_queries=3000, views=3)
     plan = plan_bar(
         clf, np.zeros((60, 1, 8, 8), np.float32), n_eval=15, price_per_query=0.001, rate_limit=5, max_batch=32
     )
     assert f"total{plan.queries:>19,}{plan.requests:>12,}" in out and f"${plan.dollars:,.2f}" in out
+    assert f"readout{plan.queries_by_phase['readout']:>17,}" in out and plan.queries_by_phase["readout"] == 180
     assert main(["plan", "--max-queries", "5"]) == 2 and "max_queries=5" in capsys.readouterr().err
 
 
