@@ -20,6 +20,7 @@ from bar_sdk.contract import check_int, check_labels, check_model
 from bar_sdk.errors import InvalidInputError
 from bar_sdk.ledger import MeteredModel, QueryLedger
 from bar_sdk.mapping import check_mapping_size, frequency_mapping, source_frequencies
+from bar_sdk.reprogram_steps import score_views
 from bar_sdk.transfer.metrics import classification_metrics
 
 __all__ = ["ProgramTransfer", "evaluate_program", "program_scores"]
@@ -66,7 +67,8 @@ class ProgramTransfer:
 
 
 def program_scores(clf: Any, model: Any, X: Any, purpose: str = "predict") -> tuple[np.ndarray, int]:
-    """Scores ``(n, model.n_classes)`` of ``model`` on ``X`` seen through ``clf``'s program.
+    """Scores ``(n, model.n_classes)`` of ``model`` on ``X`` seen through ``clf``'s program (each image read
+    from ``clf.views`` views and combined, as :meth:`BARClassifier.source_scores` reads them).
 
     Returns the scores and the number of images sent (all counted by a
     :class:`~bar_sdk.ledger.MeteredModel`).
@@ -81,11 +83,9 @@ def program_scores(clf: Any, model: Any, X: Any, purpose: str = "predict") -> tu
         )
     metered = MeteredModel(model, QueryLedger())
     embedded = program.embed(clf.layout_.transform(X))
-    parts = [
-        metered.predict_proba(program.apply(clf.theta_[None], embedded[i : i + _CHUNK]), purpose=purpose)
-        for i in range(0, len(embedded), _CHUNK)
-    ]
-    return np.concatenate(parts), int(metered.ledger.queries)
+    # each image read from clf's views, as its readout was fitted on them (one view: _CHUNK images a call)
+    scores = score_views(metered, program, clf.theta_, embedded, purpose, getattr(clf, "views", 1), chunk=_CHUNK)
+    return scores, int(metered.ledger.queries)
 
 
 def evaluate_program(

@@ -130,3 +130,13 @@ def test_a_checkpoint_of_other_views_is_refused_before_any_query(cancer, tmp_pat
     with pytest.raises(CheckpointError, match="other data or parameters"):
         small(model, views=2, checkpoint=path).fit(Xa, ya)
     assert model.seen == 0
+
+
+def test_program_transfer_reads_the_views_the_readout_was_fitted_on(cancer):
+    from bar_sdk.transfer import program_scores
+
+    Xa, Xb, ya, _ = cancer
+    clf = small(fresh_linear(), views=3).fit(Xa, ya)
+    scores, queries = program_scores(clf, fresh_linear(), Xb)
+    assert queries == 3 * len(Xb)
+    np.testing.assert_array_equal(scores, clf.source_scores(Xb))
