@@ -36,7 +36,8 @@ def test_plan_equals_what_fit_and_predict_ask_for(n, options):
     assert plan.steps == clf.n_steps_
 
 
-def test_plan_of_a_paid_run_matches_the_bill_and_the_servers_requests():
+@pytest.mark.parametrize("views", [1, 3])
+def test_plan_of_a_paid_run_matches_the_bill_and_the_servers_requests(views):
     X, y = DATA.data[:40], DATA.target[:40]
     demo = DemoModel((1, 8, 8), n_classes=6, random_state=0)
     with serve(demo) as server:
@@ -52,16 +53,20 @@ def test_plan_of_a_paid_run_matches_the_bill_and_the_servers_requests():
             retry=FAST,
             use_cache=False,
         )
-        clf = BARClassifier(api, max_queries=700, batch_size=10, n_directions=2, readout="logistic", random_state=0)
+        clf = BARClassifier(
+            api, max_queries=700, batch_size=10, n_directions=2, readout="logistic", views=views, random_state=0
+        )
         plan = plan_bar(clf, X, n_eval=20, rate_limit=10)
         clf.fit(X, y)
         clf.predict(DATA.data[200:220])
-        requests = server.stats().requests
+        stats = server.stats()
         api.close()
-    led = api.ledger
+    led, requests = api.ledger, stats.requests
+    assert led.billed == stats.billed  # every view the server answered is on the ledger
     assert plan.max_batch == 16 and plan.price_per_query == 0.002
     # no cache: the plan is the bill, to the image and to the request
     assert led.billed == plan.queries and led.cache_hits == 0
+    assert plan.queries_by_phase["readout"] == 40 * views and plan.queries_by_phase["predict"] == 20 * views
     assert requests == plan.requests
     assert led.cost == pytest.approx(plan.dollars, rel=1e-12)
     assert plan.hours == pytest.approx(plan.requests / 10 / 3600)
