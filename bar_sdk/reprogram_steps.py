@@ -435,12 +435,12 @@ def readout_pass(
     ``max_queries`` (a crash counted a part of it twice).
     """
     for start in range(len(state.readout_scores), len(embedded), chunk):
-        part = view_images(program, embedded[start : start + chunk], views)
-        if not metered.ledger.can_afford(len(part)):
+        part = embedded[start : start + chunk]
+        cost = len(part) * views  # one call: the part's images in every view
+        if not metered.ledger.can_afford(cost):
             return False
-        with in_flight(checkpoint, save, metered, len(part), "readout"):
-            scores = score_programs(metered, program, state.theta[None], part, "readout", chunk=len(part))
-        scores = combine_views(scores.reshape(len(part), -1), views)
+        with in_flight(checkpoint, save, metered, cost, "readout"):
+            scores = score_views(metered, program, state.theta, part, "readout", views, chunk=cost)
         state.readout_scores = np.concatenate([state.readout_scores, scores])
         if checkpoint is not None:
             save()
