@@ -433,10 +433,17 @@ default="one_sided"
         return predicted
 
     # ------------------------------------------------------------------ checkpoints, save / load
+    #: parameters added after checkpoints were first written, with the value that fits as before: left out of
+    #: the fingerprint at that value, so a checkpoint written before the parameter existed still resumes
+    _LATER_PARAMS = {"views": 1}
+
     def _fingerprint(self, X: Any, y: Any) -> str:
-        params = {k: v for k, v in self.get_params(deep=False).items() if k not in ("model", "verbose", "checkpoint")}
-        if params.get("views") == 1:  # one view is the fit before views existed: its checkpoints still resume
-            del params["views"]
+        params = {
+            k: v
+            for k, v in self.get_params(deep=False).items()
+            if k not in ("model", "verbose", "checkpoint")
+            and not (k in self._LATER_PARAMS and v == self._LATER_PARAMS[k])
+        }
         return fingerprint(params, self.initial_program, self.surrogate, X, y, self.model)
 
     def save(self, path: str | os.PathLike[str]) -> None:
