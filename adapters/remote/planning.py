@@ -216,15 +216,15 @@ class Planner:
         ``keys`` covers whole requests (a flight is one request), so each flight lands once, with
         ``good`` and ``refused`` for its waiters to read their own image from.
         """
-        landed: dict[int, Flight] = {}
+        landed: set[Flight] = set()
         with self.lock:
             for k in keys:
                 flight = plan.owned.pop(k, None)
                 if flight is not None:
                     if self.flights.get(k) is flight:
                         del self.flights[k]
-                    landed[id(flight)] = flight
-        for flight in landed.values():
+                    landed.add(flight)
+        for flight in landed:
             flight.land(good, refused)
 
     def finish(self, plan: Plan, mapper: LabelMapper) -> np.ndarray:
