@@ -127,7 +127,7 @@ def test_bar_plan_command_prints_the_same_plan(capsys):
         clf, np.zeros((60, 1, 8, 8), np.float32), n_eval=15, price_per_query=0.001, rate_limit=5, max_batch=32
     )
     assert f"total{plan.queries:>19,}{plan.requests:>12,}" in out and f"${plan.dollars:,.2f}" in out
-    assert f"readout{plan.queries_by_phase['readout']:>17,}" in out and plan.queries_by_phase["readout"] == 180
+    assert f"readout{plan.queries_by_phase['readout']:>17,}" in out and plan.queries_by_phase["readout"] == 60 * 3
     assert main(["plan", "--max-queries", "5"]) == 2 and "max_queries=5" in capsys.readouterr().err
 
 
