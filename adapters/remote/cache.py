@@ -90,7 +90,9 @@ class AnswerCache:
                 found.update((k, json.loads(a)) for k, a in rows)
         return found
 
-    def put_many(self, answers: dict[str, dict[str, float | None]], states: Mapping[str, State] | None = None) -> None:
+    def put_many(
+        self, answers: Mapping[str, dict[str, float | None]], states: Mapping[str, State] | None = None
+    ) -> None:
         """Store answers and, in the same transaction, named states: all or none.
 
         A state may be given as a function returning it; it is then read

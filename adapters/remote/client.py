@@ -22,17 +22,18 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Generator, Sequence, TypeVar, Union
+from typing import Any, Awaitable, Callable, Generator, Mapping, Sequence, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from bar_sdk.adapters.remote.cache import AnswerCache
 from bar_sdk.adapters.remote.encoding import encode_image
+from bar_sdk.adapters.remote.flight import KeyedAnswers
 from bar_sdk.adapters.remote.http import LOOPBACK_HOSTS, AsyncSender, HttpRequest, HttpResponse, SyncSender
 from bar_sdk.adapters.remote.planning import Chunk, Plan, Planner, parallel_map
 from bar_sdk.adapters.remote.presets import Preset
-from bar_sdk.adapters.remote.presets.base import Answer
+from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
 from bar_sdk.adapters.remote.retry import RetryPolicy
 from bar_sdk.errors import InvalidInputError, RateLimitError, RemoteError, ResponseFormatError
 
@@ -143,13 +144,15 @@ class RequestClient:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def request_for(self, images: list[np.ndarray]) -> HttpRequest:
-        """The unsigned request for ``images`` (encoded on the worker pool when it pays off)."""
+    def request_for(self, images: np.ndarray | list[np.ndarray]) -> HttpRequest:
+        """The unsigned request for ``images`` (``(n, C, H, W)`` uint8, or a list of ``(C, H, W)``),
+        encoded on the worker pool when it pays off."""
         self.preset.prepare(self.base_url, self.send_unbilled, self.sleep or time.sleep)
         if self.preset.tensor_input:
-            encoded: list[Any] = images
+            encoded: Any = images
         else:
-            encoded = parallel_map(self._pool(), self._encode, images, sum(img.nbytes for img in images))
+            nbytes = images.nbytes if isinstance(images, np.ndarray) else sum(img.nbytes for img in images)
+            encoded = parallel_map(self._pool(), self._encode, list(images), nbytes)
         request = self.preset.build_request(self.base_url, encoded, self.labels)
         if urlsplit(request.url)[:2] != self._origin:
             raise RemoteError(
@@ -305,12 +308,16 @@ class RequestClient:
         """A request that failed for good, or was never sent: free its room, count what reached the API."""
         self.ledger.release(len(chunk.keys))
         plan.count(chunk, billed=False)
-        self.planner.land(plan, chunk.keys)
+        self.planner.land(plan, [chunk.flight])
 
     def store(self, chunk: Chunk, results: Results, plan: Plan, errors: list[BaseException]) -> None:
         keys = chunk.keys
-        good = {k: r for k, r in zip(keys, results, strict=False) if not isinstance(r, RemoteError)}
-        refused = {k: self.redacted(r) for k, r in zip(keys, results, strict=False) if isinstance(r, RemoteError)}
+        good: Mapping[str, Answer]
+        if isinstance(results, DenseAnswers):  # a score for every label of every image: kept as one block
+            good, refused = KeyedAnswers(keys, results), {}
+        else:
+            good = {k: r for k, r in zip(keys, results, strict=False) if not isinstance(r, RemoteError)}
+            refused = {k: self.redacted(r) for k, r in zip(keys, results, strict=False) if isinstance(r, RemoteError)}
         # The bill and the answers it bought are saved in one transaction: a crash keeps both or neither.
         self.ledger.record_billed(len(keys), save=False)
         persisted = self.ledger.store is not None
@@ -319,9 +326,12 @@ class RequestClient:
                 good if self.use_cache else {}, {"ledger": self.ledger.state_dict} if persisted else None
             )
         with plan.lock:
-            plan.answers.update(good)
+            if isinstance(results, DenseAnswers):
+                plan.blocks.append((keys, results))
+            else:
+                plan.answers.update(good)
         plan.count(chunk, billed=True)
-        self.planner.land(plan, keys, good, refused)
+        self.planner.land(plan, [chunk.flight], good, refused)
         if refused:
             errors.append(next(iter(refused.values())))
 

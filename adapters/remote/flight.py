@@ -13,11 +13,44 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Mapping
+from typing import Iterator, Mapping, Sequence
 
-from bar_sdk.adapters.remote.presets.base import Answer
+from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
 
-__all__ = ["Flight"]
+__all__ = ["Flight", "KeyedAnswers"]
+
+
+class KeyedAnswers(Mapping[str, Answer]):
+    """A request's :class:`DenseAnswers` block under its images' keys (key ``i`` answers row ``i``).
+
+    What a waiter reads its own image from, and what the cache stores: the per-key index and each
+    image's dict are built only when someone asks, so a request nobody waits for costs none of it.
+    """
+
+    __slots__ = ("_keys", "block", "_index")
+
+    def __init__(self, keys: Sequence[str], block: DenseAnswers) -> None:
+        if len(keys) != len(block):
+            raise ValueError(f"{len(keys)} keys for {len(block)} answers")
+        self._keys, self.block = list(keys), block
+        self._index: dict[str, int] | None = None
+
+    def __getitem__(self, key: str) -> Answer:
+        return self.block[self._positions()[key]]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._positions()  # without building the image's dict
+
+    def _positions(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = dict(zip(self._keys, range(len(self._keys)), strict=True))
+        return self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
 
 
 class Flight:

@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from bar_sdk.adapters.remote.presets.base import DenseAnswers
 from bar_sdk.contract import check_bool, check_float
 from bar_sdk.errors import InvalidInputError, ResponseFormatError
 
@@ -85,6 +86,13 @@ class LabelMapper:
         1,000-class answer costs microseconds instead of a thousand name lookups); the others row by row.
         """
         n, width = len(answers), len(self.labels)
+        if isinstance(answers, DenseAnswers) and answers.labels == self.labels and self._in_order:
+            if not self.label_only:
+                rows: np.ndarray = answers.rows.copy()
+                return rows
+            out = np.zeros((n, width), dtype=np.float64)
+            out[np.arange(n), answers.rows.argmax(axis=1)] = 1.0  # the first of tied top scores, as to_vector
+            return out
         if self._in_order and not self.label_only and n:
             if all(len(a) == width and tuple(a) == self.labels for a in answers):
                 try:

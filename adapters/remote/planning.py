@@ -14,6 +14,7 @@ equal to the serial path byte for byte.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
@@ -24,7 +25,7 @@ from bar_sdk.adapters.remote.cache import AnswerCache, image_keys
 from bar_sdk.adapters.remote.encoding import quantize
 from bar_sdk.adapters.remote.flight import Flight
 from bar_sdk.adapters.remote.labels import LabelMapper
-from bar_sdk.adapters.remote.presets.base import Answer
+from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
 from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded, RemoteError
 
 __all__ = ["Chunk", "Plan", "Planner", "check_shape", "parallel_map", "PARALLEL_BYTES"]
@@ -59,10 +60,11 @@ def check_shape(shape: Any) -> tuple[int, int, int]:
 
 @dataclass
 class Chunk:
-    """The images of one request."""
+    """The images of one request: their keys, and the 8-bit images themselves as one ``(n, C, H, W)`` array."""
 
     keys: list[str]
-    images: list[np.ndarray]
+    images: np.ndarray
+    flight: Flight | None = None  # the flight this call registered for these images, until it lands
     reached: bool = False  # an attempt reached the API: it answered (any status), or it may have served it
 
 
@@ -78,9 +80,10 @@ class Plan:
     keys: list[str]  # one per row of x
     q: np.ndarray  # the 8-bit images
     first: dict[str, int]  # key -> its first row
-    answers: dict[str, Answer] = field(default_factory=dict)
+    answers: dict[str, Answer] = field(default_factory=dict)  # answers read one image at a time
+    blocks: list[tuple[list[str], DenseAnswers]] = field(default_factory=list)  # answers read as one block
     chunks: list[Chunk] = field(default_factory=list)
-    owned: dict[str, Flight] = field(default_factory=dict)  # flights this call registered, still to land
+    owned: dict[Flight, list[str]] = field(default_factory=dict)  # flights this call registered, still to land
     waits: dict[str, Flight] = field(default_factory=dict)  # images a concurrent call is sending
     n_own: int = 0  # distinct images this call meant to send itself
     n_requests: int = 0
@@ -148,9 +151,11 @@ class Planner:
             keys = [key for part in pool.map(lambda part: image_keys(part, self.identity), parts) for key in part]
         else:
             keys = image_keys(q, self.identity)
-        first: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
+        first = dict(zip(keys, range(len(keys)), strict=True))
+        if len(first) < len(keys):  # a repeated image: each key's first row, in the order they first occur
+            first = {}
+            for i, key in enumerate(keys):
+                first.setdefault(key, i)
         return Plan(keys=keys, q=q, first=first)
 
     def claim(self, plan: Plan, keys: list[str], asynchronous: bool) -> None:
@@ -158,31 +163,45 @@ class Planner:
         me = threading.get_ident()
         with self.lock:
             cached = self.cache.get_many(keys) if self.use_cache else {}
-            mine, waits = [], {}
-            for k in keys:
-                if k in cached:
-                    continue
-                flight = self.flights.get(k)
-                # A blocking call cannot wait for a coroutine of its own thread's event loop: it sends itself.
-                if flight is not None and (asynchronous or flight.owner != me):
-                    waits[k] = flight
-                else:
-                    mine.append(k)
+            flights = self.flights
+            mine: list[str]
+            waits: dict[str, Flight] = {}
+            shadowed = False
+            if not cached and flights.keys().isdisjoint(keys):  # the common case, without a lookup per image
+                mine = keys
+            else:
+                mine = []
+                for k in keys:
+                    if k in cached:
+                        continue
+                    flight = flights.get(k)
+                    # A blocking call cannot wait for a coroutine of its own thread's event loop: it sends itself.
+                    if flight is not None and (asynchronous or flight.owner != me):
+                        waits[k] = flight
+                    else:
+                        mine.append(k)
+                        shadowed = shadowed or flight is not None
             # Reserve every image this call sends before the first request leaves: refused whole, nothing sent.
             self.ledger.reserve(len(mine))
             step = self.preset.max_batch
             parts = [mine[start : start + step] for start in range(0, len(mine), step)]
-            for part in parts:  # one flight per request, under each of its images
+            chunks = []
+            for part in parts:  # one flight per request, under each of its images not already in flight
                 flight = Flight()
-                for k in part:
-                    if k not in self.flights:
-                        self.flights[k] = plan.owned[k] = flight
+                mapped = [k for k in part if k not in flights] if shadowed else part
+                flights.update(dict.fromkeys(mapped, flight))
+                plan.owned[flight] = mapped
+                chunks.append(Chunk(part, _take(plan.q, self._rows(plan, part)), flight))
         plan.answers.update(cached)
         plan.waits.update(waits)
         plan.n_own += len(mine)
-        for part in parts:
-            plan.chunks.append(Chunk(part, [plan.q[plan.first[k]] for k in part]))
+        plan.chunks.extend(chunks)
         plan.n_requests += len(plan.chunks)
+
+    @staticmethod
+    def _rows(plan: Plan, keys: Sequence[str]) -> np.ndarray:
+        """The first row of each of ``keys`` in ``plan``'s images."""
+        return np.fromiter(map(plan.first.__getitem__, keys), np.intp, len(keys))
 
     def next_round(self, plan: Plan, errors: list[BaseException], *, asynchronous: bool) -> bool:
         """After the waits: take the answers of landed flights; claim again the images whose flight failed."""
@@ -207,31 +226,54 @@ class Planner:
     def land(
         self,
         plan: Plan,
-        keys: Iterable[str],
+        flights: Iterable[Flight | None],
         good: Mapping[str, Answer] | None = None,
         refused: Mapping[str, BaseException] | None = None,
     ) -> None:
-        """Land this call's flights of ``keys`` (after their answers were cached) and wake their waiters.
+        """Land this call's ``flights`` (after their answers were cached) and wake their waiters.
 
-        ``keys`` covers whole requests (a flight is one request), so each flight lands once, with
-        ``good`` and ``refused`` for its waiters to read their own image from.
+        A flight is one request, so each lands once, with ``good`` and ``refused`` for its waiters to
+        read their own image from; one this call already landed (or never registered) is skipped.
         """
-        landed: set[Flight] = set()
+        landed: list[Flight] = []
         with self.lock:
-            for k in keys:
-                flight = plan.owned.pop(k, None)
-                if flight is not None:
-                    if self.flights.get(k) is flight:
-                        del self.flights[k]
-                    landed.add(flight)
+            for flight in flights:
+                keys = plan.owned.pop(flight, None) if flight is not None else None
+                if flight is not None and keys is not None:
+                    deque(map(self.flights.__delitem__, keys), maxlen=0)  # registered by this call: still its own
+                    landed.append(flight)
         for flight in landed:
             flight.land(good, refused)
 
     def finish(self, plan: Plan, mapper: LabelMapper) -> np.ndarray:
         """The score rows, in the order of ``x``; the images this call did not send count as cache hits."""
-        scores = mapper.to_matrix([plan.answers[k] for k in plan.keys])
+        if not plan.blocks:
+            scores = mapper.to_matrix([plan.answers[k] for k in plan.keys])
+        else:  # fill each image's first row from its block or its answer, then copy it to the rows repeating it
+            scores = np.empty((len(plan.keys), len(mapper.labels)), dtype=np.float64)
+            filled = 0
+            for keys, block in plan.blocks:
+                scores[self._rows(plan, keys)] = mapper.to_matrix(block)
+                filled += len(keys)
+            if plan.answers:
+                keys = list(plan.answers)
+                scores[self._rows(plan, keys)] = mapper.to_matrix([plan.answers[k] for k in keys])
+                filled += len(keys)
+            if filled != len(plan.first):
+                raise RuntimeError(f"{len(plan.first) - filled} image(s) of this call have no answer")
+            if len(plan.first) < len(plan.keys):
+                scores = scores[self._rows(plan, plan.keys)]
         self.ledger.record_cache_hits(len(plan.keys) - plan.n_own)
         return scores
+
+
+def _take(q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``q[rows]``: a view when the rows are consecutive (a batch of distinct new images), else a copy."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.array_equal(rows, np.arange(rows[0], rows[-1] + 1)):
+        view: np.ndarray = q[rows[0] : rows[-1] + 1]
+        return view
+    taken: np.ndarray = q[rows]
+    return taken
 
 
 def copied(exc: BaseException) -> BaseException:

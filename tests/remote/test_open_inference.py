@@ -13,6 +13,10 @@ import pytest
 
 from bar_sdk import AuthenticationError, InvalidInputError, RemoteError, ResponseFormatError, TransientError
 from bar_sdk.adapters.remote import RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote.flight import KeyedAnswers
+from bar_sdk.adapters.remote.http import HttpResponse
+from bar_sdk.adapters.remote.labels import LabelMapper
+from bar_sdk.adapters.remote.presets.base import DenseAnswers
 from bar_sdk.adapters.remote.presets.open_inference import (
     HEADER_LENGTH,
     Levels,
@@ -457,3 +461,93 @@ def test_readiness_refused_credentials_fail_at_once_without_the_key():
     with pytest.raises(AuthenticationError) as info:
         model.predict_proba(X)
     assert "tok-SECRET" not in str(info.value) and sleeps == [] and model.ledger.attempts == 0
+
+
+# -- answers kept as one block (DenseAnswers) ----------------------------------------------------
+
+
+def test_dense_answers_are_a_read_only_sequence_of_per_image_dicts():
+    rows = np.array([[0.5, 0.25, 0.25], [0.0, 1.0, 0.0]])
+    block = DenseAnswers(LABELS, rows)
+    rows[0, 0] = 9.0  # the block holds its own copy
+    assert len(block) == 2 and block[1] == {"cat": 0.0, "dog": 1.0, "fish": 0.0}
+    assert list(block) == block[:] == [{"cat": 0.5, "dog": 0.25, "fish": 0.25}, block[1]]
+    with pytest.raises(ValueError, match="read-only"):
+        block.rows[0, 0] = 1.0
+    with pytest.raises(ValueError, match=r"expected \(n, 3\)"):
+        DenseAnswers(LABELS, np.zeros((2, 4)))
+    keyed = KeyedAnswers(["k0", "k1"], block)
+    assert dict(keyed) == {"k0": block[0], "k1": block[1]} and "k1" in keyed and "k2" not in keyed
+    with pytest.raises(ValueError, match="2 keys for 1 answers"):
+        KeyedAnswers(["k0", "k1"], DenseAnswers(LABELS, rows[:1]))
+
+
+@pytest.mark.parametrize(
+    "mapper",
+    [
+        LabelMapper(LABELS),
+        LabelMapper(LABELS, label_only=True),
+        LabelMapper(LABELS, aliases={"cat": "dog"}),  # a name sent to another label: not in order any more
+        LabelMapper(["fish", "cat", "dog"]),  # another order than the block's columns
+    ],
+    ids=["in order", "label only", "alias", "reordered"],
+)
+def test_a_scores_tensor_is_read_as_one_block_that_maps_as_its_dicts_do(mapper):
+    server = OipServer(binary=True)
+    preset = model_for(server).preset
+    p = scores_of(Q / 255.0).astype(np.float32)
+    p[1] = [0.4, 0.4, 0.2]  # a tie: label_only takes the first, as to_vector does
+    out = ({"name": "probs", "datatype": "FP32", "shape": [3, 3]}, p)
+    body, n_header = encode_tensors({"model_name": "m"}, "outputs", [out], True)
+    block = preset.parse(HttpResponse(200, {HEADER_LENGTH.lower(): str(n_header)}, body), 3)
+    assert isinstance(block, DenseAnswers) and block.labels == tuple(LABELS)
+    expected = np.stack([mapper.to_vector(answer) for answer in block])
+    np.testing.assert_array_equal(mapper.to_matrix(block), expected)
+    np.testing.assert_array_equal(mapper.to_matrix(list(block)), expected)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_block_answers_fill_repeated_cached_and_new_images_in_order(use_cache):
+    server = OipServer(binary=True)
+    model = model_for(server, use_cache=use_cache, max_batch=2)
+    model.predict_proba(X[:1])
+    rng = np.random.default_rng(1)
+    more = rng.random((2, *SHAPE)).astype(np.float32)
+    x = np.concatenate([more[:1], X[:1], more[:1], X[1:], more[1:]])  # new, cached, repeated, new, new
+    p = model.predict_proba(x)
+    q = np.rint(x * np.float32(255)) / 255.0
+    np.testing.assert_allclose(p, scores_of(q).astype(np.float32), rtol=0, atol=0)
+    sent = 1 + (4 if use_cache else 5)  # the first call's image, then the second's distinct ones (less the cached)
+    assert model.ledger.billed == sent == sum(len(values) for _, values in server.inputs)
+    assert model.ledger.cache_hits == (2 if use_cache else 1)
+
+
+def test_waiters_read_their_images_from_a_block_answered_to_another_thread():
+    import threading
+    import time
+
+    server = OipServer(binary=True)
+    started = threading.Barrier(2, timeout=10)
+
+    def slow(request):
+        if request.method == "POST":
+            time.sleep(0.2)
+        return server(request)
+
+    model = model_for(slow, use_cache=False)  # no cache: the second call can only read the flight
+    model.predict_proba(X[:1])  # readiness and metadata, before the race
+    results = [None, None]
+
+    def call(i, x):
+        started.wait()
+        results[i] = model.predict_proba(x)
+
+    threads = [threading.Thread(target=call, args=(0, X)), threading.Thread(target=call, args=(1, X[1:]))]
+    threads[0].start()
+    time.sleep(0.05)  # the first call's request is in flight when the second asks for two of its images
+    threads[1].start()
+    for t in threads:
+        t.join(10)
+    sent = sum(len(values) for _, values in server.inputs)
+    np.testing.assert_array_equal(results[1], results[0][1:])
+    assert model.ledger.billed == sent == 1 + 3 and model.ledger.cache_hits == 2

@@ -728,7 +728,7 @@ def test_async_path_does_its_cpu_work_off_the_event_loop(monkeypatch):
 
             def claim(plan, keys, asynchronous):
                 real_claim(plan, keys, asynchronous)
-                owners.extend(flight.owner for flight in plan.owned.values())
+                owners.extend(flight.owner for flight, keys in plan.owned.items() for _ in keys)
 
             model._planner.claim = claim
             return threading.get_ident(), owners, await model.apredict_proba(images(6))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence, overload
 from urllib.parse import quote
 
+import numpy as np
 import pybase64
 
 from bar_sdk.adapters.remote.http import HttpRequest, HttpResponse
@@ -24,6 +25,7 @@ from bar_sdk.errors import (
 __all__ = [
     "Preset",
     "Answer",
+    "DenseAnswers",
     "dig",
     "per_image",
     "read_entries",
@@ -39,6 +41,50 @@ __all__ = [
 
 Answer = dict[str, "float | None"]
 """One image's answer: API label name -> score in [0, 1] (``None`` when the API gives names only)."""
+
+
+class DenseAnswers(Sequence[Answer]):
+    """The answers of a request that returned a score for every label, as one ``(n, len(labels))`` block.
+
+    A tensor protocol answers with a matrix: kept as one, it is mapped onto the
+    labels, stored and read back without a dict per image (a 1,000-class answer
+    would otherwise cost a thousand dict entries per image). It is still a
+    sequence of :data:`Answer`: item ``i`` is ``{labels[j]: rows[i, j]}``, built
+    when asked for (a cache write, another call's waiter).
+
+    ``rows`` must be finite scores (the preset checks them); they are copied as float64.
+    """
+
+    __slots__ = ("labels", "rows")
+    labels: tuple[str, ...]
+    rows: np.ndarray
+
+    def __init__(self, labels: Sequence[str], rows: np.ndarray) -> None:
+        rows = np.array(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(labels):
+            raise ValueError(f"rows have shape {rows.shape}; expected (n, {len(labels)}), one column per label")
+        self.labels, self.rows = tuple(labels), rows
+        self.rows.flags.writeable = False
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Answer: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Answer]: ...
+
+    def __getitem__(self, i: int | slice) -> Answer | list[Answer]:
+        if isinstance(i, slice):
+            return [dict(zip(self.labels, row, strict=True)) for row in self.rows[i].tolist()]
+        return dict(zip(self.labels, self.rows[i].tolist(), strict=True))
+
+    def __iter__(self) -> Iterator[Answer]:
+        return iter(self[:])
+
+    def __repr__(self) -> str:
+        return f"DenseAnswers({len(self)} image(s) x {len(self.labels)} labels)"
 
 
 class Base64(str):

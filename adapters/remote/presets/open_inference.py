@@ -183,8 +183,9 @@ class OpenInferencePreset(ServerMetadata, Preset):
     # -- one request ------------------------------------------------------------------------------
 
     def build_request(self, base_url: str, images: Sequence[Any], labels: Sequence[str]) -> HttpRequest:
-        """``images``: the quantised uint8 ``(C, H, W)`` arrays (this preset takes tensors, not PNG)."""
-        x = np.stack(images)
+        """``images``: the quantised uint8 ``(C, H, W)`` arrays, or one ``(n, C, H, W)`` array (this preset
+        takes tensors, not PNG)."""
+        x = images if isinstance(images, np.ndarray) else np.stack(images)
         if x.dtype != np.uint8:
             raise InvalidInputError(f"open_inference got {x.dtype} images; expected the quantised uint8 images")
         if self.input_name is None or self.datatype is None or self.layout is None:
@@ -242,7 +243,7 @@ class OpenInferencePreset(ServerMetadata, Preset):
             raise transient(f"open_inference model is not ready (HTTP 400): {text}", retry_after)
         raise classify_status(response, "open_inference", detail=text)
 
-    def parse(self, response: HttpResponse, n_images: int) -> list[Answer]:
+    def parse(self, response: HttpResponse, n_images: int) -> Sequence[Answer]:
         return read_answers(response, n_images, output_name=self.output_name, labels=self._labels, scores=self.scores)
 
     def identity(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from bar_sdk.adapters.remote.http import HttpResponse
-from bar_sdk.adapters.remote.presets.base import Answer
+from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
 from bar_sdk.adapters.remote.presets.open_inference_tensors import HEADER_LENGTH, decode_tensors
 from bar_sdk.errors import ResponseFormatError
 
@@ -30,8 +30,9 @@ def parse_classification(entry: bytes, where: str) -> tuple[float, int, str | No
 
 def read_answers(
     response: HttpResponse, n_images: int, *, output_name: str | None, labels: Sequence[str], scores: str
-) -> list[Answer]:
-    """One answer per image from an infer response (``scores``: "probabilities" or "logits")."""
+) -> Sequence[Answer]:
+    """One answer per image from an infer response (``scores``: "probabilities" or "logits"): a scores
+    tensor as one :class:`DenseAnswers` block, the classification extension's strings as dicts."""
     doc, tensors = decode_tensors(
         response.content, response.headers.get(HEADER_LENGTH.lower()), "outputs", "open_inference response"
     )
@@ -65,7 +66,7 @@ def read_answers(
             f"{where} holds scores in [{rows.min():g}, {rows.max():g}]; expected "
             "probabilities in [0, 1] (pass scores='logits' for a model that outputs logits)"
         )
-    return [dict(zip(labels, row, strict=False)) for row in rows.tolist()]
+    return DenseAnswers(labels, rows)
 
 
 def _read_classes(values: list[bytes], n_images: int, where: str, labels: Sequence[str], scores: str) -> list[Answer]:
