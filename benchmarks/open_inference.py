@@ -51,18 +51,22 @@ from benchmarks.remote_throughput import median_us  # noqa: E402
 SHAPES = {"1x28x28": (1, 28, 28), "3x224x224": (3, 224, 224), "3x512x512": (3, 512, 512)}
 REPS = {"1x28x28": 300, "3x224x224": 40, "3x512x512": 10}
 LABELS = [f"class_{i}" for i in range(10)]
+IMAGENET = [f"imagenet_{i}" for i in range(1000)]
 
 
-def oip_answer(n, binary):
-    p = np.full((n, len(LABELS)), 0.1, dtype=np.float32)
+def oip_answer(n, binary, width=10):
+    p = np.full((n, width), 1.0 / width, dtype=np.float32)
     body, n_header = encode_tensors(
-        {"model_name": "m"}, "outputs", [({"name": "probabilities", "datatype": "FP32", "shape": [n, 10]}, p)], binary
+        {"model_name": "m"},
+        "outputs",
+        [({"name": "probabilities", "datatype": "FP32", "shape": [n, width]}, p)],
+        binary,
     )
     return body, ({HEADER_LENGTH: str(n_header)} if n_header is not None else {})
 
 
-def clarifai_answer(n):
-    concepts = [{"id": name, "name": name, "value": 0.1} for name in LABELS]
+def clarifai_answer(n, labels=LABELS):
+    concepts = [{"id": name, "name": name, "value": 1.0 / len(labels)} for name in labels]
     return json.dumps(
         {
             "status": {"code": 10000},
@@ -71,19 +75,19 @@ def clarifai_answer(n):
     ).encode(), {}
 
 
-def client(kind, shape, n):
+def client(kind, shape, n, labels=LABELS):
     """A RemoteModel whose transport answers at once, and the canned body."""
     if kind == "clarifai_png":
-        body, headers = clarifai_answer(n)
+        body, headers = clarifai_answer(n, labels)
         options = dict(model_id="m", batch_size=max(n, 1))
         preset = "clarifai"
     else:
-        binary = kind == "oip_binary"
-        body, headers = oip_answer(n, binary)
+        binary = kind != "oip_json"
+        body, headers = oip_answer(n, binary, len(labels))
         options = dict(
             model_name="m",
             input_name="input",
-            datatype="FP32",
+            datatype="UINT8" if kind == "oip_binary_u8" else "FP32",
             layout="NCHW",
             output_name="probabilities",
             binary=binary,
@@ -96,7 +100,7 @@ def client(kind, shape, n):
         preset,
         base_url="http://127.0.0.1:9",
         api_key="k",
-        labels=LABELS,
+        labels=labels,
         input_shape=shape,
         use_cache=False,
         client=httpx.Client(transport=transport),
@@ -108,38 +112,45 @@ def client(kind, shape, n):
 def stages(args):
     rows = []
     rng = np.random.default_rng(0)
-    for name, shape in SHAPES.items():
+    cases = [
+        (name, n, LABELS) for name in SHAPES for n in {"1x28x28": (1, 32, 1024), "3x512x512": (1,)}.get(name, (1, 32))
+    ]
+    cases.append(("3x224x224", 32, IMAGENET))  # an ImageNet model's answer: 1,000 scores per image
+    for name, n, labels in cases:
+        shape = SHAPES[name]
         base_reps = max(3, int(REPS[name] * args.reps_scale))
-        for n in {"1x28x28": (1, 32, 1024), "3x512x512": (1,)}.get(name, (1, 32)):
-            reps_n = max(3, base_reps // 10) if n > 32 else base_reps
-            x = rng.random((n, *shape)).astype(np.float32)
-            q = quantize(x)
-            bare = median_us(lambda: image_keys(quantize(x), "id"), reps_n) / n
-            # Clarifai takes at most 128 images per request; the tensor protocol has no such limit
-            for kind in ("oip_binary", "oip_json", "clarifai_png") if n <= 128 else ("oip_binary", "oip_json"):
-                model, response = client(kind, shape, n)
-                reps = reps_n if kind != "oip_json" or name == "1x28x28" else max(3, reps_n // 10)
-                preset = model.preset
-                row = {"shape": name, "images_per_request": n, "client": kind}
-                row["quantise_us"] = median_us(lambda: quantize(x), reps) / n
-                row["hash_us"] = median_us(lambda: image_keys(q, "id"), reps) / n
-                if kind == "clarifai_png":
-                    row["encode_us"] = median_us(lambda: [encode_image(img) for img in q], reps) / n
-                    encoded = [encode_image(img) for img in q]
-                else:
-                    row["encode_us"] = 0.0  # tensors travel as they are
-                    encoded = list(q)
-                row["request_build_us"] = (
-                    median_us(lambda: preset.build_request(model.base_url, encoded, LABELS), reps) / n
-                )
-                row["parse_us"] = median_us(lambda: preset.parse(response, n), reps) / n
-                model.predict_proba(x)  # warm: connection pool, first-call costs
-                row["whole_path_us"] = median_us(lambda: model.predict_proba(x), reps) / n
-                row["bare_quantise_hash_us"] = bare
-                row["whole_over_bare"] = row["whole_path_us"] / bare
-                rows.append(row)
-                model.close()
-                print(json.dumps(row), flush=True)
+        reps_n = max(3, base_reps // 10) if n > 32 else base_reps
+        x = rng.random((n, *shape)).astype(np.float32)
+        q = quantize(x)
+        bare = median_us(lambda: image_keys(quantize(x), "id"), reps_n) / n
+        if labels is IMAGENET:
+            kinds = ("oip_binary", "oip_binary_u8")  # Clarifai answers at most 200 concepts per image
+        elif n <= 128:
+            kinds = ("oip_binary", "oip_binary_u8", "oip_json", "clarifai_png")
+        else:  # Clarifai takes at most 128 images per request; the tensor protocol has no such limit
+            kinds = ("oip_binary", "oip_binary_u8", "oip_json")
+        for kind in kinds:
+            model, response = client(kind, shape, n, labels)
+            reps = reps_n if kind != "oip_json" or name == "1x28x28" else max(3, reps_n // 10)
+            preset = model.preset
+            row = {"shape": name, "images_per_request": n, "classes": len(labels), "client": kind}
+            row["quantise_us"] = median_us(lambda: quantize(x), reps) / n
+            row["hash_us"] = median_us(lambda: image_keys(q, "id"), reps) / n
+            if kind == "clarifai_png":
+                row["encode_us"] = median_us(lambda: [encode_image(img) for img in q], reps) / n
+                encoded = [encode_image(img) for img in q]
+            else:
+                row["encode_us"] = 0.0  # tensors travel as they are: the batch itself, as the client passes it
+                encoded = q
+            row["request_build_us"] = median_us(lambda: preset.build_request(model.base_url, encoded, labels), reps) / n
+            row["parse_us"] = median_us(lambda: preset.parse(response, n), reps) / n
+            model.predict_proba(x)  # warm: connection pool, first-call costs
+            row["whole_path_us"] = median_us(lambda: model.predict_proba(x), reps) / n
+            row["bare_quantise_hash_us"] = bare
+            row["whole_over_bare"] = row["whole_path_us"] / bare
+            rows.append(row)
+            model.close()
+            print(json.dumps(row), flush=True)
     return rows
 
 
@@ -359,9 +370,9 @@ def markdown(result):
         lines += [
             "## Client time per image by stage (medians, microseconds; no network)",
             "",
-            "| shape | images/request | client | quantise | hash | encode | request build | parse | "
+            "| shape | images/request | classes | client | quantise | hash | encode | request build | parse | "
             "whole path | whole / (quantise + hash) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
 
         def us(v):
@@ -369,19 +380,23 @@ def markdown(result):
 
         for r in result["stages"]:
             lines.append(
-                f"| {r['shape']} | {r['images_per_request']} | {r['client']} | {us(r['quantise_us'])} | "
+                f"| {r['shape']} | {r['images_per_request']} | {r.get('classes', 10)} | {r['client']} | "
+                f"{us(r['quantise_us'])} | "
                 f"{us(r['hash_us'])} | {us(r['encode_us'])} | {us(r['request_build_us'])} | "
                 f"{us(r['parse_us'])} | {us(r['whole_path_us'])} | {r['whole_over_bare']:.1f}x |"
             )
         lines += [
             "",
-            "`oip_binary`: open_inference with the binary tensor extension; `oip_json`: the same tensors "
-            "as JSON lists; `clarifai_png`: the PNG + base64 path every image preset takes. The whole path is "
+            "`oip_binary`: open_inference with the binary tensor extension, FP32 input; `oip_binary_u8`: the "
+            "same for a model that declares UINT8 input (the 8-bit images travel as they are); `oip_json`: "
+            "FP32 tensors as JSON lists; `clarifai_png`: the PNG + base64 path every image preset takes (its "
+            "answers are one name-score dict per image; the tensor answers are one block). The whole path is "
             "RemoteModel.predict_proba (quantise, hash, cache plan, ledger, request, parse, label mapping) "
             "with an httpx MockTransport answering at once. The last column divides it by the bare cost of "
             "quantising and hashing the same batch, timed on its own (`quantize`, then `image_keys`: the "
             "identity and shape hashed once per batch, one copy of that hash state per image). Clarifai takes "
-            "at most 128 images per request; the tensor protocol has no such limit, hence its 1,024 row.",
+            "at most 128 images per request; the tensor protocol has no such limit, hence its 1,024 row. The "
+            "1,000-class rows answer with an ImageNet model's 1,000 scores per image.",
             "",
         ]
     if "throughput" in result:
