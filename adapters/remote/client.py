@@ -20,7 +20,7 @@ import inspect
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generator, Mapping, Sequence, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -184,6 +184,13 @@ class RequestClient:
             if self.executor is None:
                 self.executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="bar-remote")
             list(self.executor.map(lambda c: self.run_chunk(c, plan, errors), chunks))
+
+    def submit_round(self, plan: Plan, errors: list[BaseException]) -> list[tuple[Chunk, Future[None]]]:
+        """Start sending the chunks claimed so far on the request threads, and return at once."""
+        chunks, plan.chunks = plan.chunks, []
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="bar-remote")
+        return [(chunk, self.executor.submit(self.run_chunk, chunk, plan, errors)) for chunk in chunks]
 
     def run_chunk(self, chunk: Chunk, plan: Plan, errors: list[BaseException]) -> None:
         if errors:  # an earlier request failed for good: send nothing more

@@ -17,7 +17,7 @@ from bar_sdk.adapters.remote.client import RequestClient, check_base_url
 from bar_sdk.adapters.remote.encoding import PNG_LEVEL, QUANTIZATION_STEP, warn_if_lossy
 from bar_sdk.adapters.remote.http import MAX_RESPONSE_BYTES, HttpRequest, SyncSender
 from bar_sdk.adapters.remote.labels import LabelMapper
-from bar_sdk.adapters.remote.planning import Planner, check_shape
+from bar_sdk.adapters.remote.planning import PART_BYTES, Planner, check_shape
 from bar_sdk.adapters.remote.presets import Preset, make_preset
 from bar_sdk.adapters.remote.retry import RetryPolicy
 from bar_sdk.adapters.remote.settings import (
@@ -328,10 +328,18 @@ class RemoteModel:
         images whose request reached the API) and ``images_billed`` (of those, the
         ones billed); :class:`~bar_sdk.ledger.MeteredModel` counts exactly these.
         Images answered by another call's request in flight are waited for.
+
+        A large call (more than ``max_batch x max_concurrency`` images and more than
+        64 MB of input) whose every row fits in the budget holds room for all its rows, then
+        quantises and hashes them a part at a time, sending each part's requests while
+        the next is prepared: the first request leaves after the input check and one
+        part, not after the whole batch. Room of rows that turn out cached or repeated
+        is given back part by part. A call whose rows do not all fit is prepared whole
+        first and refused whole, as before, if its new images do not fit.
         """
-        return rounds.predict(
-            self._planner.plan(self._checked(x), asynchronous=False), self._planner, self._client, self._mapper
-        )
+        x = self._checked(x)
+        part_rows = max(self.preset.max_batch * self.max_concurrency, -(-PART_BYTES // x[0].nbytes))
+        return rounds.predict(x, self._planner, self._client, self._mapper, part_rows=part_rows)
 
     async def apredict_proba(self, x: np.ndarray) -> np.ndarray:
         """Like :meth:`predict_proba`, with up to ``max_concurrency`` requests in flight on

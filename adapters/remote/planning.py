@@ -28,13 +28,17 @@ from bar_sdk.adapters.remote.labels import LabelMapper
 from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
 from bar_sdk.errors import InvalidInputError, QueryBudgetExceeded, RemoteError
 
-__all__ = ["Chunk", "Plan", "Planner", "check_shape", "parallel_map", "PARALLEL_BYTES"]
+__all__ = ["Chunk", "Plan", "Planner", "check_shape", "parallel_map", "PARALLEL_BYTES", "PART_BYTES"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 PARALLEL_BYTES = 256 * 2**10
 """Below this many bytes of work a stage runs serially: a thread hand-off costs more than it saves."""
+
+PART_BYTES = 64 * 2**20
+"""A large call is prepared a part at a time, each part at least this many bytes of input (and at least
+one request per concurrent slot), so that its first requests leave long before its last images are hashed."""
 
 
 def parallel_map(pool: ThreadPoolExecutor | None, fn: Callable[[T], R], items: Sequence[T], nbytes: int) -> list[R]:
@@ -133,33 +137,61 @@ class Planner:
         self.flights: dict[str, Flight] = {}
         self.lock = threading.Lock()
 
-    def plan(self, x: np.ndarray, *, asynchronous: bool) -> Plan:
-        """Quantise and hash the checked images ``x`` and claim what they need."""
-        plan = self.prepare(x)
-        self.claim(plan, list(plan.first), asynchronous)
-        return plan
-
     def prepare(self, x: np.ndarray) -> Plan:
         """The images ``x`` quantised and hashed, nothing claimed yet (CPU work only: any thread may do it)."""
-        pool = self._pool()
-        if pool is not None and len(x) > 1 and x.dtype != np.uint8 and x.nbytes >= PARALLEL_BYTES:
-            q = np.concatenate(list(pool.map(quantize, np.array_split(x, min(len(x), pool._max_workers)))))
-        else:
-            q = quantize(x)
-        if pool is not None and len(q) > 1 and q.nbytes >= PARALLEL_BYTES:
-            parts = np.array_split(q, min(len(q), pool._max_workers))
-            keys = [key for part in pool.map(lambda part: image_keys(part, self.identity), parts) for key in part]
-        else:
-            keys = image_keys(q, self.identity)
-        first = dict(zip(keys, range(len(keys)), strict=True))
-        if len(first) < len(keys):  # a repeated image: each key's first row, in the order they first occur
-            first = {}
-            for i, key in enumerate(keys):
-                first.setdefault(key, i)
-        return Plan(keys=keys, q=q, first=first)
+        plan = self.start(x)
+        self.prepare_part(plan, x, 0, len(x))
+        return plan
 
-    def claim(self, plan: Plan, keys: list[str], asynchronous: bool) -> None:
-        """Answer ``keys`` from the cache, wait for those in flight, and reserve and chunk the rest."""
+    def start(self, x: np.ndarray) -> Plan:
+        """A plan for the checked images ``x`` with none of them prepared yet (see :meth:`prepare_part`)."""
+        return Plan(keys=[], q=x if x.dtype == np.uint8 else np.empty(x.shape, np.uint8), first={})
+
+    def prepare_part(self, plan: Plan, x: np.ndarray, start: int, stop: int) -> list[str]:
+        """Quantise and hash rows ``start:stop`` of ``x`` into ``plan`` (parts in order, from row 0).
+
+        Returns the keys of the images seen for the first time in this call, in order.
+        """
+        if len(plan.keys) != start:
+            raise ValueError(f"rows {start}:{stop} prepared after {len(plan.keys)} rows; expected the next part")
+        q, pool = plan.q[start:stop], self._pool()
+        workers = 1 if pool is None or len(q) < 2 or q.nbytes < PARALLEL_BYTES else min(len(q), pool._max_workers)
+        bounds = np.linspace(0, len(q), workers + 1).astype(int)
+        spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+
+        def each(fn: Callable[[tuple[int, int]], R]) -> list[R]:  # order kept; a worker's error raised here
+            return [fn(span) for span in spans] if pool is None or workers == 1 else list(pool.map(fn, spans))
+
+        if x.dtype != np.uint8:
+            each(lambda ab: quantize(x[start + ab[0] : start + ab[1]], out=q[ab[0] : ab[1]]))
+        keys = [key for part in each(lambda ab: image_keys(q[ab[0] : ab[1]], self.identity)) for key in part]
+        plan.keys.extend(keys)
+        first = plan.first
+        fresh = dict(zip(keys, range(start, stop), strict=True))
+        if len(fresh) == len(keys) and first.keys().isdisjoint(fresh):  # no image repeats: one dict operation
+            first.update(fresh)
+            return keys
+        new = []
+        for i, key in enumerate(keys, start):
+            if key not in first:
+                first[key] = i
+                new.append(key)
+        return new
+
+    def hold(self, n: int) -> bool:
+        """Reserve room for ``n`` images in the ledger ahead of preparing them, or ``False`` (nothing held)."""
+        try:
+            self.ledger.reserve(n)
+        except QueryBudgetExceeded:
+            return False
+        return True
+
+    def claim(self, plan: Plan, keys: list[str], asynchronous: bool, *, reserved: bool = False) -> int:
+        """Answer ``keys`` from the cache, wait for those in flight, and reserve and chunk the rest.
+
+        Returns how many images this call is to send; ``reserved``: their room is already held
+        (:meth:`hold`), so nothing is reserved here.
+        """
         me = threading.get_ident()
         with self.lock:
             cached = self.cache.get_many(keys) if self.use_cache else {}
@@ -182,7 +214,8 @@ class Planner:
                         mine.append(k)
                         shadowed = shadowed or flight is not None
             # Reserve every image this call sends before the first request leaves: refused whole, nothing sent.
-            self.ledger.reserve(len(mine))
+            if not reserved:
+                self.ledger.reserve(len(mine))
             step = self.preset.max_batch
             parts = [mine[start : start + step] for start in range(0, len(mine), step)]
             chunks = []
@@ -197,6 +230,7 @@ class Planner:
         plan.n_own += len(mine)
         plan.chunks.extend(chunks)
         plan.n_requests += len(plan.chunks)
+        return len(mine)
 
     @staticmethod
     def _rows(plan: Plan, keys: Sequence[str]) -> np.ndarray:

@@ -11,6 +11,7 @@ The two paths differ only in how they send (threads or coroutines) and wait.
 
 from __future__ import annotations
 
+from concurrent.futures import wait
 from typing import Any
 
 import numpy as np
@@ -23,20 +24,65 @@ from bar_sdk.adapters.remote.planning import Plan, Planner
 __all__ = ["predict", "apredict"]
 
 
-def predict(plan: Plan, planner: Planner, client: RequestClient, mapper: LabelMapper) -> np.ndarray:
-    """The score rows of ``plan``'s images, blocking (several requests go out on threads)."""
+def predict(
+    x: np.ndarray, planner: Planner, client: RequestClient, mapper: LabelMapper, *, part_rows: int
+) -> np.ndarray:
+    """The score rows of the checked images ``x``, blocking (several requests go out on threads).
+
+    A call of more than ``part_rows`` images whose every row fits in the budget is prepared a part
+    at a time, each part's requests leaving while the next is quantised and hashed (see
+    :func:`_send_in_parts`); any other call is prepared whole first, so that one over the budget is
+    refused whole, before anything is sent.
+    """
     errors: list[BaseException] = []
+    plan = planner.start(x)
     try:
-        while True:
+        if len(x) > part_rows and planner.hold(len(x)):
+            _send_in_parts(x, plan, planner, client, errors, part_rows)
+        else:
+            planner.prepare_part(plan, x, 0, len(x))
+            planner.claim(plan, list(plan.first), asynchronous=False)  # refused whole: raised as it is
             client.send_round(plan, errors)
+        while True:
             if not errors:
                 for flight in plan.waits.values():
                     flight.wait()
             if not planner.next_round(plan, errors, asynchronous=False):
                 break
+            client.send_round(plan, errors)
     finally:
         planner.land(plan, list(plan.owned))  # a flight this call never landed fails: its waiters send it
     return _settle(plan, planner, mapper, errors)
+
+
+def _send_in_parts(
+    x: np.ndarray, plan: Plan, planner: Planner, client: RequestClient, errors: list[BaseException], part_rows: int
+) -> None:
+    """Prepare and claim ``x`` a part at a time, each part's requests sent while the next is prepared.
+
+    The ledger already holds room for every row of ``x`` (:meth:`Planner.hold`): no part can be
+    refused, so nothing sent is wasted on a call the budget refuses later. Each part gives back the
+    room of its rows that were cached, repeated or in flight elsewhere; what was not prepared (an
+    error stopped the call) is given back at the end. Returns when every request sent has settled.
+    """
+    held, pending = len(x), []
+    try:
+        for start in range(0, len(x), part_rows):
+            if errors:  # a request failed for good: prepare and send nothing more
+                break
+            stop = min(len(x), start + part_rows)
+            mine = planner.claim(plan, planner.prepare_part(plan, x, start, stop), asynchronous=False, reserved=True)
+            planner.ledger.release(stop - start - mine)
+            held -= stop - start
+            pending += client.submit_round(plan, errors)
+    except BaseException:  # interrupted: what has not started is not sent
+        for chunk, future in pending:
+            if future.cancel():
+                client.give_up(chunk, plan)
+        raise
+    finally:
+        planner.ledger.release(held)
+        wait([future for _, future in pending])  # before the caller lands any flight: none is still out
 
 
 async def apredict(
