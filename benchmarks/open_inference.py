@@ -431,11 +431,13 @@ def markdown(result):
             + ". The timed call is one `predict_proba` of "
             f"{t['requests_planned'] * t['images_per_request'] - 1} float images "
             f"({(t['requests_planned'] * t['images_per_request'] - 1) * 3 * 224 * 224 * 4 / 1e9:.1f} GB of "
-            "float32): it checks, quantises and hashes all of them before its first request (so that a call "
-            "over the budget is refused whole, before anything is sent), which is the wait before the first "
-            "answer; from then on the steady rate is what the client sustains. The whole-call fraction counts "
-            "that start and the last throttled requests' Retry-After. Client CPU s counts this process's CPU "
-            "time over the timed run, which in `thread` mode includes the server's.",
+            "float32): it checks all of them (no request leaves for a batch with a bad value), holds room for "
+            "every row in the budget, then quantises and hashes them a part at a time, each part's requests "
+            "leaving while the next is prepared; the wait before the first answer is the check and one part. "
+            f"At R the {t['requests_planned']} requests alone take about {t['requests_planned'] / t['rate_limit']:.0f}"
+            " s; the whole-call fraction also counts that start and the tail, the last throttled requests "
+            "waiting out their Retry-After (a request throttled twice waits its backoff too). Client CPU s counts "
+            "this process's CPU time over the timed run, which in `thread` mode includes the server's.",
             "",
         ]
     if "mlserver" in result:
