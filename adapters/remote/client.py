@@ -212,35 +212,54 @@ class RequestClient:
 
     # -- the asyncio path -------------------------------------------------------------------------
 
+    def start_round(
+        self, plan: Plan, sender: AsyncSender, errors: list[BaseException], gate: asyncio.Semaphore
+    ) -> list[tuple[Chunk, asyncio.Task[None]]]:
+        """Start sending the chunks claimed so far as tasks of the running loop, at most ``gate`` at once."""
+        chunks, plan.chunks = plan.chunks, []
+        return [(c, asyncio.ensure_future(self.arun_chunk(c, plan, sender, errors, gate))) for c in chunks]
+
     async def run_round(self, plan: Plan, sender: AsyncSender, errors: list[BaseException]) -> None:
         """Send the chunks claimed so far, up to ``max_concurrency`` at once on this event loop."""
-        gate = asyncio.Semaphore(self.max_concurrency)
-        chunks, plan.chunks = plan.chunks, []
-        await asyncio.gather(*(self.arun_chunk(chunk, plan, sender, errors, gate) for chunk in chunks))
+        tasks = self.start_round(plan, sender, errors, asyncio.Semaphore(self.max_concurrency))
+        try:
+            await asyncio.gather(*(task for _, task in tasks))
+        finally:
+            self.settle_cancelled(tasks, plan)
+
+    def settle_cancelled(self, tasks: list[tuple[Chunk, asyncio.Task[None]]], plan: Plan) -> None:
+        """Give back the room of chunks whose task was cancelled before it ran (it could not do so itself)."""
+        for chunk, task in tasks:
+            if task.done():
+                self.give_up(chunk, plan)  # a no-op for a chunk already stored or given up
 
     async def arun_chunk(
         self, chunk: Chunk, plan: Plan, sender: AsyncSender, errors: list[BaseException], gate: asyncio.Semaphore
     ) -> None:
-        async with gate:
-            if errors:
-                self.give_up(chunk, plan)
-                return
-            sleep = self.sleep or asyncio.sleep
-            try:
-                # encoding is CPU work (tens of ms for 32 large images): on a thread, so that the event loop keeps
-                # sending the other requests on time instead of letting them leave in bunches
-                request = await asyncio.to_thread(self.request_for, chunk.images)
-                async for attempt in self._retrying(chunk, sleep, asynchronous=True):
-                    with attempt:
-                        results = await adrive(
-                            self.attempt(request, chunk, attempt.retry_state.attempt_number), sleep, sender.send
-                        )
-            except BaseException as exc:
-                self.give_up(chunk, plan)
-                errors.append(self.redacted(exc))
-                if not isinstance(exc, Exception):
-                    raise
-                return
+        try:
+            async with gate:
+                if errors:
+                    self.give_up(chunk, plan)
+                    return
+                sleep = self.sleep or asyncio.sleep
+                try:
+                    # encoding is CPU work (tens of ms for 32 large images): on a thread, so that the event loop
+                    # keeps sending the other requests on time instead of letting them leave in bunches
+                    request = await asyncio.to_thread(self.request_for, chunk.images)
+                    async for attempt in self._retrying(chunk, sleep, asynchronous=True):
+                        with attempt:
+                            results = await adrive(
+                                self.attempt(request, chunk, attempt.retry_state.attempt_number), sleep, sender.send
+                            )
+                except BaseException as exc:
+                    self.give_up(chunk, plan)
+                    errors.append(self.redacted(exc))
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+        except BaseException:  # cancelled while waiting for a slot: its room is given back (once)
+            self.give_up(chunk, plan)
+            raise
         self.store(chunk, results, plan, errors)
 
     def _retrying(self, chunk: Chunk, sleep: Callable[[float], Any], *, asynchronous: bool) -> Any:
@@ -312,7 +331,12 @@ class RequestClient:
     # -- settlement -------------------------------------------------------------------------------
 
     def give_up(self, chunk: Chunk, plan: Plan) -> None:
-        """A request that failed for good, or was never sent: free its room, count what reached the API."""
+        """A request that failed for good, or was never sent: free its room, count what reached the API.
+
+        Once per chunk: a chunk already settled (stored or given up) is left as it is."""
+        if chunk.settled:
+            return
+        chunk.settled = True
         self.ledger.release(len(chunk.keys))
         plan.count(chunk, billed=False)
         self.planner.land(plan, [chunk.flight])
@@ -326,6 +350,7 @@ class RequestClient:
             good = {k: r for k, r in zip(keys, results, strict=False) if not isinstance(r, RemoteError)}
             refused = {k: self.redacted(r) for k, r in zip(keys, results, strict=False) if isinstance(r, RemoteError)}
         # The bill and the answers it bought are saved in one transaction: a crash keeps both or neither.
+        chunk.settled = True
         self.ledger.record_billed(len(keys), save=False)
         persisted = self.ledger.store is not None
         if self.use_cache or persisted:

@@ -338,20 +338,19 @@ class RemoteModel:
         first and refused whole, as before, if its new images do not fit.
         """
         x = self._checked(x)
-        part_rows = max(self.preset.max_batch * self.max_concurrency, -(-PART_BYTES // x[0].nbytes))
-        return rounds.predict(x, self._planner, self._client, self._mapper, part_rows=part_rows)
+        return rounds.predict(x, self._planner, self._client, self._mapper, part_rows=self._part_rows(x))
 
     async def apredict_proba(self, x: np.ndarray) -> np.ndarray:
         """Like :meth:`predict_proba`, with up to ``max_concurrency`` requests in flight on
         one event loop (an ``httpx.AsyncClient``). The call's CPU work (checks, quantising,
-        hashing, encoding) runs on threads, so the loop stays free for other coroutines."""
+        hashing, encoding) runs on threads, so the loop stays free for other coroutines;
+        a large call is sent in parts as :meth:`predict_proba` sends it."""
         # Checking, quantising and hashing a batch is CPU work (~0.2 s for 1,280 images of 3x224x224): on a
-        # thread, so that the event loop keeps sending other calls' requests on time meanwhile. The claim stays
+        # thread, so that the event loop keeps sending other calls' requests on time meanwhile. The claims stay
         # on the loop's thread, which owns the flights it claims.
-        plan = await asyncio.to_thread(lambda: self._planner.prepare(self._checked(x)))
-        self._planner.claim(plan, list(plan.first), asynchronous=True)
+        x = await asyncio.to_thread(self._checked, x)
         return await rounds.apredict(
-            plan,
+            x,
             self._planner,
             self._client,
             self._mapper,
@@ -359,7 +358,12 @@ class RemoteModel:
             timeout=self.timeout,
             max_response_bytes=self.max_response_bytes,
             max_concurrency=self.max_concurrency,
+            part_rows=self._part_rows(x),
         )
+
+    def _part_rows(self, x: np.ndarray) -> int:
+        """Rows per part of a call sent in parts: a request per concurrent slot, and ``PART_BYTES`` of input."""
+        return max(self.preset.max_batch * self.max_concurrency, -(-PART_BYTES // int(x[0].nbytes)))
 
     def _checked(self, x: Any) -> np.ndarray:
         images = check_images(x, "x", allow_nhwc=False)

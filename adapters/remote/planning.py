@@ -69,6 +69,7 @@ class Chunk:
     keys: list[str]
     images: np.ndarray
     flight: Flight | None = None  # the flight this call registered for these images, until it lands
+    settled: bool = False  # billed and stored, or given up: its reserved room is accounted for
     reached: bool = False  # an attempt reached the API: it answered (any status), or it may have served it
 
 

@@ -11,6 +11,7 @@ The two paths differ only in how they send (threads or coroutines) and wait.
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import wait
 from typing import Any
 
@@ -86,7 +87,7 @@ def _send_in_parts(
 
 
 async def apredict(
-    plan: Plan,
+    x: np.ndarray,
     planner: Planner,
     client: RequestClient,
     mapper: LabelMapper,
@@ -95,36 +96,84 @@ async def apredict(
     timeout: float,
     max_response_bytes: int,
     max_concurrency: int,
+    part_rows: int,
 ) -> np.ndarray:
     """Like :func:`predict`, on the running event loop: through ``async_client`` (an
-    ``httpx.AsyncClient``), or one opened for this call when it is ``None``."""
+    ``httpx.AsyncClient``), or one opened for this call when it is ``None``. The CPU work
+    (quantising, hashing) runs on threads, so the loop keeps sending meanwhile."""
     errors: list[BaseException] = []
+    plan = planner.start(x)
     try:
-        if plan.chunks or plan.waits:
-            if async_client is not None:
-                sender = AsyncSender(async_client, timeout, max_response_bytes)
-                await _rounds(plan, planner, client, sender, errors)
-            else:
-                import httpx
+        if async_client is not None:
+            await _arun(
+                x, plan, planner, client, AsyncSender(async_client, timeout, max_response_bytes), errors, part_rows
+            )
+        else:
+            import httpx
 
-                limits = httpx.Limits(max_connections=max_concurrency)
-                async with httpx.AsyncClient(timeout=timeout, limits=limits) as own:
-                    await _rounds(plan, planner, client, AsyncSender(own, timeout, max_response_bytes), errors)
+            limits = httpx.Limits(max_connections=max_concurrency)
+            async with httpx.AsyncClient(timeout=timeout, limits=limits) as own:
+                sender = AsyncSender(own, timeout, max_response_bytes)
+                await _arun(x, plan, planner, client, sender, errors, part_rows)
     finally:
         planner.land(plan, list(plan.owned))
     return _settle(plan, planner, mapper, errors)
 
 
-async def _rounds(
-    plan: Plan, planner: Planner, client: RequestClient, sender: AsyncSender, errors: list[BaseException]
+async def _arun(
+    x: np.ndarray,
+    plan: Plan,
+    planner: Planner,
+    client: RequestClient,
+    sender: AsyncSender,
+    errors: list[BaseException],
+    part_rows: int,
 ) -> None:
-    while True:
+    if len(x) > part_rows and planner.hold(len(x)):
+        await _asend_in_parts(x, plan, planner, client, sender, errors, part_rows)
+    else:
+        await asyncio.to_thread(planner.prepare_part, plan, x, 0, len(x))
+        planner.claim(plan, list(plan.first), asynchronous=True)  # on the loop's thread, which owns its flights
         await client.run_round(plan, sender, errors)
+    while True:
         if not errors:
             for flight in plan.waits.values():
                 await flight.wait_async()
         if not planner.next_round(plan, errors, asynchronous=True):
             return
+        await client.run_round(plan, sender, errors)
+
+
+async def _asend_in_parts(
+    x: np.ndarray,
+    plan: Plan,
+    planner: Planner,
+    client: RequestClient,
+    sender: AsyncSender,
+    errors: list[BaseException],
+    part_rows: int,
+) -> None:
+    """:func:`_send_in_parts` on the event loop: each part prepared on a thread while the loop sends the last."""
+    held, tasks = len(x), []
+    gate = asyncio.Semaphore(client.max_concurrency)
+    try:
+        for start in range(0, len(x), part_rows):
+            if errors:
+                break
+            stop = min(len(x), start + part_rows)
+            new = await asyncio.to_thread(planner.prepare_part, plan, x, start, stop)
+            mine = planner.claim(plan, new, asynchronous=True, reserved=True)
+            planner.ledger.release(stop - start - mine)
+            held -= stop - start
+            tasks += client.start_round(plan, sender, errors, gate)
+    except BaseException:  # cancelled: so are its requests (each gives its room back)
+        for _, task in tasks:
+            task.cancel()
+        raise
+    finally:
+        planner.ledger.release(held)
+        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)  # before any flight lands
+        client.settle_cancelled(tasks, plan)
 
 
 def _settle(plan: Plan, planner: Planner, mapper: LabelMapper, errors: list[BaseException]) -> np.ndarray:

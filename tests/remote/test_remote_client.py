@@ -711,7 +711,7 @@ def test_async_path_does_its_cpu_work_off_the_event_loop(monkeypatch):
     from bar_sdk.adapters.remote.planning import Planner
 
     threads = {}
-    for cls, name in ((Planner, "prepare"), (RequestClient, "request_for")):
+    for cls, name in ((RemoteModel, "_checked"), (Planner, "prepare_part"), (RequestClient, "request_for")):
         real = getattr(cls, name)
 
         def spy(self, *args, _real=real, _name=name, **kwargs):
@@ -735,7 +735,8 @@ def test_async_path_does_its_cpu_work_off_the_event_loop(monkeypatch):
 
     loop_thread, owners, p = asyncio.run(run())
     assert p.shape == (6, 3)
-    assert threads["prepare"] and loop_thread not in threads["prepare"]
+    assert threads["_checked"] and loop_thread not in threads["_checked"]
+    assert threads["prepare_part"] and loop_thread not in threads["prepare_part"]
     assert threads["request_for"] and loop_thread not in threads["request_for"]
     assert len(owners) == 6 and set(owners) == {loop_thread}
 

@@ -169,3 +169,125 @@ def test_quantize_into_a_given_array_writes_the_same_bytes_and_refuses_a_wrong_o
     ):
         with pytest.raises(InvalidInputError, match="out has dtype"):
             quantize(x, out=bad)
+
+
+# -- the same on an event loop ----------------------------------------------------------------------
+
+
+def amake(handler, **kw):
+    import httpx
+
+    return make(handler, async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), **kw)
+
+
+def test_async_parts_answer_as_the_whole_call_and_leave_before_the_last_part_is_prepared(small_parts):
+    import asyncio
+
+    answered = threading.Event()
+    wire = Recorder()
+
+    def handler(request):
+        response = wire(request)
+        answered.set()
+        return response
+
+    pool = images(16, seed=5)
+    x = pool[np.arange(24) % 16]  # 24 rows, 16 distinct
+    whole = make(Recorder(), batch_size=2, max_concurrency=2).predict_proba(x)
+    model = amake(handler, batch_size=2, max_concurrency=2)
+    waited = []
+    real = Planner.prepare_part
+
+    def spy(self, plan, x_, start, stop):  # on a worker thread: the loop keeps sending meanwhile
+        if start > 0:
+            waited.append(answered.wait(10))
+        return real(self, plan, x_, start, stop)
+
+    Planner.prepare_part = spy
+    try:
+        p = asyncio.run(model.apredict_proba(x))
+    finally:
+        Planner.prepare_part = real
+    np.testing.assert_array_equal(p, whole)
+    assert waited == [True] * 5
+    seen = counted(wire)
+    assert len(seen) == 16 and max(seen.values()) == 1
+    assert model.ledger.billed == 16 and model.ledger.cache_hits == 8 and model.ledger.in_flight == 0
+
+
+def test_async_gather_of_calls_in_parts_pays_once_per_distinct_image(small_parts):
+    import asyncio
+
+    wire = Recorder()
+    model = amake(wire, batch_size=2, max_concurrency=3)
+    pool = images(30, seed=6)
+
+    async def run():
+        return await asyncio.gather(*(model.apredict_proba(b) for b in (pool, pool[::-1], pool[5:25])))
+
+    out = asyncio.run(run())
+    seen = counted(wire)
+    assert len(seen) == 30 and max(seen.values()) == 1
+    np.testing.assert_array_equal(out[1], out[0][::-1])
+    np.testing.assert_array_equal(out[2], out[0][5:25])
+    assert model.ledger.billed == 30 and model.ledger.in_flight == 0
+
+
+def test_a_cancelled_async_call_in_parts_holds_nothing_and_keeps_what_was_paid(small_parts):
+    import asyncio
+
+    wire = Recorder()
+
+    async def slow(request):
+        await asyncio.sleep(0.05)
+        return wire(request)
+
+    import httpx
+
+    model = make(
+        wire,
+        batch_size=2,
+        max_concurrency=2,
+        max_queries=100,
+        async_client=httpx.AsyncClient(transport=httpx.MockTransport(slow)),
+    )
+
+    async def run():
+        task = asyncio.ensure_future(model.apredict_proba(images(40)))
+        await asyncio.sleep(0.12)  # a few requests answered, others in flight or waiting for a slot
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert 0 < model.ledger.billed < 40 and model.ledger.billed <= 2 * len(wire.requests)
+    assert model.ledger.in_flight == 0 and not model._planner.flights
+    assert model.ledger.remaining == 100 - model.ledger.billed - model.ledger.unconfirmed
+    p = model.predict_proba(images(40))  # the rest, paid once; the answered ones from the cache
+    assert p.shape == (40, 3) and model.ledger.billed == 40 and max(counted(wire).values()) == 1
+
+
+def test_a_cancelled_async_call_gives_back_the_room_of_requests_still_waiting_for_a_slot():
+    import asyncio
+
+    import httpx
+
+    wire = Recorder()
+
+    async def slow(request):
+        await asyncio.sleep(0.05)
+        return wire(request)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(slow))
+    model = make(wire, batch_size=2, max_concurrency=1, max_queries=50, async_client=client)  # one call, whole
+
+    async def run():
+        task = asyncio.ensure_future(model.apredict_proba(images(10)))
+        await asyncio.sleep(0.08)  # the first request answered, the second in flight, three waiting
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    assert model.ledger.in_flight == 0 and not model._planner.flights
+    assert model.ledger.remaining == 50 - model.ledger.billed - model.ledger.unconfirmed
