@@ -12,17 +12,73 @@ The two paths differ only in how they send (threads or coroutines) and wait.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import wait
-from typing import Any
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 
 from bar_sdk.adapters.remote.client import RequestClient
 from bar_sdk.adapters.remote.http import AsyncSender
 from bar_sdk.adapters.remote.labels import LabelMapper
-from bar_sdk.adapters.remote.planning import Plan, Planner
+from bar_sdk.adapters.remote.planning import Chunk, Plan, Planner
 
 __all__ = ["predict", "apredict"]
+
+
+@dataclass
+class _Call:
+    """One predict call: its checked images, its plan, the parts that make it up, and its errors so far."""
+
+    x: np.ndarray
+    planner: Planner
+    client: RequestClient
+    part_rows: int
+    plan: Plan = field(init=False)
+    errors: list[BaseException] = field(default_factory=list)
+    held: int = 0  # room held for rows not prepared yet (a call sent in parts)
+
+    def __post_init__(self) -> None:
+        self.plan = self.planner.start(self.x)
+
+    def in_parts(self) -> bool:
+        """Whether to send in parts: more than one part, and room in the budget for every row (then held)."""
+        if len(self.x) > self.part_rows and self.planner.hold(len(self.x)):
+            self.held = len(self.x)
+            return True
+        return False
+
+    def parts(self) -> Iterator[tuple[int, int]]:
+        """The parts' rows ``(start, stop)``, until a request fails for good."""
+        for start in range(0, len(self.x), self.part_rows):
+            if self.errors:
+                return
+            yield start, min(len(self.x), start + self.part_rows)
+
+    def claim_part(self, start: int, stop: int, new: list[str], *, asynchronous: bool) -> None:
+        """Claim a prepared part's new images against the held room; give back the room of its other rows."""
+        mine = self.planner.claim(self.plan, new, asynchronous, reserved=True)
+        self.planner.ledger.release(stop - start - mine)
+        self.held -= stop - start
+
+    def release_held(self) -> None:
+        """Give back the room of rows never prepared (an error or an interrupt stopped the call)."""
+        self.planner.ledger.release(self.held)
+        self.held = 0
+
+    def claim_whole(self, *, asynchronous: bool) -> None:
+        """Claim the call prepared whole: refused whole, before anything is sent, when its new images do not fit."""
+        self.planner.claim(self.plan, list(self.plan.first), asynchronous)
+
+    def next_round(self, *, asynchronous: bool) -> bool:
+        return self.planner.next_round(self.plan, self.errors, asynchronous=asynchronous)
+
+    def settle(self, mapper: LabelMapper) -> np.ndarray:
+        """Land the call's flights; then its first error, with what it sent, raised, or its scores."""
+        self.planner.land(self.plan, list(self.plan.owned))  # a flight never landed fails: its waiters send it
+        if self.errors:
+            raise self.plan.settled(self.errors[0])
+        return self.planner.finish(self.plan, mapper)
 
 
 def predict(
@@ -35,54 +91,47 @@ def predict(
     :func:`_send_in_parts`); any other call is prepared whole first, so that one over the budget is
     refused whole, before anything is sent.
     """
-    errors: list[BaseException] = []
-    plan = planner.start(x)
+    call = _Call(x, planner, client, part_rows)
     try:
-        if len(x) > part_rows and planner.hold(len(x)):
-            _send_in_parts(x, plan, planner, client, errors, part_rows)
+        if call.in_parts():
+            _send_in_parts(call)
         else:
-            planner.prepare_part(plan, x, 0, len(x))
-            planner.claim(plan, list(plan.first), asynchronous=False)  # refused whole: raised as it is
-            client.send_round(plan, errors)
+            planner.prepare_part(call.plan, x, 0, len(x))
+            call.claim_whole(asynchronous=False)
+            client.send_round(call.plan, call.errors)
         while True:
-            if not errors:
-                for flight in plan.waits.values():
+            if not call.errors:
+                for flight in call.plan.waits.values():
                     flight.wait()
-            if not planner.next_round(plan, errors, asynchronous=False):
+            if not call.next_round(asynchronous=False):
                 break
-            client.send_round(plan, errors)
-    finally:
-        planner.land(plan, list(plan.owned))  # a flight this call never landed fails: its waiters send it
-    return _settle(plan, planner, mapper, errors)
+            client.send_round(call.plan, call.errors)
+    except BaseException:
+        planner.land(call.plan, list(call.plan.owned))
+        raise
+    return call.settle(mapper)
 
 
-def _send_in_parts(
-    x: np.ndarray, plan: Plan, planner: Planner, client: RequestClient, errors: list[BaseException], part_rows: int
-) -> None:
-    """Prepare and claim ``x`` a part at a time, each part's requests sent while the next is prepared.
+def _send_in_parts(call: _Call) -> None:
+    """Prepare and claim the call a part at a time, each part's requests sent while the next is prepared.
 
-    The ledger already holds room for every row of ``x`` (:meth:`Planner.hold`): no part can be
-    refused, so nothing sent is wasted on a call the budget refuses later. Each part gives back the
-    room of its rows that were cached, repeated or in flight elsewhere; what was not prepared (an
-    error stopped the call) is given back at the end. Returns when every request sent has settled.
+    The ledger already holds room for every row (:meth:`_Call.in_parts`): no part can be refused,
+    so nothing sent is wasted on a call the budget refuses later. Each part gives back the room of
+    its rows that were cached, repeated or in flight elsewhere; what was not prepared (an error
+    stopped the call) is given back at the end. Returns when every request sent has settled.
     """
-    held, pending = len(x), []
+    pending: list[tuple[Chunk, Future[None]]] = []
     try:
-        for start in range(0, len(x), part_rows):
-            if errors:  # a request failed for good: prepare and send nothing more
-                break
-            stop = min(len(x), start + part_rows)
-            mine = planner.claim(plan, planner.prepare_part(plan, x, start, stop), asynchronous=False, reserved=True)
-            planner.ledger.release(stop - start - mine)
-            held -= stop - start
-            pending += client.submit_round(plan, errors)
+        for start, stop in call.parts():
+            call.claim_part(start, stop, call.planner.prepare_part(call.plan, call.x, start, stop), asynchronous=False)
+            pending += call.client.submit_round(call.plan, call.errors)
     except BaseException:  # interrupted: what has not started is not sent
         for chunk, future in pending:
             if future.cancel():
-                client.give_up(chunk, plan)
+                call.client.give_up(chunk, call.plan)
         raise
     finally:
-        planner.ledger.release(held)
+        call.release_held()
         wait([future for _, future in pending])  # before the caller lands any flight: none is still out
 
 
@@ -101,83 +150,53 @@ async def apredict(
     """Like :func:`predict`, on the running event loop: through ``async_client`` (an
     ``httpx.AsyncClient``), or one opened for this call when it is ``None``. The CPU work
     (quantising, hashing) runs on threads, so the loop keeps sending meanwhile."""
-    errors: list[BaseException] = []
-    plan = planner.start(x)
+    call = _Call(x, planner, client, part_rows)
     try:
         if async_client is not None:
-            await _arun(
-                x, plan, planner, client, AsyncSender(async_client, timeout, max_response_bytes), errors, part_rows
-            )
+            await _arun(call, AsyncSender(async_client, timeout, max_response_bytes))
         else:
             import httpx
 
             limits = httpx.Limits(max_connections=max_concurrency)
             async with httpx.AsyncClient(timeout=timeout, limits=limits) as own:
-                sender = AsyncSender(own, timeout, max_response_bytes)
-                await _arun(x, plan, planner, client, sender, errors, part_rows)
-    finally:
-        planner.land(plan, list(plan.owned))
-    return _settle(plan, planner, mapper, errors)
+                await _arun(call, AsyncSender(own, timeout, max_response_bytes))
+    except BaseException:
+        planner.land(call.plan, list(call.plan.owned))
+        raise
+    return call.settle(mapper)
 
 
-async def _arun(
-    x: np.ndarray,
-    plan: Plan,
-    planner: Planner,
-    client: RequestClient,
-    sender: AsyncSender,
-    errors: list[BaseException],
-    part_rows: int,
-) -> None:
-    if len(x) > part_rows and planner.hold(len(x)):
-        await _asend_in_parts(x, plan, planner, client, sender, errors, part_rows)
+async def _arun(call: _Call, sender: AsyncSender) -> None:
+    plan, client = call.plan, call.client
+    if call.in_parts():
+        await _asend_in_parts(call, sender)
     else:
-        await asyncio.to_thread(planner.prepare_part, plan, x, 0, len(x))
-        planner.claim(plan, list(plan.first), asynchronous=True)  # on the loop's thread, which owns its flights
-        await client.run_round(plan, sender, errors)
+        await asyncio.to_thread(call.planner.prepare_part, plan, call.x, 0, len(call.x))
+        call.claim_whole(asynchronous=True)  # on the loop's thread, which owns the flights it claims
+        await client.run_round(plan, sender, call.errors)
     while True:
-        if not errors:
+        if not call.errors:
             for flight in plan.waits.values():
                 await flight.wait_async()
-        if not planner.next_round(plan, errors, asynchronous=True):
+        if not call.next_round(asynchronous=True):
             return
-        await client.run_round(plan, sender, errors)
+        await client.run_round(plan, sender, call.errors)
 
 
-async def _asend_in_parts(
-    x: np.ndarray,
-    plan: Plan,
-    planner: Planner,
-    client: RequestClient,
-    sender: AsyncSender,
-    errors: list[BaseException],
-    part_rows: int,
-) -> None:
+async def _asend_in_parts(call: _Call, sender: AsyncSender) -> None:
     """:func:`_send_in_parts` on the event loop: each part prepared on a thread while the loop sends the last."""
-    held, tasks = len(x), []
-    gate = asyncio.Semaphore(client.max_concurrency)
+    tasks: list[tuple[Chunk, asyncio.Task[None]]] = []
+    gate = asyncio.Semaphore(call.client.max_concurrency)
     try:
-        for start in range(0, len(x), part_rows):
-            if errors:
-                break
-            stop = min(len(x), start + part_rows)
-            new = await asyncio.to_thread(planner.prepare_part, plan, x, start, stop)
-            mine = planner.claim(plan, new, asynchronous=True, reserved=True)
-            planner.ledger.release(stop - start - mine)
-            held -= stop - start
-            tasks += client.start_round(plan, sender, errors, gate)
+        for start, stop in call.parts():
+            new = await asyncio.to_thread(call.planner.prepare_part, call.plan, call.x, start, stop)
+            call.claim_part(start, stop, new, asynchronous=True)
+            tasks += call.client.start_round(call.plan, sender, call.errors, gate)
     except BaseException:  # cancelled: so are its requests (each gives its room back)
         for _, task in tasks:
             task.cancel()
         raise
     finally:
-        planner.ledger.release(held)
+        call.release_held()
         await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)  # before any flight lands
-        client.settle_cancelled(tasks, plan)
-
-
-def _settle(plan: Plan, planner: Planner, mapper: LabelMapper, errors: list[BaseException]) -> np.ndarray:
-    """The call's first error, with what it sent, raised; or its scores."""
-    if errors:
-        raise plan.settled(errors[0])
-    return planner.finish(plan, mapper)
+        call.client.settle_cancelled(tasks, call.plan)
