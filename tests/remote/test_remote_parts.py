@@ -1,18 +1,21 @@
 """A large call is prepared a part at a time, its first requests sent while the rest is quantised and hashed.
 
 ``PART_BYTES`` is shrunk so that a few tiny images make several parts (a part is then one request per
-concurrent slot). The answers, bills and budget must be those of the call prepared whole.
+concurrent slot). The answers, bills and budget must be those of the call prepared whole, blocking
+or on an event loop, under concurrency, failure, interrupt and cancellation.
 """
 
+import asyncio
 import threading
 from collections import Counter
 
+import httpx
 import numpy as np
 import pytest
 from test_remote_client import Recorder, decoded, err, images, make
 
-from bar_sdk import AuthenticationError, QueryBudgetExceeded
-from bar_sdk.adapters.remote import model as remote_model
+from bar_sdk import AuthenticationError, InvalidInputError, QueryBudgetExceeded
+from bar_sdk.adapters.remote import model as remote_model, quantize
 from bar_sdk.adapters.remote.planning import Planner
 
 
@@ -21,11 +24,63 @@ def small_parts(monkeypatch):
     monkeypatch.setattr(remote_model, "PART_BYTES", 1)  # a part = batch_size x max_concurrency images
 
 
+@pytest.fixture
+def before_part(monkeypatch):
+    """``before_part(fn)``: ``fn(start, stop)`` runs before each part is prepared, on the thread preparing it."""
+
+    def install(fn):
+        real = Planner.prepare_part
+
+        def spy(self, plan, x, start, stop):
+            fn(start, stop)
+            return real(self, plan, x, start, stop)
+
+        monkeypatch.setattr(Planner, "prepare_part", spy)
+
+    return install
+
+
+class Signalling(Recorder):
+    """A Recorder whose ``answered`` event is set once it has answered a request."""
+
+    def __init__(self, *script):
+        super().__init__(*script)
+        self.answered = threading.Event()
+
+    def __call__(self, request):
+        response = super().__call__(request)
+        self.answered.set()
+        return response
+
+
+def slow_async(wire, delay=0.05):
+    """An ``httpx.AsyncClient`` whose transport answers through ``wire`` after ``delay`` seconds."""
+
+    async def handler(request):
+        await asyncio.sleep(delay)
+        return wire(request)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
 def counted(wire):
     return Counter(img.tobytes() for request in wire.requests for img in decoded(request))
 
 
-def test_parts_answer_and_bill_as_the_whole_call_does(small_parts):
+def cancelled_midway(model, x, after):
+    """Run ``model.apredict_proba(x)`` and cancel it ``after`` seconds in."""
+
+    async def run():
+        task = asyncio.ensure_future(model.apredict_proba(x))
+        await asyncio.sleep(after)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+def test_parts_answer_and_bill_as_the_whole_call_does(small_parts, before_part):
     pool = images(30, seed=3)
     rng = np.random.default_rng(0)
     rows = np.concatenate([np.arange(30), rng.integers(0, 30, 20)])  # every image, then 20 repeats
@@ -36,17 +91,8 @@ def test_parts_answer_and_bill_as_the_whole_call_does(small_parts):
     model = make(wire, batch_size=2, max_concurrency=2)
     model.predict_proba(pool[:5])  # five of them already paid for
     parts = []
-    real = Planner.prepare_part
-
-    def spy(self, plan, x_, start, stop):
-        parts.append((start, stop))
-        return real(self, plan, x_, start, stop)
-
-    Planner.prepare_part = spy
-    try:
-        p = model.predict_proba(x)
-    finally:
-        Planner.prepare_part = real
+    before_part(lambda start, stop: parts.append((start, stop)))
+    p = model.predict_proba(x)
     assert parts == [(start, min(50, start + 4)) for start in range(0, 50, 4)]
     np.testing.assert_array_equal(p, whole)
     seen = counted(wire)
@@ -54,29 +100,13 @@ def test_parts_answer_and_bill_as_the_whole_call_does(small_parts):
     assert model.ledger.billed == 30 and model.ledger.cache_hits == 50 - 25 and model.ledger.in_flight == 0
 
 
-def test_the_first_requests_leave_while_later_parts_are_being_prepared(small_parts):
-    answered = threading.Event()
-    wire = Recorder()
-
-    def handler(request):
-        response = wire(request)
-        answered.set()
-        return response
-
-    model = make(handler, batch_size=2, max_concurrency=2)
+def test_the_first_requests_leave_while_later_parts_are_being_prepared(small_parts, before_part):
+    wire = Signalling()
+    model = make(wire, batch_size=2, max_concurrency=2)
     waited = []
-    real = Planner.prepare_part
-
-    def spy(self, plan, x_, start, stop):
-        if start > 0:  # the whole-batch way would prepare every part before any request: this would time out
-            waited.append(answered.wait(10))
-        return real(self, plan, x_, start, stop)
-
-    Planner.prepare_part = spy
-    try:
-        model.predict_proba(images(12))
-    finally:
-        Planner.prepare_part = real
+    # prepared whole, every part would be hashed before any request left: each of these waits would time out
+    before_part(lambda start, stop: start and waited.append(wire.answered.wait(10)))
+    model.predict_proba(images(12))
     assert waited == [True, True] and model.ledger.billed == 12
 
 
@@ -129,22 +159,20 @@ def test_threads_calling_in_parts_pay_once_per_distinct_image(small_parts):
     assert model.ledger.billed == 40 and model.ledger.cache_hits == 100 - 40 and model.ledger.in_flight == 0
 
 
-def test_an_interrupt_between_parts_keeps_what_was_paid_and_holds_nothing(small_parts):
+def test_an_interrupt_between_parts_keeps_what_was_paid_and_holds_nothing(small_parts, monkeypatch):
     wire = Recorder()
     model = make(wire, batch_size=2, max_concurrency=2, max_queries=100)
     real = Planner.prepare_part
 
-    def spy(self, plan, x_, start, stop):
+    def interrupted(self, plan, x, start, stop):
         if start >= 8:
             raise KeyboardInterrupt
-        return real(self, plan, x_, start, stop)
+        return real(self, plan, x, start, stop)
 
-    Planner.prepare_part = spy
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(Planner, "prepare_part", interrupted)
         with pytest.raises(KeyboardInterrupt):
             model.predict_proba(images(20))
-    finally:
-        Planner.prepare_part = real
     assert model.ledger.billed == 2 * len(wire.requests) <= 8  # the first two parts' requests, or fewer
     assert model.ledger.in_flight == 0 and not model._planner.flights
     p = model.predict_proba(images(20))  # the same images again: the answered ones come from the cache
@@ -153,9 +181,6 @@ def test_an_interrupt_between_parts_keeps_what_was_paid_and_holds_nothing(small_
 
 
 def test_quantize_into_a_given_array_writes_the_same_bytes_and_refuses_a_wrong_one():
-    from bar_sdk import InvalidInputError
-    from bar_sdk.adapters.remote import quantize
-
     x = images(5)
     out = np.empty((8, *x.shape[1:]), np.uint8)
     assert quantize(x, out=out[2:7]) is not None
@@ -175,39 +200,18 @@ def test_quantize_into_a_given_array_writes_the_same_bytes_and_refuses_a_wrong_o
 
 
 def amake(handler, **kw):
-    import httpx
-
     return make(handler, async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)), **kw)
 
 
-def test_async_parts_answer_as_the_whole_call_and_leave_before_the_last_part_is_prepared(small_parts):
-    import asyncio
-
-    answered = threading.Event()
-    wire = Recorder()
-
-    def handler(request):
-        response = wire(request)
-        answered.set()
-        return response
-
+def test_async_parts_answer_as_the_whole_call_and_leave_before_the_last_part_is_prepared(small_parts, before_part):
     pool = images(16, seed=5)
     x = pool[np.arange(24) % 16]  # 24 rows, 16 distinct
     whole = make(Recorder(), batch_size=2, max_concurrency=2).predict_proba(x)
-    model = amake(handler, batch_size=2, max_concurrency=2)
+    wire = Signalling()
+    model = amake(wire, batch_size=2, max_concurrency=2)
     waited = []
-    real = Planner.prepare_part
-
-    def spy(self, plan, x_, start, stop):  # on a worker thread: the loop keeps sending meanwhile
-        if start > 0:
-            waited.append(answered.wait(10))
-        return real(self, plan, x_, start, stop)
-
-    Planner.prepare_part = spy
-    try:
-        p = asyncio.run(model.apredict_proba(x))
-    finally:
-        Planner.prepare_part = real
+    before_part(lambda start, stop: start and waited.append(wire.answered.wait(10)))  # on a worker thread
+    p = asyncio.run(model.apredict_proba(x))
     np.testing.assert_array_equal(p, whole)
     assert waited == [True] * 5
     seen = counted(wire)
@@ -216,8 +220,6 @@ def test_async_parts_answer_as_the_whole_call_and_leave_before_the_last_part_is_
 
 
 def test_async_gather_of_calls_in_parts_pays_once_per_distinct_image(small_parts):
-    import asyncio
-
     wire = Recorder()
     model = amake(wire, batch_size=2, max_concurrency=3)
     pool = images(30, seed=6)
@@ -234,32 +236,9 @@ def test_async_gather_of_calls_in_parts_pays_once_per_distinct_image(small_parts
 
 
 def test_a_cancelled_async_call_in_parts_holds_nothing_and_keeps_what_was_paid(small_parts):
-    import asyncio
-
     wire = Recorder()
-
-    async def slow(request):
-        await asyncio.sleep(0.05)
-        return wire(request)
-
-    import httpx
-
-    model = make(
-        wire,
-        batch_size=2,
-        max_concurrency=2,
-        max_queries=100,
-        async_client=httpx.AsyncClient(transport=httpx.MockTransport(slow)),
-    )
-
-    async def run():
-        task = asyncio.ensure_future(model.apredict_proba(images(40)))
-        await asyncio.sleep(0.12)  # a few requests answered, others in flight or waiting for a slot
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    model = make(wire, batch_size=2, max_concurrency=2, max_queries=100, async_client=slow_async(wire))
+    cancelled_midway(model, images(40), after=0.12)  # a few requests answered, others in flight or waiting
     assert 0 < model.ledger.billed < 40 and model.ledger.billed <= 2 * len(wire.requests)
     assert model.ledger.in_flight == 0 and not model._planner.flights
     assert model.ledger.remaining == 100 - model.ledger.billed - model.ledger.unconfirmed
@@ -268,26 +247,8 @@ def test_a_cancelled_async_call_in_parts_holds_nothing_and_keeps_what_was_paid(s
 
 
 def test_a_cancelled_async_call_gives_back_the_room_of_requests_still_waiting_for_a_slot():
-    import asyncio
-
-    import httpx
-
     wire = Recorder()
-
-    async def slow(request):
-        await asyncio.sleep(0.05)
-        return wire(request)
-
-    client = httpx.AsyncClient(transport=httpx.MockTransport(slow))
-    model = make(wire, batch_size=2, max_concurrency=1, max_queries=50, async_client=client)  # one call, whole
-
-    async def run():
-        task = asyncio.ensure_future(model.apredict_proba(images(10)))
-        await asyncio.sleep(0.08)  # the first request answered, the second in flight, three waiting
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-
-    asyncio.run(run())
+    model = make(wire, batch_size=2, max_concurrency=1, max_queries=50, async_client=slow_async(wire))  # whole
+    cancelled_midway(model, images(10), after=0.08)  # the first request answered, the second out, three waiting
     assert model.ledger.in_flight == 0 and not model._planner.flights
     assert model.ledger.remaining == 50 - model.ledger.billed - model.ledger.unconfirmed
