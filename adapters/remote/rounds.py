@@ -6,6 +6,8 @@ then waits for the images a concurrent call is sending; :meth:`Planner.next_roun
 whose flight failed, until nothing is left to send. Whatever happens, the call's own flights land (a
 flight that never landed would keep its waiters waiting), and a failed call raises its first error,
 saying what the call had sent (:meth:`Plan.settled <bar_sdk.adapters.remote.planning.Plan.settled>`).
+A large call's first round goes out in parts: each part's requests leave while the next part is
+quantised and hashed, against room held in the budget for every row (:class:`_Call`).
 The two paths differ only in how they send (threads or coroutines) and wait.
 """
 
