@@ -11,13 +11,19 @@ the end), and keep a program chosen by the held-out readout loss:
 
 - ``start or end``: the starting frame or the trained one (no queries beyond those two passes);
 - ``any epoch``: the best of the starting frame, each epoch's program and the final one (each
-  would cost one held-out pass in a real fit; here they are scored outside the budget).
+  would cost one held-out pass in a real fit; here they are scored outside the budget);
+- ``start, end or grey``: as ``start or end``, with the grey frame (the all-zero program) a third
+  candidate (one more held-out pass in a real fit).
+
+``--top-k K``: Lite0 answers only its K largest scores (``bar_sdk.adapters.TopK``), as a top-k vendor
+API does; the readouts read such answers as the SDK does (``mapping.log_features``).
 
 The chosen program's readout is then refitted on all training images and scored on val. ``plain``
 is the default fitted on all training images with the whole budget.
 
     python benchmarks/holdout_choice_val.py --part frames
     python benchmarks/holdout_choice_val.py --part choice --budget 5000 --seeds 0 1
+    python benchmarks/holdout_choice_val.py --part choice --budget 5000 --seeds 0 1 --top-k 10
     python benchmarks/holdout_choice_val.py --report
 
 Lite0 at 128 px, ONNX Runtime with one thread (as ``reprogram_imagenet_128``). Runs are appended to
@@ -37,6 +43,7 @@ from lite0 import lite0
 from reprogram_imagenet import metrics
 from sweep_imagenet_val import val_task
 
+from bar_sdk.adapters import TopK
 from bar_sdk.mapping import LogisticReadout, _weighted_nll
 from bar_sdk.reprogram import BARClassifier
 
@@ -68,7 +75,7 @@ def frames(task, model):
     return out
 
 
-def choice(task, model, budget, seed):
+def choice(task, model, budget, seed, top_k=None):
     (Xtr, ytr), (Xva, yva) = val_task(task)
     k = int(ytr.max()) + 1
     started = time.perf_counter()
@@ -78,6 +85,7 @@ def choice(task, model, budget, seed):
         "task": task,
         "budget": budget,
         "seed": seed,
+        "top_k": top_k,
         "plain": metrics(yva, plain.predict_proba(Xva)),
     }
     row["plain_seconds"] = time.perf_counter() - started
@@ -97,6 +105,7 @@ def choice(task, model, budget, seed):
     clf = BARClassifier(model, max_queries=budget - 2 * len(hold), random_state=seed)
     clf.fit(Xtr[rest], ytr[rest], callbacks=[Snapshots()])
     snaps.append(clf.theta_.copy())
+    snaps.append(np.zeros_like(clf.theta_))  # the grey frame: a candidate of "start, end or grey" only
 
     def scores(theta, X):
         return model.predict_proba(
@@ -114,7 +123,13 @@ def choice(task, model, budget, seed):
             {"snapshot": i, "hold_nll": _weighted_nll(held, ytr[hold], k) / len(hold), "val": metrics(yva, val)}
         )
     row["snapshots"] = found
-    for name, pool in (("start or end", [found[0], found[-1]]), ("any epoch", found)):
+    grey, found = found[-1], found[:-1]
+    pools = (
+        ("start or end", [found[0], found[-1]]),
+        ("any epoch", found),
+        ("start, end or grey", [found[0], found[-1], grey]),
+    )
+    for name, pool in pools:
         best = min(pool, key=lambda f: f["hold_nll"])
         row[name] = {**best["val"], "snapshot": best["snapshot"], "of": len(found)}
     return row
@@ -139,10 +154,21 @@ def report():
                 frame_rows.append(
                     {"task": task, "frame": name, "draws": len(rs), **{m: _cell([r[m] for r in rs]) for m in METRICS}}
                 )
-        for budget in sorted({r["budget"] for r in runs if r["part"] == "choice" and r["task"] == task}):
-            rs = [r for r in runs if r["part"] == "choice" and r["task"] == task and r["budget"] == budget]
-            for how in ("plain", "start or end", "any epoch"):
-                row = {"task": task, "budget": budget, "program": how, "seeds": len(rs)}
+        cells = {(r["budget"], r.get("top_k") or 0) for r in runs if r["part"] == "choice" and r["task"] == task}
+        for budget, top_k in sorted(cells):
+            rs = [
+                r
+                for r in runs
+                if r["part"] == "choice"
+                and r["task"] == task
+                and r["budget"] == budget
+                and (r.get("top_k") or 0) == top_k
+            ]
+            for how in ("plain", "start or end", "any epoch", "start, end or grey"):
+                if any(how not in r for r in rs):
+                    continue
+                answers = f"top-{top_k}" if top_k else "full"
+                row = {"task": task, "answers": answers, "budget": budget, "program": how, "seeds": len(rs)}
                 row.update({m: _cell([r[how][m] for r in rs]) for m in METRICS})
                 if how != "plain":
                     row["picked"] = ", ".join(f"{r[how]['snapshot']}/{r[how]['of'] - 1}" for r in rs)
@@ -158,7 +184,8 @@ def report():
         "`picked`: the snapshot chosen per seed (0 the starting frame, the last the final program).\n",
         common.md_table(
             choice_rows,
-            [("task", "task"), ("budget", "budget"), ("program", "program"), ("seeds", "seeds"), *metric_cols]
+            [("task", "task"), ("answers", "answers"), ("budget", "budget"), ("program", "program"), ("seeds", "seeds")]
+            + metric_cols
             + [("picked", "picked")],
         ),
     ]
@@ -173,19 +200,22 @@ def main():
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     ap.add_argument("--budget", type=int, default=5000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--top-k", type=int, default=None, help="Lite0 answers only its K largest scores")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
     if not args.report and args.part is not None:
         model = lite0(SIZE, threads=1)
-        done = {(r["part"], r["task"], r.get("budget"), r.get("seed")) for r in load_runs()}
+        if args.top_k:
+            model = TopK(model, args.top_k)
+        done = {(r["part"], r["task"], r.get("budget"), r.get("seed"), r.get("top_k")) for r in load_runs()}
         for task in args.tasks:
             if args.part == "frames":
-                jobs = [] if ("frames", task, None, None) in done else [lambda: frames(task, model)]
+                jobs = [] if ("frames", task, None, None, None) in done or args.top_k else [lambda: frames(task, model)]
             else:
                 jobs = [
-                    (lambda s=s: [choice(task, model, args.budget, s)])
+                    (lambda s=s: [choice(task, model, args.budget, s, args.top_k)])
                     for s in args.seeds
-                    if ("choice", task, args.budget, s) not in done
+                    if ("choice", task, args.budget, s, args.top_k) not in done
                 ]
             for job in jobs:
                 for r in job():
