@@ -138,18 +138,13 @@ class Planner:
         self.flights: dict[str, Flight] = {}
         self.lock = threading.Lock()
 
-    def prepare(self, x: np.ndarray) -> Plan:
-        """The images ``x`` quantised and hashed, nothing claimed yet (CPU work only: any thread may do it)."""
-        plan = self.start(x)
-        self.prepare_part(plan, x, 0, len(x))
-        return plan
-
     def start(self, x: np.ndarray) -> Plan:
         """A plan for the checked images ``x`` with none of them prepared yet (see :meth:`prepare_part`)."""
         return Plan(keys=[], q=x if x.dtype == np.uint8 else np.empty(x.shape, np.uint8), first={})
 
     def prepare_part(self, plan: Plan, x: np.ndarray, start: int, stop: int) -> list[str]:
-        """Quantise and hash rows ``start:stop`` of ``x`` into ``plan`` (parts in order, from row 0).
+        """Quantise and hash rows ``start:stop`` of ``x`` into ``plan`` (parts in order, from row 0; CPU
+        work only, any thread may do it).
 
         Returns the keys of the images seen for the first time in this call, in order.
         """
@@ -159,13 +154,12 @@ class Planner:
         workers = 1 if pool is None or len(q) < 2 or q.nbytes < PARALLEL_BYTES else min(len(q), pool._max_workers)
         bounds = np.linspace(0, len(q), workers + 1).astype(int)
         spans = list(zip(bounds[:-1], bounds[1:], strict=True))
-
-        def each(fn: Callable[[tuple[int, int]], R]) -> list[R]:  # order kept; a worker's error raised here
-            return [fn(span) for span in spans] if pool is None or workers == 1 else list(pool.map(fn, spans))
-
         if x.dtype != np.uint8:
-            each(lambda ab: quantize(x[start + ab[0] : start + ab[1]], out=q[ab[0] : ab[1]]))
-        keys = [key for part in each(lambda ab: image_keys(q[ab[0] : ab[1]], self.identity)) for key in part]
+            parallel_map(
+                pool, lambda ab: quantize(x[start + ab[0] : start + ab[1]], out=q[ab[0] : ab[1]]), spans, q.nbytes
+            )
+        hashed = parallel_map(pool, lambda ab: image_keys(q[ab[0] : ab[1]], self.identity), spans, q.nbytes)
+        keys = [key for part in hashed for key in part]
         plan.keys.extend(keys)
         first = plan.first
         fresh = dict(zip(keys, range(start, stop), strict=True))
