@@ -75,9 +75,12 @@ class _Call:
     def next_round(self, *, asynchronous: bool) -> bool:
         return self.planner.next_round(self.plan, self.errors, asynchronous=asynchronous)
 
+    def land(self) -> None:
+        """Land the call's flights, whatever happened (a flight never landed fails: its waiters send it)."""
+        self.planner.land(self.plan, list(self.plan.owned))
+
     def settle(self, mapper: LabelMapper) -> np.ndarray:
-        """Land the call's flights; then its first error, with what it sent, raised, or its scores."""
-        self.planner.land(self.plan, list(self.plan.owned))  # a flight never landed fails: its waiters send it
+        """The call's first error, with what it sent, raised; or its scores."""
         if self.errors:
             raise self.plan.settled(self.errors[0])
         return self.planner.finish(self.plan, mapper)
@@ -108,9 +111,8 @@ def predict(
             if not call.next_round(asynchronous=False):
                 break
             client.send_round(call.plan, call.errors)
-    except BaseException:
-        planner.land(call.plan, list(call.plan.owned))
-        raise
+    finally:
+        call.land()
     return call.settle(mapper)
 
 
@@ -162,9 +164,8 @@ async def apredict(
             limits = httpx.Limits(max_connections=max_concurrency)
             async with httpx.AsyncClient(timeout=timeout, limits=limits) as own:
                 await _arun(call, AsyncSender(own, timeout, max_response_bytes))
-    except BaseException:
-        planner.land(call.plan, list(call.plan.owned))
-        raise
+    finally:
+        call.land()
     return call.settle(mapper)
 
 
