@@ -203,6 +203,8 @@ def main():
     ap.add_argument("--top-k", type=int, default=None, help="Lite0 answers only its K largest scores")
     ap.add_argument("--report", action="store_true")
     args = ap.parse_args()
+    if args.top_k and args.part == "frames":
+        ap.error("--top-k is for --part choice (the frames part reads full scores)")
     if not args.report and args.part is not None:
         model = lite0(SIZE, threads=1)
         if args.top_k:
@@ -210,7 +212,7 @@ def main():
         done = {(r["part"], r["task"], r.get("budget"), r.get("seed"), r.get("top_k")) for r in load_runs()}
         for task in args.tasks:
             if args.part == "frames":
-                jobs = [] if ("frames", task, None, None, None) in done or args.top_k else [lambda: frames(task, model)]
+                jobs = [] if ("frames", task, None, None, None) in done else [lambda: frames(task, model)]
             else:
                 jobs = [
                     (lambda s=s: [choice(task, model, args.budget, s, args.top_k)])
