@@ -169,6 +169,12 @@ def test_levels_write_exactly_what_the_plain_encoder_writes(datatype, scale):
         assert fast == encode_tensors({}, "inputs", [(meta, plain)], binary)
 
 
+def test_uint8_levels_are_the_batch_itself_not_a_copy():
+    q = np.random.default_rng(3).integers(0, 256, (4, 3, 8, 8), dtype=np.uint8)
+    assert np.shares_memory(Levels(q, "UINT8").values(), q)  # the body's join is the only copy
+    assert not np.shares_memory(Levels(q, "FP32", 255.0).values(), q)
+
+
 @pytest.mark.parametrize(
     "body, header, match",
     [

@@ -63,8 +63,8 @@ class Levels:
 
     def values(self) -> np.ndarray:
         dtype = np.dtype(DATATYPES[self.datatype])
-        if self.scale == 1.0:
-            return self.levels.astype(dtype)
+        if self.scale == 1.0:  # UINT8 levels travel as they are: no copy before the body's own
+            return self.levels.astype(dtype, copy=False)
         # One pass, and the same correctly rounded quotient as the table (3x faster than a gather).
         quotient: np.ndarray = np.divide(self.levels, dtype.type(self.scale), dtype=dtype)
         return quotient
