@@ -142,6 +142,11 @@ class BARClassifier(ClassifierMixin, BaseEstimator):
         grey frame read the same way gained 3-6 points on all three
         (``benchmarks/results/reprogram_imagenet_128_notes.md``). Keep 1 where
         a mirror image means another class.
+    augment : bool, default=False
+        Train on one of those six views of each image, drawn at random at each
+        step (the same view for every probe of the step), instead of the image
+        as placed: data augmentation at no extra query. The mapping and readout
+        passes and predictions are unchanged.
     loss : {"cross_entropy", "focal"}, default="cross_entropy"
         Cross-entropy or BAR's focal loss, both with class weights 1/n_j.
         Cross-entropy is the default: trained black-box, it scored higher than
@@ -276,6 +281,7 @@ default="one_sided"
         labels_per_class: int | None = None,
         readout: str = "logistic",
         views: int = 1,
+        augment: bool = False,
         loss: str = "cross_entropy",
         gamma: float = 2.0,
         estimator: str | GradientEstimator = "one_sided",
@@ -307,6 +313,7 @@ default="one_sided"
         self.labels_per_class = labels_per_class
         self.readout = readout
         self.views = views
+        self.augment = augment
         self.loss = loss
         self.gamma = gamma
         self.estimator = estimator
@@ -435,7 +442,7 @@ default="one_sided"
     # ------------------------------------------------------------------ checkpoints, save / load
     #: parameters added after checkpoints were first written, with the value that fits as before: left out of
     #: the fingerprint at that value, so a checkpoint written before the parameter existed still resumes
-    _LATER_PARAMS = {"views": 1}
+    _LATER_PARAMS = {"views": 1, "augment": False}
 
     def _fingerprint(self, X: Any, y: Any) -> str:
         params = {

@@ -95,6 +95,7 @@ def check_settings(clf) -> None:
     check_int(clf.labels_per_class, "labels_per_class", low=1, allow_none=True)
     check_choice(clf.readout, "readout", ("mapping", "logistic"))
     check_int(clf.views, "views", low=1, high=MAX_VIEWS)
+    check_bool(clf.augment, "augment")
     check_choice(clf.loss, "loss", tuple(L.LOSSES))
     check_float(clf.gamma, "gamma", low=0.0)
     if not isinstance(clf.estimator, GradientEstimator):

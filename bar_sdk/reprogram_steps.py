@@ -29,7 +29,7 @@ from bar_sdk.program import (
     Parameterization,
 )
 from bar_sdk.train_state import TrainState, in_flight
-from bar_sdk.views import combine_views, view_images
+from bar_sdk.views import combine_views, random_views, view_images
 from bar_sdk.zo import zo_step
 from bar_sdk.zo.loop import Callback, CheckpointEveryStep, ProgressBar, StepResult, TrainLoop
 
@@ -300,14 +300,17 @@ class BARStep:
                 else state.step / self.total_steps
             )
             before = state.theta.copy()
+            emb = self.embedded[idx]
+            if fit.augment:  # one random view of each image, the same for every point of this step
+                emb = random_views(self.program, emb, self.rng)
             if self.estimator is None:
-                loss, acc, probs = self._exact(state, self.embedded[idx], y[idx], progress, idx)
+                loss, acc, probs = self._exact(state, emb, y[idx], progress, idx)
             else:
                 if self.guide is not None:
                     self.estimator.set_prior(
-                        self._surrogate_gradient(self.optimizer.lookahead(state.theta), self.embedded[idx], y[idx])
+                        self._surrogate_gradient(self.optimizer.lookahead(state.theta), emb, y[idx])
                     )
-                loss, acc, probs = self._zo(state, self.embedded[idx], y[idx], progress, idx)
+                loss, acc, probs = self._zo(state, emb, y[idx], progress, idx)
             if not np.all(np.isfinite(state.theta)):
                 state.theta = before  # the last finite program is the one kept
                 raise NonFiniteProgramError(

@@ -8,7 +8,9 @@ log-scores (a left-out score read as the readouts read it, half the row's
 smallest: :func:`~bar_sdk.mapping.log_features`) are averaged, and the average
 is what the readout and the label mapping read, as one answer.
 
-Only the readout pass and predictions use views; training reads each image once.
+Only the readout pass and predictions read several views at once. Training
+reads each image once, as placed, or (``augment=True``) from one view drawn at
+random at each step, at no extra query (:func:`random_views`).
 Views are fixed transforms, the same at fit and at predict, so the readout
 learns on them; a task where a mirror image means another class (digits,
 text) should keep ``views=1``.
@@ -26,7 +28,7 @@ import numpy as np
 
 from bar_sdk.mapping import log_features
 
-__all__ = ["MAX_VIEWS", "VIEWS", "combine_views", "view_images"]
+__all__ = ["MAX_VIEWS", "VIEWS", "combine_views", "random_views", "view_images"]
 
 VIEWS = ("as placed", "mirrored", "shifted right", "shifted down", "shifted left", "shifted up")
 """The views, in the order ``views=N`` takes the first N."""
@@ -61,6 +63,14 @@ def view_images(program, embedded: np.ndarray, views: int) -> np.ndarray:
     for i in range(1, views):
         out[i][region] = moved[i - 1](target)
     return out.reshape((-1,) + embedded.shape[1:])
+
+
+def random_views(program, embedded: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each embedded target ``(n, C, H, W)`` from one of the :data:`VIEWS`, drawn uniformly at random from
+    ``rng`` (one draw of ``n`` integers): training data augmentation at no extra query."""
+    pick = rng.integers(0, MAX_VIEWS, size=len(embedded))
+    every = view_images(program, embedded, MAX_VIEWS).reshape((MAX_VIEWS,) + embedded.shape)
+    return every[pick, np.arange(len(embedded))]
 
 
 def combine_views(scores: np.ndarray, views: int) -> np.ndarray:

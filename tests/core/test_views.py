@@ -8,7 +8,7 @@ from sklearn.base import clone
 from bar_sdk import BARClassifier, InvalidInputError
 from bar_sdk.mapping import log_features
 from bar_sdk.program import GridParameterization, PadProgram
-from bar_sdk.views import MAX_VIEWS, combine_views, view_images
+from bar_sdk.views import MAX_VIEWS, combine_views, random_views, view_images
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +63,15 @@ def test_combined_views_average_the_readouts_log_scores():
     assert np.all(both > 0)  # a left-out score is read as the readouts read it, never as log(0)
 
 
-@pytest.mark.parametrize("views", [0, 7, 2.5, True, "3", None])
-def test_bad_views_are_refused_before_any_query(cancer, views):
+@pytest.mark.parametrize(
+    "param, value",
+    [("views", v) for v in (0, 7, 2.5, True, "3", None)] + [("augment", v) for v in (1, "yes", None, 0.0)],
+)
+def test_bad_views_or_augment_are_refused_before_any_query(cancer, param, value):
     Xa, _, ya, _ = cancer
     model = fresh_linear()
-    with pytest.raises(InvalidInputError, match="views"):
-        small(model, views=views).fit(Xa, ya)
+    with pytest.raises(InvalidInputError, match=param):
+        small(model, **{param: value}).fit(Xa, ya)
     assert model.seen == 0
 
 
@@ -140,3 +143,60 @@ def test_program_transfer_reads_the_views_the_readout_was_fitted_on(cancer):
     scores, queries = program_scores(clf, fresh_linear(), Xb)
     assert queries == 3 * len(Xb)
     np.testing.assert_array_equal(scores, clf.source_scores(Xb))
+
+
+# ---------------------------------------------------------------- augment=True: one random view per image in training
+
+
+def test_random_views_give_each_image_one_of_its_own_views_drawn_from_the_generator():
+    program = PadProgram((1, 16, 16), (7, 7), GridParameterization(4))
+    embedded = program.embed(np.random.default_rng(0).random((40, 1, 7, 7)).astype(np.float32))
+    every = view_images(program, embedded, MAX_VIEWS).reshape(MAX_VIEWS, 40, 1, 16, 16)
+    rng = np.random.default_rng(5)
+    out = random_views(program, embedded, rng)
+    assert out.shape == embedded.shape
+    picked = [next(v for v in range(MAX_VIEWS) if np.array_equal(out[i], every[v, i])) for i in range(40)]
+    np.testing.assert_array_equal(picked, np.random.default_rng(5).integers(0, MAX_VIEWS, 40))  # one draw of n
+    assert len(set(picked)) > 1  # not one view for the whole batch
+    assert rng.bit_generator.state == _after_one_draw(5, 40)
+
+
+def _after_one_draw(seed, n):
+    rng = np.random.default_rng(seed)
+    rng.integers(0, MAX_VIEWS, n)
+    return rng.bit_generator.state
+
+
+def test_augment_changes_the_training_not_its_cost_and_is_deterministic(cancer):
+    Xa, Xb, ya, _ = cancer
+    kw = dict(max_queries=None, max_epochs=2)
+    plain = small(fresh_linear(), **kw).fit(Xa, ya)
+    aug = small(fresh_linear(), augment=True, **kw).fit(Xa, ya)
+    assert aug.ledger_.by_purpose == plain.ledger_.by_purpose  # the same queries, purpose by purpose
+    assert not np.allclose(aug.theta_, plain.theta_)  # trained on other views of the same images
+    again = clone(aug).fit(Xa, ya)
+    assert again.augment is True
+    np.testing.assert_array_equal(again.theta_, aug.theta_)
+    np.testing.assert_array_equal(again.predict_proba(Xb), aug.predict_proba(Xb))
+
+
+def test_augment_resumes_after_a_crash_to_the_uninterrupted_program(cancer, tmp_path):
+    Xa, _, ya, _ = cancer
+    kw = dict(max_queries=None, max_epochs=2, augment=True)
+    reference = small(fresh_linear(), **kw).fit(Xa, ya)
+    model = fresh_linear()
+
+    class Crashing:
+        n_classes, input_shape = model.n_classes, model.input_shape
+
+        def predict_proba(self, x):
+            if model.calls == 4:
+                raise RuntimeError("simulated crash")
+            return model.predict_proba(x)
+
+    path = str(tmp_path / "ckpt.bar")
+    with pytest.raises(RuntimeError, match="simulated"):
+        small(Crashing(), checkpoint=path, **kw).fit(Xa, ya)
+    model.calls = -(10**9)  # never crash again
+    resumed = small(Crashing(), checkpoint=path, **kw).fit(Xa, ya)
+    np.testing.assert_array_equal(resumed.theta_, reference.theta_)
