@@ -12,6 +12,8 @@ test images that also occur in train dropped). Rows, each a part (``--parts``):
 - ``topk``: the defaults with top-10 answers only (``bar_sdk.adapters.TopK``), at the smallest budget;
 - ``views`` and ``topk_views``: the defaults with ``views=4`` (readout pass and predictions read each image
   from four views), full scores and top-10 answers, at the smallest budget;
+- ``views_augment`` and ``topk_views_augment``: those with ``augment=True`` too (training reads each image from
+  one of the views, drawn at random at each step);
 - ``paper``: BAR's published settings at ``--paper-budget``;
 - ``white_box``: the defaults' program trained with Lite0's own gradients (torch backend), same budget;
 - ``probe``: a linear probe on Lite0's pooled penultimate features (target resized to the input);
@@ -56,6 +58,8 @@ PARTS = (
     "topk_logistic",
     "views",
     "topk_views",
+    "views_augment",
+    "topk_views_augment",
     "paper",
     "white_box",
     "white_box_logistic",
@@ -83,6 +87,8 @@ METHODS = {
     "topk": "BAR, SDK default, top-10 answers",
     "views": "BAR, SDK default with views=4",
     "topk_views": "BAR, SDK default with views=4, top-10 answers",
+    "views_augment": "BAR, SDK default with views=4 and augment=True",
+    "topk_views_augment": "BAR, SDK default with views=4 and augment=True, top-10 answers",
     "paper": "BAR, paper settings",
     "white_box": "white-box reprogramming (default program)",
     "probe": "linear probe (Lite0 features)",
@@ -96,6 +102,8 @@ SEEDED = {
     "topk_logistic",
     "views",
     "topk_views",
+    "views_augment",
+    "topk_views_augment",
     "paper",
     "white_box",
     "white_box_logistic",
@@ -226,6 +234,9 @@ def run_part(part, task, train, test, budgets, paper_budget, seed, size):
         return [bar(task, part, lite, train, test, min(budgets), seed, views=4)]
     if part == "topk_views":
         return [bar(task, part, TopK(lite, 10), train, test, min(budgets), seed, views=4)]
+    if part in ("views_augment", "topk_views_augment"):
+        black = TopK(lite, 10) if part == "topk_views_augment" else lite
+        return [bar(task, part, black, train, test, min(budgets), seed, views=4, augment=True)]
     if part == "paper":
         return [bar(task, part, lite, train, test, paper_budget, seed, **PAPER)]
     if part == "white_box":
