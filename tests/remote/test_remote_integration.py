@@ -78,6 +78,27 @@ def test_async_path_against_the_server():
         assert model.ledger.billed == server.billed == 24 and server.stats().requests == 24
 
 
+def test_async_calls_without_a_client_share_one_tls_context(monkeypatch):
+    """Each apredict_proba without async_client opens its own httpx.AsyncClient; the CA bundle is read once
+    (httpx reads it from disk for every client otherwise: tens of ms of the event loop per call)."""
+    import ssl
+
+    from bar_sdk.adapters.remote.http import default_ssl_context
+
+    default_ssl_context.cache_clear()
+    built = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: built.append(1) or real(*a, **k))
+    with serve(MODEL, preset="huggingface") as server:
+        model = remote(server, preset="huggingface", max_concurrency=2)
+        built.clear()  # the blocking client's own context, made with the model
+        for seed in range(3):
+            x = images(4, seed=10 + seed)
+            assert_answers(asyncio.run(model.apredict_proba(x)), x)
+    assert len(built) == 1
+    default_ssl_context.cache_clear()  # later tests build their own, as a new process would
+
+
 def test_zero_lost_queries_under_injected_faults_and_both_sides_agree():
     faults = Faults(
         rate_429=0.15,
