@@ -276,6 +276,13 @@ class RequestClient:
     def attempt(self, request: HttpRequest, chunk: Chunk, number: int) -> Steps:
         """One request attempt: wait for the rate limit, check the budget and sign, send, settle the answer."""
         n = len(chunk.keys)
+        # A first attempt lets the queue of booked tokens shorten before it books its own (once; a limiter
+        # given from outside may not say, and then books at once): a retry, which has waited already, books
+        # right away and so goes out ahead of fresh requests instead of behind every one of them.
+        defer = getattr(self.bucket, "defer", None) if number == 1 else None
+        ahead = defer() if defer is not None else 0.0
+        if ahead > 0:
+            yield ahead
         wait = self.bucket.reserve() if self.bucket is not None else 0.0
         if wait > 0:
             yield wait

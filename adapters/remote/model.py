@@ -77,7 +77,11 @@ class RemoteModel:
         Price per billed image; ``ledger.cost`` is the running total.
     rate_limit : float, optional
         Client-side limit in requests per second (token bucket), e.g. 15 for
-        Clarifai's default. A request the server throttles gives its token back.
+        Clarifai's default. A request the server throttles gives its token back,
+        and its retry books the next free token, ahead of fresh requests (they
+        book at most about four tokens ahead;
+        :meth:`bar_sdk.adapters.remote.TokenBucket.defer`), so a
+        call does not wait behind other calls' queued requests for its last one.
     burst : int
         Token-bucket size: requests that may leave back to back.
     max_concurrency : int
@@ -155,7 +159,9 @@ class RemoteModel:
         Book each request's token here instead of a bucket of our own (then
         leave ``rate_limit`` unset), e.g. :class:`bar_sdk.adapters.ray.SharedTokenBucket`,
         one limit for every worker. It needs ``reserve() -> seconds to wait``
-        and ``refund()``.
+        and ``refund()``; with ``defer() -> seconds`` too, retries go ahead of
+        fresh requests as with our own bucket (without it, every request books
+        in turn).
 
     Attributes
     ----------

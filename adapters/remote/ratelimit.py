@@ -67,6 +67,20 @@ class TokenBucket:
                 return 0.0
             return (n - self._tokens) / self.rate
 
+    def defer(self) -> float:
+        """Seconds a fresh request should wait before it books a token: how far the bookings already run
+        past a short horizon (four tokens' time, at least 250 ms), else 0.0. Nothing is booked.
+
+        A fresh request that books behind a long queue of others would make a retry that has just waited
+        out a ``Retry-After`` queue behind it too; a fresh request that waits first leaves the retry only
+        the horizon to wait. The horizon is long enough that a fresh request woken late (a busy thread or
+        event loop) still books before the bucket runs empty.
+        """
+        with self._lock:
+            self._refill()
+            booked = max(0.0, -self._tokens) / self.rate
+            return max(0.0, booked - max(4.0 / self.rate, 0.25))
+
     def refund(self, n: int = 1) -> None:
         """Give back ``n`` tokens of a request the server refused without serving."""
         with self._lock:

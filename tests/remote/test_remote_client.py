@@ -882,6 +882,29 @@ def test_client_rate_limit_spaces_requests():
     assert sleeps == [0.5, 1.0]  # booked slots at 0, 0.5, 1.0 s of a frozen clock
 
 
+def test_token_bucket_defer_says_how_far_bookings_run_past_the_horizon_and_books_nothing():
+    t = [0.0]
+    bucket = TokenBucket(rate=4, burst=1, clock=lambda: t[0])  # horizon: four tokens' time, 1 s
+    assert bucket.defer() == 0.0
+    waits = [bucket.reserve() for _ in range(7)]
+    assert waits[-1] == 1.5 and bucket.defer() == pytest.approx(0.5)  # 1.5 s booked, 1 s of horizon
+    assert bucket.defer() == pytest.approx(0.5) and bucket.reserve() == 1.75  # defer took nothing
+    t[0] = 1.0
+    assert bucket.defer() == 0.0  # 0.75 s booked now: inside the horizon
+
+
+def test_a_retry_books_its_token_at_once_while_fresh_requests_first_let_the_queue_shorten():
+    sleeps = []
+    t = [0.0]  # frozen: every booking stays ahead, so the queue grows by 0.25 s a request
+    rec = Recorder(*([None] * 6), err(429, headers={"Retry-After": "0"}))
+    model = make(rec, sleeps, rate_limit=4, burst=1, batch_size=1, max_concurrency=1, clock=lambda: t[0])
+    model.predict_proba(images(7))
+    # requests 2-6 book 0.25-1.25 s ahead; request 7 (1.25 s queued, past the 1 s horizon) waits 0.25 s
+    # before booking; throttled, it waits 0.5 s of backoff, then its retry books at once, without the 0.25 s
+    assert sleeps == [0.25, 0.5, 0.75, 1.0, 1.25, 0.25, 1.5, 0.5, 1.5]
+    assert len(rec.requests) == 8 and model.ledger.billed == 7
+
+
 def test_exported_from_adapters():
     import bar_sdk.adapters
 
