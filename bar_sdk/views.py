@@ -40,6 +40,21 @@ def _shift(side: int) -> int:
     return max(1, round(side / 7))
 
 
+def _region_and_moves(program):
+    """The target's region in the embedded image, and the moves of views 1.. (view 0 is the image itself)."""
+    th, tw = program.target_hw
+    region = (slice(None), slice(None), slice(program.top, program.top + th), slice(program.left, program.left + tw))
+    dh, dw = _shift(th), _shift(tw)
+    moves = (
+        lambda r: r[..., ::-1],
+        lambda r: np.roll(r, dw, axis=-1),
+        lambda r: np.roll(r, dh, axis=-2),
+        lambda r: np.roll(r, -dw, axis=-1),
+        lambda r: np.roll(r, -dh, axis=-2),
+    )
+    return region, moves
+
+
 def view_images(program, embedded: np.ndarray, views: int) -> np.ndarray:
     """The ``views`` views of embedded targets ``(n, C, H, W)``: ``(views * n, C, H, W)``, view-major.
 
@@ -48,29 +63,26 @@ def view_images(program, embedded: np.ndarray, views: int) -> np.ndarray:
     """
     if views == 1:
         return embedded
-    th, tw = program.target_hw
-    region = (slice(None), slice(None), slice(program.top, program.top + th), slice(program.left, program.left + tw))
+    region, moves = _region_and_moves(program)
     target = embedded[region]
-    dh, dw = _shift(th), _shift(tw)
-    moved = (
-        lambda r: r[..., ::-1],
-        lambda r: np.roll(r, dw, axis=-1),
-        lambda r: np.roll(r, dh, axis=-2),
-        lambda r: np.roll(r, -dw, axis=-1),
-        lambda r: np.roll(r, -dh, axis=-2),
-    )
     out = np.repeat(embedded[None], views, axis=0)
     for i in range(1, views):
-        out[i][region] = moved[i - 1](target)
+        out[i][region] = moves[i - 1](target)
     return out.reshape((-1,) + embedded.shape[1:])
 
 
 def random_views(program, embedded: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each embedded target ``(n, C, H, W)`` from one of the :data:`VIEWS`, drawn uniformly at random from
-    ``rng`` (one draw of ``n`` integers): training data augmentation at no extra query."""
+    ``rng`` (one draw of ``n`` integers): training data augmentation at no extra query. Each image is moved
+    by its own view only."""
     pick = rng.integers(0, MAX_VIEWS, size=len(embedded))
-    every = view_images(program, embedded, MAX_VIEWS).reshape((MAX_VIEWS,) + embedded.shape)
-    return every[pick, np.arange(len(embedded))]
+    region, moves = _region_and_moves(program)
+    out = embedded.copy()
+    for i in range(1, MAX_VIEWS):
+        rows = np.flatnonzero(pick == i)
+        if len(rows):
+            out[(rows, *region[1:])] = moves[i - 1](embedded[(rows, *region[1:])])
+    return out
 
 
 def combine_views(scores: np.ndarray, views: int) -> np.ndarray:
