@@ -81,7 +81,8 @@ def random_views(program, embedded: np.ndarray, rng: np.random.Generator) -> np.
     for i in range(1, MAX_VIEWS):
         rows = np.flatnonzero(pick == i)
         if len(rows):
-            out[(rows, *region[1:])] = moves[i - 1](embedded[(rows, *region[1:])])
+            index = (rows,) + region[1:]  # these images' target regions
+            out[index] = moves[i - 1](embedded[index])
     return out
 
 
