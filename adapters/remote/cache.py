@@ -12,6 +12,9 @@ from typing import Any, Callable, Iterable, Mapping, Union
 
 import numpy as np
 
+from bar_sdk.adapters.remote.flight import KeyedAnswers
+from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
+
 __all__ = ["AnswerCache", "image_key", "image_keys"]
 
 State = Union[dict[str, Any], Callable[[], dict[str, Any]]]
@@ -54,6 +57,13 @@ class AnswerCache:
     The same file keeps small named states (the remote ledger), so what was
     paid and what it bought live side by side.
 
+    An answer with a score for every label (a tensor protocol's, kept as a
+    :class:`~bar_sdk.adapters.remote.flight.KeyedAnswers` block) is stored as
+    its float64 scores, behind the id of its label list (stored once, in
+    ``label_sets``); any other answer as JSON text. Both read back as the same
+    ``{label: score}`` dict, bit for bit. (JSON for a 1,000-label answer cost
+    ~0.6 ms of CPU per image, as much as the rest of the client's path.)
+
     Parameters
     ----------
     path : str or Path, optional
@@ -76,30 +86,31 @@ class AnswerCache:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS label_sets (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE)")
+        self._set_ids: dict[tuple[str, ...], int] = {}
+        self._sets: dict[int, tuple[str, ...]] = {}
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, float | None]]:
+    def get_many(self, keys: Iterable[str]) -> dict[str, Answer]:
         """Stored answers for those of ``keys`` that are present."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, dict[str, float | None]] = {}
+        found: dict[str, Answer] = {}
         with self._lock:
             for start in range(0, len(keys), 500):
                 part = keys[start : start + 500]
                 rows = self._db.execute(
                     f"SELECT key, answer FROM answers WHERE key IN ({','.join('?' * len(part))})", part
                 )
-                found.update((k, json.loads(a)) for k, a in rows)
+                found.update((k, json.loads(a) if isinstance(a, str) else self._dense(k, a)) for k, a in rows)
         return found
 
-    def put_many(
-        self, answers: Mapping[str, dict[str, float | None]], states: Mapping[str, State] | None = None
-    ) -> None:
+    def put_many(self, answers: Mapping[str, Answer], states: Mapping[str, State] | None = None) -> None:
         """Store answers and, in the same transaction, named states: all or none.
 
         A state may be given as a function returning it; it is then read
         inside the transaction, so concurrent writers each store the freshest
         one (a ledger saved with the answers it paid for).
         """
-        rows = [(k, json.dumps(a)) for k, a in answers.items()]
+        rows = self._rows(answers)
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -110,6 +121,49 @@ class AnswerCache:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _rows(self, answers: Mapping[str, Answer]) -> list[tuple[str, str | bytes]]:
+        """The rows of ``answers`` for the database: a block's as scores, any other as JSON text."""
+        block = _block(answers)
+        if block is None:
+            return [(k, json.dumps(a)) for k, a in answers.items()]
+        head = self._set_id(block.labels).to_bytes(4, "little")
+        scores = np.ascontiguousarray(block.rows, dtype="<f8")
+        return [(k, head + row.tobytes()) for k, row in zip(answers, scores, strict=True)]
+
+    def _set_id(self, labels: tuple[str, ...]) -> int:
+        """The id of ``labels`` in ``label_sets``, stored (and committed) first if new.
+
+        A label set stored for answers whose own write then fails is harmless: ids are never reused."""
+        with self._lock:
+            set_id = self._set_ids.get(labels)
+            if set_id is None:
+                text = json.dumps(list(labels))
+                self._db.execute("INSERT OR IGNORE INTO label_sets (labels) VALUES (?)", (text,))
+                set_id = int(self._db.execute("SELECT id FROM label_sets WHERE labels = ?", (text,)).fetchone()[0])
+                self._remember(set_id, labels)
+        return set_id
+
+    def _dense(self, key: str, blob: bytes) -> Answer:
+        """The answer stored as scores: a little-endian uint32 label-set id, then one float64 per label."""
+        set_id = int.from_bytes(blob[:4], "little")
+        labels = self._sets.get(set_id)
+        if labels is None:
+            row = self._db.execute("SELECT labels FROM label_sets WHERE id = ?", (set_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"{self!r}: answer {key[:12]}... names label set {set_id}, which is not stored")
+            labels = self._remember(set_id, json.loads(row[0]))
+        if len(blob) != 4 + 8 * len(labels):
+            raise ValueError(
+                f"{self!r}: answer {key[:12]}... holds {len(blob)} bytes; expected {4 + 8 * len(labels)} "
+                f"(a label-set id and {len(labels)} float64 scores)"
+            )
+        return _answer(labels, np.frombuffer(blob, "<f8", offset=4))
+
+    def _remember(self, set_id: int, labels: Iterable[str]) -> tuple[str, ...]:
+        labels = tuple(labels)
+        self._set_ids[labels], self._sets[set_id] = set_id, labels
+        return labels
 
     def load_state(self, name: str) -> dict[str, Any] | None:
         """The state saved under ``name``, or ``None``."""
@@ -136,3 +190,14 @@ class AnswerCache:
 
     def __repr__(self) -> str:
         return f"AnswerCache({str(self.path) if self.path else 'in memory'!r})"
+
+
+def _block(answers: Mapping[str, Answer]) -> DenseAnswers | None:
+    """The dense block behind ``answers``, when it has one with distinct labels (else one dict per image)."""
+    if isinstance(answers, KeyedAnswers) and len(set(answers.block.labels)) == len(answers.block.labels):
+        return answers.block
+    return None
+
+
+def _answer(labels: tuple[str, ...], scores: np.ndarray) -> Answer:
+    return dict(zip(labels, scores.tolist(), strict=True))
