@@ -89,8 +89,10 @@ class AnswerCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS label_sets (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE)")
-        # In memory: key -> the answer's JSON text (a few times smaller than its dict), or (labels, its scores).
-        self._memory: dict[str, str | tuple[tuple[str, ...], np.ndarray]] | None = {} if path is None else None
+        # In memory: key -> the answer's JSON text (a few times smaller than its dict), or the number of its
+        # block in _blocks times 2**32 plus its row: strings and ints, which the garbage collector never scans.
+        self._memory: dict[str, str | int] | None = {} if path is None else None
+        self._blocks: list[DenseAnswers] = []
         self._set_ids: dict[tuple[str, ...], int] = {}
         self._sets: dict[int, tuple[str, ...]] = {}
 
@@ -101,10 +103,12 @@ class AnswerCache:
         with self._lock:
             if self._memory is not None:
                 memory = self._memory
+                if memory.keys().isdisjoint(keys):  # new images, the common case: no lookup per image
+                    return found
                 for k in keys:
                     stored = memory.get(k)
                     if stored is not None:
-                        found[k] = json.loads(stored) if isinstance(stored, str) else _answer(*stored)
+                        found[k] = json.loads(stored) if isinstance(stored, str) else self._stored_row(stored)
                 return found
             for start in range(0, len(keys), 500):
                 part = keys[start : start + 500]
@@ -122,11 +126,17 @@ class AnswerCache:
         one (a ledger saved with the answers it paid for).
         """
         if self._memory is not None:
-            stored = _in_memory(answers)
+            block = _block(answers)
+            text = {k: json.dumps(a) for k, a in answers.items()} if block is None else {}
             with self._lock:
                 for name, state in (states or {}).items():  # first: a state that cannot be written stores nothing
                     self._write_state(name, state)
-                self._memory.update(stored)
+                if block is None:
+                    self._memory.update(text)
+                else:
+                    start = len(self._blocks) << 32
+                    self._blocks.append(block)
+                    self._memory.update(zip(answers, range(start, start + len(block)), strict=True))
             return
         rows = self._rows(answers)
         with self._lock:
@@ -139,6 +149,9 @@ class AnswerCache:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _stored_row(self, number: int) -> Answer:
+        return self._blocks[number >> 32][number & 0xFFFFFFFF]
 
     def _rows(self, answers: Mapping[str, Answer]) -> list[tuple[str, str | bytes]]:
         """The rows of ``answers`` for the database: a block's as scores, any other as JSON text."""
@@ -221,10 +234,3 @@ def _block(answers: Mapping[str, Answer]) -> DenseAnswers | None:
 
 def _answer(labels: tuple[str, ...], scores: np.ndarray) -> Answer:
     return dict(zip(labels, scores.tolist(), strict=True))
-
-
-def _in_memory(answers: Mapping[str, Answer]) -> dict[str, str | tuple[tuple[str, ...], np.ndarray]]:
-    block = _block(answers)
-    if block is None:
-        return {k: json.dumps(a) for k, a in answers.items()}
-    return {k: (block.labels, row) for k, row in zip(answers, block.rows, strict=True)}

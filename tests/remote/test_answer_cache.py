@@ -47,6 +47,14 @@ def test_a_block_reads_back_as_the_same_dicts_bit_for_bit(cache):
     assert len(cache) == 2
 
 
+def test_each_image_of_many_blocks_reads_its_own_row(cache):
+    rows = np.random.default_rng(3).random((3, 4, len(LABELS)))
+    for b in range(3):
+        cache.put_many(block_answers([f"b{b}r{r}" for r in range(4)], rows=rows[b]))
+    got = cache.get_many([f"b{b}r{r}" for b in range(3) for r in range(4)])
+    assert got == {f"b{b}r{r}": dict(zip(LABELS, rows[b, r].tolist(), strict=True)) for b in range(3) for r in range(4)}
+
+
 def test_sparse_answers_and_blocks_live_side_by_side_and_the_last_write_wins(cache):
     cache.put_many({"k0": {"cat": 0.5, "dog": None}, "k9": {"fish": 0.25}})
     cache.put_many(block_answers())  # k0 answered again, as a block
