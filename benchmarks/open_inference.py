@@ -10,6 +10,10 @@ Writes benchmarks/results/open_inference.json and .md.
   for 1x28x28, 3x224x224 and 3x512x512: quantise, hash, encode, request build,
   parse, and the whole predict_proba path, for the open_inference preset (binary
   and JSON tensors) beside the PNG path of the clarifai preset.
+- cache: the whole path with the answer cache on (the default, in memory) and
+  on disk, every image new, beside the same client without it and the bare
+  cost of quantising and hashing the batch (not part of the default run:
+  `--parts cache`).
 - throughput: open_inference (binary tensors) against `bar serve --preset
   open_inference`, in this process (`--server thread`) and in its own process
   (`--server process`), R requests/s with 10% injected 429s and 32 images of
@@ -46,7 +50,7 @@ from bar_sdk.adapters.remote.cache import image_keys  # noqa: E402
 from bar_sdk.adapters.remote.encoding import encode_image  # noqa: E402
 from bar_sdk.adapters.remote.http import HttpResponse  # noqa: E402
 from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, encode_tensors  # noqa: E402
-from benchmarks.remote_throughput import median_us  # noqa: E402
+from benchmarks.remote_throughput import cpu_each, median_us  # noqa: E402
 
 SHAPES = {"1x28x28": (1, 28, 28), "3x224x224": (3, 224, 224), "3x512x512": (3, 512, 512)}
 REPS = {"1x28x28": 300, "3x224x224": 40, "3x512x512": 10}
@@ -75,8 +79,8 @@ def clarifai_answer(n, labels=LABELS):
     ).encode(), {}
 
 
-def client(kind, shape, n, labels=LABELS):
-    """A RemoteModel whose transport answers at once, and the canned body."""
+def client(kind, shape, n, labels=LABELS, **model_options):
+    """A RemoteModel whose transport answers at once, and the canned body (no answer cache unless asked)."""
     if kind == "clarifai_png":
         body, headers = clarifai_answer(n, labels)
         options = dict(model_id="m", batch_size=max(n, 1))
@@ -102,9 +106,8 @@ def client(kind, shape, n, labels=LABELS):
         api_key="k",
         labels=labels,
         input_shape=shape,
-        use_cache=False,
         client=httpx.Client(transport=transport),
-        **options,
+        **{"use_cache": False, **options, **model_options},
     )
     return model, HttpResponse(200, headers, body)
 
@@ -151,6 +154,45 @@ def stages(args):
             rows.append(row)
             model.close()
             print(json.dumps(row), flush=True)
+    return rows
+
+
+def cache_cases(args):
+    """The whole path with the answer cache on (the default), every image new, in memory and on disk,
+    beside the same client without the cache; and the bare cost of quantising and hashing the batch.
+    Medians of this process's CPU time (all its threads), so a shared core's waits are not counted."""
+    rows = []
+    rng = np.random.default_rng(1)
+    cases = [
+        ("1x28x28", 32, LABELS, "oip_binary_u8"),
+        ("1x28x28", 1024, LABELS, "oip_binary_u8"),
+        ("1x28x28", 32, LABELS, "clarifai_png"),
+        ("3x224x224", 32, LABELS, "oip_binary_u8"),
+        ("3x224x224", 32, IMAGENET, "oip_binary_u8"),
+    ]
+    for name, n, labels, kind in cases:
+        shape = SHAPES[name]
+        reps = max(3, int((REPS[name] // 10 if n > 32 else REPS[name] // 2) * args.reps_scale))
+        xs = [rng.random((n, *shape)).astype(np.float32) for _ in range(reps + 1)]
+        row = {"shape": name, "images_per_request": n, "classes": len(labels), "client": kind}
+        row["bare_quantise_hash_us"] = cpu_each(lambda x: image_keys(quantize(x), "id"), xs[1:]) / n
+        for where in ("off", "memory", "disk"):
+            with tempfile.TemporaryDirectory() as folder:
+                model, _ = client(
+                    kind,
+                    shape,
+                    n,
+                    labels,
+                    use_cache=where != "off",
+                    cache_dir=folder if where == "disk" else None,
+                    max_queries=n * (len(xs) + 1),
+                )
+                model.predict_proba(xs[0])  # warm: connection pool, first-call costs
+                row[f"whole_cache_{where}_us"] = cpu_each(model.predict_proba, xs[1:]) / n
+                model.close()
+        row["memory_over_bare"] = row["whole_cache_memory_us"] / row["bare_quantise_hash_us"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
@@ -354,6 +396,32 @@ def mlserver_overhead(args):
     return row
 
 
+def cache_markdown(rows):
+    def us(v):
+        return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+    lines = [
+        "## The whole path with the answer cache on (the default), every image new",
+        "",
+        "Medians of this process's CPU time per image, microseconds (all its threads; a shared core's waits "
+        "are not counted). `off`: `use_cache=False`, as in the table above; `memory`: the default; `disk`: "
+        "`cache_dir=` (SQLite, one transaction per request, with the ledger). Every call sends new images, "
+        "so none is a cache hit: the cache's cost is its lookup and its write. Bare: `quantize`, then "
+        "`image_keys`, on the same batch.",
+        "",
+        "| shape | images/request | classes | client | bare quantise + hash | cache off | memory | disk "
+        "| memory / bare |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['images_per_request']} | {r['classes']} | {r['client']} | "
+            f"{us(r['bare_quantise_hash_us'])} | {us(r['whole_cache_off_us'])} | "
+            f"{us(r['whole_cache_memory_us'])} | {us(r['whole_cache_disk_us'])} | {r['memory_over_bare']:.1f}x |"
+        )
+    return [*lines, ""]
+
+
 def markdown(result):
     commands = "; ".join(f"{part}: `{cmd}`" for part, cmd in result.get("commands", {}).items())
     lines = [
@@ -399,6 +467,8 @@ def markdown(result):
             "1,000-class rows answer with an ImageNet model's 1,000 scores per image.",
             "",
         ]
+    if "cache" in result:
+        lines += cache_markdown(result["cache"])
     if "throughput" in result:
         runs = result["throughput"]
         t = runs[0]
@@ -480,6 +550,8 @@ def main(argv=None):
     result.setdefault("load_by_part", {}).update({part: load for part in parts})
     if "stages" in parts:
         result["stages"] = stages(args)
+    if "cache" in parts:
+        result["cache"] = cache_cases(args)
     if "throughput" in parts:
         result["throughput"] = throughput(args)
     if "mlserver" in parts:
