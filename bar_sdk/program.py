@@ -213,7 +213,8 @@ class LowRankParameterization(Parameterization):
 
     def decode(self, theta):
         a, b = self._split(np.atleast_2d(theta))
-        return (np.einsum("mchr,mcwr->mchw", a, b) * self.mask).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused, with its own error, downstream
+            return (np.einsum("mchr,mcwr->mchw", a, b) * self.mask).astype(np.float32)
 
     def adjoint(self, theta, grad_w):
         a, b = self._split(np.atleast_2d(theta))

@@ -1,5 +1,7 @@
 """Checkpoints: what they recognise (data shape, dtype, classes), and max_queries held across crashes."""
 
+import warnings
+
 import numpy as np
 import pytest
 from _models import fresh_linear
@@ -212,8 +214,10 @@ def test_a_finite_program_whose_images_overflow_is_refused_before_sending():
     X, y = cancer40()
     model = FiniteOnly()
     clf = BARClassifier(model, **BINDING, parameterization="lowrank", optimizer=Blows(lr=0.05))
-    with pytest.raises(NonFiniteProgramError, match="program's images hold NaN or infinite values .parameters up to"):
-        clf.fit(X, y)
+    with warnings.catch_warnings():  # the refusal is the error below, not a NumPy warning beside it
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(NonFiniteProgramError, match="program's images hold NaN or infinite values .parameters up"):
+            clf.fit(X, y)
     assert np.isfinite(clf.theta_).all() and np.abs(clf.theta_).max() > 1e100  # finite, and yet never sent
     assert model.received == 40 + 3 * 60 and clf.queries_ == model.received  # nothing of step 4 left
 
