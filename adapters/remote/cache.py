@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Union
+from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -129,8 +129,7 @@ class AnswerCache:
             block = _block(answers)
             text = {k: json.dumps(a) for k, a in answers.items()} if block is None else {}
             with self._lock:
-                for name, state in (states or {}).items():  # first: a state that cannot be written stores nothing
-                    self._write_state(name, state)
+                self._commit((), states)  # first: states that cannot be written store no answers
                 if block is None:
                     self._memory.update(text)
                 else:
@@ -140,15 +139,19 @@ class AnswerCache:
             return
         rows = self._rows(answers)
         with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", rows)
-                for name, state in (states or {}).items():
-                    self._write_state(name, state)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            self._commit(rows, states)
+
+    def _commit(self, rows: Sequence[tuple[str, str | bytes]], states: Mapping[str, State] | None) -> None:
+        """Answer ``rows`` and ``states`` in one transaction, all or none (the caller holds the lock)."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?)", rows)
+            for name, state in (states or {}).items():
+                self._write_state(name, state)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _stored_row(self, number: int) -> Answer:
         return self._blocks[number >> 32][number & 0xFFFFFFFF]

@@ -137,8 +137,9 @@ def test_a_state_that_cannot_be_written_stores_no_answers(tmp_path, where):
         raise RuntimeError("ledger unreadable")
 
     with pytest.raises(RuntimeError, match="ledger unreadable"):
-        cache.put_many(block_answers(), {"ledger": broken})
-    assert cache.get_many(["k0", "k1"]) == {} and len(cache) == 0 and cache.load_state("ledger") is None
+        cache.put_many(block_answers(), {"run": {"step": 3}, "ledger": broken})
+    assert cache.get_many(["k0", "k1"]) == {} and len(cache) == 0
+    assert cache.load_state("run") is None and cache.load_state("ledger") is None  # the first state is undone too
 
 
 class BinaryV2:
