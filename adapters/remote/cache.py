@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import threading
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
@@ -89,27 +90,28 @@ class AnswerCache:
         self._db.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS label_sets (id INTEGER PRIMARY KEY, labels TEXT NOT NULL UNIQUE)")
-        # In memory: key -> the answer's JSON text (a few times smaller than its dict), or the number of its
-        # block in _blocks times 2**32 plus its row: strings and ints, which the garbage collector never scans.
-        self._memory: dict[str, str | int] | None = {} if path is None else None
-        self._blocks: list[DenseAnswers] = []
+        # In memory: key -> the answer's JSON text (a few times smaller than its dict), or the keyed block it
+        # came in (one object for all of a request's images: nothing is made per image, nothing per image is
+        # left for the garbage collector to scan; the block finds an image's row when it is read).
+        self._memory: dict[str, str | KeyedAnswers] | None = {} if path is None else None
         self._set_ids: dict[tuple[str, ...], int] = {}
         self._sets: dict[int, tuple[str, ...]] = {}
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Answer]:
         """Stored answers for those of ``keys`` that are present (each a new dict)."""
-        keys = list(dict.fromkeys(keys))
+        keys = keys if isinstance(keys, list) else list(keys)
         found: dict[str, Answer] = {}
         with self._lock:
             if self._memory is not None:
                 memory = self._memory
                 if memory.keys().isdisjoint(keys):  # new images, the common case: no lookup per image
                     return found
-                for k in keys:
+                for k in dict.fromkeys(keys):
                     stored = memory.get(k)
                     if stored is not None:
-                        found[k] = json.loads(stored) if isinstance(stored, str) else self._stored_row(stored)
+                        found[k] = json.loads(stored) if isinstance(stored, str) else stored[k]
                 return found
+            keys = list(dict.fromkeys(keys))
             for start in range(0, len(keys), 500):
                 part = keys[start : start + 500]
                 rows = self._db.execute(
@@ -126,16 +128,14 @@ class AnswerCache:
         one (a ledger saved with the answers it paid for).
         """
         if self._memory is not None:
-            block = _block(answers)
-            text = {k: json.dumps(a) for k, a in answers.items()} if block is None else {}
+            stored: Iterable[tuple[str, str | KeyedAnswers]]
+            if isinstance(answers, KeyedAnswers):
+                stored = zip(answers, repeat(answers))
+            else:
+                stored = [(k, json.dumps(a)) for k, a in answers.items()]
             with self._lock:
                 self._commit((), states)  # first: states that cannot be written store no answers
-                if block is None:
-                    self._memory.update(text)
-                else:
-                    start = len(self._blocks) << 32
-                    self._blocks.append(block)
-                    self._memory.update(zip(answers, range(start, start + len(block)), strict=True))
+                self._memory.update(stored)
             return
         rows = self._rows(answers)
         with self._lock:
@@ -152,9 +152,6 @@ class AnswerCache:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-    def _stored_row(self, number: int) -> Answer:
-        return self._blocks[number >> 32][number & 0xFFFFFFFF]
 
     def _rows(self, answers: Mapping[str, Answer]) -> list[tuple[str, str | bytes]]:
         """The rows of ``answers`` for the database: a block's as scores, any other as JSON text."""
