@@ -134,7 +134,8 @@ class AnswerCache:
             else:
                 stored = [(k, json.dumps(a)) for k, a in answers.items()]
             with self._lock:
-                self._commit((), states)  # first: states that cannot be written store no answers
+                if states:
+                    self._commit((), states)  # first: states that cannot be written store no answers
                 self._memory.update(stored)
             return
         rows = self._rows(answers)
