@@ -166,13 +166,14 @@ def cache_cases(args):
     cases = [
         ("1x28x28", 32, LABELS, "oip_binary_u8"),
         ("1x28x28", 1024, LABELS, "oip_binary_u8"),
+        ("1x28x28", 4096, LABELS, "oip_binary_u8"),
         ("1x28x28", 32, LABELS, "clarifai_png"),
         ("3x224x224", 32, LABELS, "oip_binary_u8"),
         ("3x224x224", 32, IMAGENET, "oip_binary_u8"),
     ]
     for name, n, labels, kind in cases:
         shape = SHAPES[name]
-        reps = max(3, int((REPS[name] // 10 if n > 32 else REPS[name] // 2) * args.reps_scale))
+        reps = max(3, int((REPS[name] // (10 if n <= 1024 else 30) if n > 32 else REPS[name] // 2) * args.reps_scale))
         xs = [rng.random((n, *shape)).astype(np.float32) for _ in range(reps + 1)]
         row = {"shape": name, "images_per_request": n, "classes": len(labels), "client": kind}
         row["bare_quantise_hash_us"] = cpu_each(lambda x: image_keys(quantize(x), "id"), xs[1:]) / n
