@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 import numpy as np
 
 from bar_sdk.adapters.remote.flight import KeyedAnswers
-from bar_sdk.adapters.remote.presets.base import Answer, DenseAnswers
+from bar_sdk.adapters.remote.presets.base import Answer
 
 __all__ = ["AnswerCache", "image_key", "image_keys"]
 
@@ -156,9 +156,9 @@ class AnswerCache:
 
     def _rows(self, answers: Mapping[str, Answer]) -> list[tuple[str, str | bytes]]:
         """The rows of ``answers`` for the database: a block's as scores, any other as JSON text."""
-        block = _block(answers)
-        if block is None:
+        if not isinstance(answers, KeyedAnswers):
             return [(k, json.dumps(a)) for k, a in answers.items()]
+        block = answers.block
         head = self._set_id(block.labels).to_bytes(4, "little")
         scores = np.ascontiguousarray(block.rows, dtype="<f8")
         return [(k, head + row.tobytes()) for k, row in zip(answers, scores, strict=True)]
@@ -190,7 +190,7 @@ class AnswerCache:
                 f"{self!r}: answer {key[:12]}... holds {len(blob)} bytes; expected {4 + 8 * len(labels)} "
                 f"(a label-set id and {len(labels)} float64 scores)"
             )
-        return _answer(labels, np.frombuffer(blob, "<f8", offset=4))
+        return dict(zip(labels, np.frombuffer(blob, "<f8", offset=4).tolist(), strict=True))  # as DenseAnswers reads
 
     def _remember(self, set_id: int, labels: Iterable[str]) -> tuple[str, ...]:
         labels = tuple(labels)
@@ -224,14 +224,3 @@ class AnswerCache:
 
     def __repr__(self) -> str:
         return f"AnswerCache({str(self.path) if self.path else 'in memory'!r})"
-
-
-def _block(answers: Mapping[str, Answer]) -> DenseAnswers | None:
-    """The dense block behind ``answers``, when it has one with distinct labels (else one dict per image)."""
-    if isinstance(answers, KeyedAnswers) and len(set(answers.block.labels)) == len(answers.block.labels):
-        return answers.block
-    return None
-
-
-def _answer(labels: tuple[str, ...], scores: np.ndarray) -> Answer:
-    return dict(zip(labels, scores.tolist(), strict=True))
