@@ -3,17 +3,14 @@
 import json
 import sqlite3
 
-import httpx
 import numpy as np
 import pytest
+from _oip import LABELS, SHAPE, OipServer, model_for
 
-from bar_sdk.adapters.remote import AnswerCache, RemoteModel, RetryPolicy
+from bar_sdk.adapters.remote import AnswerCache
 from bar_sdk.adapters.remote.flight import KeyedAnswers
 from bar_sdk.adapters.remote.presets.base import DenseAnswers
-from bar_sdk.adapters.remote.presets.open_inference import HEADER_LENGTH, decode_tensors, encode_tensors
 
-LABELS = ["cat", "dog", "fish"]
-SHAPE = (3, 4, 5)
 X = np.random.default_rng(0).random((6, *SHAPE)).astype(np.float32)
 
 # Values JSON and float64 bytes must both give back bit for bit: tiny, subnormal, 1 - ulp, zero.
@@ -140,53 +137,19 @@ def test_a_state_that_cannot_be_written_stores_no_answers(tmp_path, where):
     assert cache.load_state("run") is None and cache.load_state("ledger") is None  # the first state is undone too
 
 
-class BinaryV2:
-    """A scripted Open Inference server answering a full probabilities tensor, binary both ways."""
-
-    def __init__(self):
-        self.inputs = []
-
-    def __call__(self, request):
-        if request.method == "GET":
-            return httpx.Response(404, json={"error": f"not scripted: {request.url.path}"})
-        _, tensors = decode_tensors(request.content, request.headers.get(HEADER_LENGTH), "inputs", "request")
-        x = np.asarray(tensors[0][1], dtype=np.float64).reshape(-1, int(np.prod(SHAPE)))
-        self.inputs.append(len(x))
-        m = x.mean(axis=1)
-        p = np.stack([m, 1 - m, np.zeros_like(m)], axis=1).astype(np.float32)
-        out = ({"name": "probs", "datatype": "FP32", "shape": list(p.shape)}, p)
-        body, n_header = encode_tensors({"model_name": "m"}, "outputs", [out], True)
-        return httpx.Response(200, content=body, headers={HEADER_LENGTH: str(n_header)})
-
-
 def test_an_open_inference_model_resumes_from_its_disk_cache_with_the_same_scores(tmp_path):
-    server = BinaryV2()
+    server = OipServer(binary=True)  # binary tensors both ways, metadata and readiness as a V2 server gives them
 
     def model():
-        return RemoteModel.from_preset(
-            "open_inference",
-            base_url="http://127.0.0.1:9",
-            model_name="m",
-            labels=LABELS,
-            input_shape=SHAPE,
-            client=httpx.Client(transport=httpx.MockTransport(server)),
-            sleep=lambda s: None,
-            retry=RetryPolicy(jitter=0, initial=0.01),
-            cache_dir=tmp_path,
-            max_queries=len(X),
-            input_name="pixels",
-            datatype="FP32",
-            layout="NCHW",
-            output_name="probs",
-            binary=True,
-            wait_ready=False,
-        )
+        return model_for(server, cache_dir=tmp_path, max_queries=len(X))
+
+    def images_sent():
+        return sum(len(values) for _, values in server.inputs)
 
     first = model()
     p = first.predict_proba(X)
     first.close()
-    sent = sum(server.inputs)
-    assert sent == len(X) and set(stored_types(tmp_path / "answers.sqlite").values()) == {"blob"}
+    assert images_sent() == len(X) and set(stored_types(tmp_path / "answers.sqlite").values()) == {"blob"}
     again = model()
     np.testing.assert_array_equal(again.predict_proba(X), p)  # bit for bit, from the file
-    assert sum(server.inputs) == sent and again.ledger.cache_hits == len(X) and again.ledger.billed == len(X)
+    assert images_sent() == len(X) and again.ledger.cache_hits == len(X) and again.ledger.billed == len(X)
