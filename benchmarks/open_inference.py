@@ -173,7 +173,8 @@ def cache_cases(args):
     ]
     for name, n, labels, kind in cases:
         shape = SHAPES[name]
-        reps = max(3, int((REPS[name] // (10 if n <= 1024 else 30) if n > 32 else REPS[name] // 2) * args.reps_scale))
+        fewer = 2 if n <= 32 else 10 if n <= 1024 else 30  # fewer repetitions of larger calls
+        reps = max(3, int(REPS[name] // fewer * args.reps_scale))
         xs = [rng.random((n, *shape)).astype(np.float32) for _ in range(reps + 1)]
         row = {"shape": name, "images_per_request": n, "classes": len(labels), "client": kind}
         row["bare_quantise_hash_us"] = cpu_each(lambda x: image_keys(quantize(x), "id"), xs[1:]) / n
@@ -397,10 +398,12 @@ def mlserver_overhead(args):
     return row
 
 
-def cache_markdown(rows):
-    def us(v):
-        return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+def us(v):
+    """Microseconds as the tables print them: one decimal below 10, none above."""
+    return f"{v:.1f}" if v < 10 else f"{v:.0f}"
 
+
+def cache_markdown(rows):
     lines = [
         "## The whole path with the answer cache on (the default), every image new",
         "",
@@ -443,10 +446,6 @@ def markdown(result):
             "whole path | whole / (quantise + hash) |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-
-        def us(v):
-            return f"{v:.1f}" if v < 10 else f"{v:.0f}"
-
         for r in result["stages"]:
             lines.append(
                 f"| {r['shape']} | {r['images_per_request']} | {r.get('classes', 10)} | {r['client']} | "
